@@ -1,0 +1,120 @@
+/**
+ * One error hierarchy for every Keymaker package. Each error carries a stable
+ * `code`; `exitCodeFor` is the single place that maps codes to process exit codes.
+ */
+
+export const EXIT_CODES = {
+  INTERNAL: 1,
+  USAGE: 2,
+  INVALID_ARGUMENT: 3,
+  INVALID_USERNAME: 4,
+  INVALID_SSH_KEY: 5,
+  INVALID_ROLE_CONFIG: 6,
+  FILE_NOT_FOUND: 7,
+  NO_SUCH_USER: 10,
+  NO_SUCH_KEY: 11,
+  NO_SUCH_ENTITY: 12,
+  KEY_QUOTA_EXCEEDED: 13,
+  ACCESS_DENIED: 14,
+  THROTTLED: 15,
+  NO_CREDENTIALS: 16,
+  NO_REGION: 17,
+  ROLE_CREDENTIALS: 18,
+  NETWORK: 19,
+  AWS_ERROR: 20,
+  DEADLINE_EXCEEDED: 21,
+  LIMIT_EXCEEDED: 22,
+  NO_INSTANCE_ROLE: 23,
+  NOT_MANAGED: 30,
+  NOT_IN_REQUIRED_GROUP: 31,
+  NOT_ROOT: 40,
+  UNSAFE_PATH: 41,
+  SSHD_CONFIG_INVALID: 42,
+  SYSTEM_COMMAND_FAILED: 43,
+  UID_CONFLICT: 44,
+  LOCKED: 45,
+  EXISTING_AUTHORIZED_KEYS_COMMAND: 46,
+  GROUP_NOT_MANAGED: 47,
+  UNSUPPORTED_HOST: 48,
+} as const;
+
+export type ErrorCode = keyof typeof EXIT_CODES;
+
+export interface KeymakerErrorOptions {
+  cause?: unknown;
+  /** Extra structured facts for logs and --json output. */
+  details?: Record<string, unknown>;
+}
+
+export class KeymakerError extends Error {
+  readonly code: ErrorCode;
+  readonly details: Record<string, unknown>;
+
+  constructor(code: ErrorCode, message: string, options: KeymakerErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = new.target.name;
+    this.code = code;
+    this.details = options.details ?? {};
+  }
+
+  get exitCode(): number {
+    return EXIT_CODES[this.code];
+  }
+}
+
+/** Bad input from a person or a script: arguments, names, files, keys. */
+export class InputError extends KeymakerError {}
+
+/** A role description whose keymaker tokens cannot be trusted. */
+export class RoleConfigError extends KeymakerError {
+  constructor(message: string, options: KeymakerErrorOptions = {}) {
+    super('INVALID_ROLE_CONFIG', message, options);
+  }
+}
+
+/** An AWS call failed; `awsCode` is the service's error code when there was one. */
+export class AwsError extends KeymakerError {
+  readonly awsCode?: string;
+  readonly operation?: string;
+  constructor(
+    code: ErrorCode,
+    message: string,
+    options: KeymakerErrorOptions & { awsCode?: string; operation?: string } = {},
+  ) {
+    super(code, message, options);
+    this.awsCode = options.awsCode;
+    this.operation = options.operation;
+  }
+}
+
+/** A login that is refused on purpose (not managed, not in the required group). */
+export class AccessRefusedError extends KeymakerError {}
+
+/** Something on the host: files, sshd, PAM, useradd, locks. */
+export class HostError extends KeymakerError {}
+
+export class DeadlineError extends KeymakerError {
+  constructor(message: string, options: KeymakerErrorOptions = {}) {
+    super('DEADLINE_EXCEEDED', message, options);
+  }
+}
+
+export function isKeymakerError(error: unknown, code?: ErrorCode): error is KeymakerError {
+  return error instanceof KeymakerError && (code === undefined || error.code === code);
+}
+
+export function exitCodeFor(error: unknown): number {
+  return error instanceof KeymakerError ? error.exitCode : EXIT_CODES.INTERNAL;
+}
+
+/** The one line a person sees: never a stack trace. */
+export function formatError(error: unknown): string {
+  if (error instanceof KeymakerError) return `keymaker: ${error.message}`;
+  const message = error instanceof Error ? error.message : String(error);
+  return `keymaker: unexpected error: ${firstLine(message)} (run with --debug for details)`;
+}
+
+export function firstLine(text: string): string {
+  const line = text.split(/\r?\n/, 1)[0] ?? '';
+  return line.length > 300 ? `${line.slice(0, 297)}...` : line;
+}

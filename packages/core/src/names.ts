@@ -1,0 +1,115 @@
+import { InputError } from './errors';
+
+/**
+ * Linux login and group names: lower-case portable names that every useradd
+ * accepts, at most 32 characters (utmp's limit). No leading '-' (option
+ * injection), no '.'-only names, no trailing '$' (Samba machine accounts).
+ */
+const LINUX_NAME = /^[a-z_][a-z0-9_.-]*$/;
+export const LINUX_NAME_MAX = 32;
+
+/** IAM user names: 1-64 of [A-Za-z0-9+=,.@_-]. Group and role names share the charset. */
+const IAM_NAME = /^[A-Za-z0-9+=,.@_-]+$/;
+export const IAM_USER_NAME_MAX = 64;
+export const IAM_GROUP_NAME_MAX = 128;
+export const IAM_ROLE_NAME_MAX = 64;
+
+export function linuxNameProblem(name: string): string | undefined {
+  if (name.length === 0) return 'it is empty';
+  if (name.length > LINUX_NAME_MAX) return `it is longer than ${LINUX_NAME_MAX} characters`;
+  if (!LINUX_NAME.test(name)) {
+    return 'it must start with a lower-case letter or "_" and contain only a-z, 0-9, "_", "." and "-"';
+  }
+  if (name.endsWith('.')) return 'it must not end with "."';
+  return undefined;
+}
+
+export function isValidLinuxName(name: string): boolean {
+  return linuxNameProblem(name) === undefined;
+}
+
+/** Throws INVALID_USERNAME before anything (an API call, a process) sees the name. */
+export function assertLinuxUserName(name: string): string {
+  const problem = linuxNameProblem(name);
+  if (problem) {
+    throw new InputError('INVALID_USERNAME', `invalid Linux user name ${JSON.stringify(name)}: ${problem}`);
+  }
+  return name;
+}
+
+function iamNameProblem(name: string, max: number): string | undefined {
+  if (name.length === 0) return 'it is empty';
+  if (name.length > max) return `it is longer than ${max} characters`;
+  if (!IAM_NAME.test(name)) return 'IAM names contain only letters, digits and +=,.@_-';
+  return undefined;
+}
+
+export function iamUserNameProblem(name: string): string | undefined {
+  return iamNameProblem(name, IAM_USER_NAME_MAX);
+}
+export function iamGroupNameProblem(name: string): string | undefined {
+  return iamNameProblem(name, IAM_GROUP_NAME_MAX);
+}
+export function iamRoleNameProblem(name: string): string | undefined {
+  return iamNameProblem(name, IAM_ROLE_NAME_MAX);
+}
+
+export function assertIamUserName(name: string): string {
+  const problem = iamUserNameProblem(name);
+  if (problem) {
+    throw new InputError('INVALID_USERNAME', `invalid IAM user name ${JSON.stringify(name)}: ${problem}`);
+  }
+  return name;
+}
+
+/** Linux login name -> IAM user name: the role's suffix is appended (keymaker_linux_user_suffix). */
+export function iamUserNameForLinuxUser(linuxName: string, suffix: string): string {
+  assertLinuxUserName(linuxName);
+  return assertIamUserName(linuxName + suffix);
+}
+
+/** IAM user name -> Linux login name, or undefined when the IAM user cannot be a managed Linux user. */
+export function linuxUserNameForIamUser(iamName: string, suffix: string): string | undefined {
+  if (!iamName.endsWith(suffix)) return undefined;
+  // An empty suffix must not trim anything (keymaker 1.0.7's fix).
+  const linuxName = suffix.length === 0 ? iamName : iamName.slice(0, -suffix.length);
+  return isValidLinuxName(linuxName) ? linuxName : undefined;
+}
+
+/** IAM group name -> Linux group name: only groups with the prefix, prefix stripped. */
+export function linuxGroupNameForIamGroup(iamGroupName: string, prefix: string): string | undefined {
+  if (prefix.length === 0 || !iamGroupName.startsWith(prefix)) return undefined;
+  const linuxName = iamGroupName.slice(prefix.length);
+  return isValidLinuxName(linuxName) ? linuxName : undefined;
+}
+
+const ACCOUNT_ID = /^\d{12}$/;
+export function isAccountId(value: string): boolean {
+  return ACCOUNT_ID.test(value);
+}
+
+export interface ParsedArn {
+  partition: string;
+  service: string;
+  region: string;
+  accountId: string;
+  resource: string;
+}
+
+export function parseArn(arn: string): ParsedArn | undefined {
+  const parts = arn.split(':');
+  if (parts.length < 6 || parts[0] !== 'arn') return undefined;
+  const [, partition, service, region, accountId] = parts as [string, string, string, string, string];
+  const resource = parts.slice(5).join(':');
+  if (!partition || !service || !resource) return undefined;
+  return { partition, service, region, accountId, resource };
+}
+
+/** arn:aws:iam::123456789012:role/path/NAME -> { accountId, roleName: NAME } */
+export function parseRoleArn(arn: string): { accountId: string; roleName: string; partition: string } | undefined {
+  const parsed = parseArn(arn);
+  if (!parsed || parsed.service !== 'iam' || !isAccountId(parsed.accountId)) return undefined;
+  const match = /^role\/(?:[\x21-\x7e]*\/)?([^/]+)$/.exec(parsed.resource);
+  if (!match || iamRoleNameProblem(match[1]!)) return undefined;
+  return { accountId: parsed.accountId, roleName: match[1]!, partition: parsed.partition };
+}

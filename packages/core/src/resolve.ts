@@ -1,0 +1,244 @@
+import { GetRoleCommand, type IAMClient } from '@aws-sdk/client-iam';
+import { AssumeRoleCommand, GetCallerIdentityCommand, type STSClient } from '@aws-sdk/client-sts';
+import { awsCall, requireString, unexpectedAnswer } from './aws';
+import { InputError, RoleConfigError } from './errors';
+import { IamDirectory } from './directory';
+import { isAccountId, parseArn } from './names';
+import { assertValidRoleConfig, parseRoleDescription, resolveRoleConfig, type ResolvedRoleConfig, type RoleConfig } from './role-config';
+
+export type CallerKind = 'assumed-role' | 'user' | 'root' | 'other';
+
+export interface CallerIdentity {
+  arn: string;
+  accountId: string;
+  kind: CallerKind;
+  /** For assumed-role: the role's name; for user: the IAM user's name. */
+  name?: string;
+}
+
+export interface TemporaryCredentials {
+  accessKeyId: string;
+  secretAccessKey: string;
+  sessionToken: string;
+  /** Epoch milliseconds. */
+  expiration: number;
+}
+
+/** Small key/value store for login-to-login caching; the host supplies a root-owned file store. */
+export interface CacheStore {
+  get(key: string): Promise<unknown>;
+  set(key: string, value: unknown): Promise<void>;
+}
+
+export async function getCallerIdentity(sts: STSClient): Promise<CallerIdentity> {
+  const out = await awsCall('GetCallerIdentity', () => sts.send(new GetCallerIdentityCommand({})));
+  const arn = requireString(out.Arn, 'GetCallerIdentity', 'Arn');
+  return parseCallerArn(arn);
+}
+
+export function parseCallerArn(arn: string): CallerIdentity {
+  const parsed = parseArn(arn);
+  if (!parsed || !isAccountId(parsed.accountId)) throw unexpectedAnswer('GetCallerIdentity', 'malformed Arn');
+  const { accountId, resource, service } = parsed;
+  if (service === 'sts' && resource.startsWith('assumed-role/')) {
+    const [, roleName] = resource.split('/');
+    if (!roleName) throw unexpectedAnswer('GetCallerIdentity', 'malformed assumed-role Arn');
+    return { arn, accountId, kind: 'assumed-role', name: roleName };
+  }
+  if ((service === 'iam' || service === 'sts') && resource.startsWith('user/')) {
+    return { arn, accountId, kind: 'user', name: resource.split('/').pop() };
+  }
+  if (resource === 'root') return { arn, accountId, kind: 'root' };
+  return { arn, accountId, kind: 'other' };
+}
+
+/**
+ * The role's keymaker config, read from its description. Fails closed: a
+ * throttled, denied or failed GetRole is an error, never "no config".
+ */
+export async function readRoleConfig(iam: IAMClient, roleName: string): Promise<RoleConfig> {
+  const out = await awsCall('GetRole', () => iam.send(new GetRoleCommand({ RoleName: roleName })));
+  if (!out.Role) throw unexpectedAnswer('GetRole', 'no Role');
+  return parseRoleDescription(out.Role.Description);
+}
+
+export interface InstanceConfig {
+  caller: CallerIdentity;
+  /** Where the config came from: the caller's role, or nothing (user credentials have no role). */
+  source: 'role' | 'none';
+  config: RoleConfig;
+}
+
+export async function loadInstanceConfig(clients: { iam: IAMClient; sts: STSClient }): Promise<InstanceConfig> {
+  const caller = await getCallerIdentity(clients.sts);
+  if (caller.kind !== 'assumed-role') return { caller, source: 'none', config: {} };
+  return { caller, source: 'role', config: await readRoleConfig(clients.iam, caller.name!) };
+}
+
+export async function assumeResolverRole(
+  sts: STSClient,
+  config: RoleConfig,
+  partition = 'aws',
+  sessionName = 'keymaker',
+): Promise<TemporaryCredentials> {
+  const roleArn = resolverRoleArn(config, partition);
+  const out = await awsCall('AssumeRole', () => sts.send(new AssumeRoleCommand({ RoleArn: roleArn, RoleSessionName: sessionName })));
+  const creds = out.Credentials;
+  if (!creds) throw unexpectedAnswer('AssumeRole', 'no Credentials');
+  const expiration = creds.Expiration instanceof Date ? creds.Expiration.getTime() : Date.parse(String(creds.Expiration));
+  if (!Number.isFinite(expiration)) throw unexpectedAnswer('AssumeRole', 'no Expiration');
+  return {
+    accessKeyId: requireString(creds.AccessKeyId, 'AssumeRole', 'AccessKeyId'),
+    secretAccessKey: requireString(creds.SecretAccessKey, 'AssumeRole', 'SecretAccessKey'),
+    sessionToken: requireString(creds.SessionToken, 'AssumeRole', 'SessionToken'),
+    expiration,
+  };
+}
+
+export function resolverRoleArn(config: RoleConfig, partition = 'aws'): string {
+  if (!config.idResolverAccount || !config.idResolverIamRole) {
+    throw new RoleConfigError('no ID-resolver account configured');
+  }
+  return `arn:${partition}:iam::${config.idResolverAccount}:role/${config.idResolverIamRole}`;
+}
+
+export interface ResolveOptions {
+  iam: IAMClient;
+  sts: STSClient;
+  /** Builds an IAM client for the ID-resolver account's credentials. */
+  iamClientFor: (credentials: TemporaryCredentials) => IAMClient;
+  /** Skip reading the role: use this config (e.g. from the command line or a test). */
+  config?: RoleConfig;
+  cache?: CacheStore;
+  /** How long a cached role config is trusted. Default 5 minutes. */
+  configTtlMs?: number;
+  /** Resolver credentials are renewed this long before they expire. Default 5 minutes. */
+  credentialsMarginMs?: number;
+  now?: () => number;
+  sessionName?: string;
+}
+
+export interface Resolution {
+  caller?: CallerIdentity;
+  source: 'role' | 'none' | 'given';
+  config: ResolvedRoleConfig;
+  directory: IamDirectory;
+  /** True when the directory is in the ID-resolver account. */
+  crossAccount: boolean;
+  /** Which parts came from the cache (for logs and benchmarks). */
+  cached: { config: boolean; credentials: boolean };
+}
+
+export const DEFAULT_CONFIG_TTL_MS = 5 * 60 * 1000;
+export const DEFAULT_CREDENTIALS_MARGIN_MS = 5 * 60 * 1000;
+const CACHE_KEY = 'instance-config-v1';
+
+interface CacheEntry {
+  savedAt: number;
+  caller: CallerIdentity;
+  source: 'role' | 'none';
+  config: RoleConfig;
+  credentials?: TemporaryCredentials;
+}
+
+function readCacheEntry(value: unknown): CacheEntry | undefined {
+  if (!value || typeof value !== 'object') return undefined;
+  const entry = value as CacheEntry;
+  if (typeof entry.savedAt !== 'number' || !entry.caller || typeof entry.caller.arn !== 'string') return undefined;
+  if (entry.source !== 'role' && entry.source !== 'none') return undefined;
+  try {
+    // A cache file is data too: the config is validated again, never trusted.
+    entry.config = assertValidRoleConfig(entry.config ?? {});
+    entry.caller = parseCallerArn(entry.caller.arn);
+  } catch {
+    return undefined;
+  }
+  const creds = entry.credentials;
+  if (creds && (typeof creds.accessKeyId !== 'string' || typeof creds.secretAccessKey !== 'string' || typeof creds.sessionToken !== 'string' || typeof creds.expiration !== 'number')) {
+    return undefined;
+  }
+  return entry;
+}
+
+/**
+ * Finds the IAM directory this host resolves users in: reads the instance
+ * role's config (or a fresh cached copy), and assumes the ID-resolver role
+ * when one is configured (reusing cached credentials until shortly before
+ * they expire). Any failure throws; nothing falls back to "no config".
+ */
+export async function resolveDirectory(options: ResolveOptions): Promise<Resolution> {
+  const now = options.now ?? Date.now;
+  const ttl = options.configTtlMs ?? DEFAULT_CONFIG_TTL_MS;
+  const margin = options.credentialsMarginMs ?? DEFAULT_CREDENTIALS_MARGIN_MS;
+  const cached = { config: false, credentials: false };
+
+  let caller: CallerIdentity | undefined;
+  let source: Resolution['source'];
+  let config: RoleConfig;
+  let entry: CacheEntry | undefined;
+
+  if (options.config) {
+    source = 'given';
+    config = assertValidRoleConfig(options.config);
+  } else {
+    entry = options.cache ? readCacheEntry(await safeGet(options.cache, CACHE_KEY)) : undefined;
+    if (entry && now() - entry.savedAt >= 0 && now() - entry.savedAt < ttl) {
+      cached.config = true;
+    } else {
+      const loaded = await loadInstanceConfig(options);
+      entry = { savedAt: now(), caller: loaded.caller, source: loaded.source, config: loaded.config };
+    }
+    caller = entry.caller;
+    source = entry.source;
+    config = entry.config;
+  }
+
+  const resolved = resolveRoleConfig(config);
+  let iam = options.iam;
+  const crossAccount = Boolean(resolved.idResolverAccount);
+  if (crossAccount) {
+    let credentials = entry?.credentials;
+    if (credentials && credentials.expiration - margin > now()) {
+      cached.credentials = true;
+    } else {
+      const partition = caller ? parseArn(caller.arn)?.partition : undefined;
+      credentials = await assumeResolverRole(options.sts, resolved, partition ?? 'aws', options.sessionName);
+    }
+    if (entry) entry.credentials = credentials;
+    iam = options.iamClientFor(credentials);
+  } else if (entry) {
+    delete entry.credentials;
+  }
+
+  if (options.cache && entry && !(cached.config && (!crossAccount || cached.credentials))) {
+    await safeSet(options.cache, CACHE_KEY, entry);
+  }
+  return { caller, source, config: resolved, directory: new IamDirectory(iam, resolved), crossAccount, cached };
+}
+
+// The cache only saves round trips: a broken cache must not break logins.
+async function safeGet(cache: CacheStore, key: string): Promise<unknown> {
+  try {
+    return await cache.get(key);
+  } catch {
+    return undefined;
+  }
+}
+async function safeSet(cache: CacheStore, key: string, value: unknown): Promise<void> {
+  try {
+    await cache.set(key, value);
+  } catch {
+    /* see safeGet */
+  }
+}
+
+/** The IAM user behind the current credentials, for commands run without --user. */
+export async function currentIamUserName(sts: STSClient): Promise<string> {
+  const caller = await getCallerIdentity(sts);
+  if (caller.kind === 'user' && caller.name) return caller.name;
+  if (caller.kind === 'assumed-role') {
+    throw new InputError('ROLE_CREDENTIALS', `you are signed in with role credentials (${caller.name}), which have no IAM user; pass --user NAME`);
+  }
+  throw new InputError('ROLE_CREDENTIALS', `the current credentials (${caller.arn}) are not an IAM user's; pass --user NAME`);
+}
+

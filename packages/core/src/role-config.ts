@@ -1,0 +1,228 @@
+import { RoleConfigError } from './errors';
+import {
+  iamGroupNameProblem,
+  iamRoleNameProblem,
+  isAccountId,
+  IAM_USER_NAME_MAX,
+  LINUX_NAME_MAX,
+} from './names';
+import { UID_SCHEMES, type UidScheme } from './uid';
+
+/**
+ * Keymaker's configuration lives in the instance role's IAM description as
+ * `keymaker_<name>=<value>` tokens, as in keymaker 1.x. Tokens are separated by
+ * spaces and/or commas, may sit in free text, and values may be single- or
+ * double-quoted.
+ */
+export interface RoleConfig {
+  /** keymaker_id_resolver_account: the 12-digit account that holds the IAM users. */
+  idResolverAccount?: string;
+  /** keymaker_id_resolver_iam_role: the role to assume in that account. */
+  idResolverIamRole?: string;
+  /** keymaker_require_iam_group: users must be members of this IAM group to log in. */
+  requireIamGroup?: string;
+  /** keymaker_linux_user_suffix: IAM user name = Linux name + suffix. */
+  linuxUserSuffix?: string;
+  /** keymaker_linux_group_prefix: IAM groups with this prefix become Linux groups. */
+  linuxGroupPrefix?: string;
+  /** keymaker_uid_scheme: how UIDs/GIDs derive from IAM unique IDs. */
+  uidScheme?: UidScheme;
+}
+
+export type ResolvedRoleConfig = Required<Pick<RoleConfig, 'linuxUserSuffix' | 'linuxGroupPrefix' | 'uidScheme'>> &
+  Omit<RoleConfig, 'linuxUserSuffix' | 'linuxGroupPrefix' | 'uidScheme'>;
+
+export const DEFAULT_LINUX_GROUP_PREFIX = 'keymaker_';
+export const DEFAULT_UID_SCHEME: UidScheme = 'wide';
+export const IAM_ROLE_DESCRIPTION_MAX = 1000;
+
+type Field = keyof RoleConfig;
+
+/** Token name <-> field, in the canonical order used when writing a description. */
+export const ROLE_CONFIG_TOKENS: ReadonlyArray<readonly [token: string, field: Field]> = [
+  ['keymaker_id_resolver_account', 'idResolverAccount'],
+  ['keymaker_id_resolver_iam_role', 'idResolverIamRole'],
+  ['keymaker_require_iam_group', 'requireIamGroup'],
+  ['keymaker_linux_user_suffix', 'linuxUserSuffix'],
+  ['keymaker_linux_group_prefix', 'linuxGroupPrefix'],
+  ['keymaker_uid_scheme', 'uidScheme'],
+];
+const FIELD_BY_TOKEN = new Map(ROLE_CONFIG_TOKENS.map(([token, field]) => [token, field]));
+const TOKEN_BY_FIELD = new Map(ROLE_CONFIG_TOKENS.map(([token, field]) => [field, token]));
+
+/** Characters a suffix or prefix may hold: those IAM names allow. */
+const IAM_NAME_CHARS = /^[A-Za-z0-9+=,.@_-]*$/;
+
+/** Why a value is unacceptable for a field, or undefined when it is fine. */
+export function roleConfigValueProblem(field: Field, value: string): string | undefined {
+  switch (field) {
+    case 'idResolverAccount':
+      return isAccountId(value) ? undefined : 'an AWS account ID is exactly 12 digits';
+    case 'idResolverIamRole':
+      return iamRoleNameProblem(value) && 'it is not a valid IAM role name (1-64 of A-Z a-z 0-9 +=,.@_-)';
+    case 'requireIamGroup':
+      return iamGroupNameProblem(value) && 'it is not a valid IAM group name (1-128 of A-Z a-z 0-9 +=,.@_-)';
+    case 'linuxUserSuffix':
+      if (!IAM_NAME_CHARS.test(value)) return 'a suffix may contain only A-Z a-z 0-9 +=,.@_-';
+      if (value.length > IAM_USER_NAME_MAX - 1) return `a suffix leaves no room for a user name in ${IAM_USER_NAME_MAX} characters`;
+      return undefined;
+    case 'linuxGroupPrefix':
+      if (value.length === 0) return 'an empty prefix would turn every IAM group into a Linux group';
+      if (!IAM_NAME_CHARS.test(value) || value.includes(',')) return 'a prefix may contain only A-Z a-z 0-9 +=.@_-';
+      if (value.length > 127) return 'a prefix leaves no room for a group name in 128 characters';
+      return undefined;
+    case 'uidScheme':
+      return (UID_SCHEMES as readonly string[]).includes(value) ? undefined : `known schemes: ${UID_SCHEMES.join(', ')}`;
+  }
+}
+
+interface FoundToken {
+  token: string;
+  value: string;
+  start: number;
+  end: number;
+}
+
+const TOKEN_START = /(^|[\s,])(keymaker_[A-Za-z0-9_]*)=/g;
+
+/** Finds every keymaker_*= token with its (unquoted) value and its span in the text. */
+function scanTokens(description: string): { found: FoundToken[]; problems: string[] } {
+  const found: FoundToken[] = [];
+  const problems: string[] = [];
+  TOKEN_START.lastIndex = 0;
+  let match: RegExpExecArray | null;
+  while ((match = TOKEN_START.exec(description))) {
+    const token = match[2]!;
+    const start = match.index + match[1]!.length;
+    let cursor = match.index + match[0].length;
+    let value: string;
+    const quote = description[cursor];
+    if (quote === '"' || quote === "'") {
+      const close = description.indexOf(quote, cursor + 1);
+      if (close < 0) {
+        problems.push(`${token} has an opening ${quote} with no closing one`);
+        break;
+      }
+      value = description.slice(cursor + 1, close);
+      cursor = close + 1;
+    } else {
+      const rest = /^[^\s,'"]*/.exec(description.slice(cursor))![0];
+      value = rest;
+      cursor += rest.length;
+      if (description[cursor] === '"' || description[cursor] === "'") {
+        problems.push(`${token} has a stray quote in its value`);
+        break;
+      }
+    }
+    found.push({ token, value, start, end: cursor });
+    TOKEN_START.lastIndex = cursor;
+  }
+  return { found, problems };
+}
+
+/**
+ * Parses the keymaker tokens in a role description. Any unknown, invalid,
+ * conflicting or incomplete token throws a RoleConfigError naming every
+ * problem: a token that cannot be trusted is never silently dropped.
+ */
+export function parseRoleDescription(description: string | undefined | null): RoleConfig {
+  if (description === undefined || description === null) return {};
+  if (typeof description !== 'string') throw new RoleConfigError('role description is not text');
+  const { found, problems } = scanTokens(description);
+  const config: RoleConfig = {};
+  for (const { token, value } of found) {
+    const field = FIELD_BY_TOKEN.get(token);
+    if (!field) {
+      problems.push(`unknown token ${token} (known: ${ROLE_CONFIG_TOKENS.map(([t]) => t).join(', ')})`);
+      continue;
+    }
+    const problem = roleConfigValueProblem(field, value);
+    if (problem) {
+      problems.push(`${token}=${JSON.stringify(value)}: ${problem}`);
+      continue;
+    }
+    const previous = config[field];
+    if (previous !== undefined && previous !== value) {
+      problems.push(`${token} is given twice with different values (${JSON.stringify(previous)} and ${JSON.stringify(value)})`);
+      continue;
+    }
+    (config as Record<Field, string>)[field] = value;
+  }
+  if ((config.idResolverAccount === undefined) !== (config.idResolverIamRole === undefined)) {
+    problems.push('keymaker_id_resolver_account and keymaker_id_resolver_iam_role must be given together');
+  }
+  if (problems.length > 0) {
+    throw new RoleConfigError(`invalid keymaker configuration in the role description: ${problems.join('; ')}`, {
+      details: { problems },
+    });
+  }
+  return config;
+}
+
+export function resolveRoleConfig(config: RoleConfig): ResolvedRoleConfig {
+  return {
+    ...config,
+    linuxUserSuffix: config.linuxUserSuffix ?? '',
+    linuxGroupPrefix: config.linuxGroupPrefix ?? DEFAULT_LINUX_GROUP_PREFIX,
+    uidScheme: config.uidScheme ?? DEFAULT_UID_SCHEME,
+  };
+}
+
+/** Validates a config built in code (e.g. from command-line options); throws like parseRoleDescription. */
+export function assertValidRoleConfig(config: RoleConfig): RoleConfig {
+  return parseRoleDescription(serializeRoleConfig(config));
+}
+
+function quoteIfNeeded(value: string): string {
+  return value === '' || /[\s,'"]/.test(value) ? `"${value}"` : value;
+}
+
+/** Tokens in canonical order, space-separated; empty string for an empty config. */
+export function serializeRoleConfig(config: RoleConfig): string {
+  const parts: string[] = [];
+  for (const [token, field] of ROLE_CONFIG_TOKENS) {
+    const value = config[field];
+    if (value !== undefined) parts.push(`${token}=${quoteIfNeeded(value)}`);
+  }
+  return parts.join(' ');
+}
+
+/**
+ * Writes a config into an existing description: every keymaker token is
+ * replaced, any other text is kept. Throws when the result would exceed IAM's
+ * 1000-character limit.
+ */
+export function applyRoleConfigToDescription(description: string | undefined, config: RoleConfig): string {
+  const text = description ?? '';
+  const { found, problems } = scanTokens(text);
+  if (problems.length > 0) {
+    throw new RoleConfigError(`cannot rewrite the role description: ${problems.join('; ')}; fix the description by hand`);
+  }
+  let kept = '';
+  let cursor = 0;
+  for (const token of found) {
+    kept += text.slice(cursor, token.start);
+    cursor = token.end;
+  }
+  kept += text.slice(cursor);
+  // Tidy the separators the removed tokens leave behind.
+  kept = kept.replace(/[ \t]*,[ \t]*(?=,|$)/g, '').replace(/[ \t]{2,}/g, ' ').replace(/^[\s,]+|[\s,]+$/g, '');
+  const tokens = serializeRoleConfig(config);
+  const result = [kept, tokens].filter((part) => part.length > 0).join(' ');
+  if (result.length > IAM_ROLE_DESCRIPTION_MAX) {
+    throw new RoleConfigError(
+      `the role description would be ${result.length} characters, over IAM's limit of ${IAM_ROLE_DESCRIPTION_MAX}; shorten its other text`,
+    );
+  }
+  return result;
+}
+
+export function tokenForField(field: Field): string {
+  return TOKEN_BY_FIELD.get(field)!;
+}
+
+/** Longest Linux name that still fits IAM's user-name limit with this suffix. */
+export function maxLinuxNameLengthForSuffix(suffix: string): number {
+  return Math.min(LINUX_NAME_MAX, IAM_USER_NAME_MAX - suffix.length);
+}
+
