@@ -1,0 +1,34 @@
+#!/bin/bash
+# PID 1 of a keymaker test sandbox. Run ONLY through unshare (see run.sh / sandbox.ts):
+#   unshare --mount --pid --fork --kill-child --mount-proc init.sh SCRATCH_DIR [CMD...]
+# Inside the new mount namespace (propagation private, so nothing leaks to the host):
+#   - a tmpfs on SCRATCH_DIR holds the overlay upper/work dirs (gone with the namespace)
+#   - overlayfs over /etc /usr/local /var /opt /root (writes go to the upper dirs)
+#   - tmpfs over /home and /run, with /run/sshd (sshd needs it) and /run/lock
+# Without CMD: prints READY on stdout, then waits until stdin is closed (EOF) and exits,
+# which kills every process of the pid namespace (sshd included).
+# With CMD: runs CMD and exits with its status (the namespace dies with it).
+set -euo pipefail
+scratch=${1:?usage: init.sh SCRATCH_DIR [CMD...]}
+shift
+[[ $$ == 1 ]] || { echo "init.sh: must be PID 1 of a new pid namespace (run it via unshare)" >&2; exit 2; }
+
+mount -t tmpfs -o mode=700 keymaker-sandbox "$scratch"
+for d in etc usr/local var opt root; do
+  [[ -d /$d ]] || continue
+  n=${d//\//_}
+  mkdir -p "$scratch/upper/$n" "$scratch/work/$n"
+  mount -t overlay -o "lowerdir=/$d,upperdir=$scratch/upper/$n,workdir=$scratch/work/$n" "sandbox-$n" "/$d"
+done
+mount -t tmpfs -o mode=755 sandbox-home /home
+mount -t tmpfs -o mode=755 sandbox-run /run
+mkdir -m 755 /run/sshd
+mkdir -m 1777 /run/lock
+
+if (($#)); then
+  set +e
+  "$@"
+  exit $?
+fi
+echo READY
+read -r _ || true
