@@ -7,6 +7,5 @@ export default defineConfig({
   clean: true,
   target: 'node20',
   platform: 'node',
-  // Sibling @keymaker packages stay external: they are dependencies, not copies.
   external: [/^@keymaker\//, /^@aws-sdk\//],
 });

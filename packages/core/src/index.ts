@@ -7,3 +7,4 @@ export * from './aws';
 export * from './directory';
 export * from './resolve';
 export * from './keys';
+export * from './aws-clients';

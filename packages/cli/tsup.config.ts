@@ -1,0 +1,29 @@
+import { defineConfig } from 'tsup';
+
+export default defineConfig([
+  {
+    // The command line: @keymaker/* libraries are bundled in (they are this
+    // package's devDependencies), the AWS SDK and yargs stay dependencies.
+    entry: { keymaker: 'src/keymaker.ts', main: 'src/main.ts' },
+    format: ['esm'],
+    clean: true,
+    target: 'node20',
+    platform: 'node',
+    splitting: true,
+    noExternal: [/^@keymaker\//],
+    external: [/^@aws-sdk\//, 'yargs'],
+  },
+  {
+    // The login-time lookup: one self-contained file (SDK included), no yargs,
+    // so sshd's per-login process resolves and parses as little as possible.
+    entry: { 'keymaker-lookup': 'src/lookup-entry.ts' },
+    format: ['esm'],
+    clean: false,
+    target: 'node20',
+    platform: 'node',
+    splitting: false,
+    noExternal: [/.*/],
+    minify: true,
+    banner: { js: "import { createRequire as __kmCreateRequire } from 'node:module'; const require = __kmCreateRequire(import.meta.url);" },
+  },
+]);
