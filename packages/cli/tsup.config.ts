@@ -16,7 +16,7 @@ export default defineConfig([
   {
     // The login-time lookup: one self-contained file (SDK included), no yargs,
     // so sshd's per-login process resolves and parses as little as possible.
-    entry: { 'keymaker-lookup': 'src/lookup-entry.ts' },
+    entry: { 'keymaker-host': 'src/host-entry.ts' },
     format: ['esm'],
     clean: false,
     target: 'node20',

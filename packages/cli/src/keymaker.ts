@@ -1,11 +1,12 @@
 #!/usr/bin/env node
 export {};
-// Entry point. get_authorized_keys runs at every SSH login, so it takes the
-// lean path: no yargs, no command modules, only the lookup bundle.
+// Commands run by sshd, PAM and the sync schedule take the lean host entry:
+// no yargs, no command modules. Everything else goes through yargs.
+const HOST_COMMANDS = new Set(['get_authorized_keys', 'get-authorized-keys']);
 const argv = process.argv.slice(2);
-if (argv[0] === 'get_authorized_keys' || argv[0] === 'get-authorized-keys') {
-  const { main } = await import('./lookup-entry');
-  await main(argv.slice(1));
+if (argv[0] && HOST_COMMANDS.has(argv[0])) {
+  const { main } = await import('./host-entry');
+  await main(argv);
 } else {
   const { main } = await import('./main');
   await main(argv);

@@ -1,1 +1,3 @@
+export * from './paths';
+export * from './host-config';
 export * from './lookup';

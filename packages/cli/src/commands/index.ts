@@ -54,8 +54,8 @@ export function registerKeyCommands(cli: Argv<GlobalOptions>): Argv<GlobalOption
       (y) => y.positional('user', { type: 'string', demandOption: true }).positional('fingerprint', { type: 'string' }),
       // Normally intercepted by the lean entry before yargs loads; kept for --help.
       async (args) => {
-        const { main } = await import('../lookup-entry');
-        await main([String(args.user), ...(args.fingerprint ? [String(args.fingerprint)] : []), ...(args.debug ? ['--debug'] : [])]);
+        const { main } = await import('../host-entry');
+        await main(['get_authorized_keys', String(args.user), ...(args.fingerprint ? [String(args.fingerprint)] : []), ...(args.debug ? ['--debug'] : [])]);
       },
     )
     .command(

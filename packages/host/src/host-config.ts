@@ -1,0 +1,104 @@
+import { InputError } from '@keymaker/core';
+
+/**
+ * /etc/keymaker/config.json: what the login-time processes need and sshd will
+ * not pass in the environment (sshd resets it). Written by `keymaker install`,
+ * root-owned, mode 0644. Parsed strictly: an unknown or ill-typed field is an
+ * error, so a typo never silently changes behaviour.
+ */
+export interface HostConfig {
+  version: 1;
+  /** AWS region used to sign IAM/STS calls. */
+  region?: string;
+  /** Endpoint overrides (private endpoints, tests). */
+  iamEndpoint?: string;
+  stsEndpoint?: string;
+  /** Instance metadata endpoint override (tests, IMDS proxies). */
+  metadataEndpoint?: string;
+  /** Named profile and files, for hosts without an instance role (on-premises, tests). */
+  profile?: string;
+  sharedCredentialsFile?: string;
+  sharedConfigFile?: string;
+  /** Hard deadline for one lookup, ms. */
+  deadlineMs: number;
+  /** The user sshd runs the lookup as. */
+  authorizedKeysCommandUser: string;
+  /** Group sync period, minutes (1-59). */
+  syncIntervalMinutes: number;
+  /** Sync also creates the accounts of authorized IAM users ahead of their first login. */
+  preProvisionAccounts: boolean;
+  /** Existing Linux groups (not created by keymaker) that sync may manage anyway. */
+  allowedExistingGroups: string[];
+  /** Lifetime of the cached role config, seconds. */
+  cacheTtlSeconds: number;
+}
+
+export const DEFAULT_HOST_CONFIG: HostConfig = {
+  version: 1,
+  deadlineMs: 5000,
+  authorizedKeysCommandUser: 'keymaker',
+  syncIntervalMinutes: 5,
+  preProvisionAccounts: false,
+  allowedExistingGroups: [],
+  cacheTtlSeconds: 300,
+};
+
+type FieldType = 'string' | 'number' | 'boolean' | 'string[]';
+const FIELDS: Record<keyof HostConfig, FieldType> = {
+  version: 'number',
+  region: 'string',
+  iamEndpoint: 'string',
+  stsEndpoint: 'string',
+  metadataEndpoint: 'string',
+  profile: 'string',
+  sharedCredentialsFile: 'string',
+  sharedConfigFile: 'string',
+  deadlineMs: 'number',
+  authorizedKeysCommandUser: 'string',
+  syncIntervalMinutes: 'number',
+  preProvisionAccounts: 'boolean',
+  allowedExistingGroups: 'string[]',
+  cacheTtlSeconds: 'number',
+};
+
+function typeOk(value: unknown, type: FieldType): boolean {
+  if (type === 'string[]') return Array.isArray(value) && value.every((item) => typeof item === 'string');
+  return typeof value === type;
+}
+
+export function parseHostConfig(text: string, source = 'host config'): HostConfig {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    throw new InputError('INVALID_ARGUMENT', `${source} is not valid JSON; fix it or run "keymaker install" again`);
+  }
+  if (!raw || typeof raw !== 'object' || Array.isArray(raw)) {
+    throw new InputError('INVALID_ARGUMENT', `${source} must be a JSON object; run "keymaker install" again`);
+  }
+  const problems: string[] = [];
+  for (const [key, value] of Object.entries(raw)) {
+    const type = FIELDS[key as keyof HostConfig];
+    if (!type) problems.push(`unknown field ${JSON.stringify(key)}`);
+    else if (!typeOk(value, type)) problems.push(`${key} must be a ${type}`);
+  }
+  const config = { ...DEFAULT_HOST_CONFIG, ...(raw as Partial<HostConfig>) };
+  if (config.version !== 1) problems.push('version must be 1');
+  if (!(config.deadlineMs >= 100 && config.deadlineMs <= 60_000)) problems.push('deadlineMs must be 100-60000');
+  if (!(Number.isInteger(config.syncIntervalMinutes) && config.syncIntervalMinutes >= 1 && config.syncIntervalMinutes <= 59)) {
+    problems.push('syncIntervalMinutes must be a whole number 1-59');
+  }
+  if (!(config.cacheTtlSeconds >= 0 && config.cacheTtlSeconds <= 3600)) problems.push('cacheTtlSeconds must be 0-3600');
+  for (const key of ['iamEndpoint', 'stsEndpoint', 'metadataEndpoint'] as const) {
+    const value = config[key];
+    if (value !== undefined && !/^https?:\/\/[^\s/]+(\/\S*)?$/.test(value)) problems.push(`${key} must be an http(s) URL`);
+  }
+  if (problems.length > 0) {
+    throw new InputError('INVALID_ARGUMENT', `${source}: ${problems.join('; ')}`);
+  }
+  return config;
+}
+
+export function serializeHostConfig(config: HostConfig): string {
+  return `${JSON.stringify(config, null, 2)}\n`;
+}

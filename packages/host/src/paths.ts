@@ -1,0 +1,48 @@
+/**
+ * Where keymaker lives on a host. sshd and PAM execute these as root or as the
+ * lookup user, so every file and every parent directory must be root-owned and
+ * not group- or world-writable (sshd's safe-path rule).
+ */
+export interface HostPaths {
+  /** Host configuration written by `keymaker install` (region, endpoints, deadline...). */
+  configFile: string;
+  /** The self-contained host bundle (lookup, PAM hook, group sync) copied at install. */
+  libDir: string;
+  hostBundle: string;
+  /** AuthorizedKeysCommand wrapper: runs `node hostBundle get_authorized_keys %u %f`. */
+  authorizedKeysCommand: string;
+  /** pam_exec target: creates the account of a confirmed IAM user. */
+  pamCreateAccountCommand: string;
+  /** Run by cron / the systemd timer: `node hostBundle sync_groups`. */
+  syncGroupsCommand: string;
+  sshdConfig: string;
+  sshdConfigDir: string;
+  sshdDropIn: string;
+  pamSshd: string;
+  cronFile: string;
+  systemdDir: string;
+  /** Install state: what install wrote and the original bytes of what it changed. */
+  stateDir: string;
+  /** Login-to-login cache (role config, resolver credentials); not readable by others. */
+  cacheDir: string;
+  /** Lock that keeps two group syncs from overlapping. */
+  syncLock: string;
+}
+
+export const DEFAULT_PATHS: HostPaths = {
+  configFile: '/etc/keymaker/config.json',
+  libDir: '/usr/local/lib/keymaker',
+  hostBundle: '/usr/local/lib/keymaker/keymaker-host.mjs',
+  authorizedKeysCommand: '/usr/local/sbin/keymaker-authorized-keys',
+  pamCreateAccountCommand: '/usr/local/sbin/keymaker-create-account',
+  syncGroupsCommand: '/usr/local/sbin/keymaker-sync-groups',
+  sshdConfig: '/etc/ssh/sshd_config',
+  sshdConfigDir: '/etc/ssh/sshd_config.d',
+  sshdDropIn: '/etc/ssh/sshd_config.d/50-keymaker.conf',
+  pamSshd: '/etc/pam.d/sshd',
+  cronFile: '/etc/cron.d/keymaker-sync-groups',
+  systemdDir: '/etc/systemd/system',
+  stateDir: '/var/lib/keymaker',
+  cacheDir: '/var/cache/keymaker',
+  syncLock: '/run/keymaker-sync-groups.lock',
+};
