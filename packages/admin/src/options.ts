@@ -1,0 +1,250 @@
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import {
+  InputError,
+  RoleConfigError,
+  assertValidRoleConfig,
+  iamRoleNameProblem,
+  isAccountId,
+  parseArn,
+  parseRoleArn,
+  roleConfigValueProblem,
+  type RoleConfig,
+  type UidScheme,
+} from '@keymaker/core';
+
+export const DEFAULT_ID_RESOLVER_IAM_ROLE = 'KeymakerIdResolver';
+export const DEFAULT_INSTANCE_IAM_POLICY = 'KeymakerInstanceIAMReadAccess';
+
+/** Options as a command line or a script hands them over (camelCase or kebab-case keys). */
+export interface RawConfigureOptions {
+  instanceIamRole?: unknown;
+  requireIamGroup?: unknown;
+  usernameSuffix?: unknown;
+  crossAccountProfile?: unknown;
+  idResolverIamRole?: unknown;
+  instanceIamPolicy?: unknown;
+  uidScheme?: unknown;
+  linuxGroupPrefix?: unknown;
+  [key: string]: unknown;
+}
+
+/** The instance role as given: a name (current account) or an ARN (maybe another account). */
+export interface InstanceRoleRef {
+  name: string;
+  /** IAM path, "/" unless the ARN carried one. */
+  path: string;
+  /** Set when an ARN was given. */
+  accountId?: string;
+  partition?: string;
+  arn?: string;
+}
+
+/** Validated configure options. Build with parseConfigureOptions. */
+export interface ConfigureOptions {
+  instanceRole: InstanceRoleRef;
+  requireIamGroup?: string;
+  usernameSuffix?: string;
+  crossAccountProfile?: string;
+  idResolverIamRole: string;
+  instanceIamPolicy: string;
+  uidScheme?: UidScheme;
+  linuxGroupPrefix?: string;
+}
+
+const OPTION_KEYS: Record<keyof RawConfigureOptions & string, string> = {
+  instanceIamRole: 'instance-iam-role',
+  requireIamGroup: 'require-iam-group',
+  usernameSuffix: 'username-suffix',
+  crossAccountProfile: 'cross-account-profile',
+  idResolverIamRole: 'id-resolver-iam-role',
+  instanceIamPolicy: 'instance-iam-policy',
+  uidScheme: 'uid-scheme',
+  linuxGroupPrefix: 'linux-group-prefix',
+};
+
+function invalid(option: string, value: string, problem: string, fix: string): InputError {
+  return new InputError('INVALID_ARGUMENT', `--${option} ${JSON.stringify(value)}: ${problem}; ${fix}`, {
+    details: { option, value },
+  });
+}
+
+/** One option's value: a string, or undefined. Lists (a repeated flag) and non-strings are refused. */
+function stringOption(raw: RawConfigureOptions, key: keyof typeof OPTION_KEYS): string | undefined {
+  const flag = OPTION_KEYS[key]!;
+  const value = raw[key] ?? raw[flag];
+  if (value === undefined || value === null) return undefined;
+  if (Array.isArray(value)) throw new InputError('INVALID_ARGUMENT', `--${flag} was given ${value.length} times; give it once`);
+  if (typeof value !== 'string') throw new InputError('INVALID_ARGUMENT', `--${flag} needs a text value, got ${typeof value}`);
+  // A value with control characters never comes from an honest command line and would corrupt the plan output.
+  if (/[\u0000-\u001f\u007f]/.test(value)) throw new InputError('INVALID_ARGUMENT', `--${flag} contains a control character; remove it`);
+  return value;
+}
+
+/** IAM managed policy names: 1-128 of A-Z a-z 0-9 +=,.@_- */
+export function iamPolicyNameProblem(name: string): string | undefined {
+  if (name.length === 0) return 'it is empty';
+  if (name.length > 128) return 'it is longer than 128 characters';
+  if (!/^[A-Za-z0-9+=,.@_-]+$/.test(name)) return 'IAM policy names contain only letters, digits and +=,.@_-';
+  return undefined;
+}
+
+/** IAM paths: "/" or /segment/.../ of printable ASCII, at most 512 characters. */
+function iamPathProblem(p: string): string | undefined {
+  if (p.length > 512) return 'its path is longer than 512 characters';
+  if (!/^\/(?:[\x21-\x2e\x30-\x7e]+\/)*$/.test(p)) return 'its path must be "/" or "/segment/.../"';
+  return undefined;
+}
+
+export function parseInstanceRole(value: string): InstanceRoleRef {
+  const flag = 'instance-iam-role';
+  if (value.startsWith('arn:')) {
+    const role = parseRoleArn(value);
+    const parsed = parseArn(value);
+    if (!role || !parsed) {
+      throw invalid(flag, value, 'this is not a valid IAM role ARN', 'use arn:aws:iam::123456789012:role/NAME or just the role NAME');
+    }
+    if (parsed.region !== '') throw invalid(flag, value, 'an IAM role ARN has no region', 'use arn:aws:iam::123456789012:role/NAME');
+    const rolePath = `/${parsed.resource.slice('role/'.length, parsed.resource.length - role.roleName.length)}`;
+    const pathProblem = iamPathProblem(rolePath);
+    if (pathProblem) throw invalid(flag, value, pathProblem, 'fix the ARN');
+    if (!isAccountId(role.accountId)) throw invalid(flag, value, 'the account ID must be 12 digits', 'fix the ARN');
+    // Rebuilt rather than copied so that the ARN in trust policies is exactly what IAM reports.
+    const arn = `arn:${role.partition}:iam::${role.accountId}:role${rolePath}${role.roleName}`;
+    return { name: role.roleName, path: rolePath, accountId: role.accountId, partition: role.partition, arn };
+  }
+  const problem = iamRoleNameProblem(value);
+  if (problem) {
+    throw invalid(flag, value, `not a valid IAM role name or ARN (${problem})`, 'pass a role name (1-64 of A-Z a-z 0-9 +=,.@_-) or a role ARN');
+  }
+  return { name: value, path: '/' };
+}
+
+/** AWS profile names as the shared config files can hold them. */
+function profileNameProblem(name: string): string | undefined {
+  if (name.length === 0) return 'it is empty';
+  if (name.length > 128) return 'it is longer than 128 characters';
+  if (/[\s[\]#;=]/.test(name)) return 'a profile name cannot contain spaces or any of [ ] # ; =';
+  return undefined;
+}
+
+/**
+ * Validates every option before any AWS call. Each problem throws one line
+ * naming the option and the fix.
+ */
+export function parseConfigureOptions(raw: RawConfigureOptions): ConfigureOptions {
+  if (!raw || typeof raw !== 'object') throw new InputError('USAGE', 'configure options must be an object');
+  const roleValue = stringOption(raw, 'instanceIamRole');
+  if (roleValue === undefined || roleValue === '') {
+    throw new InputError('USAGE', '--instance-iam-role is required; pass the instance role NAME or its ARN (arn:aws:iam::ACCOUNT:role/NAME)');
+  }
+  const instanceRole = parseInstanceRole(roleValue);
+
+  const idResolverIamRole = stringOption(raw, 'idResolverIamRole') ?? DEFAULT_ID_RESOLVER_IAM_ROLE;
+  const roleProblem = iamRoleNameProblem(idResolverIamRole);
+  if (roleProblem) throw invalid('id-resolver-iam-role', idResolverIamRole, roleProblem, 'pass a role name of 1-64 of A-Z a-z 0-9 +=,.@_-');
+
+  const instanceIamPolicy = stringOption(raw, 'instanceIamPolicy') ?? DEFAULT_INSTANCE_IAM_POLICY;
+  const policyProblem = iamPolicyNameProblem(instanceIamPolicy);
+  if (policyProblem) throw invalid('instance-iam-policy', instanceIamPolicy, policyProblem, 'pass a policy name of 1-128 of A-Z a-z 0-9 +=,.@_-');
+
+  const crossAccountProfile = stringOption(raw, 'crossAccountProfile');
+  if (crossAccountProfile !== undefined) {
+    const problem = profileNameProblem(crossAccountProfile);
+    if (problem) throw invalid('cross-account-profile', crossAccountProfile, problem, 'pass the name of a profile in ~/.aws/config');
+  }
+
+  const options: ConfigureOptions = { instanceRole, idResolverIamRole, instanceIamPolicy };
+  if (crossAccountProfile !== undefined) options.crossAccountProfile = crossAccountProfile;
+
+  const fields = [
+    ['requireIamGroup', 'requireIamGroup', 'pass an IAM group name (1-128 of A-Z a-z 0-9 +=,.@_-)'],
+    ['usernameSuffix', 'linuxUserSuffix', 'use at most 63 of A-Z a-z 0-9 +=,.@_- (e.g. @example.com)'],
+    ['linuxGroupPrefix', 'linuxGroupPrefix', 'use a non-empty prefix of A-Z a-z 0-9 +=.@_- (default keymaker_)'],
+    ['uidScheme', 'uidScheme', 'pass wide (default) or legacy'],
+  ] as const;
+  for (const [key, field, fix] of fields) {
+    const value = stringOption(raw, key);
+    if (value === undefined) continue;
+    const problem = roleConfigValueProblem(field, value);
+    if (problem) throw invalid(OPTION_KEYS[key]!, value, problem, fix);
+    (options as unknown as Record<string, string>)[key] = value;
+  }
+  if (options.usernameSuffix === '') delete options.usernameSuffix; // an empty suffix is the default
+  // The tokens must also survive the round trip through a role description.
+  assertValidRoleConfig(roleConfigFor(options));
+  return options;
+}
+
+/** The keymaker_* tokens configure writes, without the resolver pair (set by the plan when cross-account). */
+export function roleConfigFor(options: ConfigureOptions, resolver?: { accountId: string; roleName: string }): RoleConfig {
+  const config: RoleConfig = {};
+  if (resolver) {
+    config.idResolverAccount = resolver.accountId;
+    config.idResolverIamRole = resolver.roleName;
+  }
+  if (options.requireIamGroup !== undefined) config.requireIamGroup = options.requireIamGroup;
+  if (options.usernameSuffix !== undefined) config.linuxUserSuffix = options.usernameSuffix;
+  if (options.linuxGroupPrefix !== undefined) config.linuxGroupPrefix = options.linuxGroupPrefix;
+  if (options.uidScheme !== undefined) config.uidScheme = options.uidScheme;
+  try {
+    return assertValidRoleConfig(config);
+  } catch (error) {
+    if (error instanceof RoleConfigError) throw new InputError('INVALID_ARGUMENT', `configure options: ${error.message}`);
+    throw error;
+  }
+}
+
+export interface ProfileLookupEnv {
+  env?: NodeJS.ProcessEnv;
+  homedir?: string;
+  readFile?: (file: string) => string | undefined;
+}
+
+function readIfExists(file: string): string | undefined {
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch {
+    return undefined;
+  }
+}
+
+/** Section names in an AWS shared config/credentials file. */
+function iniSections(text: string): string[] {
+  const names: string[] = [];
+  for (const line of text.split(/\r?\n/)) {
+    const match = /^\s*\[([^\]]*)\]\s*(?:[#;].*)?$/.exec(line);
+    if (match) names.push(match[1]!.trim());
+  }
+  return names;
+}
+
+/**
+ * Whether a named profile exists in the shared config or credentials file
+ * (AWS_CONFIG_FILE / AWS_SHARED_CREDENTIALS_FILE or ~/.aws/...). Checked
+ * before any call because the SDK, given a missing profile, falls through to
+ * other credential sources and reports only "could not load credentials".
+ */
+export function awsProfileExists(profile: string, lookup: ProfileLookupEnv = {}): boolean {
+  const env = lookup.env ?? process.env;
+  const home = lookup.homedir ?? os.homedir();
+  const read = lookup.readFile ?? readIfExists;
+  const configFile = env.AWS_CONFIG_FILE || path.join(home, '.aws', 'config');
+  const credentialsFile = env.AWS_SHARED_CREDENTIALS_FILE || path.join(home, '.aws', 'credentials');
+  const config = iniSections(read(configFile) ?? '');
+  if (config.some((s) => s.replace(/^profile\s+/, '') === profile && (s.startsWith('profile ') || s === 'default'))) return true;
+  return iniSections(read(credentialsFile) ?? '').includes(profile);
+}
+
+export function profileNotFound(profile: string): InputError {
+  return new InputError(
+    'NO_CREDENTIALS',
+    `profile ${profile} not found in ~/.aws/config or ~/.aws/credentials; create it or pass the right --cross-account-profile`,
+    { details: { profile } },
+  );
+}
+
+export function assertAwsProfileExists(profile: string, lookup: ProfileLookupEnv = {}): void {
+  if (!awsProfileExists(profile, lookup)) throw profileNotFound(profile);
+}
