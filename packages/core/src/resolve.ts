@@ -186,7 +186,12 @@ export async function resolveDirectory(options: ResolveOptions): Promise<Resolut
       cached.config = true;
     } else {
       const loaded = await loadInstanceConfig(options);
+      const previous = entry;
       entry = { savedAt: now(), caller: loaded.caller, source: loaded.source, config: loaded.config };
+      // Resolver credentials outlive the config TTL while they name the same role.
+      if (previous?.credentials && resolverKey(previous.config) === resolverKey(loaded.config)) {
+        entry.credentials = previous.credentials;
+      }
     }
     caller = entry.caller;
     source = entry.source;
@@ -214,6 +219,10 @@ export async function resolveDirectory(options: ResolveOptions): Promise<Resolut
     await safeSet(options.cache, CACHE_KEY, entry);
   }
   return { caller, source, config: resolved, directory: new IamDirectory(iam, resolved), crossAccount, cached };
+}
+
+function resolverKey(config: RoleConfig): string {
+  return `${config.idResolverAccount ?? ''}/${config.idResolverIamRole ?? ''}`;
 }
 
 // The cache only saves round trips: a broken cache must not break logins.

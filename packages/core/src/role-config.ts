@@ -202,7 +202,8 @@ export function applyRoleConfigToDescription(description: string | undefined, co
   let cursor = 0;
   for (const token of found) {
     kept += text.slice(cursor, token.start);
-    cursor = token.end;
+    // Take the token's own trailing comma with it.
+    cursor = token.end + (/^[ \t]*,/.exec(text.slice(token.end))?.[0].length ?? 0);
   }
   kept += text.slice(cursor);
   // Tidy the separators the removed tokens leave behind.
