@@ -17,7 +17,7 @@ export function buildCli(argv: string[]): Argv<GlobalOptions> {
     .help()
     .strict()
     .recommendCommands()
-    .wrap(Math.min(100, process.stdout.columns || 100))
+    .wrap(null)
     .fail((message, error, y) => {
       if (error) throw error;
       process.stderr.write(`keymaker: ${message}; run "keymaker --help" for usage\n`);
