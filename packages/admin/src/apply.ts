@@ -76,7 +76,7 @@ function runStep(iam: IAMClient, step: PlanStep): [operation: string, call: () =
 }
 
 function isInvalidPrincipal(error: unknown): boolean {
-  return error instanceof AwsError && error.awsCode === 'MalformedPolicyDocument' && /principal/i.test(error.message);
+  return error instanceof AwsError && error.awsCode?.replace(/Exception$/, '') === 'MalformedPolicyDocument' && /principal/i.test(error.message);
 }
 
 /** Which IAM client a step runs with. */
