@@ -31,6 +31,8 @@ export interface HostConfig {
   allowedExistingGroups: string[];
   /** Lifetime of the cached role config, seconds. */
   cacheTtlSeconds: number;
+  /** Syslog socket instead of /dev/log (hosts without a syslog daemon on /dev/log, tests). */
+  syslogSocket?: string;
 }
 
 export const DEFAULT_HOST_CONFIG: HostConfig = {
@@ -59,6 +61,7 @@ const FIELDS: Record<keyof HostConfig, FieldType> = {
   preProvisionAccounts: 'boolean',
   allowedExistingGroups: 'string[]',
   cacheTtlSeconds: 'number',
+  syslogSocket: 'string',
 };
 
 function typeOk(value: unknown, type: FieldType): boolean {
@@ -93,6 +96,7 @@ export function parseHostConfig(text: string, source = 'host config'): HostConfi
     const value = config[key];
     if (value !== undefined && !/^https?:\/\/[^\s/]+(\/\S*)?$/.test(value)) problems.push(`${key} must be an http(s) URL`);
   }
+  if (config.syslogSocket !== undefined && !config.syslogSocket.startsWith('/')) problems.push('syslogSocket must be an absolute path');
   if (problems.length > 0) {
     throw new InputError('INVALID_ARGUMENT', `${source}: ${problems.join('; ')}`);
   }
