@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# `npm pack` of @keymaker/cli installs globally on its own and `keymaker --version` runs.
+# Installs into a temporary prefix so the machine's global packages stay untouched.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+(cd packages/cli && npm pack --silent --pack-destination "$work" >/dev/null)
+tarball=$(ls "$work"/keymaker-cli-*.tgz)
+npm install -g --prefix "$work/prefix" --no-audit --no-fund --loglevel=error "$tarball" >/dev/null
+version=$(AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED=true "$work/prefix/bin/keymaker" --version)
+expected=$(node -p "require('./packages/cli/package.json').version")
+if [ "$version" != "$expected" ]; then
+  echo "pack-test: keymaker --version printed '$version', expected '$expected'" >&2
+  exit 1
+fi
+"$work/prefix/bin/keymaker" get_authorized_keys >/dev/null 2>&1 && { echo "pack-test: usage error expected" >&2; exit 1; }
+echo "pack-test: $(basename "$tarball") installed globally; keymaker --version = $version" >&2
