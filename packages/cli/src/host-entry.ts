@@ -1,40 +1,36 @@
 import { EXIT_CODES, formatError } from '@keymaker/core';
-import { DEFAULT_LOOKUP_DEADLINE_MS, runLookup } from '@keymaker/host';
+import { getAuthorizedKeysCommand, pamCreateAccountCommand, parseSyncArgs, syncGroupsCommand } from '@keymaker/host';
 
 /**
  * The host entry: the commands that sshd, PAM and the sync schedule run.
  * Built as one self-contained file (dist/keymaker-host.js, copied by
  * `keymaker install` to a root-owned path); no yargs, nothing else loaded.
+ * Each reads /etc/keymaker/config.json, not the environment.
  */
 type HostCommand = (args: string[]) => Promise<number>;
 
 const COMMANDS: Record<string, HostCommand> = {
-  get_authorized_keys: getAuthorizedKeys,
+  get_authorized_keys: (args) => getAuthorizedKeysCommand(args),
+  // pam_exec passes PAM_USER, PAM_RHOST, PAM_TYPE in the environment; no arguments.
+  pam_create_account: (args) => (args.length === 0 ? pamCreateAccountCommand(process.env) : usage('pam_create_account')),
+  sync_groups: (args) => {
+    const options = parseSyncArgs(args);
+    return options ? syncGroupsCommand(options) : usage('sync_groups [--dry-run] [--json] [--config PATH]');
+  },
 };
-const ALIASES: Record<string, string> = { 'get-authorized-keys': 'get_authorized_keys' };
+const ALIASES: Record<string, string> = {
+  'get-authorized-keys': 'get_authorized_keys',
+  'pam-create-account': 'pam_create_account',
+  'sync-groups': 'sync_groups',
+};
+
+async function usage(text: string): Promise<number> {
+  process.stderr.write(`usage: keymaker ${text}\n`);
+  return EXIT_CODES.USAGE;
+}
 
 export function isHostCommand(name: string | undefined): boolean {
   return name !== undefined && (name in COMMANDS || name in ALIASES);
-}
-
-async function getAuthorizedKeys(args: string[]): Promise<number> {
-  const debug = args.includes('--debug');
-  const positional = args.filter((arg) => arg !== '--debug');
-  if (positional.length < 1 || positional.length > 2 || positional.some((arg) => arg.startsWith('-'))) {
-    process.stderr.write('usage: keymaker get_authorized_keys USER [FINGERPRINT]\n');
-    return EXIT_CODES.USAGE;
-  }
-  const deadlineMs = Number(process.env.KEYMAKER_DEADLINE_MS) || DEFAULT_LOOKUP_DEADLINE_MS;
-  return runLookup(
-    { user: positional[0]!, fingerprint: positional[1] },
-    {
-      write: (text) => process.stdout.write(text),
-      log: (level, message) => {
-        if (debug || level !== 'info') process.stderr.write(`keymaker: ${message}\n`);
-      },
-    },
-    { deadlineMs, aws: { region: process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION } },
-  );
 }
 
 /** Runs a host command; `argv` starts with the command name. */

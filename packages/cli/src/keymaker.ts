@@ -2,7 +2,7 @@
 export {};
 // Commands run by sshd, PAM and the sync schedule take the lean host entry:
 // no yargs, no command modules. Everything else goes through yargs.
-const HOST_COMMANDS = new Set(['get_authorized_keys', 'get-authorized-keys']);
+const HOST_COMMANDS = new Set(['get_authorized_keys', 'get-authorized-keys', 'pam_create_account', 'pam-create-account']);
 const argv = process.argv.slice(2);
 if (argv[0] && HOST_COMMANDS.has(argv[0])) {
   const { main } = await import('./host-entry');

@@ -3,6 +3,7 @@ import { EXIT_CODES } from '@keymaker/core';
 import pkg from '../package.json';
 import type { GlobalOptions } from './context';
 import { registerKeyCommands } from './commands/index';
+import { registerSyncCommand } from './commands/sync';
 
 const DESCRIPTION = `keymaker ${pkg.version}: SSH logins on AWS EC2, backed by IAM users, keys and groups.`;
 
@@ -24,7 +25,7 @@ export function buildCli(argv: string[]): Argv<GlobalOptions> {
       void y;
       process.exit(EXIT_CODES.USAGE);
     }) as unknown as Argv<GlobalOptions>;
-  return registerKeyCommands(cli).demandCommand(1, 'name a command');
+  return registerSyncCommand(registerKeyCommands(cli)).demandCommand(1, 'name a command');
 }
 
 export async function main(argv: string[]): Promise<void> {

@@ -1,18 +1,34 @@
 import {
-  createIamClient,
-  createStsClient,
+  AccessRefusedError,
+  assertLinuxUserName,
   DeadlineError,
   exitCodeFor,
   formatError,
-  resolveDirectory,
-  type AwsClientOptions,
-  type CacheStore,
+  isInManagedRange,
+  isKeymakerError,
+  UID_SCHEMES,
+  type Resolution,
+  type UidScheme,
 } from '@keymaker/core';
+import type { LocalAccounts, PasswdEntry } from './local-accounts';
+import type { Syslog } from './syslog';
 
 /**
  * The AuthorizedKeysCommand: what sshd runs at every login. It prints one
  * authorized_keys line per active, valid IAM key and exits 0, or prints
  * nothing and exits non-zero. It never prints a partial answer.
+ *
+ * Which logins keymaker answers for (the managed check), in order:
+ *  1. the name is a valid Linux name (else no lookup, no IAM call);
+ *  2. a local account of that name either does not exist (a JIT account to
+ *     be), or has a UID inside a keymaker range (checked before any AWS call
+ *     against every scheme's range, then against the configured scheme);
+ *  3. for an existing account, its UID equals the UID derived from the IAM
+ *     user's unique ID. This keeps root, system accounts and pre-existing
+ *     local users (ubuntu, ec2-user, a legacy-range local user) out of
+ *     IAM's reach even when an IAM user of the same name exists, and
+ *     refuses an IAM user that was deleted and re-created under the same
+ *     name (new unique ID) the old account's home.
  */
 export interface LookupRequest {
   /** The Linux login name sshd passes as %u. */
@@ -21,49 +37,106 @@ export interface LookupRequest {
   fingerprint?: string;
 }
 
-export interface LookupIo {
-  write(text: string): void;
-  log(level: 'info' | 'warning' | 'error', message: string): void;
+export interface LookupDeps {
+  accounts: LocalAccounts;
+  /** Finds the IAM directory (instance role config, ID-resolver role). */
+  resolve: () => Promise<Resolution>;
 }
 
-export interface LookupOptions {
-  aws?: AwsClientOptions;
-  cache?: CacheStore;
-  /** Hard overall deadline; default 5 s. */
-  deadlineMs?: number;
+export interface LookupDecision {
+  lines: string[];
+  /** The SHA256 fingerprints of the printed keys. */
+  fingerprints: string[];
+  iamUserName: string;
+  /** Set when a local account already exists. */
+  uid?: number;
+  rejected: number;
+}
+
+export interface LookupIo {
+  write(text: string): void;
 }
 
 export const DEFAULT_LOOKUP_DEADLINE_MS = 5000;
 
-export async function lookupAuthorizedKeys(request: LookupRequest, options: LookupOptions = {}): Promise<string[]> {
-  const aws = options.aws ?? {};
-  const iam = createIamClient(aws);
-  const sts = createStsClient(aws);
-  const resolution = await resolveDirectory({
-    iam,
-    sts,
-    cache: options.cache,
-    iamClientFor: (credentials) => createIamClient({ ...aws, credentials }),
-  });
-  const result = await resolution.directory.authorizedKeys(request.user);
-  return result.keys.map((key) => key.line);
+function inAnyManagedRange(uid: number): boolean {
+  return UID_SCHEMES.some((scheme) => isInManagedRange(uid, scheme));
 }
 
-/** Runs a lookup under a hard deadline; resolves to the process exit code. */
-export async function runLookup(request: LookupRequest, io: LookupIo, options: LookupOptions = {}): Promise<number> {
+function notManaged(message: string, details: Record<string, unknown>): AccessRefusedError {
+  return new AccessRefusedError('NOT_MANAGED', message, { details });
+}
+
+/** Refuses a local account keymaker does not manage; callable before any AWS call (scheme undefined). */
+export function assertManagedAccount(local: PasswdEntry, scheme?: UidScheme): void {
+  const ok = scheme ? isInManagedRange(local.uid, scheme) : inAnyManagedRange(local.uid);
+  if (!ok) {
+    throw notManaged(`local account ${local.name} (uid ${local.uid}) is not managed by keymaker${scheme ? ` (outside the ${scheme} UID range)` : ''}`, {
+      uid: local.uid,
+    });
+  }
+}
+
+export async function lookupAuthorizedKeys(request: LookupRequest, deps: LookupDeps): Promise<LookupDecision> {
+  const name = assertLinuxUserName(request.user);
+  const local = await deps.accounts.user(name);
+  if (local) assertManagedAccount(local);
+  const { directory, config } = await deps.resolve();
+  if (local) assertManagedAccount(local, config.uidScheme);
+  const result = await directory.authorizedKeys(name, { includeUser: local !== undefined });
+  if (local) {
+    const derived = directory.uidFor(result.user!);
+    if (derived !== local.uid) {
+      throw notManaged(
+        `local account ${name} has uid ${local.uid} but IAM user ${result.iamUserName} (${result.user!.userId}) derives uid ${derived}: not the same person`,
+        { uid: local.uid, derivedUid: derived },
+      );
+    }
+  }
+  return {
+    lines: result.keys.map((key) => key.line),
+    fingerprints: result.keys.map((key) => key.fingerprint),
+    iamUserName: result.iamUserName,
+    uid: local?.uid,
+    rejected: result.rejected.length,
+  };
+}
+
+export interface RunLookupOptions {
+  deps: LookupDeps;
+  syslog: Syslog;
+  /** Hard overall deadline; default 5 s. */
+  deadlineMs?: number;
+}
+
+/** Why a login was refused, as one log token. */
+function reasonOf(error: unknown): string {
+  return isKeymakerError(error) ? error.code : 'INTERNAL';
+}
+
+/** Runs a lookup under a hard deadline, logs the decision; resolves to the process exit code. */
+export async function runLookup(request: LookupRequest, io: LookupIo, options: RunLookupOptions): Promise<number> {
   const deadlineMs = options.deadlineMs ?? DEFAULT_LOOKUP_DEADLINE_MS;
+  const fp = request.fingerprint ?? '-';
+  // The user name is logged as JSON so odd bytes in it cannot fake fields.
+  const who = `user=${JSON.stringify(request.user)} fingerprint=${fp}`;
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new DeadlineError(`lookup for ${request.user} did not finish within ${deadlineMs} ms`)), deadlineMs);
+    timer = setTimeout(() => reject(new DeadlineError(`lookup did not finish within ${deadlineMs} ms`)), deadlineMs);
   });
   try {
-    const lines = await Promise.race([lookupAuthorizedKeys(request, options), deadline]);
+    const decision = await Promise.race([lookupAuthorizedKeys(request, options.deps), deadline]);
     // One write: either every line or nothing reaches sshd.
-    if (lines.length > 0) io.write(`${lines.join('\n')}\n`);
-    io.log('info', `user=${request.user} fingerprint=${request.fingerprint ?? '-'} keys=${lines.length}`);
+    if (decision.lines.length > 0) io.write(`${decision.lines.join('\n')}\n`);
+    const match = request.fingerprint ? ` offered_key_listed=${decision.fingerprints.includes(request.fingerprint) ? 'yes' : 'no'}` : '';
+    const reason = decision.lines.length > 0 ? 'iam_keys' : 'no_active_keys';
+    options.syslog.log(
+      'info',
+      `lookup ${who} decision=keys reason=${reason} iam_user=${decision.iamUserName} keys=${decision.lines.length} rejected_keys=${decision.rejected}${match}`,
+    );
     return 0;
   } catch (error) {
-    io.log('warning', `user=${request.user} fingerprint=${request.fingerprint ?? '-'} refused: ${formatError(error).replace(/^keymaker: /, '')}`);
+    options.syslog.log('warning', `lookup ${who} decision=refused reason=${reasonOf(error)}: ${formatError(error).replace(/^keymaker: /, '')}`);
     return exitCodeFor(error);
   } finally {
     clearTimeout(timer);

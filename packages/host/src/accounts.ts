@@ -1,0 +1,109 @@
+import {
+  AccessRefusedError,
+  assertLinuxUserName,
+  HostError,
+  InputError,
+  isKeymakerError,
+  type Resolution,
+} from '@keymaker/core';
+import type { LocalAccounts, LocalAdmin, NewAccount } from './local-accounts';
+import { classifyGroup } from './sync';
+
+/**
+ * Just-in-time account creation, run by pam_exec (as root) in sshd's PAM auth
+ * stage for a login name that has no local account yet. The account is created
+ * only for a confirmed IAM user: it exists, has at least one active valid key,
+ * and passes the required group. The connection that creates the account
+ * still fails (sshd looked the user up before PAM ran); the next one logs in.
+ */
+export interface CreateAccountDeps {
+  accounts: LocalAccounts;
+  admin: LocalAdmin;
+  resolve: () => Promise<Resolution>;
+  /** Serialises shadow-utils changes with a running group sync. */
+  lock: <T>(body: () => Promise<T>) => Promise<T>;
+}
+
+export interface CreateAccountOptions {
+  allowedExistingGroups: string[];
+}
+
+export type CreateAccountOutcome =
+  | { kind: 'exists'; name: string }
+  | { kind: 'created'; name: string; uid: number; iamUserName: string; groups: string[]; skippedGroups: string[] };
+
+/** Validates the name, refuses existing accounts, confirms the IAM user, then creates the account. */
+export async function createAccountForLogin(user: string, deps: CreateAccountDeps, options: CreateAccountOptions): Promise<CreateAccountOutcome> {
+  const name = assertLinuxUserName(user);
+  if (await deps.accounts.user(name)) return { kind: 'exists', name };
+
+  const { directory } = await deps.resolve();
+  const [authorized, iamGroups] = await Promise.all([
+    directory.authorizedKeys(name, { includeUser: true }),
+    directory.linuxGroupsForUser(directory.iamUserNameFor(name)),
+  ]);
+  if (authorized.keys.length === 0) {
+    throw new AccessRefusedError('NO_SUCH_KEY', `IAM user ${authorized.iamUserName} has no active, valid SSH key; no account created`);
+  }
+  const uid = directory.uidFor(authorized.user!);
+
+  return deps.lock(async () => {
+    // Checked again under the lock: a sync may have just created it.
+    if (await deps.accounts.user(name)) return { kind: 'exists', name } as const;
+    const [uidHolder, gidHolder, sameNameGroup] = await Promise.all([
+      deps.accounts.userByUid(uid),
+      deps.accounts.groupByGid(uid),
+      deps.accounts.group(name),
+    ]);
+    if (uidHolder) {
+      throw new HostError('UID_CONFLICT', `uid ${uid} of IAM user ${authorized.iamUserName} already belongs to local account ${uidHolder.name}; no account created for ${name}`, {
+        details: { uid, holder: uidHolder.name },
+      });
+    }
+    const groupConflict = gidHolder ?? sameNameGroup;
+    if (groupConflict) {
+      throw new HostError('UID_CONFLICT', `the private group of ${name} (gid ${uid}) conflicts with existing group ${groupConflict.name} (gid ${groupConflict.gid}); no account created`, {
+        details: { uid, holder: groupConflict.name },
+      });
+    }
+
+    // Supplementary groups: same ownership rules as sync; refused groups are left out, not fatal.
+    const groups: string[] = [];
+    const skippedGroups: string[] = [];
+    const toCreate: { name: string; gid: number }[] = [];
+    for (const group of iamGroups) {
+      const [byName, byGid] = await Promise.all([deps.accounts.group(group.linuxName), deps.accounts.groupByGid(group.gid)]);
+      const verdict = classifyGroup(group, byName, byGid, options.allowedExistingGroups, directory.config.uidScheme);
+      if (verdict.kind === 'refused') {
+        skippedGroups.push(`${group.linuxName}: ${verdict.reason}`);
+        continue;
+      }
+      if (verdict.kind === 'create') toCreate.push({ name: group.linuxName, gid: group.gid });
+      groups.push(group.linuxName);
+    }
+    for (const group of toCreate) await deps.admin.addGroup(group.name, group.gid);
+
+    const account: NewAccount = { name, uid, gid: uid, comment: `keymaker IAM user ${authorized.iamUserName}`, groups };
+    await deps.admin.addGroup(name, uid);
+    try {
+      await deps.admin.addUser(account);
+    } catch (error) {
+      // No half-made account: drop the private group we just added.
+      await deps.admin.deleteGroup(name).catch(() => undefined);
+      throw error;
+    }
+    return { kind: 'created', name, uid, iamUserName: authorized.iamUserName, groups, skippedGroups } as const;
+  });
+}
+
+/** What the person at the ssh prompt sees (pam_exec "stdout"). */
+export const ACCOUNT_CREATED_MESSAGE =
+  'Your account has been created on this host. SSH looked up your user before it existed, so this connection fails: connect again.';
+
+/** Exit codes of pam_create_account that are not errors (1.x used the same two). */
+export const PAM_EXIT_CREATED = 75;
+export const PAM_EXIT_EXISTS = 77;
+
+export function isRefusal(error: unknown): boolean {
+  return error instanceof AccessRefusedError || error instanceof InputError || isKeymakerError(error, 'NO_SUCH_USER');
+}

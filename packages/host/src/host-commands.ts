@@ -1,0 +1,224 @@
+import { DeadlineError, EXIT_CODES, exitCodeFor, formatError, HostError, isKeymakerError } from '@keymaker/core';
+import { ACCOUNT_CREATED_MESSAGE, createAccountForLogin, PAM_EXIT_CREATED, PAM_EXIT_EXISTS } from './accounts';
+import type { HostConfig } from './host-config';
+import { realRuntimeSystem, type RuntimeSystem } from './host-system';
+import { GetentAccounts, ShadowUtilsAdmin, type LocalAccounts, type LocalAdmin } from './local-accounts';
+import { withLock } from './lock';
+import { runLookup } from './lookup';
+import { DEFAULT_PATHS, type HostPaths } from './paths';
+import { applyAwsEnvironment, awsOptionsFor, loadHostConfig, resolveWithConfig } from './runtime-config';
+import { runGroupSync, type SyncReport } from './sync';
+import { createLoggerSyslog, type Syslog } from './syslog';
+
+/**
+ * The bodies of the three commands sshd, PAM and the sync schedule run. They
+ * read the host config (never the caller's environment, which sshd resets and
+ * pam_exec fills with PAM items), log decisions to syslog, and return an exit
+ * code. The lean host entry and the yargs CLI both call these.
+ */
+export interface HostCommandEnv {
+  paths?: Partial<HostPaths>;
+  sys?: RuntimeSystem;
+  accounts?: LocalAccounts;
+  admin?: LocalAdmin;
+  stdout?: (text: string) => void;
+  stderr?: (text: string) => void;
+  /** Effective uid (tests). */
+  uid?: number;
+  /** Used instead of logger(1) when given (tests). */
+  syslog?: Syslog;
+}
+
+interface Runtime {
+  paths: HostPaths;
+  config: HostConfig;
+  syslog: Syslog;
+  accounts: LocalAccounts;
+  admin: LocalAdmin;
+  stdout: (text: string) => void;
+  stderr: (text: string) => void;
+}
+
+async function prepare(env: HostCommandEnv, echo: boolean): Promise<Runtime | { code: number }> {
+  const paths = { ...DEFAULT_PATHS, ...env.paths };
+  const sys = env.sys ?? realRuntimeSystem;
+  const stderr = env.stderr ?? ((text: string) => process.stderr.write(text));
+  let config: HostConfig;
+  try {
+    config = await loadHostConfig(sys, paths.configFile);
+  } catch (error) {
+    const syslog = env.syslog ?? createLoggerSyslog({});
+    syslog.log('err', `cannot read the host config: ${formatError(error).replace(/^keymaker: /, '')}`);
+    stderr(`${formatError(error)}\n`);
+    await syslog.flush();
+    return { code: exitCodeFor(error) };
+  }
+  applyAwsEnvironment(config);
+  const syslog = env.syslog ?? createLoggerSyslog({ socket: config.syslogSocket, echo: echo ? (line) => stderr(`${line}\n`) : undefined });
+  return {
+    paths,
+    config,
+    syslog,
+    accounts: env.accounts ?? new GetentAccounts(sys),
+    admin: env.admin ?? new ShadowUtilsAdmin(sys),
+    stdout: env.stdout ?? ((text: string) => process.stdout.write(text)),
+    stderr,
+  };
+}
+
+/** get_authorized_keys USER [FINGERPRINT] [--debug] */
+export async function getAuthorizedKeysCommand(args: string[], env: HostCommandEnv = {}): Promise<number> {
+  const debug = args.includes('--debug');
+  const positional = args.filter((arg) => arg !== '--debug');
+  const stderr = env.stderr ?? ((text: string) => process.stderr.write(text));
+  if (positional.length < 1 || positional.length > 2 || positional.some((arg) => arg.startsWith('-'))) {
+    stderr('usage: keymaker get_authorized_keys USER [FINGERPRINT]\n');
+    return EXIT_CODES.USAGE;
+  }
+  const rt = await prepare(env, debug);
+  if ('code' in rt) return rt.code;
+  const aws = awsOptionsFor(rt.config, rt.config.deadlineMs);
+  try {
+    return await runLookup(
+      { user: positional[0]!, fingerprint: positional[1] },
+      { write: rt.stdout },
+      { deps: { accounts: rt.accounts, resolve: () => resolveWithConfig(aws) }, syslog: rt.syslog, deadlineMs: rt.config.deadlineMs },
+    );
+  } finally {
+    await rt.syslog.flush();
+  }
+}
+
+/**
+ * pam_create_account: run by pam_exec (auth stage, as root) with PAM_USER,
+ * PAM_RHOST, PAM_TYPE in the environment. Exit codes: 75 account created
+ * (the connection still fails: connect again), 77 the account exists, other
+ * codes: refused or failed (exitCodeFor). Never 0 in the auth stage: the
+ * hook must not be what lets a login through.
+ */
+export async function pamCreateAccountCommand(pamEnv: NodeJS.ProcessEnv, env: HostCommandEnv = {}): Promise<number> {
+  const type = pamEnv.PAM_TYPE;
+  if (type !== undefined && type !== 'auth') return 0; // configured in another stage: nothing to do
+  const user = pamEnv.PAM_USER ?? '';
+  const rhost = pamEnv.PAM_RHOST ?? '-';
+  const rt = await prepare(env, false);
+  if ('code' in rt) return rt.code;
+  const who = `user=${JSON.stringify(user)} rhost=${JSON.stringify(rhost)}`;
+  try {
+    if ((env.uid ?? process.getuid?.()) !== 0) {
+      throw new HostError('NOT_ROOT', 'pam_create_account must run as root (from pam_exec)');
+    }
+    const aws = awsOptionsFor(rt.config, rt.config.deadlineMs);
+    // Account creation gets the lookup's deadline for IAM plus room for useradd.
+    const limitMs = rt.config.deadlineMs + 10_000;
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new DeadlineError(`account creation did not finish within ${limitMs} ms`)), limitMs);
+    });
+    const outcome = await Promise.race([
+      createAccountForLogin(
+        user,
+        {
+          accounts: rt.accounts,
+          admin: rt.admin,
+          resolve: () => resolveWithConfig(aws),
+          lock: (body) => withLock(rt.paths.syncLock, { waitMs: 5000 }, body),
+        },
+        { allowedExistingGroups: rt.config.allowedExistingGroups },
+      ),
+      deadline,
+    ]).finally(() => clearTimeout(timer));
+    if (outcome.kind === 'exists') {
+      // The normal case for every login of an existing user: not worth a log line each time.
+      return PAM_EXIT_EXISTS;
+    }
+    rt.syslog.log(
+      'notice',
+      `create_account ${who} decision=created uid=${outcome.uid} iam_user=${outcome.iamUserName} groups=${outcome.groups.join(',') || '-'}`,
+    );
+    for (const skipped of outcome.skippedGroups) rt.syslog.log('warning', `create_account ${who} group skipped: ${skipped}`);
+    rt.stdout(`${ACCOUNT_CREATED_MESSAGE}\n`);
+    return PAM_EXIT_CREATED;
+  } catch (error) {
+    const reason = isKeymakerError(error) ? error.code : 'INTERNAL';
+    // Nothing on stdout: the client must not learn whether an IAM user exists.
+    rt.syslog.log('warning', `create_account ${who} decision=refused reason=${reason}: ${formatError(error).replace(/^keymaker: /, '')}`);
+    return exitCodeFor(error);
+  } finally {
+    await rt.syslog.flush();
+  }
+}
+
+export interface SyncCommandOptions {
+  dryRun?: boolean;
+  json?: boolean;
+  /** Host config path (default /etc/keymaker/config.json). */
+  config?: string;
+}
+
+export function formatSyncReport(report: SyncReport): string[] {
+  const lines: string[] = [];
+  if (report.changes.length === 0 && report.failed.length === 0) lines.push(`sync_groups: no changes${report.dryRun ? ' needed' : ''}`);
+  for (const change of report.changes) lines.push(`sync_groups: ${report.dryRun ? 'would ' : ''}${change}`);
+  for (const refused of report.refused) lines.push(`sync_groups: refused group ${refused.group}: ${refused.reason}`);
+  for (const skipped of report.skipped) lines.push(`sync_groups: skipped ${skipped.user}${skipped.group ? ` in ${skipped.group}` : ''}: ${skipped.reason}`);
+  for (const failed of report.failed) lines.push(`sync_groups: FAILED ${failed}; later steps not done`);
+  return lines;
+}
+
+export function syncExitCode(report: SyncReport): number {
+  if (report.failed.length > 0) return EXIT_CODES.SYSTEM_COMMAND_FAILED;
+  if (report.refused.length > 0) return EXIT_CODES.GROUP_NOT_MANAGED;
+  return 0;
+}
+
+/** sync_groups [--dry-run] [--json] [--config PATH] */
+export async function syncGroupsCommand(options: SyncCommandOptions, env: HostCommandEnv = {}): Promise<number> {
+  const rt = await prepare({ ...env, paths: { ...env.paths, ...(options.config ? { configFile: options.config } : {}) } }, false);
+  if ('code' in rt) return rt.code;
+  try {
+    if (!options.dryRun && (env.uid ?? process.getuid?.()) !== 0) {
+      throw new HostError('NOT_ROOT', 'sync_groups changes groups and accounts: run it as root (or with --dry-run)');
+    }
+    const aws = awsOptionsFor(rt.config);
+    const report = await runGroupSync(
+      {
+        accounts: rt.accounts,
+        admin: rt.admin,
+        resolve: () => resolveWithConfig(aws),
+        lock: options.dryRun ? (body) => body() : (body) => withLock(rt.paths.syncLock, { waitMs: 0 }, body),
+      },
+      { dryRun: options.dryRun, preProvisionAccounts: rt.config.preProvisionAccounts, allowedExistingGroups: rt.config.allowedExistingGroups },
+    );
+    const lines = formatSyncReport(report);
+    for (const line of lines) rt.stderr(`${line}\n`);
+    if (!report.dryRun) {
+      for (const line of lines) rt.syslog.log(line.includes('FAILED') || line.includes('refused') ? 'warning' : 'info', line);
+    }
+    if (options.json) rt.stdout(`${JSON.stringify(report)}\n`);
+    return syncExitCode(report);
+  } catch (error) {
+    // A failed read lands here before any change: say so.
+    rt.stderr(`${formatError(error)}\n`);
+    if (!isKeymakerError(error, 'LOCKED')) rt.stderr('sync_groups: nothing was changed\n');
+    rt.syslog.log('warning', `sync_groups failed, nothing changed: ${formatError(error).replace(/^keymaker: /, '')}`);
+    if (options.json) rt.stdout(`${JSON.stringify({ error: isKeymakerError(error) ? error.code : 'INTERNAL', message: formatError(error) })}\n`);
+    return exitCodeFor(error);
+  } finally {
+    await rt.syslog.flush();
+  }
+}
+
+/** Parses the lean entry's sync_groups arguments. */
+export function parseSyncArgs(args: string[]): SyncCommandOptions | undefined {
+  const options: SyncCommandOptions = {};
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!;
+    if (arg === '--dry-run') options.dryRun = true;
+    else if (arg === '--json') options.json = true;
+    else if (arg === '--config' && args[i + 1]) options.config = args[++i];
+    else if (arg.startsWith('--config=')) options.config = arg.slice('--config='.length);
+    else return undefined;
+  }
+  return options;
+}

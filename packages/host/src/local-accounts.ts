@@ -1,0 +1,164 @@
+import { assertLinuxUserName, HostError, isValidLinuxName } from '@keymaker/core';
+import { realRuntimeSystem, type RuntimeSystem } from './host-system';
+
+/**
+ * Local users and groups as NSS sees them (getent), and the shadow-utils
+ * commands that change them. Reads and writes are separate interfaces so a
+ * planner can be handed only what it may use.
+ */
+export interface PasswdEntry {
+  name: string;
+  uid: number;
+  gid: number;
+  gecos: string;
+  home: string;
+  shell: string;
+}
+
+export interface GroupEntry {
+  name: string;
+  gid: number;
+  members: string[];
+}
+
+export interface LocalAccounts {
+  user(name: string): Promise<PasswdEntry | undefined>;
+  userByUid(uid: number): Promise<PasswdEntry | undefined>;
+  group(name: string): Promise<GroupEntry | undefined>;
+  groupByGid(gid: number): Promise<GroupEntry | undefined>;
+  /** Every user / group NSS enumerates. */
+  users(): Promise<PasswdEntry[]>;
+  groups(): Promise<GroupEntry[]>;
+}
+
+export interface NewAccount {
+  name: string;
+  uid: number;
+  /** Primary group: a user private group with this GID and the user's name is created first. */
+  gid: number;
+  comment: string;
+  /** Supplementary groups (must exist). */
+  groups: string[];
+}
+
+export interface LocalAdmin {
+  addGroup(name: string, gid: number): Promise<void>;
+  deleteGroup(name: string): Promise<void>;
+  addUser(account: NewAccount): Promise<void>;
+  /** Replaces the group's whole member list in one step (gpasswd -M). */
+  setGroupMembers(group: string, members: string[]): Promise<void>;
+}
+
+export function parsePasswdLine(line: string): PasswdEntry | undefined {
+  const fields = line.split(':');
+  if (fields.length !== 7) return undefined;
+  const [name, , uid, gid, gecos, home, shell] = fields as [string, string, string, string, string, string, string];
+  if (!/^\d+$/.test(uid) || !/^\d+$/.test(gid) || !name) return undefined;
+  return { name, uid: Number(uid), gid: Number(gid), gecos, home, shell };
+}
+
+export function parseGroupLine(line: string): GroupEntry | undefined {
+  const fields = line.split(':');
+  if (fields.length !== 4) return undefined;
+  const [name, , gid, members] = fields as [string, string, string, string];
+  if (!/^\d+$/.test(gid) || !name) return undefined;
+  return { name, gid: Number(gid), members: members ? members.split(',').filter(Boolean) : [] };
+}
+
+function parseLines<T>(text: string, parse: (line: string) => T | undefined, what: string): T[] {
+  const out: T[] = [];
+  for (const line of text.split('\n')) {
+    if (line.trim() === '') continue;
+    const entry = parse(line);
+    // An entry we cannot read must not pass for "no such entry".
+    if (!entry) throw new HostError('SYSTEM_COMMAND_FAILED', `getent ${what} printed a line keymaker cannot parse: ${JSON.stringify(line.slice(0, 80))}`);
+    out.push(entry);
+  }
+  return out;
+}
+
+/** NSS lookups through getent(1): exit 2 means "no such entry", anything else non-zero is a failure. */
+export class GetentAccounts implements LocalAccounts {
+  constructor(private readonly sys: RuntimeSystem = realRuntimeSystem) {}
+
+  private async getent(database: 'passwd' | 'group', key?: string): Promise<string | undefined> {
+    const argv = key === undefined ? ['getent', database] : ['getent', database, key];
+    const result = await this.sys.run(argv, { timeoutMs: 10_000 });
+    if (result.code === 2) return undefined;
+    if (result.code !== 0) {
+      throw new HostError('SYSTEM_COMMAND_FAILED', `getent ${database}${key === undefined ? '' : ` ${key}`} failed (exit ${result.code}): ${result.stderr.trim()}`);
+    }
+    return result.stdout;
+  }
+
+  private async one<T>(database: 'passwd' | 'group', key: string, parse: (line: string) => T | undefined): Promise<T | undefined> {
+    const text = await this.getent(database, key);
+    if (text === undefined) return undefined;
+    return parseLines(text, parse, database)[0];
+  }
+
+  user(name: string) {
+    return this.one('passwd', assertLinuxUserName(name), parsePasswdLine);
+  }
+  userByUid(uid: number) {
+    return this.one('passwd', String(uid), parsePasswdLine);
+  }
+  group(name: string) {
+    if (!isValidLinuxName(name)) return Promise.reject(new HostError('SYSTEM_COMMAND_FAILED', `invalid group name ${JSON.stringify(name)}`));
+    return this.one('group', name, parseGroupLine);
+  }
+  groupByGid(gid: number) {
+    return this.one('group', String(gid), parseGroupLine);
+  }
+  async users() {
+    return parseLines((await this.getent('passwd')) ?? '', parsePasswdLine, 'passwd');
+  }
+  async groups() {
+    return parseLines((await this.getent('group')) ?? '', parseGroupLine, 'group');
+  }
+}
+
+function assertId(id: number): number {
+  if (!Number.isInteger(id) || id < 1 || id > 0xfffffffe) throw new HostError('SYSTEM_COMMAND_FAILED', `refusing ID ${id}`);
+  return id;
+}
+
+/** shadow-utils, spawned with argument arrays; every name is validated again right here. */
+export class ShadowUtilsAdmin implements LocalAdmin {
+  constructor(private readonly sys: RuntimeSystem = realRuntimeSystem) {}
+
+  private async run(argv: string[]): Promise<void> {
+    const result = await this.sys.run(argv, { timeoutMs: 30_000 });
+    if (result.code !== 0) {
+      throw new HostError('SYSTEM_COMMAND_FAILED', `${argv[0]} failed (exit ${result.code}): ${result.stderr.trim().split('\n')[0] ?? ''}`, {
+        details: { argv },
+      });
+    }
+  }
+
+  addGroup(name: string, gid: number) {
+    return this.run(['groupadd', '--gid', String(assertId(gid)), '--', assertLinuxUserName(name)]);
+  }
+  deleteGroup(name: string) {
+    return this.run(['groupdel', '--', assertLinuxUserName(name)]);
+  }
+  addUser(account: NewAccount) {
+    const groups = account.groups.map((group) => assertLinuxUserName(group));
+    return this.run([
+      'useradd',
+      '--uid', String(assertId(account.uid)),
+      '--gid', String(assertId(account.gid)),
+      '--create-home',
+      '--shell', '/bin/bash',
+      '--comment', account.comment.replace(/[:\n]/g, ' '),
+      // Derived UIDs are huge: lastlog/faillog entries at that offset would make huge sparse files.
+      '--no-log-init',
+      ...(groups.length > 0 ? ['--groups', groups.join(',')] : []),
+      '--',
+      assertLinuxUserName(account.name),
+    ]);
+  }
+  setGroupMembers(group: string, members: string[]) {
+    return this.run(['gpasswd', '--members', members.map((member) => assertLinuxUserName(member)).join(','), '--', assertLinuxUserName(group)]);
+  }
+}

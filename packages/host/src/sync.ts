@@ -1,0 +1,313 @@
+import { isInManagedRange, linuxUserNameForIamUser, type IamDirectory, type IamUser, type LinuxGroup, type Resolution, type UidScheme } from '@keymaker/core';
+import type { GroupEntry, LocalAccounts, LocalAdmin, NewAccount, PasswdEntry } from './local-accounts';
+
+/**
+ * Group sync (keymaker sync_groups): every IAM group with the prefix becomes
+ * a Linux group (prefix stripped, derived GID) whose keymaker-managed
+ * members match IAM. Three steps, so a failed read can change nothing:
+ * read everything (IAM, then local), plan (pure), apply.
+ *
+ * Group ownership: keymaker owns a Linux group when its GID equals the GID
+ * derived from the IAM group's unique ID (and lies in the managed range).
+ * That is stateless (survives reinstalls, and matches groups 1.x created
+ * with the legacy scheme), and no system group (sudo 27, wheel 10, adm 4,
+ * docker ~999, shadow 42, root 0) can ever match. Any other existing group of
+ * that name is refused unless the administrator lists it in
+ * HostConfig.allowedExistingGroups.
+ *
+ * Managed users: local accounts whose UID lies in the scheme's range. Only
+ * those are ever added to or removed from a group; other members are kept.
+ * An IAM member is added only when its local account's UID equals the UID
+ * derived from its IAM unique ID (a same-named pre-existing user is not it).
+ */
+export interface IamGroupState extends LinuxGroup {
+  members: IamUser[];
+}
+
+export interface IamSyncState {
+  groups: IamGroupState[];
+  /** Users to pre-provision (authorized, with an active key); undefined when pre-provisioning is off. */
+  authorizedUsers?: IamUser[];
+}
+
+export interface LocalSyncState {
+  users: PasswdEntry[];
+  groups: GroupEntry[];
+}
+
+export interface SyncOptions {
+  uidScheme: UidScheme;
+  linuxUserSuffix: string;
+  allowedExistingGroups: string[];
+  /** Derives a user's UID from its IAM unique ID. */
+  uidFor: (user: IamUser) => number;
+}
+
+export interface GroupToCreate {
+  name: string;
+  gid: number;
+  iamGroupName: string;
+}
+
+export interface MembershipChange {
+  group: string;
+  /** The complete member list to set. */
+  members: string[];
+  add: string[];
+  remove: string[];
+}
+
+export interface SyncNotice {
+  group?: string;
+  user?: string;
+  reason: string;
+}
+
+export interface SyncPlan {
+  createGroups: GroupToCreate[];
+  createUsers: NewAccount[];
+  memberships: MembershipChange[];
+  /** Groups keymaker must not touch (not created by it, GID taken...). */
+  refused: SyncNotice[];
+  /** Users left out (no local account yet, UID mismatch, UID taken...). */
+  skipped: SyncNotice[];
+}
+
+/** Decision for one IAM group against the local group database. */
+export type GroupVerdict =
+  | { kind: 'owned' | 'allowed'; local: GroupEntry }
+  | { kind: 'create' }
+  | { kind: 'refused'; reason: string };
+
+export function classifyGroup(
+  group: Pick<LinuxGroup, 'linuxName' | 'gid'>,
+  byName: GroupEntry | undefined,
+  byGid: GroupEntry | undefined,
+  allowedExistingGroups: readonly string[],
+  scheme: UidScheme,
+): GroupVerdict {
+  if (byName) {
+    if (byName.gid === group.gid && isInManagedRange(group.gid, scheme)) return { kind: 'owned', local: byName };
+    if (allowedExistingGroups.includes(byName.name)) return { kind: 'allowed', local: byName };
+    return {
+      kind: 'refused',
+      reason: `existing group ${byName.name} (gid ${byName.gid}) was not created by keymaker (its gid would be ${group.gid}); to let keymaker manage it, add it to allowedExistingGroups in the host config`,
+    };
+  }
+  if (byGid) return { kind: 'refused', reason: `gid ${group.gid} of group ${group.linuxName} already belongs to group ${byGid.name}` };
+  return { kind: 'create' };
+}
+
+function linuxNameOf(user: IamUser, suffix: string): string | undefined {
+  return linuxUserNameForIamUser(user.userName, suffix);
+}
+
+export function planGroupSync(iam: IamSyncState, local: LocalSyncState, options: SyncOptions): SyncPlan {
+  const plan: SyncPlan = { createGroups: [], createUsers: [], memberships: [], refused: [], skipped: [] };
+  const usersByName = new Map(local.users.map((user) => [user.name, user]));
+  const usersByUid = new Map(local.users.map((user) => [user.uid, user]));
+  const groupsByName = new Map(local.groups.map((group) => [group.name, group]));
+  const groupsByGid = new Map(local.groups.map((group) => [group.gid, group]));
+  const managed = (user: PasswdEntry | undefined) => user !== undefined && isInManagedRange(user.uid, options.uidScheme);
+
+  // Which groups sync may use: owned/allowed now, or created by this plan.
+  const usable = new Map<string, GroupEntry>();
+  for (const group of iam.groups) {
+    const verdict = classifyGroup(group, groupsByName.get(group.linuxName), groupsByGid.get(group.gid), options.allowedExistingGroups, options.uidScheme);
+    if (verdict.kind === 'refused') {
+      plan.refused.push({ group: group.linuxName, reason: verdict.reason });
+    } else if (verdict.kind === 'create') {
+      plan.createGroups.push({ name: group.linuxName, gid: group.gid, iamGroupName: group.groupName });
+      const entry = { name: group.linuxName, gid: group.gid, members: [] };
+      groupsByName.set(entry.name, entry);
+      groupsByGid.set(entry.gid, entry);
+      usable.set(group.linuxName, entry);
+    } else {
+      usable.set(group.linuxName, verdict.local);
+    }
+  }
+
+  // Pre-provisioned accounts: same rules as the login-time creation.
+  for (const user of iam.authorizedUsers ?? []) {
+    const name = linuxNameOf(user, options.linuxUserSuffix);
+    if (!name) {
+      plan.skipped.push({ user: user.userName, reason: 'its name is not a valid Linux user name' });
+      continue;
+    }
+    if (usersByName.has(name)) continue;
+    const uid = options.uidFor(user);
+    const holder = usersByUid.get(uid) ?? undefined;
+    const gidHolder = groupsByGid.get(uid);
+    if (holder) {
+      plan.skipped.push({ user: name, reason: `uid ${uid} already belongs to ${holder.name}` });
+      continue;
+    }
+    if (gidHolder || groupsByName.has(name)) {
+      plan.skipped.push({ user: name, reason: `its private group (${name}, gid ${uid}) conflicts with group ${(gidHolder ?? groupsByName.get(name))!.name}` });
+      continue;
+    }
+    const account: NewAccount = { name, uid, gid: uid, comment: `keymaker IAM user ${user.userName}`, groups: [] };
+    plan.createUsers.push(account);
+    const entry = { name, uid, gid: uid, gecos: account.comment, home: `/home/${name}`, shell: '/bin/bash' };
+    usersByName.set(name, entry);
+    usersByUid.set(uid, entry);
+    groupsByGid.set(uid, { name, gid: uid, members: [] });
+  }
+
+  for (const group of iam.groups) {
+    const entry = usable.get(group.linuxName);
+    if (!entry) continue;
+    const wanted = new Set<string>();
+    for (const member of group.members) {
+      const name = linuxNameOf(member, options.linuxUserSuffix);
+      if (!name) continue;
+      const account = usersByName.get(name);
+      if (!account) continue; // created at first login, then added
+      if (!managed(account) || account.uid !== options.uidFor(member)) {
+        plan.skipped.push({ user: name, group: group.linuxName, reason: `local account ${name} (uid ${account.uid}) is not this IAM user's keymaker account` });
+        continue;
+      }
+      wanted.add(name);
+    }
+    const current = entry.members;
+    // Non-managed members (admins added by hand, system users) are always kept.
+    const kept = current.filter((name) => !managed(usersByName.get(name)));
+    const members = [...new Set([...kept, ...current.filter((name) => wanted.has(name)), ...[...wanted].sort()])];
+    const add = [...wanted].filter((name) => !current.includes(name)).sort();
+    const remove = current.filter((name) => !members.includes(name));
+    if (add.length > 0 || remove.length > 0) plan.memberships.push({ group: group.linuxName, members, add, remove });
+  }
+  return plan;
+}
+
+export function planIsEmpty(plan: SyncPlan): boolean {
+  return plan.createGroups.length === 0 && plan.createUsers.length === 0 && plan.memberships.length === 0;
+}
+
+/** Bounded parallelism for the per-group / per-user reads. */
+async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const results: R[] = new Array(items.length);
+  let next = 0;
+  const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (next < items.length) {
+      const index = next++;
+      results[index] = await fn(items[index]!);
+    }
+  });
+  await Promise.all(workers);
+  return results;
+}
+
+/**
+ * Reads every prefixed group with all its members (every page), and the
+ * authorized users when pre-provisioning. Throws on any failure: the caller
+ * then changes nothing.
+ */
+export async function readIamSyncState(directory: IamDirectory, options: { preProvision: boolean }): Promise<IamSyncState> {
+  const groups = await directory.listLinuxGroups();
+  const withMembers = await mapLimit(groups, 8, async (group) => ({ ...group, members: await directory.getGroupMembers(group.groupName) }));
+  let authorizedUsers: IamUser[] | undefined;
+  if (options.preProvision) {
+    const required = directory.config.requireIamGroup;
+    const candidates = required ? await directory.getGroupMembers(required) : await directory.listUsers();
+    const keyed = await mapLimit(candidates, 8, async (user) => ({
+      user,
+      active: (await directory.listSshPublicKeys(user.userName)).some((key) => key.status === 'Active'),
+    }));
+    authorizedUsers = keyed.filter((entry) => entry.active).map((entry) => entry.user);
+  }
+  return { groups: withMembers, authorizedUsers };
+}
+
+export async function readLocalSyncState(accounts: LocalAccounts): Promise<LocalSyncState> {
+  const [users, groups] = await Promise.all([accounts.users(), accounts.groups()]);
+  return { users, groups };
+}
+
+export interface ApplyResult {
+  done: string[];
+  failed: string[];
+}
+
+/** Applies a plan in order: groups, accounts, memberships. Stops at the first failure. */
+export async function applySyncPlan(plan: SyncPlan, admin: LocalAdmin): Promise<ApplyResult> {
+  const done: string[] = [];
+  const steps: [string, () => Promise<void>][] = [
+    ...plan.createGroups.map((g): [string, () => Promise<void>] => [`created group ${g.name} (gid ${g.gid})`, () => admin.addGroup(g.name, g.gid)]),
+    ...plan.createUsers.map((u): [string, () => Promise<void>] => [
+      `created account ${u.name} (uid ${u.uid})`,
+      async () => {
+        await admin.addGroup(u.name, u.gid);
+        try {
+          await admin.addUser(u);
+        } catch (error) {
+          await admin.deleteGroup(u.name).catch(() => undefined);
+          throw error;
+        }
+      },
+    ]),
+    ...plan.memberships.map((m): [string, () => Promise<void>] => [
+      `group ${m.group}:${m.add.map((n) => ` +${n}`).join('')}${m.remove.map((n) => ` -${n}`).join('')}`,
+      () => admin.setGroupMembers(m.group, m.members),
+    ]),
+  ];
+  for (const [label, step] of steps) {
+    try {
+      await step();
+      done.push(label);
+    } catch (error) {
+      return { done, failed: [`${label}: ${(error as Error).message}`] };
+    }
+  }
+  return { done, failed: [] };
+}
+
+export function describePlan(plan: SyncPlan): string[] {
+  return [
+    ...plan.createGroups.map((g) => `create group ${g.name} (gid ${g.gid}) for IAM group ${g.iamGroupName}`),
+    ...plan.createUsers.map((u) => `create account ${u.name} (uid ${u.uid})`),
+    ...plan.memberships.map((m) => `group ${m.group}:${m.add.map((n) => ` +${n}`).join('')}${m.remove.map((n) => ` -${n}`).join('')}`),
+  ];
+}
+
+export interface SyncRunDeps {
+  accounts: LocalAccounts;
+  admin: LocalAdmin;
+  resolve: () => Promise<Resolution>;
+  /** Takes the sync lock around the read-plan-apply cycle. */
+  lock: <T>(body: () => Promise<T>) => Promise<T>;
+}
+
+export interface SyncRunOptions {
+  dryRun?: boolean;
+  preProvisionAccounts: boolean;
+  allowedExistingGroups: string[];
+}
+
+export interface SyncReport {
+  dryRun: boolean;
+  /** What was changed (or, with dryRun, would be). */
+  changes: string[];
+  refused: SyncNotice[];
+  skipped: SyncNotice[];
+  failed: string[];
+}
+
+/** Read everything, plan, apply (unless dry-run), all under the lock. Read failures throw before any change. */
+export async function runGroupSync(deps: SyncRunDeps, options: SyncRunOptions): Promise<SyncReport> {
+  return deps.lock(async () => {
+    const { directory, config } = await deps.resolve();
+    const iamState = await readIamSyncState(directory, { preProvision: options.preProvisionAccounts });
+    const localState = await readLocalSyncState(deps.accounts);
+    const plan = planGroupSync(iamState, localState, {
+      uidScheme: config.uidScheme,
+      linuxUserSuffix: config.linuxUserSuffix,
+      allowedExistingGroups: options.allowedExistingGroups,
+      uidFor: (user) => directory.uidFor(user),
+    });
+    const base = { refused: plan.refused, skipped: plan.skipped };
+    if (options.dryRun) return { dryRun: true, changes: describePlan(plan), failed: [], ...base };
+    const applied = await applySyncPlan(plan, deps.admin);
+    return { dryRun: false, changes: applied.done, failed: applied.failed, ...base };
+  });
+}
