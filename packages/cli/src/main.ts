@@ -3,7 +3,15 @@ import { EXIT_CODES } from '@keymaker/core';
 import pkg from '../package.json';
 import type { GlobalOptions } from './context';
 import { registerKeyCommands } from './commands/index';
+import { registerConfigureCommand } from './commands/configure';
 import { registerSyncCommand } from './commands/sync';
+
+/** Each group registers its commands; add a group with one line here. */
+const COMMAND_GROUPS: Array<(cli: Argv<GlobalOptions>) => Argv<GlobalOptions>> = [
+  registerKeyCommands,
+  registerConfigureCommand,
+  registerSyncCommand,
+];
 
 const DESCRIPTION = `keymaker ${pkg.version}: SSH logins on AWS EC2, backed by IAM users, keys and groups.`;
 
@@ -25,7 +33,7 @@ export function buildCli(argv: string[]): Argv<GlobalOptions> {
       void y;
       process.exit(EXIT_CODES.USAGE);
     }) as unknown as Argv<GlobalOptions>;
-  return registerSyncCommand(registerKeyCommands(cli)).demandCommand(1, 'name a command');
+  return COMMAND_GROUPS.reduce((built, register) => register(built), cli).demandCommand(1, 'name a command');
 }
 
 export async function main(argv: string[]): Promise<void> {

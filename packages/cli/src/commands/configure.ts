@@ -1,0 +1,28 @@
+import type { Argv } from 'yargs';
+import { createClientFactory, runConfigureCommand } from '@keymaker/admin';
+import type { GlobalOptions } from '../context';
+
+/** `keymaker configure`: administrator setup of IAM (policy, roles, role description). */
+export function registerConfigureCommand(cli: Argv<GlobalOptions>): Argv<GlobalOptions> {
+  return cli.command(
+    'configure',
+    'Set up IAM for keymaker hosts: the read policy, the instance role and its description (cross-account too)',
+    (y) =>
+      y
+        .option('instance-iam-role', { type: 'string', demandOption: true, describe: 'instance role name, or its ARN in another account' })
+        .option('require-iam-group', { type: 'string', describe: 'only members of this IAM group may log in' })
+        .option('username-suffix', { type: 'string', describe: 'IAM user name = Linux name + this suffix' })
+        .option('cross-account-profile', { type: 'string', describe: 'AWS profile for the instance role account' })
+        .option('id-resolver-iam-role', { type: 'string', default: 'KeymakerIdResolver', describe: 'resolver role name (cross-account)' })
+        .option('instance-iam-policy', { type: 'string', default: 'KeymakerInstanceIAMReadAccess', describe: 'managed policy name' })
+        .option('uid-scheme', { type: 'string', choices: ['wide', 'legacy'], describe: 'UID/GID derivation (keymaker_uid_scheme)' })
+        .option('linux-group-prefix', { type: 'string', describe: 'IAM group prefix for Linux groups (default keymaker_)' })
+        .option('dry-run', { type: 'boolean', describe: 'print the plan; change nothing' }),
+    async (args) => {
+      const result = await runConfigureCommand(args as never, createClientFactory({ region: (args as GlobalOptions).region }));
+      for (const line of result.stdout) process.stdout.write(`${line}\n`);
+      for (const line of result.stderr) process.stderr.write(`${line}\n`);
+      process.exitCode = result.exitCode;
+    },
+  );
+}
