@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { AddUserToGroupCommand, CreateGroupCommand, CreateUserCommand, GetUserCommand, type IAMClient } from '@aws-sdk/client-iam';
+import { CreateUserCommand, GetUserCommand, type IAMClient } from '@aws-sdk/client-iam';
 import { EXIT_CODES, unixIdFor } from '@keymaker/core';
 import {
   createGroupWithMembers,
@@ -220,6 +220,30 @@ describe('cross-account resolution and the legacy UID scheme', () => {
   });
 });
 
+describe('configure', () => {
+  it('plans with --dry-run, applies, then finds nothing to change', async () => {
+    const args = ['configure', '--instance-iam-role', 'bastion', '--require-iam-group', 'ops'];
+    const dry = await keymaker([...args, '--dry-run', '--json'], envFor(admin));
+    expect(dry.code).toBe(0);
+    const planned = JSON.parse(dry.stdout);
+    expect(planned).toMatchObject({ ok: true, dryRun: true });
+    expect(planned.plan.steps.map((s: { action: string }) => s.action)).toEqual(
+      expect.arrayContaining(['createPolicy', 'createRole', 'attachRolePolicy', 'updateRoleDescription']),
+    );
+    const applied = await keymaker(args, envFor(admin));
+    expect(applied.code).toBe(0);
+    const again = await keymaker(args, envFor(admin));
+    expect(again.code).toBe(0);
+    expect(again.stdout).toMatch(/nothing to change/);
+  });
+
+  it('refuses a malformed role ARN in one line, changing nothing', async () => {
+    const result = await keymaker(['configure', '--instance-iam-role', 'arn:aws:iam::12:role/x'], envFor(admin));
+    expect(result.code).toBe(EXIT_CODES.INVALID_ARGUMENT);
+    expect(result.stderr.trim().split('\n')).toHaveLength(1);
+  });
+});
+
 describe('friendly failures', () => {
   it('no credentials', async () => {
     const env = envFor({ accessKeyId: '', secretAccessKey: '' });
@@ -252,5 +276,3 @@ describe('friendly failures', () => {
     expect(result.stderr.trim()).toMatch(/^keymaker: Unknown argument: bogus/);
   });
 });
-void AddUserToGroupCommand;
-void CreateGroupCommand;
