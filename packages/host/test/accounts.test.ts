@@ -1,0 +1,115 @@
+import { GetSSHPublicKeyCommand, GetUserCommand, ListGroupsForUserCommand, ListSSHPublicKeysCommand } from '@aws-sdk/client-iam';
+import { mockClient } from 'aws-sdk-client-mock';
+import { unixIdFor, type RoleConfig } from '@keymaker/core';
+import { createAccountForLogin } from '../src/accounts';
+import { ED25519, FakeHost, newIam, resolutionFor } from './fakes';
+
+const USER_ID = 'AIDAEXAMPLEBOB000001';
+const UID = unixIdFor(USER_ID, 'wide');
+const DEVS_ID = 'AGPAEXAMPLEDEVS00001';
+const DEVS_GID = unixIdFor(DEVS_ID, 'wide');
+const iam = newIam();
+const iamMock = mockClient(iam);
+
+function group(name: string, id: string) {
+  return { GroupName: name, GroupId: id, Arn: `arn:aws:iam::1:group/${name}`, Path: '/', CreateDate: new Date() };
+}
+
+function seedBob(opts: { status?: 'Active' | 'Inactive'; groups?: ReturnType<typeof group>[] } = {}) {
+  const status = opts.status ?? 'Active';
+  iamMock.on(GetUserCommand).resolves({ User: { UserName: 'bob', UserId: USER_ID, Arn: 'a', Path: '/', CreateDate: new Date() } });
+  iamMock.on(ListSSHPublicKeysCommand).resolves({ SSHPublicKeys: [{ UserName: 'bob', SSHPublicKeyId: 'APKAAAAAAAAAAAAAAAB1', Status: status, UploadDate: new Date() }] });
+  iamMock.on(GetSSHPublicKeyCommand).resolves({ SSHPublicKey: { UserName: 'bob', SSHPublicKeyId: 'APKAAAAAAAAAAAAAAAB1', Status: status, SSHPublicKeyBody: ED25519, Fingerprint: 'x' } });
+  iamMock.on(ListGroupsForUserCommand).resolves({ Groups: opts.groups ?? [] });
+}
+
+function run(host: FakeHost, user = 'bob', config: RoleConfig = {}, allowedExistingGroups: string[] = []) {
+  return createAccountForLogin(
+    user,
+    { accounts: host, admin: host, resolve: async () => resolutionFor(iam, config), lock: (body) => body() },
+    { allowedExistingGroups },
+  );
+}
+
+beforeEach(() => iamMock.reset());
+
+test('creates the account with the derived UID, a private group and its prefixed groups', async () => {
+  seedBob({ groups: [group('keymaker_devs', DEVS_ID), group('unrelated', 'AGPAX')] });
+  const host = new FakeHost();
+  const outcome = await run(host);
+  expect(outcome).toMatchObject({ kind: 'created', uid: UID, groups: ['devs'] });
+  expect(host.changes).toEqual([`groupadd devs ${DEVS_GID}`, `groupadd bob ${UID}`, `useradd bob ${UID} devs`]);
+  expect(host.members('devs')).toEqual(['bob']);
+});
+
+test('an existing account is left alone without any IAM call', async () => {
+  const host = new FakeHost({ users: [['bob', 1000]] });
+  expect(await run(host)).toEqual({ kind: 'exists', name: 'bob' });
+  expect(iamMock.calls()).toHaveLength(0);
+  expect(host.changes).toEqual([]);
+});
+
+test('refuses when the derived UID belongs to another account, naming both, creating nothing', async () => {
+  seedBob();
+  const host = new FakeHost({ users: [['carol', UID]] });
+  await expect(run(host)).rejects.toMatchObject({ code: 'UID_CONFLICT', message: expect.stringMatching(/carol.*bob|bob.*carol/) });
+  expect(host.changes).toEqual([]);
+});
+
+test('refuses when the private group GID is taken', async () => {
+  seedBob();
+  const host = new FakeHost({ groups: [['carol', UID]] });
+  await expect(run(host)).rejects.toMatchObject({ code: 'UID_CONFLICT' });
+  expect(host.changes).toEqual([]);
+});
+
+test('an IAM user with only inactive keys gets no account', async () => {
+  seedBob({ status: 'Inactive' });
+  const host = new FakeHost();
+  await expect(run(host)).rejects.toMatchObject({ code: 'NO_SUCH_KEY' });
+  expect(host.changes).toEqual([]);
+});
+
+test('an IAM user outside the required group gets no account', async () => {
+  seedBob({ groups: [group('keymaker_devs', DEVS_ID)] });
+  const host = new FakeHost();
+  await expect(run(host, 'bob', { requireIamGroup: 'ssh-users' })).rejects.toMatchObject({ code: 'NOT_IN_REQUIRED_GROUP' });
+  expect(host.changes).toEqual([]);
+});
+
+test('an unknown IAM user gets no account', async () => {
+  iamMock.on(GetUserCommand).rejects(Object.assign(new Error('no'), { name: 'NoSuchEntity' }));
+  iamMock.on(ListSSHPublicKeysCommand).rejects(Object.assign(new Error('no'), { name: 'NoSuchEntity' }));
+  iamMock.on(ListGroupsForUserCommand).rejects(Object.assign(new Error('no'), { name: 'NoSuchEntity' }));
+  const host = new FakeHost();
+  await expect(run(host)).rejects.toMatchObject({ code: 'NO_SUCH_USER' });
+  expect(host.changes).toEqual([]);
+});
+
+test('an invalid name makes no IAM call and creates nothing', async () => {
+  const host = new FakeHost();
+  await expect(run(host, '../etc')).rejects.toMatchObject({ code: 'INVALID_USERNAME' });
+  await expect(run(host, 'Bob')).rejects.toMatchObject({ code: 'INVALID_USERNAME' });
+  expect(iamMock.calls()).toHaveLength(0);
+  expect(host.changes).toEqual([]);
+});
+
+test('a prefixed IAM group named like a system group is not joined unless allowed', async () => {
+  seedBob({ groups: [group('keymaker_sudo', 'AGPASUDO'), group('keymaker_devs', DEVS_ID)] });
+  const host = new FakeHost({ groups: [['sudo', 27]] });
+  const outcome = await run(host);
+  expect(outcome).toMatchObject({ kind: 'created', groups: ['devs'], skippedGroups: [expect.stringContaining('sudo')] });
+  expect(host.members('sudo')).toEqual([]);
+
+  const allowed = new FakeHost({ groups: [['sudo', 27]] });
+  expect(await run(allowed, 'bob', {}, ['sudo'])).toMatchObject({ groups: ['sudo', 'devs'] });
+  expect(allowed.members('sudo')).toEqual(['bob']);
+});
+
+test('a failed useradd leaves no private group behind', async () => {
+  seedBob();
+  const host = new FakeHost();
+  host.failOn = /^useradd/;
+  await expect(run(host)).rejects.toThrow(/simulated/);
+  expect(await host.group('bob')).toBeUndefined();
+});

@@ -1,0 +1,58 @@
+// In-memory stand-ins for the host: local accounts/groups, shadow-utils, a mocked IAM.
+import { IAMClient } from '@aws-sdk/client-iam';
+import { IamDirectory, resolveRoleConfig, type Resolution, type RoleConfig } from '@keymaker/core';
+import type { GroupEntry, LocalAccounts, LocalAdmin, NewAccount, PasswdEntry } from '../src/local-accounts';
+
+export class FakeHost implements LocalAccounts, LocalAdmin {
+  users_: PasswdEntry[] = [];
+  groups_: GroupEntry[] = [];
+  /** Every change, in order, e.g. "groupadd devs 123". */
+  changes: string[] = [];
+  failOn?: RegExp;
+
+  constructor(init: { users?: [string, number][]; groups?: [string, number, string[]?][] } = {}) {
+    for (const [name, uid] of init.users ?? []) this.users_.push({ name, uid, gid: uid, gecos: '', home: `/home/${name}`, shell: '/bin/bash' });
+    for (const [name, gid, members] of init.groups ?? []) this.groups_.push({ name, gid, members: members ?? [] });
+  }
+
+  async user(name: string) { return this.users_.find((u) => u.name === name); }
+  async userByUid(uid: number) { return this.users_.find((u) => u.uid === uid); }
+  async group(name: string) { return this.groups_.find((g) => g.name === name); }
+  async groupByGid(gid: number) { return this.groups_.find((g) => g.gid === gid); }
+  async users() { return this.users_.map((u) => ({ ...u })); }
+  async groups() { return this.groups_.map((g) => ({ ...g, members: [...g.members] })); }
+
+  private record(change: string) {
+    if (this.failOn?.test(change)) throw new Error(`simulated failure: ${change}`);
+    this.changes.push(change);
+  }
+  async addGroup(name: string, gid: number) {
+    this.record(`groupadd ${name} ${gid}`);
+    this.groups_.push({ name, gid, members: [] });
+  }
+  async deleteGroup(name: string) {
+    this.record(`groupdel ${name}`);
+    this.groups_ = this.groups_.filter((g) => g.name !== name);
+  }
+  async addUser(account: NewAccount) {
+    this.record(`useradd ${account.name} ${account.uid} ${account.groups.join(',')}`);
+    this.users_.push({ name: account.name, uid: account.uid, gid: account.gid, gecos: account.comment, home: `/home/${account.name}`, shell: '/bin/bash' });
+    for (const g of account.groups) this.groups_.find((x) => x.name === g)!.members.push(account.name);
+  }
+  async setGroupMembers(group: string, members: string[]) {
+    this.record(`members ${group} ${members.join(',')}`);
+    this.groups_.find((g) => g.name === group)!.members = [...members];
+  }
+  members(group: string) { return this.groups_.find((g) => g.name === group)?.members; }
+}
+
+export function resolutionFor(iam: IAMClient, config: RoleConfig = {}): Resolution {
+  const resolved = resolveRoleConfig(config);
+  return { source: 'given', config: resolved, directory: new IamDirectory(iam, resolved), crossAccount: false, cached: { config: false, credentials: false } };
+}
+
+export const ED25519 = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAGPgIDME0x9jm0kTTzn2fnt7m5VxINFseJ/ANT8+AZm';
+
+export function newIam(): IAMClient {
+  return new IAMClient({ region: 'us-east-1', credentials: { accessKeyId: 'x', secretAccessKey: 'y' } });
+}

@@ -1,0 +1,144 @@
+import {
+  GetGroupCommand,
+  GetSSHPublicKeyCommand,
+  GetUserCommand,
+  ListGroupsForUserCommand,
+  ListSSHPublicKeysCommand,
+} from '@aws-sdk/client-iam';
+import { mockClient } from 'aws-sdk-client-mock';
+import { EXIT_CODES, unixIdFor, type RoleConfig } from '@keymaker/core';
+import { lookupAuthorizedKeys, runLookup } from '../src/lookup';
+import { createMemorySyslog } from '../src/syslog';
+import { ED25519, FakeHost, newIam, resolutionFor } from './fakes';
+
+const USER_ID = 'AIDAEXAMPLEALICE0001';
+const iam = newIam();
+const iamMock = mockClient(iam);
+
+function seedAlice(status: 'Active' | 'Inactive' = 'Active') {
+  iamMock.on(GetUserCommand, { UserName: 'alice' }).resolves({ User: { UserName: 'alice', UserId: USER_ID, Arn: 'arn:aws:iam::1:user/alice', Path: '/', CreateDate: new Date() } });
+  iamMock.on(ListSSHPublicKeysCommand, { UserName: 'alice' }).resolves({ SSHPublicKeys: [{ UserName: 'alice', SSHPublicKeyId: 'APKAAAAAAAAAAAAAAAA1', Status: status, UploadDate: new Date() }] });
+  iamMock.on(GetSSHPublicKeyCommand).resolves({
+    SSHPublicKey: { UserName: 'alice', SSHPublicKeyId: 'APKAAAAAAAAAAAAAAAA1', Status: status, SSHPublicKeyBody: ED25519, Fingerprint: 'x' },
+  });
+}
+
+function deps(host: FakeHost, config: RoleConfig = {}) {
+  const resolve = jest.fn(async () => resolutionFor(iam, config));
+  return { accounts: host, resolve };
+}
+
+beforeEach(() => iamMock.reset());
+
+describe('managed check', () => {
+  test.each([
+    ['root', 0],
+    ['ubuntu', 1000],
+    ['ec2-user', 1001],
+    ['nobody', 65534],
+  ])('existing local account %s (uid %d) is refused before any AWS call', async (name, uid) => {
+    seedAlice();
+    const d = deps(new FakeHost({ users: [[name, uid]] }));
+    await expect(lookupAuthorizedKeys({ user: name }, d)).rejects.toMatchObject({ code: 'NOT_MANAGED' });
+    expect(d.resolve).not.toHaveBeenCalled();
+    expect(iamMock.calls()).toHaveLength(0);
+  });
+
+  test('a legacy-range local user is refused under the wide scheme without an IAM call', async () => {
+    const d = deps(new FakeHost({ users: [['alice', 2500]] }));
+    await expect(lookupAuthorizedKeys({ user: 'alice' }, d)).rejects.toMatchObject({ code: 'NOT_MANAGED' });
+    expect(iamMock.calls()).toHaveLength(0);
+  });
+
+  test('a pre-existing legacy-range user whose UID is not derived from the IAM user is refused (no takeover)', async () => {
+    seedAlice();
+    const derived = unixIdFor(USER_ID, 'legacy');
+    const other = derived === 2500 ? 2501 : 2500;
+    const d = deps(new FakeHost({ users: [['alice', other]] }), { uidScheme: 'legacy' });
+    await expect(lookupAuthorizedKeys({ user: 'alice' }, d)).rejects.toMatchObject({ code: 'NOT_MANAGED' });
+  });
+
+  test('an existing keymaker account with the derived UID gets its keys', async () => {
+    seedAlice();
+    const d = deps(new FakeHost({ users: [['alice', unixIdFor(USER_ID, 'wide')]] }));
+    const result = await lookupAuthorizedKeys({ user: 'alice' }, d);
+    expect(result.lines).toEqual([ED25519]);
+  });
+
+  test('a name with no local account yet (JIT) gets its keys', async () => {
+    seedAlice();
+    const result = await lookupAuthorizedKeys({ user: 'alice' }, deps(new FakeHost()));
+    expect(result.lines).toEqual([ED25519]);
+  });
+
+  test('an invalid name is refused before anything', async () => {
+    const host = new FakeHost();
+    const spy = jest.spyOn(host, 'user');
+    const d = deps(host);
+    await expect(lookupAuthorizedKeys({ user: '-oProxyCommand=x' }, d)).rejects.toMatchObject({ code: 'INVALID_USERNAME' });
+    expect(spy).not.toHaveBeenCalled();
+    expect(d.resolve).not.toHaveBeenCalled();
+  });
+
+  test('a user outside the required group gets no keys', async () => {
+    seedAlice();
+    iamMock.on(ListGroupsForUserCommand).resolves({ Groups: [{ GroupName: 'other', GroupId: 'AGPA1', Arn: 'a', Path: '/', CreateDate: new Date() }] });
+    await expect(lookupAuthorizedKeys({ user: 'alice' }, deps(new FakeHost(), { requireIamGroup: 'ssh-users' }))).rejects.toMatchObject({
+      code: 'NOT_IN_REQUIRED_GROUP',
+    });
+  });
+});
+
+describe('runLookup', () => {
+  test('prints the keys and logs user, fingerprint, reason and key count', async () => {
+    seedAlice();
+    const syslog = createMemorySyslog();
+    let out = '';
+    const code = await runLookup({ user: 'alice', fingerprint: 'SHA256:abc' }, { write: (t) => (out += t) }, { deps: deps(new FakeHost()), syslog });
+    expect(code).toBe(0);
+    expect(out).toBe(`${ED25519}\n`);
+    expect(syslog.lines).toHaveLength(1);
+    expect(syslog.lines[0]!.message).toMatch(/user="alice" fingerprint=SHA256:abc decision=keys reason=iam_keys iam_user=alice keys=1/);
+    expect(syslog.lines[0]!.message).not.toContain('AAAA');
+  });
+
+  test('root is refused, logged with the reason, nothing printed', async () => {
+    const syslog = createMemorySyslog();
+    let out = '';
+    const code = await runLookup({ user: 'root', fingerprint: 'SHA256:abc' }, { write: (t) => (out += t) }, { deps: deps(new FakeHost({ users: [['root', 0]] })), syslog });
+    expect(code).toBe(EXIT_CODES.NOT_MANAGED);
+    expect(out).toBe('');
+    expect(syslog.lines[0]).toMatchObject({ level: 'warning' });
+    expect(syslog.lines[0]!.message).toMatch(/user="root" fingerprint=SHA256:abc decision=refused reason=NOT_MANAGED/);
+  });
+
+  test('fails closed within the deadline when AWS hangs', async () => {
+    const syslog = createMemorySyslog();
+    let out = '';
+    const started = Date.now();
+    const hang = { accounts: new FakeHost(), resolve: () => new Promise<never>(() => undefined) };
+    const code = await runLookup({ user: 'alice' }, { write: (t) => (out += t) }, { deps: hang, syslog, deadlineMs: 200 });
+    expect(code).toBe(EXIT_CODES.DEADLINE_EXCEEDED);
+    expect(Date.now() - started).toBeLessThan(1000);
+    expect(out).toBe('');
+    expect(syslog.lines[0]!.message).toMatch(/reason=DEADLINE_EXCEEDED/);
+  });
+
+  test('a throttled IAM call prints nothing and exits non-zero', async () => {
+    iamMock.on(ListSSHPublicKeysCommand).rejects(Object.assign(new Error('Rate exceeded'), { name: 'Throttling' }));
+    iamMock.on(GetUserCommand).rejects(Object.assign(new Error('Rate exceeded'), { name: 'Throttling' }));
+    iamMock.on(GetGroupCommand).resolves({});
+    const syslog = createMemorySyslog();
+    let out = '';
+    const code = await runLookup({ user: 'alice' }, { write: (t) => (out += t) }, { deps: deps(new FakeHost()), syslog });
+    expect(code).toBe(EXIT_CODES.THROTTLED);
+    expect(out).toBe('');
+  });
+
+  test('log lines cannot be forged through the user name', async () => {
+    const syslog = createMemorySyslog();
+    await runLookup({ user: 'x\ndecision=keys' }, { write: () => undefined }, { deps: deps(new FakeHost()), syslog });
+    expect(syslog.lines[0]!.message).not.toContain('\n');
+    expect(syslog.lines[0]!.message).toContain('reason=INVALID_USERNAME');
+  });
+});

@@ -1,0 +1,151 @@
+import { GetGroupCommand, ListGroupsCommand, ListSSHPublicKeysCommand, ListUsersCommand } from '@aws-sdk/client-iam';
+import { mockClient } from 'aws-sdk-client-mock';
+import { unixIdFor, type RoleConfig } from '@keymaker/core';
+import { planGroupSync, runGroupSync, type IamSyncState } from '../src/sync';
+import { FakeHost, newIam, resolutionFor } from './fakes';
+
+const uid = (id: string) => unixIdFor(id, 'wide');
+const user = (name: string) => ({ userName: name, userId: `AIDA${name.toUpperCase().padEnd(16, '0')}` });
+const ALICE = user('alice');
+const BOB = user('bob');
+const CAROL = user('carol');
+const DEVS = { groupName: 'keymaker_devs', groupId: 'AGPADEVS000000000001', linuxName: 'devs', gid: uid('AGPADEVS000000000001') };
+const options = { uidScheme: 'wide' as const, linuxUserSuffix: '', allowedExistingGroups: [] as string[], uidFor: (u: { userId: string }) => uid(u.userId) };
+
+describe('planGroupSync', () => {
+  test('creates a missing group and adds members that have keymaker accounts', () => {
+    const local = new FakeHost({ users: [['alice', uid(ALICE.userId)]] });
+    const plan = planGroupSync({ groups: [{ ...DEVS, members: [ALICE, BOB] }] }, { users: local.users_, groups: local.groups_ }, options);
+    expect(plan.createGroups).toEqual([{ name: 'devs', gid: DEVS.gid, iamGroupName: 'keymaker_devs' }]);
+    // bob has no account yet: he joins when it is created.
+    expect(plan.memberships).toEqual([{ group: 'devs', members: ['alice'], add: ['alice'], remove: [] }]);
+  });
+
+  test('removes managed members IAM no longer lists and keeps members keymaker does not manage', () => {
+    const local = new FakeHost({
+      users: [['alice', uid(ALICE.userId)], ['bob', uid(BOB.userId)], ['admin', 1000]],
+      groups: [['devs', DEVS.gid, ['admin', 'alice', 'bob', 'ghost']]],
+    });
+    const plan = planGroupSync({ groups: [{ ...DEVS, members: [ALICE] }] }, { users: local.users_, groups: local.groups_ }, options);
+    expect(plan.createGroups).toEqual([]);
+    expect(plan.memberships).toEqual([{ group: 'devs', members: ['admin', 'ghost', 'alice'], add: [], remove: ['bob'] }]);
+  });
+
+  test('no change when Linux already matches IAM', () => {
+    const local = new FakeHost({ users: [['alice', uid(ALICE.userId)]], groups: [['devs', DEVS.gid, ['alice']]] });
+    const plan = planGroupSync({ groups: [{ ...DEVS, members: [ALICE] }] }, { users: local.users_, groups: local.groups_ }, options);
+    expect(plan.memberships).toEqual([]);
+    expect(plan.createGroups).toEqual([]);
+  });
+
+  test.each(['sudo', 'wheel', 'root', 'adm', 'docker', 'shadow'])('refuses the existing group %s keymaker did not create', (name) => {
+    const local = new FakeHost({ users: [['alice', uid(ALICE.userId)]], groups: [[name, 27, ['ubuntu']]] });
+    const group = { groupName: `keymaker_${name}`, groupId: 'AGPAX0000000000000001', linuxName: name, gid: uid('AGPAX0000000000000001') };
+    const plan = planGroupSync({ groups: [{ ...group, members: [ALICE] }] }, { users: local.users_, groups: local.groups_ }, options);
+    expect(plan.memberships).toEqual([]);
+    expect(plan.createGroups).toEqual([]);
+    expect(plan.refused).toEqual([{ group: name, reason: expect.stringContaining('allowedExistingGroups') }]);
+  });
+
+  test('manages an existing group the administrator allowed, keeping its other members', () => {
+    const local = new FakeHost({ users: [['alice', uid(ALICE.userId)], ['ubuntu', 1000]], groups: [['docker', 999, ['ubuntu']]] });
+    const group = { groupName: 'keymaker_docker', groupId: 'AGPAX0000000000000001', linuxName: 'docker', gid: uid('AGPAX0000000000000001') };
+    const plan = planGroupSync({ groups: [{ ...group, members: [ALICE] }] }, { users: local.users_, groups: local.groups_ }, { ...options, allowedExistingGroups: ['docker'] });
+    expect(plan.memberships).toEqual([{ group: 'docker', members: ['ubuntu', 'alice'], add: ['alice'], remove: [] }]);
+  });
+
+  test('refuses a group whose derived GID belongs to another group', () => {
+    const local = new FakeHost({ groups: [['other', DEVS.gid]] });
+    const plan = planGroupSync({ groups: [{ ...DEVS, members: [] }] }, { users: local.users_, groups: local.groups_ }, options);
+    expect(plan.createGroups).toEqual([]);
+    expect(plan.refused[0]!.reason).toMatch(/already belongs to group other/);
+  });
+
+  test('does not add a pre-existing local user who only shares the IAM name', () => {
+    const local = new FakeHost({ users: [['alice', 1000]], groups: [['devs', DEVS.gid, []]] });
+    const plan = planGroupSync({ groups: [{ ...DEVS, members: [ALICE] }] }, { users: local.users_, groups: local.groups_ }, options);
+    expect(plan.memberships).toEqual([]);
+    expect(plan.skipped).toEqual([expect.objectContaining({ user: 'alice', group: 'devs' })]);
+  });
+
+  test('pre-provisioning creates accounts for authorized users and puts them in their groups', () => {
+    const local = new FakeHost({ users: [['carol', uid(CAROL.userId)]] });
+    const state: IamSyncState = { groups: [{ ...DEVS, members: [ALICE, CAROL] }], authorizedUsers: [ALICE, CAROL] };
+    const plan = planGroupSync(state, { users: local.users_, groups: local.groups_ }, options);
+    expect(plan.createUsers).toEqual([expect.objectContaining({ name: 'alice', uid: uid(ALICE.userId), gid: uid(ALICE.userId) })]);
+    expect(plan.memberships).toEqual([{ group: 'devs', members: ['alice', 'carol'], add: ['alice', 'carol'], remove: [] }]);
+  });
+
+  test('pre-provisioning skips a user whose UID is taken', () => {
+    const local = new FakeHost({ users: [['mallory', uid(ALICE.userId)]] });
+    const plan = planGroupSync({ groups: [], authorizedUsers: [ALICE] }, { users: local.users_, groups: local.groups_ }, options);
+    expect(plan.createUsers).toEqual([]);
+    expect(plan.skipped[0]!.reason).toMatch(/already belongs to mallory/);
+  });
+});
+
+describe('runGroupSync against a mocked IAM', () => {
+  const iam = newIam();
+  const iamMock = mockClient(iam);
+  beforeEach(() => iamMock.reset());
+
+  const iamGroup = (name: string, id: string) => ({ GroupName: name, GroupId: id, Arn: 'a', Path: '/', CreateDate: new Date() });
+  const iamUser = (u: { userName: string; userId: string }) => ({ UserName: u.userName, UserId: u.userId, Arn: 'a', Path: '/', CreateDate: new Date() });
+
+  function run(host: FakeHost, config: RoleConfig = {}, preProvisionAccounts = false) {
+    return runGroupSync(
+      { accounts: host, admin: host, resolve: async () => resolutionFor(iam, config), lock: (body) => body() },
+      { preProvisionAccounts, allowedExistingGroups: [] },
+    );
+  }
+
+  test('adds and removes members across all pages', async () => {
+    iamMock.on(ListGroupsCommand).resolvesOnce({ Groups: [iamGroup('keymaker_devs', DEVS.groupId)], IsTruncated: true, Marker: 'm1' }).resolvesOnce({ Groups: [iamGroup('other', 'AGPAO')] });
+    iamMock
+      .on(GetGroupCommand, { GroupName: 'keymaker_devs' })
+      .resolvesOnce({ Group: iamGroup('keymaker_devs', DEVS.groupId), Users: [iamUser(ALICE)], IsTruncated: true, Marker: 'p2' })
+      .resolvesOnce({ Group: iamGroup('keymaker_devs', DEVS.groupId), Users: [iamUser(CAROL)] });
+    const host = new FakeHost({
+      users: [['alice', uid(ALICE.userId)], ['bob', uid(BOB.userId)], ['carol', uid(CAROL.userId)]],
+      groups: [['devs', DEVS.gid, ['bob']]],
+    });
+    const report = await run(host);
+    expect(host.members('devs')).toEqual(['alice', 'carol']);
+    expect(report.changes).toEqual(['group devs: +alice +carol -bob']);
+  });
+
+  test('a throttled read of the second page changes nothing', async () => {
+    iamMock.on(ListGroupsCommand).resolves({ Groups: [iamGroup('keymaker_devs', DEVS.groupId), iamGroup('keymaker_ops', 'AGPAOPS')] });
+    iamMock.on(GetGroupCommand, { GroupName: 'keymaker_devs' }).resolves({ Group: iamGroup('keymaker_devs', DEVS.groupId), Users: [] });
+    iamMock
+      .on(GetGroupCommand, { GroupName: 'keymaker_ops' })
+      .resolvesOnce({ Group: iamGroup('keymaker_ops', 'AGPAOPS'), Users: [iamUser(ALICE)], IsTruncated: true, Marker: 'p2' })
+      .rejects(Object.assign(new Error('Rate exceeded'), { name: 'Throttling' }));
+    const host = new FakeHost({ users: [['bob', uid(BOB.userId)]], groups: [['devs', DEVS.gid, ['bob']]] });
+    await expect(run(host)).rejects.toMatchObject({ code: 'THROTTLED' });
+    expect(host.changes).toEqual([]);
+    expect(host.members('devs')).toEqual(['bob']);
+  });
+
+  test('pre-provisioning reads the required group and skips users without an active key', async () => {
+    iamMock.on(ListGroupsCommand).resolves({ Groups: [] });
+    iamMock.on(GetGroupCommand, { GroupName: 'ssh-users' }).resolves({ Group: iamGroup('ssh-users', 'AGPAS'), Users: [iamUser(ALICE), iamUser(BOB)] });
+    iamMock.on(ListSSHPublicKeysCommand, { UserName: 'alice' }).resolves({ SSHPublicKeys: [{ UserName: 'alice', SSHPublicKeyId: 'K1', Status: 'Active', UploadDate: new Date() }] });
+    iamMock.on(ListSSHPublicKeysCommand, { UserName: 'bob' }).resolves({ SSHPublicKeys: [{ UserName: 'bob', SSHPublicKeyId: 'K2', Status: 'Inactive', UploadDate: new Date() }] });
+    iamMock.on(ListUsersCommand).rejects(new Error('must not list all users when a group is required'));
+    const host = new FakeHost();
+    const report = await run(host, { requireIamGroup: 'ssh-users' }, true);
+    expect(host.users_.map((u) => u.name)).toEqual(['alice']);
+    expect(report.changes).toEqual([`created account alice (uid ${uid(ALICE.userId)})`]);
+  });
+
+  test('a failed step stops the apply and is reported', async () => {
+    iamMock.on(ListGroupsCommand).resolves({ Groups: [iamGroup('keymaker_devs', DEVS.groupId)] });
+    iamMock.on(GetGroupCommand).resolves({ Group: iamGroup('keymaker_devs', DEVS.groupId), Users: [iamUser(ALICE)] });
+    const host = new FakeHost({ users: [['alice', uid(ALICE.userId)]] });
+    host.failOn = /^members/;
+    const report = await run(host);
+    expect(report.changes).toEqual([`created group devs (gid ${DEVS.gid})`]);
+    expect(report.failed).toEqual([expect.stringContaining('simulated failure')]);
+  });
+});
