@@ -5,12 +5,14 @@ import type { GlobalOptions } from './context';
 import { registerKeyCommands } from './commands/index';
 import { registerConfigureCommand } from './commands/configure';
 import { registerSyncCommand } from './commands/sync';
+import { registerInstallCommands } from './commands/install';
 
 /** Each group registers its commands; add a group with one line here. */
 const COMMAND_GROUPS: Array<(cli: Argv<GlobalOptions>) => Argv<GlobalOptions>> = [
   registerKeyCommands,
   registerConfigureCommand,
   registerSyncCommand,
+  registerInstallCommands,
 ];
 
 const DESCRIPTION = `keymaker ${pkg.version}: SSH logins on AWS EC2, backed by IAM users, keys and groups.`;

@@ -9,3 +9,4 @@ export * from './runtime-config';
 export * from './accounts';
 export * from './sync';
 export * from './host-commands';
+export * from './install/index';

@@ -1,0 +1,176 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { Argv } from 'yargs';
+import { InputError } from '@keymaker/core';
+import type { GlobalOptions } from '../context';
+import { runCommand } from '../run';
+
+const RELOAD_CHOICES = ['auto', 'systemd', 'service', 'pidfile', 'none'] as const;
+const SCHEDULE_CHOICES = ['auto', 'systemd', 'cron'] as const;
+
+interface SshdArgs {
+  reload: (typeof RELOAD_CHOICES)[number];
+  'sshd-pid-file'?: string;
+  sshd: string;
+  'dry-run'?: boolean;
+}
+
+interface InstallArgs extends SshdArgs {
+  user: string;
+  force?: boolean;
+  'iam-endpoint'?: string;
+  'sts-endpoint'?: string;
+  'deadline-ms'?: number;
+  profile?: string;
+  'credentials-file'?: string;
+  'sync-interval'?: number;
+  schedule: (typeof SCHEDULE_CHOICES)[number];
+  node?: string;
+  bundle?: string;
+}
+
+function sshdOptions<T>(y: Argv<T>) {
+  return y
+    .option('reload', {
+      choices: RELOAD_CHOICES,
+      default: 'auto' as const,
+      describe: 'how to reload sshd: auto = systemctl when systemd runs, else SIGHUP to the pid in sshd\'s PidFile',
+    })
+    .option('sshd-pid-file', { type: 'string', describe: "sshd's pid file for the SIGHUP reload (default: PidFile from sshd -T)" })
+    .option('sshd', { type: 'string', default: '/usr/sbin/sshd', describe: 'the sshd binary used for sshd -t / sshd -T' })
+    .option('dry-run', { type: 'boolean', describe: 'print the plan, change nothing' });
+}
+
+/** The host bundle built next to this CLI (dist/keymaker-host.js). */
+function defaultBundle(): string {
+  const entry = process.argv[1] ? fs.realpathSync(process.argv[1]) : '';
+  return path.join(path.dirname(entry), 'keymaker-host.js');
+}
+
+/** The instance's region from IMDSv2, or undefined off EC2 (1 s budget). */
+async function regionFromInstanceMetadata(): Promise<string | undefined> {
+  const base = process.env.AWS_EC2_METADATA_SERVICE_ENDPOINT ?? 'http://169.254.169.254';
+  try {
+    const token = await fetch(`${base}/latest/api/token`, {
+      method: 'PUT',
+      headers: { 'X-aws-ec2-metadata-token-ttl-seconds': '60' },
+      signal: AbortSignal.timeout(1000),
+    });
+    if (!token.ok) return undefined;
+    const r = await fetch(`${base}/latest/meta-data/placement/region`, {
+      headers: { 'X-aws-ec2-metadata-token': await token.text() },
+      signal: AbortSignal.timeout(1000),
+    });
+    const region = r.ok ? (await r.text()).trim() : '';
+    return /^[a-z]{2}(-[a-z]+)+-\d+$/.test(region) ? region : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function positiveInteger(value: number | undefined, flag: string): number | undefined {
+  if (value === undefined) return undefined;
+  if (!Number.isInteger(value)) throw new InputError('INVALID_ARGUMENT', `${flag} must be a whole number, got ${value}`);
+  return value;
+}
+
+const log = (line: string) => process.stderr.write(`keymaker: ${line}\n`);
+
+export function registerInstallCommands(cli: Argv<GlobalOptions>): Argv<GlobalOptions> {
+  return cli
+    .command(
+      'install',
+      'Set up this host: sshd AuthorizedKeysCommand, the PAM account hook, the group-sync schedule (root)',
+      (y) =>
+        sshdOptions(y)
+          .option('user', { type: 'string', default: 'keymaker', describe: 'the locked system user sshd runs the key lookup as' })
+          .option('force', { type: 'boolean', describe: 'replace an existing AuthorizedKeysCommand (e.g. EC2 Instance Connect)' })
+          .option('iam-endpoint', { type: 'string', describe: 'IAM endpoint (default: AWS_ENDPOINT_URL_IAM)' })
+          .option('sts-endpoint', { type: 'string', describe: 'STS endpoint (default: AWS_ENDPOINT_URL_STS)' })
+          .option('deadline-ms', { type: 'number', describe: 'hard deadline of one login lookup, ms (default 5000)' })
+          .option('profile', { type: 'string', describe: 'AWS profile the host uses (hosts without an instance role)' })
+          .option('credentials-file', { type: 'string', describe: 'AWS credentials file to copy to /etc/keymaker/credentials (root:USER 0640)' })
+          .option('sync-interval', { type: 'number', describe: 'group sync period in minutes, 1-59 (default 5)' })
+          .option('schedule', { choices: SCHEDULE_CHOICES, default: 'auto' as const, describe: 'group sync schedule: a systemd timer when systemd runs, else cron.d' })
+          .option('node', { type: 'string', describe: 'Node binary the hooks run (default: this one); must pass sshd\'s safe-path rule' })
+          .option('bundle', { type: 'string', describe: 'host bundle to install (default: keymaker-host.js next to this CLI)' }),
+      (args) =>
+        runCommand(args.debug, async () => {
+          const a = args as unknown as InstallArgs & GlobalOptions;
+          const { runInstall, nodeHostSystem, DEFAULT_PATHS } = await import('@keymaker/host');
+          const nodeArg = a.node ?? process.execPath;
+          if (!fs.existsSync(nodeArg)) throw new InputError('FILE_NOT_FOUND', `--node ${nodeArg} not found`);
+          const region = a.region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? (await regionFromInstanceMetadata());
+          const result = runInstall(
+            nodeHostSystem(),
+            {
+              paths: DEFAULT_PATHS,
+              user: a.user,
+              nodePath: fs.realpathSync(path.resolve(nodeArg)),
+              force: Boolean(a.force),
+              schedule: a.schedule,
+              syncIntervalMinutes: positiveInteger(a['sync-interval'], '--sync-interval'),
+              region,
+              iamEndpoint: a['iam-endpoint'] ?? (process.env.AWS_ENDPOINT_URL_IAM || undefined),
+              stsEndpoint: a['sts-endpoint'] ?? (process.env.AWS_ENDPOINT_URL_STS || undefined),
+              deadlineMs: positiveInteger(a['deadline-ms'], '--deadline-ms'),
+              profile: a.profile,
+              bundleSource: path.resolve(a.bundle ?? defaultBundle()),
+              credentialsSource: a['credentials-file'] ? path.resolve(a['credentials-file']) : undefined,
+              sshd: a.sshd,
+              reload: a.reload,
+              sshdPidFile: a['sshd-pid-file'],
+              dryRun: Boolean(a['dry-run']),
+            },
+            log,
+          );
+          if (a.json) {
+            process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+          } else if (result.dryRun) {
+            process.stdout.write(formatPlan(result.plan));
+          } else {
+            log(`installed: ${result.changed.length} file(s) changed; ${result.reload}`);
+          }
+        }),
+    )
+    .command(
+      'uninstall',
+      'Remove what install wrote and restore what it changed, byte for byte (root)',
+      (y) => sshdOptions(y),
+      (args) =>
+        runCommand(args.debug, async () => {
+          const a = args as unknown as SshdArgs & GlobalOptions;
+          const { runUninstall, nodeHostSystem, DEFAULT_PATHS } = await import('@keymaker/host');
+          const result = runUninstall(
+            nodeHostSystem(),
+            { paths: DEFAULT_PATHS, sshd: a.sshd, reload: a.reload, sshdPidFile: a['sshd-pid-file'], dryRun: Boolean(a['dry-run']) },
+            log,
+          );
+          if (a.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+          else if (!result.nothingToDo && !result.dryRun) log(`uninstalled: ${result.changed.length} path(s) restored or removed; ${result.reload}`);
+        }),
+    );
+}
+
+function formatPlan(plan: Record<string, unknown>): string {
+  const p = plan as {
+    user: { name: string; create: boolean };
+    sshd: string;
+    schedule: string;
+    files: { path: string; purpose: string; mode: string; owner: string }[];
+    restores: string[];
+    warnings: string[];
+    config: unknown;
+  };
+  const lines = [
+    `user: ${p.user.name}${p.user.create ? ' (to be created: locked, no shell, no home)' : ' (exists)'}`,
+    `sshd: ${p.sshd === 'drop-in' ? 'drop-in in sshd_config.d' : 'block at the top of sshd_config'}`,
+    `group sync: ${p.schedule}`,
+    'files:',
+    ...p.files.map((f) => `  ${f.path}  ${f.mode} ${f.owner}  ${f.purpose}`),
+    ...(p.restores.length ? ['restore (no longer used):', ...p.restores.map((r) => `  ${r}`)] : []),
+    `host config: ${JSON.stringify(p.config)}`,
+    ...p.warnings.map((w) => `warning: ${w}`),
+  ];
+  return `${lines.join('\n')}\n`;
+}

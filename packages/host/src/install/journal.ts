@@ -1,0 +1,91 @@
+import * as crypto from 'node:crypto';
+import * as path from 'node:path';
+import { HostError } from '@keymaker/core';
+import type { HostPaths } from '../paths';
+import type { FileState } from './system';
+
+/**
+ * /var/lib/keymaker/install-state.json (root, 0600): what install changed, so
+ * uninstall can undo it byte for byte and a second install keeps the
+ * pre-install originals. Written before each change (an intent log): after a
+ * crash half-way, uninstall still knows every path that may have been touched.
+ */
+export interface JournalOriginal {
+  base64: string;
+  mode: number;
+  uid: number;
+  gid: number;
+}
+
+export interface JournalFile {
+  path: string;
+  /** The file before the first install; null = it did not exist (uninstall deletes it). */
+  original: JournalOriginal | null;
+  /** sha256 (hex) of what install wrote; uninstall restores the original only while the file still holds it. */
+  installedSha256: string;
+  /** 'owned': the whole file is keymaker's. 'edited': keymaker's lines in somebody else's file (sshd_config, pam.d/sshd). */
+  kind: 'owned' | 'edited';
+}
+
+export interface JournalDir {
+  path: string;
+  /** Removed with its contents on uninstall (keymaker's own cache); otherwise only when empty. */
+  recursive: boolean;
+}
+
+export interface InstallJournal {
+  version: 1;
+  /** The lookup user; created=true when install created it (then uninstall removes it). */
+  user: { name: string; created: boolean };
+  files: JournalFile[];
+  /** Directories install created, in creation order. */
+  dirs: JournalDir[];
+  /** A systemd timer install enabled. */
+  systemdTimer?: string;
+}
+
+export function journalPath(paths: HostPaths): string {
+  return path.join(paths.stateDir, 'install-state.json');
+}
+
+export function sha256(content: Buffer | string): string {
+  return crypto.createHash('sha256').update(content).digest('hex');
+}
+
+export function originalOf(state: FileState | undefined): JournalOriginal | null {
+  return state ? { base64: state.content.toString('base64'), mode: state.mode, uid: state.uid, gid: state.gid } : null;
+}
+
+export function parseJournal(text: string, source: string): InstallJournal {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    throw new HostError('INVALID_ARGUMENT', `${source} is not valid JSON; restore it from a backup or remove keymaker's files by hand`);
+  }
+  const j = raw as Partial<InstallJournal>;
+  const ok =
+    j &&
+    j.version === 1 &&
+    typeof j.user?.name === 'string' &&
+    typeof j.user.created === 'boolean' &&
+    Array.isArray(j.files) &&
+    j.files.every(
+      (f) =>
+        typeof f.path === 'string' &&
+        path.isAbsolute(f.path) &&
+        typeof f.installedSha256 === 'string' &&
+        (f.kind === 'owned' || f.kind === 'edited') &&
+        (f.original === null ||
+          (typeof f.original?.base64 === 'string' && typeof f.original.mode === 'number' && typeof f.original.uid === 'number' && typeof f.original.gid === 'number')),
+    ) &&
+    Array.isArray(j.dirs) &&
+    j.dirs.every((d) => typeof d.path === 'string' && path.isAbsolute(d.path) && typeof d.recursive === 'boolean') &&
+    (j.systemdTimer === undefined || typeof j.systemdTimer === 'string');
+  if (!ok) throw new HostError('INVALID_ARGUMENT', `${source} is not a keymaker install state file; restore it from a backup or remove keymaker's files by hand`);
+  return j as InstallJournal;
+}
+
+export function serializeJournal(journal: InstallJournal): string {
+  return `${JSON.stringify(journal, null, 2)}\n`;
+}

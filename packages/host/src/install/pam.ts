@@ -1,0 +1,55 @@
+import type { HostPaths } from '../paths';
+
+/**
+ * /etc/pam.d/sshd: the just-in-time account hook. sshd runs the PAM auth stage
+ * (through keyboard-interactive) even for a user it does not know, so a
+ * pam_exec line there can create the account of a confirmed IAM user; the
+ * connection still fails and the next one logs in. `optional` so the hook can
+ * never let anybody in by itself.
+ */
+export const PAM_COMMENT = '# keymaker: create the account of an IAM user at the first connection ("keymaker uninstall" removes this)';
+
+export function pamHookLine(paths: HostPaths): string {
+  return `auth optional pam_exec.so quiet stdout ${paths.pamCreateAccountCommand}`;
+}
+
+function isOurLine(line: string, paths: HostPaths): boolean {
+  const t = line.trim();
+  if (t === PAM_COMMENT) return true;
+  const fields = t.split(/\s+/);
+  return !t.startsWith('#') && fields.includes(paths.pamCreateAccountCommand) && fields.some((f) => f.endsWith('pam_exec.so'));
+}
+
+export function stripPamHook(text: string, paths: HostPaths): string {
+  return text
+    .split('\n')
+    .filter((line) => !isOurLine(line, paths))
+    .join('\n');
+}
+
+/**
+ * Where the auth stage begins: the first `auth` line (also `-auth`), or the
+ * first `@include` (Debian's `@include common-auth` holds the auth modules, and
+ * any include may; PAM runs each stage in file order, so being earlier than a
+ * non-auth include changes nothing).
+ */
+function firstAuthLine(lines: string[]): number {
+  return lines.findIndex((line) => {
+    const t = line.trim();
+    if (t === '' || t.startsWith('#')) return false;
+    const first = t.split(/\s+/)[0]!.toLowerCase();
+    return first === 'auth' || first === '-auth' || first === '@include';
+  });
+}
+
+/** Our hook before the first auth line, so nothing earlier in the stack can end the auth stage first. */
+export function insertPamHook(text: string, paths: HostPaths): string {
+  const lines = stripPamHook(text, paths).split('\n');
+  let at = firstAuthLine(lines);
+  if (at < 0) {
+    at = lines.length;
+    if (lines[at - 1] === '') at -= 1;
+  }
+  lines.splice(at, 0, PAM_COMMENT, pamHookLine(paths));
+  return lines.join('\n');
+}
