@@ -97,10 +97,16 @@ function sshdFileArgs(paths: HostPaths, file?: string): string[] {
   return paths.sshdConfig === '/etc/ssh/sshd_config' ? [] : ['-f', paths.sshdConfig];
 }
 
-function effectiveSshdConfig(sys: HostSystem, opts: SshdOptions, paths: HostPaths, file?: string): Map<string, string> {
+function effectiveSshdConfig(sys: HostSystem, opts: SshdOptions, paths: HostPaths, file?: string, beforeChanges = true): Map<string, string> {
   const r = sshdRun(sys, opts.sshd, ['-T', ...sshdFileArgs(paths, file)]);
   if (r.code !== 0) {
-    throw new HostError('SSHD_CONFIG_INVALID', `sshd -T rejects ${file ? 'the candidate' : 'the live'} sshd configuration: ${firstLine(r.stderr.trim() || r.stdout.trim())}`);
+    const reason = firstLine(r.stderr.trim() || r.stdout.trim());
+    throw new HostError(
+      'SSHD_CONFIG_INVALID',
+      file || !beforeChanges
+        ? `sshd -T rejects the ${file ? 'candidate' : 'new'} sshd configuration: ${reason}`
+        : `refusing to install: sshd rejects the configuration on disk (the running sshd may still use an older one), so nothing was changed: ${reason}; fix it first (check with sshd -t)`,
+    );
   }
   return parseSshdT(r.stdout);
 }
@@ -151,7 +157,7 @@ function validateLive(sys: HostSystem, opts: SshdOptions & { user?: string }, pa
   const check = sshdRun(sys, opts.sshd, ['-t', ...sshdFileArgs(paths)]);
   if (check.code !== 0) throw new HostError('SSHD_CONFIG_INVALID', `sshd -t rejects the new sshd configuration: ${firstLine(check.stderr.trim())}`);
   if (opts.user) {
-    const problems = effectiveSettingProblems(effectiveSshdConfig(sys, opts, paths), expectedEffectiveSettings(paths, opts.user));
+    const problems = effectiveSettingProblems(effectiveSshdConfig(sys, opts, paths, undefined, false), expectedEffectiveSettings(paths, opts.user));
     if (problems.length > 0) throw new HostError('SSHD_CONFIG_INVALID', `keymaker's sshd settings did not take effect: ${problems.join('; ')}`);
   }
 }

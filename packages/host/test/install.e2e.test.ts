@@ -1,0 +1,257 @@
+// `keymaker install` / `uninstall` against a real sshd in a namespace sandbox: the built CLI
+// (packages/cli/dist, built by `npm test` before e2e) run as root inside the sandbox.
+import * as crypto from 'node:crypto';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { createSandbox, sandboxSupport, type ExecResult, type Sandbox } from '../../../tools/sandbox/sandbox';
+import { createRoleWithDescription, createUserWithKeys, credentialsForAccount, iamClient, instanceRoleCredentials, makeSshKeyPair, motoEndpoint, stsClient } from '../../../tools/moto/seed';
+
+const support = sandboxSupport();
+if (!support.ok && process.env.CI) throw new Error(`sandbox unsupported on CI: ${support.reason}`);
+const d = support.ok ? describe : describe.skip;
+jest.setTimeout(120_000);
+
+const REPO_ROOT = path.resolve(__dirname, '../../..');
+const CLI = path.join(REPO_ROOT, 'packages/cli/dist/keymaker.js');
+const KEYMAKER_PATHS = [
+  '/etc/keymaker',
+  '/etc/ssh/sshd_config.d/50-keymaker.conf',
+  '/etc/cron.d/keymaker-sync-groups',
+  '/usr/local/lib/keymaker',
+  '/usr/local/sbin/keymaker-authorized-keys',
+  '/usr/local/sbin/keymaker-create-account',
+  '/usr/local/sbin/keymaker-sync-groups',
+  '/var/lib/keymaker',
+];
+
+function keymaker(sb: Sandbox, args: string[]): Promise<ExecResult> {
+  return sb.exec(['node', CLI, ...args], { env: { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' } });
+}
+
+/** Every path under the overlaid dirs, with a hash of each file's bytes, mode and owner. */
+async function fingerprint(sb: Sandbox): Promise<string[]> {
+  const out: string[] = [];
+  for (const change of await sb.upperDirChanges()) {
+    if (change.type !== 'file') {
+      out.push(`${change.type} ${change.path}`);
+      continue;
+    }
+    const st = (await sb.execOk(['stat', '-c', '%a %U:%G', change.path])).stdout.trim();
+    const bytes = fs.readFileSync(sb.hostPath(change.path));
+    out.push(`${change.path} ${st} ${crypto.createHash('sha256').update(bytes).digest('hex')}`);
+  }
+  return out;
+}
+
+function listeningCount(sb: Sandbox): number {
+  return sb.sshdLog().split('Server listening on 127.0.0.1').length - 1;
+}
+
+/** After a SIGHUP reload, sshd re-executes and listens again. */
+async function waitForReload(sb: Sandbox, before: number): Promise<void> {
+  for (let i = 0; i < 200 && listeningCount(sb) <= before; i++) await new Promise((r) => setTimeout(r, 25));
+  expect(listeningCount(sb)).toBeGreaterThan(before);
+}
+
+async function effective(sb: Sandbox, keyword: string): Promise<string> {
+  const out = (await sb.execOk(['sshd', '-T'])).stdout;
+  return out.split('\n').find((line) => line.startsWith(`${keyword} `))?.slice(keyword.length + 1) ?? '';
+}
+
+const hostFile = (p: string) => fs.readFileSync(p);
+
+d('keymaker install / uninstall on a real sshd', () => {
+  const sandboxes: Sandbox[] = [];
+  let tmp: string;
+
+  beforeAll(() => {
+    if (!fs.existsSync(CLI)) throw new Error(`${CLI} is missing: build first (cd packages/cli && npx tsup)`);
+    tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'keymaker-install-e2e.'));
+  });
+  afterAll(async () => {
+    await Promise.all(sandboxes.map((s) => s.destroy()));
+    fs.rmSync(tmp, { recursive: true, force: true });
+  });
+  async function newSandbox(): Promise<Sandbox> {
+    const sb = await createSandbox();
+    sandboxes.push(sb);
+    return sb;
+  }
+
+  test('install, first connection creates the account, second logs in; uninstall stops IAM logins and restores every file', async () => {
+    // An IAM user with a key in a moto account of our own, and instance-role credentials for the host.
+    const endpoint = motoEndpoint();
+    const account = String(100000000000 + Math.floor(Math.random() * 899999999999));
+    const admin = await credentialsForAccount(stsClient(endpoint), account);
+    const iam = iamClient(endpoint, admin);
+    const role = await createRoleWithDescription(iam, 'keymaker-host', 'install e2e host');
+    const creds = await instanceRoleCredentials(stsClient(endpoint, admin), role.arn);
+    const alice = makeSshKeyPair(tmp, 'alice');
+    await createUserWithKeys(iam, 'alice', [{ body: alice.publicKey, status: 'Active' }]);
+
+    const sb = await newSandbox();
+    await sb.writeFile(
+      '/root/aws-credentials',
+      `[default]\naws_access_key_id = ${creds.accessKeyId}\naws_secret_access_key = ${creds.secretAccessKey}\naws_session_token = ${creds.sessionToken}\n`,
+      0o600,
+    );
+    const { port } = await sb.startSshd();
+    let before = listeningCount(sb);
+    const install = await keymaker(sb, [
+      'install', '--region', 'us-east-1', '--iam-endpoint', endpoint, '--sts-endpoint', endpoint,
+      '--credentials-file', '/root/aws-credentials', '--deadline-ms', '8000', '--sshd-pid-file', `/run/sshd-${port}.pid`,
+    ]);
+    expect({ code: install.code, stderr: install.stderr }).toEqual({ code: 0, stderr: expect.stringContaining('reloaded sshd (SIGHUP') });
+    await waitForReload(sb, before);
+
+    // The lookup user: locked, no login shell, no home.
+    expect((await sb.execOk(['getent', 'passwd', 'keymaker'])).stdout).toMatch(/^keymaker:x:\d+:\d+:Keymaker SSH key lookup:\/nonexistent:\/usr\/sbin\/nologin$/m);
+    expect((await sb.execOk(['passwd', '-S', 'keymaker'])).stdout).toMatch(/^keymaker L /);
+    expect((await sb.execOk(['stat', '-c', '%U:%G %a', '/etc/keymaker/credentials'])).stdout.trim()).toBe('root:keymaker 640');
+    expect(await effective(sb, 'authorizedkeyscommand')).toBe('/usr/local/sbin/keymaker-authorized-keys %u %f');
+
+    const first = await sb.ssh('alice', { identityFile: alice.privateKeyPath, command: 'id -un' });
+    expect(first.code).toBe(255);
+    expect((await sb.exec(['getent', 'passwd', 'alice'])).code).toBe(0);
+    const second = await sb.ssh('alice', { identityFile: alice.privateKeyPath, command: 'id -un' });
+    expect({ code: second.code, out: second.stdout.trim() }).toEqual({ code: 0, out: 'alice' });
+
+    before = listeningCount(sb);
+    const uninstall = await keymaker(sb, ['uninstall', '--sshd-pid-file', `/run/sshd-${port}.pid`]);
+    expect(uninstall.code).toBe(0);
+    await waitForReload(sb, before);
+
+    // The account stays (it is somebody's), but IAM no longer lets anybody in.
+    const after = await sb.ssh('alice', { identityFile: alice.privateKeyPath, command: 'id -un', batch: true });
+    expect(after.code).toBe(255);
+    expect(await effective(sb, 'authorizedkeyscommand')).toBe('none');
+    for (const p of ['/etc/ssh/sshd_config', '/etc/pam.d/sshd']) expect((await sb.exec(['cat', p])).stdout).toBe(hostFile(p).toString());
+    for (const p of KEYMAKER_PATHS) expect({ p, exists: await sb.exists(p) }).toEqual({ p, exists: false });
+    expect((await sb.exec(['getent', 'passwd', 'keymaker'])).code).toBe(2);
+    expect((await sb.exec(['getent', 'group', 'keymaker'])).code).toBe(2);
+
+    // Idempotent: a second uninstall has nothing to do.
+    const again = await keymaker(sb, ['uninstall', '--sshd-pid-file', `/run/sshd-${port}.pid`]);
+    expect({ code: again.code, stderr: again.stderr }).toEqual({ code: 0, stderr: expect.stringContaining('nothing to uninstall') });
+  });
+
+  test('install twice leaves exactly what one install leaves; uninstall then leaves the original bytes', async () => {
+    const sb = await newSandbox();
+    const args = ['install', '--region', 'us-east-1', '--reload', 'none'];
+    expect((await keymaker(sb, args)).code).toBe(0);
+    const once = await fingerprint(sb);
+    const second = await keymaker(sb, [...args, '--json']);
+    expect(second.code).toBe(0);
+    expect(JSON.parse(second.stdout).changed).toEqual([]);
+    expect(await fingerprint(sb)).toEqual(once);
+
+    expect((await keymaker(sb, ['uninstall', '--reload', 'none'])).code).toBe(0);
+    for (const p of ['/etc/ssh/sshd_config', '/etc/pam.d/sshd', '/etc/passwd', '/etc/group', '/etc/shadow', '/etc/gshadow']) {
+      expect({ p, same: fs.readFileSync(sb.hostPath(p)).equals(hostFile(p)) }).toEqual({ p, same: true });
+    }
+  });
+
+  test('refuses a Node binary below a world-writable directory and changes nothing', async () => {
+    const sb = await newSandbox();
+    const dir = fs.mkdtempSync(path.join(tmp, 'node-'));
+    fs.copyFileSync(fs.realpathSync(process.execPath), path.join(dir, 'node'));
+    fs.chmodSync(path.join(dir, 'node'), 0o755);
+    // Through a symlink in a safe place: the check follows it to the real path.
+    await sb.execOk(['ln', '-s', path.join(dir, 'node'), '/usr/local/bin/node-elsewhere']);
+    const before = await fingerprint(sb);
+    const r = await keymaker(sb, ['install', '--region', 'us-east-1', '--reload', 'none', '--node', '/usr/local/bin/node-elsewhere']);
+    expect(r.code).toBe(41);
+    expect(r.stderr).toContain(`refusing to install: ${os.tmpdir()}, a parent directory of the Node binary ${path.join(dir, 'node')}`);
+    expect(r.stderr).toContain('is world-writable, and sshd refuses to run commands below it');
+    expect(r.stderr).toContain('under a root-owned directory such as /usr/local');
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(await fingerprint(sb)).toEqual(before);
+  });
+
+  test('refuses a Node binary in a group-writable directory, naming it and the chmod fix', async () => {
+    const sb = await newSandbox();
+    await sb.execOk(['bash', '-c', 'mkdir -p /opt/node/bin && cp "$(readlink -f "$(command -v node)")" /opt/node/bin/node && chmod 775 /opt/node']);
+    const before = await fingerprint(sb);
+    const r = await keymaker(sb, ['install', '--region', 'us-east-1', '--reload', 'none', '--node', '/opt/node/bin/node']);
+    expect(r.code).toBe(41);
+    expect(r.stderr).toContain('/opt/node, a parent directory of the Node binary /opt/node/bin/node, is group-writable');
+    expect(r.stderr).toContain('chmod go-w /opt/node');
+    expect(await fingerprint(sb)).toEqual(before);
+  });
+
+  test('refuses when the sshd config fails sshd -t, leaving the old config live', async () => {
+    const sb = await newSandbox();
+    await sb.execOk(['useradd', '--create-home', 'bob']);
+    const bob = makeSshKeyPair(tmp, 'bob');
+    await sb.writeFile('/home/bob/.ssh/authorized_keys', `${bob.publicKey}\n`, 0o600, 'bob:bob');
+    await sb.startSshd();
+    // Somebody broke the config on disk; the running sshd still has the good one.
+    await sb.writeFile('/etc/ssh/sshd_config.d/10-typo.conf', 'PasswordAuthentcation no\n');
+    const before = await fingerprint(sb);
+    const listening = listeningCount(sb);
+    const r = await keymaker(sb, ['install', '--region', 'us-east-1']);
+    expect(r.code).toBe(42);
+    expect(r.stderr).toMatch(/^keymaker: refusing to install: sshd rejects the configuration on disk .*10-typo\.conf: line 1: Bad configuration option: PasswordAuthentcation; fix it first \(check with sshd -t\)\n$/);
+    expect(await fingerprint(sb)).toEqual(before);
+    expect(listeningCount(sb)).toBe(listening);
+    const login = await sb.ssh('bob', { identityFile: bob.privateKeyPath, command: 'id -un', batch: true });
+    expect(login.stdout.trim()).toBe('bob');
+  });
+
+  test('refuses when an earlier drop-in would override keymaker\'s settings (candidate checked with sshd -T first)', async () => {
+    const sb = await newSandbox();
+    await sb.writeFile('/etc/ssh/sshd_config.d/10-site.conf', 'KbdInteractiveAuthentication no\n');
+    const before = await fingerprint(sb);
+    const r = await keymaker(sb, ['install', '--region', 'us-east-1', '--reload', 'none']);
+    expect(r.code).toBe(42);
+    expect(r.stderr).toContain('sshd would still use kbdinteractiveauthentication is "no", not "yes"');
+    expect(await fingerprint(sb)).toEqual(before);
+  });
+
+  test('an existing AuthorizedKeysCommand (EC2 Instance Connect) is refused unless --force; uninstall gives it back', async () => {
+    const sb = await newSandbox();
+    const eic = 'AuthorizedKeysCommand /usr/share/ec2-instance-connect/eic_run_authorized_keys %u %f\nAuthorizedKeysCommandUser nobody\n';
+    await sb.writeFile('/etc/ssh/sshd_config.d/60-ec2-instance-connect.conf', eic);
+    const before = await fingerprint(sb);
+    const refused = await keymaker(sb, ['install', '--region', 'us-east-1', '--reload', 'none']);
+    expect(refused.code).toBe(46);
+    expect(refused.stderr).toContain('sshd already runs an AuthorizedKeysCommand (/usr/share/ec2-instance-connect/eic_run_authorized_keys %u %f)');
+    expect(refused.stderr).toContain('--force');
+    expect(await fingerprint(sb)).toEqual(before);
+
+    const forced = await keymaker(sb, ['install', '--region', 'us-east-1', '--reload', 'none', '--force']);
+    expect(forced.code).toBe(0);
+    expect(await effective(sb, 'authorizedkeyscommand')).toBe('/usr/local/sbin/keymaker-authorized-keys %u %f');
+    expect((await keymaker(sb, ['uninstall', '--reload', 'none'])).code).toBe(0);
+    expect(await effective(sb, 'authorizedkeyscommand')).toBe('/usr/share/ec2-instance-connect/eic_run_authorized_keys %u %f');
+  });
+
+  test('without an Include, the block goes before every other directive and wins over a later "KbdInteractiveAuthentication no"', async () => {
+    const sb = await newSandbox();
+    const main = '# site config\nPort 22\nKbdInteractiveAuthentication no\nUsePAM yes\nSubsystem sftp /usr/lib/openssh/sftp-server\nMatch User nobody\n  X11Forwarding no\n';
+    await sb.writeFile('/etc/ssh/sshd_config', main);
+    const r = await keymaker(sb, ['install', '--region', 'us-east-1', '--reload', 'none']);
+    expect(r.code).toBe(0);
+    expect(await sb.exists('/etc/ssh/sshd_config.d/50-keymaker.conf')).toBe(false);
+    const installed = await sb.readFile('/etc/ssh/sshd_config');
+    expect(installed.indexOf('# BEGIN keymaker')).toBeLessThan(installed.indexOf('Port 22'));
+    expect(await effective(sb, 'kbdinteractiveauthentication')).toBe('yes');
+    expect(await effective(sb, 'authenticationmethods')).toBe('publickey keyboard-interactive:pam,publickey');
+    expect((await keymaker(sb, ['uninstall', '--reload', 'none'])).code).toBe(0);
+    expect(await sb.readFile('/etc/ssh/sshd_config')).toBe(main);
+  });
+
+  test('a failed reload restores every file byte for byte and says what failed', async () => {
+    const sb = await newSandbox();
+    const before = await fingerprint(sb);
+    const r = await keymaker(sb, ['install', '--region', 'us-east-1', '--reload', 'pidfile', '--sshd-pid-file', '/run/no-such-sshd.pid']);
+    expect(r.code).toBe(43);
+    expect(r.stderr).toContain('install failed while reloading sshd: no running sshd with the pid in /run/no-such-sshd.pid; every file was restored as it was');
+    for (const p of KEYMAKER_PATHS) expect({ p, exists: await sb.exists(p) }).toEqual({ p, exists: false });
+    for (const p of ['/etc/ssh/sshd_config', '/etc/pam.d/sshd', '/etc/passwd', '/etc/group', '/etc/shadow', '/etc/gshadow']) {
+      expect({ p, same: fs.readFileSync(sb.hostPath(p)).equals(hostFile(p)) }).toEqual({ p, same: true });
+    }
+    expect(before).toEqual([]);
+  });
+});
