@@ -1,0 +1,145 @@
+// keymaker sync_groups on a real host (sandbox): groups, members, pre-provisioning, refusal of
+// system groups, a throttled IAM call mid-sync, and the lock. Run through the installed wrapper
+// with an empty environment, as cron runs it.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { AddUserToGroupCommand, RemoveUserFromGroupCommand, type IAMClient } from '@aws-sdk/client-iam';
+import { EXIT_CODES } from '@keymaker/core';
+import { createSandbox, sandboxSupport, type Sandbox } from '../../../tools/sandbox/sandbox';
+import {
+  createGroupWithMembers,
+  createRoleWithDescription,
+  createUserWithKeys,
+  credentialsForAccount,
+  iamClient,
+  instanceRoleCredentials,
+  makeSshKeyPair,
+  motoEndpoint,
+  stsClient,
+} from '../../../tools/moto/seed';
+import { DEFAULT_PATHS } from '../src/paths';
+import { buildHostBundle, hostConfigFor, installByHand, randomAccountId, startFailingProxy, syslogLines } from './e2e-host';
+
+const support = sandboxSupport();
+if (!support.ok && process.env.CI) throw new Error(`sandbox unsupported on CI: ${support.reason}`);
+const d = support.ok ? describe : describe.skip;
+jest.setTimeout(120_000);
+
+d('sync_groups on a real host', () => {
+  let sb: Sandbox;
+  let bundle: string;
+  let keys: string;
+  let iam: IAMClient;
+  let proxy: Awaited<ReturnType<typeof startFailingProxy>>;
+  let bobKey: { privateKeyPath: string; publicKey: string };
+
+  const sync = (...args: string[]) => sb.exec([DEFAULT_PATHS.syncGroupsCommand, ...args], { timeoutMs: 90_000 });
+  const members = async (group: string) => {
+    const r = await sb.exec(['getent', 'group', group]);
+    return r.code === 0 ? r.stdout.trim().split(':')[3]!.split(',').filter(Boolean) : undefined;
+  };
+
+  beforeAll(async () => {
+    const endpoint = motoEndpoint();
+    proxy = await startFailingProxy(endpoint);
+    keys = fs.mkdtempSync(path.join(os.tmpdir(), 'keymaker-sync-e2e.'));
+    bobKey = makeSshKeyPair(keys, 'bob');
+    const aliceKey = makeSshKeyPair(keys, 'alice');
+    bundle = await buildHostBundle();
+
+    const account = randomAccountId();
+    const admin = await credentialsForAccount(stsClient(endpoint), account);
+    iam = iamClient(endpoint, admin);
+    const role = await createRoleWithDescription(iam, 'keymaker-instance', 'keymaker_uid_scheme=wide');
+    const instance = await instanceRoleCredentials(stsClient(endpoint, admin), role.arn);
+    await createUserWithKeys(iam, 'alice', [{ body: aliceKey.publicKey, status: 'Active' }]);
+    await createUserWithKeys(iam, 'bob', [{ body: bobKey.publicKey, status: 'Active' }]);
+    await createUserWithKeys(iam, 'nokey', []);
+    await createGroupWithMembers(iam, 'keymaker_devs', ['alice']);
+    await createGroupWithMembers(iam, 'keymaker_ops', ['bob']);
+    await createGroupWithMembers(iam, 'keymaker_sudo', ['alice', 'bob']);
+
+    sb = await createSandbox();
+    await installByHand(sb, bundle, hostConfigFor(proxy.url, { preProvisionAccounts: true }), instance);
+    await sb.startSshd();
+  });
+
+  afterAll(async () => {
+    await sb?.destroy();
+    await proxy?.close();
+    if (keys) fs.rmSync(keys, { recursive: true, force: true });
+    if (bundle) fs.rmSync(path.dirname(bundle), { recursive: true, force: true });
+  });
+
+  test('creates groups and pre-provisions accounts; refuses the existing sudo group; first login works in one connection', async () => {
+    const sudoBefore = await members('sudo');
+    const r = await sync();
+    expect(r.code).toBe(EXIT_CODES.GROUP_NOT_MANAGED);
+    expect(r.stderr).toMatch(/created group devs \(gid \d+\)/);
+    expect(r.stderr).toMatch(/created account alice \(uid \d+\)/);
+    expect(r.stderr).toMatch(/refused group sudo: existing group sudo \(gid 27\) was not created by keymaker/);
+    expect(await members('devs')).toEqual(['alice']);
+    expect(await members('ops')).toEqual(['bob']);
+    expect(await members('sudo')).toEqual(sudoBefore);
+    // No key, no account.
+    expect((await sb.exec(['getent', 'passwd', 'nokey'])).code).toBe(2);
+
+    const login = await sb.ssh('bob', { identityFile: bobKey.privateKeyPath, command: 'id -Gn', batch: true });
+    expect(login.code).toBe(0);
+    expect(login.stdout.trim().split(' ')).toEqual(expect.arrayContaining(['bob', 'ops']));
+    expect((await syslogLines(sb)).some((l) => /keymaker\[\d+\]: sync_groups: created group devs/.test(l))).toBe(true);
+  });
+
+  test('adds and removes managed members to match IAM, keeping members added by hand', async () => {
+    await sb.execOk(['gpasswd', '--add', 'nobody', 'devs']);
+    await iam.send(new AddUserToGroupCommand({ GroupName: 'keymaker_devs', UserName: 'bob' }));
+    await iam.send(new RemoveUserFromGroupCommand({ GroupName: 'keymaker_devs', UserName: 'alice' }));
+    const r = await sync();
+    expect(r.code).toBe(EXIT_CODES.GROUP_NOT_MANAGED); // sudo is still refused
+    expect(r.stderr).toContain('group devs: +bob -alice');
+    expect((await members('devs'))!.sort()).toEqual(['bob', 'nobody']);
+  });
+
+  test('--dry-run --json reports the plan and changes nothing', async () => {
+    await iam.send(new AddUserToGroupCommand({ GroupName: 'keymaker_devs', UserName: 'alice' }));
+    const r = await sync('--dry-run', '--json');
+    const report = JSON.parse(r.stdout);
+    expect(report).toMatchObject({ dryRun: true, changes: ['group devs: +alice'], refused: [expect.objectContaining({ group: 'sudo' })] });
+    expect((await members('devs'))!.sort()).toEqual(['bob', 'nobody']);
+  });
+
+  test('a throttled IAM call in the middle of the read changes nothing', async () => {
+    proxy.failWhen(/^(?=.*Action=GetGroup&)(?=.*GroupName=keymaker_ops)/);
+    try {
+      const r = await sync();
+      expect(r.code).toBe(EXIT_CODES.THROTTLED);
+      expect(r.stderr).toContain('nothing was changed');
+      expect((await members('devs'))!.sort()).toEqual(['bob', 'nobody']);
+      expect(await members('ops')).toEqual(['bob']);
+    } finally {
+      proxy.failWhen(undefined);
+    }
+    const again = await sync();
+    expect(again.stderr).toContain('group devs: +alice');
+    expect((await members('devs'))!.sort()).toEqual(['alice', 'bob', 'nobody']);
+  });
+
+  test('a second run while one holds the lock exits with LOCKED and changes nothing', async () => {
+    // PID 1 of the sandbox is alive: the lock is not stale.
+    await sb.writeFile(DEFAULT_PATHS.syncLock, '1\n', 0o600);
+    try {
+      const r = await sync();
+      expect(r.code).toBe(EXIT_CODES.LOCKED);
+      expect(r.stderr).toMatch(/another keymaker run holds/);
+    } finally {
+      await sb.execOk(['rm', '-f', DEFAULT_PATHS.syncLock]);
+    }
+  });
+
+  test('a second run is a no-op apart from the refused group', async () => {
+    const r = await sync();
+    expect(r.stderr).toContain('no changes');
+    expect(r.code).toBe(EXIT_CODES.GROUP_NOT_MANAGED);
+  });
+});
