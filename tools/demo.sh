@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# The main job, end to end, on this machine (Linux, root): moto plays IAM, an IAM user gets an SSH
+# key, a sandboxed sshd (own mount + pid namespace; the machine's /etc and services are untouched)
+# gets `keymaker install`, then a first SSH connection creates the account (and fails, by design:
+# sshd looked the user up before it existed) and a second one logs in and runs `id`.
+# Exits 0 only if that second login worked.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$(pwd)
+export AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED=true NX_DAEMON=false NX_NO_CLOUD=true
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+if [ "$(uname -s)" != Linux ] || [ "$(id -u)" != 0 ]; then
+  echo "demo.sh: run as root on Linux (it starts sshd in a namespace sandbox and installs apt packages)" >&2
+  exit 2
+fi
+
+step "system packages (openssh-server, openssh-client, cron)"
+bash tools/sandbox/install-deps.sh
+step "npm dependencies"
+if [ ! -d node_modules ]; then npm ci --no-audit --no-fund; else echo "node_modules present" >&2; fi
+step "moto (fake AWS IAM/STS) virtualenv"
+bash tools/moto/setup-venv.sh
+step "build the keymaker CLI and host bundle"
+(cd packages/cli && npx tsup >/dev/null)
+ls -l packages/cli/dist/keymaker.js packages/cli/dist/keymaker-host.js >&2
+
+work=$(mktemp -d /tmp/keymaker-demo.XXXXXX)
+moto_pid=
+cleanup() {
+  [ -n "$moto_pid" ] && kill -TERM "$moto_pid" 2>/dev/null && wait "$moto_pid" 2>/dev/null
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+step "start moto as IAM"
+coproc MOTO { exec node tools/moto/server.cjs; }
+moto_pid=$MOTO_PID
+read -r endpoint <&"${MOTO[0]}"
+echo "IAM/STS endpoint: $endpoint" >&2
+
+step "seed IAM: user alice with an SSH key; an instance role for the host"
+ssh-keygen -q -t ed25519 -N '' -C alice@demo -f "$work/alice"
+node tools/demo-seed.mjs "$endpoint" alice "$work/alice.pub" "$work/credentials"
+echo "alice's key: $(cut -d' ' -f1,2 "$work/alice.pub" | cut -c1-40)..." >&2
+
+port=$(node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
+
+step "sandbox: sshd on 127.0.0.1:$port, keymaker install, two logins"
+set +e
+tools/sandbox/run.sh bash -s "$repo" "$endpoint" "$work" "$port" <<'INSIDE'
+set -euo pipefail
+repo=$1 endpoint=$2 work=$3 port=$4
+say() { printf -- '--> %s\n' "$*" >&2; }
+listening() { grep -c "Server listening" "/run/sshd-$port.log" || true; }
+
+say "start sshd (Debian's stock config)"
+"$repo/tools/sandbox/sshd-start.sh" "$port"
+getent passwd alice >/dev/null && { echo "alice already exists?" >&2; exit 1; }
+say "alice has no local account: $(getent passwd alice || echo 'getent passwd alice -> nothing')"
+
+say "keymaker install"
+before=$(listening)
+node "$repo/packages/cli/dist/keymaker.js" install --region us-east-1 \
+  --iam-endpoint "$endpoint" --sts-endpoint "$endpoint" \
+  --credentials-file "$work/credentials" --deadline-ms 8000 --sshd-pid-file "/run/sshd-$port.pid"
+for _ in $(seq 100); do [ "$(listening)" -gt "$before" ] && break; sleep 0.05; done
+say "effective sshd settings (sshd -T):"
+sshd -T | grep -E '^(authorizedkeyscommand|authorizedkeyscommanduser|kbdinteractiveauthentication|authenticationmethods) ' | sed 's/^/      /' >&2
+
+say "first login as alice: the PAM hook creates the account; this connection fails by design"
+set +e
+"$repo/tools/sandbox/ssh-test.sh" alice "$work/alice" "$port" id 2>&1 | sed 's/^/      /' >&2
+set -e
+say "alice now: $(getent passwd alice || echo 'still no account')"
+
+say "second login as alice, running id"
+set +e
+out=$("$repo/tools/sandbox/ssh-test.sh" alice "$work/alice" "$port" id 2>&1)
+rc=$?
+set -e
+printf '      %s\n' "$out" >&2
+if [ $rc -ne 0 ] || [[ $out != *"(alice)"* ]]; then
+  say "second login FAILED (exit $rc); sshd log:"
+  sed 's/^/      /' "/run/sshd-$port.log" >&2
+  exit 1
+fi
+say "second login worked"
+INSIDE
+rc=$?
+set -e
+if [ $rc -eq 0 ]; then
+  step "demo passed: an IAM user with a key logged in over real SSH"
+else
+  step "demo FAILED (exit $rc)"
+fi
+exit $rc
