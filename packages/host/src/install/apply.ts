@@ -332,8 +332,9 @@ export function runInstall(sys: HostSystem, opts: InstallRunOptions, log: Instal
       const before = snapshot.files[f.path];
       if (sameFile(before, f.content, f.mode, uid, gid)) return;
       step = `writing ${f.path}`;
-      touched.push({ path: f.path, before });
+      // Atomic: a failed write leaves the file as it was, so only successful writes need undoing.
       sys.writeFileAtomic(f.path, f.content, f.mode, uid, gid);
+      touched.push({ path: f.path, before });
       if (f.path === paths.sshdConfig || f.path === paths.sshdDropIn) sshdChanged = true;
       log(`${before ? 'updated' : 'wrote'} ${f.path} (${f.purpose})`);
     };
@@ -341,10 +342,10 @@ export function runInstall(sys: HostSystem, opts: InstallRunOptions, log: Instal
     for (const entry of pendingRestores) {
       step = `restoring ${entry.path}`;
       const before = sys.readFile(entry.path);
-      touched.push({ path: entry.path, before });
       const original = entry.original;
       if (original) sys.writeFileAtomic(entry.path, Buffer.from(original.base64, 'base64'), original.mode, original.uid, original.gid);
       else sys.removeFile(entry.path);
+      touched.push({ path: entry.path, before });
       if (entry.path === paths.sshdConfig || entry.path === paths.sshdDropIn) sshdChanged = true;
       log(`${original ? 'restored' : 'removed'} ${entry.path} (no longer used)`);
     }
@@ -390,7 +391,7 @@ export function runInstall(sys: HostSystem, opts: InstallRunOptions, log: Instal
     attempt('restoring the install state', () => restoreState(sys, journalPath(paths), journalState));
     for (const d of [...createdDirs].reverse()) attempt(`removing ${d.path}`, () => (d.recursive ? sys.removeTree(d.path) : void sys.removeEmptyDir(d.path)));
     if (userCreated) attempt(`removing the user ${opts.user}`, () => void sys.run(['userdel', opts.user]));
-    const what = isKeymakerError(error) ? error.message : `${step} failed: ${firstLine(String((error as Error)?.message ?? error))}`;
+    const what = isKeymakerError(error) ? error.message : firstLine(String((error as Error)?.message ?? error));
     const undo = problems.length === 0 ? 'every file was restored as it was' : `restoring failed too (${problems.join('; ')})`;
     const code = isKeymakerError(error) ? (error as KeymakerError).code : 'SYSTEM_COMMAND_FAILED';
     throw new HostError(code, `install failed while ${step}: ${what.replace(/^refusing to install: /, '')}; ${undo}`, { cause: error });

@@ -1,0 +1,513 @@
+// Unit tests of the installer: the pure planners (sshd config, PAM, schedule, host config) and
+// the applier against an in-memory machine (rollback, journal, uninstall).
+import * as path from 'node:path';
+import { isKeymakerError } from '@keymaker/core';
+import { DEFAULT_PATHS } from '../src/paths';
+import {
+  candidateMainForDropIn,
+  cronLinesForSyntaxCheck,
+  findDropInInclude,
+  insertPamHook,
+  insertSshdBlock,
+  journalPath,
+  planInstall,
+  runInstall,
+  runUninstall,
+  safePathProblem,
+  sshdSettingLines,
+  stripPamHook,
+  stripSshdBlock,
+  type FileState,
+  type HostSystem,
+  type InstallRunOptions,
+  type InstallSnapshot,
+  type PathInfo,
+  type RunResult,
+} from '../src/install/index';
+
+const P = DEFAULT_PATHS;
+
+const DEBIAN_SSHD = `
+# This is the sshd server system-wide configuration file.
+Include /etc/ssh/sshd_config.d/*.conf
+
+KbdInteractiveAuthentication no
+UsePAM yes
+X11Forwarding yes
+Subsystem\tsftp\t/usr/lib/openssh/sftp-server
+`.trimStart();
+
+const NO_INCLUDE_SSHD = `# site config
+Port 22
+KbdInteractiveAuthentication no
+UsePAM yes
+
+Match User backup
+  ForceCommand /usr/bin/rsync
+`;
+
+const DEBIAN_PAM = `# PAM configuration for the Secure Shell service
+
+# Standard Un*x authentication.
+@include common-auth
+
+account    required     pam_nologin.so
+@include common-account
+`;
+
+const RHEL_PAM = `#%PAM-1.0
+auth       substack     password-auth
+auth       include      postlogin
+account    required     pam_sepermit.so
+account    include      password-auth
+`;
+
+const file = (content: string, mode = 0o644): FileState => ({ content: Buffer.from(content), mode, uid: 0, gid: 0 });
+
+function snapshot(over: Partial<InstallSnapshot> = {}, files: Record<string, string> = {}): InstallSnapshot {
+  return {
+    files: {
+      [P.sshdConfig]: file(DEBIAN_SSHD),
+      [P.pamSshd]: file(DEBIAN_PAM),
+      ...Object.fromEntries(Object.entries(files).map(([p, c]) => [p, file(c)])),
+    },
+    sshdConfigDirEntries: [],
+    systemdRunning: false,
+    userExists: false,
+    bundle: Buffer.from('// bundle\n'),
+    ...over,
+  };
+}
+
+const options = { paths: P, user: 'keymaker', nodePath: '/usr/bin/node', force: false, schedule: 'auto' as const, region: 'eu-west-1' };
+const planned = (plan: ReturnType<typeof planInstall>, p: string) => plan.files.find((f) => f.path === p)?.content.toString();
+
+describe('sshd config planning', () => {
+  test('Debian layout (Include first): a drop-in, sshd_config untouched', () => {
+    const plan = planInstall(snapshot(), options);
+    expect(plan.sshd.mode).toBe('drop-in');
+    expect(planned(plan, P.sshdConfig)).toBeUndefined();
+    expect(planned(plan, P.sshdDropIn)).toContain('AuthorizedKeysCommand /usr/local/sbin/keymaker-authorized-keys %u %f\nAuthorizedKeysCommandUser keymaker\n');
+    expect(planned(plan, P.sshdDropIn)).toContain('AuthenticationMethods publickey keyboard-interactive:pam,publickey');
+  });
+
+  test('no Include: the block goes before the first directive (so before every Match and before "KbdInteractiveAuthentication no")', () => {
+    const plan = planInstall(snapshot({ files: { [P.sshdConfig]: file(NO_INCLUDE_SSHD), [P.pamSshd]: file(DEBIAN_PAM) } }), options);
+    expect(plan.sshd.mode).toBe('main-config');
+    const text = planned(plan, P.sshdConfig)!;
+    expect(text.startsWith('# site config\n# BEGIN keymaker')).toBe(true);
+    expect(text.indexOf('KbdInteractiveAuthentication yes')).toBeLessThan(text.indexOf('KbdInteractiveAuthentication no'));
+    expect(text.indexOf('# END keymaker')).toBeLessThan(text.indexOf('Match User backup'));
+    expect(stripSshdBlock(text)).toBe(NO_INCLUDE_SSHD);
+    expect(insertSshdBlock(text, sshdSettingLines(P, 'keymaker'))).toBe(text);
+    expect(planned(plan, P.sshdDropIn)).toBeUndefined();
+  });
+
+  test('an Include that only a Match block reaches, or of another directory, does not count', () => {
+    expect(findDropInInclude('Port 22\nMatch User x\n  Include /etc/ssh/sshd_config.d/*.conf\n', P)).toBeUndefined();
+    expect(findDropInInclude('Include /etc/ssh/other.d/*.conf\n', P)).toBeUndefined();
+    expect(findDropInInclude('Include /etc/ssh/sshd_config.d/*.cfg\n', P)).toBeUndefined();
+    expect(findDropInInclude('include sshd_config.d/*.conf\n', P)).toMatchObject({ lineIndex: 0, matching: 0 });
+    expect(findDropInInclude('Include=/etc/ssh/sshd_config.d/5?-*.conf\n', P)).toMatchObject({ matching: 0 });
+  });
+
+  test('a keymaker block left in sshd_config is removed once the Include exists', () => {
+    const withBlock = insertSshdBlock(DEBIAN_SSHD, sshdSettingLines(P, 'keymaker'));
+    const plan = planInstall(snapshot({ files: { [P.sshdConfig]: file(withBlock), [P.pamSshd]: file(DEBIAN_PAM) } }), options);
+    expect(planned(plan, P.sshdConfig)).toBe(DEBIAN_SSHD);
+  });
+
+  test('the candidate config reads the new drop-in exactly where the glob would, among the others', () => {
+    const include = findDropInInclude(DEBIAN_SSHD, P)!;
+    const candidate = candidateMainForDropIn(DEBIAN_SSHD, include, ['60-cloudimg.conf', 'README', '10-site.conf', '.hidden.conf', '50-keymaker.conf'], P, '/etc/ssh/.cand.conf');
+    expect(candidate.split('\n')[1]).toBe('Include /etc/ssh/sshd_config.d/10-site.conf /etc/ssh/.cand.conf /etc/ssh/sshd_config.d/60-cloudimg.conf');
+    expect(candidate.split('\n').slice(2).join('\n')).toBe(DEBIAN_SSHD.split('\n').slice(2).join('\n'));
+  });
+
+  test('an existing AuthorizedKeysCommand is refused unless --force; keymaker\'s own is not "existing"', () => {
+    const eic = '/usr/share/ec2-instance-connect/eic_run_authorized_keys %u %f';
+    let error: unknown;
+    try {
+      planInstall(snapshot({ effectiveAuthorizedKeysCommand: eic }), options);
+    } catch (e) {
+      error = e;
+    }
+    expect(isKeymakerError(error, 'EXISTING_AUTHORIZED_KEYS_COMMAND')).toBe(true);
+    expect((error as Error).message).toContain(eic);
+    expect(planInstall(snapshot({ effectiveAuthorizedKeysCommand: eic }), { ...options, force: true }).warnings.join()).toContain('--force');
+    expect(() => planInstall(snapshot({ effectiveAuthorizedKeysCommand: `${P.authorizedKeysCommand} %u %f` }), options)).not.toThrow();
+  });
+
+  test('bad --user and a missing sshd_config are clear errors', () => {
+    expect(() => planInstall(snapshot(), { ...options, user: '-oops' })).toThrow(/invalid --user "-oops"/);
+    expect(() => planInstall(snapshot({ files: { [P.pamSshd]: file(DEBIAN_PAM) } }), options)).toThrow(/sshd_config not found; install openssh-server/);
+  });
+});
+
+describe('PAM hook placement', () => {
+  const line = `auth optional pam_exec.so quiet stdout ${P.pamCreateAccountCommand}`;
+  test('Debian: before @include common-auth', () => {
+    const out = insertPamHook(DEBIAN_PAM, P).split('\n');
+    expect(out.indexOf(line)).toBe(out.indexOf('@include common-auth') - 1);
+  });
+  test('RHEL: before the first auth line, after #%PAM-1.0', () => {
+    const out = insertPamHook(RHEL_PAM, P).split('\n');
+    expect(out[0]).toBe('#%PAM-1.0');
+    expect(out.indexOf(line)).toBe(out.indexOf('auth       substack     password-auth') - 1);
+  });
+  test('no auth line at all: appended, keeping the final newline', () => {
+    expect(insertPamHook('account required pam_unix.so\n', P).endsWith(`${line}\n`)).toBe(true);
+  });
+  test('idempotent, and stripping gives the original bytes back', () => {
+    for (const original of [DEBIAN_PAM, RHEL_PAM, 'account required pam_unix.so']) {
+      const once = insertPamHook(original, P);
+      expect(insertPamHook(once, P)).toBe(once);
+      expect(stripPamHook(once, P)).toBe(original);
+    }
+  });
+});
+
+describe('schedule and host config', () => {
+  test('cron.d without systemd: absolute path, root, jitter, no "%"', () => {
+    const plan = planInstall(snapshot(), { ...options, syncIntervalMinutes: 10 });
+    const cron = planned(plan, P.cronFile)!;
+    expect(cron).toContain(`*/10 * * * * root ${P.syncGroupsCommand} --jitter 60\n`);
+    expect(cron).not.toContain('%');
+    expect(cronLinesForSyntaxCheck(cron).split('\n')[2]).toBe(`*/10 * * * * ${P.syncGroupsCommand} --jitter 60`);
+    expect(plan.config.syncIntervalMinutes).toBe(10);
+  });
+  test('a systemd timer when systemd runs', () => {
+    const plan = planInstall(snapshot({ systemdRunning: true }), { ...options, syncIntervalMinutes: 1 });
+    expect(planned(plan, P.cronFile)).toBeUndefined();
+    expect(planned(plan, path.join(P.systemdDir, 'keymaker-sync-groups.timer'))).toMatch(/OnCalendar=\*:0\/1\n.*RandomizedDelaySec=30\n/s);
+    expect(planned(plan, path.join(P.systemdDir, 'keymaker-sync-groups.service'))).toContain(`ExecStart=${P.syncGroupsCommand}\n`);
+  });
+  test('--sync-interval outside 1-59 is refused', () => {
+    expect(() => planInstall(snapshot(), { ...options, syncIntervalMinutes: 60 })).toThrow(/syncIntervalMinutes must be a whole number 1-59/);
+  });
+  test('options win, hand edits of fields install has no option for are kept', () => {
+    const existing = JSON.stringify({ version: 1, region: 'us-west-2', preProvisionAccounts: true, allowedExistingGroups: ['adm'] });
+    const plan = planInstall(snapshot({}, { [P.configFile]: existing }), { ...options, iamEndpoint: 'http://127.0.0.1:5000' });
+    expect(plan.config).toMatchObject({ region: 'eu-west-1', preProvisionAccounts: true, allowedExistingGroups: ['adm'], iamEndpoint: 'http://127.0.0.1:5000' });
+  });
+  test('wrappers exec the absolute node and the installed bundle', () => {
+    const plan = planInstall(snapshot(), options);
+    expect(planned(plan, P.authorizedKeysCommand)).toContain(`exec /usr/bin/node ${P.hostBundle} get_authorized_keys "$@"\n`);
+    expect(planned(plan, P.pamCreateAccountCommand)).toContain(`exec /usr/bin/node ${P.hostBundle} pam_create_account "$@"\n`);
+  });
+  test('a credentials file is installed root:USER 0640 and named in the config', () => {
+    const plan = planInstall(snapshot({ credentials: Buffer.from('[default]\n') }), options);
+    expect(plan.files.find((f) => f.path === '/etc/keymaker/credentials')).toMatchObject({ mode: 0o640, owner: 'root', group: 'keymaker' });
+    expect(plan.config.sharedCredentialsFile).toBe('/etc/keymaker/credentials');
+  });
+});
+
+// ---------------------------------------------------------------- an in-memory machine
+
+interface Node_ {
+  type: 'file' | 'dir';
+  content: Buffer;
+  mode: number;
+  uid: number;
+  gid: number;
+}
+
+class FakeMachine implements HostSystem {
+  nodes = new Map<string, Node_>();
+  users = new Map<string, number>();
+  commands: string[] = [];
+  /** argv joined -> forced result. */
+  fail = new Map<string, RunResult>();
+  sshdPid = 4242;
+  alive = true;
+
+  constructor() {
+    for (const d of ['/', '/etc', '/etc/ssh', '/etc/ssh/sshd_config.d', '/etc/pam.d', '/etc/cron.d', '/usr', '/usr/bin', '/usr/local', '/usr/local/lib', '/usr/local/sbin', '/var', '/var/lib', '/run', '/run/sshd']) {
+      this.nodes.set(d, { type: 'dir', content: Buffer.alloc(0), mode: 0o755, uid: 0, gid: 0 });
+    }
+    this.put('/etc/ssh/sshd_config', DEBIAN_SSHD);
+    this.put('/etc/pam.d/sshd', DEBIAN_PAM);
+    this.put('/usr/bin/node', 'ELF', 0o755);
+    this.put('/build/keymaker-host.js', '// bundle\n');
+    this.put('/run/sshd.pid', '4242\n');
+  }
+  put(p: string, content: string, mode = 0o644) {
+    this.nodes.set(p, { type: 'file', content: Buffer.from(content), mode, uid: 0, gid: 0 });
+  }
+  text(p: string) {
+    return this.nodes.get(p)?.content.toString();
+  }
+  dump(): Record<string, string> {
+    return Object.fromEntries([...this.nodes].map(([p, n]) => [p, `${n.type} ${n.mode.toString(8)} ${n.uid}:${n.gid} ${n.content.toString('base64')}`]));
+  }
+
+  getuid = () => 0;
+  readFile(p: string) {
+    const n = this.nodes.get(p);
+    return n?.type === 'file' ? { content: Buffer.from(n.content), mode: n.mode, uid: n.uid, gid: n.gid } : undefined;
+  }
+  stat(p: string): PathInfo | undefined {
+    const n = this.nodes.get(p);
+    return n ? { type: n.type, mode: n.mode, uid: n.uid, gid: n.gid } : undefined;
+  }
+  lstat(p: string) {
+    return this.stat(p);
+  }
+  realpath = (p: string) => p;
+  readdir(p: string) {
+    if (this.nodes.get(p)?.type !== 'dir') return undefined;
+    return [...this.nodes.keys()].filter((k) => k !== p && path.dirname(k) === p).map((k) => path.basename(k));
+  }
+  writeFileAtomic(p: string, content: Buffer | string, mode: number, uid: number, gid: number) {
+    if (this.nodes.get(path.dirname(p))?.type !== 'dir') throw new Error(`ENOENT: ${path.dirname(p)}`);
+    this.commands.push(`write ${p}`);
+    if (this.fail.has(`write ${p}`)) throw new Error(`EIO: simulated write failure of ${p}`);
+    this.nodes.set(p, { type: 'file', content: Buffer.from(content), mode, uid, gid });
+  }
+  setOwnerMode(p: string, mode: number, uid: number, gid: number) {
+    Object.assign(this.nodes.get(p)!, { mode, uid, gid });
+  }
+  mkdir(p: string, mode: number, uid: number, gid: number) {
+    this.nodes.set(p, { type: 'dir', content: Buffer.alloc(0), mode, uid, gid });
+  }
+  removeFile(p: string) {
+    if (this.nodes.get(p)?.type === 'file') this.nodes.delete(p);
+  }
+  removeEmptyDir(p: string) {
+    if (this.readdir(p)?.length !== 0) return false;
+    return this.nodes.delete(p);
+  }
+  removeTree(p: string) {
+    for (const k of [...this.nodes.keys()]) if (k === p || k.startsWith(`${p}/`)) this.nodes.delete(k);
+  }
+  run(argv: string[]): RunResult {
+    const cmd = argv.join(' ');
+    this.commands.push(cmd);
+    const forced = [...this.fail].find(([k]) => cmd.startsWith(k));
+    if (forced) return forced[1];
+    const [bin, ...args] = argv;
+    if (bin === '/usr/sbin/sshd') {
+      if (args[0] === '-T') {
+        // Good enough: the effective values of a config = the first occurrence in drop-in or block.
+        const files = [P.sshdDropIn, args[2] ?? P.sshdConfig].map((f) => this.text(f) ?? '');
+        const candidateDropIn = [...this.nodes.keys()].find((k) => k.startsWith('/etc/ssh/.keymaker-candidate-') && k.endsWith('.conf'));
+        const all = [candidateDropIn ? this.text(candidateDropIn)! : '', ...files].join('\n');
+        const first = (kw: string) => new RegExp(`^${kw}\\s+(.*)$`, 'im').exec(all)?.[1];
+        return {
+          code: 0,
+          stdout: ['authorizedkeyscommand', 'authorizedkeyscommanduser', 'usepam', 'kbdinteractiveauthentication', 'authenticationmethods']
+            .map((k) => `${k} ${first(k) ?? (k === 'authenticationmethods' ? 'any' : 'none')}`)
+            .concat('pidfile /run/sshd.pid')
+            .join('\n'),
+          stderr: '',
+        };
+      }
+      return { code: 0, stdout: '', stderr: '' };
+    }
+    if (bin === 'useradd') {
+      this.users.set(argv[argv.length - 1]!, 999);
+      return { code: 0, stdout: '', stderr: '' };
+    }
+    if (bin === 'userdel') {
+      this.users.delete(argv[argv.length - 1]!);
+      return { code: 0, stdout: '', stderr: '' };
+    }
+    return { code: 0, stdout: '', stderr: '' };
+  }
+  userIds(name: string) {
+    const id = name === 'root' ? 0 : this.users.get(name);
+    return id === undefined ? undefined : { uid: id, gid: id };
+  }
+  groupId(name: string) {
+    return this.userIds(name)?.gid;
+  }
+  processAlive = (pid: number) => pid === this.sshdPid && this.alive;
+  processName = (pid: number) => (pid === this.sshdPid ? 'sshd' : undefined);
+  signal(pid: number, sig: string) {
+    this.commands.push(`kill -${sig} ${pid}`);
+  }
+  sleep() {}
+  private n = 0;
+  randomName = () => `r${++this.n}`;
+}
+
+const runOptions: InstallRunOptions = {
+  ...options,
+  bundleSource: '/build/keymaker-host.js',
+  sshd: '/usr/sbin/sshd',
+  reload: 'auto',
+  dryRun: false,
+};
+const uninstallOptions = { paths: P, sshd: '/usr/sbin/sshd', reload: 'auto' as const, dryRun: false };
+const quiet = () => {};
+
+describe('applier on an in-memory machine', () => {
+  test('install writes everything, reloads sshd with SIGHUP, and uninstall restores the machine exactly', () => {
+    const m = new FakeMachine();
+    const pristine = m.dump();
+    const result = runInstall(m, runOptions, quiet);
+    expect(result.userCreated).toBe(true);
+    expect(result.reload).toBe('reloaded sshd (SIGHUP to pid 4242 from /run/sshd.pid)');
+    expect(m.text(P.sshdDropIn)).toContain('AuthorizedKeysCommandUser keymaker');
+    expect(m.nodes.get(journalPath(P))).toMatchObject({ mode: 0o600, uid: 0 });
+    // sshd -t on the candidate ran before the drop-in was written.
+    const candidateCheck = m.commands.findIndex((c) => /^\/usr\/sbin\/sshd -t -f \/etc\/ssh\/\.keymaker-candidate-/.test(c));
+    expect(candidateCheck).toBeGreaterThanOrEqual(0);
+    expect(candidateCheck).toBeLessThan(m.commands.indexOf(`write ${P.sshdDropIn}`));
+    expect([...m.nodes.keys()].filter((k) => k.includes('.keymaker-candidate-'))).toEqual([]);
+
+    const u = runUninstall(m, uninstallOptions, quiet);
+    expect(u.userRemoved).toBe(true);
+    expect(m.dump()).toEqual(pristine);
+    expect(m.users.has('keymaker')).toBe(false);
+  });
+
+  test('install twice == install once (same bytes, same journal); the second changes nothing', () => {
+    const m = new FakeMachine();
+    runInstall(m, runOptions, quiet);
+    const once = m.dump();
+    const second = runInstall(m, runOptions, quiet);
+    expect(second.changed).toEqual([]);
+    expect(m.dump()).toEqual(once);
+  });
+
+  test('a re-install keeps the pre-install originals, so uninstall still restores them', () => {
+    const m = new FakeMachine();
+    const pristine = m.dump();
+    runInstall(m, runOptions, quiet);
+    runInstall(m, { ...runOptions, region: 'us-east-2', syncIntervalMinutes: 7 }, quiet);
+    expect(m.text(P.cronFile)).toContain('*/7 ');
+    runUninstall(m, uninstallOptions, quiet);
+    expect(m.dump()).toEqual(pristine);
+  });
+
+  test('a failed reload restores every file byte for byte, removes the new user, and says what failed', () => {
+    const m = new FakeMachine();
+    const pristine = m.dump();
+    m.alive = false; // sshd dies on SIGHUP
+    m.processAlive = (pid) => pid === 4242 && !m.commands.includes('kill -SIGHUP 4242');
+    let error: unknown;
+    try {
+      runInstall(m, runOptions, quiet);
+    } catch (e) {
+      error = e;
+    }
+    expect(isKeymakerError(error, 'SYSTEM_COMMAND_FAILED')).toBe(true);
+    expect((error as Error).message).toBe(
+      'install failed while reloading sshd: sshd (pid 4242) exited after SIGHUP; check its log and start it again; every file was restored as it was',
+    );
+    expect(m.dump()).toEqual(pristine);
+    expect(m.users.has('keymaker')).toBe(false);
+  });
+
+  test('a failed write half-way restores what was written before it', () => {
+    const m = new FakeMachine();
+    const pristine = m.dump();
+    m.fail.set(`write ${P.pamSshd}`, { code: 1, stdout: '', stderr: '' });
+    expect(() => runInstall(m, runOptions, quiet)).toThrow(`install failed while writing ${P.pamSshd}: EIO: simulated write failure of ${P.pamSshd}; every file was restored as it was`);
+    expect(m.dump()).toEqual(pristine);
+  });
+
+  test('sshd -t rejecting the candidate changes nothing', () => {
+    const m = new FakeMachine();
+    const pristine = m.dump();
+    m.fail.set('/usr/sbin/sshd -t -f /etc/ssh/.keymaker-candidate-', { code: 255, stdout: '', stderr: '/etc/ssh/.keymaker-candidate-r1: line 3: Bad configuration option: Foo\n' });
+    expect(() => runInstall(m, runOptions, quiet)).toThrow(
+      "refusing to install: sshd -t rejects the configuration with keymaker's settings, so nothing was changed: /etc/ssh/sshd_config: line 3: Bad configuration option: Foo",
+    );
+    expect(m.dump()).toEqual(pristine);
+    expect(m.commands.filter((c) => c.startsWith('useradd'))).toEqual([]);
+  });
+
+  test('a failing crontab -n dry run changes nothing', () => {
+    const m = new FakeMachine();
+    const pristine = m.dump();
+    m.fail.set('crontab -n -', { code: 1, stdout: '', stderr: '"-":1: bad minute\n' });
+    expect(() => runInstall(m, runOptions, quiet)).toThrow('crontab -n rejects the group sync schedule: "-":1: bad minute');
+    expect(m.dump()).toEqual(pristine);
+  });
+
+  test('with systemd: the timer is enabled, uninstall disables it', () => {
+    const m = new FakeMachine();
+    m.mkdir('/run/systemd', 0o755, 0, 0);
+    m.mkdir('/run/systemd/system', 0o755, 0, 0);
+    m.mkdir('/etc/systemd', 0o755, 0, 0);
+    m.mkdir('/etc/systemd/system', 0o755, 0, 0);
+    runInstall(m, runOptions, quiet);
+    expect(m.commands).toContain('systemctl enable --now keymaker-sync-groups.timer');
+    expect(m.commands).toContain('systemctl reload ssh.service');
+    runUninstall(m, uninstallOptions, quiet);
+    expect(m.commands).toContain('systemctl disable --now keymaker-sync-groups.timer');
+    expect(m.nodes.has('/etc/systemd/system/keymaker-sync-groups.timer')).toBe(false);
+  });
+
+  test('not root: NOT_ROOT before anything', () => {
+    const m = new FakeMachine();
+    m.getuid = () => 1000;
+    expect(() => runInstall(m, runOptions, quiet)).toThrow(/must run as root/);
+    expect(m.commands).toEqual([]);
+  });
+
+  test('uninstall after somebody edited pam.d/sshd keeps their edit and removes only keymaker\'s lines', () => {
+    const m = new FakeMachine();
+    runInstall(m, runOptions, quiet);
+    m.put(P.pamSshd, `${m.text(P.pamSshd)}session optional pam_motd.so\n`);
+    const u = runUninstall(m, uninstallOptions, quiet);
+    expect(m.text(P.pamSshd)).toBe(`${DEBIAN_PAM}session optional pam_motd.so\n`);
+    expect(u.warnings.join()).toContain('edited after install');
+  });
+
+  test('uninstall with no install state is a no-op that says so', () => {
+    const m = new FakeMachine();
+    const lines: string[] = [];
+    const u = runUninstall(m, uninstallOptions, (l) => lines.push(l));
+    expect(u.nothingToDo).toBe(true);
+    expect(lines).toEqual([`nothing to uninstall: no install state at ${journalPath(P)}`]);
+  });
+
+  test('uninstall refuses to reload a restored config that sshd -t rejects, and keeps keymaker in place', () => {
+    const m = new FakeMachine();
+    runInstall(m, runOptions, quiet);
+    const installed = m.dump();
+    m.fail.set('/usr/sbin/sshd -t', { code: 255, stdout: '', stderr: 'line 9: Bad configuration option: Typo\n' });
+    expect(() => runUninstall(m, uninstallOptions, quiet)).toThrow(/uninstall stopped: .*Typo.*keymaker's settings are still in place/);
+    expect(m.dump()).toEqual(installed);
+  });
+
+  test('a stopped sshd is not an error', () => {
+    const m = new FakeMachine();
+    m.removeFile('/run/sshd.pid');
+    expect(runInstall(m, runOptions, quiet).reload).toBe('sshd is not running (no live sshd pid in /run/sshd.pid); the settings apply when it starts');
+  });
+});
+
+describe('safe-path rule', () => {
+  function machineWith(dirs: Record<string, [number, number]>): FakeMachine {
+    const m = new FakeMachine();
+    for (const [p, [mode, uid]] of Object.entries(dirs)) m.nodes.set(p, { type: 'dir', content: Buffer.alloc(0), mode, uid, gid: uid });
+    return m;
+  }
+  test('a world-writable sticky parent (/tmp): names it, suggests moving, not chmod', () => {
+    const m = machineWith({ '/tmp': [0o1777, 0], '/tmp/ci': [0o755, 0] });
+    m.put('/tmp/ci/node', 'ELF', 0o755);
+    const problem = safePathProblem(m, { path: '/tmp/ci/node', what: 'the Node binary', needOthers: 'exec' });
+    expect(problem?.path).toBe('/tmp');
+    expect(problem?.message).toBe(
+      'refusing to install: /tmp, a parent directory of the Node binary /tmp/ci/node, is world-writable, and sshd refuses to run commands below it (its safe-path rule); install Node and keymaker under a root-owned directory such as /usr/local',
+    );
+  });
+  test('a directory owned by somebody else: chown fix', () => {
+    const m = machineWith({ '/home/u': [0o755, 1000], '/home': [0o755, 0] });
+    m.put('/home/u/node', 'ELF', 0o755);
+    expect(safePathProblem(m, { path: '/home/u/node', what: 'the Node binary', needOthers: 'exec' })?.message).toContain('is owned by uid 1000, not root');
+  });
+  test('a root-only directory (/root/.nvm): the lookup user could not run node', () => {
+    const m = machineWith({ '/root': [0o700, 0] });
+    m.put('/root/node', 'ELF', 0o755);
+    expect(safePathProblem(m, { path: '/root/node', what: 'the Node binary', needOthers: 'exec' })?.message).toContain('/root, a parent directory of the Node binary /root/node, is not searchable by other users (mode 700)');
+  });
+  test('paths that do not exist yet are checked as far as they exist', () => {
+    const m = new FakeMachine();
+    expect(safePathProblem(m, { path: '/usr/local/lib/keymaker/keymaker-host.mjs', what: 'the host bundle', needOthers: 'read' })).toBeUndefined();
+  });
+});
