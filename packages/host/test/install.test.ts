@@ -304,6 +304,7 @@ class FakeMachine implements HostSystem {
       }
       return { code: 0, stdout: '', stderr: '' };
     }
+    if (bin === 'crontab' && args[0] === '-h') return { code: 1, stdout: '', stderr: '\t-n\t(dry run: checks the syntax, then bails out)\n' };
     if (bin === 'useradd') {
       this.users.set(argv[argv.length - 1]!, 999);
       return { code: 0, stdout: '', stderr: '' };

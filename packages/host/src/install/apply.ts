@@ -240,11 +240,14 @@ function gatherSnapshot(sys: HostSystem, opts: InstallRunOptions, journal: Insta
 function validateCron(sys: HostSystem, plan: InstallPlan, paths: HostPaths, log: InstallLog): void {
   const file = plan.files.find((f) => f.path === paths.cronFile);
   if (!file) return;
-  const r = sys.run(['crontab', '-n', '-'], { input: cronLinesForSyntaxCheck(file.content.toString('utf8')) });
-  if (r.code === 127) {
+  // Only Debian's crontab has the -n dry run; cronie's -n sets a cluster host name instead.
+  const help = sys.run(['crontab', '-h']);
+  if (help.code === 127) {
     log(`warning: crontab not found: is cron installed? The group sync in ${paths.cronFile} runs only under cron`);
     return;
   }
+  if (!/-n\s.*dry run/.test(help.stdout + help.stderr)) return;
+  const r = sys.run(['crontab', '-n', '-'], { input: cronLinesForSyntaxCheck(file.content.toString('utf8')) });
   if (r.code !== 0) throw new HostError('SYSTEM_COMMAND_FAILED', `refusing to install: crontab -n rejects the group sync schedule: ${firstLine(r.stderr.trim())}`);
 }
 
@@ -259,7 +262,7 @@ function nologinShell(sys: HostSystem): string {
  */
 export function runInstall(sys: HostSystem, opts: InstallRunOptions, log: InstallLog): InstallResult {
   const { paths } = opts;
-  if (!opts.dryRun) requireRoot(sys, 'install');
+  requireRoot(sys, 'install');
   const { journal: previous, state: journalState } = readJournal(sys, paths);
   const snapshot = gatherSnapshot(sys, opts, previous);
   const plan = planInstall(snapshot, opts);
@@ -432,7 +435,7 @@ function undoAction(sys: HostSystem, entry: JournalFile, paths: HostPaths): Undo
  */
 export function runUninstall(sys: HostSystem, opts: UninstallRunOptions, log: InstallLog): UninstallResult {
   const { paths } = opts;
-  if (!opts.dryRun) requireRoot(sys, 'uninstall');
+  requireRoot(sys, 'uninstall');
   const warnings: string[] = [];
   const { journal } = readJournal(sys, paths);
   if (!journal) {
