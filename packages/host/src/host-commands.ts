@@ -66,6 +66,15 @@ async function prepare(env: HostCommandEnv, echo: boolean): Promise<Runtime | { 
   };
 }
 
+/**
+ * KEYMAKER_DEADLINE_MS: a deadline for manual runs and tests. Under sshd the
+ * environment is reset, so there the host config's deadlineMs applies.
+ */
+function deadlineOverride(value: string | undefined): number | undefined {
+  const ms = Number(value);
+  return value && Number.isFinite(ms) && ms >= 100 && ms <= 60_000 ? ms : undefined;
+}
+
 /** get_authorized_keys USER [FINGERPRINT] [--debug] */
 export async function getAuthorizedKeysCommand(args: string[], env: HostCommandEnv = {}): Promise<number> {
   const debug = args.includes('--debug');
@@ -77,12 +86,13 @@ export async function getAuthorizedKeysCommand(args: string[], env: HostCommandE
   }
   const rt = await prepare(env, debug);
   if ('code' in rt) return rt.code;
-  const aws = awsOptionsFor(rt.config, rt.config.deadlineMs);
+  const deadlineMs = deadlineOverride(process.env.KEYMAKER_DEADLINE_MS) ?? rt.config.deadlineMs;
+  const aws = awsOptionsFor(rt.config, deadlineMs);
   try {
     return await runLookup(
       { user: positional[0]!, fingerprint: positional[1] },
       { write: rt.stdout },
-      { deps: { accounts: rt.accounts, resolve: () => resolveWithConfig(aws) }, syslog: rt.syslog, deadlineMs: rt.config.deadlineMs },
+      { deps: { accounts: rt.accounts, resolve: () => resolveWithConfig(aws) }, syslog: rt.syslog, deadlineMs },
     );
   } finally {
     await rt.syslog.flush();
