@@ -17,7 +17,10 @@ fi
 
 step "npm dependencies"
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  npm ci --no-audit --no-fund
+  # npm 11 here records no entries for other platforms' optional packages (nx,
+  # rollup, esbuild natives), and then `npm ci` calls the lock out of sync
+  # (npm/cli#9342). `npm install` keeps every version the lock pins.
+  npm ci --no-audit --no-fund || npm install --no-audit --no-fund
 fi
 
 step "moto virtualenv"

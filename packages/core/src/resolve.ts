@@ -116,6 +116,8 @@ export interface ResolveOptions {
   credentialsMarginMs?: number;
   now?: () => number;
   sessionName?: string;
+  /** Read the role config afresh even when the cache holds a fresh copy (a cache writer keeping it warm). */
+  refresh?: boolean;
 }
 
 export interface Resolution {
@@ -182,7 +184,7 @@ export async function resolveDirectory(options: ResolveOptions): Promise<Resolut
     config = assertValidRoleConfig(options.config);
   } else {
     entry = options.cache ? readCacheEntry(await safeGet(options.cache, CACHE_KEY)) : undefined;
-    if (entry && now() - entry.savedAt >= 0 && now() - entry.savedAt < ttl) {
+    if (entry && !options.refresh && now() - entry.savedAt >= 0 && now() - entry.savedAt < ttl) {
       cached.config = true;
     } else {
       const loaded = await loadInstanceConfig(options);

@@ -6,9 +6,10 @@ import { GetentAccounts, ShadowUtilsAdmin, type LocalAccounts, type LocalAdmin }
 import { withLock } from './lock';
 import { runLookup } from './lookup';
 import { DEFAULT_PATHS, type HostPaths } from './paths';
-import { applyAwsEnvironment, awsOptionsFor, loadHostConfig, resolveWithConfig } from './runtime-config';
+import { applyAwsEnvironment, awsOptionsFor, loadHostConfig, resolveWithConfig, type ResolveCacheOptions } from './runtime-config';
 import { runGroupSync, type SyncReport } from './sync';
 import { createLoggerSyslog, type Syslog } from './syslog';
+import { FileCacheStore } from './cache-store';
 
 /**
  * The bodies of the three commands sshd, PAM and the sync schedule run. They
@@ -31,6 +32,7 @@ export interface HostCommandEnv {
 
 interface Runtime {
   paths: HostPaths;
+  cache: (mode: 'read' | 'write' | 'refresh') => ResolveCacheOptions;
   config: HostConfig;
   syslog: Syslog;
   accounts: LocalAccounts;
@@ -55,8 +57,14 @@ async function prepare(env: HostCommandEnv, echo: boolean): Promise<Runtime | { 
   }
   applyAwsEnvironment(config);
   const syslog = env.syslog ?? createLoggerSyslog({ socket: config.syslogSocket, echo: echo ? (line) => stderr(`${line}\n`) : undefined });
+  const cache = (mode: 'read' | 'write' | 'refresh'): ResolveCacheOptions => ({
+    store: new FileCacheStore({ dir: paths.cacheDir, writable: mode !== 'read' }),
+    ttlMs: config.cacheTtlSeconds * 1000,
+    refresh: mode === 'refresh',
+  });
   return {
     paths,
+    cache,
     config,
     syslog,
     accounts: env.accounts ?? new GetentAccounts(sys),
@@ -92,7 +100,7 @@ export async function getAuthorizedKeysCommand(args: string[], env: HostCommandE
     return await runLookup(
       { user: positional[0]!, fingerprint: positional[1] },
       { write: rt.stdout },
-      { deps: { accounts: rt.accounts, resolve: () => resolveWithConfig(aws) }, syslog: rt.syslog, deadlineMs },
+      { deps: { accounts: rt.accounts, resolve: () => resolveWithConfig(aws, rt.cache('read')) }, syslog: rt.syslog, deadlineMs },
     );
   } finally {
     await rt.syslog.flush();
@@ -131,7 +139,7 @@ export async function pamCreateAccountCommand(pamEnv: NodeJS.ProcessEnv, env: Ho
         {
           accounts: rt.accounts,
           admin: rt.admin,
-          resolve: () => resolveWithConfig(aws),
+          resolve: () => resolveWithConfig(aws, rt.cache('write')),
           lock: (body) => withLock(rt.paths.syncLock, { waitMs: 5000 }, body),
         },
         { allowedExistingGroups: rt.config.allowedExistingGroups },
@@ -195,7 +203,7 @@ export async function syncGroupsCommand(options: SyncCommandOptions, env: HostCo
       {
         accounts: rt.accounts,
         admin: rt.admin,
-        resolve: () => resolveWithConfig(aws),
+        resolve: () => resolveWithConfig(aws, rt.cache(options.dryRun ? 'read' : 'refresh')),
         lock: options.dryRun ? (body) => body() : (body) => withLock(rt.paths.syncLock, { waitMs: 0 }, body),
       },
       { dryRun: options.dryRun, preProvisionAccounts: rt.config.preProvisionAccounts, allowedExistingGroups: rt.config.allowedExistingGroups },

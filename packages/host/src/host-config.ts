@@ -29,7 +29,11 @@ export interface HostConfig {
   preProvisionAccounts: boolean;
   /** Existing Linux groups (not created by keymaker) that sync may manage anyway. */
   allowedExistingGroups: string[];
-  /** Lifetime of the cached role config, seconds. */
+  /**
+   * Lifetime of the cached role config, seconds. Sync (every syncIntervalMinutes)
+   * refreshes the cache, so keep this above the sync interval; a role
+   * description change reaches logins within this time.
+   */
   cacheTtlSeconds: number;
   /** Syslog socket instead of /dev/log (hosts without a syslog daemon on /dev/log, tests). */
   syslogSocket?: string;
@@ -42,7 +46,7 @@ export const DEFAULT_HOST_CONFIG: HostConfig = {
   syncIntervalMinutes: 5,
   preProvisionAccounts: false,
   allowedExistingGroups: [],
-  cacheTtlSeconds: 300,
+  cacheTtlSeconds: 600,
 };
 
 type FieldType = 'string' | 'number' | 'boolean' | 'string[]';

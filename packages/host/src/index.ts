@@ -9,4 +9,5 @@ export * from './runtime-config';
 export * from './accounts';
 export * from './sync';
 export * from './host-commands';
+export * from './cache-store';
 export * from './install/index';

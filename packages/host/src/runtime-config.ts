@@ -65,12 +65,26 @@ export function awsOptionsFor(config: HostConfig, deadlineMs?: number): AwsClien
   return options;
 }
 
+export interface ResolveCacheOptions {
+  store: CacheStore;
+  /** How long a cached role config is trusted (the host config's cacheTtlSeconds). */
+  ttlMs: number;
+  /** Writers (sync) re-read the role and renew credentials early, keeping the cache warm for lookups. */
+  refresh?: boolean;
+}
+
+/** Sync renews resolver credentials this long before they expire, so lookups never need to. */
+const WRITER_CREDENTIALS_MARGIN_MS = 20 * 60 * 1000;
+
 /** The IAM directory this host resolves users in (role config, ID-resolver account). */
-export function resolveWithConfig(aws: AwsClientOptions, cache?: CacheStore): Promise<Resolution> {
+export function resolveWithConfig(aws: AwsClientOptions, cache?: ResolveCacheOptions): Promise<Resolution> {
   return resolveDirectory({
     iam: createIamClient(aws),
     sts: createStsClient(aws),
-    cache,
+    cache: cache?.store,
+    configTtlMs: cache?.ttlMs,
+    refresh: cache?.refresh,
+    credentialsMarginMs: cache?.refresh ? WRITER_CREDENTIALS_MARGIN_MS : undefined,
     iamClientFor: (credentials) => createIamClient({ ...aws, credentials }),
   });
 }

@@ -191,6 +191,8 @@ export function planInstall(snapshot: InstallSnapshot, options: InstallOptions):
     { path: path.dirname(paths.configFile), mode: 0o755, owner: 'root', group: 'root', recursive: false },
     { path: paths.libDir, mode: 0o755, owner: 'root', group: 'root', recursive: false },
     { path: paths.stateDir, mode: 0o700, owner: 'root', group: 'root', recursive: false },
+    // Written by root (sync, PAM hook), read by the lookup user; nobody else.
+    { path: paths.cacheDir, mode: 0o750, owner: 'root', group: user, recursive: true },
   ];
 
   const safePathTargets: SafePathTarget[] = [
