@@ -7,6 +7,7 @@ import {
   type Resolution,
 } from '@keymaker/core';
 import type { LocalAccounts, LocalAdmin, NewAccount } from './local-accounts';
+import type { LoginGuard } from './pam-guard';
 import { classifyGroup } from './sync';
 
 /**
@@ -22,6 +23,8 @@ export interface CreateAccountDeps {
   resolve: () => Promise<Resolution>;
   /** Serialises shadow-utils changes with a running group sync. */
   lock: <T>(body: () => Promise<T>) => Promise<T>;
+  /** Negative cache and rate limit around the IAM lookup (pam-guard.ts); none in tests that do not need it. */
+  guard?: LoginGuard;
 }
 
 export interface CreateAccountOptions {
@@ -37,14 +40,17 @@ export async function createAccountForLogin(user: string, deps: CreateAccountDep
   const name = assertLinuxUserName(user);
   if (await deps.accounts.user(name)) return { kind: 'exists', name };
 
-  const { directory } = await deps.resolve();
-  const [authorized, iamGroups] = await Promise.all([
-    directory.authorizedKeys(name, { includeUser: true }),
-    directory.linuxGroupsForUser(directory.iamUserNameFor(name)),
-  ]);
-  if (authorized.keys.length === 0) {
-    throw new AccessRefusedError('NO_SUCH_KEY', `IAM user ${authorized.iamUserName} has no active, valid SSH key; no account created`);
+  // Past this point every attempt costs IAM calls: remembered refusals and the rate limit come first.
+  await deps.guard?.admit(name);
+  let confirmed: Awaited<ReturnType<typeof confirmIamUser>>;
+  try {
+    confirmed = await confirmIamUser(name, deps);
+  } catch (error) {
+    await deps.guard?.settle(name, error).catch(() => undefined);
+    throw error;
   }
+  await deps.guard?.settle(name, undefined).catch(() => undefined);
+  const { directory, authorized, iamGroups } = confirmed;
   const uid = directory.uidFor(authorized.user!);
 
   return deps.lock(async () => {
@@ -94,6 +100,19 @@ export async function createAccountForLogin(user: string, deps: CreateAccountDep
     }
     return { kind: 'created', name, uid, iamUserName: authorized.iamUserName, groups, skippedGroups } as const;
   });
+}
+
+/** The IAM user exists, passes the required group and has an active, valid key. */
+async function confirmIamUser(name: string, deps: CreateAccountDeps) {
+  const { directory } = await deps.resolve();
+  const [authorized, iamGroups] = await Promise.all([
+    directory.authorizedKeys(name, { includeUser: true }),
+    directory.linuxGroupsForUser(directory.iamUserNameFor(name)),
+  ]);
+  if (authorized.keys.length === 0) {
+    throw new AccessRefusedError('NO_SUCH_KEY', `IAM user ${authorized.iamUserName} has no active, valid SSH key; no account created`);
+  }
+  return { directory, authorized, iamGroups };
 }
 
 /** What the person at the ssh prompt sees (pam_exec "stdout"). */

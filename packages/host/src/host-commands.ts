@@ -9,6 +9,8 @@ import { DEFAULT_PATHS, type HostPaths } from './paths';
 import { applyAwsEnvironment, awsOptionsFor, loadHostConfig, resolveWithConfig, type ResolveCacheOptions } from './runtime-config';
 import { runGroupSync, type SyncReport } from './sync';
 import { createLoggerSyslog, type Syslog } from './syslog';
+import { fileGuardStore, loginGuard, type LoginGuard } from './pam-guard';
+import { assertTrustedFile, runtimeTrustedFiles, type StatPath } from './trusted-files';
 import { FileCacheStore } from './cache-store';
 
 /**
@@ -28,6 +30,10 @@ export interface HostCommandEnv {
   uid?: number;
   /** Used instead of logger(1) when given (tests). */
   syslog?: Syslog;
+  /** lstat for the trusted-file check (tests). */
+  statPath?: StatPath;
+  /** The PAM hook's rate-limit and negative-cache state (default: the root-only file in /run/keymaker). */
+  pamGuard?: LoginGuard;
 }
 
 interface Runtime {
@@ -48,6 +54,10 @@ async function prepare(env: HostCommandEnv, echo: boolean): Promise<Runtime | { 
   let config: HostConfig;
   try {
     config = await loadHostConfig(sys, paths.configFile);
+    // Whoever can change these files decides who logs in: root-owned, not group/world-writable, or nothing is read.
+    for (const file of runtimeTrustedFiles(paths.configFile, config, config.authorizedKeysCommandUser)) {
+      await assertTrustedFile(file, env.statPath);
+    }
   } catch (error) {
     const syslog = env.syslog ?? createLoggerSyslog({});
     syslog.log('err', `cannot read the host config: ${formatError(error).replace(/^keymaker: /, '')}`);
@@ -141,6 +151,7 @@ export async function pamCreateAccountCommand(pamEnv: NodeJS.ProcessEnv, env: Ho
           admin: rt.admin,
           resolve: () => resolveWithConfig(aws, rt.cache('write')),
           lock: (body) => withLock(rt.paths.syncLock, { waitMs: 5000 }, body),
+          guard: env.pamGuard ?? loginGuard(fileGuardStore()),
         },
         { allowedExistingGroups: rt.config.allowedExistingGroups },
       ),
@@ -158,7 +169,13 @@ export async function pamCreateAccountCommand(pamEnv: NodeJS.ProcessEnv, env: Ho
     rt.stdout(`${ACCOUNT_CREATED_MESSAGE}\n`);
     return PAM_EXIT_CREATED;
   } catch (error) {
-    const reason = isKeymakerError(error) ? error.code : 'INTERNAL';
+    const reason = !isKeymakerError(error)
+      ? 'INTERNAL'
+      : error.details.rateLimited
+        ? 'RATE_LIMITED'
+        : error.details.remembered
+          ? `${error.code} remembered=yes`
+          : error.code;
     // Nothing on stdout: the client must not learn whether an IAM user exists.
     rt.syslog.log('warning', `create_account ${who} decision=refused reason=${reason}: ${formatError(error).replace(/^keymaker: /, '')}`);
     return exitCodeFor(error);
