@@ -70,8 +70,10 @@ export async function acquireLock(path: string, options: LockOptions = {}): Prom
       };
     }
     const owner = await ownerOf(path);
-    // Gone in between: try again at once. A dead pid, or an empty file older than 10 s (a crash between create and write): stale.
-    const stale = owner === undefined || (owner.pid !== undefined ? !isAlive(owner.pid) && owner.pid !== process.pid : owner.ageMs > 10_000);
+    // Gone in between: try again at once (never remove it: another run may have just created it).
+    if (owner === undefined) continue;
+    // A dead pid, or an empty file older than 10 s (a crash between create and write): stale.
+    const stale = owner.pid !== undefined ? !isAlive(owner.pid) && owner.pid !== process.pid : owner.ageMs > 10_000;
     if (stale) {
       await fs.rm(path, { force: true });
       continue;

@@ -1,7 +1,7 @@
 import { constants, promises as fs } from 'node:fs';
 import * as crypto from 'node:crypto';
 import * as path from 'node:path';
-import { AccessRefusedError, HostError, isKeymakerError, type ErrorCode } from '@keymaker/core';
+import { AccessRefusedError, HostError, isKeymakerError, isValidLinuxName, type ErrorCode } from '@keymaker/core';
 import { acquireLock } from './lock';
 
 /**
@@ -82,8 +82,6 @@ export function emptyGuardState(nowMs: number): GuardState {
   return { version: 1, tokens: 0, refilledAtMs: nowMs, refused: {} };
 }
 
-const NAME = /^[a-z_][a-z0-9_.-]{0,31}\$?$/i;
-
 /** Parses the state file strictly; undefined text = no file yet; anything malformed = emptyGuardState. */
 export function parseGuardState(text: string | undefined, nowMs: number, policy: PamGuardPolicy = PAM_GUARD_POLICY): GuardState {
   if (text === undefined) return freshGuardState(nowMs, policy);
@@ -109,7 +107,7 @@ export function parseGuardState(text: string | undefined, nowMs: number, policy:
     Object.keys(s.refused).length <= policy.maxRemembered &&
     Object.entries(s.refused).every(
       ([name, entry]) =>
-        NAME.test(name) &&
+        isValidLinuxName(name) &&
         !!entry &&
         REMEMBERED_REFUSALS.includes(entry.code) &&
         typeof entry.untilMs === 'number' &&
@@ -153,7 +151,7 @@ export function admit(state: GuardState, name: string, nowMs: number, policy: Pa
 
 /** Remembers IAM's refusal of `name` (only the refusals in REMEMBERED_REFUSALS); bounded in size. */
 export function rememberRefusal(state: GuardState, name: string, code: ErrorCode, nowMs: number, policy: PamGuardPolicy = PAM_GUARD_POLICY): GuardState {
-  if (!REMEMBERED_REFUSALS.includes(code) || !NAME.test(name)) return state;
+  if (!REMEMBERED_REFUSALS.includes(code) || !isValidLinuxName(name)) return state;
   const refused = pruned(state.refused, nowMs);
   delete refused[name];
   refused[name] = { code, untilMs: nowMs + policy.negativeTtlMs };

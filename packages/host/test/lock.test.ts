@@ -33,3 +33,24 @@ test('a waiting run gets the lock once the holder releases it', async () => {
   await withLock(file, { waitMs: 2000, pollMs: 20, isAlive: () => true }, async () => order.push('second'));
   expect(order).toEqual(['second']);
 });
+
+test('many contenders never hold the lock at once (a lock that vanishes in between is not removed)', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'keymaker-lock-race.'));
+  const lockPath = path.join(dir, 'lock');
+  let inside = 0;
+  let most = 0;
+  try {
+    await Promise.all(
+      Array.from({ length: 40 }, () =>
+        withLock(lockPath, { waitMs: 20_000, pollMs: 1 }, async () => {
+          most = Math.max(most, ++inside);
+          await new Promise((resolve) => setTimeout(resolve, 1));
+          inside -= 1;
+        }),
+      ),
+    );
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+  expect(most).toBe(1);
+});

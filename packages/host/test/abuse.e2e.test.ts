@@ -1,0 +1,312 @@
+// Abuse of a host installed with the real `keymaker install`: invalid and random login names sent
+// to the PAM hook (which runs before authentication), IAM users named like every pre-existing
+// local account, the owners and modes of everything keymaker writes, and config files another user
+// could change. IAM is moto behind tools/faults' proxy, which counts every IAM/STS request.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import type { IAMClient } from '@aws-sdk/client-iam';
+import { EXIT_CODES, isInManagedRange } from '@keymaker/core';
+import { createSandbox, sandboxSupport, type ExecResult, type Sandbox } from '../../../tools/sandbox/sandbox';
+import {
+  createGroupWithMembers,
+  createRoleWithDescription,
+  createUserWithKeys,
+  credentialsForAccount,
+  iamClient,
+  instanceRoleCredentials,
+  makeSshKeyPair,
+  motoEndpoint,
+  stsClient,
+} from '../../../tools/moto/seed';
+import { MAX_REQUESTS_PER_LOOKUP, PAM_GUARD_POLICY } from '../src/pam-guard';
+import { DEFAULT_PATHS } from '../src/paths';
+import { REPO_ROOT, startSyslogListener, SYSLOG_SOCKET, syslogLines, randomAccountId } from './e2e-host';
+
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const { createFaultProxy } = require('../../../tools/faults/fault-proxy.cjs');
+
+const support = sandboxSupport();
+if (!support.ok && process.env.CI) throw new Error(`sandbox unsupported on CI: ${support.reason}`);
+const d = support.ok ? describe : describe.skip;
+jest.setTimeout(180_000);
+
+const CLI = path.join(REPO_ROOT, 'packages/cli/dist/keymaker.js');
+const LEGACY_UID = 26594;
+
+/** Bundles the flood driver (real hook processes, or the hook's function in-process) for use inside the sandbox. */
+async function buildDriver(dir: string): Promise<string> {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const esbuild = require('esbuild') as typeof import('esbuild');
+  const outfile = path.join(dir, 'pam-flood-driver.mjs');
+  await esbuild.build({
+    entryPoints: [path.join(__dirname, 'pam-flood-driver.ts')],
+    outfile,
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node20',
+    tsconfig: path.join(REPO_ROOT, 'packages/cli/tsconfig.json'),
+    logLevel: 'error',
+    banner: { js: "import { createRequire as __kmCreateRequire } from 'node:module'; const require = __kmCreateRequire(import.meta.url);" },
+  });
+  fs.chmodSync(dir, 0o755);
+  return outfile;
+}
+
+function randomName(): string {
+  const letters = 'abcdefghijklmnopqrstuvwxyz';
+  let name = letters[Math.floor(Math.random() * 26)]!;
+  for (let i = 0; i < 9; i++) name += (letters + '0123456789')[Math.floor(Math.random() * 36)];
+  return name;
+}
+
+/** Names useradd or the lookup must never see: each must cost zero IAM calls. */
+const INVALID_NAMES = [
+  '', 'Root', 'ROOT', 'Alice', 'a b', ' alice', 'alice ', 'a\tb', 'a\nb', 'a\rroot', '-oProxyCommand=sh', '-rf', '--help',
+  '../../etc/passwd', '/etc/passwd', 'a/b', '.', '..', 'alice.', '1alice', '0', '$(id)', '`id`', 'a;id', 'a|id', 'a&id',
+  'a:b', 'a,b', 'a*', '?', 'a=b', 'a@b', 'a+b', 'ünïcödé', 'алиса', '名前', 'a\u202eb', 'a\u0000b'.replace('\u0000', '\u0001'),
+  'x'.repeat(33), 'a'.repeat(256), 'alice$', '%u', '${PAM_USER}', "a'b", 'a"b', 'a\\b', '\u{1F600}',
+];
+
+d('abuse of an installed host', () => {
+  let sb: Sandbox;
+  let tmp: string;
+  let driver: string;
+  let iam: IAMClient;
+  let port: number;
+  let proxy: { url: string; stats(): { total: number; counts: Record<string, number> }; resetStats(): void; stop(): Promise<void> };
+  let alice: { privateKeyPath: string; publicKey: string };
+  let passwdAtStart: string;
+
+  const hook = (name: string) =>
+    sb.exec([DEFAULT_PATHS.pamCreateAccountCommand], { env: { PAM_TYPE: 'auth', PAM_USER: name, PAM_RHOST: '203.0.113.9', PAM_SERVICE: 'sshd' } });
+  const lookupAsSshd = (name: string) => sb.exec(['runuser', '-u', 'keymaker', '--', DEFAULT_PATHS.authorizedKeysCommand, name, 'SHA256:abc']);
+  const sync = () => sb.exec([DEFAULT_PATHS.syncGroupsCommand], { timeoutMs: 90_000 });
+  const stat = async (p: string) => (await sb.execOk(['stat', '-c', '%U:%G %a %F', p])).stdout.trim();
+
+  beforeAll(async () => {
+    if (!fs.existsSync(CLI)) throw new Error(`${CLI} is missing: build first (cd packages/cli && npx tsup)`);
+    tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'keymaker-abuse-e2e.'));
+    driver = await buildDriver(tmp);
+    alice = makeSshKeyPair(tmp, 'alice');
+    fs.chmodSync(tmp, 0o755);
+
+    const endpoint = motoEndpoint();
+    proxy = await createFaultProxy({ target: endpoint }).start();
+    const admin = await credentialsForAccount(stsClient(endpoint), randomAccountId());
+    iam = iamClient(endpoint, admin);
+    // The legacy (1.x) UID scheme: its range holds a pre-existing local user below.
+    const role = await createRoleWithDescription(iam, 'keymaker-host', 'abuse e2e keymaker_uid_scheme=legacy');
+    const creds = await instanceRoleCredentials(stsClient(endpoint, admin), role.arn);
+    await createUserWithKeys(iam, 'alice', [{ body: alice.publicKey, status: 'Active' }]);
+    await createGroupWithMembers(iam, 'keymaker_devs', ['alice']);
+
+    sb = await createSandbox();
+    // Pre-existing local users: a cloud image's default user, and one made by hand in the legacy range.
+    await sb.execOk(['useradd', '--create-home', 'ubuntu']);
+    await sb.execOk(['useradd', '--create-home', '--uid', String(LEGACY_UID), 'legacy']);
+    await sb.writeFile(
+      '/root/aws-credentials',
+      `[default]\naws_access_key_id = ${creds.accessKeyId}\naws_secret_access_key = ${creds.secretAccessKey}\naws_session_token = ${creds.sessionToken}\n`,
+      0o600,
+    );
+    ({ port } = await sb.startSshd());
+    const install = await sb.exec(
+      ['node', CLI, 'install', '--region', 'us-east-1', '--iam-endpoint', proxy.url, '--sts-endpoint', proxy.url,
+        '--credentials-file', '/root/aws-credentials', '--deadline-ms', '8000', '--sshd-pid-file', `/run/sshd-${port}.pid`],
+      { env: { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' } },
+    );
+    expect({ code: install.code, stderr: install.stderr }).toEqual({ code: 0, stderr: expect.stringContaining('reloaded sshd') });
+    // Decisions to a listener instead of /dev/log (no syslog daemon here); the file stays root:root 0644.
+    const config = JSON.parse(await sb.readFile(DEFAULT_PATHS.configFile));
+    await sb.writeFile(DEFAULT_PATHS.configFile, `${JSON.stringify({ ...config, syslogSocket: SYSLOG_SOCKET }, null, 2)}\n`, 0o644);
+    await startSyslogListener(sb);
+    passwdAtStart = await sb.readFile('/etc/passwd');
+  });
+
+  afterAll(async () => {
+    await sb?.destroy();
+    await proxy?.stop();
+    if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
+  });
+
+  test(`${INVALID_NAMES.length} invalid names sent to the hook cost no IAM call, touch no state and create nothing`, async () => {
+    proxy.resetStats();
+    const codes = await Promise.all(INVALID_NAMES.map(async (name) => (await hook(name)).code));
+    expect(codes).toEqual(INVALID_NAMES.map(() => EXIT_CODES.INVALID_USERNAME));
+    expect(proxy.stats().total).toBe(0);
+    expect(await sb.exists('/run/keymaker')).toBe(false);
+    expect(await sb.readFile('/etc/passwd')).toBe(passwdAtStart);
+    // The lookup too (sshd never runs it for a name without an account, but a name is a name).
+    // ("-rf" and the like are refused as options: exit 2, usage.)
+    const lookups = await Promise.all(INVALID_NAMES.slice(0, 16).map(lookupAsSshd));
+    for (const [i, r] of lookups.entries()) {
+      expect({ name: INVALID_NAMES[i], stdout: r.stdout, code: r.code }).toEqual({
+        name: INVALID_NAMES[i],
+        stdout: '',
+        code: INVALID_NAMES[i]!.startsWith('-') ? EXIT_CODES.USAGE : EXIT_CODES.INVALID_USERNAME,
+      });
+    }
+    expect(proxy.stats().total).toBe(0);
+  });
+
+  test('an IAM user named like each pre-existing local account never gets a key printed', async () => {
+    const passwd = passwdAtStart.split('\n').filter(Boolean).map((line) => line.split(':'));
+    const names = passwd.map((f) => f[0]!);
+    expect(names).toEqual(expect.arrayContaining(['root', 'daemon', 'bin', 'sys', 'sync', 'sshd', 'nobody', 'keymaker', 'ubuntu', 'legacy']));
+    // The legacy-range user is inside keymaker's UID range: only the derived-UID check keeps it out.
+    expect(isInManagedRange(LEGACY_UID, 'legacy')).toBe(true);
+    for (const name of names) await createUserWithKeys(iam, name, [{ body: alice.publicKey, status: 'Active' }]);
+    await createGroupWithMembers(iam, 'keymaker_sudo', names);
+
+    const results: [string, ExecResult][] = [];
+    for (let i = 0; i < names.length; i += 6) {
+      const batch = names.slice(i, i + 6);
+      results.push(...(await Promise.all(batch.map(async (n) => [n, await lookupAsSshd(n)] as [string, ExecResult]))));
+    }
+    for (const [name, r] of results) {
+      expect({ name, stdout: r.stdout, refused: r.code !== 0 }).toEqual({ name, stdout: '', refused: true });
+    }
+    expect(results.find(([n]) => n === 'legacy')![1].code).toBe(EXIT_CODES.NOT_MANAGED);
+    const log = (await syslogLines(sb)).join('\n');
+    for (const name of ['root', 'ubuntu', 'legacy', 'keymaker']) expect(log).toMatch(new RegExp(`lookup user="${name}".*decision=refused reason=NOT_MANAGED`));
+    // The hook leaves every one of them alone (the account exists), and nothing changed.
+    expect((await hook('ubuntu')).code).toBe(77);
+    expect(await sb.readFile('/etc/passwd')).toBe(passwdAtStart);
+    // The control: the same lookup does print the key of a managed name.
+    const control = await lookupAsSshd('alice');
+    expect({ code: control.code, stdout: control.stdout.trim() }).toEqual({ code: 0, stdout: alice.publicKey });
+  });
+
+  test('after install, a first login and a sync: owners and modes of everything keymaker wrote', async () => {
+    const first = await sb.ssh('alice', { identityFile: alice.privateKeyPath, command: 'id -un' });
+    expect(first.code).toBe(255);
+    const second = await sb.ssh('alice', { identityFile: alice.privateKeyPath, command: 'id -un' });
+    expect(second.stdout.trim()).toBe('alice');
+    expect([0, EXIT_CODES.GROUP_NOT_MANAGED]).toContain((await sync()).code);
+
+    const journal = JSON.parse(await sb.readFile('/var/lib/keymaker/install-state.json')) as { files: { path: string }[]; dirs: { path: string }[] };
+    const expected: Record<string, string> = {
+      '/etc/keymaker/config.json': 'root:root 644',
+      '/etc/keymaker/credentials': 'root:keymaker 640',
+      [DEFAULT_PATHS.hostBundle]: 'root:root 644',
+      [DEFAULT_PATHS.authorizedKeysCommand]: 'root:root 755',
+      [DEFAULT_PATHS.pamCreateAccountCommand]: 'root:root 755',
+      [DEFAULT_PATHS.syncGroupsCommand]: 'root:root 755',
+      [DEFAULT_PATHS.cronFile]: 'root:root 644',
+      [DEFAULT_PATHS.sshdDropIn]: 'root:root 644',
+      [DEFAULT_PATHS.pamSshd]: 'root:root 644',
+    };
+    const files = journal.files.map((f) => f.path);
+    expect(files.sort()).toEqual(Object.keys(expected).sort());
+    for (const f of files) expect({ f, st: await stat(f) }).toEqual({ f, st: `${expected[f]} regular file` });
+    expect(await stat('/var/lib/keymaker')).toBe('root:root 700 directory');
+    expect(await stat('/var/lib/keymaker/install-state.json')).toBe('root:root 600 regular file');
+    expect(await stat('/etc/keymaker')).toBe('root:root 755 directory');
+    // The hook's rate-limit state and the login-to-login cache: root-written, not readable by others.
+    expect(await stat('/run/keymaker')).toBe('root:root 700 directory');
+    expect(await stat('/run/keymaker/pam-state.json')).toBe('root:root 600 regular file');
+    const runtimeDirs = ['/run/keymaker', ...journal.dirs.map((x) => x.path)];
+    if (await sb.exists(DEFAULT_PATHS.cacheDir)) runtimeDirs.push(DEFAULT_PATHS.cacheDir);
+    const everything = (await sb.execOk(['find', ...new Set(runtimeDirs), '-printf', '%p %u %g %m %y\n'])).stdout.trim().split('\n');
+    for (const line of everything) {
+      const [p, user, , mode, type] = line.split(' ');
+      const bits = parseInt(mode!, 8);
+      expect({ p, user, groupOrWorldWritable: (bits & 0o022) !== 0 }).toEqual({ p, user: 'root', groupOrWorldWritable: false });
+      if (p!.startsWith('/run/keymaker') || p!.startsWith(DEFAULT_PATHS.cacheDir) || p!.startsWith('/var/lib/keymaker')) {
+        expect({ p, worldReadable: (bits & 0o004) !== 0 }).toEqual({ p, worldReadable: false });
+      }
+      expect(type).toMatch(/^[fd]$/);
+    }
+    // sshd's rule for what it and PAM execute: the real path and every parent root-owned, not group/world-writable.
+    const node = (await sb.execOk(['bash', '-c', `readlink -f "$(sed -n 's/^exec \\([^ ]*\\) .*/\\1/p' ${DEFAULT_PATHS.authorizedKeysCommand})"`])).stdout.trim();
+    for (const exe of [node, DEFAULT_PATHS.hostBundle, DEFAULT_PATHS.authorizedKeysCommand, DEFAULT_PATHS.pamCreateAccountCommand, DEFAULT_PATHS.syncGroupsCommand]) {
+      for (let p = exe; p !== '/'; p = path.dirname(p)) {
+        const [owner, mode] = (await sb.execOk(['stat', '-L', '-c', '%u %a', p])).stdout.trim().split(' ');
+        expect({ p, owner, writableByOthers: (parseInt(mode!, 8) & 0o022) !== 0 }).toEqual({ p, owner: '0', writableByOthers: false });
+      }
+    }
+    expect(await sb.exists(DEFAULT_PATHS.syncLock)).toBe(false);
+  });
+
+  test('root commands and the lookup refuse a config or credentials file another user could change', async () => {
+    const config = DEFAULT_PATHS.configFile;
+    const creds = '/etc/keymaker/credentials';
+    const cases: [string, string[], RegExp][] = [
+      ['group-writable config', ['chmod', '664', config], /refusing to read \/etc\/keymaker\/config\.json: it is group-writable.*fix: chown root:root \/etc\/keymaker\/config\.json && chmod 644 \/etc\/keymaker\/config\.json/],
+      ['config owned by nobody', ['chown', 'nobody', config], /it is owned by uid 65534, not root/],
+      ['world-writable credentials', ['chmod', '666', creds], /refusing to read \/etc\/keymaker\/credentials: it is world-writable.*chown root:keymaker \/etc\/keymaker\/credentials && chmod 640/],
+      ['group-writable /etc/keymaker', ['chmod', '775', '/etc/keymaker'], /its directory \/etc\/keymaker is group-writable.*chmod go-w \/etc\/keymaker/],
+    ];
+    for (const [what, breakIt, message] of cases) {
+      await sb.execOk(breakIt);
+      try {
+        proxy.resetStats();
+        const s = await sync();
+        expect({ what, code: s.code, stderr: s.stderr.trim() }).toEqual({ what, code: EXIT_CODES.UNSAFE_PATH, stderr: expect.stringMatching(message) });
+        expect(s.stderr.trim().split('\n')).toHaveLength(1);
+        expect({ what, code: (await hook(randomName())).code }).toEqual({ what, code: EXIT_CODES.UNSAFE_PATH });
+        const l = await lookupAsSshd('alice');
+        expect({ what, code: l.code, stdout: l.stdout }).toEqual({ what, code: EXIT_CODES.UNSAFE_PATH, stdout: '' });
+        expect(proxy.stats().total).toBe(0);
+      } finally {
+        await sb.execOk(['bash', '-c', `chown root:root ${config} /etc/keymaker && chmod 644 ${config} && chmod 755 /etc/keymaker && chown root:keymaker ${creds} && chmod 640 ${creds}`]);
+      }
+    }
+    expect((await lookupAsSshd('alice')).stdout.trim()).toBe(alice.publicKey);
+  });
+
+  test('1,000 connection attempts with random names: a bounded number of IAM calls, no account created', async () => {
+    // Start with a full bucket, as after a quiet spell.
+    await sb.execOk(['rm', '-f', '/run/keymaker/pam-state.json']);
+    const passwdBefore = await sb.readFile('/etc/passwd');
+    const groupBefore = await sb.readFile('/etc/group');
+    const names = new Set<string>();
+    while (names.size < 1000) names.add(randomName());
+    const all = [...names];
+    // 300 real hook processes (what pam_exec spawns) race 700 calls of the hook's function in one
+    // process: all share the one state file (2 CPUs here: 1,000 node start-ups would take minutes).
+    const processNames = all.slice(0, 300);
+    const inProcessNames = all.slice(300);
+    fs.writeFileSync(path.join(tmp, 'process-names.json'), JSON.stringify(processNames));
+    fs.writeFileSync(path.join(tmp, 'in-process-names.json'), JSON.stringify(inProcessNames));
+    proxy.resetStats();
+    const started = Date.now();
+    const [viaProcesses, inProcess] = await Promise.all([
+      sb.execOk(['node', driver, 'processes', path.join(tmp, 'process-names.json'), '3'], { timeoutMs: 150_000 }),
+      sb.execOk(['node', driver, 'in-process', path.join(tmp, 'in-process-names.json'), '4'], { timeoutMs: 150_000 }),
+    ]);
+    const elapsedS = (Date.now() - started) / 1000;
+    const codes: Record<string, number> = {};
+    for (const out of [viaProcesses.stdout, inProcess.stdout]) {
+      for (const [code, n] of Object.entries(JSON.parse(out) as Record<string, number>)) codes[code] = (codes[code] ?? 0) + n;
+    }
+    const calls = proxy.stats();
+    const asked = codes[EXIT_CODES.NO_SUCH_USER] ?? 0;
+    const limited = codes[EXIT_CODES.THROTTLED] ?? 0;
+    const maxLookups = PAM_GUARD_POLICY.burst + Math.ceil((elapsedS * 1000) / PAM_GUARD_POLICY.refillIntervalMs);
+    // eslint-disable-next-line no-console
+    console.log(`flood: 1000 random names in ${elapsedS.toFixed(1)} s: exit codes ${JSON.stringify(codes)}; IAM/STS requests ${calls.total} ${JSON.stringify(calls.counts)}; bound ${maxLookups} lookups x ${MAX_REQUESTS_PER_LOOKUP}`);
+    // Every attempt was refused: IAM said "no such user" (asked) or the rate limit said no (not asked).
+    expect(asked + limited).toBe(1000);
+    expect(asked).toBeLessThanOrEqual(maxLookups);
+    expect(calls.total).toBeLessThanOrEqual(asked * MAX_REQUESTS_PER_LOOKUP);
+    expect(calls.total).toBeLessThanOrEqual(maxLookups * MAX_REQUESTS_PER_LOOKUP);
+    expect(await sb.readFile('/etc/passwd')).toBe(passwdBefore);
+    expect(await sb.readFile('/etc/group')).toBe(groupBefore);
+    expect((await syslogLines(sb)).some((l) => /create_account user="[a-z0-9]+" rhost="203\.0\.113\.9" decision=refused reason=RATE_LIMITED/.test(l))).toBe(true);
+    // State stays small and root-only; alice still logs in (her account exists: no IAM call from the hook).
+    expect(await stat('/run/keymaker/pam-state.json')).toBe('root:root 600 regular file');
+    const login = await sb.ssh('alice', { identityFile: alice.privateKeyPath, command: 'id -un', batch: true });
+    expect(login.stdout.trim()).toBe('alice');
+
+    // A name IAM refused is remembered across processes: asking again costs nothing.
+    const state = JSON.parse(await sb.readFile('/run/keymaker/pam-state.json')) as { refused: Record<string, unknown> };
+    const remembered = Object.keys(state.refused);
+    expect(remembered.length).toBe(asked);
+    proxy.resetStats();
+    expect((await hook(remembered[0]!)).code).toBe(EXIT_CODES.NO_SUCH_USER);
+    expect(proxy.stats().total).toBe(0);
+  });
+});
