@@ -211,6 +211,22 @@ export function reloadSshd(sys: HostSystem, opts: SshdOptions, paths: HostPaths)
 
 // ---------------------------------------------------------------- install
 
+/** Temp files of a run that was killed: atomic-write temps (.NAME.keymaker-HEX) and candidate sshd configs. */
+const STRAY_TEMP = /^(\..+\.keymaker-[0-9a-f]{12}|\.keymaker-candidate-[0-9a-f]{12}(\.conf)?)$/;
+
+/** Removes what an interrupted install or uninstall left in the directories keymaker writes to. */
+function removeStrayTemps(sys: HostSystem, paths: HostPaths, journal: InstallJournal | undefined, log: InstallLog): void {
+  const dirs = new Set([path.dirname(paths.sshdConfig), path.dirname(journalPath(paths)), ...pathsToSnapshot(paths, journal).map((p) => path.dirname(p))]);
+  for (const dir of dirs) {
+    for (const name of sys.readdir(dir) ?? []) {
+      const p = path.join(dir, name);
+      if (!STRAY_TEMP.test(name) || sys.lstat(p)?.type !== 'file') continue;
+      sys.removeFile(p);
+      log(`removed ${p}, left by an interrupted keymaker run`);
+    }
+  }
+}
+
 function gatherSnapshot(sys: HostSystem, opts: InstallRunOptions, journal: InstallJournal | undefined): InstallSnapshot {
   const { paths } = opts;
   const files: Record<string, FileState | undefined> = {};
@@ -264,6 +280,7 @@ export function runInstall(sys: HostSystem, opts: InstallRunOptions, log: Instal
   const { paths } = opts;
   requireRoot(sys, 'install');
   const { journal: previous, state: journalState } = readJournal(sys, paths);
+  if (!opts.dryRun) removeStrayTemps(sys, paths, previous, log);
   const snapshot = gatherSnapshot(sys, opts, previous);
   const plan = planInstall(snapshot, opts);
   assertSafePaths(sys, plan.safePathTargets);
@@ -438,6 +455,7 @@ export function runUninstall(sys: HostSystem, opts: UninstallRunOptions, log: In
   requireRoot(sys, 'uninstall');
   const warnings: string[] = [];
   const { journal } = readJournal(sys, paths);
+  if (!opts.dryRun) removeStrayTemps(sys, paths, journal, log);
   if (!journal) {
     log(`nothing to uninstall: no install state at ${journalPath(paths)}`);
     return { dryRun: opts.dryRun, nothingToDo: true, changed: [], userRemoved: false, reload: 'not needed', warnings };

@@ -76,7 +76,27 @@ function getent(db: 'passwd' | 'group', name: string): string[] | undefined {
   return r.stdout.trim().split(':');
 }
 
+/**
+ * Test-only fault hook, for the kill-mid-install tests: with
+ * KEYMAKER_TEST_PAUSE_AFTER_WRITE=N the process reports each atomic write on
+ * stderr and stops for good after the Nth, so a test can SIGKILL it between
+ * two writes. Unset (always, outside tests) it does nothing.
+ */
+function testPauseAfterWrite(): ((p: string) => void) | undefined {
+  const n = Number(process.env.KEYMAKER_TEST_PAUSE_AFTER_WRITE);
+  if (!Number.isInteger(n) || n < 1) return undefined;
+  let writes = 0;
+  return (p) => {
+    writes += 1;
+    fs.writeSync(2, `keymaker-test: write ${writes}: ${p}\n`);
+    if (writes !== n) return;
+    fs.writeSync(2, `keymaker-test: paused after write ${writes}\n`);
+    for (;;) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 60_000);
+  };
+}
+
 export function nodeHostSystem(): HostSystem {
+  const afterWrite = testPauseAfterWrite();
   return {
     getuid: () => process.getuid?.() ?? -1,
     readFile(p) {
@@ -141,6 +161,7 @@ export function nodeHostSystem(): HostSystem {
       } finally {
         fs.closeSync(dirFd);
       }
+      afterWrite?.(p);
     },
     setOwnerMode(p, mode, uid, gid) {
       fs.chownSync(p, uid, gid);
