@@ -257,6 +257,27 @@ d('abuse of an installed host', () => {
     expect((await lookupAsSshd('alice')).stdout.trim()).toBe(alice.publicKey);
   });
 
+  test('two group syncs started at once: one applies, the other exits LOCKED changing nothing; the result is right', async () => {
+    await createGroupWithMembers(iam, 'keymaker_ops', ['alice']);
+    // A slow IAM read keeps the first run inside the lock while the second starts.
+    await (proxy as unknown as { setFault(f: object): Promise<void> }).setFault({ kind: 'slow', delayMs: 1500, action: 'ListGroups' });
+    let out: string;
+    try {
+      const script = `${DEFAULT_PATHS.syncGroupsCommand} >/run/sync-a.out 2>&1 & a=$!; ${DEFAULT_PATHS.syncGroupsCommand} >/run/sync-b.out 2>&1 & b=$!; wait $a; echo "a=$?"; wait $b; echo "b=$?"; cat /run/sync-a.out /run/sync-b.out`;
+      out = (await sb.execOk(['bash', '-c', script], { timeoutMs: 90_000 })).stdout;
+    } finally {
+      await (proxy as unknown as { setFault(f: object): Promise<void> }).setFault({ kind: 'none' });
+    }
+    const codes = [Number(/a=(\d+)/.exec(out)![1]), Number(/b=(\d+)/.exec(out)![1])].sort((x, y) => x - y);
+    // The winner refuses the existing sudo group (47) after applying; the loser is LOCKED (45).
+    expect({ codes, out }).toEqual({ codes: [EXIT_CODES.LOCKED, EXIT_CODES.GROUP_NOT_MANAGED], out: expect.stringContaining('another keymaker run holds') });
+    expect(out.match(/created group ops/g)).toHaveLength(1);
+    expect((await sb.execOk(['getent', 'group', 'ops'])).stdout.trim()).toMatch(/^ops:x:\d+:alice$/);
+    expect(await sb.exists(DEFAULT_PATHS.syncLock)).toBe(false);
+    const again = await sync();
+    expect(again.stderr).toContain('no changes');
+  });
+
   test('1,000 connection attempts with random names: a bounded number of IAM calls, no account created', async () => {
     // Start with a full bucket, as after a quiet spell.
     await sb.execOk(['rm', '-f', '/run/keymaker/pam-state.json']);

@@ -125,6 +125,19 @@ describe('runGroupSync against a mocked IAM', () => {
     await expect(run(host)).rejects.toMatchObject({ code: 'THROTTLED' });
     expect(host.changes).toEqual([]);
     expect(host.members('devs')).toEqual(['bob']);
+
+    // The next run, with IAM answering every page, converges.
+    iamMock.reset();
+    iamMock.on(ListGroupsCommand).resolves({ Groups: [iamGroup('keymaker_devs', DEVS.groupId), iamGroup('keymaker_ops', 'AGPAOPS')] });
+    iamMock.on(GetGroupCommand, { GroupName: 'keymaker_devs' }).resolves({ Group: iamGroup('keymaker_devs', DEVS.groupId), Users: [] });
+    iamMock
+      .on(GetGroupCommand, { GroupName: 'keymaker_ops' })
+      .resolvesOnce({ Group: iamGroup('keymaker_ops', 'AGPAOPS'), Users: [iamUser(ALICE)], IsTruncated: true, Marker: 'p2' })
+      .resolvesOnce({ Group: iamGroup('keymaker_ops', 'AGPAOPS'), Users: [iamUser(BOB)] });
+    const report = await run(host);
+    expect(report.failed).toEqual([]);
+    expect(host.members('devs')).toEqual([]);
+    expect(host.members('ops')).toEqual(['bob']);
   });
 
   test('pre-provisioning reads the required group and skips users without an active key', async () => {
