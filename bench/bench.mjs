@@ -1,0 +1,179 @@
+#!/usr/bin/env node
+// The benchmark's driver (bench/run.sh calls it after installing and building everything):
+// starts moto and the counting proxy, seeds the account, runs each measurement phase in its own
+// throw-away sandbox (tools/sandbox/run.sh + bench/phase.mjs), and writes the markdown report.
+//
+//   node bench/bench.mjs [--runs 20] [--delay-runs 10] [--delay-ms 50] [--steady-runs 3] [--users 1000] [--groups 50]
+//                        [--out-dir bench/results] [--no-latest] [--command "npm run bench"]
+import { spawn, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import { createRequire } from 'node:module';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createProxy } from './proxy.mjs';
+
+const require = createRequire(import.meta.url);
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const REPO = path.resolve(HERE, '..');
+const WORK = path.join(HERE, '.work');
+const ORIG_VENV = path.join(WORK, 'venv-keymaker1');
+
+function parseArgs(argv) {
+  const out = { runs: 20, delayRuns: 10, delayMs: 50, steadyRuns: 3, users: 1000, groups: 50, outDir: path.join(HERE, 'results'), latest: true, command: undefined };
+  for (let i = 0; i < argv.length; i++) {
+    const k = argv[i];
+    if (k === '--no-latest') {
+      out.latest = false;
+      continue;
+    }
+    const key = k.replace(/^--/, '').replace(/-([a-z])/g, (_, c) => c.toUpperCase());
+    const v = argv[++i];
+    if (!(key in out)) throw new Error(`unknown option ${k}`);
+    out[key] = typeof out[key] === 'number' ? Number(v) : v;
+  }
+  return out;
+}
+
+const args = parseArgs(process.argv.slice(2));
+const log = (msg) => process.stderr.write(`[bench] ${msg}\n`);
+
+function sandboxPhase(phase, extra, env) {
+  const out = path.join(WORK, `${phase}.json`);
+  fs.rmSync(out, { force: true });
+  const argv = [path.join(REPO, 'tools/sandbox/run.sh'), process.execPath, path.join(HERE, 'phase.mjs'), phase, '--seed', path.join(WORK, 'seed.json'), '--proxy', env.proxy, '--out', out, ...extra];
+  return new Promise((resolve, reject) => {
+    const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'inherit', 'inherit'], cwd: REPO });
+    child.on('close', (code) => {
+      if (code !== 0 || !fs.existsSync(out)) reject(new Error(`phase ${phase} failed (exit ${code})`));
+      else resolve(JSON.parse(fs.readFileSync(out, 'utf8')));
+    });
+  });
+}
+
+function capture(argv) {
+  const r = spawnSync(argv[0], argv.slice(1), { encoding: 'utf8' });
+  return r.status === 0 ? r.stdout.trim() : undefined;
+}
+
+function machineInfo() {
+  const cpu = os.cpus()[0]?.model ?? 'unknown';
+  let machineId = '';
+  for (const file of ['/etc/machine-id', '/var/lib/dbus/machine-id']) {
+    try {
+      machineId = fs.readFileSync(file, 'utf8').trim();
+      if (machineId) break;
+    } catch {}
+  }
+  if (!machineId) machineId = os.hostname();
+  const shortId = createHash('sha256').update(machineId).digest('hex').slice(0, 8);
+  return {
+    shortId,
+    nproc: os.availableParallelism?.() ?? os.cpus().length,
+    memory: `${(os.totalmem() / 2 ** 30).toFixed(1)} GiB`,
+    cpu,
+    kernel: `${os.type()} ${os.release()} ${os.machine?.() ?? process.arch}`,
+    os: (capture(['sh', '-c', '. /etc/os-release && echo "$PRETTY_NAME"']) ?? '').trim(),
+  };
+}
+
+function versions() {
+  const py = path.join(ORIG_VENV, 'bin/python');
+  const pyver = (mod) => capture([py, '-c', `import importlib.metadata as m; print(m.version("${mod}"))`]);
+  const motoPy = path.join(REPO, '.venv/moto/bin/python');
+  const pkg = (p) => JSON.parse(fs.readFileSync(path.join(REPO, p), 'utf8')).version;
+  return {
+    node: process.version,
+    python: capture([py, '-c', 'import platform; print(platform.python_version())']),
+    keymaker1: pyver('keymaker'),
+    boto3: pyver('boto3'),
+    botocore: pyver('botocore'),
+    moto: capture([motoPy, '-c', 'import importlib.metadata as m; print(m.version("moto"))']),
+    ours: `@keymaker/cli ${pkg('packages/cli/package.json')}, @keymaker/host ${pkg('packages/host/package.json')}`,
+    awsSdk: JSON.parse(fs.readFileSync(require.resolve('@aws-sdk/client-iam/package.json'), 'utf8')).version,
+    commit: capture(['git', '-C', REPO, 'rev-parse', '--short', 'HEAD']),
+    dirty: (capture(['git', '-C', REPO, 'status', '--porcelain', '--', 'packages']) ?? '').length > 0,
+  };
+}
+
+function bundleInfo() {
+  const file = path.join(REPO, 'packages/cli/dist/keymaker-host.js');
+  const text = fs.readFileSync(file, 'utf8');
+  const imports = [...text.matchAll(/(?:from\s*|import\s*\(\s*|require\s*\(\s*)["']([^"']+)["']/g)].map((m) => m[1]);
+  const external = [...new Set(imports.filter((s) => !s.startsWith('node:') && !/^(fs|os|path|crypto|http|https|net|tls|url|util|stream|events|buffer|child_process|zlib|dns|process|module|async_hooks|string_decoder|querystring|worker_threads|perf_hooks|readline|http2|assert|timers|tty|constants|vm)(\/|$)/.test(s)))];
+  return {
+    bytes: text.length,
+    externalImports: external,
+    mentionsYargs: /yargs/i.test(text),
+    sdkClients: [...new Set([...text.matchAll(/@aws-sdk\/(client-[a-z0-9-]+)/g)].map((m) => m[1]))],
+    compileCache: /enableCompileCache|NODE_COMPILE_CACHE/.test(text),
+  };
+}
+
+async function main() {
+  fs.mkdirSync(WORK, { recursive: true });
+  const started = Date.now();
+  // Collected before moto starts (spawnSync blocks the loop that drains moto's log pipe).
+  const info = { machine: machineInfo(), versions: versions(), bundle: bundleInfo() };
+  const { startMoto } = require(path.join(REPO, 'tools/moto/server.cjs'));
+  const moto = await startMoto({ repoRoot: REPO });
+  log(`moto at ${moto.endpoint}`);
+  const server = createProxy({ target: moto.endpoint });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const proxyUrl = `http://127.0.0.1:${server.address().port}`;
+  log(`counting proxy at ${proxyUrl}`);
+  try {
+    // Never spawnSync while moto runs: moto logs every request to a pipe this process must keep draining.
+    const seedCode = await new Promise((resolve) => {
+      const child = spawn(process.execPath, [path.join(HERE, 'seed.mjs'), '--endpoint', moto.endpoint, '--out', path.join(WORK, 'seed.json'), '--users', String(args.users), '--groups', String(args.groups)], {
+        stdio: ['ignore', 'inherit', 'inherit'],
+        env: { ...process.env, AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' },
+      });
+      child.on('close', resolve);
+    });
+    if (seedCode !== 0) throw new Error('seeding failed');
+    const seed = JSON.parse(fs.readFileSync(path.join(WORK, 'seed.json'), 'utf8'));
+    const env = { proxy: proxyUrl };
+    const lookup = await sandboxPhase('lookup', ['--runs', String(args.runs), '--delay-runs', String(args.delayRuns), '--delay-ms', String(args.delayMs)], env);
+    const syncOurs = await sandboxPhase('sync-ours', ['--steady-runs', String(args.steadyRuns)], env);
+    const syncOrig = await sandboxPhase('sync-orig', ['--steady-runs', String(args.steadyRuns)], env);
+    const data = { args, command: process.env.BENCH_COMMAND ?? `node bench/bench.mjs ${process.argv.slice(2).join(' ')}`.trim(), ...info, seed: summariseSeed(seed), lookup, syncOurs, syncOrig, totalSeconds: (Date.now() - started) / 1000 };
+    fs.writeFileSync(path.join(WORK, 'results.json'), `${JSON.stringify(data, null, 2)}\n`);
+    const { renderReport } = await import('./report.mjs');
+    const markdown = renderReport(data);
+    fs.mkdirSync(args.outDir, { recursive: true });
+    const date = new Date().toISOString().slice(0, 10);
+    const file = path.join(args.outDir, `${date}-${data.machine.shortId}.md`);
+    fs.writeFileSync(file, markdown);
+    if (args.latest) fs.writeFileSync(path.join(args.outDir, 'latest.md'), markdown);
+    log(`wrote ${path.relative(REPO, file)}${args.latest ? ' and bench/results/latest.md' : ''} in ${data.totalSeconds.toFixed(0)} s`);
+    process.stdout.write(markdown);
+  } finally {
+    server.close();
+    server.closeAllConnections?.();
+    await moto.stop();
+  }
+}
+
+function summariseSeed(seed) {
+  const prefixed = seed.groups.filter((g) => g.prefixed);
+  const uids = seed.users.map((u) => u.uid);
+  const gids = prefixed.map((g) => g.gid);
+  return {
+    users: seed.users.length,
+    prefixedGroups: prefixed.length,
+    membersPerGroup: [...new Set(prefixed.map((g) => g.members.length))],
+    callerArn: seed.callerArn,
+    roleDescription: seed.role.description,
+    seededInMs: seed.seededInMs,
+    duplicateUids: uids.length - new Set(uids).size,
+    duplicateGids: gids.length - new Set(gids).size,
+    gidsEqualToSomeUid: gids.filter((g) => uids.includes(g)).length,
+  };
+}
+
+main().catch((error) => {
+  log(`FAILED: ${error.stack ?? error}`);
+  process.exit(1);
+});

@@ -1,0 +1,400 @@
+#!/usr/bin/env node
+// One measurement phase, run as root INSIDE a throw-away sandbox (tools/sandbox/run.sh), so the host
+// config it writes to /etc/keymaker, the cache under /var/cache, and the 1,000 accounts and groups the
+// syncs create never touch the machine. bench/bench.mjs starts it; it talks to the counting proxy
+// (bench/proxy.mjs) over loopback and writes its figures as JSON.
+//
+//   node bench/phase.mjs lookup      --seed S.json --proxy URL --out R.json [--runs 20] [--delay-runs 10] [--delay-ms 50]
+//   node bench/phase.mjs sync-ours   --seed S.json --proxy URL --out R.json [--steady-runs 3]
+//   node bench/phase.mjs sync-orig   --seed S.json --proxy URL --out R.json [--steady-runs 3]
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const NODE = process.execPath;
+const OURS_HOST = path.join(REPO, 'packages/cli/dist/keymaker-host.js');
+const ORIG = path.join(REPO, 'bench/.work/venv-keymaker1/bin/keymaker');
+const HOST_CONFIG = '/etc/keymaker/config.json';
+const SYSLOG_SOCKET = '/run/bench-syslog.sock';
+// Where our lookup may keep its login-to-login cache (HostPaths.cacheDir); emptied for "cold cache" runs.
+const CACHE_DIRS = (process.env.BENCH_CACHE_DIRS ?? '/var/cache/keymaker').split(':').filter(Boolean);
+// sshd runs the AuthorizedKeysCommand with a reset environment.
+const SSHD_PATH = '/usr/bin:/bin:/usr/sbin:/sbin';
+
+function parseArgs(argv) {
+  const out = { phase: argv[0], runs: 20, delayRuns: 10, delayMs: 50, steadyRuns: 3 };
+  for (let i = 1; i < argv.length; i += 2) {
+    const [k, v] = [argv[i], argv[i + 1]];
+    const key = k.replace(/^--/, '').replace(/-([a-z])/g, (_, c) => c.toUpperCase());
+    out[key] = ['runs', 'delayRuns', 'delayMs', 'steadyRuns'].includes(key) ? Number(v) : v;
+  }
+  return out;
+}
+
+const args = parseArgs(process.argv.slice(2));
+const seed = JSON.parse(fs.readFileSync(args.seed, 'utf8'));
+const log = (msg) => process.stderr.write(`[phase ${args.phase}] ${msg}\n`);
+
+// ---------------------------------------------------------------- helpers
+async function proxy(pathname) {
+  const res = await fetch(`${args.proxy}${pathname}`);
+  return res.json();
+}
+
+/** Spawns argv, returns { code, stdout, stderr, ms } with ms = spawn to exit (wall). */
+function run(argv, { env, input } = {}) {
+  return new Promise((resolve) => {
+    const started = performance.now();
+    const child = spawn(argv[0], argv.slice(1), { env, stdio: ['pipe', 'pipe', 'pipe'] });
+    const out = [];
+    const err = [];
+    child.stdout.on('data', (c) => out.push(c));
+    child.stderr.on('data', (c) => err.push(c));
+    child.on('error', (error) => resolve({ code: -1, stdout: '', stderr: String(error), ms: performance.now() - started }));
+    child.on('close', (code, signal) =>
+      resolve({ code: code ?? (signal ? 128 : -1), signal, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString(), ms: performance.now() - started }),
+    );
+    child.stdin.end(input ?? '');
+  });
+}
+
+function sh(argv, options = {}) {
+  const r = spawnSync(argv[0], argv.slice(1), { encoding: 'utf8', ...options });
+  if (r.status !== 0) throw new Error(`${argv.join(' ')} failed (${r.status}): ${r.stderr}`);
+  return r.stdout;
+}
+
+export function stats(values) {
+  const v = values.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  if (v.length === 0) return { n: 0 };
+  const at = (q) => v[Math.min(v.length - 1, Math.max(0, Math.ceil(q * v.length) - 1))];
+  const median = v.length % 2 ? v[(v.length - 1) / 2] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2;
+  return { n: v.length, median, p95: at(0.95), min: v[0], max: v[v.length - 1] };
+}
+
+const keyId = (line) => line.trim().split(/\s+/).slice(0, 2).join(' ');
+const expectedKeys = new Set(seed.alice.active.map(keyId));
+
+/** True when stdout is exactly alice's active keys (comments ignored, order free, no extras). */
+function keysOk(stdout) {
+  const lines = stdout.split('\n').filter((l) => l.trim() && !l.startsWith('#'));
+  const got = lines.map(keyId);
+  return got.length === expectedKeys.size && new Set(got).size === got.length && got.every((k) => expectedKeys.has(k));
+}
+
+function clearCache() {
+  for (const dir of CACHE_DIRS) {
+    if (!fs.existsSync(dir)) continue;
+    for (const entry of fs.readdirSync(dir)) fs.rmSync(path.join(dir, entry), { recursive: true, force: true });
+  }
+}
+function cacheFiles() {
+  return CACHE_DIRS.flatMap((dir) => (fs.existsSync(dir) ? fs.readdirSync(dir).map((e) => path.join(dir, e)) : []));
+}
+
+// ---------------------------------------------------------------- environment of the tools
+function writeHostConfig() {
+  fs.mkdirSync('/etc/keymaker', { recursive: true, mode: 0o755 });
+  const config = { version: 1, region: 'us-east-1', iamEndpoint: args.proxy, stsEndpoint: args.proxy, syslogSocket: SYSLOG_SOCKET };
+  fs.writeFileSync(HOST_CONFIG, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o644 });
+  return config;
+}
+
+/** A syslog listener, so logger(1) calls succeed as on a real host (there is no /dev/log here). */
+function startSyslogSink() {
+  const script = [
+    'import socket, os, sys',
+    `p = ${JSON.stringify(SYSLOG_SOCKET)}`,
+    'os.path.exists(p) and os.unlink(p)',
+    's = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.bind(p); os.chmod(p, 0o666)',
+    'sys.stdout.write("ready\\n"); sys.stdout.flush()',
+    'while True: s.recv(65536)',
+  ].join('\n');
+  const child = spawn('python3', ['-c', script], { stdio: ['ignore', 'pipe', 'inherit'], detached: false });
+  child.unref();
+  return new Promise((resolve) => child.stdout.once('data', () => resolve(child)));
+}
+
+const creds = seed.credentials;
+const credEnv = { AWS_ACCESS_KEY_ID: creds.accessKeyId, AWS_SECRET_ACCESS_KEY: creds.secretAccessKey, AWS_SESSION_TOKEN: creds.sessionToken };
+// Ours reads region and endpoints from /etc/keymaker/config.json; only the instance credentials come from the
+// environment (on EC2 both tools would get them from the instance metadata service instead).
+const oursEnv = { PATH: SSHD_PATH, ...credEnv };
+// The original reads everything from the environment (boto3 >= 1.28 honours AWS_ENDPOINT_URL_<SERVICE>).
+const origEnv = {
+  PATH: SSHD_PATH,
+  ...credEnv,
+  AWS_DEFAULT_REGION: 'us-east-1',
+  AWS_ENDPOINT_URL_IAM: args.proxy,
+  AWS_ENDPOINT_URL_STS: args.proxy,
+  AWS_CONFIG_FILE: '/dev/null',
+  AWS_SHARED_CREDENTIALS_FILE: '/dev/null',
+  AWS_EC2_METADATA_DISABLED: 'true',
+};
+
+const tools = {
+  ours: { argv: (cmd) => [NODE, OURS_HOST, ...cmd], env: oursEnv },
+  orig: { argv: (cmd) => [ORIG, ...cmd], env: origEnv },
+};
+
+/** One measured process: proxy counters reset before, read after. */
+async function measured(tool, cmd, { before } = {}) {
+  before?.();
+  await proxy('/__bench/reset');
+  const r = await run(tools[tool].argv(cmd), { env: tools[tool].env });
+  const p = await proxy('/__bench/stats');
+  return {
+    ms: r.ms,
+    code: r.code,
+    ok: keysOk(r.stdout),
+    stderr: r.stderr.slice(0, 400),
+    requests: p.requests,
+    waves: p.waves,
+    busyMs: p.busyMs,
+    maxInFlight: p.maxInFlight,
+    byAction: p.byAction,
+    outsideIamMs: r.ms - p.busyMs,
+  };
+}
+
+function summarise(runs) {
+  const first = runs[0] ?? {};
+  return {
+    runs: runs.length,
+    allOk: runs.every((r) => r.ok && r.code === 0),
+    failures: runs.filter((r) => !(r.ok && r.code === 0)).slice(0, 2).map((r) => ({ code: r.code, stderr: r.stderr })),
+    wallMs: stats(runs.map((r) => r.ms)),
+    outsideIamMs: stats(runs.map((r) => r.outsideIamMs)),
+    busyMs: stats(runs.map((r) => r.busyMs)),
+    requests: stats(runs.map((r) => r.requests)),
+    waves: stats(runs.map((r) => r.waves)),
+    maxInFlight: Math.max(0, ...runs.map((r) => r.maxInFlight)),
+    byAction: first.byAction,
+  };
+}
+
+async function series(label, tool, n, { cold = false } = {}) {
+  const runs = [];
+  for (let i = 0; i < n; i++) {
+    runs.push(await measured(tool, ['get_authorized_keys', 'alice'], { before: cold ? clearCache : undefined }));
+  }
+  const s = summarise(runs);
+  log(`${label}: median ${s.wallMs.median?.toFixed(1)} ms, p95 ${s.wallMs.p95?.toFixed(1)} ms, ${s.requests.median} requests in ${s.waves.median} waves, ok=${s.allOk}`);
+  return s;
+}
+
+async function peakRss(tool, n, { cold = false } = {}) {
+  const values = [];
+  for (let i = 0; i < n; i++) {
+    if (cold) clearCache();
+    const r = await run(['/usr/bin/time', '-f', '__RSS_KB=%M', ...tools[tool].argv(['get_authorized_keys', 'alice'])], { env: tools[tool].env });
+    const m = /__RSS_KB=(\d+)/.exec(r.stderr);
+    if (m) values.push(Number(m[1]));
+  }
+  return stats(values);
+}
+
+async function concurrent(tool, n, { cold = false } = {}) {
+  if (cold) clearCache();
+  await proxy('/__bench/reset');
+  const started = performance.now();
+  const results = await Promise.all(Array.from({ length: n }, () => run(tools[tool].argv(['get_authorized_keys', 'alice']), { env: tools[tool].env })));
+  const ms = performance.now() - started;
+  const p = await proxy('/__bench/stats');
+  const ok = results.filter((r) => r.code === 0 && keysOk(r.stdout)).length;
+  log(`${n} concurrent ${tool}${cold ? ' (cold cache)' : ''}: ${ok}/${n} correct in ${ms.toFixed(0)} ms, ${p.requests} requests`);
+  return {
+    n,
+    ok,
+    batchMs: ms,
+    wallMs: stats(results.map((r) => r.ms)),
+    requests: p.requests,
+    failures: results.filter((r) => !(r.code === 0 && keysOk(r.stdout))).slice(0, 3).map((r) => ({ code: r.code, stdout: r.stdout.slice(0, 200), stderr: r.stderr.slice(0, 300) })),
+  };
+}
+
+// ---------------------------------------------------------------- phases
+async function lookupPhase() {
+  writeHostConfig();
+  await startSyslogSink();
+  // sshd only runs the lookup for a user that exists locally: alice's account, with the UID both tools derive.
+  sh(['useradd', '--no-create-home', '--non-unique', '--uid', String(seed.alice.uid), '--gid', 'users', '--shell', '/bin/bash', 'alice']);
+  const result = { phase: 'lookup', delayMs: args.delayMs, cacheDirs: CACHE_DIRS };
+
+  // Warm the page cache (first exec of each binary reads it from disk), and check the answers.
+  for (const tool of ['ours', 'orig']) {
+    const r = await measured(tool, ['get_authorized_keys', 'alice'], { before: clearCache });
+    result[`check_${tool}`] = { code: r.code, ok: r.ok, stderr: r.stderr, byAction: r.byAction };
+    log(`check ${tool}: exit ${r.code}, keys ${r.ok ? 'correct' : 'WRONG'} ${r.ok ? '' : r.stderr}`);
+  }
+  const checkUid = await run(tools.orig.argv(['get_uid', 'alice']), { env: origEnv });
+  result.origUid = { printed: checkUid.stdout.trim(), expected: seed.alice.uid, stderr: checkUid.stderr.slice(0, 300) };
+
+  // Start-up cost alone: node loading (parsing, evaluating) the whole host bundle without running a command.
+  const load = [];
+  const loadArgv = [NODE, '-e', `import(${JSON.stringify(`file://${OURS_HOST}`)})`];
+  for (let i = 0; i < args.runs; i++) load.push((await run(loadArgv, { env: { PATH: SSHD_PATH } })).ms);
+  result.bundleLoad = stats(load);
+
+  // Refusals and failure paths (one run each).
+  const lookupOf = async (tool, user) => {
+    await proxy('/__bench/reset');
+    const r = await run(tools[tool].argv(['get_authorized_keys', user]), { env: tools[tool].env });
+    const p = await proxy('/__bench/stats');
+    const printed = r.stdout.split('\n').filter((l) => l.trim()).length;
+    const last = r.stderr.trim().split('\n').pop() ?? '';
+    return { code: r.code, printedKeys: printed, requests: p.requests, injected: p.injected ?? 0, lastStderr: last.slice(0, 200) };
+  };
+  result.refusals = {
+    outsider: { ours: await lookupOf('ours', seed.outsider.name), orig: await lookupOf('orig', seed.outsider.name) },
+    noSuchUser: { ours: await lookupOf('ours', 'nosuchuser'), orig: await lookupOf('orig', 'nosuchuser') },
+  };
+  await proxy('/__bench/fail?action=GetRole&code=Throttling');
+  clearCache();
+  result.refusals.outsiderGetRoleThrottled = { ours: await lookupOf('ours', seed.outsider.name), orig: await lookupOf('orig', seed.outsider.name) };
+  await proxy('/__bench/fail');
+  clearCache();
+  log(`refusals: ${JSON.stringify(result.refusals)}`);
+
+  const base = [];
+  for (let i = 0; i < 3; i++) await run([NODE, '-e', '0']);
+  for (let i = 0; i < args.runs; i++) base.push((await run([NODE, '-e', '0'], { env: { PATH: SSHD_PATH } })).ms);
+  result.nodeBaseline = stats(base);
+  log(`node -e 0: median ${result.nodeBaseline.median.toFixed(1)} ms`);
+
+  await proxy(`/__bench/delay?ms=0`);
+  result.zero = {
+    oursCold: await series('ours cold cache', 'ours', args.runs, { cold: true }),
+    oursWarm: null,
+    orig: await series('original', 'orig', args.runs),
+  };
+  clearCache();
+  await measured('ours', ['get_authorized_keys', 'alice']); // fills the cache, if there is one
+  result.cacheFilesAfterLookup = cacheFiles();
+  result.zero.oursWarm = await series('ours warm cache', 'ours', args.runs);
+
+  await proxy(`/__bench/delay?ms=${args.delayMs}`);
+  result.delayed = {
+    oursCold: await series(`ours cold cache +${args.delayMs}ms`, 'ours', args.delayRuns, { cold: true }),
+    oursWarm: null,
+    orig: await series(`original +${args.delayMs}ms`, 'orig', args.delayRuns),
+  };
+  await measured('ours', ['get_authorized_keys', 'alice']);
+  result.delayed.oursWarm = await series(`ours warm cache +${args.delayMs}ms`, 'ours', args.delayRuns);
+  await proxy(`/__bench/delay?ms=0`);
+
+  result.rssKb = {
+    oursCold: await peakRss('ours', 5, { cold: true }),
+    oursWarm: await peakRss('ours', 5),
+    orig: await peakRss('orig', 5),
+  };
+  log(`peak RSS KiB: ours ${result.rssKb.oursWarm.median}, original ${result.rssKb.orig.median}`);
+
+  result.concurrent = {
+    oursCold: await concurrent('ours', 20, { cold: true }),
+    oursWarm: await concurrent('ours', 20),
+    orig: await concurrent('orig', 20),
+  };
+  return result;
+}
+
+function localAccountsFor(users) {
+  // 1,000 local accounts with the legacy UIDs both tools derive (uid >= 2000: "managed" for 1.x too),
+  // primary group `users` (100), written straight into the files: ~1 s instead of 1,000 useradds.
+  const now = Math.floor(Date.now() / 86_400_000);
+  const passwd = users.map((u) => `${u.name}:x:${u.uid}:100:bench user:/home/${u.name}:/bin/bash`).join('\n');
+  const shadow = users.map((u) => `${u.name}:*:${now}:0:99999:7:::`).join('\n');
+  fs.appendFileSync('/etc/passwd', `${passwd}\n`);
+  fs.appendFileSync('/etc/shadow', `${shadow}\n`);
+  sh(['pwck', '-r', '-q']); // sanity check of what we wrote (read-only)
+}
+
+/** Linux groups vs IAM: every prefixed IAM group exists with the derived GID and exactly its IAM members. */
+function verifyGroups() {
+  const groups = new Map(
+    fs
+      .readFileSync('/etc/group', 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((line) => {
+        const [name, , gid, members] = line.split(':');
+        return [name, { gid: Number(gid), members: members ? members.split(',').filter(Boolean) : [] }];
+      }),
+  );
+  const problems = [];
+  let memberships = 0;
+  for (const g of seed.groups.filter((x) => x.prefixed)) {
+    const linux = g.name.slice('keymaker_'.length);
+    const local = groups.get(linux);
+    if (!local) {
+      problems.push(`${linux}: missing`);
+      continue;
+    }
+    if (local.gid !== g.gid) problems.push(`${linux}: gid ${local.gid}, expected ${g.gid}`);
+    const want = new Set(g.members);
+    const missing = g.members.filter((m) => !local.members.includes(m));
+    const extra = local.members.filter((m) => !want.has(m));
+    memberships += local.members.filter((m) => want.has(m)).length;
+    if (missing.length || extra.length) problems.push(`${linux}: missing [${missing.slice(0, 5).join(',')}${missing.length > 5 ? ',…' : ''}] (${missing.length}) extra [${extra.slice(0, 5).join(',')}] (${extra.length})`);
+  }
+  return { ok: problems.length === 0, memberships, problems: problems.slice(0, 10), problemCount: problems.length };
+}
+
+async function syncOnce(tool, label) {
+  await proxy('/__bench/reset');
+  const cmd = tool === 'ours' ? ['sync_groups'] : ['sync_groups'];
+  const r = await run(tools[tool].argv(cmd), { env: tools[tool].env });
+  const p = await proxy('/__bench/stats');
+  const verify = verifyGroups();
+  const notAvailable = tool === 'ours' && /unknown host command/.test(r.stderr);
+  log(`${label}: exit ${r.code} in ${r.ms.toFixed(0)} ms, ${p.requests} requests in ${p.waves} waves, groups match IAM: ${verify.ok}${verify.ok ? '' : ` (${verify.problemCount} problems, e.g. ${verify.problems[0]})`}`);
+  return {
+    label,
+    available: !notAvailable,
+    code: r.code,
+    ms: r.ms,
+    requests: p.requests,
+    waves: p.waves,
+    busyMs: p.busyMs,
+    maxInFlight: p.maxInFlight,
+    byAction: p.byAction,
+    verify,
+    stderrTail: r.stderr.slice(-1500),
+  };
+}
+
+async function syncPhase(tool) {
+  writeHostConfig();
+  await startSyslogSink();
+  const users = seed.users;
+  const t0 = performance.now();
+  localAccountsFor(users);
+  const result = { phase: `sync-${tool}`, localAccounts: users.length, accountsCreatedMs: performance.now() - t0 };
+  result.first = await syncOnce(tool, `${tool} first sync (${users.length} local accounts)`);
+  if (!result.first.available) return result;
+  result.steady = [];
+  for (let i = 0; i < Math.max(1, args.steadyRuns); i++) result.steady.push(await syncOnce(tool, `${tool} steady sync #${i + 1}`));
+  result.steadyMs = stats(result.steady.map((s) => s.ms));
+  // What one local step costs here (bounds the first sync): groupadd, then set 20 members in one step
+  // (what ours does per group), and one usermod --append (what 1.x does per membership).
+  const members = users.slice(0, 20).map((u) => u.name);
+  const steps = { groupadd: [], setMembers: [], usermodAppend: [] };
+  for (let i = 0; i < 5; i++) {
+    const name = `benchtmp${i}`;
+    steps.groupadd.push((await run(['groupadd', '--gid', String(60100 + i), name])).ms);
+    steps.setMembers.push((await run(['gpasswd', '--members', members.join(','), name])).ms);
+    steps.usermodAppend.push((await run(['usermod', '--append', '--groups', name, users[100 + i].name])).ms);
+  }
+  result.localStepMs = Object.fromEntries(Object.entries(steps).map(([k, v]) => [k, stats(v)]));
+  return result;
+}
+
+let result;
+if (args.phase === 'lookup') result = await lookupPhase();
+else if (args.phase === 'sync-ours') result = await syncPhase('ours');
+else if (args.phase === 'sync-orig') result = await syncPhase('orig');
+else throw new Error(`unknown phase ${args.phase}`);
+fs.writeFileSync(args.out, `${JSON.stringify(result, null, 2)}\n`);
+process.exit(0);
