@@ -46,7 +46,7 @@ export function renderReport(d) {
   push('');
 
   push('## Login lookup: `get_authorized_keys alice` (one cold process per run)', '');
-  push(`ours: \`node packages/cli/dist/keymaker-host.js get_authorized_keys alice\`; original: \`keymaker get_authorized_keys alice\` from its virtualenv. alice has a local account with the UID both derive, as sshd requires. "warm cache" = the previous lookup left its cache (if any) in place; "cold cache" = the cache directory (${L.cacheDirs.join(', ')}) emptied before each run.`, '');
+  push(`ours: \`node packages/cli/dist/keymaker-host.js get_authorized_keys alice\`; original: \`keymaker get_authorized_keys alice\` from its virtualenv. alice has a local account with the UID both derive, as sshd requires. "warm cache" = as after the scheduled \`sync_groups\` ran (only root writes the cache; the lookup only reads it); "cold cache" = the cache directory (${L.cacheDirs.join(', ')}) emptied before each run.`, '');
   row('figure', 'ours, cold cache', 'ours, warm cache', `keymaker ${d.versions.keymaker1}`, 'ratio warm / original');
   row('---', '---:', '---:', '---:', '---:');
   const line = (label, get, show = ms, withRatio = true) =>
@@ -65,7 +65,7 @@ export function renderReport(d) {
   row('requests', actions(z.oursCold.byAction), actions(z.oursWarm.byAction), actions(z.orig.byAction), '');
   push('');
   push(`Baselines on this machine: \`node -e 0\` median **${ms(L.nodeBaseline.median)}** (p95 ${ms(L.nodeBaseline.p95)}); node loading the host bundle without running a command: median ${ms(L.bundleLoad?.median)}.`);
-  push(`Cache files present after a lookup: ${L.cacheFilesAfterLookup.length ? L.cacheFilesAfterLookup.map((f) => `\`${f}\``).join(', ') : 'none'}.`, '');
+  push(`Cache files present after a sync: ${L.cacheFilesAfterLookup.length ? L.cacheFilesAfterLookup.map((f) => `\`${f}\``).join(', ') : 'none'}.`, '');
 
   push('## 20 concurrent lookups', '');
   row('variant', 'correct outputs', 'batch wall', 'per-process wall, median', 'requests in total');

@@ -42,7 +42,8 @@ export interface NewAccount {
 }
 
 export interface LocalAdmin {
-  addGroup(name: string, gid: number): Promise<void>;
+  /** Creates a group, with its members in the same step when given. */
+  addGroup(name: string, gid: number, members?: string[]): Promise<void>;
   deleteGroup(name: string): Promise<void>;
   addUser(account: NewAccount): Promise<void>;
   /** Replaces the group's whole member list in one step (gpasswd -M). */
@@ -127,6 +128,9 @@ function assertId(id: number): number {
 export class ShadowUtilsAdmin implements LocalAdmin {
   constructor(private readonly sys: RuntimeSystem = realRuntimeSystem) {}
 
+  /** Whether groupadd knows --users (shadow-utils 4.9+); learnt on first use. */
+  private groupaddUsers: boolean | undefined;
+
   private async run(argv: string[]): Promise<void> {
     const result = await this.sys.run(argv, { timeoutMs: 30_000 });
     if (result.code !== 0) {
@@ -136,8 +140,24 @@ export class ShadowUtilsAdmin implements LocalAdmin {
     }
   }
 
-  addGroup(name: string, gid: number) {
-    return this.run(['groupadd', '--gid', String(assertId(gid)), '--', assertLinuxUserName(name)]);
+  async addGroup(name: string, gid: number, members: string[] = []) {
+    const base = ['groupadd', '--gid', String(assertId(gid))];
+    const group = assertLinuxUserName(name);
+    if (members.length > 0 && this.groupaddUsers !== false) {
+      const users = members.map((member) => assertLinuxUserName(member)).join(',');
+      const result = await this.sys.run([...base, '--users', users, '--', group], { timeoutMs: 30_000 });
+      // One process instead of two per new group; older groupadd lacks --users (usage error, exit 2).
+      if (result.code === 0) {
+        this.groupaddUsers = true;
+        return;
+      }
+      if (result.code !== 2 || this.groupaddUsers === true) {
+        throw new HostError('SYSTEM_COMMAND_FAILED', `groupadd failed (exit ${result.code}): ${result.stderr.trim().split('\n')[0] ?? ''}`);
+      }
+      this.groupaddUsers = false;
+    }
+    await this.run([...base, '--', group]);
+    if (members.length > 0) await this.setGroupMembers(group, members);
   }
   deleteGroup(name: string) {
     return this.run(['groupdel', '--', assertLinuxUserName(name)]);

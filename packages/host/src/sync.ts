@@ -232,8 +232,20 @@ export interface ApplyResult {
 /** Applies a plan in order: groups, accounts, memberships. Stops at the first failure. */
 export async function applySyncPlan(plan: SyncPlan, admin: LocalAdmin): Promise<ApplyResult> {
   const done: string[] = [];
+  // A new group whose members all exist already is created with them in one step.
+  const newUsers = new Set(plan.createUsers.map((u) => u.name));
+  const folded = new Map(
+    plan.memberships
+      .filter((m) => plan.createGroups.some((g) => g.name === m.group) && m.members.every((name) => !newUsers.has(name)))
+      .map((m) => [m.group, m]),
+  );
+  const membershipLabel = (m: SyncPlan['memberships'][number]) => `group ${m.group}:${m.add.map((n) => ` +${n}`).join('')}${m.remove.map((n) => ` -${n}`).join('')}`;
   const steps: [string, () => Promise<void>][] = [
-    ...plan.createGroups.map((g): [string, () => Promise<void>] => [`created group ${g.name} (gid ${g.gid})`, () => admin.addGroup(g.name, g.gid)]),
+    ...plan.createGroups.map((g): [string, () => Promise<void>] => {
+      const members = folded.get(g.name);
+      const label = `created group ${g.name} (gid ${g.gid})${members ? `; ${membershipLabel(members)}` : ''}`;
+      return [label, () => admin.addGroup(g.name, g.gid, members?.members)];
+    }),
     ...plan.createUsers.map((u): [string, () => Promise<void>] => [
       `created account ${u.name} (uid ${u.uid})`,
       async () => {
@@ -246,10 +258,9 @@ export async function applySyncPlan(plan: SyncPlan, admin: LocalAdmin): Promise<
         }
       },
     ]),
-    ...plan.memberships.map((m): [string, () => Promise<void>] => [
-      `group ${m.group}:${m.add.map((n) => ` +${n}`).join('')}${m.remove.map((n) => ` -${n}`).join('')}`,
-      () => admin.setGroupMembers(m.group, m.members),
-    ]),
+    ...plan.memberships
+      .filter((m) => !folded.has(m.group))
+      .map((m): [string, () => Promise<void>] => [membershipLabel(m), () => admin.setGroupMembers(m.group, m.members)]),
   ];
   for (const [label, step] of steps) {
     try {

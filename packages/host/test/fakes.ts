@@ -26,9 +26,9 @@ export class FakeHost implements LocalAccounts, LocalAdmin {
     if (this.failOn?.test(change)) throw new Error(`simulated failure: ${change}`);
     this.changes.push(change);
   }
-  async addGroup(name: string, gid: number) {
-    this.record(`groupadd ${name} ${gid}`);
-    this.groups_.push({ name, gid, members: [] });
+  async addGroup(name: string, gid: number, members: string[] = []) {
+    this.record(`groupadd ${name} ${gid}${members.length > 0 ? ` ${members.join(',')}` : ''}`);
+    this.groups_.push({ name, gid, members: [...members] });
   }
   async deleteGroup(name: string) {
     this.record(`groupdel ${name}`);

@@ -155,10 +155,19 @@ describe('runGroupSync against a mocked IAM', () => {
   test('a failed step stops the apply and is reported', async () => {
     iamMock.on(ListGroupsCommand).resolves({ Groups: [iamGroup('keymaker_devs', DEVS.groupId)] });
     iamMock.on(GetGroupCommand).resolves({ Group: iamGroup('keymaker_devs', DEVS.groupId), Users: [iamUser(ALICE)] });
-    const host = new FakeHost({ users: [['alice', uid(ALICE.userId)]] });
+    const host = new FakeHost({ users: [['alice', uid(ALICE.userId)]], groups: [['devs', DEVS.gid, []]] });
     host.failOn = /^members/;
     const report = await run(host);
-    expect(report.changes).toEqual([`created group devs (gid ${DEVS.gid})`]);
+    expect(report.changes).toEqual([]);
     expect(report.failed).toEqual([expect.stringContaining('simulated failure')]);
+  });
+
+  test('a new group is created with its existing members in one step', async () => {
+    iamMock.on(ListGroupsCommand).resolves({ Groups: [iamGroup('keymaker_devs', DEVS.groupId)] });
+    iamMock.on(GetGroupCommand).resolves({ Group: iamGroup('keymaker_devs', DEVS.groupId), Users: [iamUser(ALICE)] });
+    const host = new FakeHost({ users: [['alice', uid(ALICE.userId)]] });
+    const report = await run(host);
+    expect(report.changes).toEqual([`created group devs (gid ${DEVS.gid}); group devs: +alice`]);
+    expect(host.members('devs')).toEqual(['alice']);
   });
 });
