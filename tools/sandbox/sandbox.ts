@@ -524,3 +524,15 @@ export async function createSandbox(opts: CreateSandboxOptions = {}): Promise<Sa
 }
 
 export { OVERLAID as OVERLAID_DIRS };
+
+/**
+ * `describe` for tests that need the sandbox: skipped (with the reason in the
+ * name) where it cannot run, but an error under CI, where a missing install
+ * must not pass as green.
+ */
+export function describeWithSandbox(name: string, body: () => void): void {
+  const support = sandboxSupport();
+  if (!support.ok && process.env.CI) throw new Error(`sandbox unsupported on CI: ${support.reason}`);
+  if (support.ok) describe(name, body);
+  else describe.skip(`${name} (skipped: ${support.reason})`, body);
+}

@@ -7,7 +7,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import type { IAMClient } from '@aws-sdk/client-iam';
 import { EXIT_CODES, isInManagedRange } from '@keymaker/core';
-import { createSandbox, sandboxSupport, type ExecResult, type Sandbox } from '../../../tools/sandbox/sandbox';
+import { createSandbox, describeWithSandbox, type ExecResult, type Sandbox } from '../../../tools/sandbox/sandbox';
 import {
   createGroupWithMembers,
   createRoleWithDescription,
@@ -21,14 +21,11 @@ import {
 } from '../../../tools/moto/seed';
 import { MAX_REQUESTS_PER_LOOKUP, PAM_GUARD_POLICY } from '../src/pam-guard';
 import { DEFAULT_PATHS } from '../src/paths';
-import { REPO_ROOT, startSyslogListener, SYSLOG_SOCKET, syslogLines, randomAccountId } from './e2e-host';
+import { bundleEntry, REPO_ROOT, startSyslogListener, SYSLOG_SOCKET, syslogLines, randomAccountId } from './e2e-host';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { createFaultProxy } = require('../../../tools/faults/fault-proxy.cjs');
 
-const support = sandboxSupport();
-if (!support.ok && process.env.CI) throw new Error(`sandbox unsupported on CI: ${support.reason}`);
-const d = support.ok ? describe : describe.skip;
 jest.setTimeout(180_000);
 
 const CLI = path.join(REPO_ROOT, 'packages/cli/dist/keymaker.js');
@@ -36,20 +33,7 @@ const LEGACY_UID = 26594;
 
 /** Bundles the flood driver (real hook processes, or the hook's function in-process) for use inside the sandbox. */
 async function buildDriver(dir: string): Promise<string> {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const esbuild = require('esbuild') as typeof import('esbuild');
-  const outfile = path.join(dir, 'pam-flood-driver.mjs');
-  await esbuild.build({
-    entryPoints: [path.join(__dirname, 'pam-flood-driver.ts')],
-    outfile,
-    bundle: true,
-    platform: 'node',
-    format: 'esm',
-    target: 'node20',
-    tsconfig: path.join(REPO_ROOT, 'packages/cli/tsconfig.json'),
-    logLevel: 'error',
-    banner: { js: "import { createRequire as __kmCreateRequire } from 'node:module'; const require = __kmCreateRequire(import.meta.url);" },
-  });
+  const outfile = await bundleEntry(path.join(__dirname, 'pam-flood-driver.ts'), path.join(dir, 'pam-flood-driver.mjs'));
   fs.chmodSync(dir, 0o755);
   return outfile;
 }
@@ -69,7 +53,7 @@ const INVALID_NAMES = [
   'x'.repeat(33), 'a'.repeat(256), 'alice$', '%u', '${PAM_USER}', "a'b", 'a"b', 'a\\b', '\u{1F600}',
 ];
 
-d('abuse of an installed host', () => {
+describeWithSandbox('abuse of an installed host', () => {
   let sb: Sandbox;
   let tmp: string;
   let driver: string;

@@ -15,14 +15,12 @@ export const SYSLOG_SOCKET = '/run/keymaker-test-syslog.sock';
 export const SYSLOG_FILE = '/run/keymaker-test-syslog.log';
 const CREDENTIALS_FILE = '/etc/keymaker/aws-credentials';
 
-/** Builds the self-contained host bundle from the sources into a private dir (no shared dist/ race). */
-export async function buildHostBundle(): Promise<string> {
+/** Bundles a TypeScript entry into one ESM file (the way tsup builds the host bundle). */
+export async function bundleEntry(entry: string, outfile: string): Promise<string> {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const esbuild = require('esbuild') as typeof import('esbuild');
-  const outDir = fs.mkdtempSync(path.join(os.tmpdir(), 'keymaker-host-bundle.'));
-  const outfile = path.join(outDir, 'keymaker-host.mjs');
   await esbuild.build({
-    entryPoints: [path.join(REPO_ROOT, 'packages/cli/src/host-entry.ts')],
+    entryPoints: [entry],
     outfile,
     bundle: true,
     platform: 'node',
@@ -33,6 +31,12 @@ export async function buildHostBundle(): Promise<string> {
     banner: { js: "import { createRequire as __kmCreateRequire } from 'node:module'; const require = __kmCreateRequire(import.meta.url);" },
   });
   return outfile;
+}
+
+/** Builds the self-contained host bundle from the sources into a private dir (no shared dist/ race). */
+export async function buildHostBundle(): Promise<string> {
+  const outDir = fs.mkdtempSync(path.join(os.tmpdir(), 'keymaker-host-bundle.'));
+  return bundleEntry(path.join(REPO_ROOT, 'packages/cli/src/host-entry.ts'), path.join(outDir, 'keymaker-host.mjs'));
 }
 
 export interface AwsCredentials {

@@ -5,7 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { DeleteSSHPublicKeyCommand, ListSSHPublicKeysCommand, UpdateSSHPublicKeyCommand, type IAMClient } from '@aws-sdk/client-iam';
 import { unixIdFor } from '@keymaker/core';
-import { createSandbox, sandboxSupport, type Sandbox } from '../../../tools/sandbox/sandbox';
+import { createSandbox, describeWithSandbox, type Sandbox } from '../../../tools/sandbox/sandbox';
 import {
   createGroupWithMembers,
   createRoleWithDescription,
@@ -19,9 +19,6 @@ import {
 } from '../../../tools/moto/seed';
 import { buildHostBundle, hostConfigFor, installByHand, randomAccountId, sshShowingPamText, syslogLines } from './e2e-host';
 
-const support = sandboxSupport();
-if (!support.ok && process.env.CI) throw new Error(`sandbox unsupported on CI: ${support.reason}`);
-const d = support.ok ? describe : describe.skip;
 jest.setTimeout(120_000);
 
 async function passwdEntry(sb: Sandbox, name: string): Promise<string | undefined> {
@@ -29,7 +26,7 @@ async function passwdEntry(sb: Sandbox, name: string): Promise<string | undefine
   return r.code === 0 ? r.stdout.trim() : undefined;
 }
 
-d('login path on a real sshd', () => {
+describeWithSandbox('login path on a real sshd', () => {
   let sb: Sandbox;
   let bundle: string;
   let keys: string;
@@ -157,7 +154,7 @@ d('login path on a real sshd', () => {
   });
 });
 
-d('cross-account resolution through an ID-resolver role', () => {
+describeWithSandbox('cross-account resolution through an ID-resolver role', () => {
   let sb: Sandbox;
   let bundle: string;
   let keys: string;

@@ -6,7 +6,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { AddUserToGroupCommand, RemoveUserFromGroupCommand, type IAMClient } from '@aws-sdk/client-iam';
 import { EXIT_CODES } from '@keymaker/core';
-import { createSandbox, sandboxSupport, type Sandbox } from '../../../tools/sandbox/sandbox';
+import { createSandbox, describeWithSandbox, type Sandbox } from '../../../tools/sandbox/sandbox';
 import {
   createGroupWithMembers,
   createRoleWithDescription,
@@ -21,12 +21,9 @@ import {
 import { DEFAULT_PATHS } from '../src/paths';
 import { buildHostBundle, hostConfigFor, installByHand, randomAccountId, startFailingProxy, syslogLines } from './e2e-host';
 
-const support = sandboxSupport();
-if (!support.ok && process.env.CI) throw new Error(`sandbox unsupported on CI: ${support.reason}`);
-const d = support.ok ? describe : describe.skip;
 jest.setTimeout(120_000);
 
-d('sync_groups on a real host', () => {
+describeWithSandbox('sync_groups on a real host', () => {
   let sb: Sandbox;
   let bundle: string;
   let keys: string;
