@@ -1,6 +1,6 @@
-import { IAMClient } from '@aws-sdk/client-iam';
-import { STSClient } from '@aws-sdk/client-sts';
-import { exitCodeFor, formatError, isKeymakerError } from '@keymaker/core';
+import type { IAMClient } from '@aws-sdk/client-iam';
+import type { STSClient } from '@aws-sdk/client-sts';
+import { createIamClient, createStsClient, exitCodeFor, formatError, isKeymakerError } from '@keymaker/core';
 import { configure, type ApplyOptions } from './apply';
 import { assertAwsProfileExists, parseConfigureOptions, type ProfileLookupEnv, type RawConfigureOptions } from './options';
 import { formatPlan, planToJson } from './plan';
@@ -26,15 +26,16 @@ export interface ClientFactoryConfig {
  * environment, then the profile's; IAM itself is global.
  */
 export function createClientFactory(config: ClientFactoryConfig = {}): ClientFactory {
-  const base = (profile?: string) => ({
-    ...(config.region ? { region: config.region } : {}),
-    ...(config.endpoint ? { endpoint: config.endpoint } : {}),
-    ...(config.maxAttempts ? { maxAttempts: config.maxAttempts } : {}),
-    ...(profile !== undefined ? { profile } : {}),
+  const options = (profile?: string) => ({
+    region: config.region,
+    iamEndpoint: config.endpoint,
+    stsEndpoint: config.endpoint,
+    maxAttempts: config.maxAttempts,
+    profile,
   });
   return {
-    iamClientFor: (profile) => new IAMClient(base(profile)),
-    stsClientFor: (profile) => new STSClient(base(profile)),
+    iamClientFor: (profile) => createIamClient(options(profile)),
+    stsClientFor: (profile) => createStsClient(options(profile)),
   };
 }
 
