@@ -128,7 +128,7 @@ async function main() {
     const seedCode = await new Promise((resolve) => {
       const child = spawn(process.execPath, [path.join(HERE, 'seed.mjs'), '--endpoint', moto.endpoint, '--out', path.join(WORK, 'seed.json'), '--users', String(args.users), '--groups', String(args.groups)], {
         stdio: ['ignore', 'inherit', 'inherit'],
-        env: { ...process.env, AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' },
+        env: process.env,
       });
       child.on('close', resolve);
     });

@@ -10,8 +10,7 @@ coproc MOTO { exec node tools/moto/server.cjs; }
 read -r endpoint <&"${MOTO[0]}"
 trap 'kill "$MOTO_PID" 2>/dev/null || true' EXIT
 export AWS_REGION=us-east-1 AWS_ENDPOINT_URL_IAM=$endpoint AWS_ENDPOINT_URL_STS=$endpoint \
-  AWS_EC2_METADATA_DISABLED=true AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null \
-  AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED=true
+  AWS_EC2_METADATA_DISABLED=true AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null
 node --input-type=module - <<'JS'
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';

@@ -27,10 +27,8 @@ if [[ ! -x /usr/bin/time ]] || ! python3 -c 'import venv, ensurepip' 2>/dev/null
 fi
 
 # 2. Node dependencies and the build (dist/keymaker-host.js is what gets measured).
-if [[ ! -d node_modules/@aws-sdk/client-iam ]]; then
-  say "npm ci"
-  npm ci --no-audit --no-fund >&2
-fi
+source tools/toolchain.sh
+bash tools/npm-ci.sh
 say "building (nx run-many -t build)"
 NX_DAEMON=false npx nx run-many -t build --outputStyle=static >"$WORK/build.log" 2>&1 || { cat "$WORK/build.log" >&2; exit 1; }
 [[ -f packages/cli/dist/keymaker-host.js ]] || { say "build produced no packages/cli/dist/keymaker-host.js"; exit 1; }

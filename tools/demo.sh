@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
-export AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED=true NX_DAEMON=false NX_NO_CLOUD=true
+export NX_DAEMON=false NX_NO_CLOUD=true
 
 step() { printf '\n==> %s\n' "$*" >&2; }
 
@@ -16,10 +16,13 @@ if [ "$(uname -s)" != Linux ] || [ "$(id -u)" != 0 ]; then
   exit 2
 fi
 
-step "system packages (openssh-server, openssh-client, cron)"
+step "toolchain (Node >= 22, the pinned npm)"
+source tools/toolchain.sh
+echo "node $(node --version), npm $(npm --version)" >&2
+step "system packages (openssh-server, openssh-client, cron: installed, services not started or enabled)"
 bash tools/sandbox/install-deps.sh
-step "npm dependencies"
-if [ ! -d node_modules ]; then npm ci --no-audit --no-fund; else echo "node_modules present" >&2; fi
+step "npm dependencies (npm ci)"
+bash tools/npm-ci.sh
 step "moto (fake AWS IAM/STS) virtualenv"
 bash tools/moto/setup-venv.sh
 step "build the keymaker CLI and host bundle"

@@ -8,7 +8,7 @@ trap 'rm -rf "$work"' EXIT
 (cd packages/cli && npm pack --silent --pack-destination "$work" >/dev/null)
 tarball=$(ls "$work"/keymaker-cli-*.tgz)
 npm install -g --prefix "$work/prefix" --no-audit --no-fund --loglevel=error "$tarball" >/dev/null
-version=$(AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED=true "$work/prefix/bin/keymaker" --version)
+version=$("$work/prefix/bin/keymaker" --version)
 expected=$(node -p "require('./packages/cli/package.json').version")
 if [ "$version" != "$expected" ]; then
   echo "pack-test: keymaker --version printed '$version', expected '$expected'" >&2

@@ -1,27 +1,35 @@
 #!/usr/bin/env bash
-# The whole test suite from a fresh clone, installing what it needs:
-#   system packages (openssh-server/-client, cron; root only), npm ci, the moto
-#   virtualenv, a build, type checks, then unit, integration (moto) and e2e
-#   (real sshd in a namespace sandbox) tests, and the npm-pack install check.
+# The whole test suite from a fresh clone (`npm test`, and what .ci/run runs), installing what it needs:
+#   Node >= 22 and the pinned npm (tools/toolchain.sh; into .toolchain/ only when the machine's are
+#   older or different), system packages (root only; tools/sandbox/install-deps.sh: installed, never
+#   enabled or started), `npm ci` exactly as the lock says, the moto virtualenv in .venv/, then a
+#   build, type checks, unit, integration (moto) and e2e (real sshd in a namespace sandbox) tests,
+#   and the checks that a newcomer's clone works: the lock installs on Linux, macOS and Windows, the
+#   packed CLI installs on its own, and the run leaves `git status` as it found it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export NX_DAEMON=false NX_NO_CLOUD=true NX_TUI=false
-export AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED=true
 
 step() { printf '\n==> %s\n' "$*" >&2; }
+status=0 checks_passed=0 checks_failed=0
+check() { # check NAME CMD...: a non-jest check that counts in the closing line
+  local name=$1; shift
+  if "$@"; then checks_passed=$((checks_passed + 1)); else echo "FAILED: $name" >&2; checks_failed=$((checks_failed + 1)); status=1; fi
+}
+git_state() { git status --porcelain --untracked-files=all 2>/dev/null || true; }
+before=$(git_state)
+
+step "toolchain"
+source tools/toolchain.sh
+echo "node $(node --version), npm $(npm --version)" >&2
 
 if [ "$(id -u)" = 0 ]; then
   step "system packages"
   bash tools/sandbox/install-deps.sh
 fi
 
-step "npm dependencies"
-if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  # npm 11 here records no entries for other platforms' optional packages (nx,
-  # rollup, esbuild natives), and then `npm ci` calls the lock out of sync
-  # (npm/cli#9342). `npm install` keeps every version the lock pins.
-  npm ci --no-audit --no-fund || npm install --no-audit --no-fund
-fi
+step "npm dependencies (npm ci)"
+bash tools/npm-ci.sh
 
 step "moto virtualenv"
 bash tools/moto/setup-venv.sh
@@ -34,7 +42,6 @@ npx nx run-many -t typecheck --output-style=static
 
 mkdir -p .tmp
 rm -f .tmp/jest-*.json
-status=0
 step "unit tests"
 npx jest --selectProjects unit --json --outputFile=.tmp/jest-unit.json || status=1
 step "integration tests (moto)"
@@ -42,8 +49,25 @@ npx jest --selectProjects integration --runInBand --json --outputFile=.tmp/jest-
 step "end-to-end tests (sshd sandbox)"
 npx jest --selectProjects e2e --runInBand --json --outputFile=.tmp/jest-e2e.json || status=1
 
-step "npm pack + global install of @keymaker/cli"
-if bash tools/pack-test.sh; then pack=1; else pack=0; status=1; fi
+step "the lock installs on every platform"
+for platform in linux/x64 darwin/arm64 win32/x64; do
+  check "npm ci --dry-run for $platform" bash tools/npm-ci.sh --dry-run "${platform%/*}" "${platform#*/}"
+done
 
-node tools/jest-summary.cjs .tmp/jest-unit.json .tmp/jest-integration.json .tmp/jest-e2e.json --extra-passed "$pack" --extra-failed "$((1 - pack))"
+step "npm pack + global install of @keymaker/cli"
+check "pack test" bash tools/pack-test.sh
+
+step "git status unchanged by the run"
+after=$(git_state)
+if [ "$before" = "$after" ]; then
+  echo "git status: as before the run" >&2
+  checks_passed=$((checks_passed + 1))
+else
+  echo "FAILED: the run changed git status:" >&2
+  diff <(echo "$before") <(echo "$after") >&2 || true
+  checks_failed=$((checks_failed + 1)); status=1
+fi
+
+node tools/jest-summary.cjs .tmp/jest-unit.json .tmp/jest-integration.json .tmp/jest-e2e.json \
+  --extra-passed "$checks_passed" --extra-failed "$checks_failed"
 exit "$status"

@@ -5,7 +5,7 @@ export default defineConfig({
   format: ['esm', 'cjs'],
   dts: true,
   clean: true,
-  target: 'node20',
+  target: 'node22',
   platform: 'node',
   // Sibling @keymaker packages stay external: they are dependencies, not copies.
   external: [/^@keymaker\//, /^@aws-sdk\//],

@@ -103,8 +103,10 @@ export interface CreateSandboxOptions {
 const INIT = path.join(__dirname, 'init.sh');
 const SSHD = '/usr/sbin/sshd';
 const OVERLAID = ['/etc', '/usr/local', '/var', '/opt', '/root'];
+// The Node running the tests (tools/toolchain.sh may have provisioned it) comes first, as on a host
+// where it is the system's node; `keymaker install` inside then records it for the hooks.
 const BASE_ENV = {
-  PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+  PATH: `${path.dirname(process.execPath)}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin`,
   HOME: '/root',
   LANG: 'C.UTF-8',
 };

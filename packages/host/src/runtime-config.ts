@@ -27,7 +27,7 @@ export async function loadHostConfig(sys: RuntimeSystem, path: string): Promise<
  * profile, metadata endpoint. Set before any client resolves credentials.
  */
 export function awsEnvironmentFor(config: HostConfig): Record<string, string> {
-  const env: Record<string, string> = { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' };
+  const env: Record<string, string> = {};
   if (config.sharedCredentialsFile) env.AWS_SHARED_CREDENTIALS_FILE = config.sharedCredentialsFile;
   if (config.sharedConfigFile) env.AWS_CONFIG_FILE = config.sharedConfigFile;
   if (config.profile) env.AWS_PROFILE = config.profile;

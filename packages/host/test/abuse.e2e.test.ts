@@ -99,7 +99,6 @@ describeWithSandbox('abuse of an installed host', () => {
     const install = await sb.exec(
       ['node', CLI, 'install', '--region', 'us-east-1', '--iam-endpoint', proxy.url, '--sts-endpoint', proxy.url,
         '--credentials-file', '/root/aws-credentials', '--deadline-ms', '8000', '--sshd-pid-file', `/run/sshd-${port}.pid`],
-      { env: { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' } },
     );
     expect({ code: install.code, stderr: install.stderr }).toEqual({ code: 0, stderr: expect.stringContaining('reloaded sshd') });
     // Decisions to a listener instead of /dev/log (no syslog daemon here); the file stays root:root 0644.

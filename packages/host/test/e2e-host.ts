@@ -25,7 +25,7 @@ export async function bundleEntry(entry: string, outfile: string): Promise<strin
     bundle: true,
     platform: 'node',
     format: 'esm',
-    target: 'node20',
+    target: 'node22',
     tsconfig: path.join(REPO_ROOT, 'packages/cli/tsconfig.json'),
     logLevel: 'error',
     banner: { js: "import { createRequire as __kmCreateRequire } from 'node:module'; const require = __kmCreateRequire(import.meta.url);" },

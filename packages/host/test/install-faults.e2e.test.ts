@@ -35,9 +35,8 @@ describeWithSandbox('install interrupted or out of disk', () => {
   let installedPam: string;
   let installedDropIn: string;
 
-  const env = { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' };
   const installArgs = () => ['install', '--region', 'us-east-1', '--sshd-pid-file', `/run/sshd-${port}.pid`];
-  const keymaker = (args: string[]): Promise<ExecResult> => sb.exec(['node', CLI, ...args], { env });
+  const keymaker = (args: string[]): Promise<ExecResult> => sb.exec(['node', CLI, ...args]);
   const dropIns = async () => (await sb.execOk(['bash', '-c', 'cd /etc/ssh/sshd_config.d && for f in $(ls -A); do echo "$f $(sha256sum < "$f")"; done'])).stdout;
 
   async function expectAsBefore(what: string): Promise<void> {

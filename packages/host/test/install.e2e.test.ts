@@ -23,7 +23,7 @@ const KEYMAKER_PATHS = [
 ];
 
 function keymaker(sb: Sandbox, args: string[]): Promise<ExecResult> {
-  return sb.exec(['node', CLI, ...args], { env: { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' } });
+  return sb.exec(['node', CLI, ...args]);
 }
 
 /** Every path under the overlaid dirs, with a hash of each file's bytes, mode and owner. */

@@ -15,8 +15,6 @@ function wrapper(paths: HostPaths, nodePath: string, purpose: string, command: s
     '#!/bin/sh',
     `# Keymaker: ${purpose}.`,
     '# Written by "keymaker install"; "keymaker uninstall" removes it. Do not edit.',
-    // The AWS SDK warns on stderr about Node < 22; nobody reads this stderr.
-    'export AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED=true',
     'unset NODE_OPTIONS NODE_PATH',
     ...pre,
     `exec ${nodePath} ${paths.hostBundle} ${command} "$@"`,
