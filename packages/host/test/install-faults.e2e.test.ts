@@ -64,7 +64,7 @@ describeWithSandbox('install interrupted or out of disk', () => {
       pid=$!
       for i in $(seq 1 400); do grep -q 'paused after write' /run/install-fault.err && break; kill -0 $pid 2>/dev/null || break; sleep 0.025; done
       kill -9 $pid 2>/dev/null; wait $pid; echo "exit $?"; cat /run/install-fault.err`;
-    return (await sb.execOk(['bash', '-c', script], { env })).stdout;
+    return (await sb.execOk(['bash', '-c', script])).stdout;
   }
 
   beforeAll(async () => {
@@ -80,7 +80,7 @@ describeWithSandbox('install interrupted or out of disk', () => {
 
   test('killed after each of its writes: sshd -t passes on the live config, and uninstall (or install again) restores or completes it', async () => {
     // A full run lists every write it makes.
-    const full = await sb.exec(['bash', '-c', `KEYMAKER_TEST_PAUSE_AFTER_WRITE=1000 node ${CLI} ${installArgs().join(' ')}`], { env });
+    const full = await sb.exec(['bash', '-c', `KEYMAKER_TEST_PAUSE_AFTER_WRITE=1000 node ${CLI} ${installArgs().join(' ')}`]);
     expect(full.code).toBe(0);
     const writes = full.stderr.split('\n').filter((l) => l.startsWith('keymaker-test: write ')).map((l) => l.replace(/^keymaker-test: write \d+: /, ''));
     expect(writes).toEqual(expect.arrayContaining(['/etc/pam.d/sshd', DEFAULT_PATHS.sshdDropIn, '/var/lib/keymaker/install-state.json']));
