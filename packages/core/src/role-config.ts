@@ -85,7 +85,42 @@ interface FoundToken {
 
 const TOKEN_START = /(^|[\s,])(keymaker_[A-Za-z0-9_]*)=/g;
 
-/** Finds every keymaker_*= token with its (unquoted) value and its span in the text. */
+/** The words of each known token name, any separators between them ("require iam group"). */
+const TOKEN_WORDS = ROLE_CONFIG_TOKENS.map(([token]) => token.slice('keymaker_'.length).split('_').join('[\\W_]*')).join('|');
+/**
+ * Text that looks like a keymaker token, in any case, spacing or punctuation:
+ * "keymaker_" anywhere, "keymaker" then a known token name whatever the
+ * separators, or "keymaker-<word>=". Outside a well-formed token this is an
+ * error: a near miss must never turn into free text (fail closed).
+ */
+const LOOKS_LIKE_TOKEN = new RegExp(`keymaker(?:_|[\\W_]*(?:${TOKEN_WORDS})|[-.]+[A-Za-z0-9_-]*\\s*=)`, 'gi');
+
+const TOKEN_HINT = 'write keymaker_<name>=<value> in lower case, with no space around "=", separated from other text by a space or a comma';
+
+/** The offending text around a near miss (its whole word, and a spaced "= value" after it), and how to write it. */
+function nearMissProblem(description: string, index: number, matchEnd: number): string {
+  let start = index;
+  while (start > 0 && !/[\s,]/.test(description[start - 1]!)) start--;
+  let end = Math.max(matchEnd, index + (/^[^\s,]*/.exec(description.slice(index))![0].length));
+  end += /^[^\s,]*/.exec(description.slice(end))![0].length;
+  // A spaced "= value" (or ": value") after the name belongs to the near miss.
+  const word = description.slice(index, end);
+  const assigned = /[=:]$/.test(word)
+    ? /^\s*(?:"[^"]*"|'[^']*'|[^\s,]*)/.exec(description.slice(end))
+    : /[=:]/.test(word)
+      ? null
+      : /^\s*[=:]\s*(?:"[^"]*"|'[^']*'|[^\s,]*)/.exec(description.slice(end));
+  if (assigned) end += assigned[0].length;
+  const text = description.slice(start, end);
+  const shown = text.length > 80 ? `${text.slice(0, 77)}...` : text;
+  const squeezed = text.toLowerCase().replace(/[^a-z0-9]/g, '');
+  const meant = ROLE_CONFIG_TOKENS.map(([token]) => token).find((token) => squeezed.includes(token.replace(/_/g, '')));
+  const value = /[=:]\s*["']?([A-Za-z0-9+.@_-]+)/.exec(text.slice(text.toLowerCase().indexOf('keymaker')))?.[1];
+  const fix = meant ? `write it as ${meant}=${value ?? '<value>'} (lower case, no space around "=", separated from other text by a space or a comma)` : TOKEN_HINT;
+  return `${JSON.stringify(shown)} looks like a keymaker token but is not one: ${fix}`;
+}
+
+/** Finds every keymaker_*= token with its (unquoted) value and its span in the text, and every near miss. */
 function scanTokens(description: string): { found: FoundToken[]; problems: string[] } {
   const found: FoundToken[] = [];
   const problems: string[] = [];
@@ -101,22 +136,35 @@ function scanTokens(description: string): { found: FoundToken[]; problems: strin
       const close = description.indexOf(quote, cursor + 1);
       if (close < 0) {
         problems.push(`${token} has an opening ${quote} with no closing one`);
-        break;
+        return { found, problems };
       }
       value = description.slice(cursor + 1, close);
       cursor = close + 1;
+      if (cursor < description.length && !/[\s,]/.test(description[cursor]!)) {
+        const glued = /^[^\s,]*/.exec(description.slice(cursor))![0];
+        problems.push(`${JSON.stringify(description.slice(start, cursor + glued.length))} has text right after its closing ${quote}: ${TOKEN_HINT}`);
+      }
     } else {
       const rest = /^[^\s,'"]*/.exec(description.slice(cursor))![0];
       value = rest;
       cursor += rest.length;
       if (description[cursor] === '"' || description[cursor] === "'") {
         problems.push(`${token} has a stray quote in its value`);
-        break;
+        return { found, problems };
       }
     }
     found.push({ token, value, start, end: cursor });
     TOKEN_START.lastIndex = cursor;
   }
+  // Whatever looks like a token and is not inside a well-formed one is a mistyped token.
+  const nearMisses: string[] = [];
+  LOOKS_LIKE_TOKEN.lastIndex = 0;
+  while ((match = LOOKS_LIKE_TOKEN.exec(description))) {
+    const at = match.index;
+    if (!found.some((token) => at >= token.start && at < token.end)) nearMisses.push(nearMissProblem(description, at, at + match[0].length));
+  }
+  if (nearMisses.length > 3) problems.push(...nearMisses.slice(0, 3), `and ${nearMisses.length - 3} more`);
+  else problems.push(...nearMisses);
   return { found, problems };
 }
 
@@ -215,6 +263,10 @@ export function applyRoleConfigToDescription(description: string | undefined, co
       `the role description would be ${result.length} characters, over IAM's limit of ${IAM_ROLE_DESCRIPTION_MAX}; shorten its other text`,
     );
   }
+  // Only well-formed tokens are ever written: the result must read back as exactly this config.
+  const reread = parseRoleDescription(result);
+  const same = ROLE_CONFIG_TOKENS.every(([, field]) => reread[field] === config[field]);
+  if (!same) throw new RoleConfigError(`cannot rewrite the role description: the result would not read back as the requested configuration; fix the description by hand`);
   return result;
 }
 

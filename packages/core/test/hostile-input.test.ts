@@ -63,8 +63,9 @@ describe('hostile role descriptions', () => {
     expect(formatError(caught).split('\n')).toHaveLength(1);
   });
 
-  it('words that only mention keymaker (no "=") are free text, as in keymaker 1.x', () => {
-    expect(parseRoleDescription('see keymaker_ docs; keymaker_require_iam_group is unset')).toEqual({});
+  it('the word keymaker is free text; a token name without "=" is a near miss and an error (issue 13 point 3)', () => {
+    expect(parseRoleDescription('see the Keymaker docs; keymaker-managed hosts')).toEqual({});
+    expect(() => parseRoleDescription('see keymaker_ docs; keymaker_require_iam_group is unset')).toThrow(/looks like a keymaker token/);
   });
 
   it('a long description with a valid token and garbage around it still parses', () => {

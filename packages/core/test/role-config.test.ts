@@ -24,7 +24,11 @@ describe('parseRoleDescription', () => {
   it('returns an empty config for a description without tokens or no description', () => {
     expect(parseRoleDescription('just a role')).toEqual({});
     expect(parseRoleDescription(undefined)).toEqual({});
-    expect(parseRoleDescription('mentions keymaker_require_iam_group without a value')).toEqual({});
+    expect(parseRoleDescription('managed by keymaker, see the keymaker docs')).toEqual({});
+  });
+
+  it('refuses a token name without "=" (a near miss, no longer free text: issue 13 point 3)', () => {
+    expect(() => parseRoleDescription('mentions keymaker_require_iam_group without a value')).toThrow(RoleConfigError);
   });
 
   it.each([
