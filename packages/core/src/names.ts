@@ -68,11 +68,28 @@ export function iamUserNameForLinuxUser(linuxName: string, suffix: string): stri
   return assertIamUserName(linuxName + suffix);
 }
 
-/** IAM user name -> Linux login name, or undefined when the IAM user cannot be a managed Linux user. */
+/** ASCII-only lower case: IAM names are ASCII, and no other character may fold into one (K, U+212A, is not k). */
+function asciiLower(text: string): string {
+  return text.replace(/[A-Z]/g, (c) => c.toLowerCase());
+}
+
+/**
+ * IAM user name -> Linux login name, or undefined when the IAM user cannot be
+ * a managed Linux user. IAM user names are case-insensitive (IAM refuses
+ * "alice" when "Alice" exists) and the login-time lookup asks IAM for the
+ * lower-case login name, so IAM "Alice.Smith" is Linux "alice.smith": the
+ * suffix matches in any case and the rest is lower-cased. Lower-casing cannot
+ * make two IAM users one Linux name, since IAM has no two users that differ
+ * only in case. A name that is still not a valid Linux name (+ = , @, a
+ * leading digit or '-', over 32 characters) has no Linux name: it is never
+ * rewritten into one.
+ */
 export function linuxUserNameForIamUser(iamName: string, suffix: string): string | undefined {
-  if (!iamName.endsWith(suffix)) return undefined;
+  if (iamUserNameProblem(iamName) !== undefined) return undefined;
+  const lower = asciiLower(iamName);
+  if (!lower.endsWith(asciiLower(suffix))) return undefined;
   // An empty suffix must not trim anything (keymaker 1.0.7's fix).
-  const linuxName = suffix.length === 0 ? iamName : iamName.slice(0, -suffix.length);
+  const linuxName = suffix.length === 0 ? lower : lower.slice(0, -suffix.length);
   return isValidLinuxName(linuxName) ? linuxName : undefined;
 }
 

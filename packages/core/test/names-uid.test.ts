@@ -32,7 +32,9 @@ describe('Linux and IAM names', () => {
     // An empty suffix trims nothing (keymaker 1.0.7).
     expect(linuxUserNameForIamUser('carol', '')).toBe('carol');
     // IAM allows names Linux does not.
-    expect(linuxUserNameForIamUser('Carol.Smith', '')).toBeUndefined();
+    expect(linuxUserNameForIamUser('carol+ops', '')).toBeUndefined();
+    // IAM names are case-insensitive: Carol.Smith is the user the lookup serves as carol.smith (issue 13 point 10).
+    expect(linuxUserNameForIamUser('Carol.Smith', '')).toBe('carol.smith');
   });
 
   it('refuses a Linux name whose IAM name would exceed 64 characters', () => {

@@ -131,7 +131,7 @@ export function planGroupSync(iam: IamSyncState, local: LocalSyncState, options:
   for (const user of iam.authorizedUsers ?? []) {
     const name = linuxNameOf(user, options.linuxUserSuffix);
     if (!name) {
-      plan.skipped.push({ user: user.userName, reason: 'its name is not a valid Linux user name' });
+      plan.skipped.push({ user: user.userName, reason: 'its IAM name has no Linux user name (see the README: names and case)' });
       continue;
     }
     if (usersByName.has(name)) continue;
@@ -160,7 +160,10 @@ export function planGroupSync(iam: IamSyncState, local: LocalSyncState, options:
     const wanted = new Set<string>();
     for (const member of group.members) {
       const name = linuxNameOf(member, options.linuxUserSuffix);
-      if (!name) continue;
+      if (!name) {
+        plan.skipped.push({ user: member.userName, group: group.linuxName, reason: 'its IAM name has no Linux user name (see the README: names and case)' });
+        continue;
+      }
       const account = usersByName.get(name);
       if (!account) continue; // created at first login, then added
       if (!managed(account) || account.uid !== options.uidFor(member)) {
