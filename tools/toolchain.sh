@@ -26,7 +26,8 @@ _toolchain_main() {
     fi
     tgz=$(ls "$dl"/*.tgz)
     tar -xzf "$tgz" -C "$tmp" --strip-components=1 && rm -rf "$dl"
-    rm -rf "$dest" && mv "$tmp" "$dest"
+    # mktemp made it 0700; the hooks sshd runs as an unprivileged user must reach this Node.
+    chmod 755 "$tmp" && rm -rf "$dest" && mv "$tmp" "$dest"
   }
 
   mkdir -p "$tc/bin"
