@@ -1,4 +1,7 @@
-import { InputError } from './errors';
+import { AccessRefusedError, InputError } from './errors';
+import { RESERVED_LINUX_NAME_PREFIXES, RESERVED_LINUX_NAMES } from './reserved-names';
+
+export { RESERVED_LINUX_NAME_PREFIXES, RESERVED_LINUX_NAMES } from './reserved-names';
 
 /**
  * Linux login and group names: lower-case portable names that every useradd
@@ -33,6 +36,25 @@ export function assertLinuxUserName(name: string): string {
   const problem = linuxNameProblem(name);
   if (problem) {
     throw new InputError('INVALID_USERNAME', `invalid Linux user name ${JSON.stringify(name)}: ${problem}`);
+  }
+  return name;
+}
+
+const RESERVED = new Set(RESERVED_LINUX_NAMES);
+
+/** A package's service account or a system name (core's list, plus the host's own): never an IAM user's. */
+export function isReservedLinuxName(name: string, extra: readonly string[] = []): boolean {
+  return RESERVED.has(name) || extra.includes(name) || RESERVED_LINUX_NAME_PREFIXES.some((prefix) => name.startsWith(prefix));
+}
+
+/** Refuses (NOT_MANAGED) a reserved name before anything (an API call, a process) sees it. */
+export function assertNotReservedName(name: string, extra: readonly string[] = []): string {
+  if (isReservedLinuxName(name, extra)) {
+    throw new AccessRefusedError(
+      'NOT_MANAGED',
+      `login name ${JSON.stringify(name)} is reserved (a system or package service account name): keymaker never gives it to an IAM user; rename the IAM user`,
+      { details: { reserved: true } },
+    );
   }
   return name;
 }

@@ -1,6 +1,7 @@
 import {
   AccessRefusedError,
   assertLinuxUserName,
+  assertNotReservedName,
   HostError,
   InputError,
   isKeymakerError,
@@ -29,6 +30,8 @@ export interface CreateAccountDeps {
 
 export interface CreateAccountOptions {
   allowedExistingGroups: string[];
+  /** Names the host reserves on top of core's list (host config reservedNames). */
+  reservedNames?: readonly string[];
 }
 
 export type CreateAccountOutcome =
@@ -39,6 +42,8 @@ export type CreateAccountOutcome =
 export async function createAccountForLogin(user: string, deps: CreateAccountDeps, options: CreateAccountOptions): Promise<CreateAccountOutcome> {
   const name = assertLinuxUserName(user);
   if (await deps.accounts.user(name)) return { kind: 'exists', name };
+  // A package's service account name is never created for an IAM user (before any IAM call).
+  assertNotReservedName(name, options.reservedNames);
 
   // Past this point every attempt costs IAM calls: remembered refusals and the rate limit come first.
   await deps.guard?.admit(name);

@@ -1,6 +1,6 @@
 import { DeadlineError, EXIT_CODES, exitCodeFor, formatError, HostError, isKeymakerError } from '@keymaker/core';
 import { ACCOUNT_CREATED_MESSAGE, createAccountForLogin, PAM_EXIT_CREATED, PAM_EXIT_EXISTS } from './accounts';
-import type { HostConfig } from './host-config';
+import { hostReservedNames, type HostConfig } from './host-config';
 import { realRuntimeSystem, type RuntimeSystem } from './host-system';
 import { GetentAccounts, ShadowUtilsAdmin, type LocalAccounts, type LocalAdmin } from './local-accounts';
 import { withLock } from './lock';
@@ -110,7 +110,11 @@ export async function getAuthorizedKeysCommand(args: string[], env: HostCommandE
     return await runLookup(
       { user: positional[0]!, fingerprint: positional[1] },
       { write: rt.stdout },
-      { deps: { accounts: rt.accounts, resolve: () => resolveWithConfig(aws, rt.cache('read')) }, syslog: rt.syslog, deadlineMs },
+      {
+        deps: { accounts: rt.accounts, resolve: () => resolveWithConfig(aws, rt.cache('read')), reservedNames: hostReservedNames(rt.config) },
+        syslog: rt.syslog,
+        deadlineMs,
+      },
     );
   } finally {
     await rt.syslog.flush();
@@ -153,7 +157,7 @@ export async function pamCreateAccountCommand(pamEnv: NodeJS.ProcessEnv, env: Ho
           lock: (body) => withLock(rt.paths.syncLock, { waitMs: 5000 }, body),
           guard: env.pamGuard ?? loginGuard(fileGuardStore()),
         },
-        { allowedExistingGroups: rt.config.allowedExistingGroups },
+        { allowedExistingGroups: rt.config.allowedExistingGroups, reservedNames: hostReservedNames(rt.config) },
       ),
       deadline,
     ]).finally(() => clearTimeout(timer));
@@ -223,7 +227,12 @@ export async function syncGroupsCommand(options: SyncCommandOptions, env: HostCo
         resolve: () => resolveWithConfig(aws, rt.cache(options.dryRun ? 'read' : 'refresh')),
         lock: options.dryRun ? (body) => body() : (body) => withLock(rt.paths.syncLock, { waitMs: 0 }, body),
       },
-      { dryRun: options.dryRun, preProvisionAccounts: rt.config.preProvisionAccounts, allowedExistingGroups: rt.config.allowedExistingGroups },
+      {
+        dryRun: options.dryRun,
+        preProvisionAccounts: rt.config.preProvisionAccounts,
+        allowedExistingGroups: rt.config.allowedExistingGroups,
+        reservedNames: hostReservedNames(rt.config),
+      },
     );
     const lines = formatSyncReport(report);
     for (const line of lines) rt.stderr(`${line}\n`);

@@ -1,4 +1,4 @@
-import { InputError } from '@keymaker/core';
+import { InputError, isValidLinuxName } from '@keymaker/core';
 
 /**
  * /etc/keymaker/config.json: what the login-time processes need and sshd will
@@ -30,6 +30,12 @@ export interface HostConfig {
   /** Existing Linux groups (not created by keymaker) that sync may manage anyway. */
   allowedExistingGroups: string[];
   /**
+   * Linux user names never given to an IAM user, on top of core's list of
+   * system and package service accounts (RESERVED_LINUX_NAMES): no keys from
+   * the lookup, no account from the PAM hook, no group membership from sync.
+   */
+  reservedNames: string[];
+  /**
    * Lifetime of the cached role config, seconds. Sync (every syncIntervalMinutes)
    * refreshes the cache, so keep this above the sync interval; a role
    * description change reaches logins within this time.
@@ -46,6 +52,7 @@ export const DEFAULT_HOST_CONFIG: HostConfig = {
   syncIntervalMinutes: 5,
   preProvisionAccounts: false,
   allowedExistingGroups: [],
+  reservedNames: [],
   cacheTtlSeconds: 600,
 };
 
@@ -64,6 +71,7 @@ const FIELDS: Record<keyof HostConfig, FieldType> = {
   syncIntervalMinutes: 'number',
   preProvisionAccounts: 'boolean',
   allowedExistingGroups: 'string[]',
+  reservedNames: 'string[]',
   cacheTtlSeconds: 'number',
   syslogSocket: 'string',
 };
@@ -101,10 +109,19 @@ export function parseHostConfig(text: string, source = 'host config'): HostConfi
     if (value !== undefined && !/^https?:\/\/[^\s/]+(\/\S*)?$/.test(value)) problems.push(`${key} must be an http(s) URL`);
   }
   if (config.syslogSocket !== undefined && !config.syslogSocket.startsWith('/')) problems.push('syslogSocket must be an absolute path');
+  if (Array.isArray(config.reservedNames)) {
+    const bad = config.reservedNames.filter((name) => typeof name !== 'string' || !isValidLinuxName(name));
+    if (bad.length > 0) problems.push(`reservedNames must hold Linux user names (lower case): ${bad.map((name) => JSON.stringify(name)).join(', ')}`);
+  }
   if (problems.length > 0) {
     throw new InputError('INVALID_ARGUMENT', `${source}: ${problems.join('; ')}`);
   }
   return config;
+}
+
+/** Every name the host reserves besides core's list: the config's reservedNames and the AuthorizedKeysCommandUser. */
+export function hostReservedNames(config: HostConfig): string[] {
+  return [...new Set([...config.reservedNames, config.authorizedKeysCommandUser])];
 }
 
 export function serializeHostConfig(config: HostConfig): string {

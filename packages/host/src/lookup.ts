@@ -1,6 +1,7 @@
 import {
   AccessRefusedError,
   assertLinuxUserName,
+  assertNotReservedName,
   DeadlineError,
   exitCodeFor,
   formatError,
@@ -19,7 +20,9 @@ import type { Syslog } from './syslog';
  * nothing and exits non-zero. It never prints a partial answer.
  *
  * Which logins keymaker answers for (the managed check), in order:
- *  1. the name is a valid Linux name (else no lookup, no IAM call);
+ *  1. the name is a valid Linux name and not a reserved one (a system or
+ *     package service account, core's list plus the host config's
+ *     reservedNames), else no lookup, no IAM call;
  *  2. a local account of that name either does not exist (a JIT account to
  *     be), or has a UID inside a keymaker range (checked before any AWS call
  *     against every scheme's range, then against the configured scheme);
@@ -41,6 +44,8 @@ export interface LookupDeps {
   accounts: LocalAccounts;
   /** Finds the IAM directory (instance role config, ID-resolver role). */
   resolve: () => Promise<Resolution>;
+  /** Names the host reserves on top of core's list (host config reservedNames). */
+  reservedNames?: readonly string[];
 }
 
 export interface LookupDecision {
@@ -78,7 +83,7 @@ export function assertManagedAccount(local: PasswdEntry, scheme?: UidScheme): vo
 }
 
 export async function lookupAuthorizedKeys(request: LookupRequest, deps: LookupDeps): Promise<LookupDecision> {
-  const name = assertLinuxUserName(request.user);
+  const name = assertNotReservedName(assertLinuxUserName(request.user), deps.reservedNames);
   const local = await deps.accounts.user(name);
   if (local) assertManagedAccount(local);
   const { directory, config } = await deps.resolve();

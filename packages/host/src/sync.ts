@@ -1,4 +1,4 @@
-import { isInManagedRange, linuxUserNameForIamUser, type IamDirectory, type IamUser, type LinuxGroup, type Resolution, type UidScheme } from '@keymaker/core';
+import { isInManagedRange, isReservedLinuxName, linuxUserNameForIamUser, type IamDirectory, type IamUser, type LinuxGroup, type Resolution, type UidScheme } from '@keymaker/core';
 import type { GroupEntry, LocalAccounts, LocalAdmin, NewAccount, PasswdEntry } from './local-accounts';
 
 /**
@@ -41,6 +41,8 @@ export interface SyncOptions {
   allowedExistingGroups: string[];
   /** Derives a user's UID from its IAM unique ID. */
   uidFor: (user: IamUser) => number;
+  /** Names the host reserves on top of core's list (host config reservedNames). */
+  reservedNames?: readonly string[];
 }
 
 export interface GroupToCreate {
@@ -98,8 +100,15 @@ export function classifyGroup(
   return { kind: 'create' };
 }
 
-function linuxNameOf(user: IamUser, suffix: string): string | undefined {
-  return linuxUserNameForIamUser(user.userName, suffix);
+const NO_LINUX_NAME = 'its IAM name has no Linux user name (see the README: names and case)';
+const RESERVED = 'its name is reserved (a system or package service account): never given to an IAM user';
+
+/** The IAM user's Linux name, or why it has none a keymaker account may use. */
+function linuxNameOf(user: IamUser, options: SyncOptions): { name: string } | { reason: string } {
+  const name = linuxUserNameForIamUser(user.userName, options.linuxUserSuffix);
+  if (!name) return { reason: NO_LINUX_NAME };
+  if (isReservedLinuxName(name, options.reservedNames)) return { reason: RESERVED };
+  return { name };
 }
 
 export function planGroupSync(iam: IamSyncState, local: LocalSyncState, options: SyncOptions): SyncPlan {
@@ -129,11 +138,12 @@ export function planGroupSync(iam: IamSyncState, local: LocalSyncState, options:
 
   // Pre-provisioned accounts: same rules as the login-time creation.
   for (const user of iam.authorizedUsers ?? []) {
-    const name = linuxNameOf(user, options.linuxUserSuffix);
-    if (!name) {
-      plan.skipped.push({ user: user.userName, reason: 'its IAM name has no Linux user name (see the README: names and case)' });
+    const mapped = linuxNameOf(user, options);
+    if (!('name' in mapped)) {
+      plan.skipped.push({ user: user.userName, reason: mapped.reason });
       continue;
     }
+    const name = mapped.name;
     if (usersByName.has(name)) continue;
     const uid = options.uidFor(user);
     const holder = usersByUid.get(uid) ?? undefined;
@@ -159,11 +169,12 @@ export function planGroupSync(iam: IamSyncState, local: LocalSyncState, options:
     if (!entry) continue;
     const wanted = new Set<string>();
     for (const member of group.members) {
-      const name = linuxNameOf(member, options.linuxUserSuffix);
-      if (!name) {
-        plan.skipped.push({ user: member.userName, group: group.linuxName, reason: 'its IAM name has no Linux user name (see the README: names and case)' });
+      const mapped = linuxNameOf(member, options);
+      if (!('name' in mapped)) {
+        plan.skipped.push({ user: member.userName, group: group.linuxName, reason: mapped.reason });
         continue;
       }
+      const name = mapped.name;
       const account = usersByName.get(name);
       if (!account) continue; // created at first login, then added
       if (!managed(account) || account.uid !== options.uidFor(member)) {
@@ -296,6 +307,8 @@ export interface SyncRunOptions {
   dryRun?: boolean;
   preProvisionAccounts: boolean;
   allowedExistingGroups: string[];
+  /** Names the host reserves on top of core's list (host config reservedNames). */
+  reservedNames?: readonly string[];
 }
 
 export interface SyncReport {
@@ -317,6 +330,7 @@ export async function runGroupSync(deps: SyncRunDeps, options: SyncRunOptions): 
       uidScheme: config.uidScheme,
       linuxUserSuffix: config.linuxUserSuffix,
       allowedExistingGroups: options.allowedExistingGroups,
+      reservedNames: options.reservedNames,
       uidFor: (user) => directory.uidFor(user),
     });
     const base = { refused: plan.refused, skipped: plan.skipped };

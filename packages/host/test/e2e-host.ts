@@ -69,6 +69,7 @@ export function hostConfigFor(endpoint: string, extra: Partial<HostConfig> = {})
     syncIntervalMinutes: 5,
     preProvisionAccounts: false,
     allowedExistingGroups: [],
+    reservedNames: [],
     cacheTtlSeconds: 300,
     syslogSocket: SYSLOG_SOCKET,
     ...extra,
