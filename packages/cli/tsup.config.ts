@@ -12,6 +12,10 @@ export default defineConfig([
     splitting: true,
     noExternal: [/^@keymaker\//],
     external: [/^@aws-sdk\//, 'yargs'],
+    // keymaker(1) from the built CLI's help text: dist/keymaker.1 (package.json "man").
+    onSuccess: 'node scripts/man.mjs',
+    // __filename in ESM (main.ts loads yargs' CommonJS build through createRequire).
+    shims: true,
   },
   {
     // The login-time lookup: one self-contained file (SDK included), no yargs,

@@ -4,7 +4,9 @@ export {};
 // no yargs, no command modules. Everything else goes through yargs.
 const HOST_COMMANDS = new Set(['get_authorized_keys', 'get-authorized-keys', 'pam_create_account', 'pam-create-account']);
 const argv = process.argv.slice(2);
-if (argv[0] && HOST_COMMANDS.has(argv[0])) {
+// `--help`/`-h` always goes to yargs, which has the help text.
+const wantsHelp = argv.includes('--help') || argv.includes('-h');
+if (argv[0] && HOST_COMMANDS.has(argv[0]) && !wantsHelp) {
   const { main } = await import('./host-entry');
   await main(argv);
 } else {

@@ -1,4 +1,6 @@
-import yargs, { type Argv } from 'yargs';
+import { createRequire } from 'node:module';
+import type { Argv } from 'yargs';
+import type YargsFactory from 'yargs';
 import { EXIT_CODES } from '@keymaker/core';
 import pkg from '../package.json';
 import type { GlobalOptions } from './context';
@@ -6,6 +8,13 @@ import { registerKeyCommands } from './commands/index';
 import { registerConfigureCommand } from './commands/configure';
 import { registerSyncCommand } from './commands/sync';
 import { registerInstallCommands } from './commands/install';
+import { registerCompletionCommand } from './commands/completion';
+import { renderManPage } from './man';
+import { documentCommands, groupHelpText, helpWidth, usageErrorLine, type Documented } from './help';
+
+// yargs' ESM build wraps help character by character (cliui's ESM fallback: "connect tim\neout");
+// its CommonJS build wraps at words. __filename is tsup's ESM shim in the bundle.
+const yargs = createRequire(__filename)('yargs') as typeof YargsFactory;
 
 /** Each group registers its commands; add a group with one line here. */
 const COMMAND_GROUPS: Array<(cli: Argv<GlobalOptions>) => Argv<GlobalOptions>> = [
@@ -13,11 +22,25 @@ const COMMAND_GROUPS: Array<(cli: Argv<GlobalOptions>) => Argv<GlobalOptions>> =
   registerConfigureCommand,
   registerSyncCommand,
   registerInstallCommands,
+  registerCompletionCommand,
 ];
 
-const DESCRIPTION = `keymaker ${pkg.version}: SSH logins on AWS EC2, backed by IAM users, keys and groups.`;
+const SUMMARY = 'SSH logins on AWS EC2, backed by IAM users, keys and groups';
+const DESCRIPTION = `keymaker ${pkg.version}: ${SUMMARY}.`;
 
-export function buildCli(argv: string[]): Argv<GlobalOptions> {
+export interface CliOptions {
+  /** Help width in columns (default: the terminal's, at most 100; 80 when not a TTY). */
+  width?: number;
+}
+
+export function buildCli(argv: string[], options: CliOptions = {}): Argv<GlobalOptions> {
+  return createCli(argv, options).cli;
+}
+
+/** The yargs instance and the registry of its documented commands (for grouped help and the man page). */
+export function createCli(argv: string[], options: CliOptions = {}): { cli: Argv<GlobalOptions>; docs: Documented; width: number } {
+  const width = options.width ?? helpWidth();
+  let docs: Documented | undefined;
   const cli = yargs(argv)
     .scriptName('keymaker')
     .usage(`${DESCRIPTION}\n\nUsage: keymaker <command> [options]`)
@@ -26,24 +49,58 @@ export function buildCli(argv: string[]): Argv<GlobalOptions> {
     .option('debug', { type: 'boolean', global: true, describe: 'show stack traces and details on errors' })
     .version(pkg.version)
     .help()
+    .alias('help', 'h')
     .strict()
     .recommendCommands()
-    .wrap(null)
+    .wrap(width)
     .fail((message, error, y) => {
       if (error) throw error;
-      process.stderr.write(`keymaker: ${message}; run "keymaker --help" for usage\n`);
+      process.stderr.write(`${usageErrorLine(message, docs?.active())}\n`);
       void y;
       process.exit(EXIT_CODES.USAGE);
     }) as unknown as Argv<GlobalOptions>;
-  return COMMAND_GROUPS.reduce((built, register) => register(built), cli).demandCommand(1, 'name a command');
+  docs = documentCommands(cli);
+  const built = COMMAND_GROUPS.reduce((next, register) => register(next), cli).demandCommand(1, 'name a command');
+  return { cli: built, docs, width };
 }
 
-export async function main(argv: string[]): Promise<void> {
-  const cli = buildCli(argv);
+/** `keymaker help CMD ...` is `keymaker CMD ... --help` (as in gh and kubectl). */
+export function rewriteHelpCommand(argv: string[]): string[] {
+  if (argv[0] !== 'help') return argv;
+  return [...argv.slice(1), '--help'];
+}
+
+/** The help text for an argument list ending in --help (top-level help is grouped by kind of command). */
+export async function helpText(argv: string[], options: CliOptions = {}): Promise<string> {
+  const { cli, docs, width } = createCli(argv, options);
+  const output = await new Promise<string>((resolve, reject) => {
+    cli.parse(argv, {}, (error, _argv, text) => (error ? reject(error) : resolve(text)));
+  });
+  return groupHelpText(output, docs.commands, width);
+}
+
+/** keymaker(1): the top-level help and every command's help, in roff (written to dist/keymaker.1 at build time). */
+export async function manPage(width = 68): Promise<string> {
+  const { docs } = createCli([], { width });
+  const commandHelp: Record<string, string> = {};
+  for (const command of docs.commands) commandHelp[command.name] = await helpText([command.name, '--help'], { width });
+  return renderManPage({ version: pkg.version, summary: SUMMARY, topHelp: await helpText(['--help'], { width }), commands: docs.commands, commandHelp });
+}
+
+function isHelpRequest(argv: string[]): boolean {
+  return argv.includes('--help') || argv.includes('-h') || argv[argv.length - 1] === 'help';
+}
+
+export async function main(rawArgv: string[]): Promise<void> {
+  const argv = rewriteHelpCommand(rawArgv);
   if (argv.length === 0) {
-    cli.showHelp((text) => process.stderr.write(`${text}\n`));
+    process.stderr.write(`${await helpText(['--help'])}\n`);
     process.exitCode = 1;
     return;
   }
-  await cli.parseAsync();
+  if (isHelpRequest(argv) && !argv.includes('--get-yargs-completions')) {
+    process.stdout.write(`${await helpText(argv)}\n`);
+    return;
+  }
+  await buildCli(argv).parseAsync();
 }

@@ -14,6 +14,8 @@ export function handler<A>(body: (ctx: ReturnType<typeof createContext>, args: A
 }
 
 const userOption = { type: 'string', describe: 'IAM user name (default: the IAM user of the current credentials)' } as const;
+const keyIdPositional = { type: 'string', demandOption: true, describe: 'SSH key ID (APKA..., as list_keys shows it)' } as const;
+const linuxUserPositional = { type: 'string', demandOption: true, describe: 'Linux user name' } as const;
 
 /** Every command keeps keymaker 1.x's underscore name; the kebab-case spelling is an alias. */
 export function registerKeyCommands(cli: Argv<GlobalOptions>): Argv<GlobalOptions> {
@@ -33,25 +35,25 @@ export function registerKeyCommands(cli: Argv<GlobalOptions>): Argv<GlobalOption
     .command(
       ['enable_key <id>', 'enable-key'],
       'Enable an SSH public key',
-      (y) => y.positional('id', { type: 'string', demandOption: true }).option('user', userOption),
+      (y) => y.positional('id', keyIdPositional).option('user', userOption),
       handler<{ id: string; user?: string }>((ctx, args) => setKeyStatus(ctx, args, 'Active')),
     )
     .command(
       ['disable_key <id>', 'disable-key'],
       'Disable an SSH public key',
-      (y) => y.positional('id', { type: 'string', demandOption: true }).option('user', userOption),
+      (y) => y.positional('id', keyIdPositional).option('user', userOption),
       handler<{ id: string; user?: string }>((ctx, args) => setKeyStatus(ctx, args, 'Inactive')),
     )
     .command(
       ['delete_key <id>', 'delete-key'],
       'Delete an SSH public key',
-      (y) => y.positional('id', { type: 'string', demandOption: true }).option('user', userOption),
+      (y) => y.positional('id', keyIdPositional).option('user', userOption),
       handler<{ id: string; user?: string }>((ctx, args) => deleteKey(ctx, args)),
     )
     .command(
       ['get_authorized_keys <user> [fingerprint]', 'get-authorized-keys'],
       "Print a Linux user's authorized keys from IAM (what sshd runs at login)",
-      (y) => y.positional('user', { type: 'string', demandOption: true }).positional('fingerprint', { type: 'string' }),
+      (y) => y.positional('user', linuxUserPositional).positional('fingerprint', { type: 'string', describe: "the offered key's fingerprint (sshd's %f), logged only" }),
       // Normally intercepted by the lean entry before yargs loads; kept for --help.
       async (args) => {
         const { main } = await import('../host-entry');
@@ -61,13 +63,13 @@ export function registerKeyCommands(cli: Argv<GlobalOptions>): Argv<GlobalOption
     .command(
       ['get_uid <user>', 'get-uid'],
       'Print the UID keymaker assigns to a Linux user',
-      (y) => y.positional('user', { type: 'string', demandOption: true }),
+      (y) => y.positional('user', linuxUserPositional),
       handler<{ user: string }>((ctx, args) => getUid(ctx, args)),
     )
     .command(
       ['get_groups <user>', 'get-groups'],
       "Print a Linux user's keymaker groups",
-      (y) => y.positional('user', { type: 'string', demandOption: true }),
+      (y) => y.positional('user', linuxUserPositional),
       handler<{ user: string }>((ctx, args) => getGroups(ctx, args)),
     );
 }

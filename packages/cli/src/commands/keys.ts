@@ -65,7 +65,7 @@ export async function uploadKey(ctx: CommandContext, args: { identity?: string; 
   const body = await selectPublicKey(args.identity, ctx.info);
   const user = await ctx.userOrCurrent(args.user);
   const uploaded = await uploadSshPublicKey(ctx.iam(), user, body);
-  if (ctx.options.json) ctx.out(JSON.stringify(uploaded));
+  if (ctx.options.json) ctx.out(JSON.stringify({ user, keyId: uploaded.keyId, status: uploaded.status, fingerprint: uploaded.fingerprint }));
   else ctx.out(`uploaded ${uploaded.fingerprint} for IAM user ${user} as ${uploaded.keyId} (${uploaded.status})`);
 }
 
@@ -83,11 +83,24 @@ export function formatKeyTable(keys: KeyListing[]): string[] {
   return [format(header), ...rows.map(format)];
 }
 
+/** list_keys --json: one object per key, the same field names as the other key commands. */
+export function keyJson(key: KeyListing): Record<string, unknown> {
+  return {
+    user: key.userName,
+    keyId: key.keyId,
+    status: key.status,
+    type: key.type ?? null,
+    fingerprint: key.fingerprint ?? null,
+    uploadDate: key.uploadDate?.toISOString() ?? null,
+    ...(key.problem ? { problem: key.problem } : {}),
+  };
+}
+
 export async function listKeys(ctx: CommandContext, args: { user?: string }): Promise<void> {
   const user = await ctx.userOrCurrent(args.user);
   const keys = await listSshPublicKeysDetailed(ctx.iam(), user);
   if (ctx.options.json) {
-    ctx.out(JSON.stringify(keys.map((key) => ({ ...key, uploadDate: key.uploadDate?.toISOString() }))));
+    ctx.out(JSON.stringify(keys.map(keyJson)));
   } else if (keys.length === 0) {
     ctx.info(`IAM user ${user} has no SSH keys; add one with "keymaker upload_key"`);
   } else {
@@ -98,11 +111,13 @@ export async function listKeys(ctx: CommandContext, args: { user?: string }): Pr
 export async function setKeyStatus(ctx: CommandContext, args: { id: string; user?: string }, status: 'Active' | 'Inactive'): Promise<void> {
   const user = await ctx.userOrCurrent(args.user);
   await setSshPublicKeyStatus(ctx.iam(), user, args.id, status);
-  ctx.info(`${status === 'Active' ? 'enabled' : 'disabled'} key ${args.id} of IAM user ${user}`);
+  if (ctx.options.json) ctx.out(JSON.stringify({ user, keyId: args.id, status }));
+  else ctx.info(`${status === 'Active' ? 'enabled' : 'disabled'} key ${args.id} of IAM user ${user}`);
 }
 
 export async function deleteKey(ctx: CommandContext, args: { id: string; user?: string }): Promise<void> {
   const user = await ctx.userOrCurrent(args.user);
   await deleteSshPublicKey(ctx.iam(), user, args.id);
-  ctx.info(`deleted key ${args.id} of IAM user ${user}`);
+  if (ctx.options.json) ctx.out(JSON.stringify({ user, keyId: args.id, status: 'Deleted' }));
+  else ctx.info(`deleted key ${args.id} of IAM user ${user}`);
 }
