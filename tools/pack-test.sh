@@ -15,4 +15,8 @@ if [ "$version" != "$expected" ]; then
   exit 1
 fi
 "$work/prefix/bin/keymaker" get_authorized_keys >/dev/null 2>&1 && { echo "pack-test: usage error expected" >&2; exit 1; }
+# The man page ships in the tarball and npm links it (package.json "man").
+tar -tzf "$tarball" | grep -qx 'package/dist/keymaker.1' || { echo "pack-test: dist/keymaker.1 missing from $(basename "$tarball")" >&2; exit 1; }
+[ -e "$work/prefix/share/man/man1/keymaker.1" ] || { echo "pack-test: npm did not install the man page (share/man/man1/keymaker.1)" >&2; exit 1; }
+head -1 "$work/prefix/share/man/man1/keymaker.1" | grep -q '^\.TH KEYMAKER 1' || { echo "pack-test: keymaker.1 is not a man page" >&2; exit 1; }
 echo "pack-test: $(basename "$tarball") installed globally; keymaker --version = $version" >&2

@@ -58,7 +58,7 @@ describe('key commands', () => {
 
     const json = await keymaker(['list_keys', '--user', 'alice', '--json'], envFor(admin));
     const listed = JSON.parse(json.stdout);
-    expect(listed).toEqual([expect.objectContaining({ status: 'Active', type: 'ssh-ed25519', userName: 'alice' })]);
+    expect(listed).toEqual([expect.objectContaining({ status: 'Active', type: 'ssh-ed25519', user: 'alice' })]);
     const fingerprint = execFileSync('ssh-keygen', ['-l', '-E', 'sha256', '-f', `${keys.a1!.privateKeyPath}.pub`], { encoding: 'utf8' }).split(' ')[1];
     expect(listed[0].fingerprint).toBe(fingerprint);
   });
