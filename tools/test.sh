@@ -40,6 +40,9 @@ npx nx run-many -t build --output-style=static
 step "type check"
 npx nx run-many -t typecheck --output-style=static
 
+step "nx: affected graph and cache (a second build + typecheck comes from the cache)"
+check "nx affected + cache" bash tools/nx-check.sh
+
 mkdir -p .tmp
 rm -f .tmp/jest-*.json
 step "unit tests"
