@@ -253,7 +253,7 @@ export function fileGuardStore(options: FileGuardStoreOptions = {}): GuardStore 
   return {
     async update(change) {
       await ensureStateDir(dir);
-      const lock = await acquireLock(path.join(dir, 'pam-state.lock'), { waitMs: options.lockWaitMs ?? 3000, pollMs: 5 });
+      const lock = await acquireLock(path.join(dir, 'pam-state.lock'), { waitMs: options.lockWaitMs ?? 3000 });
       try {
         const text = await readStateFile(file);
         const nowMs = now();
