@@ -8,3 +8,5 @@ export * from './directory';
 export * from './resolve';
 export * from './keys';
 export * from './aws-clients';
+export * from './aws-config';
+export * from './deadline';
