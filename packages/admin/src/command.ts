@@ -1,6 +1,6 @@
 import type { IAMClient } from '@aws-sdk/client-iam';
 import type { STSClient } from '@aws-sdk/client-sts';
-import { createIamClient, createStsClient, exitCodeFor, formatError, isKeymakerError } from '@keymaker/core';
+import { createIamClient, createStsClient, exitCodeFor, formatError, isKeymakerError, type Deadline } from '@keymaker/core';
 import { configure, type ApplyOptions } from './apply';
 import { assertAwsProfileExists, parseConfigureOptions, type ProfileLookupEnv, type RawConfigureOptions } from './options';
 import { formatPlan, planToJson } from './plan';
@@ -14,9 +14,13 @@ export interface ClientFactory {
 
 export interface ClientFactoryConfig {
   region?: string;
+  /** The profile of the current-account clients (--profile; else AWS_PROFILE / the default chain). */
+  profile?: string;
   /** For tests and emulators (e.g. moto). */
   endpoint?: string;
   maxAttempts?: number;
+  /** Overall deadline for every call (--timeout). */
+  deadline?: Deadline;
 }
 
 /**
@@ -31,7 +35,8 @@ export function createClientFactory(config: ClientFactoryConfig = {}): ClientFac
     iamEndpoint: config.endpoint,
     stsEndpoint: config.endpoint,
     maxAttempts: config.maxAttempts,
-    profile,
+    deadline: config.deadline,
+    profile: profile ?? config.profile,
   });
   return {
     iamClientFor: (profile) => createIamClient(options(profile)),

@@ -1,9 +1,9 @@
-import * as fs from 'node:fs';
-import * as os from 'node:os';
-import * as path from 'node:path';
 import {
   InputError,
   RoleConfigError,
+  awsProfileExists as coreAwsProfileExists,
+  unknownProfileError,
+  type AwsConfigLookup,
   assertValidRoleConfig,
   iamRoleNameProblem,
   isAccountId,
@@ -196,29 +196,8 @@ export function roleConfigFor(options: ConfigureOptions, resolver?: { accountId:
   }
 }
 
-export interface ProfileLookupEnv {
-  env?: NodeJS.ProcessEnv;
-  homedir?: string;
-  readFile?: (file: string) => string | undefined;
-}
-
-function readIfExists(file: string): string | undefined {
-  try {
-    return fs.readFileSync(file, 'utf8');
-  } catch {
-    return undefined;
-  }
-}
-
-/** Section names in an AWS shared config/credentials file. */
-function iniSections(text: string): string[] {
-  const names: string[] = [];
-  for (const line of text.split(/\r?\n/)) {
-    const match = /^\s*\[([^\]]*)\]\s*(?:[#;].*)?$/.exec(line);
-    if (match) names.push(match[1]!.trim());
-  }
-  return names;
-}
+/** Where the shared config and credentials files are looked up (core's AwsConfigLookup). */
+export type ProfileLookupEnv = AwsConfigLookup;
 
 /**
  * Whether a named profile exists in the shared config or credentials file
@@ -227,24 +206,14 @@ function iniSections(text: string): string[] {
  * other credential sources and reports only "could not load credentials".
  */
 export function awsProfileExists(profile: string, lookup: ProfileLookupEnv = {}): boolean {
-  const env = lookup.env ?? process.env;
-  const home = lookup.homedir ?? os.homedir();
-  const read = lookup.readFile ?? readIfExists;
-  const configFile = env.AWS_CONFIG_FILE || path.join(home, '.aws', 'config');
-  const credentialsFile = env.AWS_SHARED_CREDENTIALS_FILE || path.join(home, '.aws', 'credentials');
-  const config = iniSections(read(configFile) ?? '');
-  if (config.some((s) => s.replace(/^profile\s+/, '') === profile && (s.startsWith('profile ') || s === 'default'))) return true;
-  return iniSections(read(credentialsFile) ?? '').includes(profile);
+  return coreAwsProfileExists(profile, lookup);
 }
 
-export function profileNotFound(profile: string): InputError {
-  return new InputError(
-    'NO_CREDENTIALS',
-    `profile ${profile} not found in ~/.aws/config or ~/.aws/credentials; create it or pass the right --cross-account-profile`,
-    { details: { profile } },
-  );
+/** The same UNKNOWN_PROFILE error as --profile / AWS_PROFILE, naming the files looked in. */
+export function profileNotFound(profile: string, lookup: ProfileLookupEnv = {}): InputError {
+  return unknownProfileError(profile, '--cross-account-profile', lookup);
 }
 
 export function assertAwsProfileExists(profile: string, lookup: ProfileLookupEnv = {}): void {
-  if (!awsProfileExists(profile, lookup)) throw profileNotFound(profile);
+  if (!awsProfileExists(profile, lookup)) throw profileNotFound(profile, lookup);
 }

@@ -200,9 +200,9 @@ describe('runConfigureCommand', () => {
       { profileLookup: profileFiles },
     );
     expect(out).toEqual({
-      exitCode: EXIT_CODES.NO_CREDENTIALS,
+      exitCode: EXIT_CODES.UNKNOWN_PROFILE,
       stdout: [],
-      stderr: ['keymaker: profile nope not found in ~/.aws/config or ~/.aws/credentials; create it or pass the right --cross-account-profile'],
+      stderr: ['keymaker: AWS profile "nope" (--cross-account-profile) not found in /c or /k; create it (aws configure --profile NAME) or name an existing one'],
     });
     expect(factory.profiles).toEqual([]);
   });
@@ -218,8 +218,9 @@ describe('runConfigureCommand', () => {
       factoryFor({ '': current, b: other }),
       { profileLookup: profileFiles },
     );
-    expect(out.stderr).toEqual(['keymaker: profile b not found in ~/.aws/config or ~/.aws/credentials; create it or pass the right --cross-account-profile']);
-    expect(out.exitCode).toBe(EXIT_CODES.NO_CREDENTIALS);
+    expect(out.stderr).toHaveLength(1);
+    expect(out.stderr[0]).toMatch(/^keymaker: AWS profile "b" \(--cross-account-profile\) not found in \S+ or \S+; create it/);
+    expect(out.exitCode).toBe(EXIT_CODES.UNKNOWN_PROFILE);
   });
 
   it('--cross-account-profile with a role in the current account is refused', async () => {
