@@ -1,4 +1,4 @@
-import { DeadlineError, EXIT_CODES, exitCodeFor, formatError, HostError, isKeymakerError } from '@keymaker/core';
+import { DeadlineError, EXIT_CODES, exitCodeFor, formatError, HostError, isKeymakerError, type AwsClientOptions } from '@keymaker/core';
 import { ACCOUNT_CREATED_MESSAGE, createAccountForLogin, PAM_EXIT_CREATED, PAM_EXIT_EXISTS } from './accounts';
 import { hostReservedNames, type HostConfig } from './host-config';
 import { realRuntimeSystem, type RuntimeSystem } from './host-system';
@@ -34,6 +34,8 @@ export interface HostCommandEnv {
   statPath?: StatPath;
   /** The PAM hook's rate-limit and negative-cache state (default: the root-only file in /run/keymaker). */
   pamGuard?: LoginGuard;
+  /** Client options laid over the host config's: the CLI's explicit --region/--profile/--timeout (the hooks pass none). */
+  aws?: AwsClientOptions;
 }
 
 interface Runtime {
@@ -105,7 +107,7 @@ export async function getAuthorizedKeysCommand(args: string[], env: HostCommandE
   const rt = await prepare(env, debug);
   if ('code' in rt) return rt.code;
   const deadlineMs = deadlineOverride(process.env.KEYMAKER_DEADLINE_MS) ?? rt.config.deadlineMs;
-  const aws = awsOptionsFor(rt.config, deadlineMs);
+  const aws = { ...awsOptionsFor(rt.config, deadlineMs), ...env.aws };
   try {
     return await runLookup(
       { user: positional[0]!, fingerprint: positional[1] },

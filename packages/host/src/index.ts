@@ -6,6 +6,7 @@ export * from './syslog';
 export * from './local-accounts';
 export * from './lock';
 export * from './runtime-config';
+export * from './cli-runtime';
 export * from './accounts';
 export * from './sync';
 export * from './host-commands';

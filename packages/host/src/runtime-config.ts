@@ -48,8 +48,8 @@ export function applyAwsEnvironment(config: HostConfig, env: NodeJS.ProcessEnv =
  */
 export function awsOptionsFor(config: HostConfig, deadlineMs?: number): AwsClientOptions {
   const options: AwsClientOptions = {
-    // IAM and STS's global endpoint sign with us-east-1 in the aws partition.
-    region: config.region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? 'us-east-1',
+    // Unset: core's client factory applies the one rule (AWS_REGION, AWS_DEFAULT_REGION, the profile's, us-east-1).
+    region: config.region,
     iamEndpoint: config.iamEndpoint,
     stsEndpoint: config.stsEndpoint,
     profile: config.profile,
