@@ -1,7 +1,9 @@
 import {
+  createDeadline,
   createIamClient,
   createStsClient,
   currentIamUserName,
+  InputError,
   resolveDirectory,
   type AwsClientOptions,
   type Resolution,
@@ -12,6 +14,10 @@ import type { STSClient } from '@aws-sdk/client-sts';
 /** What every command gets: global options, AWS clients built lazily, and output sinks. */
 export interface GlobalOptions {
   region?: string;
+  /** AWS profile (else AWS_PROFILE); must exist in the shared config or credentials file. */
+  profile?: string;
+  /** Overall deadline in seconds for the command's AWS calls (default 30); validated by timeoutMs. */
+  timeout?: string | number;
   debug?: boolean;
   json?: boolean;
 }
@@ -29,8 +35,55 @@ export interface CommandContext {
   info(line: string): void;
 }
 
-export function createContext(options: GlobalOptions): CommandContext {
-  const aws: AwsClientOptions = { region: options.region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION };
+export const DEFAULT_TIMEOUT_SECONDS = 30;
+const MAX_TIMEOUT_SECONDS = 3600;
+
+/** --timeout SECONDS as milliseconds; anything but a number in (0, 3600] is a usage error. */
+export function timeoutMs(value: unknown): number {
+  if (value === undefined) return DEFAULT_TIMEOUT_SECONDS * 1000;
+  const text = String(value).trim();
+  const seconds = typeof value === 'number' ? value : /^\d+(\.\d+)?$|^\.\d+$/.test(text) ? Number(text) : Number.NaN;
+  if (!Number.isFinite(seconds) || seconds <= 0 || seconds > MAX_TIMEOUT_SECONDS) {
+    throw new InputError(
+      'INVALID_ARGUMENT',
+      `--timeout ${JSON.stringify(Array.isArray(value) ? value.join(' ') : text)}: give a number of seconds above 0 and at most ${MAX_TIMEOUT_SECONDS}, e.g. --timeout 60`,
+    );
+  }
+  return Math.round(seconds * 1000);
+}
+
+/**
+ * The AWS options a command's flags give: region, profile and the overall
+ * deadline (started now). `base` is what the machine says (the host config
+ * on an instance); an explicit flag wins over it.
+ */
+export function awsOptionsFromFlags(options: GlobalOptions, base: AwsClientOptions = {}): AwsClientOptions {
+  const aws: AwsClientOptions = { ...base, deadline: createDeadline(timeoutMs(options.timeout)) };
+  if (options.region !== undefined) aws.region = options.region;
+  if (options.profile !== undefined) aws.profile = options.profile;
+  return aws;
+}
+
+/** Only what the flags say explicitly (for the host lookup, whose own deadline applies unless --timeout is given). */
+export function explicitAwsFlags(options: GlobalOptions): AwsClientOptions {
+  const aws: AwsClientOptions = {};
+  if (options.region !== undefined) aws.region = options.region;
+  if (options.profile !== undefined) aws.profile = options.profile;
+  if (options.timeout !== undefined) aws.deadline = createDeadline(timeoutMs(options.timeout));
+  return aws;
+}
+
+/**
+ * `base`: client options from the machine (the host config on an instance);
+ * `resolveWith`: how that machine resolves its directory (the hooks' way).
+ */
+export function createContext(
+  options: GlobalOptions,
+  base: AwsClientOptions = {},
+  resolveWith?: (aws: AwsClientOptions) => Promise<Resolution>,
+): CommandContext {
+  // Region and profile rules (AWS_REGION, AWS_DEFAULT_REGION, the profile's, us-east-1) live in core's client factory.
+  const aws = awsOptionsFromFlags(options, base);
   let iam: IAMClient | undefined;
   let sts: STSClient | undefined;
   const context: CommandContext = {
@@ -39,6 +92,7 @@ export function createContext(options: GlobalOptions): CommandContext {
     iam: () => (iam ??= createIamClient(aws)),
     sts: () => (sts ??= createStsClient(aws)),
     resolve: () =>
+      resolveWith?.(aws) ??
       resolveDirectory({
         iam: context.iam(),
         sts: context.sts(),

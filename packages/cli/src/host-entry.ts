@@ -1,5 +1,5 @@
 import { EXIT_CODES, formatError } from '@keymaker/core';
-import { getAuthorizedKeysCommand, pamCreateAccountCommand, parseSyncArgs, syncGroupsCommand } from '@keymaker/host';
+import { getAuthorizedKeysCommand, pamCreateAccountCommand, parseSyncArgs, syncGroupsCommand, type HostCommandEnv } from '@keymaker/host';
 
 /**
  * The host entry: the commands that sshd, PAM and the sync schedule run.
@@ -7,10 +7,10 @@ import { getAuthorizedKeysCommand, pamCreateAccountCommand, parseSyncArgs, syncG
  * `keymaker install` to a root-owned path); no yargs, nothing else loaded.
  * Each reads /etc/keymaker/config.json, not the environment.
  */
-type HostCommand = (args: string[]) => Promise<number>;
+type HostCommand = (args: string[], env: HostCommandEnv) => Promise<number>;
 
 const COMMANDS: Record<string, HostCommand> = {
-  get_authorized_keys: (args) => getAuthorizedKeysCommand(args),
+  get_authorized_keys: (args, env) => getAuthorizedKeysCommand(args, env),
   // pam_exec passes PAM_USER, PAM_RHOST, PAM_TYPE in the environment; no arguments.
   pam_create_account: (args) => (args.length === 0 ? pamCreateAccountCommand(process.env) : usage('pam_create_account')),
   sync_groups: (args) => {
@@ -33,8 +33,8 @@ export function isHostCommand(name: string | undefined): boolean {
   return name !== undefined && (name in COMMANDS || name in ALIASES);
 }
 
-/** Runs a host command; `argv` starts with the command name. */
-export async function main(argv: string[]): Promise<void> {
+/** Runs a host command; `argv` starts with the command name. `env`: only from the yargs CLI (flags, --config). */
+export async function main(argv: string[], env: HostCommandEnv = {}): Promise<void> {
   const [name, ...args] = argv;
   const command = name ? COMMANDS[ALIASES[name] ?? name] : undefined;
   if (!command) {
@@ -42,7 +42,7 @@ export async function main(argv: string[]): Promise<void> {
     process.exitCode = EXIT_CODES.USAGE;
   } else {
     try {
-      process.exitCode = await command(args);
+      process.exitCode = await command(args, env);
     } catch (error) {
       process.stderr.write(`${formatError(error)}\n`);
       process.exitCode = EXIT_CODES.INTERNAL;

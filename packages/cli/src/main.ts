@@ -45,6 +45,8 @@ export function createCli(argv: string[], options: CliOptions = {}): { cli: Argv
     .scriptName('keymaker')
     .usage(`${DESCRIPTION}\n\nUsage: keymaker <command> [options]`)
     .option('region', { type: 'string', global: true, describe: 'AWS region (default: AWS_REGION / your AWS config)' })
+    .option('profile', { type: 'string', global: true, describe: 'AWS profile from ~/.aws/config or ~/.aws/credentials (default: AWS_PROFILE)' })
+    .option('timeout', { type: 'string', requiresArg: true, global: true, describe: 'give up on AWS after this many SECONDS (default 30; connect timeout 5)' })
     .option('json', { type: 'boolean', global: true, describe: 'machine-readable output on stdout' })
     .option('debug', { type: 'boolean', global: true, describe: 'show stack traces and details on errors' })
     .version(pkg.version)

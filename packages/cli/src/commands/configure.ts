@@ -1,6 +1,7 @@
 import type { Argv } from 'yargs';
 import { createClientFactory, runConfigureCommand } from '@keymaker/admin';
-import type { GlobalOptions } from '../context';
+import { awsOptionsFromFlags, type GlobalOptions } from '../context';
+import { runCommand } from '../run';
 
 /** `keymaker configure`: administrator setup of IAM (policy, roles, role description). */
 export function registerConfigureCommand(cli: Argv<GlobalOptions>): Argv<GlobalOptions> {
@@ -18,11 +19,15 @@ export function registerConfigureCommand(cli: Argv<GlobalOptions>): Argv<GlobalO
         .option('uid-scheme', { type: 'string', choices: ['wide', 'legacy'], describe: 'UID/GID derivation (keymaker_uid_scheme)' })
         .option('linux-group-prefix', { type: 'string', describe: 'IAM group prefix for Linux groups (default keymaker_)' })
         .option('dry-run', { type: 'boolean', describe: 'print the plan; change nothing' }),
-    async (args) => {
-      const result = await runConfigureCommand(args as never, createClientFactory({ region: (args as GlobalOptions).region }));
-      for (const line of result.stdout) process.stdout.write(`${line}\n`);
-      for (const line of result.stderr) process.stderr.write(`${line}\n`);
-      process.exitCode = result.exitCode;
-    },
+    (args) =>
+      runCommand((args as GlobalOptions).debug, async () => {
+        // --region, --profile and --timeout as for every command; a bad --timeout fails here, before any call.
+        const aws = awsOptionsFromFlags(args as GlobalOptions);
+        const factory = createClientFactory({ region: aws.region, profile: aws.profile, deadline: aws.deadline });
+        const result = await runConfigureCommand(args as never, factory);
+        for (const line of result.stdout) process.stdout.write(`${line}\n`);
+        for (const line of result.stderr) process.stderr.write(`${line}\n`);
+        return result.exitCode;
+      }),
   );
 }

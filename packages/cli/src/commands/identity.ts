@@ -1,4 +1,37 @@
-import type { CommandContext } from '../context';
+import { createContext, explicitAwsFlags, type CommandContext, type GlobalOptions } from '../context';
+
+/** --config of the host commands run through the CLI. */
+export const hostConfigOption = {
+  type: 'string',
+  describe: 'host config file (default /etc/keymaker/config.json; when there is none, this is a client command)',
+} as const;
+
+/**
+ * get_uid / get_groups on an instance answer what the installed hooks
+ * answer: with a host config file, its endpoints, credentials, profile and
+ * region (under any explicit --region/--profile); without one, a client command.
+ */
+export async function hostOrClientContext(args: GlobalOptions & { config?: string }): Promise<CommandContext> {
+  const { loadHostCliRuntime } = await import('@keymaker/host');
+  const runtime = await loadHostCliRuntime({ configFile: args.config });
+  return runtime ? createContext(args, runtime.aws, runtime.resolve) : createContext(args);
+}
+
+/** get_authorized_keys through the CLI: the hook's code, with the explicit flags laid over the host config. */
+export async function authorizedKeysThroughCli(args: GlobalOptions & { user: string; fingerprint?: string; config?: string }): Promise<void> {
+  const { main } = await import('../host-entry');
+  const argv = ['get_authorized_keys', args.user, ...(args.fingerprint ? [args.fingerprint] : []), ...(args.debug ? ['--debug'] : [])];
+  let aws;
+  try {
+    aws = explicitAwsFlags(args);
+  } catch (error) {
+    const { exitCodeFor, formatError } = await import('@keymaker/core');
+    process.stderr.write(`${formatError(error)}\n`);
+    process.exitCode = exitCodeFor(error);
+    return;
+  }
+  await main(argv, { aws, ...(args.config ? { paths: { configFile: args.config } } : {}) });
+}
 
 /** `get_uid USER`: the UID keymaker gives the Linux user (from the IAM user's unique ID). */
 export async function getUid(ctx: CommandContext, args: { user: string }): Promise<void> {

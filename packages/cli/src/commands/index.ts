@@ -2,7 +2,7 @@ import type { Argv } from 'yargs';
 import { createContext, type GlobalOptions } from '../context';
 import { runCommand } from '../run';
 import { deleteKey, listKeys, setKeyStatus, uploadKey } from './keys';
-import { getGroups, getUid } from './identity';
+import { authorizedKeysThroughCli, getGroups, getUid, hostConfigOption, hostOrClientContext } from './identity';
 
 // yargs infers argument types per builder; handlers declare what they read.
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -53,23 +53,24 @@ export function registerKeyCommands(cli: Argv<GlobalOptions>): Argv<GlobalOption
     .command(
       ['get_authorized_keys <user> [fingerprint]', 'get-authorized-keys'],
       "Print a Linux user's authorized keys from IAM (what sshd runs at login)",
-      (y) => y.positional('user', linuxUserPositional).positional('fingerprint', { type: 'string', describe: "the offered key's fingerprint (sshd's %f), logged only" }),
-      // Normally intercepted by the lean entry before yargs loads; kept for --help.
-      async (args) => {
-        const { main } = await import('../host-entry');
-        await main(['get_authorized_keys', String(args.user), ...(args.fingerprint ? [String(args.fingerprint)] : []), ...(args.debug ? ['--debug'] : [])]);
-      },
+      (y) =>
+        y
+          .positional('user', linuxUserPositional)
+          .positional('fingerprint', { type: 'string', describe: "the offered key's fingerprint (sshd's %f), logged only" })
+          .option('config', hostConfigOption),
+      // sshd's call (no flags) is intercepted by the lean entry before yargs loads; flags and --help come here.
+      (args) => authorizedKeysThroughCli(args as never),
     )
     .command(
       ['get_uid <user>', 'get-uid'],
       'Print the UID keymaker assigns to a Linux user',
-      (y) => y.positional('user', linuxUserPositional),
-      handler<{ user: string }>((ctx, args) => getUid(ctx, args)),
+      (y) => y.positional('user', linuxUserPositional).option('config', hostConfigOption),
+      (args) => runCommand(args.debug, async () => getUid(await hostOrClientContext(args as never), args as never)),
     )
     .command(
       ['get_groups <user>', 'get-groups'],
       "Print a Linux user's keymaker groups",
-      (y) => y.positional('user', linuxUserPositional),
-      handler<{ user: string }>((ctx, args) => getGroups(ctx, args)),
+      (y) => y.positional('user', linuxUserPositional).option('config', hostConfigOption),
+      (args) => runCommand(args.debug, async () => getGroups(await hostOrClientContext(args as never), args as never)),
     );
 }
