@@ -57,6 +57,12 @@ for platform in linux/x64 darwin/arm64 win32/x64; do
   check "npm ci --dry-run for $platform" bash tools/npm-ci.sh --dry-run "${platform%/*}" "${platform#*/}"
 done
 
+step "release: dry run (first release at the versions on disk, changelogs per package)"
+check "release dry run" node tools/release-check.mjs
+
+step "GitHub workflows (actionlint)"
+check "actionlint" bash tools/actionlint.sh
+
 step "npm pack + global install of @keymaker/cli"
 check "pack test" bash tools/pack-test.sh
 
