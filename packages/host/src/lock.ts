@@ -36,7 +36,7 @@ function flockFd(fd: number, path: string, waitMs: number): Promise<boolean> {
       stdio: ['ignore', 'ignore', 'pipe', fd],
     });
     let stderr = '';
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
     const fail = (why: string) =>
       reject(new HostError('SYSTEM_COMMAND_FAILED', `cannot lock ${path} with ${FLOCK}: ${why}; install util-linux`));
     child.on('error', (error) => fail(error.message));
