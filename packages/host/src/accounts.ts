@@ -84,7 +84,7 @@ export async function createAccountForLogin(user: string, deps: CreateAccountDep
     const toCreate: { name: string; gid: number }[] = [];
     for (const group of iamGroups) {
       const [byName, byGid] = await Promise.all([deps.accounts.group(group.linuxName), deps.accounts.groupByGid(group.gid)]);
-      const verdict = classifyGroup(group, byName, byGid, options.allowedExistingGroups, directory.config.uidScheme);
+      const verdict = classifyGroup(group, byName, byGid, options.allowedExistingGroups, directory.config.uidScheme, options.reservedNames);
       if (verdict.kind === 'refused') {
         skippedGroups.push(`${group.linuxName}: ${verdict.reason}`);
         continue;

@@ -87,6 +87,7 @@ export function classifyGroup(
   byGid: GroupEntry | undefined,
   allowedExistingGroups: readonly string[],
   scheme: UidScheme,
+  reservedNames: readonly string[] = [],
 ): GroupVerdict {
   if (byName) {
     if (byName.gid === group.gid && isInManagedRange(group.gid, scheme)) return { kind: 'owned', local: byName };
@@ -97,6 +98,13 @@ export function classifyGroup(
     };
   }
   if (byGid) return { kind: 'refused', reason: `gid ${group.gid} of group ${group.linuxName} already belongs to group ${byGid.name}` };
+  // A package (groupadd -r docker) or sudoers (%admin) would give such a group a meaning keymaker does not control.
+  if (isReservedLinuxName(group.linuxName, reservedNames) && !allowedExistingGroups.includes(group.linuxName)) {
+    return {
+      kind: 'refused',
+      reason: `group name ${group.linuxName} is reserved (a system or package group): keymaker does not create it; to have it anyway, add it to allowedExistingGroups in the host config`,
+    };
+  }
   return { kind: 'create' };
 }
 
@@ -122,7 +130,14 @@ export function planGroupSync(iam: IamSyncState, local: LocalSyncState, options:
   // Which groups sync may use: owned/allowed now, or created by this plan.
   const usable = new Map<string, GroupEntry>();
   for (const group of iam.groups) {
-    const verdict = classifyGroup(group, groupsByName.get(group.linuxName), groupsByGid.get(group.gid), options.allowedExistingGroups, options.uidScheme);
+    const verdict = classifyGroup(
+      group,
+      groupsByName.get(group.linuxName),
+      groupsByGid.get(group.gid),
+      options.allowedExistingGroups,
+      options.uidScheme,
+      options.reservedNames,
+    );
     if (verdict.kind === 'refused') {
       plan.refused.push({ group: group.linuxName, reason: verdict.reason });
     } else if (verdict.kind === 'create') {

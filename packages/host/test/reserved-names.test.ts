@@ -134,3 +134,31 @@ describe('sync', () => {
     expect(report.skipped).toEqual([expect.objectContaining({ user: 'batch', reason: expect.stringMatching(/reserved/) })]);
   });
 });
+
+describe('groups named like system or package groups', () => {
+  const options = { uidScheme: 'wide' as const, linuxUserSuffix: '', allowedExistingGroups: [] as string[], uidFor: (u: { userId: string }) => uid(u.userId) };
+  const group = (name: string) => ({ groupName: `keymaker_${name}`, groupId: `AGPA${name.toUpperCase().padEnd(16, '0')}`, linuxName: name, gid: uid(`AGPA${name.toUpperCase().padEnd(16, '0')}`) });
+
+  test.each(['admin', 'docker', 'postgres', 'systemd-journal'])('sync does not create group %s (a package or sudoers would give it meaning)', (name) => {
+    const local = new FakeHost();
+    const plan = planGroupSync({ groups: [{ ...group(name), members: [] }] }, { users: local.users_, groups: local.groups_ }, options);
+    expect(plan.createGroups).toEqual([]);
+    expect(plan.refused).toEqual([{ group: name, reason: expect.stringMatching(/reserved/) }]);
+  });
+
+  test('unless the administrator lists it in allowedExistingGroups', () => {
+    const local = new FakeHost();
+    const plan = planGroupSync({ groups: [{ ...group('docker'), members: [] }] }, { users: local.users_, groups: local.groups_ }, { ...options, allowedExistingGroups: ['docker'] });
+    expect(plan.createGroups.map((g) => g.name)).toEqual(['docker']);
+  });
+
+  test('the PAM hook does not create it either', async () => {
+    seedIamUser('bob');
+    const g = group('postgres');
+    iamMock.on(ListGroupsForUserCommand, { UserName: 'bob' }).resolves({ Groups: [{ GroupName: g.groupName, GroupId: g.groupId, Arn: 'a', Path: '/', CreateDate: new Date() }] });
+    const host = new FakeHost();
+    const outcome = await createAccountForLogin('bob', { accounts: host, admin: host, resolve: async () => resolutionFor(iam), lock: (body) => body() }, { allowedExistingGroups: [] });
+    expect(outcome).toMatchObject({ kind: 'created', groups: [], skippedGroups: [expect.stringMatching(/^postgres: .*reserved/)] });
+    expect(host.changes.some((c) => c.startsWith('groupadd postgres'))).toBe(false);
+  });
+});
