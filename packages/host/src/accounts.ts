@@ -9,7 +9,7 @@ import {
 } from '@keymaker/core';
 import type { LocalAccounts, LocalAdmin, NewAccount } from './local-accounts';
 import type { LoginGuard } from './pam-guard';
-import { classifyGroup } from './sync';
+import { classifyGroup, privateGroupFor } from './sync';
 
 /**
  * Just-in-time account creation, run by pam_exec (as root) in sshd's PAM auth
@@ -71,10 +71,11 @@ export async function createAccountForLogin(user: string, deps: CreateAccountDep
         details: { uid, holder: uidHolder.name },
       });
     }
-    const groupConflict = gidHolder ?? sameNameGroup;
-    if (groupConflict) {
-      throw new HostError('UID_CONFLICT', `the private group of ${name} (gid ${uid}) conflicts with existing group ${groupConflict.name} (gid ${groupConflict.gid}); no account created`, {
-        details: { uid, holder: groupConflict.name },
+    const privateGroup = privateGroupFor(name, uid, sameNameGroup, gidHolder);
+    if (privateGroup.kind === 'conflict') {
+      const { holder } = privateGroup;
+      throw new HostError('UID_CONFLICT', `the private group of ${name} (gid ${uid}) conflicts with existing group ${holder.name} (gid ${holder.gid}); no account created`, {
+        details: { uid, holder: holder.name },
       });
     }
 
@@ -89,20 +90,22 @@ export async function createAccountForLogin(user: string, deps: CreateAccountDep
         skippedGroups.push(`${group.linuxName}: ${verdict.reason}`);
         continue;
       }
-      if (verdict.kind === 'create') toCreate.push({ name: group.linuxName, gid: group.gid });
+      if (verdict.kind === 'create') {
+        // A new supplementary group named after this user or another local account would take that
+        // name's private group (or mislead every tool that shows it): never created.
+        if (group.linuxName === name || (await deps.accounts.user(group.linuxName))) {
+          skippedGroups.push(`${group.linuxName}: a user has that name; a keymaker group never takes a user's name`);
+          continue;
+        }
+        toCreate.push({ name: group.linuxName, gid: group.gid });
+      }
       groups.push(group.linuxName);
     }
     for (const group of toCreate) await deps.admin.addGroup(group.name, group.gid);
 
-    const account: NewAccount = { name, uid, gid: uid, comment: `keymaker IAM user ${authorized.iamUserName}`, groups };
-    await deps.admin.addGroup(name, uid);
-    try {
-      await deps.admin.addUser(account);
-    } catch (error) {
-      // No half-made account: drop the private group we just added.
-      await deps.admin.deleteGroup(name).catch(() => undefined);
-      throw error;
-    }
+    // One useradd makes the user and the private group; an interrupted older run's group is reused.
+    const account: NewAccount = { name, uid, gid: uid, privateGroup: privateGroup.kind, comment: `keymaker IAM user ${authorized.iamUserName}`, groups };
+    await deps.admin.addUser(account);
     return { kind: 'created', name, uid, iamUserName: authorized.iamUserName, groups, skippedGroups } as const;
   });
 }

@@ -34,8 +34,14 @@ export interface LocalAccounts {
 export interface NewAccount {
   name: string;
   uid: number;
-  /** Primary group: a user private group with this GID and the user's name is created first. */
+  /** Primary group: the user's private group, with this GID and the user's name. */
   gid: number;
+  /**
+   * 'create': useradd makes the private group in the same step as the user (no window in which a
+   * kill leaves a group without its user). 'existing': a private group a killed run left behind
+   * (see privateGroupFor) is reused.
+   */
+  privateGroup: 'create' | 'existing';
   comment: string;
   /** Supplementary groups (must exist). */
   groups: string[];
@@ -164,10 +170,14 @@ export class ShadowUtilsAdmin implements LocalAdmin {
   }
   addUser(account: NewAccount) {
     const groups = account.groups.map((group) => assertLinuxUserName(group));
+    const gid = String(assertId(account.gid));
+    // --user-group picks its own GID unless the allowed range is exactly ours: then it is that GID
+    // or useradd fails (exit 4) having created nothing.
+    const primary = account.privateGroup === 'create' ? ['--user-group', '-K', `GID_MIN=${gid}`, '-K', `GID_MAX=${gid}`] : ['--gid', gid];
     return this.run([
       'useradd',
       '--uid', String(assertId(account.uid)),
-      '--gid', String(assertId(account.gid)),
+      ...primary,
       '--create-home',
       '--shell', '/bin/bash',
       '--comment', account.comment.replace(/[:\n]/g, ' '),

@@ -108,6 +108,22 @@ export function classifyGroup(
   return { kind: 'create' };
 }
 
+/**
+ * The private group of a new account: made with the user ('create'), or one a killed run left
+ * behind ('existing': the user's name, the user's derived GID, no members, and no account yet), or
+ * a conflict with a group that is someone else's.
+ */
+export function privateGroupFor(
+  name: string,
+  gid: number,
+  byName: GroupEntry | undefined,
+  byGid: GroupEntry | undefined,
+): { kind: 'create' | 'existing' } | { kind: 'conflict'; holder: GroupEntry } {
+  if (!byName && !byGid) return { kind: 'create' };
+  if (byName && byGid === byName && byName.gid === gid && byName.members.length === 0) return { kind: 'existing' };
+  return { kind: 'conflict', holder: (byGid ?? byName)! };
+}
+
 const NO_LINUX_NAME = 'its IAM name has no Linux user name (see the README: names and case)';
 const RESERVED = 'its name is reserved (a system or package service account): never given to an IAM user';
 
@@ -127,6 +143,14 @@ export function planGroupSync(iam: IamSyncState, local: LocalSyncState, options:
   const groupsByGid = new Map(local.groups.map((group) => [group.gid, group]));
   const managed = (user: PasswdEntry | undefined) => user !== undefined && isInManagedRange(user.uid, options.uidScheme);
 
+  // Linux names of the IAM users this sync sees: a new group must not take one (it would block that
+  // user's private group at her first login).
+  const iamUserNames = new Set<string>();
+  for (const user of [...iam.groups.flatMap((group) => group.members), ...(iam.authorizedUsers ?? [])]) {
+    const mapped = linuxNameOf(user, options);
+    if ('name' in mapped) iamUserNames.add(mapped.name);
+  }
+
   // Which groups sync may use: owned/allowed now, or created by this plan.
   const usable = new Map<string, GroupEntry>();
   for (const group of iam.groups) {
@@ -140,6 +164,8 @@ export function planGroupSync(iam: IamSyncState, local: LocalSyncState, options:
     );
     if (verdict.kind === 'refused') {
       plan.refused.push({ group: group.linuxName, reason: verdict.reason });
+    } else if (verdict.kind === 'create' && (usersByName.has(group.linuxName) || iamUserNames.has(group.linuxName))) {
+      plan.refused.push({ group: group.linuxName, reason: `a user is named ${group.linuxName}; a keymaker group never takes a user's name (rename the IAM group)` });
     } else if (verdict.kind === 'create') {
       plan.createGroups.push({ name: group.linuxName, gid: group.gid, iamGroupName: group.groupName });
       const entry = { name: group.linuxName, gid: group.gid, members: [] };
@@ -162,16 +188,16 @@ export function planGroupSync(iam: IamSyncState, local: LocalSyncState, options:
     if (usersByName.has(name)) continue;
     const uid = options.uidFor(user);
     const holder = usersByUid.get(uid) ?? undefined;
-    const gidHolder = groupsByGid.get(uid);
     if (holder) {
       plan.skipped.push({ user: name, reason: `uid ${uid} already belongs to ${holder.name}` });
       continue;
     }
-    if (gidHolder || groupsByName.has(name)) {
-      plan.skipped.push({ user: name, reason: `its private group (${name}, gid ${uid}) conflicts with group ${(gidHolder ?? groupsByName.get(name))!.name}` });
+    const privateGroup = privateGroupFor(name, uid, groupsByName.get(name), groupsByGid.get(uid));
+    if (privateGroup.kind === 'conflict') {
+      plan.skipped.push({ user: name, reason: `its private group (${name}, gid ${uid}) conflicts with group ${privateGroup.holder.name}` });
       continue;
     }
-    const account: NewAccount = { name, uid, gid: uid, comment: `keymaker IAM user ${user.userName}`, groups: [] };
+    const account: NewAccount = { name, uid, gid: uid, privateGroup: privateGroup.kind, comment: `keymaker IAM user ${user.userName}`, groups: [] };
     plan.createUsers.push(account);
     const entry = { name, uid, gid: uid, gecos: account.comment, home: `/home/${name}`, shell: '/bin/bash' };
     usersByName.set(name, entry);
@@ -277,15 +303,7 @@ export async function applySyncPlan(plan: SyncPlan, admin: LocalAdmin): Promise<
     }),
     ...plan.createUsers.map((u): [string, () => Promise<void>] => [
       `created account ${u.name} (uid ${u.uid})`,
-      async () => {
-        await admin.addGroup(u.name, u.gid);
-        try {
-          await admin.addUser(u);
-        } catch (error) {
-          await admin.deleteGroup(u.name).catch(() => undefined);
-          throw error;
-        }
-      },
+      () => admin.addUser(u),
     ]),
     ...plan.memberships
       .filter((m) => !folded.has(m.group))

@@ -38,8 +38,32 @@ test('creates the account with the derived UID, a private group and its prefixed
   const host = new FakeHost();
   const outcome = await run(host);
   expect(outcome).toMatchObject({ kind: 'created', uid: UID, groups: ['devs'] });
-  expect(host.changes).toEqual([`groupadd devs ${DEVS_GID}`, `groupadd bob ${UID}`, `useradd bob ${UID} devs`]);
+  // The private group comes with the user in one useradd: no step between them for a kill to split.
+  expect(host.changes).toEqual([`groupadd devs ${DEVS_GID}`, `useradd bob ${UID} devs`]);
+  expect(await host.group('bob')).toEqual({ name: 'bob', gid: UID, members: [] });
   expect(host.members('devs')).toEqual(['bob']);
+});
+
+test('a private group left by a run killed between groupadd and useradd is reused, not a refusal forever', async () => {
+  seedBob();
+  const host = new FakeHost({ groups: [['bob', UID]] });
+  expect(await run(host)).toMatchObject({ kind: 'created', uid: UID });
+  expect(host.changes).toEqual([`useradd bob ${UID}  (existing private group)`]);
+});
+
+test('a same-name group with members, or with another gid, is not taken for a leftover private group', async () => {
+  seedBob();
+  await expect(run(new FakeHost({ groups: [['bob', UID, ['mallory']]] }))).rejects.toMatchObject({ code: 'UID_CONFLICT' });
+  await expect(run(new FakeHost({ groups: [['bob', 4242]] }))).rejects.toMatchObject({ code: 'UID_CONFLICT' });
+});
+
+test('an IAM group named after the user (keymaker_bob) or another local account is never created', async () => {
+  seedBob({ groups: [group('keymaker_bob', 'AGPAEXAMPLEBOBGRP001'), group('keymaker_alice', 'AGPAEXAMPLEALICE0001'), group('keymaker_devs', DEVS_ID)] });
+  const host = new FakeHost({ users: [['alice', 1001]] });
+  const outcome = await run(host);
+  expect(outcome).toMatchObject({ kind: 'created', groups: ['devs'], skippedGroups: [expect.stringMatching(/^bob: /), expect.stringMatching(/^alice: /)] });
+  expect(await host.group('bob')).toEqual({ name: 'bob', gid: UID, members: [] });
+  expect(await host.group('alice')).toBeUndefined();
 });
 
 test('an existing account is left alone without any IAM call', async () => {

@@ -35,7 +35,11 @@ export class FakeHost implements LocalAccounts, LocalAdmin {
     this.groups_ = this.groups_.filter((g) => g.name !== name);
   }
   async addUser(account: NewAccount) {
-    this.record(`useradd ${account.name} ${account.uid} ${account.groups.join(',')}`);
+    this.record(`useradd ${account.name} ${account.uid} ${account.groups.join(',')}${account.privateGroup === 'existing' ? ' (existing private group)' : ''}`);
+    if (account.privateGroup === 'create') {
+      if (this.groups_.some((g) => g.name === account.name || g.gid === account.gid)) throw new Error(`useradd: group ${account.name} exists`);
+      this.groups_.push({ name: account.name, gid: account.gid, members: [] });
+    }
     this.users_.push({ name: account.name, uid: account.uid, gid: account.gid, gecos: account.comment, home: `/home/${account.name}`, shell: '/bin/bash' });
     for (const g of account.groups) this.groups_.find((x) => x.name === g)!.members.push(account.name);
   }

@@ -31,6 +31,30 @@ describe('planGroupSync', () => {
     expect(plan.memberships).toEqual([{ group: 'devs', members: ['admin', 'ghost', 'alice'], add: [], remove: ['bob'] }]);
   });
 
+  test('never creates a group named after a local user or an IAM user it sees (it would block her private group)', () => {
+    const local = new FakeHost({ users: [['dana', 1000]] });
+    const named = (name: string, id: string) => ({ groupName: `keymaker_${name}`, groupId: id, linuxName: name, gid: uid(id), members: [ALICE] });
+    const plan = planGroupSync(
+      { groups: [named('bob', 'AGPABOBGROUP00000001'), named('dana', 'AGPADANAGROUP0000001'), { ...DEVS, members: [BOB] }] },
+      { users: local.users_, groups: local.groups_ },
+      options,
+    );
+    expect(plan.createGroups.map((g) => g.name)).toEqual(['devs']);
+    expect(plan.refused).toEqual([
+      { group: 'bob', reason: expect.stringContaining("never takes a user's name") },
+      { group: 'dana', reason: expect.stringContaining("never takes a user's name") },
+    ]);
+  });
+
+  test('pre-provisioning makes user and private group in one step, reusing a leftover private group', () => {
+    const local = new FakeHost({ groups: [['alice', uid(ALICE.userId)]] });
+    const plan = planGroupSync({ groups: [], authorizedUsers: [ALICE, BOB] }, { users: local.users_, groups: local.groups_ }, options);
+    expect(plan.createUsers).toEqual([
+      expect.objectContaining({ name: 'alice', uid: uid(ALICE.userId), privateGroup: 'existing' }),
+      expect.objectContaining({ name: 'bob', uid: uid(BOB.userId), privateGroup: 'create' }),
+    ]);
+  });
+
   test('no change when Linux already matches IAM', () => {
     const local = new FakeHost({ users: [['alice', uid(ALICE.userId)]], groups: [['devs', DEVS.gid, ['alice']]] });
     const plan = planGroupSync({ groups: [{ ...DEVS, members: [ALICE] }] }, { users: local.users_, groups: local.groups_ }, options);
