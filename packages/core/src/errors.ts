@@ -47,9 +47,32 @@ export interface KeymakerErrorOptions {
   details?: Record<string, unknown>;
 }
 
+/**
+ * The brand every KeymakerError carries, shared by every copy of @keymaker/core loaded in one process
+ * (`Symbol.for` is process-global): an embedder with two copies (one of its own, one bundled in a
+ * dependency) still gets `isKeymakerError`, `exitCodeFor` and `instanceof KeymakerError` right.
+ */
+export const KEYMAKER_ERROR_BRAND: unique symbol = Symbol.for('keymaker.error') as never;
+
+function isBranded(value: unknown): value is KeymakerError {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    (value as Record<PropertyKey, unknown>)[KEYMAKER_ERROR_BRAND] === true &&
+    typeof (value as { code?: unknown }).code === 'string'
+  );
+}
+
 export class KeymakerError extends Error {
   readonly code: ErrorCode;
   readonly details: Record<string, unknown>;
+  declare readonly [KEYMAKER_ERROR_BRAND]: true;
+
+  /** `instanceof KeymakerError` holds for a KeymakerError from any copy of this package. */
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    if (this === KeymakerError) return isBranded(value);
+    return Function.prototype[Symbol.hasInstance].call(this, value);
+  }
 
   constructor(code: ErrorCode, message: string, options: KeymakerErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
@@ -62,6 +85,7 @@ export class KeymakerError extends Error {
     return EXIT_CODES[this.code];
   }
 }
+Object.defineProperty(KeymakerError.prototype, KEYMAKER_ERROR_BRAND, { value: true });
 
 /** Bad input from a person or a script: arguments, names, files, keys. */
 export class InputError extends KeymakerError {}
@@ -101,11 +125,15 @@ export class DeadlineError extends KeymakerError {
 }
 
 export function isKeymakerError(error: unknown, code?: ErrorCode): error is KeymakerError {
-  return error instanceof KeymakerError && (code === undefined || error.code === code);
+  return isBranded(error) && (code === undefined || error.code === code);
 }
 
 export function exitCodeFor(error: unknown): number {
-  return error instanceof KeymakerError ? error.exitCode : EXIT_CODES.INTERNAL;
+  if (!isBranded(error)) return EXIT_CODES.INTERNAL;
+  // Another copy (maybe another version) may know a code this one does not: its own mapping then.
+  if (Object.hasOwn(EXIT_CODES, error.code)) return EXIT_CODES[error.code];
+  const own = (error as { exitCode?: unknown }).exitCode;
+  return Number.isInteger(own) && (own as number) > 0 && (own as number) < 256 ? (own as number) : EXIT_CODES.INTERNAL;
 }
 
 /** The one line a person sees: never a stack trace. */
