@@ -1,4 +1,6 @@
 import { defineConfig } from 'tsup';
+// dist/THIRD_PARTY_NOTICES: the licences of the third-party code bundled into the tarball.
+import { thirdPartyNotices } from './scripts/third-party-notices.mjs';
 
 export default defineConfig([
   {
@@ -16,6 +18,7 @@ export default defineConfig([
     onSuccess: 'node scripts/man.mjs',
     // __filename in ESM (main.ts loads yargs' CommonJS build through createRequire).
     shims: true,
+    esbuildPlugins: [thirdPartyNotices()],
   },
   {
     // The login-time lookup: one self-contained file (SDK included), no yargs,
@@ -28,6 +31,7 @@ export default defineConfig([
     splitting: false,
     noExternal: [/.*/],
     minify: true,
+    esbuildPlugins: [thirdPartyNotices()],
     banner: { js: "import { createRequire as __kmCreateRequire } from 'node:module'; const require = __kmCreateRequire(import.meta.url);" },
   },
 ]);
