@@ -3,15 +3,22 @@ import { existsSync, promises as fs, constants } from 'node:fs';
 import { HostError } from '@keymaker/core';
 
 /**
- * A kernel lock (flock(2)) on an open lock file, so that two group syncs, or a sync and an account
- * creation, never run useradd/groupadd/gpasswd at the same time. The kernel drops the lock when its
- * holder dies, however it dies: no stale lock, and no pid that a later, unrelated process can reuse
- * to block every sync until reboot (what a pid-file lock did).
+ * Two locks, for two kinds of critical section.
  *
- * Node has no flock(), so util-linux's flock(1) takes it for us on the open file description this
- * process passes as its fd 3. A flock belongs to the description, not the process, so the lock stays
- * after flock(1) exits and lasts exactly as long as this process keeps the file open. The file is
- * never removed: removing it would let a second run lock a new file while the first holds the old.
+ * acquireLock: a kernel lock (flock(2)) on an open lock file, held for seconds to minutes, so that
+ * two group syncs, or a sync and an account creation, never run useradd/groupadd/gpasswd at the same
+ * time. The kernel drops it when its holder dies, however it dies: no stale lock, and no pid that a
+ * later, unrelated process can reuse to block every sync until reboot (what a pid-file lock did).
+ * Node has no flock(), so util-linux's flock(1) takes it on the open file description this process
+ * passes as its fd 3. A flock belongs to the description, not the process, so the lock stays after
+ * flock(1) exits and lasts exactly as long as this process keeps the file open. The file is never
+ * removed: removing it would let a second run lock a new file while the first holds the old.
+ *
+ * acquireShortLock: an O_EXCL lock file for sections of a few milliseconds that hundreds of
+ * processes may want at once (the PAM hook's shared state). Handing a flock over costs a process
+ * spawn inside the section, which under a flood of connections queued waiters past their deadline.
+ * A holder that died is detected by its pid, and since no holder keeps it long, a lock older than
+ * maxHoldMs is stale whatever its pid says: a reused pid delays waiters by that much at most.
  */
 export interface HeldLock {
   release(): Promise<void>;
@@ -90,5 +97,73 @@ export async function withLock<T>(path: string, options: LockOptions, body: () =
     return await body();
   } finally {
     await lock.release();
+  }
+}
+
+export interface ShortLockOptions {
+  /** Keep trying this long before giving up with LOCKED. */
+  waitMs: number;
+  pollMs?: number;
+  /** No holder keeps the lock longer: an older lock file is stale. */
+  maxHoldMs: number;
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+async function tryCreate(path: string): Promise<boolean> {
+  try {
+    const handle = await fs.open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+    try {
+      await handle.writeFile(`${process.pid}\n`);
+    } finally {
+      await handle.close();
+    }
+    return true;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw new HostError('SYSTEM_COMMAND_FAILED', `cannot create the lock file ${path}: ${(error as Error).message}`);
+  }
+}
+
+export async function acquireShortLock(path: string, options: ShortLockOptions): Promise<HeldLock> {
+  const until = Date.now() + options.waitMs;
+  for (;;) {
+    if (await tryCreate(path)) {
+      let released = false;
+      return {
+        async release() {
+          if (released) return;
+          released = true;
+          await fs.rm(path, { force: true });
+        },
+      };
+    }
+    let owner: { pid?: number; ageMs: number } | undefined;
+    try {
+      const [text, stat] = await Promise.all([fs.readFile(path, 'utf8'), fs.lstat(path)]);
+      owner = { pid: /^\d+\n$/.test(text) ? Number(text) : undefined, ageMs: Date.now() - stat.mtimeMs };
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    }
+    // Gone in between: try again at once (never remove it: another run may have just created it).
+    if (owner === undefined) continue;
+    const dead = owner.pid !== undefined && owner.pid !== process.pid && !processAlive(owner.pid);
+    if (dead || owner.ageMs > options.maxHoldMs) {
+      await fs.rm(path, { force: true });
+      continue;
+    }
+    if (Date.now() >= until) {
+      throw new HostError('LOCKED', `another keymaker run holds ${path}${owner.pid ? ` (pid ${owner.pid})` : ''}; try again when it has finished`, {
+        details: { pid: owner.pid },
+      });
+    }
+    await new Promise((resolve) => setTimeout(resolve, options.pollMs ?? 5));
   }
 }

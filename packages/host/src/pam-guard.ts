@@ -2,7 +2,7 @@ import { constants, promises as fs } from 'node:fs';
 import * as crypto from 'node:crypto';
 import * as path from 'node:path';
 import { AccessRefusedError, HostError, isKeymakerError, isValidLinuxName, type ErrorCode } from '@keymaker/core';
-import { acquireLock } from './lock';
+import { acquireShortLock } from './lock';
 
 /**
  * Abuse protection for the PAM hook. sshd runs it in the auth stage for ANY
@@ -253,7 +253,8 @@ export function fileGuardStore(options: FileGuardStoreOptions = {}): GuardStore 
   return {
     async update(change) {
       await ensureStateDir(dir);
-      const lock = await acquireLock(path.join(dir, 'pam-state.lock'), { waitMs: options.lockWaitMs ?? 3000 });
+      // Held for a read and a rename; a lock older than 10 s is a holder that died (or a reused pid).
+      const lock = await acquireShortLock(path.join(dir, 'pam-state.lock'), { waitMs: options.lockWaitMs ?? 3000, maxHoldMs: 10_000 });
       try {
         const text = await readStateFile(file);
         const nowMs = now();

@@ -210,7 +210,9 @@ describeWithSandbox('abuse of an installed host', () => {
         expect({ p, owner, writableByOthers: (parseInt(mode!, 8) & 0o022) !== 0 }).toEqual({ p, owner: '0', writableByOthers: false });
       }
     }
-    expect(await sb.exists(DEFAULT_PATHS.syncLock)).toBe(false);
+    // The sync lock file stays (a kernel lock is taken on it; removing it would race), root-only and not held.
+    expect(await stat(DEFAULT_PATHS.syncLock)).toBe('root:root 600 regular file');
+    expect((await sb.exec(['flock', '--nonblock', DEFAULT_PATHS.syncLock, 'true'])).code).toBe(0);
   });
 
   test('root commands and the lookup refuse a config or credentials file another user could change', async () => {
@@ -256,7 +258,7 @@ describeWithSandbox('abuse of an installed host', () => {
     expect({ codes, out }).toEqual({ codes: [EXIT_CODES.LOCKED, EXIT_CODES.GROUP_NOT_MANAGED], out: expect.stringContaining('another keymaker run holds') });
     expect(out.match(/created group ops/g)).toHaveLength(1);
     expect((await sb.execOk(['getent', 'group', 'ops'])).stdout.trim()).toMatch(/^ops:x:\d+:alice$/);
-    expect(await sb.exists(DEFAULT_PATHS.syncLock)).toBe(false);
+    expect((await sb.exec(['flock', '--nonblock', DEFAULT_PATHS.syncLock, 'true'])).code).toBe(0);
     const again = await sync();
     expect(again.stderr).toContain('no changes');
   });

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { acquireLock, withLock } from '../src/lock';
+import { acquireLock, acquireShortLock, withLock } from '../src/lock';
 
 let dir: string;
 beforeEach(() => (dir = fs.mkdtempSync(path.join(os.tmpdir(), 'keymaker-lock-'))));
@@ -82,3 +82,32 @@ test('many contenders never hold the lock at once', async () => {
   );
   expect(most).toBe(1);
 }, 60_000);
+
+describe('the short lock (PAM state: held for milliseconds, wanted by many processes at once)', () => {
+  test('a second taker waits, then gets it; the file is gone after release', async () => {
+    const file = path.join(dir, 'state.lock');
+    const first = await acquireShortLock(file, { waitMs: 0, maxHoldMs: 10_000 });
+    await expect(acquireShortLock(file, { waitMs: 0, maxHoldMs: 10_000 })).rejects.toMatchObject({ code: 'LOCKED' });
+    setTimeout(() => void first.release(), 50);
+    const second = await acquireShortLock(file, { waitMs: 2000, maxHoldMs: 10_000 });
+    await second.release();
+    expect(fs.existsSync(file)).toBe(false);
+  });
+
+  test('a lock of a dead holder is taken over at once', async () => {
+    const file = path.join(dir, 'state.lock');
+    fs.writeFileSync(file, '999999999\n');
+    const lock = await acquireShortLock(file, { waitMs: 0, maxHoldMs: 10_000 });
+    await lock.release();
+  });
+
+  test('a reused pid (a live, unrelated process) holds it no longer than maxHoldMs', async () => {
+    const file = path.join(dir, 'state.lock');
+    fs.writeFileSync(file, '1\n');
+    await expect(acquireShortLock(file, { waitMs: 0, maxHoldMs: 10_000 })).rejects.toMatchObject({ code: 'LOCKED' });
+    const old = new Date(Date.now() - 11_000);
+    fs.utimesSync(file, old, old);
+    const lock = await acquireShortLock(file, { waitMs: 0, maxHoldMs: 10_000 });
+    await lock.release();
+  });
+});

@@ -122,16 +122,21 @@ describeWithSandbox('sync_groups on a real host', () => {
     expect((await members('devs'))!.sort()).toEqual(['alice', 'bob', 'nobody']);
   });
 
-  test('a second run while one holds the lock exits with LOCKED and changes nothing', async () => {
-    // PID 1 of the sandbox is alive: the lock is not stale.
+  test('a second run while one holds the lock exits with LOCKED and changes nothing; the holder killed, the next run proceeds', async () => {
+    // A holder in the sandbox: a shell that takes the kernel lock and then becomes `sleep`.
+    await sb.execOk(['bash', '-c', `(exec 9>>${DEFAULT_PATHS.syncLock}; flock 9; echo $BASHPID > /run/lock-holder.pid; exec sleep 60) </dev/null >/dev/null 2>&1 &`]);
+    for (let i = 0; i < 100 && !(await sb.exists('/run/lock-holder.pid')); i++) await new Promise((resolve) => setTimeout(resolve, 20));
+    const r = await sync();
+    expect(r.code).toBe(EXIT_CODES.LOCKED);
+    expect(r.stderr).toMatch(/another keymaker run holds/);
+    await sb.execOk(['bash', '-c', 'kill -9 "$(cat /run/lock-holder.pid)"; rm -f /run/lock-holder.pid']);
+    expect((await sync()).code).toBe(EXIT_CODES.GROUP_NOT_MANAGED);
+  });
+
+  test('a lock file naming a live process (a killed sync whose pid was reused) does not block the next sync', async () => {
+    // PID 1 of the sandbox always runs: a pid-file lock took this as held, forever.
     await sb.writeFile(DEFAULT_PATHS.syncLock, '1\n', 0o600);
-    try {
-      const r = await sync();
-      expect(r.code).toBe(EXIT_CODES.LOCKED);
-      expect(r.stderr).toMatch(/another keymaker run holds/);
-    } finally {
-      await sb.execOk(['rm', '-f', DEFAULT_PATHS.syncLock]);
-    }
+    expect((await sync()).code).toBe(EXIT_CODES.GROUP_NOT_MANAGED);
   });
 
   test('a second run is a no-op apart from the refused group', async () => {
