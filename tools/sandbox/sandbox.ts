@@ -103,10 +103,8 @@ export interface CreateSandboxOptions {
 const INIT = path.join(__dirname, 'init.sh');
 const SSHD = '/usr/sbin/sshd';
 const OVERLAID = ['/etc', '/usr/local', '/var', '/opt', '/root'];
-// The Node running the tests (tools/toolchain.sh may have provisioned it) comes first, as on a host
-// where it is the system's node; `keymaker install` inside then records it for the hooks.
 const BASE_ENV = {
-  PATH: `${path.dirname(process.execPath)}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin`,
+  PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
   HOME: '/root',
   LANG: 'C.UTF-8',
 };
@@ -281,7 +279,8 @@ export async function createSandbox(opts: CreateSandboxOptions = {}): Promise<Sa
   const dir = fs.mkdtempSync(path.join(opts.tmpRoot ?? os.tmpdir(), 'keymaker-sandbox.'));
   const unshare = spawn('unshare', ['--mount', '--pid', '--fork', '--kill-child', '--mount-proc', INIT, dir], {
     stdio: ['pipe', 'pipe', 'pipe'],
-    env: { ...BASE_ENV },
+    // The Node running the tests (tools/toolchain.sh may have provisioned it) is the sandbox's node.
+    env: { ...BASE_ENV, KEYMAKER_SANDBOX_NODE: process.execPath },
     cwd: '/',
   });
   live.set(unshare, dir);
