@@ -76,6 +76,12 @@ export function hostConfigFor(endpoint: string, extra: Partial<HostConfig> = {})
   };
 }
 
+/** The account's passwd line inside the sandbox, or undefined when there is none. */
+export async function passwdEntry(sb: Sandbox, name: string): Promise<string | undefined> {
+  const r = await sb.exec(['getent', 'passwd', name]);
+  return r.code === 0 ? r.stdout.trim() : undefined;
+}
+
 export async function writeHostConfig(sb: Sandbox, config: HostConfig, file = DEFAULT_PATHS.configFile): Promise<void> {
   await sb.writeFile(file, `${JSON.stringify(config, null, 2)}\n`, 0o644);
 }

@@ -20,14 +20,9 @@ import {
   stsClient,
 } from '../../../tools/moto/seed';
 import { DEFAULT_PATHS } from '../src/paths';
-import { buildHostBundle, hostConfigFor, installByHand, randomAccountId, sshShowingPamText, syslogLines } from './e2e-host';
+import { buildHostBundle, hostConfigFor, installByHand, passwdEntry, randomAccountId, sshShowingPamText, syslogLines } from './e2e-host';
 
 jest.setTimeout(120_000);
-
-async function passwdEntry(sb: Sandbox, name: string): Promise<string | undefined> {
-  const r = await sb.exec(['getent', 'passwd', name]);
-  return r.code === 0 ? r.stdout.trim() : undefined;
-}
 
 describeWithSandbox('reserved names on a real sshd', () => {
   let sb: Sandbox;
