@@ -18,6 +18,16 @@ check() { # check NAME CMD...: a non-jest check that counts in the closing line
 }
 git_state() { git status --porcelain --untracked-files=all 2>/dev/null || true; }
 before=$(git_state)
+# The machine's own ssh/cron services: enabled links and running daemons (the sandboxes' are gone
+# by the end). The run may install the packages, but must leave the services as it found them.
+service_state() {
+  ls -1 /etc/systemd/system/*.wants/ 2>/dev/null | grep -E '^(ssh|sshd|cron)\.(service|socket)$' | sort
+  ls -1 /etc/rc[2-5].d/ 2>/dev/null | grep -E '^S[0-9]+(ssh|cron)$' | sort
+  pgrep -x sshd >/dev/null && echo "sshd running"
+  pgrep -x cron >/dev/null && echo "cron running"
+  true
+}
+services_before=$(service_state)
 
 step "toolchain"
 source tools/toolchain.sh
@@ -65,6 +75,17 @@ check "actionlint" bash tools/actionlint.sh
 
 step "npm pack + global install of @keymaker/cli"
 check "pack test" bash tools/pack-test.sh
+
+step "the machine's ssh and cron services as the run found them"
+services_after=$(service_state)
+if [ "$services_before" = "$services_after" ]; then
+  echo "services: as before the run (${services_after:-none enabled or running})" | tr '\n' ' ' >&2; echo >&2
+  checks_passed=$((checks_passed + 1))
+else
+  echo "FAILED: the run changed the machine's services:" >&2
+  diff <(echo "$services_before") <(echo "$services_after") >&2 || true
+  checks_failed=$((checks_failed + 1)); status=1
+fi
 
 step "git status unchanged by the run"
 after=$(git_state)

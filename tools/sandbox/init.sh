@@ -24,13 +24,14 @@ mount -t tmpfs -o mode=755 sandbox-home /home
 mount -t tmpfs -o mode=755 sandbox-run /run
 mkdir -m 755 /run/sshd
 mkdir -m 1777 /run/lock
-# The Node the caller runs (maybe provisioned into a clone under /tmp) becomes /usr/local/bin/node, as
-# on a host where Node is installed system-wide: sshd's safe-path rule refuses commands below a
-# world-writable directory such as /tmp, and `keymaker install` records the node it runs under.
-if [[ -n ${KEYMAKER_SANDBOX_NODE:-} && $KEYMAKER_SANDBOX_NODE != /usr/local/bin/node ]]; then
-  mkdir -p /usr/local/bin
-  : >/usr/local/bin/node
-  mount --bind "$KEYMAKER_SANDBOX_NODE" /usr/local/bin/node
+# The Node the caller runs (maybe provisioned into a clone under /tmp) is /run/keymaker-sandbox/bin/node,
+# first on the sandbox's PATH, as on a host where Node is installed system-wide: sshd's safe-path rule
+# refuses commands below a world-writable directory such as /tmp, and `keymaker install` records the
+# node it runs under. /run (a root-owned tmpfs here) keeps it out of the overlays tests inspect.
+if [[ -n ${KEYMAKER_SANDBOX_NODE:-} ]]; then
+  mkdir -p -m 755 /run/keymaker-sandbox/bin
+  : >/run/keymaker-sandbox/bin/node
+  mount --bind "$KEYMAKER_SANDBOX_NODE" /run/keymaker-sandbox/bin/node
 fi
 unset KEYMAKER_SANDBOX_NODE
 

@@ -10,9 +10,9 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 scratch=$(mktemp -d /tmp/keymaker-sandbox.XXXXXX)
 trap 'rmdir "$scratch" 2>/dev/null || rm -rf "$scratch"' EXIT
 set +e
-# This shell's node (tools/toolchain.sh may have provisioned it) is /usr/local/bin/node inside (init.sh).
+# This shell's node (tools/toolchain.sh may have provisioned it) is /run/keymaker-sandbox/bin/node inside (init.sh).
 node=$(command -v node || true)
 export KEYMAKER_SANDBOX_NODE=${node:+$(readlink -f "$node")}
-PATH="/usr/local/sbin:/usr/local/bin:$PATH" unshare --mount --pid --fork --kill-child --mount-proc "$here/init.sh" "$scratch" "$@"
+PATH="/run/keymaker-sandbox/bin:$PATH" unshare --mount --pid --fork --kill-child --mount-proc "$here/init.sh" "$scratch" "$@"
 rc=$?
 exit $rc

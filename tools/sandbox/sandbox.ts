@@ -104,7 +104,8 @@ const INIT = path.join(__dirname, 'init.sh');
 const SSHD = '/usr/sbin/sshd';
 const OVERLAID = ['/etc', '/usr/local', '/var', '/opt', '/root'];
 const BASE_ENV = {
-  PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+  // /run/keymaker-sandbox/bin holds the caller's node (init.sh).
+  PATH: '/run/keymaker-sandbox/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
   HOME: '/root',
   LANG: 'C.UTF-8',
 };

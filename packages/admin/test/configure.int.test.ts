@@ -209,9 +209,9 @@ describe('keymaker configure, single account', () => {
       profileLookup: { env: { AWS_CONFIG_FILE: path.join(tmp, 'none'), AWS_SHARED_CREDENTIALS_FILE: path.join(tmp, 'none') } },
     });
     expect(missing.stderr).toEqual([
-      'keymaker: profile no-such-profile not found in ~/.aws/config or ~/.aws/credentials; create it or pass the right --cross-account-profile',
+      expect.stringMatching(/^keymaker: AWS profile "no-such-profile" \(--cross-account-profile\) not found in \S+ or \S+; create it \(aws configure --profile NAME\) or name an existing one$/),
     ]);
-    expect(missing.exitCode).toBe(16);
+    expect(missing.exitCode).toBe(24); // UNKNOWN_PROFILE
     const noProfile = await run({ instanceIamRole: `arn:aws:iam::${ACCOUNT_B}:role/r` });
     expect(noProfile.exitCode).toBe(3);
     expect(noProfile.stderr[0]).toMatch(/is in account 222222222222, not in 123456789012 where you are signed in; pass --cross-account-profile/);

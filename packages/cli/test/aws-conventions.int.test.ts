@@ -1,4 +1,4 @@
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -11,7 +11,7 @@ import {
   stsClient,
   type TestCredentials,
 } from '../../../tools/moto/seed';
-import { awsEnv, keymaker, REPO_ROOT } from './cli-helpers';
+import { awsEnv, keymaker } from './cli-helpers';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { createFaultProxy } = require('../../../tools/faults/fault-proxy.cjs');
@@ -148,11 +148,9 @@ asRoot('on a host: get_uid, get_groups, get_authorized_keys read the host config
   let hostDir: string;
   let configFile: string;
   beforeAll(() => {
-    // Not under /tmp: a world-writable directory above the config is refused (as on a real host).
-    const base = join(REPO_ROOT, '.tmp');
-    mkdirSync(base, { recursive: true, mode: 0o755 });
-    chmodSync(base, 0o755);
-    hostDir = mkdtempSync(join(base, 'km-hostcfg-'));
+    // Under /run (root-owned, not world-writable), never below /tmp or a clone that may sit there: a
+    // world-writable directory above the config is refused (as on a real host).
+    hostDir = mkdtempSync('/run/keymaker-cli-hostcfg-');
     chmodSync(hostDir, 0o755);
     const credentialsFile = join(hostDir, 'credentials');
     writeFileSync(
