@@ -239,6 +239,59 @@ describeWithSandbox('keymaker install / uninstall on a real sshd', () => {
     expect(await sb.readFile('/etc/ssh/sshd_config')).toBe(main);
   });
 
+  test('install, admin adds an MFA line to pam.d/sshd and a directive to sshd_config, install again, uninstall: both edits stay, keymaker\'s lines go', async () => {
+    const sb = await newSandbox();
+    // No Include, so keymaker's settings go in a block in sshd_config itself.
+    const main = '# site config\nPort 22\nKbdInteractiveAuthentication no\nUsePAM yes\nSubsystem sftp /usr/lib/openssh/sftp-server\nMatch User nobody\n  X11Forwarding no\n';
+    await sb.writeFile('/etc/ssh/sshd_config', main);
+    const pam = hostFile('/etc/pam.d/sshd').toString();
+    const args = ['install', '--region', 'us-east-1', '--reload', 'none'];
+    expect((await keymaker(sb, args)).code).toBe(0);
+
+    const MFA = 'auth required pam_google_authenticator.so nullok';
+    const editedPam = `# site: MFA for everybody\n${(await sb.readFile('/etc/pam.d/sshd'))}${MFA}\n`;
+    await sb.writeFile('/etc/pam.d/sshd', editedPam);
+    const installedMain = await sb.readFile('/etc/ssh/sshd_config');
+    await sb.writeFile('/etc/ssh/sshd_config', `ClientAliveInterval 120\n${installedMain.replace('Match User nobody', 'MaxAuthTries 4\nMatch User nobody')}`);
+    expect((await sb.exec(['sshd', '-t'])).code).toBe(0);
+
+    const again = await keymaker(sb, args);
+    expect({ code: again.code, stderr: again.stderr }).toEqual({ code: 0, stderr: expect.not.stringContaining('warning') });
+    const uninstall = await keymaker(sb, ['uninstall', '--reload', 'none']);
+    expect({ code: uninstall.code, stderr: uninstall.stderr }).toEqual({ code: 0, stderr: expect.not.stringContaining('warning') });
+
+    expect(await sb.readFile('/etc/pam.d/sshd')).toBe(`# site: MFA for everybody\n${pam}${MFA}\n`);
+    expect(await sb.readFile('/etc/ssh/sshd_config')).toBe(`ClientAliveInterval 120\n${main.replace('Match User nobody', 'MaxAuthTries 4\nMatch User nobody')}`);
+    expect((await sb.exec(['sshd', '-t'])).code).toBe(0);
+    expect(await effective(sb, 'authorizedkeyscommand')).toBe('none');
+    expect(await effective(sb, 'clientaliveinterval')).toBe('120');
+  });
+
+  test('a symlinked /etc/pam.d/sshd and /etc/ssh/sshd_config stay symlinks through install and uninstall; their targets get back their bytes', async () => {
+    const sb = await newSandbox();
+    const main = '# site config\nPort 22\nUsePAM yes\nSubsystem sftp /usr/lib/openssh/sftp-server\n';
+    await sb.writeFile('/etc/site/sshd_config', main);
+    await sb.writeFile('/etc/site/pam-sshd', hostFile('/etc/pam.d/sshd'));
+    await sb.execOk(['bash', '-c', 'rm /etc/ssh/sshd_config /etc/pam.d/sshd && ln -s /etc/site/sshd_config /etc/ssh/sshd_config && ln -s ../site/pam-sshd /etc/pam.d/sshd']);
+    const links = async () => (await sb.execOk(['bash', '-c', 'readlink /etc/ssh/sshd_config /etc/pam.d/sshd; stat -c "%F %a %U:%G" /etc/site/sshd_config /etc/site/pam-sshd'])).stdout;
+    const before = await links();
+
+    const install = await keymaker(sb, ['install', '--region', 'us-east-1', '--reload', 'none']);
+    expect({ code: install.code, stderr: install.stderr }).toEqual({ code: 0, stderr: expect.not.stringContaining('warning') });
+    expect(await links()).toBe(before);
+    expect(await sb.readFile('/etc/site/sshd_config')).toContain('# BEGIN keymaker');
+    expect(await sb.readFile('/etc/site/pam-sshd')).toContain('/usr/local/sbin/keymaker-create-account');
+    expect(await effective(sb, 'authorizedkeyscommand')).toBe('/usr/local/sbin/keymaker-authorized-keys %u %f');
+    const strays = (await sb.exec(['bash', '-c', 'ls -A /etc/site /etc/ssh /etc/pam.d | grep -i keymaker'])).stdout;
+    expect(strays).toBe('');
+
+    expect((await keymaker(sb, ['uninstall', '--reload', 'none'])).code).toBe(0);
+    expect(await links()).toBe(before);
+    expect(await sb.readFile('/etc/site/sshd_config')).toBe(main);
+    expect(fs.readFileSync(sb.hostPath('/etc/site/pam-sshd')).equals(hostFile('/etc/pam.d/sshd'))).toBe(true);
+    expect((await sb.exec(['sshd', '-t'])).code).toBe(0);
+  });
+
   test('a failed reload restores every file byte for byte and says what failed', async () => {
     const sb = await newSandbox();
     const before = await fingerprint(sb);

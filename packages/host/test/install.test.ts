@@ -214,6 +214,8 @@ interface Node_ {
 
 class FakeMachine implements HostSystem {
   nodes = new Map<string, Node_>();
+  /** Symbolic links: path -> absolute target. */
+  links = new Map<string, string>();
   users = new Map<string, number>();
   commands: string[] = [];
   /** argv joined -> forced result. */
@@ -235,33 +237,47 @@ class FakeMachine implements HostSystem {
     this.nodes.set(p, { type: 'file', content: Buffer.from(content), mode, uid: 0, gid: 0 });
   }
   text(p: string) {
-    return this.nodes.get(p)?.content.toString();
+    return this.nodes.get(this.resolve(p))?.content.toString();
+  }
+  /** Moves the file at p to target and leaves a symlink p -> target in its place. */
+  symlink(p: string, target: string) {
+    this.nodes.set(target, this.nodes.get(p)!);
+    this.nodes.delete(p);
+    this.links.set(p, target);
+  }
+  resolve(p: string): string {
+    for (let i = 0; i < 40 && this.links.has(p); i++) p = this.links.get(p)!;
+    return p;
   }
   dump(): Record<string, string> {
-    return Object.fromEntries([...this.nodes].map(([p, n]) => [p, `${n.type} ${n.mode.toString(8)} ${n.uid}:${n.gid} ${n.content.toString('base64')}`]));
+    return Object.fromEntries([
+      ...[...this.nodes].map(([p, n]) => [p, `${n.type} ${n.mode.toString(8)} ${n.uid}:${n.gid} ${n.content.toString('base64')}`]),
+      ...[...this.links].map(([p, t]) => [p, `symlink ${t}`]),
+    ]);
   }
 
   getuid = () => 0;
   readFile(p: string) {
-    const n = this.nodes.get(p);
+    const n = this.nodes.get(this.resolve(p));
     return n?.type === 'file' ? { content: Buffer.from(n.content), mode: n.mode, uid: n.uid, gid: n.gid } : undefined;
   }
   stat(p: string): PathInfo | undefined {
-    const n = this.nodes.get(p);
+    const n = this.nodes.get(this.resolve(p));
     return n ? { type: n.type, mode: n.mode, uid: n.uid, gid: n.gid } : undefined;
   }
-  lstat(p: string) {
-    return this.stat(p);
+  lstat(p: string): PathInfo | undefined {
+    return this.links.has(p) ? { type: 'symlink', mode: 0o777, uid: 0, gid: 0 } : this.stat(p);
   }
-  realpath = (p: string) => p;
+  realpath = (p: string) => this.resolve(p);
   readdir(p: string) {
     if (this.nodes.get(p)?.type !== 'dir') return undefined;
-    return [...this.nodes.keys()].filter((k) => k !== p && path.dirname(k) === p).map((k) => path.basename(k));
+    return [...this.nodes.keys(), ...this.links.keys()].filter((k) => k !== p && path.dirname(k) === p).map((k) => path.basename(k));
   }
   writeFileAtomic(p: string, content: Buffer | string, mode: number, uid: number, gid: number) {
     if (this.nodes.get(path.dirname(p))?.type !== 'dir') throw new Error(`ENOENT: ${path.dirname(p)}`);
     this.commands.push(`write ${p}`);
     if (this.fail.has(`write ${p}`)) throw new Error(`EIO: simulated write failure of ${p}`);
+    this.links.delete(p); // rename(2) replaces a symlink, it does not follow it
     this.nodes.set(p, { type: 'file', content: Buffer.from(content), mode, uid, gid });
   }
   setOwnerMode(p: string, mode: number, uid: number, gid: number) {
@@ -271,6 +287,7 @@ class FakeMachine implements HostSystem {
     this.nodes.set(p, { type: 'dir', content: Buffer.alloc(0), mode, uid, gid });
   }
   removeFile(p: string) {
+    if (this.links.delete(p)) return;
     if (this.nodes.get(p)?.type === 'file') this.nodes.delete(p);
   }
   removeEmptyDir(p: string) {
@@ -479,6 +496,131 @@ describe('applier on an in-memory machine', () => {
     const m = new FakeMachine();
     m.removeFile('/run/sshd.pid');
     expect(runInstall(m, runOptions, quiet).reload).toBe('sshd is not running (no live sshd pid in /run/sshd.pid); the settings apply when it starts');
+  });
+});
+
+describe('uninstall keeps the administrator\'s edits (issue 13, point 9)', () => {
+  const MFA = 'auth required pam_google_authenticator.so';
+  /** The text with `line` inserted before the first line that starts with `before` (or appended). */
+  const addBefore = (text: string, before: string, line: string) => {
+    const lines = text.split('\n');
+    const at = lines.findIndex((l) => l.startsWith(before));
+    lines.splice(at < 0 ? lines.length - 1 : at, 0, line);
+    return lines.join('\n');
+  };
+
+  test('install, edit pam.d/sshd, install again, uninstall: the edit is kept and keymaker\'s lines are gone', () => {
+    const m = new FakeMachine();
+    runInstall(m, runOptions, quiet);
+    m.put(P.pamSshd, addBefore(m.text(P.pamSshd)!, 'account', MFA));
+    runInstall(m, runOptions, quiet);
+    const u = runUninstall(m, uninstallOptions, quiet);
+    expect(m.text(P.pamSshd)).toBe(addBefore(DEBIAN_PAM, 'account', MFA));
+    expect(u.warnings).toEqual([]);
+  });
+
+  test('edits above and below keymaker\'s lines in pam.d/sshd and in sshd_config (block) survive any number of installs', () => {
+    const m = new FakeMachine();
+    m.put(P.sshdConfig, NO_INCLUDE_SSHD);
+    m.put(P.pamSshd, RHEL_PAM);
+    runInstall(m, runOptions, quiet);
+    // Above keymaker's lines (before its comment / BEGIN marker) and below them.
+    m.put(P.pamSshd, addBefore(addBefore(m.text(P.pamSshd)!, '# keymaker', 'auth required pam_faillock.so preauth'), 'account    include', MFA));
+    m.put(P.sshdConfig, addBefore(`Banner /etc/issue.net\n${m.text(P.sshdConfig)!}`, 'Match', 'MaxAuthTries 3'));
+    runInstall(m, runOptions, quiet);
+    runInstall(m, { ...runOptions, region: 'us-east-2' }, quiet);
+    runUninstall(m, uninstallOptions, quiet);
+    expect(m.text(P.pamSshd)).toBe(addBefore(addBefore(RHEL_PAM, 'auth', 'auth required pam_faillock.so preauth'), 'account    include', MFA));
+    expect(m.text(P.sshdConfig)).toBe(addBefore(`Banner /etc/issue.net\n${NO_INCLUDE_SSHD}`, 'Match', 'MaxAuthTries 3'));
+  });
+
+  test('sshd_config gets an Include between two installs: uninstall keeps the Include and removes the drop-in', () => {
+    const m = new FakeMachine();
+    m.put(P.sshdConfig, NO_INCLUDE_SSHD);
+    runInstall(m, runOptions, quiet);
+    m.put(P.sshdConfig, `Include /etc/ssh/sshd_config.d/*.conf\n${m.text(P.sshdConfig)!}`);
+    runInstall(m, runOptions, quiet);
+    expect(m.text(P.sshdConfig)).toBe(`Include /etc/ssh/sshd_config.d/*.conf\n${NO_INCLUDE_SSHD}`);
+    runUninstall(m, uninstallOptions, quiet);
+    expect(m.text(P.sshdConfig)).toBe(`Include /etc/ssh/sshd_config.d/*.conf\n${NO_INCLUDE_SSHD}`);
+    expect(m.nodes.has(P.sshdDropIn)).toBe(false);
+  });
+
+  test('a line an administrator put inside keymaker\'s block is kept by re-install and uninstall, which say so', () => {
+    const m = new FakeMachine();
+    m.put(P.sshdConfig, NO_INCLUDE_SSHD);
+    runInstall(m, runOptions, quiet);
+    m.put(P.sshdConfig, m.text(P.sshdConfig)!.replace('# END keymaker', 'ClientAliveInterval 60\n# END keymaker'));
+    const edited = m.dump();
+    // Uninstall right away: the line stays where it was, and uninstall names it.
+    const u = runUninstall(m, uninstallOptions, quiet);
+    expect(m.text(P.sshdConfig)).toBe(NO_INCLUDE_SSHD.replace('Port 22', 'ClientAliveInterval 60\nPort 22'));
+    expect(u.warnings.join('\n')).toContain('kept "ClientAliveInterval 60"');
+    // Or install again first: the line moves out of the block (install names it), uninstall keeps it.
+    m.nodes = new Map(Object.entries(edited).filter(([, v]) => !v.startsWith('symlink')).map(([k, v]) => {
+      const [type, mode, owner, b64] = v.split(' ') as [Node_['type'], string, string, string];
+      const [uid, gid] = owner.split(':').map(Number) as [number, number];
+      return [k, { type, mode: parseInt(mode, 8), uid, gid, content: Buffer.from(b64 ?? '', 'base64') }];
+    }));
+    m.users.set('keymaker', 999);
+    const lines: string[] = [];
+    runInstall(m, runOptions, (l) => lines.push(l));
+    expect(lines.join('\n')).toContain('kept "ClientAliveInterval 60"');
+    runUninstall(m, uninstallOptions, quiet);
+    expect(m.text(P.sshdConfig)).toBe(NO_INCLUDE_SSHD.replace('Port 22', 'ClientAliveInterval 60\nPort 22'));
+  });
+
+  test('keymaker\'s END marker deleted by hand: uninstall removes only keymaker\'s lines, keeps the rest, says so', () => {
+    const m = new FakeMachine();
+    m.put(P.sshdConfig, NO_INCLUDE_SSHD);
+    runInstall(m, runOptions, quiet);
+    m.put(P.sshdConfig, m.text(P.sshdConfig)!.replace('# END keymaker\n', ''));
+    const u = runUninstall(m, uninstallOptions, quiet);
+    expect(m.text(P.sshdConfig)).toBe(NO_INCLUDE_SSHD);
+    expect(u.warnings.join('\n')).toMatch(/END marker/);
+  });
+
+  test('keymaker\'s PAM line changed by hand (optional -> required): it is removed (its command is gone), the rest kept, and said', () => {
+    const m = new FakeMachine();
+    runInstall(m, runOptions, quiet);
+    m.put(P.pamSshd, addBefore(m.text(P.pamSshd)!.replace('auth optional pam_exec.so', 'auth required pam_exec.so'), 'account', MFA));
+    const u = runUninstall(m, uninstallOptions, quiet);
+    expect(m.text(P.pamSshd)).toBe(addBefore(DEBIAN_PAM, 'account', MFA));
+    expect(u.warnings.join('\n')).toContain('auth required pam_exec.so');
+  });
+
+  test('a symlinked pam.d/sshd and sshd_config stay symlinks: install writes through to the targets, uninstall restores the targets', () => {
+    const m = new FakeMachine();
+    m.put(P.sshdConfig, NO_INCLUDE_SSHD);
+    m.mkdir('/etc/site', 0o755, 0, 0);
+    m.symlink(P.pamSshd, '/etc/site/pam-sshd');
+    m.symlink(P.sshdConfig, '/etc/site/sshd_config');
+    const pristine = m.dump();
+    runInstall(m, runOptions, quiet);
+    expect(m.lstat(P.pamSshd)?.type).toBe('symlink');
+    expect(m.lstat(P.sshdConfig)?.type).toBe('symlink');
+    expect(m.nodes.get('/etc/site/pam-sshd')!.content.toString()).toContain(P.pamCreateAccountCommand);
+    expect(m.nodes.get('/etc/site/sshd_config')!.content.toString()).toContain('# BEGIN keymaker');
+    m.put('/etc/site/pam-sshd', addBefore(m.text(P.pamSshd)!, 'account', MFA));
+    runInstall(m, runOptions, quiet);
+    expect(m.lstat(P.pamSshd)?.type).toBe('symlink');
+    runUninstall(m, uninstallOptions, quiet);
+    expect(m.links.get(P.pamSshd)).toBe('/etc/site/pam-sshd');
+    expect(m.links.get(P.sshdConfig)).toBe('/etc/site/sshd_config');
+    expect(m.text('/etc/site/pam-sshd')).toBe(addBefore(DEBIAN_PAM, 'account', MFA));
+    expect(m.text('/etc/site/sshd_config')).toBe(NO_INCLUDE_SSHD);
+    const { [P.pamSshd]: _a, ['/etc/site/pam-sshd']: _b, ...rest } = m.dump();
+    const { [P.pamSshd]: _c, ['/etc/site/pam-sshd']: _d, ...pristineRest } = pristine;
+    expect(rest).toEqual(pristineRest);
+  });
+
+  test('a symlink whose target is not a regular file is refused with one line naming the fix, changing nothing', () => {
+    const m = new FakeMachine();
+    m.links.set(P.pamSshd, '/etc/pam.d/sshd.d'); // points at a directory
+    m.mkdir('/etc/pam.d/sshd.d', 0o755, 0, 0);
+    const pristine = m.dump();
+    expect(() => runInstall(m, runOptions, quiet)).toThrow(/^refusing to install: \/etc\/pam\.d\/sshd is a symlink that does not lead to a regular file \(\/etc\/pam\.d\/sshd\.d\); point it at the real file/);
+    expect(m.dump()).toEqual(pristine);
   });
 });
 

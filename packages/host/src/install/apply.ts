@@ -2,10 +2,10 @@ import * as path from 'node:path';
 import { firstLine, HostError, InputError, isKeymakerError, type KeymakerError } from '@keymaker/core';
 import type { HostPaths } from '../paths';
 import { journalPath, originalOf, parseJournal, serializeJournal, sha256, type InstallJournal, type JournalFile } from './journal';
-import { stripPamHook } from './pam';
+import { removePamHook } from './pam';
 import { describeInstallPlan, pathsToSnapshot, planInstall, type InstallOptions, type InstallPlan, type InstallSnapshot, type PlannedFile } from './plan';
 import { assertSafePaths } from './safe-path';
-import { candidateMainForDropIn, effectiveSettingProblems, expectedEffectiveSettings, parseSshdT, stripSshdBlock } from './sshd-config';
+import { candidateMainForDropIn, effectiveSettingProblems, expectedEffectiveSettings, parseSshdT, removeSshdBlocks } from './sshd-config';
 import type { FileState, HostSystem } from './system';
 import { cronLinesForSyntaxCheck, SYNC_TIMER } from './templates';
 
@@ -75,6 +75,36 @@ function sameFile(a: FileState | undefined, content: Buffer, mode: number, uid: 
 function restoreState(sys: HostSystem, p: string, state: FileState | undefined): void {
   if (state) sys.writeFileAtomic(p, state.content, state.mode, state.uid, state.gid);
   else sys.removeFile(p);
+}
+
+/**
+ * Where to write sshd_config or pam.d/sshd. A symlink stays a symlink: the
+ * write goes (atomically, in the target's own directory) to the regular file it
+ * leads to. A link that leads nowhere, or to something that is not a regular
+ * file, is refused before anything changes.
+ */
+function writeThrough(sys: HostSystem, p: string): string {
+  if (sys.lstat(p)?.type !== 'symlink') return p;
+  let target: string | undefined;
+  try {
+    target = sys.realpath(p);
+  } catch {
+    /* dangling */
+  }
+  if (!target || sys.lstat(target)?.type !== 'file') {
+    throw new HostError(
+      'UNSUPPORTED_HOST',
+      `refusing to install: ${p} is a symlink that does not lead to a regular file${target ? ` (${target})` : ''}; point it at the real file, or replace it with one, then run install again`,
+    );
+  }
+  return target;
+}
+
+/** The administrator's files keymaker edits (its lines in them); every other file in the journal is keymaker's own. */
+const editedPaths = (paths: HostPaths) => [paths.sshdConfig, paths.pamSshd];
+
+function restoreFile(sys: HostSystem, paths: HostPaths, p: string, state: FileState | undefined): void {
+  restoreState(sys, editedPaths(paths).includes(p) ? writeThrough(sys, p) : p, state);
 }
 
 function ids(sys: HostSystem, owner: string, group: string): { uid: number; gid: number } {
@@ -217,6 +247,13 @@ const STRAY_TEMP = /^(\..+\.keymaker-[0-9a-f]{12}|\.keymaker-candidate-[0-9a-f]{
 /** Removes what an interrupted install or uninstall left in the directories keymaker writes to. */
 function removeStrayTemps(sys: HostSystem, paths: HostPaths, journal: InstallJournal | undefined, log: InstallLog): void {
   const dirs = new Set([path.dirname(paths.sshdConfig), path.dirname(journalPath(paths)), ...pathsToSnapshot(paths, journal).map((p) => path.dirname(p))]);
+  for (const p of editedPaths(paths)) {
+    try {
+      dirs.add(path.dirname(writeThrough(sys, p)));
+    } catch {
+      /* reported by the run itself */
+    }
+  }
   for (const dir of dirs) {
     for (const name of sys.readdir(dir) ?? []) {
       const p = path.join(dir, name);
@@ -229,6 +266,7 @@ function removeStrayTemps(sys: HostSystem, paths: HostPaths, journal: InstallJou
 
 function gatherSnapshot(sys: HostSystem, opts: InstallRunOptions, journal: InstallJournal | undefined): InstallSnapshot {
   const { paths } = opts;
+  for (const p of editedPaths(paths)) writeThrough(sys, p);
   const files: Record<string, FileState | undefined> = {};
   for (const p of pathsToSnapshot(paths, journal)) files[p] = sys.readFile(p);
   const bundle = sys.readFile(opts.bundleSource);
@@ -353,7 +391,7 @@ export function runInstall(sys: HostSystem, opts: InstallRunOptions, log: Instal
       if (sameFile(before, f.content, f.mode, uid, gid)) return;
       step = `writing ${f.path}`;
       // Atomic: a failed write leaves the file as it was, so only successful writes need undoing.
-      sys.writeFileAtomic(f.path, f.content, f.mode, uid, gid);
+      restoreFile(sys, paths, f.path, { content: f.content, mode: f.mode, uid, gid });
       touched.push({ path: f.path, before });
       if (f.path === paths.sshdConfig || f.path === paths.sshdDropIn) sshdChanged = true;
       log(`${before ? 'updated' : 'wrote'} ${f.path} (${f.purpose})`);
@@ -362,12 +400,13 @@ export function runInstall(sys: HostSystem, opts: InstallRunOptions, log: Instal
     for (const entry of pendingRestores) {
       step = `restoring ${entry.path}`;
       const before = sys.readFile(entry.path);
-      const original = entry.original;
-      if (original) sys.writeFileAtomic(entry.path, Buffer.from(original.base64, 'base64'), original.mode, original.uid, original.gid);
-      else sys.removeFile(entry.path);
+      const action = undoAction(sys, entry, paths);
+      if (!action) continue;
+      restoreFile(sys, paths, entry.path, action.target);
       touched.push({ path: entry.path, before });
       if (entry.path === paths.sshdConfig || entry.path === paths.sshdDropIn) sshdChanged = true;
-      log(`${original ? 'restored' : 'removed'} ${entry.path} (no longer used)`);
+      log(`${action.target ? 'restored' : 'removed'} ${entry.path} (no longer used)`);
+      if (action.note) log(`warning: ${action.note}`);
     }
 
     step = 'checking the live sshd configuration';
@@ -405,7 +444,7 @@ export function runInstall(sys: HostSystem, opts: InstallRunOptions, log: Instal
         problems.push(`${what}: ${firstLine((e as Error).message)}`);
       }
     };
-    for (const t of [...touched].reverse()) attempt(`restoring ${t.path}`, () => restoreState(sys, t.path, t.before));
+    for (const t of [...touched].reverse()) attempt(`restoring ${t.path}`, () => restoreFile(sys, paths, t.path, t.before));
     if (timerEnabled) attempt('disabling the timer', () => void sys.run(['systemctl', 'disable', '--now', SYNC_TIMER]));
     if (reloaded) attempt('reloading sshd', () => void reloadSshd(sys, opts, paths));
     attempt('restoring the install state', () => restoreState(sys, journalPath(paths), journalState));
@@ -433,14 +472,21 @@ function undoAction(sys: HostSystem, entry: JournalFile, paths: HostPaths): Undo
     ? { content: Buffer.from(entry.original.base64, 'base64'), mode: entry.original.mode, uid: entry.original.uid, gid: entry.original.gid }
     : undefined;
   if (!current && !original) return undefined;
-  if (!current || sha256(current.content) === entry.installedSha256) return { entry, target: original };
-  // Edited since install: keep the edits, take out only keymaker's lines.
+  if (!current) return { entry, target: original };
+  const unchanged = sha256(current.content) === entry.installedSha256;
+  // Somebody else's file: take out only keymaker's lines and keep every other byte, its
+  // mode and owner, whatever happened to it since the first install (the journal's
+  // original predates every later edit and every later install, so it is not written back).
   if (entry.kind === 'edited') {
     const text = current.content.toString('utf8');
-    const stripped = entry.path === paths.pamSshd ? stripPamHook(text, paths) : stripSshdBlock(text);
-    if (stripped === text) return undefined;
-    return { entry, target: { ...current, content: Buffer.from(stripped) }, note: `${entry.path} was edited after install: removed only keymaker's lines` };
+    const removed = entry.path === paths.pamSshd ? removePamHook(text, paths) : removeSshdBlocks(text, paths);
+    if (removed.text === text) return undefined;
+    const notes = removed.notes.map((n) => `${entry.path}: ${n}`);
+    const asBefore = !!original && Buffer.from(removed.text).equals(original.content);
+    if (!unchanged && !asBefore && notes.length === 0) notes.push(`${entry.path} was edited after install: removed only keymaker's lines, kept the rest`);
+    return { entry, target: { ...current, content: Buffer.from(removed.text) }, note: notes.length > 0 ? notes.join('; ') : undefined };
   }
+  if (unchanged) return { entry, target: original };
   return { entry, target: original, note: `${entry.path} was edited after install; ${original ? 'restored the original' : 'removed it'} anyway` };
 }
 
@@ -475,7 +521,7 @@ export function runUninstall(sys: HostSystem, opts: UninstallRunOptions, log: In
   let remaining = [...journal.files];
   const apply = ({ entry, action }: { entry: JournalFile; action: UndoAction | undefined }) => {
     if (action) {
-      restoreState(sys, entry.path, action.target);
+      restoreFile(sys, paths, entry.path, action.target);
       changed.push(entry.path);
       if (action.note) warnings.push(action.note);
       log(`${action.target ? 'restored' : 'removed'} ${entry.path}`);
@@ -489,10 +535,10 @@ export function runUninstall(sys: HostSystem, opts: UninstallRunOptions, log: In
   const sshdBefore = sshdActions.map((a) => ({ path: a.entry.path, state: sys.readFile(a.entry.path) }));
   let reload = 'sshd configuration unchanged; no reload needed';
   if (sshdActions.some((a) => a.action)) {
-    for (const a of sshdActions) if (a.action) restoreState(sys, a.entry.path, a.action.target);
+    for (const a of sshdActions) if (a.action) restoreFile(sys, paths, a.entry.path, a.action.target);
     const check = sshdRun(sys, opts.sshd, ['-t', ...sshdFileArgs(paths)]);
     if (check.code !== 0) {
-      for (const b of sshdBefore) restoreState(sys, b.path, b.state);
+      for (const b of sshdBefore) restoreFile(sys, paths, b.path, b.state);
       throw new HostError(
         'SSHD_CONFIG_INVALID',
         `uninstall stopped: with keymaker's settings removed, sshd -t rejects the configuration (${firstLine(check.stderr.trim())}); keymaker's settings are still in place: fix the sshd configuration, then run uninstall again`,

@@ -1,4 +1,5 @@
 import type { HostPaths } from '../paths';
+import type { RemovedLines } from './sshd-config';
 
 /**
  * /etc/pam.d/sshd: the just-in-time account hook. sshd runs the PAM auth stage
@@ -20,11 +21,24 @@ function isOurLine(line: string, paths: HostPaths): boolean {
   return !t.startsWith('#') && fields.includes(paths.pamCreateAccountCommand) && fields.some((f) => f.endsWith('pam_exec.so'));
 }
 
+/**
+ * Removes keymaker's comment and every line that runs keymaker's hook (its
+ * command is keymaker's and uninstall deletes it); a hook line somebody changed
+ * is named in a note. Everything else stays byte for byte.
+ */
+export function removePamHook(text: string, paths: HostPaths): RemovedLines {
+  const notes: string[] = [];
+  const kept = text.split('\n').filter((line) => {
+    if (!isOurLine(line, paths)) return true;
+    const t = line.trim();
+    if (t !== PAM_COMMENT && t !== pamHookLine(paths)) notes.push(`removed ${JSON.stringify(t)}: it runs keymaker's hook but is not the line keymaker wrote`);
+    return false;
+  });
+  return { text: kept.join('\n'), notes };
+}
+
 export function stripPamHook(text: string, paths: HostPaths): string {
-  return text
-    .split('\n')
-    .filter((line) => !isOurLine(line, paths))
-    .join('\n');
+  return removePamHook(text, paths).text;
 }
 
 /**

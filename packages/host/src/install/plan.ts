@@ -3,9 +3,9 @@ import { HostError, InputError, linuxNameProblem } from '@keymaker/core';
 import { DEFAULT_HOST_CONFIG, parseHostConfig, serializeHostConfig, type HostConfig } from '../host-config';
 import type { HostPaths } from '../paths';
 import type { InstallJournal } from './journal';
-import { insertPamHook } from './pam';
+import { insertPamHook, removePamHook } from './pam';
 import type { SafePathTarget } from './safe-path';
-import { findDropInInclude, insertSshdBlock, renderSshdDropIn, sshdSettingLines, stripSshdBlock, type DropInInclude } from './sshd-config';
+import { findDropInInclude, insertSshdBlock, removeSshdBlocks, renderSshdDropIn, sshdSettingLines, type DropInInclude } from './sshd-config';
 import type { FileState } from './system';
 import {
   authorizedKeysWrapper,
@@ -166,7 +166,9 @@ export function planInstall(snapshot: InstallSnapshot, options: InstallOptions):
     add(paths.cronFile, cronFile(paths, config.syncIntervalMinutes), 0o644, `group sync cron job, every ${config.syncIntervalMinutes} min`);
   }
 
-  add(paths.pamSshd, insertPamHook(pamState.content.toString('utf8'), paths), pamState.mode, 'PAM hook line', {
+  const pamText = removePamHook(pamState.content.toString('utf8'), paths);
+  warnings.push(...pamText.notes.map((n) => `${paths.pamSshd}: ${n}`));
+  add(paths.pamSshd, insertPamHook(pamText.text, paths), pamState.mode, 'PAM hook line', {
     kind: 'edited',
     owner: String(pamState.uid),
     group: String(pamState.gid),
@@ -176,12 +178,14 @@ export function planInstall(snapshot: InstallSnapshot, options: InstallOptions):
   const include = findDropInInclude(mainText, paths);
   const mainEdit = (content: string) =>
     add(paths.sshdConfig, content, mainState.mode, 'sshd settings', { kind: 'edited', owner: String(mainState.uid), group: String(mainState.gid) });
+  // An earlier install's block goes; what somebody else wrote inside it stays.
+  const { text: stripped, notes } = removeSshdBlocks(mainText, paths);
+  warnings.push(...notes.map((n) => `${paths.sshdConfig}: ${n}`));
   if (include) {
-    const stripped = stripSshdBlock(mainText);
     if (stripped !== mainText) mainEdit(stripped); // a block left from an install before the Include existed
     add(paths.sshdDropIn, renderSshdDropIn(paths, user), 0o644, 'sshd settings (drop-in)');
   } else {
-    mainEdit(insertSshdBlock(mainText, sshdSettingLines(paths, user)));
+    mainEdit(insertSshdBlock(stripped, sshdSettingLines(paths, user)));
   }
 
   const planned = new Set(files.map((f) => f.path));

@@ -1,5 +1,5 @@
 import * as path from 'node:path';
-import type { HostPaths } from '../paths';
+import { DEFAULT_PATHS, type HostPaths } from '../paths';
 
 /**
  * Pure text transforms of sshd's configuration. sshd keeps the FIRST value it
@@ -60,23 +60,59 @@ export function sshdTokens(line: string): string[] {
   return tokens;
 }
 
-/** Removes every keymaker block (BEGIN..END markers inclusive). */
-export function stripSshdBlock(text: string): string {
+/** A line keymaker writes inside its block: one of its settings, for any lookup user. */
+function isKeymakerSettingLine(line: string, paths: HostPaths): boolean {
+  const t = line.trim();
+  if (/^AuthorizedKeysCommandUser \S+$/.test(t)) return true;
+  return sshdSettingLines(paths, '-').some((setting) => setting === t);
+}
+
+export interface RemovedLines {
+  text: string;
+  /** What was not unambiguously keymaker's and was kept, or keymaker's lines found changed (for a warning). */
+  notes: string[];
+}
+
+/**
+ * Removes every keymaker block: the BEGIN/END markers and keymaker's own
+ * setting lines between them. A line somebody else put inside the block is
+ * kept where it was (and named in a note); a block whose END marker is gone
+ * loses only its BEGIN line and the keymaker settings right after it, never
+ * the rest of the file.
+ */
+export function removeSshdBlocks(text: string, paths: HostPaths): RemovedLines {
   const lines = text.split('\n');
   const out: string[] = [];
-  let inside = false;
-  for (const line of lines) {
-    if (!inside && line.startsWith(BEGIN_PREFIX)) {
-      inside = true;
+  const notes: string[] = [];
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i]!;
+    if (!line.startsWith(BEGIN_PREFIX)) {
+      out.push(line);
       continue;
     }
-    if (inside) {
-      if (line.trim() === SSHD_BLOCK_END) inside = false;
+    let end = i + 1;
+    while (end < lines.length && lines[end]!.trim() !== SSHD_BLOCK_END && !lines[end]!.startsWith(BEGIN_PREFIX)) end++;
+    if (end < lines.length && lines[end]!.trim() === SSHD_BLOCK_END) {
+      for (const inner of lines.slice(i + 1, end)) {
+        if (isKeymakerSettingLine(inner, paths)) continue;
+        out.push(inner);
+        notes.push(`kept ${JSON.stringify(inner)}, which is inside keymaker's block but is not keymaker's`);
+      }
+      i = end;
       continue;
     }
-    out.push(line);
+    // No END marker: only what is unambiguously keymaker's goes.
+    let j = i + 1;
+    while (j < lines.length && isKeymakerSettingLine(lines[j]!, paths)) j++;
+    notes.push("keymaker's END marker is missing: removed its BEGIN line and the keymaker settings right after it, kept everything else");
+    i = j - 1;
   }
-  return out.join('\n');
+  return { text: out.join('\n'), notes };
+}
+
+/** removeSshdBlocks without the notes. */
+export function stripSshdBlock(text: string, paths: HostPaths = DEFAULT_PATHS): string {
+  return removeSshdBlocks(text, paths).text;
 }
 
 /**
