@@ -21,7 +21,11 @@ export interface AwsClientOptions {
   stsEndpoint?: string;
   /** A named profile from ~/.aws/config or ~/.aws/credentials (else AWS_PROFILE); must exist. */
   profile?: string;
-  credentials?: TemporaryCredentials | { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
+  /**
+   * Static credentials, or a provider (the host builds one from its host config, so the SDK's
+   * default chain, which reads the caller's environment and home, is never consulted).
+   */
+  credentials?: TemporaryCredentials | { accessKeyId: string; secretAccessKey: string; sessionToken?: string } | CredentialProvider;
   /** Per-request socket timeouts (ms). */
   connectionTimeoutMs?: number;
   requestTimeoutMs?: number;
@@ -39,8 +43,11 @@ export interface AwsClientOptions {
 /** The connect timeout when a deadline is given without one. */
 export const DEFAULT_CONNECT_TIMEOUT_MS = 5000;
 
+/** An SDK credential provider (AwsCredentialIdentityProvider's shape). */
+export type CredentialProvider = () => Promise<{ accessKeyId: string; secretAccessKey: string; sessionToken?: string; expiration?: Date }>;
+
 function common(options: AwsClientOptions) {
-  const credentials = options.credentials && {
+  const credentials = typeof options.credentials === 'function' ? options.credentials : options.credentials && {
     accessKeyId: options.credentials.accessKeyId,
     secretAccessKey: options.credentials.secretAccessKey,
     sessionToken: options.credentials.sessionToken,

@@ -1,7 +1,7 @@
 import { GetRoleCommand, type IAMClient } from '@aws-sdk/client-iam';
 import { AssumeRoleCommand, GetCallerIdentityCommand, type STSClient } from '@aws-sdk/client-sts';
 import { awsCall, requireString, unexpectedAnswer } from './aws';
-import { InputError, RoleConfigError } from './errors';
+import { HostError, InputError, RoleConfigError } from './errors';
 import { IamDirectory } from './directory';
 import { isAccountId, parseArn } from './names';
 import { assertValidRoleConfig, parseRoleDescription, resolveRoleConfig, type ResolvedRoleConfig, type RoleConfig } from './role-config';
@@ -69,10 +69,36 @@ export interface InstanceConfig {
   config: RoleConfig;
 }
 
-export async function loadInstanceConfig(clients: { iam: IAMClient; sts: STSClient }): Promise<InstanceConfig> {
-  const caller = await getCallerIdentity(clients.sts);
-  if (caller.kind !== 'assumed-role') return { caller, source: 'none', config: {} };
+export async function loadInstanceConfig(
+  clients: { iam: IAMClient; sts: STSClient },
+  options: { requireRole?: boolean; caller?: CallerIdentity } = {},
+): Promise<InstanceConfig> {
+  const caller = options.caller ?? (await getCallerIdentity(clients.sts));
+  if (caller.kind !== 'assumed-role') {
+    if (options.requireRole) throw notARoleError(caller);
+    return { caller, source: 'none', config: {} };
+  }
   return { caller, source: 'role', config: await readRoleConfig(clients.iam, caller.name!) };
+}
+
+/**
+ * The host's directory is decided by its role's description: credentials of an IAM user or of the
+ * account root (root's own ~/.aws, AWS_* variables) have no role, and taking them as "no config"
+ * would drop keymaker_require_iam_group. So for the host they are an error (fail closed).
+ */
+export function notARoleError(caller: CallerIdentity): HostError {
+  return new HostError(
+    'NO_INSTANCE_ROLE',
+    `the AWS credentials in use are ${caller.arn}, not a role's: keymaker's host commands must run with the instance role ` +
+      '(or the role credentials named in /etc/keymaker/config.json); they never use root\'s own AWS credentials',
+    { details: { callerArn: caller.arn, callerKind: caller.kind } },
+  );
+}
+
+/** The same identity for the cache: one partition, account and role (session names differ between runs). */
+export function sameRoleIdentity(a: CallerIdentity, b: CallerIdentity): boolean {
+  if (a.kind !== 'assumed-role' || b.kind !== 'assumed-role') return a.kind === b.kind && a.arn === b.arn;
+  return parseArn(a.arn)?.partition === parseArn(b.arn)?.partition && a.accountId === b.accountId && a.name === b.name;
 }
 
 export async function assumeResolverRole(
@@ -118,6 +144,11 @@ export interface ResolveOptions {
   sessionName?: string;
   /** Read the role config afresh even when the cache holds a fresh copy (a cache writer keeping it warm). */
   refresh?: boolean;
+  /**
+   * The host: the caller must be a role (an IAM user or account root is NO_INSTANCE_ROLE, never
+   * "no config"), and a cached "no config" entry is never used.
+   */
+  requireRole?: boolean;
 }
 
 export interface Resolution {
@@ -184,10 +215,17 @@ export async function resolveDirectory(options: ResolveOptions): Promise<Resolut
     config = assertValidRoleConfig(options.config);
   } else {
     entry = options.cache ? readCacheEntry(await safeGet(options.cache, CACHE_KEY)) : undefined;
+    // A cached config is used only by the identity that read it: whoever runs now is asked (one
+    // STS call, outside IAM's throttling) and compared with the role recorded in the entry. So a
+    // run with other credentials (root's own, another role's) cannot decide what later runs trust.
+    const current = entry ? await getCallerIdentity(options.sts) : undefined;
+    if (current && options.requireRole && current.kind !== 'assumed-role') throw notARoleError(current);
+    if (entry && current && !sameRoleIdentity(entry.caller, current)) entry = undefined;
+    if (entry && options.requireRole && entry.source !== 'role') entry = undefined;
     if (entry && !options.refresh && now() - entry.savedAt >= 0 && now() - entry.savedAt < ttl) {
       cached.config = true;
     } else {
-      const loaded = await loadInstanceConfig(options);
+      const loaded = await loadInstanceConfig(options, { requireRole: options.requireRole, caller: current });
       const previous = entry;
       entry = { savedAt: now(), caller: loaded.caller, source: loaded.source, config: loaded.config };
       // Resolver credentials outlive the config TTL while they name the same role.

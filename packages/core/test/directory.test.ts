@@ -227,7 +227,9 @@ describe('resolveDirectory', () => {
     expect((await resolveDirectory(options)).cached).toEqual({ config: false, credentials: false });
     now += 60_000;
     expect((await resolveDirectory(options)).cached).toEqual({ config: true, credentials: true });
-    expect(stsMock).toHaveReceivedCommandTimes(GetCallerIdentityCommand, 1);
+    // The cached copy is used only after STS confirms the same role is asking (issue 13); no GetRole.
+    expect(stsMock).toHaveReceivedCommandTimes(GetCallerIdentityCommand, 2);
+    expect(iamMock).toHaveReceivedCommandTimes(GetRoleCommand, 1);
     expect(stsMock).toHaveReceivedCommandTimes(AssumeRoleCommand, 1);
     now += 10 * 60_000; // config TTL (5 min) passed; credentials still valid
     expect((await resolveDirectory(options)).cached).toEqual({ config: false, credentials: true });

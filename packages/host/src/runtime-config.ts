@@ -1,11 +1,15 @@
 import {
   createIamClient,
   createStsClient,
+  HostError,
   resolveDirectory,
   type AwsClientOptions,
+  type CredentialProvider,
   type CacheStore,
   type Resolution,
 } from '@keymaker/core';
+import { fromIni } from '@aws-sdk/credential-provider-ini';
+import { fromInstanceMetadata } from '@smithy/credential-provider-imds';
 import { DEFAULT_HOST_CONFIG, parseHostConfig, type HostConfig } from './host-config';
 import type { RuntimeSystem } from './host-system';
 
@@ -26,10 +30,13 @@ export async function loadHostConfig(sys: RuntimeSystem, path: string): Promise<
  * Environment the SDK's credential chain reads: credentials/config files,
  * profile, metadata endpoint. Set before any client resolves credentials.
  */
+/** Stands for "no file": the SDK's loaders read it as empty, so they never fall back to ~/.aws. */
+export const NO_AWS_FILE = '/dev/null';
+
 export function awsEnvironmentFor(config: HostConfig): Record<string, string> {
   const env: Record<string, string> = {};
-  if (config.sharedCredentialsFile) env.AWS_SHARED_CREDENTIALS_FILE = config.sharedCredentialsFile;
-  if (config.sharedConfigFile) env.AWS_CONFIG_FILE = config.sharedConfigFile;
+  env.AWS_SHARED_CREDENTIALS_FILE = config.sharedCredentialsFile ?? NO_AWS_FILE;
+  env.AWS_CONFIG_FILE = config.sharedConfigFile ?? NO_AWS_FILE;
   if (config.profile) env.AWS_PROFILE = config.profile;
   if (config.metadataEndpoint) env.AWS_EC2_METADATA_SERVICE_ENDPOINT = config.metadataEndpoint;
   // The SDK's IMDS defaults (1 s timeout, no retry) already fit a login deadline; made explicit here.
@@ -38,8 +45,43 @@ export function awsEnvironmentFor(config: HostConfig): Record<string, string> {
   return env;
 }
 
+/**
+ * Root's own AWS credentials must not decide who logs in (issue 13): every AWS_* variable the
+ * caller brought (keys, AWS_PROFILE, AWS_CONFIG_FILE, web identity, container credentials,
+ * endpoints...) is dropped, then only the host config's settings are set, with the shared files
+ * pinned to the host config's (or to none), so nothing in the SDK reads the caller's ~/.aws.
+ */
 export function applyAwsEnvironment(config: HostConfig, env: NodeJS.ProcessEnv = process.env): void {
+  for (const key of Object.keys(env)) if (key.startsWith('AWS_')) delete env[key];
   Object.assign(env, awsEnvironmentFor(config));
+}
+
+/**
+ * The one credential source the host config names, built explicitly (the SDK's default chain
+ * would try the caller's environment and home first): the host config's credentials/config file
+ * and profile when it names one, else the instance role through IMDS. A profile without a file
+ * would mean root's own ~/.aws, so it is refused.
+ */
+export function hostCredentialProvider(config: HostConfig): CredentialProvider {
+  if (config.sharedCredentialsFile || config.sharedConfigFile) {
+    return fromIni({
+      profile: config.profile ?? 'default',
+      filepath: config.sharedCredentialsFile ?? NO_AWS_FILE,
+      configFilepath: config.sharedConfigFile ?? NO_AWS_FILE,
+    });
+  }
+  if (config.profile) {
+    return () =>
+      Promise.reject(
+        new HostError(
+          'NO_CREDENTIALS',
+          `the host config names profile ${JSON.stringify(config.profile)} but no sharedCredentialsFile or sharedConfigFile; ` +
+            "keymaker's host commands never read root's own ~/.aws: run keymaker install --credentials-file FILE --profile NAME",
+        ),
+      );
+  }
+  // The SDK's IMDS defaults (1 s timeout, no retry) fit a login deadline; the endpoint comes from the host config (AWS_EC2_METADATA_SERVICE_ENDPOINT).
+  return fromInstanceMetadata({ timeout: 1000, maxRetries: 0 });
 }
 
 /**
@@ -53,6 +95,9 @@ export function awsOptionsFor(config: HostConfig, deadlineMs?: number): AwsClien
     iamEndpoint: config.iamEndpoint,
     stsEndpoint: config.stsEndpoint,
     profile: config.profile,
+    credentials: hostCredentialProvider(config),
+    // Region and profile checks read the host config's files and settings only, not the caller's environment or home.
+    configLookup: { env: awsEnvironmentFor(config), homedir: NO_AWS_FILE },
   };
   if (deadlineMs !== undefined) {
     options.connectionTimeoutMs = Math.max(200, Math.min(1000, Math.floor(deadlineMs / 4)));
@@ -84,6 +129,8 @@ export function resolveWithConfig(aws: AwsClientOptions, cache?: ResolveCacheOpt
     cache: cache?.store,
     configTtlMs: cache?.ttlMs,
     refresh: cache?.refresh,
+    // The host runs as its role: a user's or the account root's credentials are an error, never "no config".
+    requireRole: true,
     credentialsMarginMs: cache?.refresh ? WRITER_CREDENTIALS_MARGIN_MS : undefined,
     iamClientFor: (credentials) => createIamClient({ ...aws, credentials }),
   });
