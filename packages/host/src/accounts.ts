@@ -32,6 +32,8 @@ export interface CreateAccountOptions {
   allowedExistingGroups: string[];
   /** Names the host reserves on top of core's list (host config reservedNames). */
   reservedNames?: readonly string[];
+  /** The client's address (PAM_RHOST): the guard limits each source on its own. */
+  source?: string;
 }
 
 export type CreateAccountOutcome =
@@ -46,7 +48,7 @@ export async function createAccountForLogin(user: string, deps: CreateAccountDep
   assertNotReservedName(name, options.reservedNames);
 
   // Past this point every attempt costs IAM calls: remembered refusals and the rate limit come first.
-  await deps.guard?.admit(name);
+  await deps.guard?.admit(name, options.source);
   let confirmed: Awaited<ReturnType<typeof confirmIamUser>>;
   try {
     confirmed = await confirmIamUser(name, deps);
@@ -123,9 +125,18 @@ async function confirmIamUser(name: string, deps: CreateAccountDeps) {
   return { directory, authorized, iamGroups };
 }
 
-/** What the person at the ssh prompt sees (pam_exec "stdout"). */
-export const ACCOUNT_CREATED_MESSAGE =
-  'Your account has been created on this host. SSH looked up your user before it existed, so this connection fails: connect again.';
+/**
+ * What the person at the ssh prompt sees (pam_exec "stdout"), for EVERY name
+ * the hook is asked about in the auth stage, whatever happened: created,
+ * refused, rate-limited, already existing, invalid, failed. The hook runs
+ * before authentication, so anything that depended on the outcome would tell
+ * an unauthenticated client which names are IAM users with an active key
+ * (issue 13, point 12). The decision goes to syslog only.
+ */
+export const FIRST_LOGIN_MESSAGE =
+  'keymaker: the first connection of an IAM user allowed on this host creates their account and fails (SSH looked the user up before it existed): if this was yours, connect again.';
+/** The 1.x-era name of FIRST_LOGIN_MESSAGE. */
+export const ACCOUNT_CREATED_MESSAGE = FIRST_LOGIN_MESSAGE;
 
 /** Exit codes of pam_create_account that are not errors (1.x used the same two). */
 export const PAM_EXIT_CREATED = 75;

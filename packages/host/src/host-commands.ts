@@ -1,10 +1,11 @@
 import { DeadlineError, EXIT_CODES, exitCodeFor, formatError, HostError, isKeymakerError, type AwsClientOptions } from '@keymaker/core';
-import { ACCOUNT_CREATED_MESSAGE, createAccountForLogin, PAM_EXIT_CREATED, PAM_EXIT_EXISTS } from './accounts';
+import { createAccountForLogin, FIRST_LOGIN_MESSAGE, PAM_EXIT_CREATED, PAM_EXIT_EXISTS } from './accounts';
 import { hostReservedNames, type HostConfig } from './host-config';
 import { realRuntimeSystem, type RuntimeSystem } from './host-system';
 import { GetentAccounts, ShadowUtilsAdmin, type LocalAccounts, type LocalAdmin } from './local-accounts';
 import { withLock } from './lock';
 import { runLookup } from './lookup';
+import { ensureLookupStateDir, fileLookupGuard, LOOKUP_STATE_DIR } from './lookup-guard';
 import { DEFAULT_PATHS, type HostPaths } from './paths';
 import { applyAwsEnvironment, awsOptionsFor, loadHostConfig, resolveWithConfig, type ResolveCacheOptions } from './runtime-config';
 import { runGroupSync, type SyncReport } from './sync';
@@ -90,6 +91,16 @@ async function prepare(env: HostCommandEnv, echo: boolean): Promise<Runtime | { 
  * KEYMAKER_DEADLINE_MS: a deadline for manual runs and tests. Under sshd the
  * environment is reset, so there the host config's deadlineMs applies.
  */
+/** Root commands create the lookup's per-name store for the lookup user (lookup-guard.ts); best effort. */
+async function prepareLookupStore(rt: Runtime): Promise<void> {
+  try {
+    const user = rt.config.authorizedKeysCommandUser;
+    if (await ensureLookupStateDir(() => rt.accounts.user(user))) rt.syslog.log('info', `created ${LOOKUP_STATE_DIR} for ${user} (the lookup's per-name cache and limit)`);
+  } catch (error) {
+    rt.syslog.log('warning', `cannot create ${LOOKUP_STATE_DIR} (the lookup's per-name cache and limit; lookups stay live): ${(error as Error).message}`);
+  }
+}
+
 function deadlineOverride(value: string | undefined): number | undefined {
   const ms = Number(value);
   return value && Number.isFinite(ms) && ms >= 100 && ms <= 60_000 ? ms : undefined;
@@ -113,7 +124,12 @@ export async function getAuthorizedKeysCommand(args: string[], env: HostCommandE
       { user: positional[0]!, fingerprint: positional[1] },
       { write: rt.stdout },
       {
-        deps: { accounts: rt.accounts, resolve: () => resolveWithConfig(aws, rt.cache('read')), reservedNames: hostReservedNames(rt.config) },
+        deps: {
+          accounts: rt.accounts,
+          resolve: () => resolveWithConfig(aws, rt.cache('read')),
+          reservedNames: hostReservedNames(rt.config),
+          guard: fileLookupGuard({ syslog: rt.syslog }),
+        },
         syslog: rt.syslog,
         deadlineMs,
       },
@@ -135,6 +151,10 @@ export async function pamCreateAccountCommand(pamEnv: NodeJS.ProcessEnv, env: Ho
   if (type !== undefined && type !== 'auth') return 0; // configured in another stage: nothing to do
   const user = pamEnv.PAM_USER ?? '';
   const rhost = pamEnv.PAM_RHOST ?? '-';
+  // The same text for every name and outcome, before any work (see FIRST_LOGIN_MESSAGE): the
+  // client must not learn whether an IAM user exists. Only timing differs (an IAM round trip for a
+  // name that gets asked, none for a remembered, rate-limited or existing one).
+  (env.stdout ?? ((text: string) => process.stdout.write(text)))(`${FIRST_LOGIN_MESSAGE}\n`);
   const rt = await prepare(env, false);
   if ('code' in rt) return rt.code;
   const who = `user=${JSON.stringify(user)} rhost=${JSON.stringify(rhost)}`;
@@ -142,6 +162,7 @@ export async function pamCreateAccountCommand(pamEnv: NodeJS.ProcessEnv, env: Ho
     if ((env.uid ?? process.getuid?.()) !== 0) {
       throw new HostError('NOT_ROOT', 'pam_create_account must run as root (from pam_exec)');
     }
+    await prepareLookupStore(rt);
     const aws = awsOptionsFor(rt.config, rt.config.deadlineMs);
     // Account creation gets the lookup's deadline for IAM plus room for useradd.
     const limitMs = rt.config.deadlineMs + 10_000;
@@ -159,7 +180,7 @@ export async function pamCreateAccountCommand(pamEnv: NodeJS.ProcessEnv, env: Ho
           lock: (body) => withLock(rt.paths.syncLock, { waitMs: 5000 }, body),
           guard: env.pamGuard ?? loginGuard(fileGuardStore()),
         },
-        { allowedExistingGroups: rt.config.allowedExistingGroups, reservedNames: hostReservedNames(rt.config) },
+        { allowedExistingGroups: rt.config.allowedExistingGroups, reservedNames: hostReservedNames(rt.config), source: pamEnv.PAM_RHOST },
       ),
       deadline,
     ]).finally(() => clearTimeout(timer));
@@ -172,17 +193,16 @@ export async function pamCreateAccountCommand(pamEnv: NodeJS.ProcessEnv, env: Ho
       `create_account ${who} decision=created uid=${outcome.uid} iam_user=${outcome.iamUserName} groups=${outcome.groups.join(',') || '-'}`,
     );
     for (const skipped of outcome.skippedGroups) rt.syslog.log('warning', `create_account ${who} group skipped: ${skipped}`);
-    rt.stdout(`${ACCOUNT_CREATED_MESSAGE}\n`);
     return PAM_EXIT_CREATED;
   } catch (error) {
     const reason = !isKeymakerError(error)
       ? 'INTERNAL'
       : error.details.rateLimited
-        ? 'RATE_LIMITED'
+        ? `RATE_LIMITED scope=${String(error.details.scope ?? 'global')}`
         : error.details.remembered
           ? `${error.code} remembered=yes`
           : error.code;
-    // Nothing on stdout: the client must not learn whether an IAM user exists.
+    // Nothing more on stdout: the client must not learn whether an IAM user exists.
     rt.syslog.log('warning', `create_account ${who} decision=refused reason=${reason}: ${formatError(error).replace(/^keymaker: /, '')}`);
     return exitCodeFor(error);
   } finally {
@@ -221,6 +241,7 @@ export async function syncGroupsCommand(options: SyncCommandOptions, env: HostCo
     if (!options.dryRun && (env.uid ?? process.getuid?.()) !== 0) {
       throw new HostError('NOT_ROOT', 'sync_groups changes groups and accounts: run it as root (or with --dry-run)');
     }
+    if (!options.dryRun) await prepareLookupStore(rt);
     const aws = awsOptionsFor(rt.config);
     const report = await runGroupSync(
       {

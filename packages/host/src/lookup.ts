@@ -12,6 +12,7 @@ import {
   type UidScheme,
 } from '@keymaker/core';
 import type { LocalAccounts, PasswdEntry } from './local-accounts';
+import type { LookupGuard } from './lookup-guard';
 import type { Syslog } from './syslog';
 
 /**
@@ -46,6 +47,8 @@ export interface LookupDeps {
   resolve: () => Promise<Resolution>;
   /** Names the host reserves on top of core's list (host config reservedNames). */
   reservedNames?: readonly string[];
+  /** The per-name cache and limit (lookup-guard.ts): it may only refuse, never grant. */
+  guard?: LookupGuard;
 }
 
 export interface LookupDecision {
@@ -86,18 +89,26 @@ export async function lookupAuthorizedKeys(request: LookupRequest, deps: LookupD
   const name = assertNotReservedName(assertLinuxUserName(request.user), deps.reservedNames);
   const local = await deps.accounts.user(name);
   if (local) assertManagedAccount(local);
+  await guardBefore(deps.guard, name, request.fingerprint);
   const { directory, config } = await deps.resolve();
   if (local) assertManagedAccount(local, config.uidScheme);
-  const result = await directory.authorizedKeys(name, { includeUser: local !== undefined });
-  if (local) {
-    const derived = directory.uidFor(result.user!);
-    if (derived !== local.uid) {
-      throw notManaged(
-        `local account ${name} has uid ${local.uid} but IAM user ${result.iamUserName} (${result.user!.userId}) derives uid ${derived}: not the same person`,
-        { uid: local.uid, derivedUid: derived },
-      );
+  let result: Awaited<ReturnType<typeof directory.authorizedKeys>>;
+  try {
+    result = await directory.authorizedKeys(name, { includeUser: local !== undefined });
+    if (local) {
+      const derived = directory.uidFor(result.user!);
+      if (derived !== local.uid) {
+        throw notManaged(
+          `local account ${name} has uid ${local.uid} but IAM user ${result.iamUserName} (${result.user!.userId}) derives uid ${derived}: not the same person`,
+          { uid: local.uid, derivedUid: derived },
+        );
+      }
     }
+  } catch (error) {
+    await deps.guard?.after(name, { error }).catch(() => undefined);
+    throw error;
   }
+  await deps.guard?.after(name, { fingerprints: result.keys.map((key) => key.fingerprint) }).catch(() => undefined);
   return {
     lines: result.keys.map((key) => key.line),
     fingerprints: result.keys.map((key) => key.fingerprint),
@@ -105,6 +116,15 @@ export async function lookupAuthorizedKeys(request: LookupRequest, deps: LookupD
     uid: local?.uid,
     rejected: result.rejected.length,
   };
+}
+
+/** The guard's refusals stand; its own failures (I/O) only cost the cache: the lookup goes on live. */
+async function guardBefore(guard: LookupGuard | undefined, name: string, fingerprint: string | undefined): Promise<void> {
+  try {
+    await guard?.before(name, fingerprint);
+  } catch (error) {
+    if (isKeymakerError(error) && (error.details.cached || error.details.rateLimited)) throw error;
+  }
 }
 
 export interface RunLookupOptions {
@@ -116,7 +136,10 @@ export interface RunLookupOptions {
 
 /** Why a login was refused, as one log token. */
 function reasonOf(error: unknown): string {
-  return isKeymakerError(error) ? error.code : 'INTERNAL';
+  if (!isKeymakerError(error)) return 'INTERNAL';
+  if (error.details.cached) return `${error.code} cached=yes`;
+  if (error.details.rateLimited) return 'RATE_LIMITED';
+  return error.code;
 }
 
 /** Runs a lookup under a hard deadline, logs the decision; resolves to the process exit code. */

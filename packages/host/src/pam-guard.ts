@@ -1,5 +1,6 @@
 import { constants, promises as fs } from 'node:fs';
 import * as crypto from 'node:crypto';
+import * as net from 'node:net';
 import * as path from 'node:path';
 import { AccessRefusedError, HostError, isKeymakerError, isValidLinuxName, type ErrorCode } from '@keymaker/core';
 import { acquireShortLock } from './lock';
@@ -15,35 +16,66 @@ import { acquireShortLock } from './lock';
  *  - a negative cache: a name IAM refused (no such user, no active key, not
  *    in the required group) is refused again without an IAM call for
  *    `negativeTtlMs` (10 minutes);
- *  - a token bucket over IAM lookups from the hook, shared by every hook
- *    process on the host (pam_exec spawns one per attempt): `burst` (20)
- *    lookups at once, then one more every `refillIntervalMs` (3 s). With the
- *    bucket empty the hook refuses without an IAM call (and logs it).
+ *  - token buckets over IAM lookups from the hook, shared by every hook
+ *    process on the host (pam_exec spawns one per attempt): one per source
+ *    address (PAM_RHOST, an IPv6 address as its /64; 5 at once, then one every 15 s), one per login name
+ *    (3, then one every 20 s) and one global (20, then one every 3 s). A
+ *    lookup needs a token from all three; with any empty the hook refuses
+ *    without an IAM call (and logs which one). The per-source bucket is
+ *    smaller than the global one, so one client flooding random names cannot
+ *    empty it alone and lock out every other client's first login (issue 13,
+ *    point 8); the global one stays for IAM's sake.
  *
  * So N attempts with random names over T seconds cost at most
- * burst + T/3 lookups: 1,000 names in one minute cost at most 40 lookups,
- * each a handful of IAM/STS requests (MAX_REQUESTS_PER_LOOKUP).
+ * burst + T/3 lookups in all, and at most 5 + T/15 from one address:
+ * 1,000 names in one minute cost at most 40 lookups, each a handful of
+ * IAM/STS requests (MAX_REQUESTS_PER_LOOKUP).
  *
  * State lives in a root-only file (/run/keymaker/pam-state.json: directory
  * root 0700, file root 0600, gone at reboot), changed under a lock and
  * replaced by an atomic rename. A missing file is a fresh start; a corrupt
  * or foreign-owned one is treated as an EMPTY bucket (never as permission):
  * the negative cache only ever refuses, and an empty bucket refills on its own.
+ * The file stays bounded: at most maxSources sources and maxNames names (a
+ * bucket that refilled is dropped; past the cap the least recently used go).
  * An administrator can clear it with `rm /run/keymaker/pam-state.json`.
  */
 export interface PamGuardPolicy {
+  /** The global bucket (IAM throttling is shared by every host of the account). */
   burst: number;
   refillIntervalMs: number;
+  /** One bucket per source address (PAM_RHOST): smaller and slower than the global one. */
+  sourceBurst: number;
+  sourceRefillIntervalMs: number;
+  /** One bucket per login name, for names asked again without a remembered refusal. */
+  nameBurst: number;
+  nameRefillIntervalMs: number;
   negativeTtlMs: number;
   /** Bound on remembered names (oldest dropped first); keeps the file small. */
   maxRemembered: number;
+  /** Bounds on tracked sources and names (least recently used dropped first). */
+  maxSources: number;
+  maxNames: number;
 }
 
+/**
+ * One source gets 5 lookups at once and then one every 15 s: a fifth of the
+ * global refill, and a quarter of its burst, so a flood from one address
+ * leaves at least 15 global lookups and 4/5 of the refill to everyone else.
+ * An attacker with several addresses (several IPv6 /64s) can still empty the
+ * global bucket together: that bound exists for IAM's sake and is kept.
+ */
 export const PAM_GUARD_POLICY: PamGuardPolicy = {
   burst: 20,
   refillIntervalMs: 3000,
+  sourceBurst: 5,
+  sourceRefillIntervalMs: 15_000,
+  nameBurst: 3,
+  nameRefillIntervalMs: 20_000,
   negativeTtlMs: 10 * 60_000,
   maxRemembered: 2000,
+  maxSources: 1000,
+  maxNames: 1000,
 };
 
 /**
@@ -59,30 +91,105 @@ export const PAM_STATE_FILE = 'pam-state.json';
 /** IAM answers worth remembering: they will not change within minutes for a made-up name. */
 export const REMEMBERED_REFUSALS: readonly ErrorCode[] = ['NO_SUCH_USER', 'NO_SUCH_KEY', 'NOT_IN_REQUIRED_GROUP'];
 
-export interface GuardState {
-  version: 1;
+/** The source of a connection without PAM_RHOST (a local `su`-style caller): one shared bucket. */
+export const LOCAL_SOURCE = '-';
+
+/**
+ * The bucket key of a PAM_RHOST value: an address (or a host name with UseDNS)
+ * as is; anything else (empty, odd bytes, too long) shares the bucket '?' so
+ * a client cannot invent unlimited keys or forge state-file content.
+ */
+export function sourceKey(rhost: string | undefined): string {
+  if (rhost === undefined || rhost === '' || rhost === LOCAL_SOURCE) return LOCAL_SOURCE;
+  if (!/^[0-9A-Za-z.:%_/-]{1,255}$/.test(rhost)) return '?';
+  // One IPv6 client usually holds a whole /64: it is one source, not 2^64 of them.
+  const v6 = ipv6Prefix64(rhost);
+  return v6 ?? rhost;
+}
+
+/** "2001:db8:1:2::/64" for an IPv6 address (not v4-mapped), else undefined. */
+function ipv6Prefix64(address: string): string | undefined {
+  const bare = address.split('%')[0]!;
+  if (!net.isIPv6(bare) || /^::ffff:\d+\.\d+\.\d+\.\d+$/i.test(bare)) return undefined;
+  const [head, tail] = bare.includes('::') ? bare.split('::') : [bare, undefined];
+  const left = head ? head.split(':') : [];
+  const right = tail === undefined ? [] : tail ? tail.split(':') : [];
+  const groups = tail === undefined ? left : [...left, ...Array(8 - left.length - right.length).fill('0'), ...right];
+  return `${groups.slice(0, 4).map((g) => parseInt(g, 16).toString(16)).join(':')}::/64`;
+}
+
+export interface Bucket {
   /** Tokens left (fractional while refilling). */
   tokens: number;
   refilledAtMs: number;
+}
+
+export interface GuardState {
+  version: 2;
+  global: Bucket;
+  /** Source address -> its bucket; only buckets not yet refilled are kept. */
+  sources: Record<string, Bucket>;
+  /** Login name -> its bucket; only buckets not yet refilled are kept. */
+  names: Record<string, Bucket>;
   /** name -> the refusal IAM gave and until when it is remembered. */
   refused: Record<string, { code: ErrorCode; untilMs: number }>;
 }
 
+export type LimitScope = 'global' | 'source' | 'name';
+
 export type Admission =
   | { kind: 'admit' }
   | { kind: 'remembered'; code: ErrorCode; remainingMs: number }
-  | { kind: 'rate-limited'; retryInMs: number };
+  | { kind: 'rate-limited'; scope: LimitScope; retryInMs: number };
 
 export function freshGuardState(nowMs: number, policy: PamGuardPolicy = PAM_GUARD_POLICY): GuardState {
-  return { version: 1, tokens: policy.burst, refilledAtMs: nowMs, refused: {} };
+  return { version: 2, global: { tokens: policy.burst, refilledAtMs: nowMs }, sources: {}, names: {}, refused: {} };
 }
 
 /** What a corrupt state file counts as: no tokens left (they refill), nothing remembered. */
 export function emptyGuardState(nowMs: number): GuardState {
-  return { version: 1, tokens: 0, refilledAtMs: nowMs, refused: {} };
+  return { version: 2, global: { tokens: 0, refilledAtMs: nowMs }, sources: {}, names: {}, refused: {} };
 }
 
-/** Parses the state file strictly; undefined text = no file yet; anything malformed = emptyGuardState. */
+function isBucket(b: unknown): b is Bucket {
+  const x = b as Partial<Bucket>;
+  return (
+    !!x &&
+    typeof x === 'object' &&
+    typeof x.tokens === 'number' &&
+    Number.isFinite(x.tokens) &&
+    x.tokens >= 0 &&
+    typeof x.refilledAtMs === 'number' &&
+    Number.isFinite(x.refilledAtMs)
+  );
+}
+
+function isBucketMap(m: unknown, max: number, validKey: (key: string) => boolean): m is Record<string, Bucket> {
+  return (
+    !!m &&
+    typeof m === 'object' &&
+    !Array.isArray(m) &&
+    Object.keys(m).length <= max &&
+    Object.entries(m as Record<string, unknown>).every(([key, b]) => validKey(key) && isBucket(b))
+  );
+}
+
+/** A clock that went back must not turn into extra tokens. */
+function clampBucket(b: Bucket, burst: number, nowMs: number): Bucket {
+  return { tokens: Math.min(b.tokens, burst), refilledAtMs: Math.min(b.refilledAtMs, nowMs) };
+}
+
+function clampMap(m: Record<string, Bucket>, burst: number, nowMs: number): Record<string, Bucket> {
+  const out: Record<string, Bucket> = {};
+  for (const [key, b] of Object.entries(m)) out[key] = clampBucket(b, burst, nowMs);
+  return out;
+}
+
+/**
+ * Parses the state file strictly; undefined text = no file yet; anything
+ * malformed (including a version 1 file from before per-source limits) =
+ * emptyGuardState.
+ */
 export function parseGuardState(text: string | undefined, nowMs: number, policy: PamGuardPolicy = PAM_GUARD_POLICY): GuardState {
   if (text === undefined) return freshGuardState(nowMs, policy);
   let raw: unknown;
@@ -95,12 +202,10 @@ export function parseGuardState(text: string | undefined, nowMs: number, policy:
   const ok =
     !!s &&
     typeof s === 'object' &&
-    s.version === 1 &&
-    typeof s.tokens === 'number' &&
-    Number.isFinite(s.tokens) &&
-    s.tokens >= 0 &&
-    typeof s.refilledAtMs === 'number' &&
-    Number.isFinite(s.refilledAtMs) &&
+    s.version === 2 &&
+    isBucket(s.global) &&
+    isBucketMap(s.sources, policy.maxSources, (key) => sourceKey(key) === key) &&
+    isBucketMap(s.names, policy.maxNames, isValidLinuxName) &&
     !!s.refused &&
     typeof s.refused === 'object' &&
     !Array.isArray(s.refused) &&
@@ -119,16 +224,49 @@ export function parseGuardState(text: string | undefined, nowMs: number, policy:
   for (const [name, entry] of Object.entries(s.refused!)) {
     refused[name] = { code: entry.code, untilMs: Math.min(entry.untilMs, nowMs + policy.negativeTtlMs) };
   }
-  return { version: 1, tokens: Math.min(s.tokens!, policy.burst), refilledAtMs: Math.min(s.refilledAtMs!, nowMs), refused };
+  return {
+    version: 2,
+    global: clampBucket(s.global!, policy.burst, nowMs),
+    sources: clampMap(s.sources!, policy.sourceBurst, nowMs),
+    names: clampMap(s.names!, policy.nameBurst, nowMs),
+    refused,
+  };
 }
 
 export function serializeGuardState(state: GuardState): string {
   return `${JSON.stringify(state)}\n`;
 }
 
-function refill(state: GuardState, nowMs: number, policy: PamGuardPolicy): GuardState {
-  const elapsed = Math.max(0, nowMs - state.refilledAtMs);
-  return { ...state, tokens: Math.min(policy.burst, state.tokens + elapsed / policy.refillIntervalMs), refilledAtMs: nowMs };
+function refillBucket(b: Bucket | undefined, nowMs: number, burst: number, intervalMs: number): Bucket {
+  if (!b) return { tokens: burst, refilledAtMs: nowMs };
+  const elapsed = Math.max(0, nowMs - b.refilledAtMs);
+  return { tokens: Math.min(burst, b.tokens + elapsed / intervalMs), refilledAtMs: nowMs };
+}
+
+/** Refills every bucket of a map, drops the full ones (a full bucket is a fresh one), keeps the newest `max`. */
+function refillMap(m: Record<string, Bucket>, nowMs: number, burst: number, intervalMs: number, max: number): Record<string, Bucket> {
+  const kept: [string, Bucket, number][] = [];
+  for (const [key, b] of Object.entries(m)) {
+    const r = refillBucket(b, nowMs, burst, intervalMs);
+    // The last use is when the bucket was last below full: older = evicted first.
+    if (r.tokens < burst) kept.push([key, r, b.refilledAtMs]);
+  }
+  kept.sort((a, b) => b[2] - a[2]);
+  const out: Record<string, Bucket> = {};
+  for (const [key, b] of kept.slice(0, max)) out[key] = b;
+  return out;
+}
+
+function withEntry(m: Record<string, Bucket>, key: string, b: Bucket, max: number): Record<string, Bucket> {
+  const out: Record<string, Bucket> = { ...m };
+  delete out[key];
+  out[key] = b;
+  const keys = Object.keys(out);
+  if (keys.length > max) {
+    keys.sort((a, c) => out[a]!.refilledAtMs - out[c]!.refilledAtMs);
+    for (const drop of keys.filter((k) => k !== key).slice(0, keys.length - max)) delete out[drop];
+  }
+  return out;
 }
 
 function pruned(refused: GuardState['refused'], nowMs: number): GuardState['refused'] {
@@ -137,16 +275,50 @@ function pruned(refused: GuardState['refused'], nowMs: number): GuardState['refu
   return out;
 }
 
-/** Decides whether the hook may ask IAM about `name` now; consumes a token when it may. */
-export function admit(state: GuardState, name: string, nowMs: number, policy: PamGuardPolicy = PAM_GUARD_POLICY): { state: GuardState; admission: Admission } {
+/**
+ * Decides whether the hook may ask IAM about `name` for a client at `source`
+ * now. Admitted only when the global, the source's and the name's buckets
+ * each have a token; then one is taken from each. A refusal takes none.
+ */
+export function admit(
+  state: GuardState,
+  name: string,
+  nowMs: number,
+  policy: PamGuardPolicy = PAM_GUARD_POLICY,
+  source: string = LOCAL_SOURCE,
+): { state: GuardState; admission: Admission } {
+  const key = sourceKey(source);
   const refused = pruned(state.refused, nowMs);
   const remembered = Object.prototype.hasOwnProperty.call(refused, name) ? refused[name] : undefined;
-  const next = refill({ ...state, refused }, nowMs, policy);
+  const next: GuardState = {
+    version: 2,
+    global: refillBucket(state.global, nowMs, policy.burst, policy.refillIntervalMs),
+    sources: refillMap(state.sources, nowMs, policy.sourceBurst, policy.sourceRefillIntervalMs, policy.maxSources),
+    names: refillMap(state.names, nowMs, policy.nameBurst, policy.nameRefillIntervalMs, policy.maxNames),
+    refused,
+  };
   if (remembered) return { state: next, admission: { kind: 'remembered', code: remembered.code, remainingMs: remembered.untilMs - nowMs } };
-  if (next.tokens < 1) {
-    return { state: next, admission: { kind: 'rate-limited', retryInMs: Math.ceil((1 - next.tokens) * policy.refillIntervalMs) } };
+  const own = (m: Record<string, Bucket>, k: string) => (Object.prototype.hasOwnProperty.call(m, k) ? m[k] : undefined);
+  const src = own(next.sources, key) ?? { tokens: policy.sourceBurst, refilledAtMs: nowMs };
+  const nm = own(next.names, name) ?? { tokens: policy.nameBurst, refilledAtMs: nowMs };
+  // The narrowest limit is named first: it is the one the client can do something about.
+  const checks: [LimitScope, Bucket, number][] = [
+    ['source', src, policy.sourceRefillIntervalMs],
+    ['name', nm, policy.nameRefillIntervalMs],
+    ['global', next.global, policy.refillIntervalMs],
+  ];
+  for (const [scope, b, intervalMs] of checks) {
+    if (b.tokens < 1) return { state: next, admission: { kind: 'rate-limited', scope, retryInMs: Math.ceil((1 - b.tokens) * intervalMs) } };
   }
-  return { state: { ...next, tokens: next.tokens - 1 }, admission: { kind: 'admit' } };
+  return {
+    state: {
+      ...next,
+      global: { ...next.global, tokens: next.global.tokens - 1 },
+      sources: withEntry(next.sources, key, { tokens: src.tokens - 1, refilledAtMs: nowMs }, policy.maxSources),
+      names: isValidLinuxName(name) ? withEntry(next.names, name, { tokens: nm.tokens - 1, refilledAtMs: nowMs }, policy.maxNames) : next.names,
+    },
+    admission: { kind: 'admit' },
+  };
 }
 
 /** Remembers IAM's refusal of `name` (only the refusals in REMEMBERED_REFUSALS); bounded in size. */
@@ -290,16 +462,16 @@ export function memoryGuardStore(options: { policy?: PamGuardPolicy; now?: () =>
 /** What createAccountForLogin calls around its IAM lookup. */
 export interface LoginGuard {
   /** Throws (no IAM call must follow) when the name is remembered as refused or the bucket is empty. */
-  admit(name: string): Promise<void>;
+  admit(name: string, source?: string): Promise<void>;
   /** Reports how the lookup ended: a refusal to remember, or success (forgets the name). */
   settle(name: string, error: unknown): Promise<void>;
 }
 
 export function loginGuard(store: GuardStore, policy: PamGuardPolicy = PAM_GUARD_POLICY): LoginGuard {
   return {
-    async admit(name) {
+    async admit(name, source = LOCAL_SOURCE) {
       const admission = await store.update((state, nowMs) => {
-        const r = admit(state, name, nowMs, policy);
+        const r = admit(state, name, nowMs, policy, source);
         return { state: r.state, result: r.admission };
       });
       if (admission.kind === 'remembered') {
@@ -310,10 +482,16 @@ export function loginGuard(store: GuardStore, policy: PamGuardPolicy = PAM_GUARD
         );
       }
       if (admission.kind === 'rate-limited') {
+        const [what, burst, intervalMs] =
+          admission.scope === 'source'
+            ? [`from source ${sourceKey(source)}`, policy.sourceBurst, policy.sourceRefillIntervalMs]
+            : admission.scope === 'name'
+              ? [`for ${name}`, policy.nameBurst, policy.nameRefillIntervalMs]
+              : ['on this host', policy.burst, policy.refillIntervalMs];
         throw new HostError(
           'THROTTLED',
-          `too many account-creation lookups from the login hook (limit ${policy.burst}, then 1 every ${policy.refillIntervalMs / 1000} s); refused without an IAM call, try again in ${Math.ceil(admission.retryInMs / 1000)} s`,
-          { details: { rateLimited: true } },
+          `too many account-creation lookups ${what} (limit ${burst}, then 1 every ${intervalMs / 1000} s); refused without an IAM call, try again in ${Math.ceil(admission.retryInMs / 1000)} s`,
+          { details: { rateLimited: true, scope: admission.scope } },
         );
       }
     },

@@ -1,6 +1,7 @@
 // Test driver for abuse.e2e.test.ts, bundled with esbuild and run as root INSIDE the sandbox:
 //   node driver.mjs processes NAMES.json CONCURRENCY   real hook processes (the installed pam_exec target)
 //   node driver.mjs in-process NAMES.json CONCURRENCY  pamCreateAccountCommand called in this process
+// An optional 4th argument is the client address (PAM_RHOST; default 203.0.113.9).
 // Both use the real state file in /run/keymaker, getent, useradd and IAM (through the test's proxy).
 // Prints {"exit code": count, ...} as JSON.
 import { spawn } from 'node:child_process';
@@ -8,11 +9,11 @@ import * as fs from 'node:fs';
 import { pamCreateAccountCommand } from '../src/host-commands';
 import { DEFAULT_PATHS } from '../src/paths';
 
-function runHook(name: string): Promise<number> {
+function runHook(name: string, rhost: string): Promise<number> {
   return new Promise((resolve) => {
     // What pam_exec passes: PAM items in the environment, no arguments.
     const child = spawn(DEFAULT_PATHS.pamCreateAccountCommand, [], {
-      env: { PAM_TYPE: 'auth', PAM_USER: name, PAM_RHOST: '203.0.113.9', PAM_SERVICE: 'sshd' },
+      env: { PAM_TYPE: 'auth', PAM_USER: name, PAM_RHOST: rhost, PAM_SERVICE: 'sshd' },
       stdio: ['ignore', 'ignore', 'ignore'],
     });
     child.on('error', () => resolve(-1));
@@ -21,7 +22,8 @@ function runHook(name: string): Promise<number> {
 }
 
 async function main(): Promise<void> {
-  const [mode, namesFile, concurrencyText] = process.argv.slice(2);
+  const [mode, namesFile, concurrencyText, rhostArg] = process.argv.slice(2);
+  const rhost = rhostArg ?? '203.0.113.9';
   const names = JSON.parse(fs.readFileSync(namesFile!, 'utf8')) as string[];
   const concurrency = Number(concurrencyText ?? '4');
   const codes: Record<string, number> = {};
@@ -32,8 +34,8 @@ async function main(): Promise<void> {
       const name = names[next++]!;
       const code =
         mode === 'processes'
-          ? await runHook(name)
-          : await pamCreateAccountCommand({ PAM_TYPE: 'auth', PAM_USER: name, PAM_RHOST: '203.0.113.9', PAM_SERVICE: 'sshd' }, quiet);
+          ? await runHook(name, rhost)
+          : await pamCreateAccountCommand({ PAM_TYPE: 'auth', PAM_USER: name, PAM_RHOST: rhost, PAM_SERVICE: 'sshd' }, quiet);
       codes[code] = (codes[code] ?? 0) + 1;
     }
   }

@@ -16,6 +16,7 @@ import {
   parseGuardState,
   rememberRefusal,
   serializeGuardState,
+  sourceKey,
   type GuardState,
 } from '../src/pam-guard';
 import { FakeHost, newIam, resolutionFor } from './fakes';
@@ -27,21 +28,21 @@ describe('token bucket', () => {
     let state = freshGuardState(0);
     const kinds: string[] = [];
     for (let i = 0; i < P.burst + 5; i++) {
-      const r = admit(state, `user${i}`, 0);
+      const r = admit(state, `user${i}`, 0, P, `203.0.113.${i}`);
       state = r.state;
       kinds.push(r.admission.kind);
     }
     expect(kinds.filter((k) => k === 'admit')).toHaveLength(P.burst);
     expect(kinds.slice(P.burst)).toEqual(Array(5).fill('rate-limited'));
-    expect(admit(state, 'x', P.refillIntervalMs - 1).admission).toEqual({ kind: 'rate-limited', retryInMs: 1 });
-    expect(admit(state, 'x', P.refillIntervalMs).admission.kind).toBe('admit');
+    expect(admit(state, 'x', P.refillIntervalMs - 1, P, '192.0.2.1').admission).toEqual({ kind: 'rate-limited', scope: 'global', retryInMs: 1 });
+    expect(admit(state, 'x', P.refillIntervalMs, P, '192.0.2.1').admission.kind).toBe('admit');
   });
 
   test('1,000 random names within one minute are admitted at most burst + 60 s / refill times', () => {
     let state = freshGuardState(0);
     let admitted = 0;
     for (let i = 0; i < 1000; i++) {
-      const r = admit(state, `r${Math.random().toString(36).slice(2, 12)}`, i * 60);
+      const r = admit(state, `r${Math.random().toString(36).slice(2, 12)}`, i * 60, P, `198.51.${i % 250}.${i % 7}`);
       state = r.state;
       if (r.admission.kind === 'admit') admitted += 1;
     }
@@ -51,8 +52,8 @@ describe('token bucket', () => {
 
   test('never more than the burst, however long the quiet spell; a clock that goes back adds nothing', () => {
     const idle = admit(freshGuardState(0), 'a', 10 * 24 * 3600_000).state;
-    expect(idle.tokens).toBe(P.burst - 1);
-    let state: GuardState = { version: 1, tokens: 0, refilledAtMs: 1_000_000, refused: {} };
+    expect(idle.global.tokens).toBe(P.burst - 1);
+    let state: GuardState = { version: 2, global: { tokens: 0, refilledAtMs: 1_000_000 }, sources: {}, names: {}, refused: {} };
     state = parseGuardState(serializeGuardState(state), 500_000); // clock moved back
     expect(admit(state, 'a', 500_000).admission.kind).toBe('rate-limited');
   });
@@ -63,7 +64,7 @@ describe('negative cache', () => {
     let state = rememberRefusal(freshGuardState(0), 'mallory', 'NO_SUCH_USER', 0);
     const again = admit(state, 'mallory', 60_000);
     expect(again.admission).toEqual({ kind: 'remembered', code: 'NO_SUCH_USER', remainingMs: P.negativeTtlMs - 60_000 });
-    expect(again.state.tokens).toBe(P.burst);
+    expect(again.state.global.tokens).toBe(P.burst);
     state = again.state;
     expect(admit(state, 'mallory', P.negativeTtlMs).admission.kind).toBe('admit');
   });
@@ -93,22 +94,33 @@ describe('state file parsing', () => {
 
   test.each([
     ['not JSON', '{'],
-    ['wrong version', JSON.stringify({ version: 2, tokens: 20, refilledAtMs: 0, refused: {} })],
-    ['negative tokens', JSON.stringify({ version: 1, tokens: -1, refilledAtMs: 0, refused: {} })],
-    ['tokens as a string', JSON.stringify({ version: 1, tokens: '1e9', refilledAtMs: 0, refused: {} })],
-    ['a bad name', JSON.stringify({ version: 1, tokens: 20, refilledAtMs: 0, refused: { 'a b': { code: 'NO_SUCH_USER', untilMs: 1 } } })],
-    ['an unknown refusal code', JSON.stringify({ version: 1, tokens: 20, refilledAtMs: 0, refused: { a: { code: 'OK', untilMs: 1 } } })],
+    ['version 1 (one host-wide bucket)', JSON.stringify({ version: 1, tokens: 20, refilledAtMs: 0, refused: {} })],
+    ['wrong version', JSON.stringify({ version: 3, global: { tokens: 20, refilledAtMs: 0 }, sources: {}, names: {}, refused: {} })],
+    ['a forged source key', JSON.stringify({ version: 2, global: { tokens: 20, refilledAtMs: 0 }, sources: { 'a b': { tokens: 5, refilledAtMs: 0 } }, names: {}, refused: {} })],
+    ['negative source tokens', JSON.stringify({ version: 2, global: { tokens: 20, refilledAtMs: 0 }, sources: { '192.0.2.1': { tokens: -5, refilledAtMs: 0 } }, names: {}, refused: {} })],
+    ['negative tokens', JSON.stringify({ version: 2, global: { tokens: -1, refilledAtMs: 0 }, sources: {}, names: {}, refused: {} })],
+    ['tokens as a string', JSON.stringify({ version: 2, global: { tokens: '1e9', refilledAtMs: 0 }, sources: {}, names: {}, refused: {} })],
+    ['a bad name', JSON.stringify({ version: 2, global: { tokens: 20, refilledAtMs: 0 }, sources: {}, names: {}, refused: { 'a b': { code: 'NO_SUCH_USER', untilMs: 1 } } })],
+    ['an unknown refusal code', JSON.stringify({ version: 2, global: { tokens: 20, refilledAtMs: 0 }, sources: {}, names: {}, refused: { a: { code: 'OK', untilMs: 1 } } })],
     ['an array', '[]'],
   ])('corrupt (%s): an empty bucket, never extra permission', (_what, text) => {
     const state = parseGuardState(text, 1000);
-    expect(state).toEqual({ version: 1, tokens: 0, refilledAtMs: 1000, refused: {} });
+    expect(state).toEqual({ version: 2, global: { tokens: 0, refilledAtMs: 1000 }, sources: {}, names: {}, refused: {} });
     expect(admit(state, 'a', 1000).admission.kind).toBe('rate-limited');
   });
 
   test('tokens above the burst are capped; entries beyond the TTL are clamped', () => {
-    const text = JSON.stringify({ version: 1, tokens: 1e9, refilledAtMs: 0, refused: { eve: { code: 'NO_SUCH_USER', untilMs: 1e15 } } });
+    const text = JSON.stringify({
+      version: 2,
+      global: { tokens: 1e9, refilledAtMs: 0 },
+      sources: { '192.0.2.1': { tokens: 1e9, refilledAtMs: 0 } },
+      names: { eve: { tokens: 1e9, refilledAtMs: 0 } },
+      refused: { eve: { code: 'NO_SUCH_USER', untilMs: 1e15 } },
+    });
     const state = parseGuardState(text, 0);
-    expect(state.tokens).toBe(P.burst);
+    expect(state.global.tokens).toBe(P.burst);
+    expect(state.sources['192.0.2.1']!.tokens).toBe(P.sourceBurst);
+    expect(state.names.eve!.tokens).toBe(P.nameBurst);
     expect(state.refused.eve!.untilMs).toBe(P.negativeTtlMs);
   });
 });
@@ -123,9 +135,9 @@ describe('the root-only state file', () => {
   test('created 0700/0600, shared across stores (processes), replaced atomically', async () => {
     const a = loginGuard(fileGuardStore({ dir }));
     const b = loginGuard(fileGuardStore({ dir }));
-    for (let i = 0; i < P.burst; i++) await (i % 2 ? a : b).admit(`u${i}`);
-    await expect(a.admit('one-more')).rejects.toMatchObject({ code: 'THROTTLED', details: { rateLimited: true } });
-    await expect(b.admit('one-more')).rejects.toMatchObject({ code: 'THROTTLED' });
+    for (let i = 0; i < P.burst; i++) await (i % 2 ? a : b).admit(`u${i}`, `203.0.113.${i}`);
+    await expect(a.admit('one-more', '192.0.2.1')).rejects.toMatchObject({ code: 'THROTTLED', details: { rateLimited: true } });
+    await expect(b.admit('one-more', '192.0.2.2')).rejects.toMatchObject({ code: 'THROTTLED' });
     expect(fs.statSync(dir).mode & 0o777).toBe(0o700);
     expect(fs.statSync(path.join(dir, 'pam-state.json')).mode & 0o777).toBe(0o600);
     expect(fs.readdirSync(dir).sort()).toEqual(['pam-state.json']);
@@ -133,7 +145,7 @@ describe('the root-only state file', () => {
 
   test('many concurrent updates lose none (lock + rename)', async () => {
     const stores = Array.from({ length: 8 }, () => loginGuard(fileGuardStore({ dir })));
-    const results = await Promise.allSettled(Array.from({ length: 40 }, (_, i) => stores[i % 8]!.admit(`c${i}`)));
+    const results = await Promise.allSettled(Array.from({ length: 40 }, (_, i) => stores[i % 8]!.admit(`c${i}`, `203.0.113.${i}`)));
     expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(P.burst);
   });
 
@@ -173,8 +185,8 @@ describe('account creation behind the guard', () => {
     iamMock.on(ListGroupsForUserCommand).rejects(noSuchEntity);
   });
 
-  function create(user: string, guard: ReturnType<typeof loginGuard>, host = new FakeHost()) {
-    return createAccountForLogin(user, { accounts: host, admin: host, resolve: async () => resolutionFor(iam), lock: (body) => body(), guard }, { allowedExistingGroups: [] });
+  function create(user: string, guard: ReturnType<typeof loginGuard>, host = new FakeHost(), source?: string) {
+    return createAccountForLogin(user, { accounts: host, admin: host, resolve: async () => resolutionFor(iam), lock: (body) => body(), guard }, { allowedExistingGroups: [], source });
   }
 
   test('an unknown name costs IAM calls once; the retry is refused from memory with the same exit code', async () => {
@@ -202,12 +214,110 @@ describe('account creation behind the guard', () => {
     let now = 0;
     const store = memoryGuardStore({ now: () => now });
     const guard = loginGuard(store);
-    for (let i = 0; i < P.burst; i++) await expect(create(`n${i}`, guard)).rejects.toMatchObject({ code: 'NO_SUCH_USER' });
+    for (let i = 0; i < P.burst; i++) await expect(create(`n${i}`, guard, undefined, `203.0.113.${i}`)).rejects.toMatchObject({ code: 'NO_SUCH_USER' });
     const calls = iamMock.calls().length;
-    await expect(create('another', guard)).rejects.toThrow(/refused without an IAM call, try again in 3 s/);
+    await expect(create('another', guard, undefined, '192.0.2.1')).rejects.toThrow(/on this host .*refused without an IAM call, try again in 3 s/);
     expect(iamMock.calls()).toHaveLength(calls);
     now += P.refillIntervalMs;
-    await expect(create('another', guard)).rejects.toMatchObject({ code: 'NO_SUCH_USER' });
+    await expect(create('another', guard, undefined, '192.0.2.1')).rejects.toMatchObject({ code: 'NO_SUCH_USER' });
     expect(iamMock.calls().length).toBeGreaterThan(calls);
+  });
+});
+
+describe('one client cannot lock out others (issue 13, point 8)', () => {
+  test('a flood of random names from one source leaves another source its first lookups', () => {
+    let state = freshGuardState(0);
+    let floodAdmitted = 0;
+    // 1,000 names from one address over 60 s.
+    for (let i = 0; i < 1000; i++) {
+      const r = admit(state, `r${i}x`, i * 60, P, '198.51.100.7');
+      state = r.state;
+      if (r.admission.kind === 'admit') floodAdmitted += 1;
+    }
+    expect(floodAdmitted).toBeLessThanOrEqual(P.sourceBurst + Math.ceil(60_000 / P.sourceRefillIntervalMs));
+    // A real user's first login from elsewhere is admitted at once.
+    const real = admit(state, 'alice', 60_000, P, '192.0.2.10');
+    expect(real.admission.kind).toBe('admit');
+  });
+
+  test('one source alone cannot empty the global bucket: its share is smaller', () => {
+    expect(P.sourceBurst).toBeLessThan(P.burst);
+    expect(P.sourceRefillIntervalMs).toBeGreaterThan(P.refillIntervalMs);
+    let state = freshGuardState(0);
+    for (let i = 0; i < 50; i++) state = admit(state, `f${i}`, 0, P, '198.51.100.7').state;
+    expect(state.global.tokens).toBe(P.burst - P.sourceBurst);
+  });
+
+  test('many sources together are still held to the global bound (IAM is shared)', () => {
+    let state = freshGuardState(0);
+    let admitted = 0;
+    for (let i = 0; i < 200; i++) {
+      const r = admit(state, `g${i}`, 0, P, `203.0.113.${i}`);
+      state = r.state;
+      if (r.admission.kind === 'admit') admitted += 1;
+    }
+    expect(admitted).toBe(P.burst);
+    expect(admit(state, 'late', 0, P, '192.0.2.99').admission).toMatchObject({ kind: 'rate-limited', scope: 'global' });
+  });
+
+  test('one name asked again and again (not a remembered refusal) is limited on its own', () => {
+    let state = freshGuardState(0);
+    const kinds: string[] = [];
+    for (let i = 0; i < P.nameBurst + 2; i++) {
+      const r = admit(state, 'bob', 0, P, `203.0.113.${i}`);
+      state = r.state;
+      kinds.push(r.admission.kind === 'rate-limited' ? `limited:${r.admission.scope}` : r.admission.kind);
+    }
+    expect(kinds).toEqual([...Array(P.nameBurst).fill('admit'), 'limited:name', 'limited:name']);
+    expect(admit(state, 'carol', 0, P, '203.0.113.200').admission.kind).toBe('admit');
+  });
+
+  test('a refusal by one limit takes no token from the others', () => {
+    let state = freshGuardState(0);
+    for (let i = 0; i < P.sourceBurst; i++) state = admit(state, `s${i}`, 0, P, '198.51.100.7').state;
+    const before = state.global.tokens;
+    const r = admit(state, 'zed', 0, P, '198.51.100.7');
+    expect(r.admission).toMatchObject({ kind: 'rate-limited', scope: 'source' });
+    expect(r.state.global.tokens).toBe(before);
+    expect(r.state.names.zed).toBeUndefined();
+  });
+
+  test('the state stays bounded: at most maxSources sources and maxNames names, oldest evicted', () => {
+    const policy = { ...P, maxSources: 10, maxNames: 10, burst: 1e6 };
+    let state = freshGuardState(0, policy);
+    for (let i = 0; i < 100; i++) state = admit(state, `n${i}`, i, policy, `10.0.0.${i}`).state;
+    expect(Object.keys(state.sources)).toHaveLength(10);
+    expect(Object.keys(state.names)).toHaveLength(10);
+    expect(Object.keys(state.sources).sort()).toEqual(Array.from({ length: 10 }, (_, i) => `10.0.0.${90 + i}`).sort());
+    const text = serializeGuardState(state);
+    expect(parseGuardState(text, 100, policy)).toEqual(state);
+  });
+
+  test('a bucket that has refilled is forgotten (the file holds only recent clients)', () => {
+    let state = admit(freshGuardState(0), 'a', 0, P, '198.51.100.7').state;
+    expect(Object.keys(state.sources)).toEqual(['198.51.100.7']);
+    state = admit(state, 'b', 10 * 60_000, P, '192.0.2.1').state;
+    expect(Object.keys(state.sources)).toEqual(['192.0.2.1']);
+  });
+
+  test('odd or missing PAM_RHOST values share one bucket and cannot forge JSON keys', () => {
+    expect(sourceKey(undefined)).toBe('-');
+    expect(sourceKey('')).toBe('-');
+    expect(sourceKey('192.0.2.1')).toBe('192.0.2.1');
+    expect(sourceKey('::ffff:192.0.2.1')).toBe('::ffff:192.0.2.1');
+    // An IPv6 client holds a /64: all its addresses are one source.
+    expect(sourceKey('2001:db8:1:2::1')).toBe('2001:db8:1:2::/64');
+    expect(sourceKey('2001:db8:1:2:aaaa:bbbb:cccc:dddd')).toBe('2001:db8:1:2::/64');
+    expect(sourceKey('2001:db8::1')).toBe('2001:db8:0:0::/64');
+    expect(sourceKey('fe80::1%eth0')).toBe('fe80:0:0:0::/64');
+    expect(sourceKey('a b\n"c"')).toBe('?');
+    expect(sourceKey('x'.repeat(300))).toBe('?');
+  });
+
+  test('the hook passes the source through loginGuard: a flooding source is refused, another is not', async () => {
+    const guard = loginGuard(memoryGuardStore({ now: () => 0 }));
+    for (let i = 0; i < P.sourceBurst; i++) await guard.admit(`m${i}`, '198.51.100.7');
+    await expect(guard.admit('m99', '198.51.100.7')).rejects.toMatchObject({ code: 'THROTTLED', details: { rateLimited: true, scope: 'source' } });
+    await expect(guard.admit('alice', '192.0.2.10')).resolves.toBeUndefined();
   });
 });

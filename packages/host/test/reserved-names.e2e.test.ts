@@ -68,7 +68,7 @@ describeWithSandbox('reserved names on a real sshd', () => {
 
   test('a normal IAM user gets an account and logs in', async () => {
     const first = await sshShowingPamText(port, 'nina', pair.nina!.privateKeyPath);
-    expect(first.stdout + first.stderr).toContain('Your account has been created');
+    expect(first.stdout + first.stderr).toContain('if this was yours, connect again');
     const second = await sb.ssh('nina', { identityFile: pair.nina!.privateKeyPath, command: 'id -un' });
     expect({ code: second.code, out: second.stdout.trim() }).toEqual({ code: 0, out: 'nina' });
   });
