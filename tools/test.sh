@@ -23,8 +23,12 @@ before=$(git_state)
 service_state() {
   ls -1 /etc/systemd/system/*.wants/ 2>/dev/null | grep -E '^(ssh|sshd|cron)\.(service|socket)$' | sort
   ls -1 /etc/rc[2-5].d/ 2>/dev/null | grep -E '^S[0-9]+(ssh|cron)$' | sort
-  pgrep -x sshd >/dev/null && echo "sshd running"
-  pgrep -x cron >/dev/null && echo "cron running"
+  # Daemons of this pid namespace only: a sandbox's sshd (another test run's) lives in its own.
+  local pid ns
+  ns=$(readlink /proc/self/ns/pid)
+  for pid in $(pgrep -x sshd; pgrep -x cron); do
+    [ "$(readlink "/proc/$pid/ns/pid" 2>/dev/null)" = "$ns" ] && echo "$(cat "/proc/$pid/comm") running"
+  done | sort -u
   true
 }
 services_before=$(service_state)
