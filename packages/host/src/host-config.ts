@@ -109,6 +109,10 @@ export function parseHostConfig(text: string, source = 'host config'): HostConfi
     if (value !== undefined && !/^https?:\/\/[^\s/]+(\/\S*)?$/.test(value)) problems.push(`${key} must be an http(s) URL`);
   }
   if (config.syslogSocket !== undefined && !config.syslogSocket.startsWith('/')) problems.push('syslogSocket must be an absolute path');
+  // Host commands never read root's own ~/.aws (issue 13, point 1): a profile needs a file of its own.
+  if (config.profile !== undefined && config.sharedCredentialsFile === undefined && config.sharedConfigFile === undefined) {
+    problems.push('profile needs sharedCredentialsFile or sharedConfigFile (keymaker install --credentials-file FILE --profile NAME)');
+  }
   if (Array.isArray(config.reservedNames)) {
     const bad = config.reservedNames.filter((name) => typeof name !== 'string' || !isValidLinuxName(name));
     if (bad.length > 0) problems.push(`reservedNames must hold Linux user names (lower case): ${bad.map((name) => JSON.stringify(name)).join(', ')}`);

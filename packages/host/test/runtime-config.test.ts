@@ -13,6 +13,15 @@ test('a missing host config means defaults; a broken one is an error (fail close
   await expect(loadHostConfig(sys({ '/c': '{"deadlineMs": "soon"}' }), '/c')).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
 });
 
+test("a profile without a file of its own (it would mean root's ~/.aws) is refused when the config is read and when install writes it", async () => {
+  await expect(loadHostConfig(sys({ '/c': '{"version":1,"profile":"km"}' }), '/c')).rejects.toMatchObject({
+    code: 'INVALID_ARGUMENT',
+    message: expect.stringContaining('profile needs sharedCredentialsFile or sharedConfigFile'),
+  });
+  const ok = await loadHostConfig(sys({ '/c': '{"version":1,"profile":"km","sharedCredentialsFile":"/etc/keymaker/credentials"}' }), '/c');
+  expect(ok.profile).toBe('km');
+});
+
 test('the config, not the caller environment, points the SDK at credentials and metadata', () => {
   const config = { ...DEFAULT_HOST_CONFIG, sharedCredentialsFile: '/etc/keymaker/creds', profile: 'km', metadataEndpoint: 'http://127.0.0.1:9' };
   expect(awsEnvironmentFor(config)).toMatchObject({
