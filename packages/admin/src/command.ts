@@ -36,6 +36,8 @@ export function createClientFactory(config: ClientFactoryConfig = {}): ClientFac
     stsEndpoint: config.endpoint,
     maxAttempts: config.maxAttempts,
     deadline: config.deadline,
+    // A stalled request fails and is retried within the overall deadline, instead of using all of it.
+    requestTimeoutMs: config.deadline ? Math.max(1000, Math.min(30_000, Math.floor(config.deadline.ms / 3))) : undefined,
     profile: profile ?? config.profile,
   });
   return {

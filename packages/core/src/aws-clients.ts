@@ -65,6 +65,10 @@ function common(options: AwsClientOptions) {
     requestHandler: {
       connectionTimeout,
       requestTimeout: options.requestTimeoutMs,
+      // Without it a request past requestTimeout only logs a warning and keeps waiting: a stalled
+      // request then is never retried within the deadline. With it, it fails (TimeoutError,
+      // transient) and the SDK retries it, up to maxAttempts.
+      throwOnRequestTimeout: true,
     },
   };
 }

@@ -27,21 +27,49 @@ export function formatSeconds(ms: number): string {
 
 /**
  * Runs `body` under a deadline of `ms`: `body` gets the signal to pass on
- * (`client.send(cmd, { abortSignal })`); if the deadline passes first, the
- * result is `onTimeout()` (default: a DeadlineError), even if `body` ignores
- * the signal.
+ * (`client.send(cmd, { abortSignal })`, `sys.run(argv, { signal })`) and the
+ * Deadline itself (for AwsClientOptions.deadline); if the deadline passes
+ * first, the result is `onTimeout()` (default: a DeadlineError), even if
+ * `body` ignores the signal. The one helper every command's overall
+ * deadline goes through (client commands and the host's lookup, PAM hook, sync).
  */
 export async function withDeadline<T>(
   ms: number,
-  body: (signal: AbortSignal) => Promise<T>,
+  body: (signal: AbortSignal, deadline: Deadline) => Promise<T>,
   onTimeout: () => Error = () => new DeadlineError(`did not finish within ${formatSeconds(ms)}`),
+  options: WithDeadlineOptions = {},
 ): Promise<T> {
   const deadline = createDeadline(ms);
+  let work: Promise<T> | undefined;
   try {
-    return await raceSignal(body(deadline.signal), deadline.signal, onTimeout);
+    work = body(deadline.signal, deadline);
+    return await raceSignal(work, deadline.signal, onTimeout);
+  } catch (error) {
+    // Timed out: give the cancelled work (killed children, aborted requests, a lock's release) time to end.
+    if (deadline.signal.aborted && work && options.settleMs) await settled(work, options.settleMs);
+    throw error;
   } finally {
     deadline.clear();
   }
+}
+
+export interface WithDeadlineOptions {
+  /**
+   * After the deadline, wait up to this long for `body` to settle before rejecting, so that what
+   * it started is gone (a child killed, a lock released) when the caller goes on or exits.
+   */
+  settleMs?: number;
+}
+
+function settled(promise: Promise<unknown>, ms: number): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  return Promise.race([
+    promise.then(
+      () => undefined,
+      () => undefined,
+    ),
+    new Promise<void>((resolve) => (timer = setTimeout(resolve, ms))),
+  ]).finally(() => clearTimeout(timer));
 }
 
 /** `promise`, or `onAbort()` as soon as `signal` fires (whichever is first). */

@@ -1,7 +1,7 @@
-import { DeadlineError, EXIT_CODES, exitCodeFor, formatError, HostError, isKeymakerError, type AwsClientOptions } from '@keymaker/core';
+import { DeadlineError, EXIT_CODES, exitCodeFor, formatError, HostError, isKeymakerError, withDeadline, type AwsClientOptions } from '@keymaker/core';
 import { createAccountForLogin, FIRST_LOGIN_MESSAGE, PAM_EXIT_CREATED, PAM_EXIT_EXISTS } from './accounts';
 import { hostReservedNames, type HostConfig } from './host-config';
-import { realRuntimeSystem, type RuntimeSystem } from './host-system';
+import { realRuntimeSystem, withAbortSignal, type RuntimeSystem } from './host-system';
 import { GetentAccounts, ShadowUtilsAdmin, type LocalAccounts, type LocalAdmin } from './local-accounts';
 import { withLock } from './lock';
 import { runLookup } from './lookup';
@@ -41,6 +41,7 @@ export interface HostCommandEnv {
 
 interface Runtime {
   paths: HostPaths;
+  sys: RuntimeSystem;
   cache: (mode: 'read' | 'write' | 'refresh') => ResolveCacheOptions;
   config: HostConfig;
   syslog: Syslog;
@@ -77,6 +78,7 @@ async function prepare(env: HostCommandEnv, echo: boolean): Promise<Runtime | { 
   });
   return {
     paths,
+    sys,
     cache,
     config,
     syslog,
@@ -101,6 +103,34 @@ async function prepareLookupStore(rt: Runtime): Promise<void> {
   }
 }
 
+/**
+ * Overall deadlines (issue 13, point 5): every host command runs under one (core's withDeadline),
+ * whose signal aborts its in-flight AWS requests and kills the commands it started (getent,
+ * useradd, groupadd, gpasswd: SIGTERM, then SIGKILL), so a hung request or command cannot keep a
+ * run, and the sync lock, forever. After the deadline the command waits up to SETTLE_MS for that
+ * work to end (children gone, lock released) before it reports and exits.
+ */
+export const SYNC_DEADLINE_MS = 120_000;
+const SETTLE_MS = 2000;
+/** Of the lookup's deadline, kept for handing its log lines to syslog (the rest is for the answer). */
+export function lookupLogReserveMs(deadlineMs: number): number {
+  return Math.min(500, Math.floor(deadlineMs / 5));
+}
+
+/** The local-account doors of this run, every command they run under `signal` (tests' fakes stay as given). */
+function bindToDeadline(rt: Runtime, env: HostCommandEnv, signal: AbortSignal): void {
+  const sys = withAbortSignal(rt.sys, signal);
+  rt.accounts = env.accounts ?? new GetentAccounts(sys);
+  rt.admin = env.admin ?? new ShadowUtilsAdmin(sys);
+}
+
+/** Flushes syslog within `ms` at most; a line on stderr says how many messages could not be written. */
+async function flushWithin(rt: Runtime, ms: number): Promise<void> {
+  await rt.syslog.flush(ms);
+  const dropped = rt.syslog.dropped?.() ?? 0;
+  if (dropped > 0) rt.stderr(`keymaker: ${dropped} syslog message(s) dropped: the syslog socket did not take them in time\n`);
+}
+
 function deadlineOverride(value: string | undefined): number | undefined {
   const ms = Number(value);
   return value && Number.isFinite(ms) && ms >= 100 && ms <= 60_000 ? ms : undefined;
@@ -115,27 +145,34 @@ export async function getAuthorizedKeysCommand(args: string[], env: HostCommandE
     stderr('usage: keymaker get_authorized_keys USER [FINGERPRINT]\n');
     return EXIT_CODES.USAGE;
   }
+  const started = Date.now();
   const rt = await prepare(env, debug);
   if ('code' in rt) return rt.code;
   const deadlineMs = deadlineOverride(process.env.KEYMAKER_DEADLINE_MS) ?? rt.config.deadlineMs;
-  const aws = { ...awsOptionsFor(rt.config, deadlineMs), ...env.aws };
+  // The deadline includes logging: the answer gets all but a reserve, syslog what is left of it.
+  const reserveMs = lookupLogReserveMs(deadlineMs);
+  const aws = awsOptionsFor(rt.config, deadlineMs - reserveMs);
   try {
     return await runLookup(
       { user: positional[0]!, fingerprint: positional[1] },
       { write: rt.stdout },
       {
-        deps: {
-          accounts: rt.accounts,
-          resolve: () => resolveWithConfig(aws, rt.cache('read')),
-          reservedNames: hostReservedNames(rt.config),
-          guard: fileLookupGuard({ syslog: rt.syslog }),
+        deps: (deadline) => {
+          bindToDeadline(rt, env, deadline.signal);
+          const clients = { ...aws, deadline, ...env.aws };
+          return {
+            accounts: rt.accounts,
+            resolve: () => resolveWithConfig(clients, rt.cache('read')),
+            reservedNames: hostReservedNames(rt.config),
+            guard: fileLookupGuard({ syslog: rt.syslog }),
+          };
         },
         syslog: rt.syslog,
-        deadlineMs,
+        deadlineMs: Math.max(0, deadlineMs - reserveMs - (Date.now() - started)),
       },
     );
   } finally {
-    await rt.syslog.flush();
+    await flushWithin(rt, Math.max(reserveMs, started + deadlineMs - Date.now()));
   }
 }
 
@@ -163,15 +200,14 @@ export async function pamCreateAccountCommand(pamEnv: NodeJS.ProcessEnv, env: Ho
       throw new HostError('NOT_ROOT', 'pam_create_account must run as root (from pam_exec)');
     }
     await prepareLookupStore(rt);
-    const aws = awsOptionsFor(rt.config, rt.config.deadlineMs);
     // Account creation gets the lookup's deadline for IAM plus room for useradd.
     const limitMs = rt.config.deadlineMs + 10_000;
-    let timer: NodeJS.Timeout | undefined;
-    const deadline = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new DeadlineError(`account creation did not finish within ${limitMs} ms`)), limitMs);
-    });
-    const outcome = await Promise.race([
-      createAccountForLogin(
+    const outcome = await withDeadline(
+      limitMs,
+      async (signal, deadline) => {
+        bindToDeadline(rt, env, signal);
+        const aws = { ...awsOptionsFor(rt.config, rt.config.deadlineMs), deadline };
+        return createAccountForLogin(
         user,
         {
           accounts: rt.accounts,
@@ -181,9 +217,11 @@ export async function pamCreateAccountCommand(pamEnv: NodeJS.ProcessEnv, env: Ho
           guard: env.pamGuard ?? loginGuard(fileGuardStore()),
         },
         { allowedExistingGroups: rt.config.allowedExistingGroups, reservedNames: hostReservedNames(rt.config), source: pamEnv.PAM_RHOST },
-      ),
-      deadline,
-    ]).finally(() => clearTimeout(timer));
+        );
+      },
+      () => new DeadlineError(`account creation did not finish within ${limitMs} ms`),
+      { settleMs: SETTLE_MS },
+    );
     if (outcome.kind === 'exists') {
       // The normal case for every login of an existing user: not worth a log line each time.
       return PAM_EXIT_EXISTS;
@@ -206,7 +244,7 @@ export async function pamCreateAccountCommand(pamEnv: NodeJS.ProcessEnv, env: Ho
     rt.syslog.log('warning', `create_account ${who} decision=refused reason=${reason}: ${formatError(error).replace(/^keymaker: /, '')}`);
     return exitCodeFor(error);
   } finally {
-    await rt.syslog.flush();
+    await flushWithin(rt, 2000);
   }
 }
 
@@ -242,8 +280,19 @@ export async function syncGroupsCommand(options: SyncCommandOptions, env: HostCo
       throw new HostError('NOT_ROOT', 'sync_groups changes groups and accounts: run it as root (or with --dry-run)');
     }
     if (!options.dryRun) await prepareLookupStore(rt);
-    const aws = awsOptionsFor(rt.config);
-    const report = await runGroupSync(
+    const deadlineMs = deadlineOverride(process.env.KEYMAKER_DEADLINE_MS) ?? SYNC_DEADLINE_MS;
+    const report = await withDeadline(
+      deadlineMs,
+      (signal, deadline) => {
+        bindToDeadline(rt, env, signal);
+        // A stalled request fails after requestTimeoutMs and is retried (the SDK's backoff), all within the deadline.
+        const aws = {
+          ...awsOptionsFor(rt.config),
+          connectionTimeoutMs: Math.min(3000, Math.floor(deadlineMs / 4)),
+          requestTimeoutMs: Math.max(1000, Math.min(10_000, Math.floor(deadlineMs / 4))),
+          deadline,
+        };
+        return runGroupSync(
       {
         accounts: rt.accounts,
         admin: rt.admin,
@@ -256,6 +305,10 @@ export async function syncGroupsCommand(options: SyncCommandOptions, env: HostCo
         allowedExistingGroups: rt.config.allowedExistingGroups,
         reservedNames: hostReservedNames(rt.config),
       },
+        );
+      },
+      () => new DeadlineError(`sync_groups did not finish within ${deadlineMs / 1000} s (an IAM request or a local command hung); it was stopped and its lock released`),
+      { settleMs: SETTLE_MS },
     );
     const lines = formatSyncReport(report);
     for (const line of lines) rt.stderr(`${line}\n`);
@@ -267,12 +320,14 @@ export async function syncGroupsCommand(options: SyncCommandOptions, env: HostCo
   } catch (error) {
     // A failed read lands here before any change: say so.
     rt.stderr(`${formatError(error)}\n`);
-    if (!isKeymakerError(error, 'LOCKED')) rt.stderr('sync_groups: nothing was changed\n');
-    rt.syslog.log('warning', `sync_groups failed, nothing changed: ${formatError(error).replace(/^keymaker: /, '')}`);
+    // Stopped at the deadline: the read may have been done and some changes applied.
+    if (isKeymakerError(error, 'DEADLINE_EXCEEDED')) rt.stderr('sync_groups: stopped; any change already applied stands, the next run completes the rest\n');
+    else if (!isKeymakerError(error, 'LOCKED')) rt.stderr('sync_groups: nothing was changed\n');
+    rt.syslog.log('warning', `sync_groups failed${isKeymakerError(error, 'DEADLINE_EXCEEDED') ? ' at its deadline' : ', nothing changed'}: ${formatError(error).replace(/^keymaker: /, '')}`);
     if (options.json) rt.stdout(`${JSON.stringify({ error: isKeymakerError(error) ? error.code : 'INTERNAL', message: formatError(error) })}\n`);
     return exitCodeFor(error);
   } finally {
-    await rt.syslog.flush();
+    await flushWithin(rt, 2000);
   }
 }
 

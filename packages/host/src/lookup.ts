@@ -8,6 +8,8 @@ import {
   isInManagedRange,
   isKeymakerError,
   UID_SCHEMES,
+  withDeadline,
+  type Deadline,
   type Resolution,
   type UidScheme,
 } from '@keymaker/core';
@@ -128,7 +130,8 @@ async function guardBefore(guard: LookupGuard | undefined, name: string, fingerp
 }
 
 export interface RunLookupOptions {
-  deps: LookupDeps;
+  /** Or built for the lookup's deadline: clients and commands that get its signal, so its end cancels them. */
+  deps: LookupDeps | ((deadline: Deadline) => LookupDeps);
   syslog: Syslog;
   /** Hard overall deadline; default 5 s. */
   deadlineMs?: number;
@@ -148,12 +151,12 @@ export async function runLookup(request: LookupRequest, io: LookupIo, options: R
   const fp = request.fingerprint ?? '-';
   // The user name is logged as JSON so odd bytes in it cannot fake fields.
   const who = `user=${JSON.stringify(request.user)} fingerprint=${fp}`;
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new DeadlineError(`lookup did not finish within ${deadlineMs} ms`)), deadlineMs);
-  });
   try {
-    const decision = await Promise.race([lookupAuthorizedKeys(request, options.deps), deadline]);
+    const decision = await withDeadline(
+      deadlineMs,
+      (_signal, deadline) => lookupAuthorizedKeys(request, typeof options.deps === 'function' ? options.deps(deadline) : options.deps),
+      () => new DeadlineError(`lookup did not finish within ${deadlineMs} ms`),
+    );
     // One write: either every line or nothing reaches sshd.
     if (decision.lines.length > 0) io.write(`${decision.lines.join('\n')}\n`);
     const match = request.fingerprint ? ` offered_key_listed=${decision.fingerprints.includes(request.fingerprint) ? 'yes' : 'no'}` : '';
@@ -166,7 +169,5 @@ export async function runLookup(request: LookupRequest, io: LookupIo, options: R
   } catch (error) {
     options.syslog.log('warning', `lookup ${who} decision=refused reason=${reasonOf(error)}: ${formatError(error).replace(/^keymaker: /, '')}`);
     return exitCodeFor(error);
-  } finally {
-    clearTimeout(timer);
   }
 }

@@ -10,9 +10,17 @@ export type LogLevel = 'info' | 'notice' | 'warning' | 'err';
 
 export interface Syslog {
   log(level: LogLevel, message: string): void;
-  /** Resolves once every message so far has been handed over (call before exiting). */
-  flush(): Promise<void>;
+  /**
+   * Resolves once every message so far has been handed over (call before exiting), or after
+   * `timeoutMs`: then the messages not yet written are dropped (counted), never waited for.
+   */
+  flush(timeoutMs?: number): Promise<void>;
+  /** Messages that could not be written in time (or at all). */
+  dropped?(): number;
 }
+
+/** How long one logger(1) may take before its message is dropped, when flush gives no bound. */
+export const SYSLOG_WRITE_TIMEOUT_MS = 2000;
 
 export interface LoggerSyslogOptions {
   /** Unix socket instead of /dev/log (tests: a listener inside the sandbox). */
@@ -30,11 +38,16 @@ export function sanitizeLogMessage(message: string): string {
   return clean.length > 900 ? `${clean.slice(0, 897)}...` : clean;
 }
 
-/** Spawns util-linux logger(1) per message (argument array; the message comes after "--"). */
-export function createLoggerSyslog(options: LoggerSyslogOptions = {}): Syslog {
+/**
+ * Spawns util-linux logger(1) per message (argument array; the message comes after "--"). log()
+ * never waits: a stalled /dev/log (a full datagram queue, a reader that never reads) blocks only
+ * the logger process, which flush kills when its bound passes; that message is dropped and counted.
+ */
+export function createLoggerSyslog(options: LoggerSyslogOptions = {}): Syslog & { dropped(): number } {
   const run = options.run ?? runProcess;
   const pid = options.pid ?? process.pid;
-  const pending = new Set<Promise<unknown>>();
+  const pending = new Map<Promise<unknown>, AbortController>();
+  let dropped = 0;
   return {
     log(level, message) {
       const line = sanitizeLogMessage(message);
@@ -43,13 +56,34 @@ export function createLoggerSyslog(options: LoggerSyslogOptions = {}): Syslog {
       if (options.socket) argv.push('--socket', options.socket);
       argv.push('--', line);
       // A logging failure must never change a login decision; it is dropped.
-      const done: Promise<unknown> = run(argv, { timeoutMs: 2000 }).catch(() => undefined);
-      pending.add(done);
+      const controller = new AbortController();
+      const done: Promise<unknown> = run(argv, { timeoutMs: SYSLOG_WRITE_TIMEOUT_MS, signal: controller.signal, killGraceMs: 100 }).then(
+        (result) => {
+          if (result.code !== 0) dropped += 1;
+        },
+        () => {
+          dropped += 1;
+        },
+      );
+      pending.set(done, controller);
       void done.finally(() => pending.delete(done));
     },
-    async flush() {
-      await Promise.all([...pending]);
+    async flush(timeoutMs) {
+      const all = Promise.all([...pending.keys()]);
+      if (timeoutMs === undefined) {
+        await all;
+        return;
+      }
+      let timer: NodeJS.Timeout | undefined;
+      const expired = new Promise<void>((resolve) => (timer = setTimeout(resolve, Math.max(0, timeoutMs))));
+      await Promise.race([all, expired]);
+      clearTimeout(timer);
+      // Past the bound: kill what is left (each counts as dropped once its logger is gone).
+      const left = [...pending.entries()];
+      for (const [, controller] of left) controller.abort();
+      await Promise.all(left.map(([done]) => done));
     },
+    dropped: () => dropped,
   };
 }
 
@@ -62,5 +96,6 @@ export function createMemorySyslog(): Syslog & { lines: { level: LogLevel; messa
       lines.push({ level, message: sanitizeLogMessage(message) });
     },
     async flush() {},
+    dropped: () => 0,
   };
 }

@@ -139,6 +139,52 @@ describeWithSandbox('sync_groups on a real host', () => {
     expect((await sync()).code).toBe(EXIT_CODES.GROUP_NOT_MANAGED);
   });
 
+  test('an IAM request that never answers: the sync stops at its deadline with a clear error, releases the lock, and the next sync works', async () => {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { createFaultProxy } = require('../../../tools/faults/fault-proxy.cjs');
+    const hanging = await createFaultProxy({ target: motoEndpoint() }).start();
+    const configFile = '/etc/keymaker/config-hang.json';
+    const deadlineMs = 6000;
+    try {
+      const current = JSON.parse((await sb.exec(['cat', DEFAULT_PATHS.configFile])).stdout);
+      await sb.writeFile(configFile, JSON.stringify({ ...current, iamEndpoint: hanging.url, stsEndpoint: hanging.url }), 0o644);
+      await hanging.setFault({ kind: 'hang', action: 'GetGroup' });
+      const started = Date.now();
+      const r = await sb.exec([DEFAULT_PATHS.syncGroupsCommand, '--config', configFile], { env: { KEYMAKER_DEADLINE_MS: String(deadlineMs) }, timeoutMs: 60_000 });
+      const ms = Date.now() - started;
+      expect(r.code).toBe(EXIT_CODES.DEADLINE_EXCEEDED);
+      expect(r.stderr).toMatch(/did not finish within 6 s/);
+      // Deadline, the wait for its work to end, and process start-up: nowhere near "forever".
+      expect(ms).toBeLessThan(deadlineMs + 5000);
+      // The lock is free: a run right after takes it.
+      await hanging.setFault({ kind: 'none' });
+      const again = await sb.exec([DEFAULT_PATHS.syncGroupsCommand, '--config', configFile], { env: { KEYMAKER_DEADLINE_MS: String(deadlineMs) }, timeoutMs: 60_000 });
+      expect(again.code).toBe(EXIT_CODES.GROUP_NOT_MANAGED);
+      expect(again.stderr).not.toMatch(/another keymaker run holds/);
+    } finally {
+      await sb.exec(['rm', '-f', configFile]);
+      await hanging.stop();
+    }
+  });
+
+  test('one stalled request is retried within the deadline and the sync completes', async () => {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { createFaultProxy } = require('../../../tools/faults/fault-proxy.cjs');
+    const hanging = await createFaultProxy({ target: motoEndpoint() }).start();
+    const configFile = '/etc/keymaker/config-hang.json';
+    try {
+      const current = JSON.parse((await sb.exec(['cat', DEFAULT_PATHS.configFile])).stdout);
+      await sb.writeFile(configFile, JSON.stringify({ ...current, iamEndpoint: hanging.url, stsEndpoint: hanging.url }), 0o644);
+      await hanging.setFault({ kind: 'hang', action: 'GetGroup', nth: 1, times: 1 });
+      const r = await sb.exec([DEFAULT_PATHS.syncGroupsCommand, '--config', configFile], { env: { KEYMAKER_DEADLINE_MS: '20000' }, timeoutMs: 60_000 });
+      expect(r.code).toBe(EXIT_CODES.GROUP_NOT_MANAGED);
+      expect(hanging.stats().counts.GetGroup).toBeGreaterThan(1);
+    } finally {
+      await sb.exec(['rm', '-f', configFile]);
+      await hanging.stop();
+    }
+  });
+
   test('a second run is a no-op apart from the refused group', async () => {
     const r = await sync();
     expect(r.stderr).toContain('no changes');

@@ -84,6 +84,8 @@ export function systemdService(paths: HostPaths): string {
     '[Service]',
     'Type=oneshot',
     `ExecStart=${paths.syncGroupsCommand}`,
+    // A backstop above sync_groups' own deadline (2 min): systemd kills a run that still hangs.
+    'TimeoutStartSec=300',
     '',
   ].join('\n');
 }
