@@ -268,7 +268,7 @@ describe('one client cannot lock out others (issue 13, point 8)', () => {
       state = r.state;
       kinds.push(r.admission.kind === 'rate-limited' ? `limited:${r.admission.scope}` : r.admission.kind);
     }
-    expect(kinds).toEqual([...Array(P.nameBurst).fill('admit'), 'limited:name', 'limited:name']);
+    expect(kinds).toEqual([...Array<string>(P.nameBurst).fill('admit'), 'limited:name', 'limited:name']);
     expect(admit(state, 'carol', 0, P, '203.0.113.200').admission.kind).toBe('admit');
   });
 
