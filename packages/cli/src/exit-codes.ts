@@ -39,6 +39,7 @@ export const EXIT_CODE_MEANINGS: Record<ErrorCode, string> & Record<string, stri
   EXISTING_AUTHORIZED_KEYS_COMMAND: 'sshd already has another AuthorizedKeysCommand; --force replaces it',
   GROUP_NOT_MANAGED: 'a Linux group of that name exists and is not keymaker\'s',
   UNSUPPORTED_HOST: 'this host lacks what keymaker needs (e.g. sshd with PAM)',
+  WEAKER_AUTHENTICATION: "install refused: keymaker's sshd settings would let somebody log in with less than before",
 };
 
 export interface ExitCodeRow {

@@ -37,6 +37,7 @@ export const EXIT_CODES = {
   EXISTING_AUTHORIZED_KEYS_COMMAND: 46,
   GROUP_NOT_MANAGED: 47,
   UNSUPPORTED_HOST: 48,
+  WEAKER_AUTHENTICATION: 49,
 } as const;
 
 export type ErrorCode = keyof typeof EXIT_CODES;

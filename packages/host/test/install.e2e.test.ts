@@ -304,4 +304,63 @@ describeWithSandbox('keymaker install / uninstall on a real sshd', () => {
     }
     expect(before).toEqual([]);
   });
+
+  // Issue 13, point 2: install never weakens authentication.
+  async function userWithKey(sb: Sandbox, name: string) {
+    await sb.execOk(['useradd', '--create-home', name]);
+    const key = makeSshKeyPair(tmp, `${name}-${crypto.randomBytes(3).toString('hex')}`);
+    await sb.writeFile(`/home/${name}/.ssh/authorized_keys`, `${key.publicKey}\n`, 0o600, `${name}:${name}`);
+    return key;
+  }
+
+  test('AuthenticationMethods publickey,password after the Include: install keeps it (hook step in front), sshd_config unchanged, a key alone still does not log in', async () => {
+    const sb = await newSandbox();
+    const main = `${hostFile('/etc/ssh/sshd_config')}PasswordAuthentication yes\nAuthenticationMethods publickey,password\n`;
+    await sb.writeFile('/etc/ssh/sshd_config', main);
+    const bob = await userWithKey(sb, 'bob');
+    const { port } = await sb.startSshd({ logLevel: 'VERBOSE' }); // VERBOSE logs "Partial publickey"
+    const keyOnly = () => sb.ssh('bob', { identityFile: bob.privateKeyPath, command: 'id -un', batch: true });
+    expect((await keyOnly()).code).toBe(255);
+
+    const before = listeningCount(sb);
+    const r = await keymaker(sb, ['install', '--region', 'us-east-1', '--sshd-pid-file', `/run/sshd-${port}.pid`]);
+    expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: expect.stringContaining("kept sshd's AuthenticationMethods") });
+    await waitForReload(sb, before);
+    expect(await effective(sb, 'authenticationmethods')).toBe('publickey,password keyboard-interactive:pam,publickey,password');
+    expect(await effective(sb, 'authorizedkeyscommand')).toBe('/usr/local/sbin/keymaker-authorized-keys %u %f');
+    expect(await sb.readFile('/etc/ssh/sshd_config')).toBe(main);
+
+    const login = await keyOnly();
+    expect({ code: login.code, out: login.stdout }).toEqual({ code: 255, out: '' });
+    // The key was accepted and sshd still wanted the password: it is the policy that stopped the login.
+    expect(sb.sshdLog()).toMatch(/Partial publickey for bob from 127\.0\.0\.1/);
+  });
+
+  test('a Match User admin block with stricter methods is respected; one that keymaker would loosen is refused (exit 49), nothing changed', async () => {
+    const sb = await newSandbox();
+    await sb.writeFile('/etc/ssh/sshd_config', `${hostFile('/etc/ssh/sshd_config')}Match User admin\n  AuthenticationMethods publickey,password\n`);
+    const admin = await userWithKey(sb, 'admin');
+    const { port } = await sb.startSshd({ logLevel: 'VERBOSE' });
+    const before = listeningCount(sb);
+    const r = await keymaker(sb, ['install', '--region', 'us-east-1', '--sshd-pid-file', `/run/sshd-${port}.pid`]);
+    expect(r.code).toBe(0);
+    await waitForReload(sb, before);
+    const forAdmin = (await sb.execOk(['sshd', '-T', '-C', 'user=admin,host=client.example.net,addr=203.0.113.10'])).stdout;
+    expect(forAdmin).toContain('\nauthenticationmethods publickey,password\n');
+    const login = await sb.ssh('admin', { identityFile: admin.privateKeyPath, command: 'id -un', batch: true });
+    expect(login.code).toBe(255);
+    expect(sb.sshdLog()).toMatch(/Partial publickey for admin from 127\.0\.0\.1/);
+
+    // keyboard-interactive is off, so admin's second list is dormant; keymaker turns it on and admin
+    // would log in with PAM (a password) alone: refused.
+    const sb2 = await newSandbox();
+    await sb2.writeFile('/etc/ssh/sshd_config', `${hostFile('/etc/ssh/sshd_config')}Match User admin\n  AuthenticationMethods publickey,password keyboard-interactive\n`);
+    const untouched = await fingerprint(sb2);
+    const refused = await keymaker(sb2, ['install', '--region', 'us-east-1', '--reload', 'none']);
+    expect(refused.code).toBe(49);
+    expect(refused.stderr).toMatch(
+      /^keymaker: refusing to install: keymaker's sshd settings would weaken authentication for user admin, so nothing was changed: a login with keyboard-interactive would be accepted where sshd required publickey,password; fix: .*KbdInteractiveAuthentication no in that Match block\n$/,
+    );
+    expect(await fingerprint(sb2)).toEqual(untouched);
+  });
 });

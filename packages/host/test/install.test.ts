@@ -4,7 +4,9 @@ import * as path from 'node:path';
 import { isKeymakerError } from '@keymaker/core';
 import { DEFAULT_PATHS } from '../src/paths';
 import {
+  authenticationWeakenings,
   candidateMainForDropIn,
+  composeAuthenticationMethods,
   cronLinesForSyntaxCheck,
   findDropInInclude,
   insertPamHook,
@@ -16,6 +18,7 @@ import {
   safePathProblem,
   sshdSettingLines,
   stripPamHook,
+  sshdProbes,
   stripSshdBlock,
   type FileState,
   type HostSystem,
@@ -305,15 +308,44 @@ class FakeMachine implements HostSystem {
     const [bin, ...args] = argv;
     if (bin === '/usr/sbin/sshd') {
       if (args[0] === '-T') {
-        // Good enough: the effective values of a config = the first occurrence in drop-in or block.
-        const files = [P.sshdDropIn, args[2] ?? P.sshdConfig].map((f) => this.text(f) ?? '');
-        const candidateDropIn = [...this.nodes.keys()].find((k) => k.startsWith('/etc/ssh/.keymaker-candidate-') && k.endsWith('.conf'));
-        const all = [candidateDropIn ? this.text(candidateDropIn)! : '', ...files].join('\n');
-        const first = (kw: string) => new RegExp(`^${kw}\\s+(.*)$`, 'im').exec(all)?.[1];
+        // Good enough: Include expanded (absolute paths, '*' in the last component), the first value
+        // of a keyword wins, and for -C user=NAME the first value in a matching "Match User" block wins over it.
+        const expand = (text: string): string[] =>
+          text.split('\n').flatMap((line) => {
+            const m = /^\s*include\s+(.*)$/i.exec(line);
+            if (!m) return [line];
+            return m[1]!.split(/\s+/).flatMap((pattern) => {
+              const re = new RegExp(`^${path.basename(pattern).replace(/\./g, '\\.').replace(/\*/g, '[^/]*')}$`);
+              const names = (this.readdir(path.dirname(pattern)) ?? []).filter((n) => re.test(n) && !n.startsWith('.')).sort();
+              return names.length > 0 || pattern.includes('*') ? names.flatMap((n) => expand(this.text(path.join(path.dirname(pattern), n)) ?? '')) : expand(this.text(pattern) ?? '');
+            });
+          });
+        const lines = expand(this.text(args[2] ?? P.sshdConfig) ?? '');
+        const user = /(?:^|,)user=([^,]+)/.exec(args[args.indexOf('-C') + 1] ?? '')?.[1];
+        const values = new Map<string, string>();
+        const inMatch = new Map<string, string>();
+        let match: boolean | undefined;
+        for (const line of lines) {
+          const m = /^\s*(\S+)\s+(.*?)\s*$/.exec(line);
+          if (!m || m[1]!.startsWith('#')) continue;
+          const kw = m[1]!.toLowerCase();
+          if (kw === 'match') {
+            const u = /^user\s+(\S+)$/i.exec(m[2]!);
+            match = args.includes('-C') && !!u && u[1]!.split(',').includes(user ?? '');
+            continue;
+          }
+          const target = match === undefined ? values : match ? inMatch : undefined;
+          if (target && !target.has(kw)) target.set(kw, m[2]!);
+        }
+        for (const [k, v] of inMatch) values.set(k, v);
+        const defaults: Record<string, string> = {
+          authorizedkeyscommand: 'none', authorizedkeyscommanduser: 'none', usepam: 'no', kbdinteractiveauthentication: 'yes',
+          passwordauthentication: 'yes', pubkeyauthentication: 'yes', permitemptypasswords: 'no', authenticationmethods: 'any',
+        };
         return {
           code: 0,
-          stdout: ['authorizedkeyscommand', 'authorizedkeyscommanduser', 'usepam', 'kbdinteractiveauthentication', 'authenticationmethods']
-            .map((k) => `${k} ${first(k) ?? (k === 'authenticationmethods' ? 'any' : 'none')}`)
+          stdout: Object.entries(defaults)
+            .map(([k, d]) => `${k} ${values.get(k) ?? d}`)
             .concat('pidfile /run/sshd.pid')
             .join('\n'),
           stderr: '',
@@ -652,5 +684,111 @@ describe('safe-path rule', () => {
   test('paths that do not exist yet are checked as far as they exist', () => {
     const m = new FakeMachine();
     expect(safePathProblem(m, { path: '/usr/local/lib/keymaker/keymaker-host.mjs', what: 'the host bundle', needOthers: 'read' })).toBeUndefined();
+  });
+});
+
+describe('install never weakens authentication (issue 13, point 2)', () => {
+  /** `sshd -T` output from a few settings; OpenSSH's defaults for the rest. */
+  const T = (over: Record<string, string> = {}) =>
+    new Map(Object.entries({ usepam: 'yes', pubkeyauthentication: 'yes', passwordauthentication: 'yes', kbdinteractiveauthentication: 'no', permitemptypasswords: 'no', authenticationmethods: 'any', ...over }));
+  const KEYMAKER = { kbdinteractiveauthentication: 'yes', authenticationmethods: 'publickey keyboard-interactive:pam,publickey' };
+  const rows: [string, Record<string, string>, Record<string, string>, string | undefined][] = [
+    ['Debian default (password or key) -> keymaker: stricter', {}, KEYMAKER, undefined],
+    ['EC2 default (key only) -> keymaker: the hook step never stands alone', { passwordauthentication: 'no' }, KEYMAKER, undefined],
+    ['key + password -> keymaker 1.x value: a key alone would log in', { authenticationmethods: 'publickey,password' }, KEYMAKER, 'a login with publickey would be accepted where sshd required publickey,password'],
+    ['key + password -> composed: allowed', { authenticationmethods: 'publickey,password' }, { ...KEYMAKER, authenticationmethods: 'publickey,password keyboard-interactive:pam,publickey,password' }, undefined],
+    ['keyboard-interactive:pam never stands in for password', { authenticationmethods: 'publickey,password' }, { ...KEYMAKER, authenticationmethods: 'keyboard-interactive:pam,publickey' }, 'a login with keyboard-interactive:pam,publickey would be accepted'],
+    ['key + OTP over PAM -> composed: allowed', { kbdinteractiveauthentication: 'yes', authenticationmethods: 'publickey,keyboard-interactive' }, { ...KEYMAKER, authenticationmethods: 'publickey,keyboard-interactive keyboard-interactive:pam,publickey,keyboard-interactive' }, undefined],
+    ['two keys -> one key: refused (lists are multisets)', { authenticationmethods: 'publickey,publickey' }, { authenticationmethods: 'publickey' }, 'a login with publickey would be accepted where sshd required publickey,publickey'],
+    ['UsePAM yes -> no: refused', {}, { usepam: 'no' }, 'UsePAM would go from yes to no'],
+    ['PasswordAuthentication no -> yes: refused', { passwordauthentication: 'no' }, { passwordauthentication: 'yes' }, 'PasswordAuthentication would go from no to yes'],
+    ['PermitEmptyPasswords no -> yes: refused', {}, { permitemptypasswords: 'yes' }, 'PermitEmptyPasswords would go from no to yes'],
+    ['PubkeyAuthentication off (passwords only) -> keymaker: a key alone is a new way in', { pubkeyauthentication: 'no' }, { ...KEYMAKER, pubkeyauthentication: 'yes' }, 'PubkeyAuthentication is off'],
+    ['a list dormant while keyboard-interactive was off wakes up alone: refused', { authenticationmethods: 'publickey,password keyboard-interactive' }, { kbdinteractiveauthentication: 'yes', authenticationmethods: 'publickey,password keyboard-interactive' }, 'set KbdInteractiveAuthentication no in that Match block'],
+  ];
+  test.each(rows)('%s', (_name, before, after, reason) => {
+    const reasons = authenticationWeakenings(T(before), T({ ...before, ...after }));
+    if (reason === undefined) expect(reasons).toEqual([]);
+    else expect(reasons.join('; ')).toContain(reason);
+  });
+
+  test('composition keeps every usable list of the administrator, adds the hook step in front, and is idempotent', () => {
+    expect(composeAuthenticationMethods(undefined)).toBe('publickey keyboard-interactive:pam,publickey');
+    expect(composeAuthenticationMethods(T())).toBe('publickey keyboard-interactive:pam,publickey');
+    const composed = composeAuthenticationMethods(T({ authenticationmethods: 'publickey,password' }));
+    expect(composed).toBe('publickey,password keyboard-interactive:pam,publickey,password');
+    expect(composeAuthenticationMethods(T({ kbdinteractiveauthentication: 'yes', authenticationmethods: composed }))).toBe(composed);
+    // A list that cannot be used today (keyboard-interactive off) is not carried over to wake up later.
+    expect(composeAuthenticationMethods(T({ authenticationmethods: 'publickey,password keyboard-interactive' }))).toBe(composed);
+    expect(stripSshdBlock(insertSshdBlock(DEBIAN_SSHD, sshdSettingLines(P, 'keymaker', composed)))).toBe(DEBIAN_SSHD);
+  });
+
+  test('probes: no Match, a user with no account, root, a plain local user, every Match User, Group member and Address', () => {
+    const probes = sshdProbes(
+      ['Port 22\nMatch User admin,!guest\n  AuthenticationMethods publickey,password\nMatch Group wheel Address 10.0.0.0/8\n  X11Forwarding no\n'],
+      'root:x:0:0::/root:/bin/bash\nalice:x:1000:1000::/home/alice:/bin/bash\n',
+      'wheel:x:10:bob,carol\n',
+    );
+    const specs = probes.map((p) => p.spec);
+    expect(specs[0]).toBeUndefined();
+    for (const u of ['keymaker-new-user', 'root', 'alice', 'admin', 'bob', 'carol']) expect(specs).toContain(`user=${u},host=client.example.net,addr=203.0.113.10`);
+    expect(specs).toContain('user=keymaker-new-user,host=client.example.net,addr=10.0.0.0');
+    expect(specs.join()).not.toContain('guest');
+  });
+
+  const ADMIN_STRICT = `${DEBIAN_SSHD}AuthenticationMethods publickey,password\n`;
+
+  test('an AuthenticationMethods publickey,password after the Include is kept, with the hook step in front (a key alone does not log in)', () => {
+    const m = new FakeMachine();
+    m.put(P.sshdConfig, ADMIN_STRICT);
+    const pristine = m.dump();
+    runInstall(m, runOptions, quiet);
+    expect(m.text(P.sshdDropIn)).toContain('\nAuthenticationMethods publickey,password keyboard-interactive:pam,publickey,password\n');
+    expect(m.text(P.sshdConfig)).toBe(ADMIN_STRICT);
+    expect(m.commands).toContain(`/usr/sbin/sshd -T -f /etc/ssh/.keymaker-candidate-r1 -C user=keymaker-new-user,host=client.example.net,addr=203.0.113.10`);
+    // Installing again composes with the administrator's value, not with keymaker's own.
+    runInstall(m, runOptions, quiet);
+    expect(m.text(P.sshdDropIn)).toContain('\nAuthenticationMethods publickey,password keyboard-interactive:pam,publickey,password\n');
+    runUninstall(m, uninstallOptions, quiet);
+    expect(m.dump()).toEqual(pristine);
+  });
+
+  test('no Include: the composed line is keymaker\'s and uninstall gives back the bytes', () => {
+    const m = new FakeMachine();
+    const main = `${NO_INCLUDE_SSHD.replace('Port 22\n', 'Port 22\nAuthenticationMethods publickey,password\n')}`;
+    m.put(P.sshdConfig, main);
+    runInstall(m, runOptions, quiet);
+    expect(m.text(P.sshdConfig)).toContain('# BEGIN keymaker');
+    expect(m.text(P.sshdConfig)).toContain('AuthenticationMethods publickey,password keyboard-interactive:pam,publickey,password\n');
+    runUninstall(m, uninstallOptions, quiet);
+    expect(m.text(P.sshdConfig)).toBe(main);
+  });
+
+  test('a Match User admin block with stricter methods is respected, and probed', () => {
+    const m = new FakeMachine();
+    m.put(P.sshdConfig, `${DEBIAN_SSHD}Match User admin\n  AuthenticationMethods publickey,password\n`);
+    runInstall(m, runOptions, quiet);
+    expect(m.commands.filter((c) => c.includes('-C user=admin,')).length).toBe(2); // baseline and candidate
+    expect(m.text(P.sshdDropIn)).toContain('\nAuthenticationMethods publickey keyboard-interactive:pam,publickey\n');
+  });
+
+  test('a change that lets a Match user in with less is refused: WEAKER_AUTHENTICATION (exit 49), one line with the fix, nothing changed', () => {
+    const m = new FakeMachine();
+    // Dormant today (keyboard-interactive is off); keymaker turning it on would let admin in with PAM alone.
+    m.put(P.sshdConfig, `${DEBIAN_SSHD}Match User admin\n  AuthenticationMethods publickey,password keyboard-interactive\n`);
+    const pristine = m.dump();
+    let error: unknown;
+    try {
+      runInstall(m, runOptions, quiet);
+    } catch (e) {
+      error = e;
+    }
+    expect(isKeymakerError(error, 'WEAKER_AUTHENTICATION')).toBe(true);
+    expect((error as { exitCode: number }).exitCode).toBe(49);
+    const message = (error as Error).message;
+    expect(message).toMatch(/^refusing to install: keymaker's sshd settings would weaken authentication for user admin, so nothing was changed: a login with keyboard-interactive would be accepted where sshd required publickey,password; fix: .*KbdInteractiveAuthentication no in that Match block$/);
+    expect(message.split('\n')).toHaveLength(1);
+    expect(m.dump()).toEqual(pristine);
+    expect(m.commands.filter((c) => c.startsWith('useradd'))).toEqual([]);
   });
 });

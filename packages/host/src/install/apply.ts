@@ -5,7 +5,17 @@ import { journalPath, originalOf, parseJournal, serializeJournal, sha256, type I
 import { removePamHook } from './pam';
 import { describeInstallPlan, pathsToSnapshot, planInstall, type InstallOptions, type InstallPlan, type InstallSnapshot, type PlannedFile } from './plan';
 import { assertSafePaths } from './safe-path';
-import { candidateMainForDropIn, effectiveSettingProblems, expectedEffectiveSettings, parseSshdT, removeSshdBlocks } from './sshd-config';
+import {
+  authenticationWeakenings,
+  baselineMain,
+  candidateMainForDropIn,
+  effectiveSettingProblems,
+  expectedEffectiveSettings,
+  parseSshdT,
+  removeSshdBlocks,
+  sshdProbes,
+  type SshdProbe,
+} from './sshd-config';
 import type { FileState, HostSystem } from './system';
 import { cronLinesForSyntaxCheck, SYNC_TIMER } from './templates';
 
@@ -141,6 +151,46 @@ function effectiveSshdConfig(sys: HostSystem, opts: SshdOptions, paths: HostPath
   return parseSshdT(r.stdout);
 }
 
+/** `sshd -T -f file [-C spec]` for one probe; the candidate's file names are shown as the live ones. */
+function probeSshdT(sys: HostSystem, opts: SshdOptions, file: string, probe: SshdProbe, shown: [string, string][]): Map<string, string> {
+  const r = sshdRun(sys, opts.sshd, ['-T', '-f', file, ...(probe.spec ? ['-C', probe.spec] : [])]);
+  if (r.code !== 0) {
+    let reason = firstLine(r.stderr.trim() || r.stdout.trim());
+    for (const [from, to] of shown) reason = reason.split(from).join(to);
+    throw new HostError('SSHD_CONFIG_INVALID', `refusing to install: sshd -T rejects the configuration for ${probe.label}, so nothing was changed: ${reason}`);
+  }
+  return parseSshdT(r.stdout);
+}
+
+/**
+ * What sshd accepts without keymaker's lines (see "authentication strength" in sshd-config.ts):
+ * sshd_config with keymaker's block taken out and its drop-in read as empty, asked once per probe.
+ */
+function gatherBaseline(sys: HostSystem, opts: InstallRunOptions, files: Record<string, FileState | undefined>, dirEntries: string[]): InstallSnapshot['baseline'] {
+  const { paths } = opts;
+  const main = files[paths.sshdConfig];
+  if (!main) return undefined;
+  const mainText = main.content.toString('utf8');
+  const texts = [mainText, ...dirEntries.filter((n) => n !== path.basename(paths.sshdDropIn)).map((n) => sys.readFile(path.join(paths.sshdConfigDir, n))?.content.toString('utf8') ?? '')];
+  const probes = sshdProbes(texts, sys.readFile('/etc/passwd')?.content.toString('utf8'), sys.readFile('/etc/group')?.content.toString('utf8'));
+  // Nothing of keymaker's in place (a first install): the live files are the baseline, no temp copy needed.
+  if (!files[paths.sshdDropIn] && removeSshdBlocks(mainText, paths).text === mainText) {
+    return probes.map((probe) => ({ probe, settings: probeSshdT(sys, opts, paths.sshdConfig, probe, []) }));
+  }
+  const dir = path.dirname(paths.sshdConfig);
+  const tag = sys.randomName();
+  const tempMain = path.join(dir, `.keymaker-candidate-${tag}`);
+  const emptyDropIn = path.join(dir, `.keymaker-candidate-${tag}.conf`);
+  try {
+    sys.writeFileAtomic(emptyDropIn, '', 0o600, 0, 0);
+    sys.writeFileAtomic(tempMain, baselineMain(mainText, dirEntries, paths, emptyDropIn), 0o600, 0, 0);
+    return probes.map((probe) => ({ probe, settings: probeSshdT(sys, opts, tempMain, probe, [[tempMain, paths.sshdConfig]]) }));
+  } finally {
+    sys.removeFile(tempMain);
+    sys.removeFile(emptyDropIn);
+  }
+}
+
 /**
  * Validates the sshd configuration keymaker is about to switch to, before
  * anything is switched: a temp copy of sshd_config in /etc/ssh whose drop-in
@@ -170,12 +220,24 @@ function validateCandidate(sys: HostSystem, opts: InstallRunOptions, plan: Insta
       const reason = firstLine((check.stderr.trim() || check.stdout.trim()).split(tempMain).join(paths.sshdConfig).split(tempDropIn).join(paths.sshdDropIn));
       throw new HostError('SSHD_CONFIG_INVALID', `refusing to install: sshd -t rejects the configuration with keymaker's settings, so nothing was changed: ${reason}`);
     }
-    const problems = effectiveSettingProblems(effectiveSshdConfig(sys, opts, paths, tempMain), expectedEffectiveSettings(paths, opts.user));
+    const problems = effectiveSettingProblems(effectiveSshdConfig(sys, opts, paths, tempMain), expectedEffectiveSettings(paths, opts.user, plan.sshd.authenticationMethods));
     if (problems.length > 0) {
       throw new HostError(
         'SSHD_CONFIG_INVALID',
         `refusing to install: with keymaker's settings in place sshd would still use ${problems.join('; ')}; an earlier line of the sshd configuration sets it first (sshd keeps the first value it reads): remove that line, then run install again`,
       );
+    }
+    // Never weaken authentication: the same probes as the baseline, on the candidate.
+    for (const { probe, settings } of snapshot.baseline ?? []) {
+      const after = probeSshdT(sys, opts, tempMain, probe, [[tempMain, paths.sshdConfig], [tempDropIn, paths.sshdDropIn]]);
+      const reasons = authenticationWeakenings(settings, after);
+      if (reasons.length > 0) {
+        throw new HostError(
+          'WEAKER_AUTHENTICATION',
+          `refusing to install: keymaker's sshd settings would weaken authentication for ${probe.label}, so nothing was changed: ${reasons.join('; ')}`,
+          { details: { probe: probe.spec ?? null, reasons } },
+        );
+      }
     }
   } finally {
     for (const t of temps) sys.removeFile(t);
@@ -183,11 +245,11 @@ function validateCandidate(sys: HostSystem, opts: InstallRunOptions, plan: Insta
 }
 
 /** After the switch: the live config as sshd will read it at reload. */
-function validateLive(sys: HostSystem, opts: SshdOptions & { user?: string }, paths: HostPaths): void {
+function validateLive(sys: HostSystem, opts: SshdOptions & { user?: string; authenticationMethods?: string }, paths: HostPaths): void {
   const check = sshdRun(sys, opts.sshd, ['-t', ...sshdFileArgs(paths)]);
   if (check.code !== 0) throw new HostError('SSHD_CONFIG_INVALID', `sshd -t rejects the new sshd configuration: ${firstLine(check.stderr.trim())}`);
   if (opts.user) {
-    const problems = effectiveSettingProblems(effectiveSshdConfig(sys, opts, paths, undefined, false), expectedEffectiveSettings(paths, opts.user));
+    const problems = effectiveSettingProblems(effectiveSshdConfig(sys, opts, paths, undefined, false), expectedEffectiveSettings(paths, opts.user, opts.authenticationMethods));
     if (problems.length > 0) throw new HostError('SSHD_CONFIG_INVALID', `keymaker's sshd settings did not take effect: ${problems.join('; ')}`);
   }
 }
@@ -279,9 +341,11 @@ function gatherSnapshot(sys: HostSystem, opts: InstallRunOptions, journal: Insta
     if (!credentials) throw new InputError('FILE_NOT_FOUND', `--credentials-file ${opts.credentialsSource} not found`);
   }
   const effective = effectiveSshdConfig(sys, opts, paths).get('authorizedkeyscommand');
+  const sshdConfigDirEntries = sys.readdir(paths.sshdConfigDir) ?? [];
   return {
     files,
-    sshdConfigDirEntries: sys.readdir(paths.sshdConfigDir) ?? [],
+    baseline: gatherBaseline(sys, opts, files, sshdConfigDirEntries),
+    sshdConfigDirEntries,
     effectiveAuthorizedKeysCommand: effective && effective !== 'none' ? effective : undefined,
     systemdRunning: isSystemdRunning(sys),
     userExists: sys.userIds(opts.user) !== undefined,
@@ -410,7 +474,7 @@ export function runInstall(sys: HostSystem, opts: InstallRunOptions, log: Instal
     }
 
     step = 'checking the live sshd configuration';
-    validateLive(sys, { ...opts, user: opts.user }, paths);
+    validateLive(sys, { ...opts, user: opts.user, authenticationMethods: plan.sshd.authenticationMethods }, paths);
 
     if (plan.schedule.kind === 'systemd' && snapshot.systemdRunning) {
       step = 'enabling the group sync timer';

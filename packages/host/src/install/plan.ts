@@ -5,7 +5,17 @@ import type { HostPaths } from '../paths';
 import type { InstallJournal } from './journal';
 import { insertPamHook, removePamHook } from './pam';
 import type { SafePathTarget } from './safe-path';
-import { findDropInInclude, insertSshdBlock, removeSshdBlocks, renderSshdDropIn, sshdSettingLines, type DropInInclude } from './sshd-config';
+import {
+  composeAuthenticationMethods,
+  findDropInInclude,
+  insertSshdBlock,
+  KEYMAKER_AUTHENTICATION_METHODS,
+  removeSshdBlocks,
+  renderSshdDropIn,
+  sshdSettingLines,
+  type DropInInclude,
+  type SshdProbe,
+} from './sshd-config';
 import type { FileState } from './system';
 import {
   authorizedKeysWrapper,
@@ -42,6 +52,11 @@ export interface InstallSnapshot {
   files: Record<string, FileState | undefined>;
   /** Names in the drop-in directory (sshd_config.d). */
   sshdConfigDirEntries: string[];
+  /**
+   * `sshd -T` of the configuration without keymaker's lines, per probe (the first has no Match
+   * applied): what install must not weaken, and the AuthenticationMethods it composes with.
+   */
+  baseline?: { probe: SshdProbe; settings: Map<string, string> }[];
   /** The effective AuthorizedKeysCommand from `sshd -T`, undefined for "none". */
   effectiveAuthorizedKeysCommand?: string;
   systemdRunning: boolean;
@@ -79,7 +94,8 @@ export interface InstallPlan {
   files: PlannedFile[];
   /** Files a previous install wrote that this one does not (restored to their originals). */
   restores: string[];
-  sshd: { mode: 'drop-in' | 'main-config'; include?: DropInInclude };
+  /** authenticationMethods: what keymaker writes, composed with the administrator's (sshd-config.ts). */
+  sshd: { mode: 'drop-in' | 'main-config'; include?: DropInInclude; authenticationMethods: string };
   schedule: { kind: 'systemd' | 'cron'; timer?: string };
   config: HostConfig;
   /** What sshd, PAM and the schedule run or read: checked against sshd's safe-path rule first. */
@@ -174,6 +190,16 @@ export function planInstall(snapshot: InstallSnapshot, options: InstallOptions):
     group: String(pamState.gid),
   });
 
+  const authenticationMethods = composeAuthenticationMethods(snapshot.baseline?.[0]?.settings);
+  if (authenticationMethods !== KEYMAKER_AUTHENTICATION_METHODS) {
+    warnings.push(
+      `kept sshd's AuthenticationMethods and put keymaker's account-creation step in front of each list (${authenticationMethods}): IAM users log in only if they also pass every method it requires`,
+    );
+    if (!authenticationMethods.split(' ').some((l) => l.split(',').includes('publickey'))) {
+      warnings.push("sshd's AuthenticationMethods has no list with publickey, so IAM keys log nobody in");
+    }
+  }
+
   const mainText = mainState.content.toString('utf8');
   const include = findDropInInclude(mainText, paths);
   const mainEdit = (content: string) =>
@@ -183,9 +209,9 @@ export function planInstall(snapshot: InstallSnapshot, options: InstallOptions):
   warnings.push(...notes.map((n) => `${paths.sshdConfig}: ${n}`));
   if (include) {
     if (stripped !== mainText) mainEdit(stripped); // a block left from an install before the Include existed
-    add(paths.sshdDropIn, renderSshdDropIn(paths, user), 0o644, 'sshd settings (drop-in)');
+    add(paths.sshdDropIn, renderSshdDropIn(paths, user, authenticationMethods), 0o644, 'sshd settings (drop-in)');
   } else {
-    mainEdit(insertSshdBlock(stripped, sshdSettingLines(paths, user)));
+    mainEdit(insertSshdBlock(stripped, sshdSettingLines(paths, user, authenticationMethods)));
   }
 
   const planned = new Set(files.map((f) => f.path));
@@ -213,7 +239,7 @@ export function planInstall(snapshot: InstallSnapshot, options: InstallOptions):
     dirs,
     files,
     restores,
-    sshd: { mode: include ? 'drop-in' : 'main-config', include },
+    sshd: { mode: include ? 'drop-in' : 'main-config', include, authenticationMethods },
     schedule: { kind: scheduleKind, timer: scheduleKind === 'systemd' ? SYNC_TIMER : undefined },
     config,
     safePathTargets,

@@ -13,34 +13,35 @@ export const SSHD_BLOCK_END = '# END keymaker';
 const BEGIN_PREFIX = '# BEGIN keymaker';
 
 /** The settings keymaker needs, as sshd_config lines. */
-export function sshdSettingLines(paths: HostPaths, lookupUser: string): string[] {
+export function sshdSettingLines(paths: HostPaths, lookupUser: string, authenticationMethods = KEYMAKER_AUTHENTICATION_METHODS): string[] {
   return [
     `AuthorizedKeysCommand ${paths.authorizedKeysCommand} %u %f`,
     `AuthorizedKeysCommandUser ${lookupUser}`,
     // keyboard-interactive through PAM is what runs the account-creation hook for a
-    // user who does not exist yet; the key is still required to log in.
+    // user who does not exist yet; the key is still required to log in, and so is every method an
+    // administrator's AuthenticationMethods required (composeAuthenticationMethods).
     'UsePAM yes',
     'KbdInteractiveAuthentication yes',
-    'AuthenticationMethods publickey keyboard-interactive:pam,publickey',
+    `AuthenticationMethods ${authenticationMethods}`,
   ];
 }
 
 /** What `sshd -T` must print for those settings once they are in effect (keys are lower-case). */
-export function expectedEffectiveSettings(paths: HostPaths, lookupUser: string): Record<string, string> {
+export function expectedEffectiveSettings(paths: HostPaths, lookupUser: string, authenticationMethods = KEYMAKER_AUTHENTICATION_METHODS): Record<string, string> {
   return {
     authorizedkeyscommand: `${paths.authorizedKeysCommand} %u %f`,
     authorizedkeyscommanduser: lookupUser,
     usepam: 'yes',
     kbdinteractiveauthentication: 'yes',
-    authenticationmethods: 'publickey keyboard-interactive:pam,publickey',
+    authenticationmethods: authenticationMethods,
   };
 }
 
-export function renderSshdDropIn(paths: HostPaths, lookupUser: string): string {
+export function renderSshdDropIn(paths: HostPaths, lookupUser: string, authenticationMethods = KEYMAKER_AUTHENTICATION_METHODS): string {
   return [
     '# Keymaker: SSH logins backed by IAM users and keys.',
     '# Written by "keymaker install"; "keymaker uninstall" removes it. Do not edit.',
-    ...sshdSettingLines(paths, lookupUser),
+    ...sshdSettingLines(paths, lookupUser, authenticationMethods),
     '',
   ].join('\n');
 }
@@ -64,6 +65,7 @@ export function sshdTokens(line: string): string[] {
 function isKeymakerSettingLine(line: string, paths: HostPaths): boolean {
   const t = line.trim();
   if (/^AuthorizedKeysCommandUser \S+$/.test(t)) return true;
+  if (/^AuthenticationMethods /.test(t)) return isKeymakerAuthenticationMethods(t.slice('AuthenticationMethods '.length));
   return sshdSettingLines(paths, '-').some((setting) => setting === t);
 }
 
@@ -227,4 +229,218 @@ export function effectiveSettingProblems(sshdT: Map<string, string>, expected: R
     if (got !== undefined && got !== want) problems.push(`${key} is "${got}", not "${want}"`);
   }
   return problems;
+}
+
+// ---------------------------------------------------------------- authentication strength
+
+/**
+ * Install never weakens authentication (issue 13, point 2). keymaker's settings are read before the
+ * administrator's (sshd keeps the first value), so they can silently override a stricter
+ * `AuthenticationMethods publickey,password` further down. Install therefore compares what sshd
+ * would accept without keymaker (the baseline: the same files with keymaker's lines taken out) with
+ * what it would accept with them, once globally and once per probe (`sshd -T -C user=...`: a user
+ * with no account yet, root, a plain local user, every user and group member named in a Match
+ * block, every address and host a Match names), and refuses any change that lets somebody in with
+ * less than before.
+ *
+ * The rule. A login is one *usable* method list: a list of AuthenticationMethods whose methods are
+ * all enabled (a list naming a disabled method is skipped by sshd; "any" means one list per enabled
+ * method, plus the empty list when empty passwords are allowed). The change is allowed only if every
+ * usable list after contains, as a multiset, every method of some usable list before. A method
+ * counts only as itself: `keyboard-interactive:pam` covers `keyboard-interactive:pam` or
+ * `keyboard-interactive` (the same PAM auth stack, which keymaker's `auth optional` hook line does
+ * not change), never `password`, although PAM often asks for the password; `publickey` covers only
+ * `publickey`. So keymaker's account-creation step (`keyboard-interactive:pam` in front of a list)
+ * is an *added* step that never stands in for one the administrator required. On top of that:
+ * `UsePAM` never goes from yes to no, and `PasswordAuthentication` and `PermitEmptyPasswords` never
+ * from no to yes. Turning `KbdInteractiveAuthentication` on (which keymaker needs for the hook) is
+ * allowed only through the list rule, that is, only where every list that can use it still needs
+ * everything some list needed before; a list that was dormant because keyboard-interactive was off
+ * (for example `AuthenticationMethods keyboard-interactive` in a Match block) would wake up alone,
+ * and that is refused.
+ *
+ * Composition. keymaker does not replace an administrator's AuthenticationMethods: it keeps every
+ * usable list and adds, for each, the same list with `keyboard-interactive:pam` in front, so the
+ * account-creation hook can run first and the login still needs all the administrator required
+ * (`publickey,password` becomes `publickey,password keyboard-interactive:pam,publickey,password`).
+ * With "any" it is keymaker 1.x's `publickey keyboard-interactive:pam,publickey`.
+ */
+
+export const KEYMAKER_HOOK_METHOD = 'keyboard-interactive:pam';
+export const KEYMAKER_AUTHENTICATION_METHODS = 'publickey keyboard-interactive:pam,publickey';
+
+/** Which sshd -T keyword enables each method (older sshd says challengeresponseauthentication). */
+function methodEnabled(t: Map<string, string>, method: string): boolean {
+  const on = (key: string, dflt: string) => (t.get(key) ?? dflt) === 'yes';
+  switch (method.split(':')[0]) {
+    case 'publickey':
+      return on('pubkeyauthentication', 'yes');
+    case 'password':
+      return on('passwordauthentication', 'yes');
+    case 'keyboard-interactive':
+      return (t.get('kbdinteractiveauthentication') ?? t.get('challengeresponseauthentication') ?? 'yes') === 'yes';
+    case 'hostbased':
+      return on('hostbasedauthentication', 'no');
+    case 'gssapi-with-mic':
+      return on('gssapiauthentication', 'no');
+    default:
+      return false;
+  }
+}
+
+/** The method lists sshd would let complete a login, from `sshd -T` output. */
+export function usableMethodLists(t: Map<string, string>): string[][] {
+  const value = (t.get('authenticationmethods') ?? 'any').trim();
+  if (value === 'any' || value === '') {
+    const lists = ['publickey', 'password', 'keyboard-interactive', 'hostbased', 'gssapi-with-mic'].filter((m) => methodEnabled(t, m)).map((m) => [m]);
+    if (methodEnabled(t, 'password') && t.get('permitemptypasswords') === 'yes') lists.push([]); // "none" with an empty password
+    return lists;
+  }
+  return value
+    .split(/\s+/)
+    .map((list) => list.split(','))
+    .filter((list) => list.every((m) => methodEnabled(t, m)));
+}
+
+function covers(after: string, before: string): boolean {
+  return after === before || (before === 'keyboard-interactive' && after.startsWith('keyboard-interactive:'));
+}
+
+/** Does the list `after` need at least every method of `before` (each method of after used once)? */
+function listContains(after: string[], before: string[]): boolean {
+  const left = [...after];
+  // Exact matches first, so a generic "keyboard-interactive" does not take a submethod another needs.
+  const order = [...before].sort((a, b) => Number(a === 'keyboard-interactive') - Number(b === 'keyboard-interactive'));
+  for (const b of order) {
+    const i = left.findIndex((a) => a === b) >= 0 ? left.findIndex((a) => a === b) : left.findIndex((a) => covers(a, b));
+    if (i < 0) return false;
+    left.splice(i, 1);
+  }
+  return true;
+}
+
+const showList = (list: string[]) => (list.length === 0 ? 'an empty password' : list.join(','));
+
+/**
+ * Why `after` lets somebody in with less than `before` (both `sshd -T` outputs for the same
+ * connection); empty when it does not. Each reason is one short clause with its fix.
+ */
+export function authenticationWeakenings(before: Map<string, string>, after: Map<string, string>): string[] {
+  const reasons: string[] = [];
+  const was = (k: string, dflt: string) => before.get(k) ?? dflt;
+  const is = (k: string, dflt: string) => after.get(k) ?? dflt;
+  if (was('usepam', 'no') === 'yes' && is('usepam', 'no') !== 'yes') reasons.push('UsePAM would go from yes to no (the PAM account and session checks would stop)');
+  for (const [key, name] of [['passwordauthentication', 'PasswordAuthentication'], ['permitemptypasswords', 'PermitEmptyPasswords']] as const) {
+    const dflt = key === 'passwordauthentication' ? 'yes' : 'no';
+    if (was(key, dflt) === 'no' && is(key, dflt) === 'yes') reasons.push(`${name} would go from no to yes`);
+  }
+  const beforeLists = usableMethodLists(before);
+  const required = beforeLists.length > 0 ? beforeLists.map(showList).join(' or ') : 'nothing that can succeed';
+  for (const list of usableMethodLists(after)) {
+    if (beforeLists.some((b) => listContains(list, b))) continue;
+    let fix = 'give it an AuthenticationMethods that still requires what it did, read before keymaker\'s settings (a Match block, or a drop-in sorted before 50-keymaker.conf)';
+    if (list.includes('publickey') && !methodEnabled(before, 'publickey')) {
+      fix = 'PubkeyAuthentication is off and keymaker logs IAM users in with keys: turn it on yourself if keys may log in';
+    } else if (list.some((m) => m.startsWith('keyboard-interactive')) && !methodEnabled(before, 'keyboard-interactive')) {
+      fix = 'keymaker turns KbdInteractiveAuthentication on, which wakes that list: remove it, or set KbdInteractiveAuthentication no in that Match block';
+    }
+    reasons.push(`a login with ${showList(list)} would be accepted where sshd required ${required}; fix: ${fix}`);
+  }
+  return reasons;
+}
+
+/**
+ * The AuthenticationMethods keymaker writes for a baseline (`sshd -T` without keymaker): keymaker
+ * 1.x's value when the administrator set none ("any"), else every usable list of theirs plus the
+ * same list behind keymaker's account-creation step. Idempotent on its own output.
+ */
+export function composeAuthenticationMethods(baseline: Map<string, string> | undefined): string {
+  const value = (baseline?.get('authenticationmethods') ?? 'any').trim();
+  if (!baseline || value === 'any' || value === '') return KEYMAKER_AUTHENTICATION_METHODS;
+  const lists = usableMethodLists(baseline).map((l) => l.join(','));
+  const base = lists.filter((l) => !lists.some((other) => l === `${KEYMAKER_HOOK_METHOD},${other}`));
+  const out = [...base];
+  for (const l of base) if (!l.startsWith('keyboard-interactive')) out.push(`${KEYMAKER_HOOK_METHOD},${l}`);
+  return [...new Set(out)].join(' ');
+}
+
+/** An AuthenticationMethods value keymaker itself writes (for taking its lines out again). */
+export function isKeymakerAuthenticationMethods(value: string): boolean {
+  const lists = value.trim().split(/\s+/);
+  if (value.trim() === KEYMAKER_AUTHENTICATION_METHODS) return true;
+  if (!lists.some((l) => l.startsWith(`${KEYMAKER_HOOK_METHOD},`))) return false;
+  return composeAuthenticationMethods(new Map([['authenticationmethods', value], ['pubkeyauthentication', 'yes'], ['passwordauthentication', 'yes'], ['kbdinteractiveauthentication', 'yes'], ['hostbasedauthentication', 'yes'], ['gssapiauthentication', 'yes']])) === value.trim();
+}
+
+/** One connection `sshd -T` is asked about; `spec` is the -C argument (undefined = no Match applied). */
+export interface SshdProbe {
+  label: string;
+  spec?: string;
+}
+
+/** A name keymaker would create on first login: no account has it. */
+export const NEW_USER_PROBE = 'keymaker-new-user';
+const PROBE_ADDR = '203.0.113.10';
+const PROBE_HOST = 'client.example.net';
+const MAX_PROBES = 40;
+
+const sample = (pattern: string) => pattern.replace(/[*?]/g, 'x');
+
+/**
+ * The connections to compare before and after: globally, a user with no account yet (the managed
+ * user), root, a plain local user, and every user, group member, address and host named in a Match
+ * block of `configTexts` (sshd_config and its drop-ins). Negated and wildcard patterns are sampled
+ * with a name that matches; Match LocalAddress/LocalPort/RDomain are not probed.
+ */
+export function sshdProbes(configTexts: string[], passwd = '', group = ''): SshdProbe[] {
+  const users: string[] = [NEW_USER_PROBE, 'root'];
+  const plain = passwd
+    .split('\n')
+    .map((l) => l.split(':'))
+    .find((f) => f.length >= 7 && Number(f[2]) >= 1000 && Number(f[2]) < 60000);
+  if (plain) users.push(plain[0]!);
+  const addrs: string[] = [];
+  const hosts: string[] = [];
+  for (const text of configTexts) {
+    for (const line of text.split('\n')) {
+      const tokens = sshdTokens(line);
+      if (tokens[0] !== 'match') continue;
+      for (let i = 1; i + 1 < tokens.length; i += 2) {
+        const criterion = tokens[i]!.toLowerCase();
+        const patterns = tokens[i + 1]!.split(',').filter((p) => p !== '' && !p.startsWith('!'));
+        if (criterion === 'user') users.push(...patterns.map(sample));
+        else if (criterion === 'address') addrs.push(...patterns.map((p) => sample(p.split('/')[0]!).replace(/x/g, '1')));
+        else if (criterion === 'host') hosts.push(...patterns.map(sample));
+        else if (criterion === 'group') {
+          for (const g of patterns) {
+            const re = globToRegExp(g);
+            const entry = group.split('\n').map((l) => l.split(':')).find((f) => f.length >= 4 && re.test(f[0]!));
+            if (!entry) continue;
+            users.push(...entry[3]!.split(',').filter(Boolean).slice(0, 3));
+            const primary = passwd.split('\n').map((l) => l.split(':')).find((f) => f.length >= 7 && f[3] === entry[2]);
+            if (primary) users.push(primary[0]!);
+          }
+        }
+      }
+    }
+  }
+  const probes: SshdProbe[] = [{ label: 'every connection (no Match)' }];
+  const add = (user: string, host = PROBE_HOST, addr = PROBE_ADDR) => {
+    const spec = `user=${user},host=${host},addr=${addr}`;
+    if (/^[^\s,=]+$/.test(user) && !probes.some((p) => p.spec === spec)) probes.push({ label: user === NEW_USER_PROBE ? 'a user with no account yet' : `user ${user}${addr !== PROBE_ADDR ? ` from ${addr}` : ''}${host !== PROBE_HOST ? ` from ${host}` : ''}`, spec });
+  };
+  for (const u of users) add(u);
+  for (const a of addrs) if (/^[0-9a-fA-F.:]+$/.test(a)) for (const u of users.slice(0, 3)) add(u, PROBE_HOST, a);
+  for (const h of hosts) for (const u of users.slice(0, 3)) add(u, h);
+  return probes.slice(0, MAX_PROBES);
+}
+
+/**
+ * The baseline of sshd_config: keymaker's block taken out and, with a drop-in Include, keymaker's
+ * drop-in replaced by `emptyDropIn`, so `sshd -T -f` on it reads what sshd reads without keymaker.
+ */
+export function baselineMain(mainConfig: string, dirEntries: string[], paths: HostPaths, emptyDropIn: string): string {
+  const stripped = removeSshdBlocks(mainConfig, paths).text;
+  const include = findDropInInclude(stripped, paths);
+  return include ? candidateMainForDropIn(stripped, include, dirEntries, paths, emptyDropIn) : stripped;
 }
