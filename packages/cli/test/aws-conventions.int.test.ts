@@ -1,4 +1,4 @@
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -11,7 +11,7 @@ import {
   stsClient,
   type TestCredentials,
 } from '../../../tools/moto/seed';
-import { awsEnv, keymaker } from './cli-helpers';
+import { awsEnv, bareEnv as bareEnvOf, keymaker, writeHostConfig } from './cli-helpers';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { createFaultProxy } = require('../../../tools/faults/fault-proxy.cjs');
@@ -147,33 +147,16 @@ const asRoot = process.getuid?.() === 0 ? describe : describe.skip;
 asRoot('on a host: get_uid, get_groups, get_authorized_keys read the host config as the hooks do', () => {
   let hostDir: string;
   let configFile: string;
+  let host: ReturnType<typeof writeHostConfig>;
   beforeAll(() => {
-    // Under /run (root-owned, not world-writable), never below /tmp or a clone that may sit there: a
-    // world-writable directory above the config is refused (as on a real host).
-    hostDir = mkdtempSync('/run/keymaker-cli-hostcfg-');
-    chmodSync(hostDir, 0o755);
-    const credentialsFile = join(hostDir, 'credentials');
-    writeFileSync(
-      credentialsFile,
-      `[default]\naws_access_key_id = ${admin.accessKeyId}\naws_secret_access_key = ${admin.secretAccessKey}\n` +
-        (admin.sessionToken ? `aws_session_token = ${admin.sessionToken}\n` : ''),
-      { mode: 0o640 },
-    );
-    const sharedConfigFile = join(hostDir, 'aws-config');
-    writeFileSync(sharedConfigFile, '', { mode: 0o640 });
-    configFile = join(hostDir, 'config.json');
-    writeFileSync(
-      configFile,
-      JSON.stringify({ version: 1, iamEndpoint: endpoint, stsEndpoint: endpoint, sharedCredentialsFile: credentialsFile, sharedConfigFile }),
-      { mode: 0o644 },
-    );
+    host = writeHostConfig({ endpoint, credentials: admin });
+    configFile = host.configFile;
+    hostDir = host.dir;
   });
-  afterAll(() => rmSync(hostDir, { recursive: true, force: true }));
+  afterAll(() => host?.cleanup());
 
   /** Nothing about AWS in the environment: endpoints and credentials can only come from the host config. */
-  function bareEnv(): Record<string, string> {
-    return { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: hostDir, AWS_EC2_METADATA_DISABLED: 'true', KEYMAKER_DEADLINE_MS: '10000' };
-  }
+  const bareEnv = () => bareEnvOf({ HOME: hostDir, AWS_EC2_METADATA_DISABLED: 'true', KEYMAKER_DEADLINE_MS: '10000' });
 
   it('get_uid and get_groups answer from the IAM the host config names', async () => {
     const uid = await keymaker(['get_uid', 'alice', '--config', configFile], bareEnv());

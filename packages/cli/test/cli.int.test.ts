@@ -16,7 +16,7 @@ import {
   stsClient,
   type TestCredentials,
 } from '../../../tools/moto/seed';
-import { awsEnv, keymaker } from './cli-helpers';
+import { awsEnv, bareEnv, keymaker, writeHostConfig } from './cli-helpers';
 
 // Each test file works in its own moto account, so files never see each other's state.
 const ACCOUNT = '310000000001';
@@ -30,6 +30,16 @@ const keys: Record<string, { privateKeyPath: string; publicKey: string }> = {};
 
 const envFor = (creds: TestCredentials, extra: Record<string, string> = {}) => awsEnv({ endpoint, ...creds }, extra);
 
+// The lookup (what sshd runs) takes endpoints and credentials from a host config only, never from the
+// environment; one root-owned host config per instance role's credentials, as `keymaker install` writes.
+const hostConfigs = new Map<TestCredentials, ReturnType<typeof writeHostConfig>>();
+function lookup(user: string, creds: TestCredentials) {
+  let host = hostConfigs.get(creds);
+  if (!host) hostConfigs.set(creds, (host = writeHostConfig({ endpoint, credentials: creds })));
+  return keymaker(['get_authorized_keys', user, '--config', host.configFile], bareEnv());
+}
+const asRoot = process.getuid?.() === 0 ? describe : describe.skip;
+
 beforeAll(async () => {
   endpoint = motoEndpoint();
   admin = await credentialsForAccount(stsClient(endpoint), ACCOUNT, 'admin');
@@ -37,7 +47,10 @@ beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'km-cli-'));
   for (const name of ['a1', 'a2', 'a3', 'b1', 'c1', 'x1']) keys[name] = makeSshKeyPair(dir, name);
 });
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
+afterAll(() => {
+  rmSync(dir, { recursive: true, force: true });
+  for (const host of hostConfigs.values()) host.cleanup();
+});
 
 describe('key commands', () => {
   beforeAll(async () => {
@@ -138,7 +151,7 @@ describe('key commands', () => {
   });
 });
 
-describe('lookups through the instance role', () => {
+asRoot('lookups through the instance role', () => {
   let instance: TestCredentials;
   let dave: { userId: string };
 
@@ -158,22 +171,22 @@ describe('lookups through the instance role', () => {
   });
 
   it('get_authorized_keys prints exactly the active keys, one line each', async () => {
-    const result = await keymaker(['get_authorized_keys', 'dave'], envFor(instance));
+    const result = await lookup('dave', instance);
     expect(result.code).toBe(0);
     expect(result.stdout.split('\n').filter(Boolean).sort()).toEqual([keys.a1!.publicKey, keys.a3!.publicKey].sort());
     expect(result.stdout).not.toContain(keys.a2!.publicKey);
   });
 
   it('refuses a user outside the required group, printing nothing', async () => {
-    const result = await keymaker(['get_authorized_keys', 'erin'], envFor(instance));
+    const result = await lookup('erin', instance);
     expect(result.code).toBe(EXIT_CODES.NOT_IN_REQUIRED_GROUP);
     expect(result.stdout).toBe('');
   });
 
   it('refuses an unknown user and an invalid name, printing nothing', async () => {
-    const unknown = await keymaker(['get_authorized_keys', 'zed'], envFor(instance));
+    const unknown = await lookup('zed', instance);
     expect(unknown).toMatchObject({ code: EXIT_CODES.NO_SUCH_USER, stdout: '' });
-    const invalid = await keymaker(['get_authorized_keys', 'Root;rm'], envFor(instance));
+    const invalid = await lookup('Root;rm', instance);
     expect(invalid).toMatchObject({ code: EXIT_CODES.INVALID_USERNAME, stdout: '' });
   });
 
@@ -193,12 +206,12 @@ describe('lookups through the instance role', () => {
   it('fails closed on an invalid role description', async () => {
     const role = await createRoleWithDescription(iam, 'broken', 'keymaker_require_iam_group=a keymaker_require_iam_group=b');
     const creds = await instanceRoleCredentials(stsClient(endpoint, admin), role.arn);
-    const result = await keymaker(['get_authorized_keys', 'dave'], envFor(creds));
+    const result = await lookup('dave', creds);
     expect(result).toMatchObject({ code: EXIT_CODES.INVALID_ROLE_CONFIG, stdout: '' });
   });
 });
 
-describe('cross-account resolution and the legacy UID scheme', () => {
+asRoot('cross-account resolution and the legacy UID scheme', () => {
   it('resolves users in the ID-resolver account through its role', async () => {
     const resolverAdmin = await credentialsForAccount(stsClient(endpoint), RESOLVER_ACCOUNT, 'admin');
     const resolverIam = iamClient(endpoint, resolverAdmin);
@@ -210,7 +223,7 @@ describe('cross-account resolution and the legacy UID scheme', () => {
       `keymaker_id_resolver_account=${RESOLVER_ACCOUNT} keymaker_id_resolver_iam_role=KeymakerIdResolver keymaker_linux_user_suffix=@corp keymaker_uid_scheme=legacy`,
     );
     const creds = await instanceRoleCredentials(stsClient(endpoint, admin), role.arn);
-    const result = await keymaker(['get_authorized_keys', 'frank'], envFor(creds));
+    const result = await lookup('frank', creds);
     expect(result).toMatchObject({ code: 0, stdout: `${keys.c1!.publicKey}\n` });
     // frank exists only in the resolver account.
     await expect(iam.send(new GetUserCommand({ UserName: 'frank@corp' }))).rejects.toThrow();

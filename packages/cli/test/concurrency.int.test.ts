@@ -11,7 +11,7 @@ import {
   motoEndpoint,
   stsClient,
 } from '../../../tools/moto/seed';
-import { awsEnv, keymaker } from './cli-helpers';
+import { bareEnv, keymaker, writeHostConfig } from './cli-helpers';
 
 jest.setTimeout(120_000);
 
@@ -19,7 +19,10 @@ jest.setTimeout(120_000);
 // own user's keys (no mix-ups through a shared cache or interleaved output).
 const ACCOUNT = '310000000201';
 
-it('50 concurrent lookups all print the right keys', async () => {
+// The lookup's credentials and endpoints come from a root-owned host config only.
+const asRoot = process.getuid?.() === 0 ? it : it.skip;
+
+asRoot('50 concurrent lookups all print the right keys', async () => {
   const endpoint = motoEndpoint();
   const admin = await credentialsForAccount(stsClient(endpoint), ACCOUNT, 'admin');
   const iam = iamClient(endpoint, admin);
@@ -37,9 +40,10 @@ it('50 concurrent lookups all print the right keys', async () => {
     }
     const role = await createRoleWithDescription(iam, 'web', 'keymaker_uid_scheme=legacy');
     const instance = await instanceRoleCredentials(stsClient(endpoint, admin), role.arn);
-    const env = awsEnv({ endpoint, ...instance }, { KEYMAKER_DEADLINE_MS: '60000' });
+    const host = writeHostConfig({ endpoint, credentials: instance, deadlineMs: 60_000 });
     const users = Array.from({ length: 50 }, (_, i) => `u${i % 5}`);
-    const results = await Promise.all(users.map((user) => keymaker(['get_authorized_keys', user], env)));
+    const results = await Promise.all(users.map((user) => keymaker(['get_authorized_keys', user, '--config', host.configFile], bareEnv())));
+    host.cleanup();
     results.forEach((result, i) => {
       expect(result.code).toBe(0);
       expect(result.stdout.trim().split('\n').sort().join('\n')).toBe(expected[users[i]!]);
