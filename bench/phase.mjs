@@ -106,7 +106,16 @@ function cacheFiles() {
 // ---------------------------------------------------------------- environment of the tools
 function writeHostConfig() {
   fs.mkdirSync('/etc/keymaker', { recursive: true, mode: 0o755 });
-  const config = { version: 1, region: 'us-east-1', iamEndpoint: args.proxy, stsEndpoint: args.proxy, syslogSocket: SYSLOG_SOCKET };
+  // Host commands take credentials from the host config's one source only (never the environment):
+  // the instance role's credentials in a file, as on a host without IMDS.
+  const c = seed.credentials;
+  const sharedCredentialsFile = '/etc/keymaker/credentials';
+  fs.writeFileSync(
+    sharedCredentialsFile,
+    `[default]\naws_access_key_id = ${c.accessKeyId}\naws_secret_access_key = ${c.secretAccessKey}\naws_session_token = ${c.sessionToken}\n`,
+    { mode: 0o600 },
+  );
+  const config = { version: 1, region: 'us-east-1', iamEndpoint: args.proxy, stsEndpoint: args.proxy, sharedCredentialsFile, syslogSocket: SYSLOG_SOCKET };
   fs.writeFileSync(HOST_CONFIG, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o644 });
   return config;
 }
@@ -128,9 +137,9 @@ function startSyslogSink() {
 
 const creds = seed.credentials;
 const credEnv = { AWS_ACCESS_KEY_ID: creds.accessKeyId, AWS_SECRET_ACCESS_KEY: creds.secretAccessKey, AWS_SESSION_TOKEN: creds.sessionToken };
-// Ours reads region and endpoints from /etc/keymaker/config.json; only the instance credentials come from the
-// environment (on EC2 both tools would get them from the instance metadata service instead).
-const oursEnv = { PATH: SSHD_PATH, ...credEnv };
+// Ours reads region, endpoints and credentials from /etc/keymaker/config.json (on EC2 both tools would get
+// credentials from the instance metadata service instead).
+const oursEnv = { PATH: SSHD_PATH };
 // The original reads everything from the environment (boto3 >= 1.28 honours AWS_ENDPOINT_URL_<SERVICE>).
 const origEnv = {
   PATH: SSHD_PATH,
