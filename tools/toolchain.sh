@@ -31,6 +31,11 @@ _toolchain_main() {
   }
 
   mkdir -p "$tc/bin"
+  # Decide from the machine's own node and npm: drop .toolchain/bin from PATH first, so that sourcing
+  # this twice (a script calling another) sees the same machine and keeps the same choice.
+  PATH=$(printf '%s' "$PATH" | tr ':' '\n' | grep -vxF "$tc/bin" | paste -sd: -)
+  export PATH
+  hash -r
   have_node=$(node -p 'process.versions.node' 2>/dev/null || echo none)
   if [[ $have_node == none || ${have_node%%.*} -lt 22 ]]; then
     dir="$tc/node-$KEYMAKER_NODE_VERSION-$os-$arch"
