@@ -1,12 +1,42 @@
-export * from './errors';
-export * from './names';
-export * from './uid';
-export * from './role-config';
-export * from './ssh-key';
-export * from './aws';
-export * from './directory';
-export * from './resolve';
-export * from './keys';
-export * from './aws-clients';
-export * from './aws-config';
-export * from './deadline';
+// The public surface of @keymaker/core, chosen by hand: what @keymaker/host, @keymaker/admin,
+// @keymaker/cli and embedders use. api/core.api.md records it; the test command fails when the
+// two differ, so a change to the public API shows in review.
+
+// One error hierarchy, its stable codes and exit codes.
+export { AccessRefusedError, AwsError, DeadlineError, EXIT_CODES, HostError, InputError, KeymakerError, RoleConfigError, exitCodeFor, firstLine, formatError, isKeymakerError } from './errors';
+export type { ErrorCode, KeymakerErrorOptions } from './errors';
+// Linux and IAM names.
+export { assertLinuxUserName, assertNotReservedName, iamRoleNameProblem, isAccountId, isReservedLinuxName, isValidLinuxName, linuxNameProblem, linuxUserNameForIamUser, parseArn, parseRoleArn } from './names';
+export type { ParsedArn } from './names';
+// Names never given to an IAM user.
+export { RESERVED_LINUX_NAMES } from './reserved-names';
+// UIDs and GIDs from IAM unique IDs.
+export { UID_SCHEMES, isInManagedRange, unixIdFor } from './uid';
+export type { UidScheme } from './uid';
+// The role-description tokens.
+export { applyRoleConfigToDescription, assertValidRoleConfig, parseRoleDescription, resolveRoleConfig, roleConfigValueProblem } from './role-config';
+export type { ResolvedRoleConfig, RoleConfig } from './role-config';
+// SSH public key validation.
+export { SSH_KEY_TYPES } from './ssh-key';
+export type { SshKeyType, SshPublicKey } from './ssh-key';
+// AWS clients: one place for region, timeouts and retries.
+export { createIamClient, createStsClient } from './aws-clients';
+export type { AwsClientOptions, CredentialProvider } from './aws-clients';
+// Shared AWS config files (profiles).
+export { awsProfileExists, unknownProfileError } from './aws-config';
+export type { AwsConfigLookup } from './aws-config';
+// Deadlines that cancel.
+export { createDeadline, withDeadline } from './deadline';
+export type { Deadline, WithDeadlineOptions } from './deadline';
+// AWS call plumbing shared with @keymaker/admin.
+export { collectPages, requireString, toAwsError, unexpectedAnswer } from './aws';
+export type { Page } from './aws';
+// Which IAM directory a host resolves users in.
+export { currentIamUserName, getCallerIdentity, loadInstanceConfig, resolveDirectory, resolverRoleArn } from './resolve';
+export type { CacheStore, CallerIdentity, CallerKind, InstanceConfig, Resolution, ResolveOptions, TemporaryCredentials } from './resolve';
+// The IAM directory: users, keys, groups.
+export { IamDirectory } from './directory';
+export type { AuthorizedKeys, IamGroup, IamUser, LinuxGroup, LookupOptions, RejectedKey, SshKeySummary } from './directory';
+// SSH public keys of IAM users.
+export { deleteSshPublicKey, listSshPublicKeysDetailed, setSshPublicKeyStatus, uploadSshPublicKey } from './keys';
+export type { KeyListing, UploadedKey } from './keys';

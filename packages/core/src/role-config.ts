@@ -54,7 +54,7 @@ const TOKEN_BY_FIELD = new Map(ROLE_CONFIG_TOKENS.map(([token, field]) => [field
 const IAM_NAME_CHARS = /^[A-Za-z0-9+=,.@_-]*$/;
 
 /** Why a value is unacceptable for a field, or undefined when it is fine. */
-export function roleConfigValueProblem(field: Field, value: string): string | undefined {
+export function roleConfigValueProblem(field: keyof RoleConfig, value: string): string | undefined {
   switch (field) {
     case 'idResolverAccount':
       return isAccountId(value) ? undefined : 'an AWS account ID is exactly 12 digits';

@@ -1,18 +1,8 @@
 import { IAMClient, ListSSHPublicKeysCommand } from '@aws-sdk/client-iam';
 import { GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts';
 import { mockClient } from 'aws-sdk-client-mock';
-import {
-  createDeadline,
-  createIamClient,
-  createStsClient,
-  EXIT_CODES,
-  exitCodeFor,
-  formatError,
-  isKeymakerError,
-  resolveAwsSettings,
-  withDeadline,
-  type AwsConfigLookup,
-} from '../src/index';
+import { createDeadline, createIamClient, createStsClient, EXIT_CODES, exitCodeFor, formatError, isKeymakerError, withDeadline, type AwsConfigLookup } from '../src/index';
+import { resolveAwsSettings } from '../src/aws-config';
 
 const FILES: Record<string, string> = {
   '/c': '[default]\nregion = ap-south-1\n[profile prod]\nregion = eu-west-1\n[profile noregion]\noutput = json\n[sso-session corp]\n',

@@ -15,14 +15,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import {
-  IamDirectory,
-  resolveDirectory,
-  resolveRoleConfig,
-  uploadSshPublicKey,
-  type CacheStore,
-  type KeymakerError,
-} from '@keymaker/core';
+import { IamDirectory, resolveDirectory, resolveRoleConfig, uploadSshPublicKey, type CacheStore, type KeymakerError } from '@keymaker/core';
 
 const dir = mkdtempSync(join(tmpdir(), 'km-dir-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

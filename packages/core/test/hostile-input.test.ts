@@ -4,15 +4,8 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import {
-  assertLinuxUserName,
-  formatError,
-  IamDirectory,
-  isKeymakerError,
-  parseRoleDescription,
-  parseSshPublicKey,
-  resolveRoleConfig,
-} from '@keymaker/core';
+import { assertLinuxUserName, formatError, IamDirectory, isKeymakerError, parseRoleDescription, resolveRoleConfig } from '@keymaker/core';
+import { parseSshPublicKey } from '../src/ssh-key';
 
 // A corpus of hostile and odd inputs: each must end in a clear one-line error
 // or a refusal, never an exception of another kind, never a key for anyone else.

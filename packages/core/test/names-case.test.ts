@@ -1,4 +1,5 @@
-import { iamUserNameForLinuxUser, linuxUserNameForIamUser } from '@keymaker/core';
+import { linuxUserNameForIamUser } from '@keymaker/core';
+import { iamUserNameForLinuxUser } from '../src/names';
 
 // Issue 13, point 10: IAM user names are case-insensitive (IAM refuses "alice"
 // when "Alice" exists), Linux names are lower case. The IAM -> Linux mapping

@@ -1,17 +1,7 @@
-import {
-  assertLinuxUserName,
-  collisionProbability,
-  iamUserNameForLinuxUser,
-  isInManagedRange,
-  legacyUnixId,
-  linuxGroupNameForIamGroup,
-  linuxUserNameForIamUser,
-  parseCallerArn,
-  parseRoleArn,
-  UID_RANGES,
-  unixIdFor,
-  InputError,
-} from '@keymaker/core';
+import { assertLinuxUserName, isInManagedRange, linuxUserNameForIamUser, parseRoleArn, unixIdFor, InputError } from '@keymaker/core';
+import { iamUserNameForLinuxUser, linuxGroupNameForIamGroup } from '../src/names';
+import { parseCallerArn } from '../src/resolve';
+import { collisionProbability, legacyUnixId, UID_RANGES } from '../src/uid';
 
 describe('Linux and IAM names', () => {
   it.each(['alice', 'john.doe', '_svc', 'a-b_c1', 'x'.repeat(32)])('accepts %j', (name) => {

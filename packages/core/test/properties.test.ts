@@ -1,16 +1,8 @@
 import fc from 'fast-check';
-import {
-  applyRoleConfigToDescription,
-  iamUserNameForLinuxUser,
-  isValidLinuxName,
-  legacyUnixId,
-  linuxUserNameForIamUser,
-  parseRoleDescription,
-  serializeRoleConfig,
-  UID_RANGES,
-  unixIdFor,
-  type RoleConfig,
-} from '@keymaker/core';
+import { applyRoleConfigToDescription, isValidLinuxName, linuxUserNameForIamUser, parseRoleDescription, unixIdFor, type RoleConfig } from '@keymaker/core';
+import { iamUserNameForLinuxUser } from '../src/names';
+import { serializeRoleConfig } from '../src/role-config';
+import { legacyUnixId, UID_RANGES } from '../src/uid';
 
 const iamChars = fc.constantFrom(...'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+=,.@_-'.split(''));
 const iamName = (max: number) => fc.array(iamChars, { minLength: 1, maxLength: max }).map((chars) => chars.join(''));

@@ -1,10 +1,5 @@
-import {
-  applyRoleConfigToDescription,
-  parseRoleDescription,
-  resolveRoleConfig,
-  serializeRoleConfig,
-  RoleConfigError,
-} from '@keymaker/core';
+import { applyRoleConfigToDescription, parseRoleDescription, resolveRoleConfig, RoleConfigError } from '@keymaker/core';
+import { serializeRoleConfig } from '../src/role-config';
 
 describe('parseRoleDescription', () => {
   it('reads the tokens of keymaker 1.x separated by commas and spaces, amid free text', () => {

@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseSshPublicKey } from '@keymaker/core';
+import { parseSshPublicKey } from '../src/ssh-key';
 
 const dir = mkdtempSync(join(tmpdir(), 'km-key-'));
 let counter = 0;
