@@ -64,7 +64,9 @@ function machineInfo() {
     try {
       machineId = fs.readFileSync(file, 'utf8').trim();
       if (machineId) break;
-    } catch {}
+    } catch {
+      // not on this system: try the next file, else the host name
+    }
   }
   if (!machineId) machineId = os.hostname();
   const shortId = createHash('sha256').update(machineId).digest('hex').slice(0, 8);

@@ -5,6 +5,7 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
 
 const run = (cmd, args) => execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 64 << 20 });
+// eslint-disable-next-line no-control-regex -- strips the ANSI colour codes (ESC [ ... m) from the output
 const out = run('bash', ['tools/release.sh', '--dry-run', '--skip-publish']).replace(/\x1b\[[0-9;]*m/g, '');
 const firstRelease = run('git', ['tag', '--list', '@keymaker/*@*']).trim() === '';
 const problems = [];

@@ -78,6 +78,7 @@ function stringOption(raw: RawConfigureOptions, key: keyof typeof OPTION_KEYS): 
   if (Array.isArray(value)) throw new InputError('INVALID_ARGUMENT', `--${flag} was given ${value.length} times; give it once`);
   if (typeof value !== 'string') throw new InputError('INVALID_ARGUMENT', `--${flag} needs a text value, got ${typeof value}`);
   // A value with control characters never comes from an honest command line and would corrupt the plan output.
+  // eslint-disable-next-line no-control-regex -- matching control characters is the point here
   if (/[\u0000-\u001f\u007f]/.test(value)) throw new InputError('INVALID_ARGUMENT', `--${flag} contains a control character; remove it`);
   return value;
 }

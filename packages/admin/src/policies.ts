@@ -166,12 +166,12 @@ function canonical(value: unknown, key?: string, parentKey?: string): unknown {
     const items = value.map((item) => canonical(item, undefined, key));
     const isSet = (key !== undefined && SET_FIELDS.has(key)) || parentKey === 'Principal';
     if (isSet && items.every((item) => typeof item === 'string')) {
-      const sorted = [...new Set(items as string[])].sort();
+      const sorted = [...new Set(items)].sort();
       return sorted.length === 1 ? sorted[0] : sorted;
     }
     if (key === 'Statement') {
       const sorted = items.map((item) => JSON.stringify(item)).sort();
-      return sorted.length === 1 ? JSON.parse(sorted[0]!) : sorted.map((s) => JSON.parse(s));
+      return sorted.length === 1 ? (JSON.parse(sorted[0]!) as unknown) : sorted.map((s) => JSON.parse(s) as unknown);
     }
     return items;
   }

@@ -97,7 +97,9 @@ const PROFILE_MISSING = /Could not resolve credentials using profile: \[([^\]]*)
 
 /** Maps an SDK failure like core's awsCall, but names a missing profile. */
 export function toAdminError(error: unknown, operation: string): KeymakerError {
-  const message = String((error as { message?: unknown } | undefined)?.message ?? '');
+  const raw = (error as { message?: unknown } | undefined)?.message;
+  // Only a text message can name the profile.
+  const message = typeof raw === 'string' ? raw : '';
   const profile = PROFILE_MISSING.exec(message);
   if (profile) return profileNotFound(profile[1]!);
   return toAwsError(error, operation);
