@@ -2,7 +2,9 @@
 # The public API of each library, checked against its committed report (packages/*/api/*.api.md):
 # a change to what a package exports fails here until the report is updated with
 #   bash tools/api-report.sh --update
-# so it shows in review. Runs on the built declarations (dist/index.d.ts): build first.
+# so it shows in review. Runs on the built declarations (dist/index.d.ts): build first. Other
+# packages are read from their built declarations too (api-extractor.base.json overrides the tsconfig,
+# whose paths point at their sources).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=()

@@ -19,7 +19,7 @@ export type Side = 'instance' | 'resolver';
 
 export const IAM_POLICY_VERSION_LIMIT = 5;
 
-interface StepBase {
+export interface StepBase {
   side: Side;
   /** 12-digit account the step changes. */
   account: string;

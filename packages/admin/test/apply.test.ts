@@ -17,13 +17,7 @@ import { GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts';
 import { mockClient } from 'aws-sdk-client-mock';
 import 'aws-sdk-client-mock-jest';
 import { AwsError, EXIT_CODES, isKeymakerError } from '@keymaker/core';
-import {
-  applyPlan,
-  configure,
-  parseConfigureOptions,
-  runConfigureCommand,
-  type ClientFactory,
-} from '@keymaker/admin';
+import { applyPlan, configure, parseConfigureOptions, runConfigureCommand, type ClientFactory } from '@keymaker/admin';
 
 const A = '123456789012';
 const B = '222222222222';

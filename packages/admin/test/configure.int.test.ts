@@ -14,18 +14,8 @@ import {
   SetDefaultPolicyVersionCommand,
 } from '@aws-sdk/client-iam';
 import { loadInstanceConfig, parseRoleDescription, resolverRoleArn } from '@keymaker/core';
-import {
-  createClientFactory,
-  ec2TrustPolicy,
-  instancePolicyDocument,
-  parsePolicyDocument,
-  policiesEqual,
-  resolverPolicyDocument,
-  resolverTrustPolicy,
-  runConfigureCommand,
-  type ClientFactory,
-  type ConfigureCommandOptions,
-} from '@keymaker/admin';
+import { createClientFactory, ec2TrustPolicy, instancePolicyDocument, resolverPolicyDocument, resolverTrustPolicy, runConfigureCommand, type ClientFactory, type ConfigureCommandOptions } from '@keymaker/admin';
+import { parsePolicyDocument, policiesEqual } from '../src/policies';
 import {
   DEFAULT_ACCOUNT_ID,
   createRoleWithDescription,

@@ -1,21 +1,6 @@
 import { InputError, RoleConfigError, isKeymakerError } from '@keymaker/core';
-import {
-  DEFAULT_ID_RESOLVER_IAM_ROLE,
-  DEFAULT_INSTANCE_IAM_POLICY,
-  awsProfileExists,
-  ec2TrustPolicy,
-  formatPlan,
-  instancePolicyDocument,
-  parseConfigureOptions,
-  planConfigure,
-  planToJson,
-  resolverPolicyDocument,
-  resolverTrustPolicy,
-  type ConfigureOptions,
-  type ConfigureState,
-  type ManagedPolicyState,
-  type RoleState,
-} from '@keymaker/admin';
+import { DEFAULT_ID_RESOLVER_IAM_ROLE, DEFAULT_INSTANCE_IAM_POLICY, ec2TrustPolicy, formatPlan, instancePolicyDocument, parseConfigureOptions, planConfigure, planToJson, resolverPolicyDocument, resolverTrustPolicy, type ConfigureOptions, type ConfigureState, type ManagedPolicyState, type RoleState } from '@keymaker/admin';
+import { awsProfileExists } from '../src/options';
 
 const A = '123456789012';
 const B = '222222222222';

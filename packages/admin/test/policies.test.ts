@@ -1,15 +1,5 @@
-import {
-  IAM_READ_ACTIONS,
-  canonicalPolicyJson,
-  ec2TrustPolicy,
-  instancePolicyDocument,
-  parsePolicyDocument,
-  policiesEqual,
-  resolverPolicyDocument,
-  resolverTrustPolicy,
-  trustPolicyAllows,
-  withTrustStatement,
-} from '@keymaker/admin';
+import { IAM_READ_ACTIONS, ec2TrustPolicy, instancePolicyDocument, resolverPolicyDocument, resolverTrustPolicy } from '@keymaker/admin';
+import { canonicalPolicyJson, parsePolicyDocument, policiesEqual, trustPolicyAllows, withTrustStatement } from '../src/policies';
 
 const RESOLVER = 'arn:aws:iam::111111111111:role/KeymakerIdResolver';
 const INSTANCE = 'arn:aws:iam::222222222222:role/keymaker-instance';
