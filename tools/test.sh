@@ -54,6 +54,9 @@ npx nx run-many -t build --output-style=static
 step "type check"
 npx nx run-many -t typecheck --output-style=static
 
+step "public API of each library, against its committed report"
+check "api reports" bash tools/api-report.sh
+
 step "nx: affected graph and cache (a second build + typecheck comes from the cache)"
 check "nx affected + cache" bash tools/nx-check.sh
 
