@@ -32,13 +32,14 @@ export default tseslint.config(
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {
-    files: ['**/*.ts', '**/*.d.cts'],
+    files: ['**/*.ts', '**/*.d.cts', '**/*.d.mts'],
     languageOptions: {
       parserOptions: {
         projectService: {
-          // The packages' tsup.config.ts are in no package tsconfig (those hold the shipped sources and
-          // their tests); type-check them with the base compiler options. tools/*.ts have tools/tsconfig.json.
-          allowDefaultProject: ['packages/*/tsup.config.ts'],
+          // The packages' tsup.config.ts (and the types of the build scripts they import) are in no package
+          // tsconfig (those hold the shipped sources and their tests); type-check them with the base compiler
+          // options. tools/*.ts have tools/tsconfig.json.
+          allowDefaultProject: ['packages/*/tsup.config.ts', 'packages/*/scripts/*.d.mts'],
           defaultProject: 'tsconfig.base.json',
         },
         tsconfigRootDir: import.meta.dirname,

@@ -286,8 +286,8 @@ export async function createSandbox(opts: CreateSandboxOptions = {}): Promise<Sa
   });
   live.set(unshare, dir);
   let initErr = '';
-  unshare.stderr!.on('data', (b: Buffer) => (initErr += b.toString()));
-  unshare.stdin!.on('error', () => {});
+  unshare.stderr.on('data', (b: Buffer) => (initErr += b.toString()));
+  unshare.stdin.on('error', () => {});
 
   const cleanupDir = () => {
     // Normally empty on the host (the scratch tmpfs lived only in the sandbox's mount namespace).
@@ -306,12 +306,12 @@ export async function createSandbox(opts: CreateSandboxOptions = {}): Promise<Sa
         buf += b.toString();
         if (buf.includes('READY\n')) {
           clearTimeout(t);
-          unshare.stdout!.off('data', onData);
-          unshare.stdout!.resume();
+          unshare.stdout.off('data', onData);
+          unshare.stdout.resume();
           resolve();
         }
       };
-      unshare.stdout!.on('data', onData);
+      unshare.stdout.on('data', onData);
       unshare.once('exit', (code, sig) => {
         clearTimeout(t);
         reject(new Error(`sandbox init exited (${code ?? sig}) before ready: ${initErr}`));
@@ -391,8 +391,8 @@ export async function createSandbox(opts: CreateSandboxOptions = {}): Promise<Sa
       cwd: '/',
       detached: true,
     });
-    p.stdout!.on('data', (b: Buffer) => (log += b.toString()));
-    p.stderr!.on('data', (b: Buffer) => (log += b.toString()));
+    p.stdout.on('data', (b: Buffer) => (log += b.toString()));
+    p.stderr.on('data', (b: Buffer) => (log += b.toString()));
     p.on('error', (e) => (log += `spawn error: ${e.message}\n`));
     p.unref();
     (p.stdout as unknown as net.Socket).unref?.();
@@ -514,7 +514,7 @@ export async function createSandbox(opts: CreateSandboxOptions = {}): Promise<Sa
       } catch {
         /* already gone */
       }
-      unshare.stdin!.destroy();
+      unshare.stdin.destroy();
       await waitExit(unshare, 5000);
       if (!exited(unshare)) unshare.kill('SIGKILL');
       live.delete(unshare);

@@ -32,7 +32,8 @@ export interface CommandContext {
   /** --user, or the IAM user behind the current credentials. */
   userOrCurrent(user: string | undefined): Promise<string>;
   out(line: string): void;
-  info(line: string): void;
+  /** A function, not a method: handed on unbound (e.g. to selectPublicKey). */
+  info: (line: string) => void;
 }
 
 export const DEFAULT_TIMEOUT_SECONDS = 30;
@@ -41,7 +42,8 @@ const MAX_TIMEOUT_SECONDS = 3600;
 /** --timeout SECONDS as milliseconds; anything but a number in (0, 3600] is a usage error. */
 export function timeoutMs(value: unknown): number {
   if (value === undefined) return DEFAULT_TIMEOUT_SECONDS * 1000;
-  const text = String(value).trim();
+  // yargs gives a string, or an array of them for a repeated --timeout (String() of an array joins with commas).
+  const text = (Array.isArray(value) ? value.join(',') : typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean' ? String(value) : '').trim();
   const seconds = typeof value === 'number' ? value : /^\d+(\.\d+)?$|^\.\d+$/.test(text) ? Number(text) : Number.NaN;
   if (!Number.isFinite(seconds) || seconds <= 0 || seconds > MAX_TIMEOUT_SECONDS) {
     throw new InputError(

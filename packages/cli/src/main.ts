@@ -40,7 +40,6 @@ export function buildCli(argv: string[], options: CliOptions = {}): Argv<GlobalO
 /** The yargs instance and the registry of its documented commands (for grouped help and the man page). */
 export function createCli(argv: string[], options: CliOptions = {}): { cli: Argv<GlobalOptions>; docs: Documented; width: number } {
   const width = options.width ?? helpWidth();
-  let docs: Documented | undefined;
   const cli = yargs(argv)
     .scriptName('keymaker')
     .usage(`${DESCRIPTION}\n\nUsage: keymaker <command> [options]`)
@@ -57,11 +56,12 @@ export function createCli(argv: string[], options: CliOptions = {}): { cli: Argv
     .wrap(width)
     .fail((message, error, y) => {
       if (error) throw error;
-      process.stderr.write(`${usageErrorLine(message, docs?.active())}\n`);
+      // Runs only while parsing, when `docs` is set.
+      process.stderr.write(`${usageErrorLine(message, docs.active())}\n`);
       void y;
       process.exit(EXIT_CODES.USAGE);
     }) as unknown as Argv<GlobalOptions>;
-  docs = documentCommands(cli);
+  const docs: Documented = documentCommands(cli);
   const built = COMMAND_GROUPS.reduce((next, register) => register(next), cli).demandCommand(1, 'name a command');
   return { cli: built, docs, width };
 }
@@ -76,7 +76,7 @@ export function rewriteHelpCommand(argv: string[]): string[] {
 export async function helpText(argv: string[], options: CliOptions = {}): Promise<string> {
   const { cli, docs, width } = createCli(argv, options);
   const output = await new Promise<string>((resolve, reject) => {
-    cli.parse(argv, {}, (error, _argv, text) => (error ? reject(error) : resolve(text)));
+    void cli.parse(argv, {}, (error, _argv, text) => (error ? reject(error) : resolve(text)));
   });
   return groupHelpText(output, docs.commands, width);
 }

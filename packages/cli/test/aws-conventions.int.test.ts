@@ -13,8 +13,7 @@ import {
 } from '../../../tools/moto/seed';
 import { awsEnv, bareEnv as bareEnvOf, keymaker, writeHostConfig } from './cli-helpers';
 
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const { createFaultProxy } = require('../../../tools/faults/fault-proxy.cjs');
+import { createFaultProxy } from '../../../tools/faults/fault-proxy.cjs';
 
 jest.setTimeout(60_000);
 

@@ -16,8 +16,7 @@ import {
 } from '../../../tools/moto/seed';
 import { bareEnv, keymaker, writeHostConfig, type CliResult } from './cli-helpers';
 
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const { createFaultProxy, startFakeImds } = require('../../../tools/faults/fault-proxy.cjs');
+import { createFaultProxy, startFakeImds } from '../../../tools/faults/fault-proxy.cjs';
 
 jest.setTimeout(30_000);
 

@@ -100,7 +100,7 @@ function guard<C extends SdkClient>(client: C, options: AwsClientOptions, servic
   const connectMs = connectTimeoutFor(options);
   const send = function (this: C, command: { constructor: { name: string } }, ...rest: unknown[]) {
     // Looked up per call, so aws-sdk-client-mock's stub of the class's send is honoured whenever it was installed.
-    const prototypeSend = Object.getPrototypeOf(this).send as (...args: unknown[]) => Promise<unknown>;
+    const prototypeSend = (Object.getPrototypeOf(this) as { send: (...args: unknown[]) => Promise<unknown> }).send;
     const operation = command.constructor.name.replace(/Command$/, '');
     const deadline = options.deadline;
     if (typeof rest[0] === 'function' || typeof rest[1] === 'function') return prototypeSend.call(this, command, ...rest);

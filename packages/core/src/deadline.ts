@@ -89,6 +89,7 @@ export function raceSignal<T>(promise: Promise<T>, signal: AbortSignal, onAbort:
       (error) => {
         signal.removeEventListener('abort', abort);
         // An SDK call cancelled by this signal rejects with an AbortError: report the deadline instead.
+        // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- any other reason passes through unchanged
         reject(signal.aborted ? onAbort() : error);
       },
     );

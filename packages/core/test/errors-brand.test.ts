@@ -60,7 +60,8 @@ describe('KeymakerError across copies of the package', () => {
   it('a real second copy of the module: errors of one are recognised by the other', () => {
     let copy!: typeof import('../src/errors');
     jest.isolateModules(() => {
-      copy = require('../src/errors');
+      // eslint-disable-next-line @typescript-eslint/no-require-imports -- isolateModules needs the synchronous load of a second copy
+      copy = require('../src/errors') as typeof import('../src/errors');
     });
     expect(copy.KeymakerError).not.toBe(KeymakerError);
     const theirs = new copy.AwsError('THROTTLED', 'Rate exceeded', { awsCode: 'Throttling' });

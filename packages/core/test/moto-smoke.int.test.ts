@@ -53,7 +53,7 @@ describe('moto smoke', () => {
     expect(alice.keyIds).toHaveLength(2);
 
     const keys = (await iam.send(new ListSSHPublicKeysCommand({ UserName: 'alice' }))).SSHPublicKeys ?? [];
-    const statusById = Object.fromEntries(keys.map((k) => [k.SSHPublicKeyId, k.Status]));
+    const statusById = Object.fromEntries(keys.map((k) => [String(k.SSHPublicKeyId), k.Status] as const));
     expect(statusById).toEqual({ [alice.keyIds[0]!]: 'Active', [alice.keyIds[1]!]: 'Inactive' });
     const got = await iam.send(
       new GetSSHPublicKeyCommand({ UserName: 'alice', SSHPublicKeyId: alice.keyIds[0]!, Encoding: 'SSH' }),

@@ -18,8 +18,8 @@ export interface HostCliRuntime {
   config: HostConfig;
   /** Client options from the host config; the CLI lays its explicit flags over them. */
   aws: AwsClientOptions;
-  /** Resolves the directory as the lookup does (cache read, never written). */
-  resolve(aws: AwsClientOptions): Promise<Resolution>;
+  /** Resolves the directory as the lookup does (cache read, never written); a function, handed on unbound. */
+  resolve: (aws: AwsClientOptions) => Promise<Resolution>;
 }
 
 export interface HostCliRuntimeOptions {

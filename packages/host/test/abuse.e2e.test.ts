@@ -23,8 +23,7 @@ import { MAX_REQUESTS_PER_LOOKUP, PAM_GUARD_POLICY } from '../src/pam-guard';
 import { DEFAULT_PATHS } from '../src/paths';
 import { bundleEntry, REPO_ROOT, startSyslogListener, SYSLOG_SOCKET, syslogLines, randomAccountId } from './e2e-host';
 
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const { createFaultProxy } = require('../../../tools/faults/fault-proxy.cjs');
+import { createFaultProxy } from '../../../tools/faults/fault-proxy.cjs';
 
 jest.setTimeout(180_000);
 
@@ -292,7 +291,6 @@ describeWithSandbox('abuse of an installed host', () => {
     const asked = codes[EXIT_CODES.NO_SUCH_USER] ?? 0;
     const limited = codes[EXIT_CODES.THROTTLED] ?? 0;
     const maxLookups = PAM_GUARD_POLICY.burst + Math.ceil((elapsedS * 1000) / PAM_GUARD_POLICY.refillIntervalMs);
-    // eslint-disable-next-line no-console
     console.log(`flood: 1000 random names in ${elapsedS.toFixed(1)} s: exit codes ${JSON.stringify(codes)}; IAM/STS requests ${calls.total} ${JSON.stringify(calls.counts)}; bound ${maxLookups} lookups x ${MAX_REQUESTS_PER_LOOKUP}`);
     // Every attempt was refused: IAM said "no such user" (asked) or the rate limit said no (not asked).
     expect(asked + limited).toBe(1000);

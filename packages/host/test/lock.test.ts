@@ -15,7 +15,7 @@ function holderProcess(file: string): Promise<ReturnType<typeof spawn>> {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   return new Promise((resolve, reject) => {
-    child.stdout!.once('data', () => resolve(child));
+    child.stdout.once('data', () => resolve(child));
     child.once('exit', (code) => reject(new Error(`holder exited early (${code})`)));
   });
 }

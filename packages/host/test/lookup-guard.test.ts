@@ -47,7 +47,7 @@ test('50 wrong keys offered for one name cost one IAM lookup, not 50', async () 
   const d = deps();
   const results: string[] = [];
   for (let i = 0; i < 50; i++) {
-    results.push(await lookupAuthorizedKeys({ user: 'alice', fingerprint: wrong(i) }, d).then((r) => `keys:${r.lines.length}`, (e) => (e.details?.cached ? `cached:${e.code}` : e.code)));
+    results.push(await lookupAuthorizedKeys({ user: 'alice', fingerprint: wrong(i) }, d).then((r) => `keys:${r.lines.length}`, (e: { code: string; details?: { cached?: boolean } }) => (e.details?.cached ? `cached:${e.code}` : e.code)));
   }
   expect(results[0]).toBe('keys:1');
   expect(results.slice(1)).toEqual(Array(49).fill('cached:NO_SUCH_KEY'));
@@ -92,8 +92,8 @@ test(`live lookups of one name are limited (${L.burst}, then one every ${L.refil
   const fp = await aliceFingerprint();
   const d = deps();
   const codes: string[] = [];
-  for (let i = 0; i < L.burst + 2; i++) codes.push(await lookupAuthorizedKeys({ user: 'alice', fingerprint: fp }, d).then(() => 'ok', (e) => e.code));
-  expect(codes).toEqual([...Array(L.burst).fill('ok'), 'THROTTLED', 'THROTTLED']);
+  for (let i = 0; i < L.burst + 2; i++) codes.push(await lookupAuthorizedKeys({ user: 'alice', fingerprint: fp }, d).then(() => 'ok', (e: { code: string }) => e.code));
+  expect(codes).toEqual([...Array<string>(L.burst).fill('ok'), 'THROTTLED', 'THROTTLED']);
   expect(iamMock.commandCalls(ListSSHPublicKeysCommand)).toHaveLength(L.burst);
   now += L.refillIntervalMs;
   await expect(lookupAuthorizedKeys({ user: 'alice', fingerprint: fp }, d)).resolves.toMatchObject({ iamUserName: 'alice' });

@@ -22,8 +22,7 @@ import {
 import { DEFAULT_PATHS } from '../src/paths';
 import { bundleEntry, buildHostBundle, hostConfigFor, installByHand, randomAccountId, syslogLines } from './e2e-host';
 
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const { createFaultProxy } = require('../../../tools/faults/fault-proxy.cjs');
+import { createFaultProxy } from '../../../tools/faults/fault-proxy.cjs';
 
 jest.setTimeout(240_000);
 
@@ -143,7 +142,6 @@ describeWithSandbox('one client cannot lock out others; no enumeration (issue 13
       if (r.stdout !== '') printed.push(i);
     }
     const wrong = proxy.stats();
-    // eslint-disable-next-line no-console
     console.log(`lookup: 50 wrong keys for dora cost ${wrong.total} IAM/STS requests ${JSON.stringify(wrong.counts)}; key list printed for offers ${JSON.stringify(printed)}`);
     // One live lookup per 10 s (about 3 requests each) instead of one per offered key.
     expect(wrong.total).toBeLessThanOrEqual(12);
@@ -169,7 +167,6 @@ describeWithSandbox('one client cannot lock out others; no enumeration (issue 13
     await new Promise((r) => setTimeout(r, 4000));
     const first = await sshFrom(port, 'alice', { bind: '127.0.0.2', identityFile: pair.alice!.privateKeyPath });
     const floodDone = await flood;
-    // eslint-disable-next-line no-console
     console.log(`flood from 127.0.0.1: exit codes ${floodDone.stdout.trim()}`);
     expect(first.out).toContain('connect again');
     expect(await passwdEntry(sb, 'alice')).toMatch(/^alice:/);

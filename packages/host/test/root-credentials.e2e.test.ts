@@ -29,7 +29,6 @@ describeWithSandbox("root's own AWS credentials on a real sshd", () => {
   let bundle: string;
   let keys: string;
   let iam: IAMClient;
-  let port: number;
   let rootEnv: Record<string, string>;
   const pair: Record<string, { privateKeyPath: string; publicKey: string }> = {};
   const lookupAsSshd = (name: string) => sb.exec(['runuser', '-u', 'keymaker', '--', DEFAULT_PATHS.authorizedKeysCommand, name, 'SHA256:abc']);
@@ -58,7 +57,7 @@ describeWithSandbox("root's own AWS credentials on a real sshd", () => {
     await installByHand(sb, bundle, hostConfigFor(endpoint), instance);
     await sb.execOk(['mkdir', '-p', '-m', '0700', '/root/.aws']);
     await sb.writeFile('/root/.aws/credentials', credentialsFileText({ accessKeyId: key.AccessKeyId!, secretAccessKey: key.SecretAccessKey! }), 0o600);
-    ({ port } = await sb.startSshd());
+    await sb.startSshd();
   });
 
   afterAll(async () => {

@@ -93,15 +93,15 @@ describeWithSandbox('tools/sandbox: real sshd in a namespace sandbox', () => {
 
   test('two sandboxes run sshd at once, each with its own users', async () => {
     const [a, b] = await Promise.all([newSandbox(), newSandbox()]);
-    await Promise.all([setUpLogin(a!, 'sbx-ann', good.pub), setUpLogin(b!, 'sbx-bob', bad.pub)]);
-    const [pa, pb] = await Promise.all([a!.startSshd(), b!.startSshd()]);
+    await Promise.all([setUpLogin(a, 'sbx-ann', good.pub), setUpLogin(b, 'sbx-bob', bad.pub)]);
+    const [pa, pb] = await Promise.all([a.startSshd(), b.startSshd()]);
     expect(pa.port).not.toBe(pb.port);
 
-    expect((await a!.ssh('sbx-ann', { identityFile: good.key, command: 'id -un' })).stdout.trim()).toBe('sbx-ann');
-    expect((await b!.ssh('sbx-bob', { identityFile: bad.key, command: 'id -un' })).stdout.trim()).toBe('sbx-bob');
+    expect((await a.ssh('sbx-ann', { identityFile: good.key, command: 'id -un' })).stdout.trim()).toBe('sbx-ann');
+    expect((await b.ssh('sbx-bob', { identityFile: bad.key, command: 'id -un' })).stdout.trim()).toBe('sbx-bob');
     // users and keys do not leak between sandboxes
-    expect((await a!.ssh('sbx-bob', { identityFile: bad.key })).code).toBe(255);
-    expect((await b!.ssh('sbx-ann', { identityFile: good.key })).code).toBe(255);
-    expect(a!.sshdLog()).toContain('Invalid user sbx-bob');
+    expect((await a.ssh('sbx-bob', { identityFile: bad.key })).code).toBe(255);
+    expect((await b.ssh('sbx-ann', { identityFile: good.key })).code).toBe(255);
+    expect(a.sshdLog()).toContain('Invalid user sbx-bob');
   });
 });

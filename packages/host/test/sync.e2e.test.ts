@@ -6,6 +6,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { AddUserToGroupCommand, RemoveUserFromGroupCommand, type IAMClient } from '@aws-sdk/client-iam';
 import { EXIT_CODES } from '@keymaker/core';
+import { createFaultProxy } from '../../../tools/faults/fault-proxy.cjs';
 import { createSandbox, describeWithSandbox, type Sandbox } from '../../../tools/sandbox/sandbox';
 import {
   createGroupWithMembers,
@@ -140,13 +141,11 @@ describeWithSandbox('sync_groups on a real host', () => {
   });
 
   test('an IAM request that never answers: the sync stops at its deadline with a clear error, releases the lock, and the next sync works', async () => {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const { createFaultProxy } = require('../../../tools/faults/fault-proxy.cjs');
     const hanging = await createFaultProxy({ target: motoEndpoint() }).start();
     const configFile = '/etc/keymaker/config-hang.json';
     const deadlineMs = 6000;
     try {
-      const current = JSON.parse((await sb.exec(['cat', DEFAULT_PATHS.configFile])).stdout);
+      const current = JSON.parse((await sb.exec(['cat', DEFAULT_PATHS.configFile])).stdout) as Record<string, unknown>;
       await sb.writeFile(configFile, JSON.stringify({ ...current, iamEndpoint: hanging.url, stsEndpoint: hanging.url }), 0o644);
       await hanging.setFault({ kind: 'hang', action: 'GetGroup' });
       const started = Date.now();
@@ -168,12 +167,10 @@ describeWithSandbox('sync_groups on a real host', () => {
   });
 
   test('one stalled request is retried within the deadline and the sync completes', async () => {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const { createFaultProxy } = require('../../../tools/faults/fault-proxy.cjs');
     const hanging = await createFaultProxy({ target: motoEndpoint() }).start();
     const configFile = '/etc/keymaker/config-hang.json';
     try {
-      const current = JSON.parse((await sb.exec(['cat', DEFAULT_PATHS.configFile])).stdout);
+      const current = JSON.parse((await sb.exec(['cat', DEFAULT_PATHS.configFile])).stdout) as Record<string, unknown>;
       await sb.writeFile(configFile, JSON.stringify({ ...current, iamEndpoint: hanging.url, stsEndpoint: hanging.url }), 0o644);
       await hanging.setFault({ kind: 'hang', action: 'GetGroup', nth: 1, times: 1 });
       const r = await sb.exec([DEFAULT_PATHS.syncGroupsCommand, '--config', configFile], { env: { KEYMAKER_DEADLINE_MS: '20000' }, timeoutMs: 60_000 });

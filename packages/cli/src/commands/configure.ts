@@ -22,9 +22,9 @@ export function registerConfigureCommand(cli: Argv<GlobalOptions>): Argv<GlobalO
     (args) =>
       runCommand((args as GlobalOptions).debug, async () => {
         // --region, --profile and --timeout as for every command; a bad --timeout fails here, before any call.
-        const aws = awsOptionsFromFlags(args as GlobalOptions);
+        const aws = awsOptionsFromFlags(args);
         const factory = createClientFactory({ region: aws.region, profile: aws.profile, deadline: aws.deadline });
-        const result = await runConfigureCommand(args as never, factory);
+        const result = await runConfigureCommand(args, factory);
         for (const line of result.stdout) process.stdout.write(`${line}\n`);
         for (const line of result.stderr) process.stderr.write(`${line}\n`);
         return result.exitCode;

@@ -5,11 +5,11 @@ import { deleteKey, listKeys, setKeyStatus, uploadKey } from './keys';
 import { authorizedKeysThroughCli, getGroups, getUid, hostConfigOption, hostOrClientContext } from './identity';
 
 // yargs infers argument types per builder; handlers declare what they read.
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-type Handler<A> = (args: any) => Promise<void>;
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- yargs' inferred positional types do not match the handlers' yet (issue 10, point 7)
+type Handler = (args: any) => Promise<void>;
 
 /** Wraps a command body: builds the context, maps failures to exit codes. */
-export function handler<A>(body: (ctx: ReturnType<typeof createContext>, args: A & GlobalOptions) => Promise<number | void>): Handler<A> {
+export function handler<A>(body: (ctx: ReturnType<typeof createContext>, args: A & GlobalOptions) => Promise<number | void>): Handler {
   return (args: A & GlobalOptions) => runCommand(args.debug, () => body(createContext(args), args));
 }
 
@@ -65,12 +65,12 @@ export function registerKeyCommands(cli: Argv<GlobalOptions>): Argv<GlobalOption
       ['get_uid <user>', 'get-uid'],
       'Print the UID keymaker assigns to a Linux user',
       (y) => y.positional('user', linuxUserPositional).option('config', hostConfigOption),
-      (args) => runCommand(args.debug, async () => getUid(await hostOrClientContext(args as never), args as never)),
+      (args) => runCommand(args.debug, async () => getUid(await hostOrClientContext(args), args)),
     )
     .command(
       ['get_groups <user>', 'get-groups'],
       "Print a Linux user's keymaker groups",
       (y) => y.positional('user', linuxUserPositional).option('config', hostConfigOption),
-      (args) => runCommand(args.debug, async () => getGroups(await hostOrClientContext(args as never), args as never)),
+      (args) => runCommand(args.debug, async () => getGroups(await hostOrClientContext(args), args)),
     );
 }
