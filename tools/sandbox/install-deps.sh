@@ -12,6 +12,8 @@ have /usr/sbin/sshd || need+=(openssh-server)
 have /usr/sbin/cron || need+=(cron)
 have ip || need+=(iproute2)
 { have unshare && have nsenter && have setsid && have findmnt; } || need+=(util-linux)
+# The agent's e2e tests resolve users through the real NSS module (it needs no systemd as PID 1).
+compgen -G '/lib/*/libnss_systemd.so.2' >/dev/null || compgen -G '/usr/lib/*/libnss_systemd.so.2' >/dev/null || need+=(libnss-systemd)
 ((${#need[@]})) || exit 0
 
 echo "install-deps.sh: installing ${need[*]} (services not started, not enabled)" >&2
@@ -29,8 +31,15 @@ trap restore_policy EXIT
 printf '#!/bin/sh\n# install-deps.sh (keymaker tests): no service starts during this install\nexit 101\n' >"$policy"
 chmod 755 "$policy"
 
+# libnss-systemd's postinst adds `systemd` to this machine's nsswitch.conf: the tests write their own
+# inside the sandbox, so the machine's file is put back as it was.
+nsswitch_saved=$(mktemp) && cp -p /etc/nsswitch.conf "$nsswitch_saved" 2>/dev/null || nsswitch_saved=
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+if [[ -n $nsswitch_saved ]]; then
+  cmp -s "$nsswitch_saved" /etc/nsswitch.conf || cp -p "$nsswitch_saved" /etc/nsswitch.conf
+  rm -f "$nsswitch_saved"
+fi
 
 # Units the new packages enabled (Debian enables on install even where systemd is not running).
 for pkg in "${need[@]}"; do

@@ -12,3 +12,4 @@ export * from './sync';
 export * from './host-commands';
 export * from './cache-store';
 export * from './install/index';
+export { DEFAULT_USERDB_SERVICE, MemoryIdentitySource, startUserdbService, USERDB_DIR, type IdentitySource, type ResolvedGroup, type ResolvedUser, type UserdbServiceOptions } from './agent/userdb-service';
