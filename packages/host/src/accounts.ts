@@ -8,6 +8,7 @@ import {
   type Resolution,
 } from '@keymaker/core';
 import type { LocalAccounts, LocalAdmin, NewAccount } from './local-accounts';
+import type { ManagedAccountsStore } from './managed-accounts';
 import type { LoginGuard } from './pam-guard';
 import { classifyGroup, privateGroupFor } from './sync';
 
@@ -26,6 +27,8 @@ export interface CreateAccountDeps {
   lock: <T>(body: () => Promise<T>) => Promise<T>;
   /** Negative cache and rate limit around the IAM lookup (pam-guard.ts); none in tests that do not need it. */
   guard?: LoginGuard;
+  /** keymaker's record of the accounts it manages: a created account is recorded (under the lock) before useradd. */
+  managed: ManagedAccountsStore;
 }
 
 export interface CreateAccountOptions {
@@ -107,6 +110,9 @@ export async function createAccountForLogin(user: string, deps: CreateAccountDep
 
     // One useradd makes the user and the private group; an interrupted older run's group is reused.
     const account: NewAccount = { name, uid, gid: uid, privateGroup: privateGroup.kind, comment: `keymaker IAM user ${authorized.iamUserName}`, groups };
+    // Recorded first: an account made but not recorded would never be served. An entry whose useradd
+    // then failed names no account; the next connection's creation makes it and finds it in place.
+    await deps.managed.recordManaged([{ name, uid, iamUserId: authorized.user!.userId }]);
     await deps.admin.addUser(account);
     return { kind: 'created', name, uid, iamUserName: authorized.iamUserName, groups, skippedGroups } as const;
   });

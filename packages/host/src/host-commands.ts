@@ -13,6 +13,8 @@ import { createLoggerSyslog, type Syslog } from './syslog';
 import { fileGuardStore, loginGuard, type LoginGuard } from './pam-guard';
 import { assertTrustedFile, runtimeTrustedFiles, type StatPath } from './trusted-files';
 import { FileCacheStore } from './cache-store';
+import { planAdoption } from './adopt';
+import { fileManagedAccounts, type ManagedAccountsStore } from './managed-accounts';
 
 /**
  * The bodies of the three commands sshd, PAM and the sync schedule run. They
@@ -37,6 +39,8 @@ export interface HostCommandEnv {
   pamGuard?: LoginGuard;
   /** Client options laid over the host config's: the CLI's explicit --region/--profile/--timeout (the hooks pass none). */
   aws?: AwsClientOptions;
+  /** keymaker's record of managed accounts (default: the file at paths.managedAccounts, trusted-file rules). */
+  managed?: ManagedAccountsStore;
 }
 
 interface Runtime {
@@ -47,6 +51,7 @@ interface Runtime {
   syslog: Syslog;
   accounts: LocalAccounts;
   admin: LocalAdmin;
+  managed: ManagedAccountsStore;
   stdout: (text: string) => void;
   stderr: (text: string) => void;
 }
@@ -84,6 +89,7 @@ async function prepare(env: HostCommandEnv, echo: boolean): Promise<Runtime | { 
     syslog,
     accounts: env.accounts ?? new GetentAccounts(sys),
     admin: env.admin ?? new ShadowUtilsAdmin(sys),
+    managed: env.managed ?? fileManagedAccounts(paths.managedAccounts, { stat: env.statPath }),
     stdout: env.stdout ?? ((text: string) => process.stdout.write(text)),
     stderr,
   };
@@ -165,6 +171,7 @@ export async function getAuthorizedKeysCommand(args: string[], env: HostCommandE
             resolve: () => resolveWithConfig(clients, rt.cache('read')),
             reservedNames: hostReservedNames(rt.config),
             guard: fileLookupGuard({ syslog: rt.syslog }),
+            managedAccounts: () => rt.managed.readManaged(),
           };
         },
         syslog: rt.syslog,
@@ -215,6 +222,7 @@ export async function pamCreateAccountCommand(pamEnv: NodeJS.ProcessEnv, env: Ho
           resolve: () => resolveWithConfig(aws, rt.cache('write')),
           lock: (body) => withLock(rt.paths.syncLock, { waitMs: 5000 }, body),
           guard: env.pamGuard ?? loginGuard(fileGuardStore()),
+          managed: rt.managed,
         },
         { allowedExistingGroups: rt.config.allowedExistingGroups, reservedNames: hostReservedNames(rt.config), source: pamEnv.PAM_RHOST },
         );
@@ -298,6 +306,7 @@ export async function syncGroupsCommand(options: SyncCommandOptions, env: HostCo
         admin: rt.admin,
         resolve: () => resolveWithConfig(aws, rt.cache(options.dryRun ? 'read' : 'refresh')),
         lock: options.dryRun ? (body) => body() : (body) => withLock(rt.paths.syncLock, { waitMs: 0 }, body),
+        managed: rt.managed,
       },
       {
         dryRun: options.dryRun,
@@ -343,4 +352,64 @@ export function parseSyncArgs(args: string[]): SyncCommandOptions | undefined {
     else return undefined;
   }
   return options;
+}
+
+export interface AdoptCommandOptions {
+  /** Say what would be adopted, record nothing. */
+  dryRun?: boolean;
+}
+
+/**
+ * `keymaker install --adopt-legacy-accounts` (after the install itself): records in the record of
+ * managed accounts the existing local accounts whose UID equals, now, the UID derived from their
+ * IAM user (adopt.ts). IAM is read (never written) through the host config's credentials, as the
+ * hooks read it; the record is written under the sync lock. One line per adopted account on
+ * stderr and in syslog.
+ */
+export async function adoptLegacyAccountsCommand(options: AdoptCommandOptions, env: HostCommandEnv = {}): Promise<{ code: number; adopted: string[] }> {
+  const rt = await prepare(env, false);
+  if ('code' in rt) return { code: rt.code, adopted: [] };
+  const verb = options.dryRun ? 'would adopt' : 'adopted';
+  try {
+    if (!options.dryRun && (env.uid ?? process.getuid?.()) !== 0) {
+      throw new HostError('NOT_ROOT', 'adopting accounts writes the record of managed accounts: run it as root (or with --dry-run)');
+    }
+    const deadlineMs = deadlineOverride(process.env.KEYMAKER_DEADLINE_MS) ?? SYNC_DEADLINE_MS;
+    const adopted = await withDeadline(
+      deadlineMs,
+      (signal, deadline) => {
+        bindToDeadline(rt, env, signal);
+        const aws = { ...awsOptionsFor(rt.config), deadline, ...env.aws };
+        const body = async () => {
+          const { directory, config } = await resolveWithConfig(aws, rt.cache('read'));
+          const [iamUsers, localUsers, recorded] = await Promise.all([directory.listUsers(), rt.accounts.users(), rt.managed.readManaged()]);
+          const plan = planAdoption(localUsers, iamUsers, recorded, {
+            uidScheme: config.uidScheme,
+            linuxUserSuffix: config.linuxUserSuffix,
+            reservedNames: hostReservedNames(rt.config),
+            uidFor: (user) => directory.uidFor(user),
+          });
+          if (!options.dryRun) await rt.managed.recordManaged(plan.adopt.map(({ name, uid, iamUserId }) => ({ name, uid, iamUserId })));
+          return plan;
+        };
+        return options.dryRun ? body() : withLock(rt.paths.syncLock, { waitMs: 30_000 }, body);
+      },
+      () => new DeadlineError(`adopting accounts did not finish within ${deadlineMs / 1000} s; nothing was recorded`),
+      { settleMs: SETTLE_MS },
+    );
+    const lines = adopted.adopt.map((a) => `${verb} account ${a.name} (uid ${a.uid}) for IAM user ${a.iamUserName} (${a.iamUserId})`);
+    for (const line of lines) {
+      rt.stderr(`keymaker: ${line}\n`);
+      if (!options.dryRun) rt.syslog.log('notice', `adopt_accounts ${line}`);
+    }
+    for (const skipped of adopted.skipped) rt.stderr(`keymaker: not adopted: ${skipped.name}: ${skipped.reason}\n`);
+    if (lines.length === 0) rt.stderr(`keymaker: no account to adopt${adopted.skipped.length > 0 ? '' : ' (no existing local account matches its IAM user)'}\n`);
+    return { code: 0, adopted: adopted.adopt.map((a) => a.name) };
+  } catch (error) {
+    rt.stderr(`${formatError(error)}\n`);
+    rt.syslog.log('warning', `adopt_accounts failed, nothing recorded: ${formatError(error).replace(/^keymaker: /, '')}`);
+    return { code: exitCodeFor(error), adopted: [] };
+  } finally {
+    await flushWithin(rt, 2000);
+  }
 }

@@ -12,4 +12,6 @@ export * from './sync';
 export * from './host-commands';
 export * from './cache-store';
 export * from './install/index';
+export * from './managed-accounts';
+export * from './adopt';
 export { DEFAULT_USERDB_SERVICE, MemoryIdentitySource, startUserdbService, USERDB_DIR, type IdentitySource, type ResolvedGroup, type ResolvedUser, type UserdbServiceOptions } from './agent/userdb-service';

@@ -15,6 +15,7 @@ import {
 } from '@keymaker/core';
 import type { LocalAccounts, PasswdEntry } from './local-accounts';
 import type { LookupGuard } from './lookup-guard';
+import { recordedAccount, type ManagedAccount } from './managed-accounts';
 import type { Syslog } from './syslog';
 
 /**
@@ -29,12 +30,19 @@ import type { Syslog } from './syslog';
  *  2. a local account of that name either does not exist (a JIT account to
  *     be), or has a UID inside a keymaker range (checked before any AWS call
  *     against every scheme's range, then against the configured scheme);
- *  3. for an existing account, its UID equals the UID derived from the IAM
- *     user's unique ID. This keeps root, system accounts and pre-existing
- *     local users (ubuntu, ec2-user, a legacy-range local user) out of
- *     IAM's reach even when an IAM user of the same name exists, and
- *     refuses an IAM user that was deleted and re-created under the same
- *     name (new unique ID) the old account's home.
+ *  3. an existing account is in keymaker's record of the accounts it manages
+ *     (managed-accounts.ts) with the same name and UID, checked before any AWS
+ *     call: keymaker created it, or an administrator adopted it. A matching
+ *     UID alone is not enough: under the legacy scheme an IAM user re-created
+ *     ~32,000 times derives any UID of the range, a hand-made account's too.
+ *     A record another user could change, or one that does not parse, means
+ *     no existing account is managed (fail closed);
+ *  4. for an existing account, its UID equals the UID derived from the IAM
+ *     user's unique ID, and that unique ID is the one recorded. This keeps
+ *     root, system accounts and pre-existing local users (ubuntu, ec2-user,
+ *     a legacy-range local user) out of IAM's reach even when an IAM user of
+ *     the same name exists, and refuses an IAM user that was deleted and
+ *     re-created under the same name (new unique ID) the old account's home.
  */
 export interface LookupRequest {
   /** The Linux login name sshd passes as %u. */
@@ -51,6 +59,8 @@ export interface LookupDeps {
   reservedNames?: readonly string[];
   /** The per-name cache and limit (lookup-guard.ts): it may only refuse, never grant. */
   guard?: LookupGuard;
+  /** keymaker's record of the accounts it manages; absent: none (no existing account is served). */
+  managedAccounts?: () => Promise<readonly ManagedAccount[]>;
 }
 
 export interface LookupDecision {
@@ -87,10 +97,33 @@ export function assertManagedAccount(local: PasswdEntry, scheme?: UidScheme): vo
   }
 }
 
+/** The record entry of an existing account, or NOT_MANAGED (before any AWS call). */
+async function assertRecordedAccount(local: PasswdEntry, deps: LookupDeps): Promise<ManagedAccount> {
+  let records: readonly ManagedAccount[];
+  try {
+    records = (await deps.managedAccounts?.()) ?? [];
+  } catch (error) {
+    // An unsafe or unreadable record: nothing is managed.
+    throw notManaged(`keymaker's record of managed accounts cannot be used, so no existing account is served: ${(error as Error).message}`, {
+      uid: local.uid,
+      record: 'unusable',
+    });
+  }
+  const recorded = recordedAccount(records, local);
+  if (!recorded) {
+    throw notManaged(
+      `local account ${local.name} (uid ${local.uid}) is not in keymaker's record of managed accounts: keymaker did not create it and no administrator adopted it (keymaker install --adopt-legacy-accounts)`,
+      { uid: local.uid },
+    );
+  }
+  return recorded;
+}
+
 export async function lookupAuthorizedKeys(request: LookupRequest, deps: LookupDeps): Promise<LookupDecision> {
   const name = assertNotReservedName(assertLinuxUserName(request.user), deps.reservedNames);
   const local = await deps.accounts.user(name);
   if (local) assertManagedAccount(local);
+  const recorded = local ? await assertRecordedAccount(local, deps) : undefined;
   await guardBefore(deps.guard, name, request.fingerprint);
   const { directory, config } = await deps.resolve();
   if (local) assertManagedAccount(local, config.uidScheme);
@@ -103,6 +136,12 @@ export async function lookupAuthorizedKeys(request: LookupRequest, deps: LookupD
         throw notManaged(
           `local account ${name} has uid ${local.uid} but IAM user ${result.iamUserName} (${result.user!.userId}) derives uid ${derived}: not the same person`,
           { uid: local.uid, derivedUid: derived },
+        );
+      }
+      if (recorded && recorded.iamUserId !== result.user!.userId) {
+        throw notManaged(
+          `local account ${name} (uid ${local.uid}) was recorded for IAM user ID ${recorded.iamUserId}, but IAM user ${result.iamUserName} is ${result.user!.userId} (deleted and re-created?): not the same person`,
+          { uid: local.uid, recordedIamUserId: recorded.iamUserId },
         );
       }
     }

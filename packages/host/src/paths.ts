@@ -27,6 +27,11 @@ export interface HostPaths {
   cacheDir: string;
   /** Lock that keeps two group syncs from overlapping. */
   syncLock: string;
+  /**
+   * The accounts keymaker manages (managed-accounts.ts), root:root 0644: written by the PAM hook,
+   * the sync and `install --adopt-legacy-accounts`; read by the lookup. Uninstall leaves it.
+   */
+  managedAccounts: string;
 }
 
 export const DEFAULT_PATHS: HostPaths = {
@@ -45,4 +50,5 @@ export const DEFAULT_PATHS: HostPaths = {
   stateDir: '/var/lib/keymaker',
   cacheDir: '/var/cache/keymaker',
   syncLock: '/run/keymaker-sync-groups.lock',
+  managedAccounts: '/etc/keymaker/managed-accounts',
 };

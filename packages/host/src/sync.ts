@@ -1,5 +1,6 @@
 import { isInManagedRange, isReservedLinuxName, linuxUserNameForIamUser, type IamDirectory, type IamUser, type LinuxGroup, type Resolution, type UidScheme } from '@keymaker/core';
 import type { GroupEntry, LocalAccounts, LocalAdmin, NewAccount, PasswdEntry } from './local-accounts';
+import { recordedAccount, type ManagedAccount, type ManagedAccountsStore } from './managed-accounts';
 
 /**
  * Group sync (keymaker sync_groups): every IAM group with the prefix becomes
@@ -15,10 +16,13 @@ import type { GroupEntry, LocalAccounts, LocalAdmin, NewAccount, PasswdEntry } f
  * that name is refused unless the administrator lists it in
  * HostConfig.allowedExistingGroups.
  *
- * Managed users: local accounts whose UID lies in the scheme's range. Only
- * those are ever added to or removed from a group; other members are kept.
+ * Managed users: local accounts whose UID lies in the scheme's range and that
+ * keymaker's record of managed accounts lists with their name and UID
+ * (managed-accounts.ts; a matching UID alone is not enough: issue 13, point 4).
+ * Only those are ever added to or removed from a group; other members are kept.
  * An IAM member is added only when its local account's UID equals the UID
- * derived from its IAM unique ID (a same-named pre-existing user is not it).
+ * derived from its IAM unique ID and the record names that unique ID (a
+ * same-named pre-existing user, or a re-created IAM user, is not it).
  */
 export interface IamGroupState extends LinuxGroup {
   members: IamUser[];
@@ -33,6 +37,8 @@ export interface IamSyncState {
 export interface LocalSyncState {
   users: PasswdEntry[];
   groups: GroupEntry[];
+  /** keymaker's record of the accounts it manages; absent: none (no existing account is managed). */
+  managed?: readonly ManagedAccount[];
 }
 
 export interface SyncOptions {
@@ -65,9 +71,14 @@ export interface SyncNotice {
   reason: string;
 }
 
+/** A pre-provisioned account, with the IAM user ID its record entry gets. */
+export interface AccountToCreate extends NewAccount {
+  iamUserId: string;
+}
+
 export interface SyncPlan {
   createGroups: GroupToCreate[];
-  createUsers: NewAccount[];
+  createUsers: AccountToCreate[];
   memberships: MembershipChange[];
   /** Groups keymaker must not touch (not created by it, GID taken...). */
   refused: SyncNotice[];
@@ -141,7 +152,9 @@ export function planGroupSync(iam: IamSyncState, local: LocalSyncState, options:
   const usersByUid = new Map(local.users.map((user) => [user.uid, user]));
   const groupsByName = new Map(local.groups.map((group) => [group.name, group]));
   const groupsByGid = new Map(local.groups.map((group) => [group.gid, group]));
-  const managed = (user: PasswdEntry | undefined) => user !== undefined && isInManagedRange(user.uid, options.uidScheme);
+  const records = [...(local.managed ?? [])];
+  const managed = (user: PasswdEntry | undefined) =>
+    user !== undefined && isInManagedRange(user.uid, options.uidScheme) && recordedAccount(records, user) !== undefined;
 
   // Linux names of the IAM users this sync sees: a new group must not take one (it would block that
   // user's private group at her first login).
@@ -197,8 +210,9 @@ export function planGroupSync(iam: IamSyncState, local: LocalSyncState, options:
       plan.skipped.push({ user: name, reason: `its private group (${name}, gid ${uid}) conflicts with group ${privateGroup.holder.name}` });
       continue;
     }
-    const account: NewAccount = { name, uid, gid: uid, privateGroup: privateGroup.kind, comment: `keymaker IAM user ${user.userName}`, groups: [] };
+    const account: AccountToCreate = { name, uid, gid: uid, privateGroup: privateGroup.kind, comment: `keymaker IAM user ${user.userName}`, groups: [], iamUserId: user.userId };
     plan.createUsers.push(account);
+    records.push({ name, uid, iamUserId: user.userId });
     const entry = { name, uid, gid: uid, gecos: account.comment, home: `/home/${name}`, shell: '/bin/bash' };
     usersByName.set(name, entry);
     usersByUid.set(uid, entry);
@@ -218,7 +232,7 @@ export function planGroupSync(iam: IamSyncState, local: LocalSyncState, options:
       const name = mapped.name;
       const account = usersByName.get(name);
       if (!account) continue; // created at first login, then added
-      if (!managed(account) || account.uid !== options.uidFor(member)) {
+      if (!managed(account) || account.uid !== options.uidFor(member) || recordedAccount(records, account)!.iamUserId !== member.userId) {
         plan.skipped.push({ user: name, group: group.linuxName, reason: `local account ${name} (uid ${account.uid}) is not this IAM user's keymaker account` });
         continue;
       }
@@ -274,9 +288,9 @@ export async function readIamSyncState(directory: IamDirectory, options: { prePr
   return { groups: withMembers, authorizedUsers };
 }
 
-export async function readLocalSyncState(accounts: LocalAccounts): Promise<LocalSyncState> {
-  const [users, groups] = await Promise.all([accounts.users(), accounts.groups()]);
-  return { users, groups };
+export async function readLocalSyncState(accounts: LocalAccounts, managed?: ManagedAccountsStore): Promise<LocalSyncState> {
+  const [users, groups, records] = await Promise.all([accounts.users(), accounts.groups(), managed?.readManaged() ?? []]);
+  return { users, groups, managed: records };
 }
 
 export interface ApplyResult {
@@ -284,8 +298,11 @@ export interface ApplyResult {
   failed: string[];
 }
 
-/** Applies a plan in order: groups, accounts, memberships. Stops at the first failure. */
-export async function applySyncPlan(plan: SyncPlan, admin: LocalAdmin): Promise<ApplyResult> {
+/**
+ * Applies a plan in order: groups, accounts, memberships. Stops at the first failure. Each new
+ * account is recorded in `managed` before its useradd (no record: no account is created).
+ */
+export async function applySyncPlan(plan: SyncPlan, admin: LocalAdmin, managed?: ManagedAccountsStore): Promise<ApplyResult> {
   const done: string[] = [];
   // A new group whose members all exist already is created with them in one step.
   const newUsers = new Set(plan.createUsers.map((u) => u.name));
@@ -303,7 +320,12 @@ export async function applySyncPlan(plan: SyncPlan, admin: LocalAdmin): Promise<
     }),
     ...plan.createUsers.map((u): [string, () => Promise<void>] => [
       `created account ${u.name} (uid ${u.uid})`,
-      () => admin.addUser(u),
+      async () => {
+        if (!managed) throw new Error("no record of managed accounts to write the account to");
+        const { iamUserId, ...account } = u;
+        await managed.recordManaged([{ name: u.name, uid: u.uid, iamUserId }]);
+        await admin.addUser(account);
+      },
     ]),
     ...plan.memberships
       .filter((m) => !folded.has(m.group))
@@ -334,6 +356,8 @@ export interface SyncRunDeps {
   resolve: () => Promise<Resolution>;
   /** Takes the sync lock around the read-plan-apply cycle. */
   lock: <T>(body: () => Promise<T>) => Promise<T>;
+  /** keymaker's record of the accounts it manages (read under the lock; written for each new account). */
+  managed: ManagedAccountsStore;
 }
 
 export interface SyncRunOptions {
@@ -358,7 +382,7 @@ export async function runGroupSync(deps: SyncRunDeps, options: SyncRunOptions): 
   return deps.lock(async () => {
     const { directory, config } = await deps.resolve();
     const iamState = await readIamSyncState(directory, { preProvision: options.preProvisionAccounts });
-    const localState = await readLocalSyncState(deps.accounts);
+    const localState = await readLocalSyncState(deps.accounts, deps.managed);
     const plan = planGroupSync(iamState, localState, {
       uidScheme: config.uidScheme,
       linuxUserSuffix: config.linuxUserSuffix,
@@ -368,7 +392,7 @@ export async function runGroupSync(deps: SyncRunDeps, options: SyncRunOptions): 
     });
     const base = { refused: plan.refused, skipped: plan.skipped };
     if (options.dryRun) return { dryRun: true, changes: describePlan(plan), failed: [], ...base };
-    const applied = await applySyncPlan(plan, deps.admin);
+    const applied = await applySyncPlan(plan, deps.admin, deps.managed);
     return { dryRun: false, changes: applied.done, failed: applied.failed, ...base };
   });
 }

@@ -26,7 +26,7 @@ function seedBob(opts: { status?: 'Active' | 'Inactive'; groups?: ReturnType<typ
 function run(host: FakeHost, user = 'bob', config: RoleConfig = {}, allowedExistingGroups: string[] = []) {
   return createAccountForLogin(
     user,
-    { accounts: host, admin: host, resolve: async () => resolutionFor(iam, config), lock: (body) => body() },
+    { accounts: host, admin: host, resolve: async () => resolutionFor(iam, config), lock: (body) => body(), managed: host },
     { allowedExistingGroups },
   );
 }
@@ -136,4 +136,28 @@ test('a failed useradd leaves no private group behind', async () => {
   host.failOn = /^useradd/;
   await expect(run(host)).rejects.toThrow(/simulated/);
   expect(await host.group('bob')).toBeUndefined();
+});
+
+test('creating an account writes it to the record of managed accounts (name, UID, IAM user ID) before useradd', async () => {
+  seedBob();
+  const host = new FakeHost();
+  let recordedBeforeUseradd = false;
+  const addUser = host.addUser.bind(host);
+  host.addUser = async (account) => {
+    recordedBeforeUseradd = host.managed_.some((a) => a.name === account.name);
+    return addUser(account);
+  };
+  expect(await run(host)).toMatchObject({ kind: 'created', uid: UID });
+  expect(host.managed_).toEqual([{ name: 'bob', uid: UID, iamUserId: USER_ID }]);
+  expect(recordedBeforeUseradd).toBe(true);
+});
+
+test('a record that cannot be written creates no account', async () => {
+  seedBob();
+  const host = new FakeHost();
+  host.recordManaged = async () => {
+    throw new Error('EACCES');
+  };
+  await expect(run(host)).rejects.toThrow('EACCES');
+  expect(host.users_).toEqual([]);
 });

@@ -2,9 +2,12 @@
 import { IAMClient } from '@aws-sdk/client-iam';
 import { IamDirectory, resolveRoleConfig, type Resolution, type RoleConfig } from '@keymaker/core';
 import type { GroupEntry, LocalAccounts, LocalAdmin, NewAccount, PasswdEntry } from '../src/local-accounts';
+import { mergeManagedAccounts, type ManagedAccount, type ManagedAccountsStore } from '../src/managed-accounts';
 
-export class FakeHost implements LocalAccounts, LocalAdmin {
+export class FakeHost implements LocalAccounts, LocalAdmin, ManagedAccountsStore {
   users_: PasswdEntry[] = [];
+  /** keymaker's record of managed accounts (managed-accounts.ts). */
+  managed_: ManagedAccount[] = [];
   groups_: GroupEntry[] = [];
   /** Every change, in order, e.g. "groupadd devs 123". */
   changes: string[] = [];
@@ -48,6 +51,15 @@ export class FakeHost implements LocalAccounts, LocalAdmin {
     this.groups_.find((g) => g.name === group)!.members = [...members];
   }
   members(group: string) { return this.groups_.find((g) => g.name === group)?.members; }
+  async readManaged() { return this.managed_.map((a) => ({ ...a })); }
+  async recordManaged(accounts: ManagedAccount[]) { this.managed_ = mergeManagedAccounts(this.managed_, accounts); }
+  /** Records the existing account `name` as keymaker's for that IAM user ID (as its creation or an adoption does). */
+  manage(name: string, iamUserId: string): this {
+    const user = this.users_.find((u) => u.name === name);
+    if (!user) throw new Error(`no user ${name}`);
+    this.managed_ = mergeManagedAccounts(this.managed_, [{ name, uid: user.uid, iamUserId }]);
+    return this;
+  }
 }
 
 export function resolutionFor(iam: IAMClient, config: RoleConfig = {}): Resolution {

@@ -124,7 +124,9 @@ describeWithSandbox('keymaker install / uninstall on a real sshd', () => {
     expect(after.code).toBe(255);
     expect(await effective(sb, 'authorizedkeyscommand')).toBe('none');
     for (const p of ['/etc/ssh/sshd_config', '/etc/pam.d/sshd']) expect((await sb.exec(['cat', p])).stdout).toBe(hostFile(p).toString());
-    for (const p of KEYMAKER_PATHS) expect({ p, exists: await sb.exists(p) }).toEqual({ p, exists: false });
+    // The record of managed accounts stays with the accounts (issue 13, point 4), and with it /etc/keymaker.
+    for (const p of KEYMAKER_PATHS.filter((k) => k !== '/etc/keymaker')) expect({ p, exists: await sb.exists(p) }).toEqual({ p, exists: false });
+    expect((await sb.execOk(['ls', '-A', '/etc/keymaker'])).stdout.trim()).toBe('managed-accounts');
     expect((await sb.exec(['getent', 'passwd', 'keymaker'])).code).toBe(2);
     expect((await sb.exec(['getent', 'group', 'keymaker'])).code).toBe(2);
 

@@ -7,7 +7,12 @@ import {
 } from '@aws-sdk/client-iam';
 import { mockClient } from 'aws-sdk-client-mock';
 import { EXIT_CODES, unixIdFor, type RoleConfig } from '@keymaker/core';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { lookupAuthorizedKeys, runLookup } from '../src/lookup';
+import { readManagedAccounts, serializeManagedAccounts } from '../src/managed-accounts';
+import type { StatPath } from '../src/trusted-files';
 import { createMemorySyslog } from '../src/syslog';
 import { ED25519, FakeHost, newIam, resolutionFor } from './fakes';
 
@@ -58,11 +63,56 @@ describe('managed check', () => {
     await expect(lookupAuthorizedKeys({ user: 'alice' }, d)).rejects.toMatchObject({ code: 'NOT_MANAGED' });
   });
 
-  test('an existing keymaker account with the derived UID gets its keys', async () => {
+  test('an existing keymaker account with the derived UID, in the record, gets its keys', async () => {
     seedAlice();
-    const d = deps(new FakeHost({ users: [['alice', unixIdFor(USER_ID, 'wide')]] }));
-    const result = await lookupAuthorizedKeys({ user: 'alice' }, d);
+    const host = new FakeHost({ users: [['alice', unixIdFor(USER_ID, 'wide')]] }).manage('alice', USER_ID);
+    const result = await lookupAuthorizedKeys({ user: 'alice' }, { ...deps(host), managedAccounts: () => host.readManaged() });
     expect(result.lines).toEqual([ED25519]);
+  });
+
+  describe('the record of managed accounts (issue 13, point 4)', () => {
+    const LEGACY_UID = unixIdFor(USER_ID, 'legacy');
+
+    test('a hand-made account whose UID equals the IAM user\'s derived UID but is not in the record gets no keys, before any AWS call', async () => {
+      seedAlice();
+      // What ~32,000 CreateUser calls give under the 15-bit legacy scheme: a derived UID equal to a local account's.
+      const host = new FakeHost({ users: [['alice', LEGACY_UID]] });
+      const d = { ...deps(host, { uidScheme: 'legacy' }), managedAccounts: () => host.readManaged() };
+      await expect(lookupAuthorizedKeys({ user: 'alice' }, d)).rejects.toMatchObject({ code: 'NOT_MANAGED', message: expect.stringMatching(/not in keymaker's record/) });
+      expect(d.resolve).not.toHaveBeenCalled();
+      expect(iamMock.calls()).toHaveLength(0);
+      // No record source at all: nothing is managed either.
+      await expect(lookupAuthorizedKeys({ user: 'alice' }, deps(host, { uidScheme: 'legacy' }))).rejects.toMatchObject({ code: 'NOT_MANAGED' });
+    });
+
+    test('in the record under another IAM user ID (a re-created IAM user of that name): no keys', async () => {
+      seedAlice();
+      const host = new FakeHost({ users: [['alice', LEGACY_UID]] }).manage('alice', 'AIDAEXAMPLEALICEOLD1');
+      const d = { ...deps(host, { uidScheme: 'legacy' }), managedAccounts: () => host.readManaged() };
+      await expect(lookupAuthorizedKeys({ user: 'alice' }, d)).rejects.toMatchObject({ code: 'NOT_MANAGED', message: expect.stringMatching(/re-created/) });
+    });
+
+    test('in the record with the same name, UID and IAM user ID: keys', async () => {
+      seedAlice();
+      const host = new FakeHost({ users: [['alice', LEGACY_UID]] }).manage('alice', USER_ID);
+      const d = { ...deps(host, { uidScheme: 'legacy' }), managedAccounts: () => host.readManaged() };
+      expect((await lookupAuthorizedKeys({ user: 'alice' }, d)).lines).toEqual([ED25519]);
+    });
+
+    test('a record another user could change is refused: nothing is managed', async () => {
+      seedAlice();
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'keymaker-managed.'));
+      const file = path.join(dir, 'managed-accounts');
+      fs.writeFileSync(file, serializeManagedAccounts([{ name: 'alice', uid: LEGACY_UID, iamUserId: USER_ID }]));
+      const stat = (mode: number): StatPath => async (p) => ({ isFile: p === file, isDirectory: p !== file, isSymlink: false, uid: 0, mode: p === file ? mode : 0o755 });
+      const host = new FakeHost({ users: [['alice', LEGACY_UID]] });
+      const lookup = (mode: number) =>
+        lookupAuthorizedKeys({ user: 'alice' }, { ...deps(host, { uidScheme: 'legacy' }), managedAccounts: () => readManagedAccounts(file, stat(mode)) });
+      expect((await lookup(0o644)).lines).toEqual([ED25519]);
+      await expect(lookup(0o664)).rejects.toMatchObject({ code: 'NOT_MANAGED', message: expect.stringMatching(/group-writable/) });
+      await expect(lookup(0o646)).rejects.toMatchObject({ code: 'NOT_MANAGED', message: expect.stringMatching(/world-writable/) });
+      fs.rmSync(dir, { recursive: true, force: true });
+    });
   });
 
   test('a name with no local account yet (JIT) gets its keys', async () => {

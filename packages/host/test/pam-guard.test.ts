@@ -186,7 +186,7 @@ describe('account creation behind the guard', () => {
   });
 
   function create(user: string, guard: ReturnType<typeof loginGuard>, host = new FakeHost(), source?: string) {
-    return createAccountForLogin(user, { accounts: host, admin: host, resolve: async () => resolutionFor(iam), lock: (body) => body(), guard }, { allowedExistingGroups: [], source });
+    return createAccountForLogin(user, { accounts: host, admin: host, resolve: async () => resolutionFor(iam), lock: (body) => body(), guard, managed: host }, { allowedExistingGroups: [], source });
   }
 
   test('an unknown name costs IAM calls once; the retry is refused from memory with the same exit code', async () => {

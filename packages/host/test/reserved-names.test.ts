@@ -76,7 +76,7 @@ describe('lookup', () => {
 
 describe('PAM hook', () => {
   const run = (host: FakeHost, user: string, reservedNames?: string[]) =>
-    createAccountForLogin(user, { accounts: host, admin: host, resolve: async () => resolutionFor(iam), lock: (body) => body() }, { allowedExistingGroups: [], reservedNames });
+    createAccountForLogin(user, { accounts: host, admin: host, resolve: async () => resolutionFor(iam), lock: (body) => body(), managed: host }, { allowedExistingGroups: [], reservedNames });
 
   test('creates no account for IAM user redis, without any AWS call', async () => {
     seedIamUser('redis');
@@ -106,8 +106,10 @@ describe('sync', () => {
   const ALICE = { userName: 'alice', userId: 'AIDAALICE00000000001' };
 
   test('never adds a reserved name to a group, removes one made before the upgrade, and says why', () => {
-    const local = new FakeHost({ users: [['nginx', uid(NGINX.userId)], ['alice', uid(ALICE.userId)]], groups: [['devs', DEVS.gid, ['nginx']]] });
-    const plan = planGroupSync({ groups: [{ ...DEVS, members: [NGINX, ALICE] }] }, { users: local.users_, groups: local.groups_ }, options);
+    const local = new FakeHost({ users: [['nginx', uid(NGINX.userId)], ['alice', uid(ALICE.userId)]], groups: [['devs', DEVS.gid, ['nginx']]] })
+      .manage('nginx', NGINX.userId)
+      .manage('alice', ALICE.userId);
+    const plan = planGroupSync({ groups: [{ ...DEVS, members: [NGINX, ALICE] }] }, { users: local.users_, groups: local.groups_, managed: local.managed_ }, options);
     expect(plan.memberships).toEqual([{ group: 'devs', members: ['alice'], add: ['alice'], remove: ['nginx'] }]);
     expect(plan.skipped).toEqual([{ user: 'nginx', group: 'devs', reason: expect.stringMatching(/reserved/) }]);
   });
@@ -115,7 +117,7 @@ describe('sync', () => {
   test('does not pre-provision a reserved or host-reserved name', () => {
     const local = new FakeHost();
     const batch = { userName: 'batch', userId: 'AIDABATCH00000000001' };
-    const plan = planGroupSync({ groups: [], authorizedUsers: [NGINX, batch, ALICE] }, { users: local.users_, groups: local.groups_ }, { ...options, reservedNames: ['batch'] });
+    const plan = planGroupSync({ groups: [], authorizedUsers: [NGINX, batch, ALICE] }, { users: local.users_, groups: local.groups_, managed: local.managed_ }, { ...options, reservedNames: ['batch'] });
     expect(plan.createUsers.map((u) => u.name)).toEqual(['alice']);
     expect(plan.skipped.map((s) => s.user)).toEqual(['nginx', 'batch']);
   });
@@ -125,9 +127,9 @@ describe('sync', () => {
     iamMock.on(ListGroupsCommand).resolves({ Groups: [{ GroupName: DEVS.groupName, GroupId: DEVS.groupId, Arn: 'a', Path: '/', CreateDate: new Date() }] });
     iamMock.on(GetGroupCommand).resolves({ Group: { GroupName: DEVS.groupName, GroupId: DEVS.groupId, Arn: 'a', Path: '/', CreateDate: new Date() }, Users: [{ UserName: batch.userName, UserId: batch.userId, Arn: 'a', Path: '/', CreateDate: new Date() }] });
     iamMock.on(ListUsersCommand).resolves({ Users: [] });
-    const host = new FakeHost({ users: [['batch', uid(batch.userId)]], groups: [['devs', DEVS.gid, ['batch']]] });
+    const host = new FakeHost({ users: [['batch', uid(batch.userId)]], groups: [['devs', DEVS.gid, ['batch']]] }).manage('batch', batch.userId);
     const report = await runGroupSync(
-      { accounts: host, admin: host, resolve: async () => resolutionFor(iam), lock: (body) => body() },
+      { accounts: host, admin: host, resolve: async () => resolutionFor(iam), lock: (body) => body(), managed: host },
       { preProvisionAccounts: false, allowedExistingGroups: [], reservedNames: ['batch'] },
     );
     expect(host.members('devs')).toEqual([]);
@@ -141,14 +143,14 @@ describe('groups named like system or package groups', () => {
 
   test.each(['admin', 'docker', 'postgres', 'systemd-journal'])('sync does not create group %s (a package or sudoers would give it meaning)', (name) => {
     const local = new FakeHost();
-    const plan = planGroupSync({ groups: [{ ...group(name), members: [] }] }, { users: local.users_, groups: local.groups_ }, options);
+    const plan = planGroupSync({ groups: [{ ...group(name), members: [] }] }, { users: local.users_, groups: local.groups_, managed: local.managed_ }, options);
     expect(plan.createGroups).toEqual([]);
     expect(plan.refused).toEqual([{ group: name, reason: expect.stringMatching(/reserved/) }]);
   });
 
   test('unless the administrator lists it in allowedExistingGroups', () => {
     const local = new FakeHost();
-    const plan = planGroupSync({ groups: [{ ...group('docker'), members: [] }] }, { users: local.users_, groups: local.groups_ }, { ...options, allowedExistingGroups: ['docker'] });
+    const plan = planGroupSync({ groups: [{ ...group('docker'), members: [] }] }, { users: local.users_, groups: local.groups_, managed: local.managed_ }, { ...options, allowedExistingGroups: ['docker'] });
     expect(plan.createGroups.map((g) => g.name)).toEqual(['docker']);
   });
 
@@ -157,7 +159,7 @@ describe('groups named like system or package groups', () => {
     const g = group('postgres');
     iamMock.on(ListGroupsForUserCommand, { UserName: 'bob' }).resolves({ Groups: [{ GroupName: g.groupName, GroupId: g.groupId, Arn: 'a', Path: '/', CreateDate: new Date() }] });
     const host = new FakeHost();
-    const outcome = await createAccountForLogin('bob', { accounts: host, admin: host, resolve: async () => resolutionFor(iam), lock: (body) => body() }, { allowedExistingGroups: [] });
+    const outcome = await createAccountForLogin('bob', { accounts: host, admin: host, resolve: async () => resolutionFor(iam), lock: (body) => body(), managed: host }, { allowedExistingGroups: [] });
     expect(outcome).toMatchObject({ kind: 'created', groups: [], skippedGroups: [expect.stringMatching(/^postgres: .*reserved/)] });
     expect(host.changes.some((c) => c.startsWith('groupadd postgres'))).toBe(false);
   });

@@ -14,8 +14,8 @@ const options = { uidScheme: 'wide' as const, linuxUserSuffix: '', allowedExisti
 
 describe('planGroupSync', () => {
   test('creates a missing group and adds members that have keymaker accounts', () => {
-    const local = new FakeHost({ users: [['alice', uid(ALICE.userId)]] });
-    const plan = planGroupSync({ groups: [{ ...DEVS, members: [ALICE, BOB] }] }, { users: local.users_, groups: local.groups_ }, options);
+    const local = new FakeHost({ users: [['alice', uid(ALICE.userId)]] }).manage('alice', ALICE.userId);
+    const plan = planGroupSync({ groups: [{ ...DEVS, members: [ALICE, BOB] }] }, { users: local.users_, groups: local.groups_, managed: local.managed_ }, options);
     expect(plan.createGroups).toEqual([{ name: 'devs', gid: DEVS.gid, iamGroupName: 'keymaker_devs' }]);
     // bob has no account yet: he joins when it is created.
     expect(plan.memberships).toEqual([{ group: 'devs', members: ['alice'], add: ['alice'], remove: [] }]);
@@ -25,8 +25,10 @@ describe('planGroupSync', () => {
     const local = new FakeHost({
       users: [['alice', uid(ALICE.userId)], ['bob', uid(BOB.userId)], ['admin', 1000]],
       groups: [['devs', DEVS.gid, ['admin', 'alice', 'bob', 'ghost']]],
-    });
-    const plan = planGroupSync({ groups: [{ ...DEVS, members: [ALICE] }] }, { users: local.users_, groups: local.groups_ }, options);
+    })
+      .manage('alice', ALICE.userId)
+      .manage('bob', BOB.userId);
+    const plan = planGroupSync({ groups: [{ ...DEVS, members: [ALICE] }] }, { users: local.users_, groups: local.groups_, managed: local.managed_ }, options);
     expect(plan.createGroups).toEqual([]);
     expect(plan.memberships).toEqual([{ group: 'devs', members: ['admin', 'ghost', 'alice'], add: [], remove: ['bob'] }]);
   });
@@ -36,7 +38,7 @@ describe('planGroupSync', () => {
     const named = (name: string, id: string) => ({ groupName: `keymaker_${name}`, groupId: id, linuxName: name, gid: uid(id), members: [ALICE] });
     const plan = planGroupSync(
       { groups: [named('bob', 'AGPABOBGROUP00000001'), named('dana', 'AGPADANAGROUP0000001'), { ...DEVS, members: [BOB] }] },
-      { users: local.users_, groups: local.groups_ },
+      { users: local.users_, groups: local.groups_, managed: local.managed_ },
       options,
     );
     expect(plan.createGroups.map((g) => g.name)).toEqual(['devs']);
@@ -48,7 +50,7 @@ describe('planGroupSync', () => {
 
   test('pre-provisioning makes user and private group in one step, reusing a leftover private group', () => {
     const local = new FakeHost({ groups: [['alice', uid(ALICE.userId)]] });
-    const plan = planGroupSync({ groups: [], authorizedUsers: [ALICE, BOB] }, { users: local.users_, groups: local.groups_ }, options);
+    const plan = planGroupSync({ groups: [], authorizedUsers: [ALICE, BOB] }, { users: local.users_, groups: local.groups_, managed: local.managed_ }, options);
     expect(plan.createUsers).toEqual([
       expect.objectContaining({ name: 'alice', uid: uid(ALICE.userId), privateGroup: 'existing' }),
       expect.objectContaining({ name: 'bob', uid: uid(BOB.userId), privateGroup: 'create' }),
@@ -57,7 +59,7 @@ describe('planGroupSync', () => {
 
   test('no change when Linux already matches IAM', () => {
     const local = new FakeHost({ users: [['alice', uid(ALICE.userId)]], groups: [['devs', DEVS.gid, ['alice']]] });
-    const plan = planGroupSync({ groups: [{ ...DEVS, members: [ALICE] }] }, { users: local.users_, groups: local.groups_ }, options);
+    const plan = planGroupSync({ groups: [{ ...DEVS, members: [ALICE] }] }, { users: local.users_, groups: local.groups_, managed: local.managed_ }, options);
     expect(plan.memberships).toEqual([]);
     expect(plan.createGroups).toEqual([]);
   });
@@ -65,44 +67,64 @@ describe('planGroupSync', () => {
   test.each(['sudo', 'wheel', 'root', 'adm', 'docker', 'shadow'])('refuses the existing group %s keymaker did not create', (name) => {
     const local = new FakeHost({ users: [['alice', uid(ALICE.userId)]], groups: [[name, 27, ['ubuntu']]] });
     const group = { groupName: `keymaker_${name}`, groupId: 'AGPAX0000000000000001', linuxName: name, gid: uid('AGPAX0000000000000001') };
-    const plan = planGroupSync({ groups: [{ ...group, members: [ALICE] }] }, { users: local.users_, groups: local.groups_ }, options);
+    const plan = planGroupSync({ groups: [{ ...group, members: [ALICE] }] }, { users: local.users_, groups: local.groups_, managed: local.managed_ }, options);
     expect(plan.memberships).toEqual([]);
     expect(plan.createGroups).toEqual([]);
     expect(plan.refused).toEqual([{ group: name, reason: expect.stringContaining('allowedExistingGroups') }]);
   });
 
   test('manages an existing group the administrator allowed, keeping its other members', () => {
-    const local = new FakeHost({ users: [['alice', uid(ALICE.userId)], ['ubuntu', 1000]], groups: [['docker', 999, ['ubuntu']]] });
+    const local = new FakeHost({ users: [['alice', uid(ALICE.userId)], ['ubuntu', 1000]], groups: [['docker', 999, ['ubuntu']]] }).manage('alice', ALICE.userId);
     const group = { groupName: 'keymaker_docker', groupId: 'AGPAX0000000000000001', linuxName: 'docker', gid: uid('AGPAX0000000000000001') };
-    const plan = planGroupSync({ groups: [{ ...group, members: [ALICE] }] }, { users: local.users_, groups: local.groups_ }, { ...options, allowedExistingGroups: ['docker'] });
+    const plan = planGroupSync({ groups: [{ ...group, members: [ALICE] }] }, { users: local.users_, groups: local.groups_, managed: local.managed_ }, { ...options, allowedExistingGroups: ['docker'] });
     expect(plan.memberships).toEqual([{ group: 'docker', members: ['ubuntu', 'alice'], add: ['alice'], remove: [] }]);
   });
 
   test('refuses a group whose derived GID belongs to another group', () => {
     const local = new FakeHost({ groups: [['other', DEVS.gid]] });
-    const plan = planGroupSync({ groups: [{ ...DEVS, members: [] }] }, { users: local.users_, groups: local.groups_ }, options);
+    const plan = planGroupSync({ groups: [{ ...DEVS, members: [] }] }, { users: local.users_, groups: local.groups_, managed: local.managed_ }, options);
     expect(plan.createGroups).toEqual([]);
     expect(plan.refused[0]!.reason).toMatch(/already belongs to group other/);
   });
 
   test('does not add a pre-existing local user who only shares the IAM name', () => {
     const local = new FakeHost({ users: [['alice', 1000]], groups: [['devs', DEVS.gid, []]] });
-    const plan = planGroupSync({ groups: [{ ...DEVS, members: [ALICE] }] }, { users: local.users_, groups: local.groups_ }, options);
+    const plan = planGroupSync({ groups: [{ ...DEVS, members: [ALICE] }] }, { users: local.users_, groups: local.groups_, managed: local.managed_ }, options);
     expect(plan.memberships).toEqual([]);
     expect(plan.skipped).toEqual([expect.objectContaining({ user: 'alice', group: 'devs' })]);
   });
 
+  test('a local account with a matching UID that is not in the record is neither added to nor removed from groups (issue 13, point 4)', () => {
+    // alice's UID equals the one derived from IAM alice (a ground UID, or an account made by hand), but keymaker never recorded it.
+    const local = new FakeHost({
+      users: [['alice', uid(ALICE.userId)], ['bob', uid(BOB.userId)]],
+      groups: [['devs', DEVS.gid, ['bob']], ['ops', uid('AGPAOPS0000000000001'), []]],
+    });
+    const OPS = { groupName: 'keymaker_ops', groupId: 'AGPAOPS0000000000001', linuxName: 'ops', gid: uid('AGPAOPS0000000000001') };
+    const plan = planGroupSync({ groups: [{ ...DEVS, members: [] }, { ...OPS, members: [ALICE, BOB] }] }, { users: local.users_, groups: local.groups_, managed: local.managed_ }, options);
+    expect(plan.memberships).toEqual([]);
+    expect(plan.skipped.map((n) => n.user).sort()).toEqual(['alice', 'bob']);
+    // Recorded under another IAM user ID (a re-created IAM user): still not hers.
+    local.manage('alice', 'AIDAALICEOLD00000001');
+    const again = planGroupSync({ groups: [{ ...OPS, members: [ALICE] }] }, { users: local.users_, groups: local.groups_, managed: local.managed_ }, options);
+    expect(again.memberships).toEqual([]);
+    // Recorded for her: managed.
+    local.manage('alice', ALICE.userId);
+    const managed = planGroupSync({ groups: [{ ...OPS, members: [ALICE] }] }, { users: local.users_, groups: local.groups_, managed: local.managed_ }, options);
+    expect(managed.memberships).toEqual([{ group: 'ops', members: ['alice'], add: ['alice'], remove: [] }]);
+  });
+
   test('pre-provisioning creates accounts for authorized users and puts them in their groups', () => {
-    const local = new FakeHost({ users: [['carol', uid(CAROL.userId)]] });
+    const local = new FakeHost({ users: [['carol', uid(CAROL.userId)]] }).manage('carol', CAROL.userId);
     const state: IamSyncState = { groups: [{ ...DEVS, members: [ALICE, CAROL] }], authorizedUsers: [ALICE, CAROL] };
-    const plan = planGroupSync(state, { users: local.users_, groups: local.groups_ }, options);
+    const plan = planGroupSync(state, { users: local.users_, groups: local.groups_, managed: local.managed_ }, options);
     expect(plan.createUsers).toEqual([expect.objectContaining({ name: 'alice', uid: uid(ALICE.userId), gid: uid(ALICE.userId) })]);
     expect(plan.memberships).toEqual([{ group: 'devs', members: ['alice', 'carol'], add: ['alice', 'carol'], remove: [] }]);
   });
 
   test('pre-provisioning skips a user whose UID is taken', () => {
     const local = new FakeHost({ users: [['mallory', uid(ALICE.userId)]] });
-    const plan = planGroupSync({ groups: [], authorizedUsers: [ALICE] }, { users: local.users_, groups: local.groups_ }, options);
+    const plan = planGroupSync({ groups: [], authorizedUsers: [ALICE] }, { users: local.users_, groups: local.groups_, managed: local.managed_ }, options);
     expect(plan.createUsers).toEqual([]);
     expect(plan.skipped[0]!.reason).toMatch(/already belongs to mallory/);
   });
@@ -118,7 +140,7 @@ describe('runGroupSync against a mocked IAM', () => {
 
   function run(host: FakeHost, config: RoleConfig = {}, preProvisionAccounts = false) {
     return runGroupSync(
-      { accounts: host, admin: host, resolve: async () => resolutionFor(iam, config), lock: (body) => body() },
+      { accounts: host, admin: host, resolve: async () => resolutionFor(iam, config), lock: (body) => body(), managed: host },
       { preProvisionAccounts, allowedExistingGroups: [] },
     );
   }
@@ -132,7 +154,10 @@ describe('runGroupSync against a mocked IAM', () => {
     const host = new FakeHost({
       users: [['alice', uid(ALICE.userId)], ['bob', uid(BOB.userId)], ['carol', uid(CAROL.userId)]],
       groups: [['devs', DEVS.gid, ['bob']]],
-    });
+    })
+      .manage('alice', ALICE.userId)
+      .manage('bob', BOB.userId)
+      .manage('carol', CAROL.userId);
     const report = await run(host);
     expect(host.members('devs')).toEqual(['alice', 'carol']);
     expect(report.changes).toEqual(['group devs: +alice +carol -bob']);
@@ -145,7 +170,7 @@ describe('runGroupSync against a mocked IAM', () => {
       .on(GetGroupCommand, { GroupName: 'keymaker_ops' })
       .resolvesOnce({ Group: iamGroup('keymaker_ops', 'AGPAOPS'), Users: [iamUser(ALICE)], IsTruncated: true, Marker: 'p2' })
       .rejects(Object.assign(new Error('Rate exceeded'), { name: 'Throttling' }));
-    const host = new FakeHost({ users: [['bob', uid(BOB.userId)]], groups: [['devs', DEVS.gid, ['bob']]] });
+    const host = new FakeHost({ users: [['bob', uid(BOB.userId)]], groups: [['devs', DEVS.gid, ['bob']]] }).manage('bob', BOB.userId);
     await expect(run(host)).rejects.toMatchObject({ code: 'THROTTLED' });
     expect(host.changes).toEqual([]);
     expect(host.members('devs')).toEqual(['bob']);
@@ -174,12 +199,14 @@ describe('runGroupSync against a mocked IAM', () => {
     const report = await run(host, { requireIamGroup: 'ssh-users' }, true);
     expect(host.users_.map((u) => u.name)).toEqual(['alice']);
     expect(report.changes).toEqual([`created account alice (uid ${uid(ALICE.userId)})`]);
+    // Each pre-provisioned account is written to the record of managed accounts.
+    expect(host.managed_).toEqual([{ name: 'alice', uid: uid(ALICE.userId), iamUserId: ALICE.userId }]);
   });
 
   test('a failed step stops the apply and is reported', async () => {
     iamMock.on(ListGroupsCommand).resolves({ Groups: [iamGroup('keymaker_devs', DEVS.groupId)] });
     iamMock.on(GetGroupCommand).resolves({ Group: iamGroup('keymaker_devs', DEVS.groupId), Users: [iamUser(ALICE)] });
-    const host = new FakeHost({ users: [['alice', uid(ALICE.userId)]], groups: [['devs', DEVS.gid, []]] });
+    const host = new FakeHost({ users: [['alice', uid(ALICE.userId)]], groups: [['devs', DEVS.gid, []]] }).manage('alice', ALICE.userId);
     host.failOn = /^members/;
     const report = await run(host);
     expect(report.changes).toEqual([]);
@@ -189,7 +216,7 @@ describe('runGroupSync against a mocked IAM', () => {
   test('a new group is created with its existing members in one step', async () => {
     iamMock.on(ListGroupsCommand).resolves({ Groups: [iamGroup('keymaker_devs', DEVS.groupId)] });
     iamMock.on(GetGroupCommand).resolves({ Group: iamGroup('keymaker_devs', DEVS.groupId), Users: [iamUser(ALICE)] });
-    const host = new FakeHost({ users: [['alice', uid(ALICE.userId)]] });
+    const host = new FakeHost({ users: [['alice', uid(ALICE.userId)]] }).manage('alice', ALICE.userId);
     const report = await run(host);
     expect(report.changes).toEqual([`created group devs (gid ${DEVS.gid}); group devs: +alice`]);
     expect(host.members('devs')).toEqual(['alice']);

@@ -27,6 +27,7 @@ interface InstallArgs extends SshdArgs {
   schedule: (typeof SCHEDULE_CHOICES)[number];
   node?: string;
   bundle?: string;
+  'adopt-legacy-accounts'?: boolean;
 }
 
 function sshdOptions<T>(y: Argv<T>) {
@@ -93,11 +94,16 @@ export function registerInstallCommands(cli: Argv<GlobalOptions>): Argv<GlobalOp
           .option('sync-interval', { type: 'number', describe: 'group sync period in minutes, 1-59 (default 5)' })
           .option('schedule', { choices: SCHEDULE_CHOICES, default: 'auto' as const, describe: 'group sync schedule: a systemd timer when systemd runs, else cron.d' })
           .option('node', { type: 'string', describe: 'Node binary the hooks run (default: this one); must pass sshd\'s safe-path rule' })
-          .option('bundle', { type: 'string', describe: 'host bundle to install (default: keymaker-host.js next to this CLI)' }),
+          .option('bundle', { type: 'string', describe: 'host bundle to install (default: keymaker-host.js next to this CLI)' })
+          .option('adopt-legacy-accounts', {
+            type: 'boolean',
+            describe:
+              'after installing, record as keymaker\'s the existing accounts (keymaker 1.x\'s) whose UID equals the one derived from their IAM user now; without it such accounts are not served (reads IAM with the host config\'s credentials)',
+          }),
       (args) =>
         runCommand(args.debug, async () => {
           const a = args as unknown as InstallArgs & GlobalOptions;
-          const { runInstall, nodeHostSystem, DEFAULT_PATHS } = await import('@keymaker/host');
+          const { runInstall, nodeHostSystem, DEFAULT_PATHS, adoptLegacyAccountsCommand } = await import('@keymaker/host');
           const nodeArg = a.node ?? process.execPath;
           if (!fs.existsSync(nodeArg)) throw new InputError('FILE_NOT_FOUND', `--node ${nodeArg} not found`);
           const region = a.region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? (await regionFromInstanceMetadata());
@@ -131,6 +137,12 @@ export function registerInstallCommands(cli: Argv<GlobalOptions>): Argv<GlobalOp
           } else {
             log(`installed: ${result.changed.length} file(s) changed; ${result.reload}`);
           }
+          if (a['adopt-legacy-accounts']) {
+            // A dry run writes no host config: it can adopt only on a host installed before.
+            const adopted = await adoptLegacyAccountsCommand({ dryRun: result.dryRun });
+            if (adopted.code !== 0) return adopted.code;
+          }
+          return undefined;
         }),
     )
     .command(
@@ -148,6 +160,9 @@ export function registerInstallCommands(cli: Argv<GlobalOptions>): Argv<GlobalOp
           );
           if (a.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
           else if (!result.nothingToDo && !result.dryRun) log(`uninstalled: ${result.changed.length} path(s) restored or removed; ${result.reload}`);
+          if (!a.json && !result.dryRun && fs.existsSync(DEFAULT_PATHS.managedAccounts)) {
+            log(`left ${DEFAULT_PATHS.managedAccounts}: the accounts keymaker created stay, and so does its record of them (a later install serves them again)`);
+          }
         }),
     );
 }
