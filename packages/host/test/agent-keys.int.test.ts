@@ -1,0 +1,139 @@
+// The agent's keys server against moto, through the real client script sshd runs (curl --unix-socket),
+// counting the HTTP requests that reach IAM.
+import { execFile } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { createIamClient, resolveRoleConfig } from '@keymaker/core';
+import { createGroupWithMembers, createUserWithKeys, iamClient, makeSshKeyPair, motoEndpoint } from '../../../tools/moto/seed';
+import { KeysServer, IamKeysSource } from '../src/agent/keys-server';
+import type { Clock } from '../src/agent/keys-cache';
+
+const CLIENT = path.join(__dirname, '../src/agent/keymaker-keys-client.sh');
+
+function runClient(socket: string, args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile('/bin/sh', [CLIENT, ...args], { env: { KEYMAKER_KEYS_SOCKET: socket, ...env } }, (error, stdout, stderr) => {
+      resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, stdout, stderr });
+    });
+  });
+}
+
+describe('keys server against moto, through keymaker-keys-client.sh', () => {
+  const endpoint = motoEndpoint();
+  const seed = iamClient(endpoint);
+  const suffix = Math.random().toString(36).slice(2, 8);
+  const user = `keysint${suffix}`;
+  const outsider = `keysout${suffix}`;
+  const group = `keys-ssh-users-${suffix}`;
+  let tmp: string;
+  let socket: string;
+  let server: KeysServer;
+  const clock: Clock & { t: number } = { t: 0, now() { return this.t; } };
+  const requests: string[] = [];
+  let active: string[];
+  let inactive: string;
+
+  beforeAll(async () => {
+    tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'keymaker-keys-int-'));
+    fs.chmodSync(tmp, 0o750);
+    socket = path.join(tmp, 'keys.sock');
+    const k1 = makeSshKeyPair(tmp, 'k1');
+    const k2 = makeSshKeyPair(tmp, 'k2');
+    const k3 = makeSshKeyPair(tmp, 'k3');
+    active = [k1.publicKey, k2.publicKey];
+    inactive = k3.publicKey;
+    await createUserWithKeys(seed, user, [
+      { body: k1.publicKey, status: 'Active' },
+      { body: k2.publicKey, status: 'Active' },
+      { body: k3.publicKey, status: 'Inactive' },
+    ]);
+    await createUserWithKeys(seed, outsider, [{ body: k1.publicKey, status: 'Active' }]);
+    await createGroupWithMembers(seed, group, [user]);
+
+    // ONE long-lived client, as the agent holds it; every HTTP request to IAM is recorded.
+    const iam = createIamClient({ iamEndpoint: endpoint, region: 'us-east-1', credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' }, maxAttempts: 1 });
+    type Next = (args: unknown) => Promise<unknown>;
+    (iam.middlewareStack as unknown as { add(m: (next: Next, context: { commandName?: string }) => Next, o: object): void }).add(
+      (next, context) => async (args) => {
+        requests.push(String(context.commandName).replace(/Command$/, ''));
+        return next(args);
+      },
+      { step: 'finalizeRequest', name: 'countRequests' },
+    );
+    const source = new IamKeysSource(iam, resolveRoleConfig({ requireIamGroup: group }));
+    server = new KeysServer({ source, clock, answerTtlMs: 5000, deadlineMs: 3000 });
+    await server.listen({ path: socket });
+  });
+
+  afterAll(async () => {
+    await server?.close();
+    fs.rmSync(tmp, { recursive: true, force: true });
+  });
+
+  test('exactly the two active keys; 4 IAM requests cold, 0 for the second call, 2 after the TTL', async () => {
+    requests.length = 0;
+    const timed = async () => {
+      const started = performance.now();
+      const result = await runClient(socket, [user]);
+      ms.push(Math.round(performance.now() - started));
+      return result;
+    };
+    const ms: number[] = [];
+    const first = await timed();
+    expect(first.code).toBe(0);
+    expect(first.stderr).toBe('');
+    const lines = first.stdout.split('\n').filter(Boolean);
+    expect(lines.sort()).toEqual([...active].map((k) => k.split(' ').slice(0, 2).join(' ')).sort());
+    expect(first.stdout).not.toContain(inactive.split(' ')[1]);
+    // Cold: key list + group check in parallel, then both bodies (never seen before).
+    expect([...requests].sort()).toEqual(['GetSSHPublicKey', 'GetSSHPublicKey', 'ListGroupsForUser', 'ListSSHPublicKeys']);
+
+    requests.length = 0;
+    const second = await timed();
+    expect(second).toEqual(first);
+    expect(requests).toEqual([]);
+
+    // A later login: the bodies are cached by key ID, so one wave of two requests.
+    clock.t += 5000;
+    requests.length = 0;
+    const later = await timed();
+    expect(later.stdout).toBe(first.stdout);
+    expect([...requests].sort()).toEqual(['ListGroupsForUser', 'ListSSHPublicKeys']);
+    console.log(`client call latency (ms, incl. process start): cold ${ms[0]}, second call ${ms[1]}, after the TTL ${ms[2]}`);
+  });
+
+  test('not in the required group, unknown, invalid: nothing printed, non-zero', async () => {
+    for (const args of [[outsider], [`nosuch${suffix}`], ['root'], ['Bad'], ['a;b'], ['../x'], [user, 'MD5:xx'], []]) {
+      const result = await runClient(socket, args);
+      expect(result.stdout).toBe('');
+      expect(result.code).not.toBe(0);
+    }
+  });
+
+  test('with the fingerprint (%f): only the offered key', async () => {
+    const { execFileSync } = await import('node:child_process');
+    const fp = execFileSync('ssh-keygen', ['-lf', '-'], { input: active[1]! }).toString().split(' ')[1]!;
+    const result = await runClient(socket, [user, fp]);
+    expect(result).toMatchObject({ code: 0, stdout: `${active[1]!.split(' ').slice(0, 2).join(' ')}\n` });
+  });
+
+  test('an agent that accepts but never answers: exit 28 at --max-time, nothing printed', async () => {
+    const stuck = path.join(tmp, 'stuck.sock');
+    const net = await import('node:net');
+    const held: import('node:net').Socket[] = [];
+    const silent = net.createServer((connection) => held.push(connection));
+    await new Promise<void>((resolve) => silent.listen(stuck, resolve));
+    const started = Date.now();
+    const result = await runClient(stuck, [user], { KEYMAKER_KEYS_MAX_TIME: '1' });
+    expect(result).toMatchObject({ code: 28, stdout: '' });
+    expect(Date.now() - started).toBeLessThan(2500);
+    held.forEach((connection) => connection.destroy());
+    await new Promise<void>((resolve) => silent.close(() => resolve()));
+  });
+
+  test('agent not reachable: exit 7, nothing printed', async () => {
+    const result = await runClient(path.join(tmp, 'absent.sock'), [user]);
+    expect(result).toMatchObject({ code: 7, stdout: '' });
+  });
+});
