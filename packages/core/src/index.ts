@@ -17,8 +17,8 @@ export type { UidScheme } from './uid';
 export { applyRoleConfigToDescription, assertValidRoleConfig, parseRoleDescription, resolveRoleConfig, roleConfigValueProblem } from './role-config';
 export type { ResolvedRoleConfig, RoleConfig } from './role-config';
 // SSH public key validation.
-export { SSH_KEY_TYPES } from './ssh-key';
-export type { SshKeyType, SshPublicKey } from './ssh-key';
+export { SSH_KEY_TYPES, parseSshPublicKey } from './ssh-key';
+export type { SshKeyParseResult, SshKeyType, SshPublicKey } from './ssh-key';
 // AWS clients: one place for region, timeouts and retries.
 export { createIamClient, createStsClient } from './aws-clients';
 export type { AwsClientOptions, CredentialProvider } from './aws-clients';

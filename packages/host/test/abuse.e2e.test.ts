@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { IAMClient } from '@aws-sdk/client-iam';
-import { EXIT_CODES, isInManagedRange } from '@keymaker/core';
+import { EXIT_CODES, isInManagedRange, parseSshPublicKey } from '@keymaker/core';
 import { createSandbox, describeWithSandbox, type ExecResult, type Sandbox } from '../../../tools/sandbox/sandbox';
 import {
   createGroupWithMembers,
@@ -64,7 +64,14 @@ describeWithSandbox('abuse of an installed host', () => {
 
   const hook = (name: string) =>
     sb.exec([DEFAULT_PATHS.pamCreateAccountCommand], { env: { PAM_TYPE: 'auth', PAM_USER: name, PAM_RHOST: '203.0.113.9', PAM_SERVICE: 'sshd' } });
-  const lookupAsSshd = (name: string) => sb.exec(['runuser', '-u', 'keymaker', '--', DEFAULT_PATHS.authorizedKeysCommand, name, 'SHA256:abc']);
+  // As sshd runs it: `%u %f`, the fingerprint of the key the client offers (a made-up one unless given).
+  const lookupAsSshd = (name: string, fingerprint = 'SHA256:abc') =>
+    sb.exec(['runuser', '-u', 'keymaker', '--', DEFAULT_PATHS.authorizedKeysCommand, name, fingerprint]);
+  const fingerprintOf = (publicKey: string) => {
+    const parsed = parseSshPublicKey(publicKey);
+    if (!parsed.ok) throw new Error(parsed.reason);
+    return parsed.key.fingerprint;
+  };
   const sync = () => sb.exec([DEFAULT_PATHS.syncGroupsCommand], { timeoutMs: 90_000 });
   const stat = async (p: string) => (await sb.execOk(['stat', '-c', '%U:%G %a %F', p])).stdout.trim();
 
@@ -157,7 +164,7 @@ describeWithSandbox('abuse of an installed host', () => {
     expect((await hook('ubuntu')).code).toBe(77);
     expect(await sb.readFile('/etc/passwd')).toBe(passwdAtStart);
     // The control: the same lookup does print the key of a managed name.
-    const control = await lookupAsSshd('alice');
+    const control = await lookupAsSshd('alice', fingerprintOf(alice.publicKey));
     expect({ code: control.code, stdout: control.stdout.trim() }).toEqual({ code: 0, stdout: alice.publicKey });
   });
 
@@ -238,7 +245,8 @@ describeWithSandbox('abuse of an installed host', () => {
         await sb.execOk(['bash', '-c', `chown root:root ${config} /etc/keymaker && chmod 644 ${config} && chmod 755 /etc/keymaker && chown root:keymaker ${creds} && chmod 640 ${creds}`]);
       }
     }
-    expect((await lookupAsSshd('alice')).stdout.trim()).toBe(alice.publicKey);
+    // alice offering her own key (a made-up fingerprint may be refused from the lookup's per-name cache).
+    expect((await lookupAsSshd('alice', fingerprintOf(alice.publicKey))).stdout.trim()).toBe(alice.publicKey);
   });
 
   test('two group syncs started at once: one applies, the other exits LOCKED changing nothing; the result is right', async () => {
