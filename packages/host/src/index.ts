@@ -1,17 +1,62 @@
-export * from './paths';
-export * from './host-config';
-export * from './lookup';
-export * from './host-system';
-export * from './syslog';
-export * from './local-accounts';
-export * from './lock';
-export * from './runtime-config';
-export * from './cli-runtime';
-export * from './accounts';
-export * from './sync';
-export * from './host-commands';
-export * from './cache-store';
-export * from './install/index';
-export * from './managed-accounts';
-export * from './adopt';
-export { DEFAULT_USERDB_SERVICE, MemoryIdentitySource, startUserdbService, USERDB_DIR, type IdentitySource, type ResolvedGroup, type ResolvedUser, type UserdbServiceOptions } from './agent/userdb-service';
+// The public surface of @keymaker/host, chosen by hand: the commands sshd, PAM and the sync schedule
+// run (what @keymaker/cli calls), install/uninstall, the host config, and the agent's userdb service.
+// Everything else is internal. api/host.api.md records it; the test command fails when the two
+// differ, so a change to the public API shows in review.
+
+// Where keymaker's files live on a host, and the host config install writes.
+export { DEFAULT_PATHS } from './paths';
+export type { HostPaths } from './paths';
+export { DEFAULT_HOST_CONFIG, parseHostConfig } from './host-config';
+export type { HostConfig } from './host-config';
+// The commands sshd, PAM and the schedule run, and the CLI's runs of them.
+export {
+  adoptLegacyAccountsCommand,
+  getAuthorizedKeysCommand,
+  pamCreateAccountCommand,
+  parseSyncArgs,
+  syncGroupsCommand,
+} from './host-commands';
+export type { AdoptCommandOptions, HostCommandEnv, SyncCommandOptions } from './host-commands';
+export { loadHostCliRuntime } from './cli-runtime';
+export type { HostCliRuntime, HostCliRuntimeOptions } from './cli-runtime';
+// keymaker install / uninstall: plan, then apply with one rollback.
+export { nodeHostSystem } from './install/system';
+export type { FileState, HostSystem, PathInfo, RunResult } from './install/system';
+export { planInstall } from './install/plan';
+export type { InstallOptions, InstallPlan, InstallSnapshot, PlannedDir, PlannedFile } from './install/plan';
+export type { InstallJournal, JournalDir, JournalFile, JournalOriginal } from './install/journal';
+export type { SafePathTarget } from './install/safe-path';
+export type { DropInInclude, SshdProbe } from './install/sshd-config';
+export { runInstall, runUninstall } from './install/apply';
+export type { InstallLog, InstallResult, InstallRunOptions, ReloadStrategy, SshdOptions, UninstallResult, UninstallRunOptions } from './install/apply';
+// The agent: users and groups for NSS over systemd's userdb Varlink interface.
+export {
+  DEFAULT_USERDB_SERVICE,
+  MemoryIdentitySource,
+  startUserdbService,
+  USERDB_DIR,
+  type IdentitySource,
+  type ResolvedGroup,
+  type ResolvedUser,
+  type UserDatabaseOptions,
+  type UserdbServiceOptions,
+} from './agent/userdb-service';
+export type {
+  JsonObject,
+  ListenTarget,
+  VarlinkCall,
+  VarlinkEvent,
+  VarlinkHandler,
+  VarlinkInfo,
+  VarlinkInterface,
+  VarlinkReply,
+  VarlinkServer,
+  VarlinkServerOptions,
+} from './agent/varlink';
+// The narrow interfaces the commands take their side effects through (a host, or a test).
+export type { ProcessOptions, ProcessResult, RuntimeSystem } from './host-system';
+export type { GroupEntry, LocalAccounts, LocalAdmin, NewAccount, PasswdEntry } from './local-accounts';
+export type { ManagedAccount, ManagedAccountsStore } from './managed-accounts';
+export type { LoginGuard } from './pam-guard';
+export type { LogLevel, Syslog } from './syslog';
+export type { PathStat, StatPath } from './trusted-files';

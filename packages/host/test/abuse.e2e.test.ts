@@ -2,6 +2,7 @@
 // to the PAM hook (which runs before authentication), IAM users named like every pre-existing
 // local account, the owners and modes of everything keymaker writes, and config files another user
 // could change. IAM is moto behind tools/faults' proxy, which counts every IAM/STS request.
+import { expect } from '@jest/globals';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -108,7 +109,7 @@ describeWithSandbox('abuse of an installed host', () => {
     );
     expect({ code: install.code, stderr: install.stderr }).toEqual({ code: 0, stderr: expect.stringContaining('reloaded sshd') });
     // Decisions to a listener instead of /dev/log (no syslog daemon here); the file stays root:root 0644.
-    const config = JSON.parse(await sb.readFile(DEFAULT_PATHS.configFile));
+    const config = JSON.parse(await sb.readFile(DEFAULT_PATHS.configFile)) as Record<string, unknown>;
     await sb.writeFile(DEFAULT_PATHS.configFile, `${JSON.stringify({ ...config, syslogSocket: SYSLOG_SOCKET }, null, 2)}\n`, 0o644);
     await startSyslogListener(sb);
     passwdAtStart = await sb.readFile('/etc/passwd');
@@ -129,7 +130,7 @@ describeWithSandbox('abuse of an installed host', () => {
     expect(await sb.readFile('/etc/passwd')).toBe(passwdAtStart);
     // The lookup too (sshd never runs it for a name without an account, but a name is a name).
     // ("-rf" and the like are refused as options: exit 2, usage.)
-    const lookups = await Promise.all(INVALID_NAMES.slice(0, 16).map(lookupAsSshd));
+    const lookups = await Promise.all(INVALID_NAMES.slice(0, 16).map((name) => lookupAsSshd(name)));
     for (const [i, r] of lookups.entries()) {
       expect({ name: INVALID_NAMES[i], stdout: r.stdout, code: r.code }).toEqual({
         name: INVALID_NAMES[i],

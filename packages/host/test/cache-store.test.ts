@@ -1,7 +1,7 @@
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { FileCacheStore } from '@keymaker/host';
+import { FileCacheStore } from '../src/cache-store';
 
 // These tests need root (the cache trusts only root-owned files); CI runs as root.
 const asRoot = process.getuid?.() === 0 ? describe : describe.skip;
