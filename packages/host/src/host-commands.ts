@@ -244,7 +244,7 @@ export async function pamCreateAccountCommand(pamEnv: NodeJS.ProcessEnv, env: Ho
     const reason = !isKeymakerError(error)
       ? 'INTERNAL'
       : error.details.rateLimited
-        ? `RATE_LIMITED scope=${String(error.details.scope ?? 'global')}`
+        ? `RATE_LIMITED scope=${typeof error.details.scope === 'string' ? error.details.scope : 'global'}`
         : error.details.remembered
           ? `${error.code} remembered=yes`
           : error.code;

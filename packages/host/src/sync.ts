@@ -255,7 +255,7 @@ export function planIsEmpty(plan: SyncPlan): boolean {
 
 /** Bounded parallelism for the per-group / per-user reads. */
 async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const results: R[] = new Array(items.length);
+  const results: R[] = new Array<R>(items.length);
   let next = 0;
   const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
     while (next < items.length) {

@@ -1,5 +1,5 @@
 import * as path from 'node:path';
-import { firstLine, HostError, InputError, isKeymakerError, type KeymakerError } from '@keymaker/core';
+import { firstLine, HostError, InputError, isKeymakerError } from '@keymaker/core';
 import type { HostPaths } from '../paths';
 import { journalPath, originalOf, parseJournal, serializeJournal, sha256, type InstallJournal, type JournalFile } from './journal';
 import { removePamHook } from './pam';
@@ -516,7 +516,7 @@ export function runInstall(sys: HostSystem, opts: InstallRunOptions, log: Instal
     if (userCreated) attempt(`removing the user ${opts.user}`, () => void sys.run(['userdel', opts.user]));
     const what = isKeymakerError(error) ? error.message : firstLine(String((error as Error)?.message ?? error));
     const undo = problems.length === 0 ? 'every file was restored as it was' : `restoring failed too (${problems.join('; ')})`;
-    const code = isKeymakerError(error) ? (error as KeymakerError).code : 'SYSTEM_COMMAND_FAILED';
+    const code = isKeymakerError(error) ? error.code : 'SYSTEM_COMMAND_FAILED';
     throw new HostError(code, `install failed while ${step}: ${what.replace(/^refusing to install: /, '')}; ${undo}`, { cause: error });
   }
 }

@@ -39,7 +39,7 @@ function components(p: string): string[] {
  * (install creates the rest as root, 0755).
  */
 export function safePathProblem(sys: HostSystem, target: SafePathTarget): SafePathProblem | undefined {
-  let real = target.path;
+  let real: string;
   if (sys.lstat(target.path)) {
     real = sys.realpath(target.path);
   } else {
