@@ -1,3 +1,4 @@
+import { expect } from '@jest/globals';
 import {
   AttachRolePolicyCommand,
   CreateInstanceProfileCommand,
@@ -17,7 +18,17 @@ import { GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts';
 import { mockClient } from 'aws-sdk-client-mock';
 import 'aws-sdk-client-mock-jest';
 import { AwsError, EXIT_CODES, isKeymakerError } from '@keymaker/core';
-import { applyPlan, configure, parseConfigureOptions, runConfigureCommand, type ClientFactory } from '@keymaker/admin';
+import { applyPlan, configure, parseConfigureOptions, runConfigureCommand, type ClientFactory, type Plan, type PolicyDocument } from '@keymaker/admin';
+
+/** The shape of `keymaker configure --json`'s one document. */
+interface ConfigureJson {
+  ok: boolean;
+  dryRun: boolean;
+  changed: boolean;
+  nothingToChange: boolean;
+  applied: number;
+  plan: Plan;
+}
 
 const A = '123456789012';
 const B = '222222222222';
@@ -75,7 +86,7 @@ describe('configure with mocked IAM', () => {
     });
     expect(a.iamMock).toHaveReceivedCommandWith(UpdateRoleDescriptionCommand, { RoleName: 'web', Description: 'keymaker_require_iam_group=ops' });
     const createPolicy = a.iamMock.commandCalls(CreatePolicyCommand)[0]!.args[0].input;
-    expect(JSON.parse(createPolicy.PolicyDocument!).Statement[0].Action).toContain('iam:ListUsers');
+    expect((JSON.parse(createPolicy.PolicyDocument!) as PolicyDocument).Statement[0]!.Action).toContain('iam:ListUsers');
   });
 
   it('AccessDenied while reading names the missing permission, nothing changed', async () => {
@@ -136,8 +147,8 @@ describe('configure with mocked IAM', () => {
     expect(other.iamMock).toHaveReceivedCommandWith(CreateInstanceProfileCommand, { InstanceProfileName: 'web' });
     expect(current.iamMock).toHaveReceivedCommandWith(CreateRoleCommand, { RoleName: 'KeymakerIdResolver' });
     expect(current.iamMock).not.toHaveReceivedCommand(CreateInstanceProfileCommand);
-    const resolverTrust = JSON.parse(current.iamMock.commandCalls(CreateRoleCommand)[0]!.args[0].input.AssumeRolePolicyDocument!);
-    expect(resolverTrust.Statement[0].Principal).toEqual({ AWS: `arn:aws:iam::${B}:role/web` });
+    const resolverTrust = JSON.parse(current.iamMock.commandCalls(CreateRoleCommand)[0]!.args[0].input.AssumeRolePolicyDocument!) as PolicyDocument;
+    expect(resolverTrust.Statement[0]!.Principal).toEqual({ AWS: `arn:aws:iam::${B}:role/web` });
   });
 });
 
@@ -165,7 +176,7 @@ describe('runConfigureCommand', () => {
   it('--json prints one document', async () => {
     const out = await runConfigureCommand({ instanceIamRole: 'web', json: true, 'dry-run': true }, factoryFor({ '': emptyAccount(A) }));
     expect(out.stdout).toHaveLength(1);
-    const doc = JSON.parse(out.stdout[0]!);
+    const doc = JSON.parse(out.stdout[0]!) as ConfigureJson;
     expect(doc).toMatchObject({ ok: true, dryRun: true, changed: false, nothingToChange: false, applied: 0 });
     expect(doc.plan.steps[0]).toMatchObject({ action: 'createPolicy', account: A, side: 'instance' });
   });

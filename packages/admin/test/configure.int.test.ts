@@ -14,7 +14,7 @@ import {
   SetDefaultPolicyVersionCommand,
 } from '@aws-sdk/client-iam';
 import { loadInstanceConfig, parseRoleDescription, resolverRoleArn } from '@keymaker/core';
-import { createClientFactory, ec2TrustPolicy, instancePolicyDocument, resolverPolicyDocument, resolverTrustPolicy, runConfigureCommand, type ClientFactory, type ConfigureCommandOptions } from '@keymaker/admin';
+import { createClientFactory, ec2TrustPolicy, instancePolicyDocument, resolverPolicyDocument, resolverTrustPolicy, runConfigureCommand, type ClientFactory, type ConfigureCommandOptions, type Plan } from '@keymaker/admin';
 import { parsePolicyDocument, policiesEqual } from '../src/policies';
 import {
   DEFAULT_ACCOUNT_ID,
@@ -31,6 +31,16 @@ import {
 const { startMoto } = require('../../../tools/moto/server.cjs') as {
   startMoto: () => Promise<{ endpoint: string; stop: () => Promise<void> }>;
 };
+
+/** The shape of `keymaker configure --json`'s one document. */
+interface ConfigureJson {
+  ok: boolean;
+  dryRun: boolean;
+  changed: boolean;
+  nothingToChange: boolean;
+  applied: number;
+  plan: Plan;
+}
 
 const ACCOUNT_B = '222222222222';
 const POLICY = 'KeymakerInstanceIAMReadAccess';
@@ -114,7 +124,7 @@ describe('keymaker configure, single account', () => {
       `keymaker configure: instance role arn:aws:iam::${DEFAULT_ACCOUNT_ID}:role/keymaker-instance (account ${DEFAULT_ACCOUNT_ID})`,
       'nothing to change: IAM already matches these options',
     ]);
-    const json = JSON.parse((await run({ ...options, json: true })).stdout.join('\n'));
+    const json = JSON.parse((await run({ ...options, json: true })).stdout.join('\n')) as ConfigureJson;
     expect(json).toMatchObject({ ok: true, changed: false, nothingToChange: true, applied: 0 });
     expect(json.plan.steps).toEqual([]);
     expect(await versions(iam, policyArnA)).toEqual([{ id: 'v1', isDefault: true }]);
@@ -130,7 +140,7 @@ describe('keymaker configure, single account', () => {
 
     const first = await run({ instanceIamRole: 'web', requireIamGroup: 'ssh-users', json: true });
     expect(first.exitCode).toBe(0);
-    const actions = JSON.parse(first.stdout[0]!).plan.steps.map((s: { action: string }) => s.action);
+    const actions = (JSON.parse(first.stdout[0]!) as ConfigureJson).plan.steps.map((s) => s.action);
     expect(actions).toEqual(['createPolicyVersion', 'createInstanceProfile', 'addRoleToInstanceProfile', 'attachRolePolicy', 'updateRoleDescription']);
     expect(await versions(iam, policyArnA)).toEqual([{ id: 'v1', isDefault: false }, { id: 'v2', isDefault: true }]);
     expect(policiesEqual(await policyDocument(iam, policyArnA), instancePolicyDocument())).toBe(true);
@@ -245,9 +255,9 @@ describe('keymaker configure, cross-account', () => {
     const result = await run({ ...options, json: true });
     expect(result.stderr).toEqual([]);
     expect(result.exitCode).toBe(0);
-    const plan = JSON.parse(result.stdout[0]!).plan;
+    const { plan } = JSON.parse(result.stdout[0]!) as ConfigureJson;
     expect(plan).toMatchObject({ crossAccount: true, accounts: { instance: ACCOUNT_B, resolver: DEFAULT_ACCOUNT_ID }, instanceRoleArn, resolverRoleArn: resolverArn });
-    expect(plan.steps.map((s: { side: string; action: string }) => `${s.side}:${s.action}`)).toEqual([
+    expect(plan.steps.map((s) => `${s.side}:${s.action}`)).toEqual([
       'resolver:createPolicy',
       'instance:createPolicy',
       'instance:createRole',

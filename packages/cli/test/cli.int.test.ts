@@ -1,3 +1,4 @@
+import { expect } from '@jest/globals';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -19,6 +20,36 @@ import {
 import { awsEnv, bareEnv, keymaker, writeHostConfig } from './cli-helpers';
 
 // Each test file works in its own moto account, so files never see each other's state.
+/** One key in `list_keys --json`. */
+interface ListedKeyJson {
+  user: string;
+  keyId: string;
+  status: string;
+  type: string | null;
+  fingerprint: string | null;
+  uploadDate: string | null;
+  problem?: string;
+}
+/** `upload_key --json`. */
+interface UploadedKeyJson {
+  user: string;
+  keyId: string;
+  status: string;
+  fingerprint: string;
+}
+/** One group in `get_groups --json`. */
+interface GroupJson {
+  name: string;
+  gid: number;
+  iamGroup: string;
+}
+/** The part of `configure --json` these tests read. */
+interface ConfigureJson {
+  ok: boolean;
+  dryRun: boolean;
+  plan: { steps: { action: string }[] };
+}
+
 const ACCOUNT = '310000000001';
 const RESOLVER_ACCOUNT = '310000000002';
 
@@ -70,31 +101,31 @@ describe('key commands', () => {
     expect(row).toMatch(/Active\s+ssh-ed25519\s+SHA256:/);
 
     const json = await keymaker(['list_keys', '--user', 'alice', '--json'], envFor(admin));
-    const listed = JSON.parse(json.stdout);
+    const listed = JSON.parse(json.stdout) as ListedKeyJson[];
     expect(listed).toEqual([expect.objectContaining({ status: 'Active', type: 'ssh-ed25519', user: 'alice' })]);
     const fingerprint = execFileSync('ssh-keygen', ['-l', '-E', 'sha256', '-f', `${keys.a1!.privateKeyPath}.pub`], { encoding: 'utf8' }).split(' ')[1];
-    expect(listed[0].fingerprint).toBe(fingerprint);
+    expect(listed[0]!.fingerprint).toBe(fingerprint);
   });
 
   it('upload_key from a private key file uploads its public half', async () => {
     const up = await keymaker(['upload_key', '--identity', keys.a2!.privateKeyPath, '--user', 'alice', '--json'], envFor(admin));
     expect(up.code).toBe(0);
-    const { keyId } = JSON.parse(up.stdout);
-    const listed = JSON.parse((await keymaker(['list_keys', '--user', 'alice', '--json'], envFor(admin))).stdout);
-    expect(listed.map((k: { keyId: string }) => k.keyId)).toContain(keyId);
+    const { keyId } = JSON.parse(up.stdout) as UploadedKeyJson;
+    const listed = JSON.parse((await keymaker(['list_keys', '--user', 'alice', '--json'], envFor(admin))).stdout) as ListedKeyJson[];
+    expect(listed.map((k) => k.keyId)).toContain(keyId);
   });
 
   it('disable_key, enable_key and delete_key change what list_keys shows', async () => {
-    const [first] = JSON.parse((await keymaker(['list_keys', '--user', 'alice', '--json'], envFor(admin))).stdout);
+    const first = (JSON.parse((await keymaker(['list_keys', '--user', 'alice', '--json'], envFor(admin))).stdout) as ListedKeyJson[])[0]!;
     expect((await keymaker(['disable_key', first.keyId, '--user', 'alice'], envFor(admin))).code).toBe(0);
-    let listed = JSON.parse((await keymaker(['list_keys', '--user', 'alice', '--json'], envFor(admin))).stdout);
-    expect(listed.find((k: { keyId: string }) => k.keyId === first.keyId).status).toBe('Inactive');
+    let listed = JSON.parse((await keymaker(['list_keys', '--user', 'alice', '--json'], envFor(admin))).stdout) as ListedKeyJson[];
+    expect(listed.find((k) => k.keyId === first.keyId)?.status).toBe('Inactive');
     expect((await keymaker(['enable-key', first.keyId, '--user', 'alice'], envFor(admin))).code).toBe(0);
-    listed = JSON.parse((await keymaker(['list_keys', '--user', 'alice', '--json'], envFor(admin))).stdout);
-    expect(listed.find((k: { keyId: string }) => k.keyId === first.keyId).status).toBe('Active');
+    listed = JSON.parse((await keymaker(['list_keys', '--user', 'alice', '--json'], envFor(admin))).stdout) as ListedKeyJson[];
+    expect(listed.find((k) => k.keyId === first.keyId)?.status).toBe('Active');
     expect((await keymaker(['delete_key', first.keyId, '--user', 'alice'], envFor(admin))).code).toBe(0);
-    listed = JSON.parse((await keymaker(['list_keys', '--user', 'alice', '--json'], envFor(admin))).stdout);
-    expect(listed.map((k: { keyId: string }) => k.keyId)).not.toContain(first.keyId);
+    listed = JSON.parse((await keymaker(['list_keys', '--user', 'alice', '--json'], envFor(admin))).stdout) as ListedKeyJson[];
+    expect(listed.map((k) => k.keyId)).not.toContain(first.keyId);
   });
 
   it('names an unknown key ID or user in one line with a distinct exit code', async () => {
@@ -199,7 +230,7 @@ asRoot('lookups through the instance role', () => {
     const result = await keymaker(['get_groups', 'dave'], envFor(instance));
     expect(result.code).toBe(0);
     expect(result.stdout.trim().split('\n').sort()).toEqual(['devs', 'ops']);
-    const json = JSON.parse((await keymaker(['get_groups', 'dave', '--json'], envFor(instance))).stdout);
+    const json = JSON.parse((await keymaker(['get_groups', 'dave', '--json'], envFor(instance))).stdout) as GroupJson[];
     expect(json).toContainEqual(expect.objectContaining({ name: 'devs', iamGroup: 'km_devs', gid: expect.any(Number) }));
   });
 
@@ -238,9 +269,9 @@ describe('configure', () => {
     const args = ['configure', '--instance-iam-role', 'bastion', '--require-iam-group', 'ops'];
     const dry = await keymaker([...args, '--dry-run', '--json'], envFor(admin));
     expect(dry.code).toBe(0);
-    const planned = JSON.parse(dry.stdout);
+    const planned = JSON.parse(dry.stdout) as ConfigureJson;
     expect(planned).toMatchObject({ ok: true, dryRun: true });
-    expect(planned.plan.steps.map((s: { action: string }) => s.action)).toEqual(
+    expect(planned.plan.steps.map((s) => s.action)).toEqual(
       expect.arrayContaining(['createPolicy', 'createRole', 'attachRolePolicy', 'updateRoleDescription']),
     );
     const applied = await keymaker(args, envFor(admin));

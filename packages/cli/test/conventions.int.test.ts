@@ -74,7 +74,7 @@ describe('man page', () => {
     const text = readFileSync(page, 'utf8');
     expect(text.startsWith('.TH KEYMAKER 1 ')).toBe(true);
     for (const name of COMMANDS) expect(text).toMatch(new RegExp(`^\\.B keymaker ${name}( |$)`, 'm'));
-    const pkg = JSON.parse(readFileSync(join(KEYMAKER_BIN, '..', '..', 'package.json'), 'utf8'));
+    const pkg = JSON.parse(readFileSync(join(KEYMAKER_BIN, '..', '..', 'package.json'), 'utf8')) as { man?: unknown };
     // An array: npm's bin-links links only an array of man pages into {prefix}/share/man on a global install.
     expect(pkg.man).toEqual(['./dist/keymaker.1']);
   });

@@ -1,3 +1,4 @@
+import { expect } from '@jest/globals';
 import { createCli, helpText, main, manPage, rewriteHelpCommand } from '../src/main';
 import { COMMAND_TABLE, GROUP_TITLES, helpWidth } from '../src/help';
 import { EXIT_CODES } from '@keymaker/core';

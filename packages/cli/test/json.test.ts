@@ -14,6 +14,14 @@ import type { CommandContext } from '../src/context';
 import { deleteKey, listKeys, setKeyStatus, uploadKey } from '../src/commands/keys';
 
 // --json on the key commands: one document on stdout, the same field names everywhere.
+/** What the key commands print with --json (fingerprint from upload_key only). */
+interface KeyJson {
+  user: string;
+  keyId: string;
+  status: string;
+  fingerprint?: string;
+}
+
 const iam = mockClient(IAMClient);
 const KEY_ID = 'APKAEXAMPLEEXAMPLE12';
 let dir: string;
@@ -47,7 +55,7 @@ describe('--json', () => {
     for (const status of ['Active', 'Inactive'] as const) {
       const { ctx, stdout, stderr } = context(true);
       await setKeyStatus(ctx, { id: KEY_ID, user: 'bob' }, status);
-      expect(stdout.map((line) => JSON.parse(line))).toEqual([{ user: 'bob', keyId: KEY_ID, status }]);
+      expect(stdout.map((line) => JSON.parse(line) as KeyJson)).toEqual([{ user: 'bob', keyId: KEY_ID, status }]);
       expect(stderr).toEqual([]);
     }
   });
@@ -56,7 +64,7 @@ describe('--json', () => {
     iam.on(DeleteSSHPublicKeyCommand).resolves({});
     const { ctx, stdout, stderr } = context(true);
     await deleteKey(ctx, { id: KEY_ID });
-    expect(stdout.map((line) => JSON.parse(line))).toEqual([{ user: 'alice', keyId: KEY_ID, status: 'Deleted' }]);
+    expect(stdout.map((line) => JSON.parse(line) as KeyJson)).toEqual([{ user: 'alice', keyId: KEY_ID, status: 'Deleted' }]);
     expect(stderr).toEqual([]);
   });
 
@@ -72,7 +80,7 @@ describe('--json', () => {
     iam.on(UploadSSHPublicKeyCommand).resolves({ SSHPublicKey: { SSHPublicKeyId: KEY_ID, Status: 'Active', UserName: 'bob', SSHPublicKeyBody: publicKey, Fingerprint: 'md5' } });
     const up = context(true);
     await uploadKey(up.ctx, { identity: join(dir, 'id.pub'), user: 'bob' });
-    expect(up.stdout.map((line) => JSON.parse(line))).toEqual([{ user: 'bob', keyId: KEY_ID, status: 'Active', fingerprint }]);
+    expect(up.stdout.map((line) => JSON.parse(line) as KeyJson)).toEqual([{ user: 'bob', keyId: KEY_ID, status: 'Active', fingerprint }]);
 
     const uploadDate = new Date('2026-01-02T03:04:05Z');
     iam.on(ListSSHPublicKeysCommand).resolves({ SSHPublicKeys: [{ UserName: 'bob', SSHPublicKeyId: KEY_ID, Status: 'Active', UploadDate: uploadDate }] });

@@ -74,7 +74,10 @@ describe('embedding @keymaker/core as the README shows', () => {
   afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
   it('the package ships no SDK of its own: the embedder\'s is used', () => {
-    const pkg = JSON.parse(fs.readFileSync(path.join(tmp, 'node_modules', '@keymaker', 'core', 'package.json'), 'utf8'));
+    const pkg = JSON.parse(fs.readFileSync(path.join(tmp, 'node_modules', '@keymaker', 'core', 'package.json'), 'utf8')) as {
+      dependencies?: Record<string, string>;
+      peerDependencies?: Record<string, string>;
+    };
     expect(Object.keys(pkg.peerDependencies ?? {}).sort()).toEqual(['@aws-sdk/client-iam', '@aws-sdk/client-sts']);
     expect(pkg.dependencies?.['@aws-sdk/client-iam']).toBeUndefined();
     expect(fs.existsSync(path.join(tmp, 'node_modules', '@keymaker', 'core', 'node_modules'))).toBe(false);

@@ -1,3 +1,4 @@
+import { expect } from '@jest/globals';
 import { GetSSHPublicKeyCommand, GetUserCommand, ListGroupsForUserCommand, ListSSHPublicKeysCommand } from '@aws-sdk/client-iam';
 import { mockClient } from 'aws-sdk-client-mock';
 import { unixIdFor, type RoleConfig } from '@keymaker/core';

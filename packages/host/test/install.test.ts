@@ -254,8 +254,8 @@ class FakeMachine implements HostSystem {
   }
   dump(): Record<string, string> {
     return Object.fromEntries([
-      ...[...this.nodes].map(([p, n]) => [p, `${n.type} ${n.mode.toString(8)} ${n.uid}:${n.gid} ${n.content.toString('base64')}`]),
-      ...[...this.links].map(([p, t]) => [p, `symlink ${t}`]),
+      ...[...this.nodes].map(([p, n]): [string, string] => [p, `${n.type} ${n.mode.toString(8)} ${n.uid}:${n.gid} ${n.content.toString('base64')}`]),
+      ...[...this.links].map(([p, t]): [string, string] => [p, `symlink ${t}`]),
     ]);
   }
 

@@ -1,3 +1,4 @@
+import { expect } from '@jest/globals';
 import { GetGroupCommand, GetSSHPublicKeyCommand, GetUserCommand, ListGroupsCommand, ListGroupsForUserCommand, ListSSHPublicKeysCommand, ListUsersCommand } from '@aws-sdk/client-iam';
 import { mockClient } from 'aws-sdk-client-mock';
 import { isReservedLinuxName, isValidLinuxName, RESERVED_LINUX_NAMES, unixIdFor } from '@keymaker/core';

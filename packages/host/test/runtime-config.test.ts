@@ -1,3 +1,4 @@
+import { expect } from '@jest/globals';
 import { DEFAULT_HOST_CONFIG } from '../src/host-config';
 import { awsEnvironmentFor, awsOptionsFor, loadHostConfig } from '../src/runtime-config';
 import { parseSyncArgs, syncExitCode } from '../src/host-commands';

@@ -1,3 +1,4 @@
+import { expect } from '@jest/globals';
 import { unixIdFor } from '@keymaker/core';
 import { planGroupSync } from '../src/sync';
 import { FakeHost } from './fakes';

@@ -1,3 +1,4 @@
+import { expect } from '@jest/globals';
 import { GetGroupCommand, ListGroupsCommand, ListSSHPublicKeysCommand, ListUsersCommand } from '@aws-sdk/client-iam';
 import { mockClient } from 'aws-sdk-client-mock';
 import { unixIdFor, type RoleConfig } from '@keymaker/core';
