@@ -3,6 +3,7 @@
 // Instead of grinding, the local account is made by hand (useradd -u) with the UID IAM alice
 // derives. keymaker must not log that IAM user into it, until an administrator adopts it with
 // `keymaker install --adopt-legacy-accounts`. A JIT-created account is recorded and logs in.
+import { expect } from '@jest/globals';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -67,7 +68,7 @@ describeWithSandbox('existing local accounts and the record of managed accounts'
     ({ port } = await sb.startSshd());
     const r = await install();
     expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: expect.stringContaining('reloaded sshd') });
-    const config = JSON.parse(await sb.readFile(DEFAULT_PATHS.configFile));
+    const config = JSON.parse(await sb.readFile(DEFAULT_PATHS.configFile)) as Record<string, unknown>;
     await sb.writeFile(DEFAULT_PATHS.configFile, `${JSON.stringify({ ...config, syslogSocket: SYSLOG_SOCKET }, null, 2)}\n`, 0o644);
     await startSyslogListener(sb);
   });

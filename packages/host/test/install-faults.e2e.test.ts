@@ -3,6 +3,7 @@
 // never be half-written (sshd -t passes at every kill point), a killed install must be fully undone
 // by `keymaker uninstall` (or completed by a second install), and a failed one must leave the previous
 // bytes live. (A failing `sshd -t` and a failing reload: install.e2e.test.ts.)
+import { expect } from '@jest/globals';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { EXIT_CODES } from '@keymaker/core';
@@ -113,7 +114,6 @@ describeWithSandbox('install interrupted or out of disk', () => {
       await expectAsBefore(`${what}, then ${n % 3 === 0 ? 'install and ' : ''}uninstall`);
     }
     expect(killed).toBeGreaterThanOrEqual(10);
-    // eslint-disable-next-line no-console
     console.log(`install killed at ${killed} points (after each write: ${writes.join(', ')}); every one undone or completed`);
     // sshd lived through it all and still takes a reload.
     await sb.reloadSshd();

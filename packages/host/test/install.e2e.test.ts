@@ -1,11 +1,13 @@
 // `keymaker install` / `uninstall` against a real sshd in a namespace sandbox: the built CLI
 // (packages/cli/dist, built by `npm test` before e2e) run as root inside the sandbox.
+import { expect } from '@jest/globals';
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { createSandbox, describeWithSandbox, type ExecResult, type Sandbox } from '../../../tools/sandbox/sandbox';
 import { createRoleWithDescription, createUserWithKeys, credentialsForAccount, iamClient, instanceRoleCredentials, makeSshKeyPair, motoEndpoint, stsClient } from '../../../tools/moto/seed';
+import type { InstallResult } from '../src/install/apply';
 
 jest.setTimeout(120_000);
 
@@ -142,7 +144,7 @@ describeWithSandbox('keymaker install / uninstall on a real sshd', () => {
     const once = await fingerprint(sb);
     const second = await keymaker(sb, [...args, '--json']);
     expect(second.code).toBe(0);
-    expect(JSON.parse(second.stdout).changed).toEqual([]);
+    expect((JSON.parse(second.stdout) as InstallResult).changed).toEqual([]);
     expect(await fingerprint(sb)).toEqual(once);
 
     expect((await keymaker(sb, ['uninstall', '--reload', 'none'])).code).toBe(0);
@@ -317,7 +319,7 @@ describeWithSandbox('keymaker install / uninstall on a real sshd', () => {
 
   test('AuthenticationMethods publickey,password after the Include: install keeps it (hook step in front), sshd_config unchanged, a key alone still does not log in', async () => {
     const sb = await newSandbox();
-    const main = `${hostFile('/etc/ssh/sshd_config')}PasswordAuthentication yes\nAuthenticationMethods publickey,password\n`;
+    const main = `${hostFile('/etc/ssh/sshd_config').toString()}PasswordAuthentication yes\nAuthenticationMethods publickey,password\n`;
     await sb.writeFile('/etc/ssh/sshd_config', main);
     const bob = await userWithKey(sb, 'bob');
     const { port } = await sb.startSshd({ logLevel: 'VERBOSE' }); // VERBOSE logs "Partial publickey"
@@ -340,7 +342,7 @@ describeWithSandbox('keymaker install / uninstall on a real sshd', () => {
 
   test('a Match User admin block with stricter methods is respected; one that keymaker would loosen is refused (exit 49), nothing changed', async () => {
     const sb = await newSandbox();
-    await sb.writeFile('/etc/ssh/sshd_config', `${hostFile('/etc/ssh/sshd_config')}Match User admin\n  AuthenticationMethods publickey,password\n`);
+    await sb.writeFile('/etc/ssh/sshd_config', `${hostFile('/etc/ssh/sshd_config').toString()}Match User admin\n  AuthenticationMethods publickey,password\n`);
     const admin = await userWithKey(sb, 'admin');
     const { port } = await sb.startSshd({ logLevel: 'VERBOSE' });
     const before = listeningCount(sb);
@@ -356,7 +358,7 @@ describeWithSandbox('keymaker install / uninstall on a real sshd', () => {
     // keyboard-interactive is off, so admin's second list is dormant; keymaker turns it on and admin
     // would log in with PAM (a password) alone: refused.
     const sb2 = await newSandbox();
-    await sb2.writeFile('/etc/ssh/sshd_config', `${hostFile('/etc/ssh/sshd_config')}Match User admin\n  AuthenticationMethods publickey,password keyboard-interactive\n`);
+    await sb2.writeFile('/etc/ssh/sshd_config', `${hostFile('/etc/ssh/sshd_config').toString()}Match User admin\n  AuthenticationMethods publickey,password keyboard-interactive\n`);
     const untouched = await fingerprint(sb2);
     const refused = await keymaker(sb2, ['install', '--region', 'us-east-1', '--reload', 'none']);
     expect(refused.code).toBe(49);

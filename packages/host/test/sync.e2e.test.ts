@@ -20,6 +20,7 @@ import {
   stsClient,
 } from '../../../tools/moto/seed';
 import { DEFAULT_PATHS } from '../src/paths';
+import type { SyncReport } from '../src/sync';
 import { buildHostBundle, hostConfigFor, installByHand, randomAccountId, startFailingProxy, syslogLines } from './e2e-host';
 
 jest.setTimeout(120_000);
@@ -102,7 +103,7 @@ describeWithSandbox('sync_groups on a real host', () => {
   test('--dry-run --json reports the plan and changes nothing', async () => {
     await iam.send(new AddUserToGroupCommand({ GroupName: 'keymaker_devs', UserName: 'alice' }));
     const r = await sync('--dry-run', '--json');
-    const report = JSON.parse(r.stdout);
+    const report = JSON.parse(r.stdout) as SyncReport;
     expect(report).toMatchObject({ dryRun: true, changes: ['group devs: +alice'], refused: [expect.objectContaining({ group: 'sudo' })] });
     expect((await members('devs'))!.sort()).toEqual(['bob', 'nobody']);
   });
