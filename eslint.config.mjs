@@ -28,7 +28,18 @@ const nodeGlobals = {
 };
 
 export default tseslint.config(
-  { ignores: ['**/dist/**', '**/node_modules/**', '.toolchain/**', '.venv/**', '.nx/**', '.tmp/**', 'bench/.work/**', 'coverage/**'] },
+  {
+    ignores: [
+      '**/dist/**',
+      '**/node_modules/**',
+      '.toolchain/**',
+      '.venv/**',
+      '.nx/**',
+      '.tmp/**',
+      'bench/.work/**',
+      'coverage/**',
+    ],
+  },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {

@@ -12,8 +12,25 @@ const base = { rootDir: __dirname, transform, moduleNameMapper, testEnvironment:
 
 module.exports = {
   projects: [
-    { ...base, displayName: 'unit', testMatch: ['<rootDir>/packages/*/test/**/*.test.ts', '<rootDir>/tools/**/*.test.ts'], testPathIgnorePatterns: ['\\.int\\.test\\.ts$', '\\.e2e\\.test\\.ts$'] },
-    { ...base, displayName: 'integration', testMatch: ['<rootDir>/packages/*/test/**/*.int.test.ts'], globalSetup: '<rootDir>/tools/moto/jest-global-setup.cjs', globalTeardown: '<rootDir>/tools/moto/jest-global-teardown.cjs' },
-    { ...base, displayName: 'e2e', testMatch: ['<rootDir>/packages/*/test/**/*.e2e.test.ts'], globalSetup: '<rootDir>/tools/moto/jest-global-setup.cjs', globalTeardown: '<rootDir>/tools/moto/jest-global-teardown.cjs' },
+    {
+      ...base,
+      displayName: 'unit',
+      testMatch: ['<rootDir>/packages/*/test/**/*.test.ts', '<rootDir>/tools/**/*.test.ts'],
+      testPathIgnorePatterns: ['\\.int\\.test\\.ts$', '\\.e2e\\.test\\.ts$'],
+    },
+    {
+      ...base,
+      displayName: 'integration',
+      testMatch: ['<rootDir>/packages/*/test/**/*.int.test.ts'],
+      globalSetup: '<rootDir>/tools/moto/jest-global-setup.cjs',
+      globalTeardown: '<rootDir>/tools/moto/jest-global-teardown.cjs',
+    },
+    {
+      ...base,
+      displayName: 'e2e',
+      testMatch: ['<rootDir>/packages/*/test/**/*.e2e.test.ts'],
+      globalSetup: '<rootDir>/tools/moto/jest-global-setup.cjs',
+      globalTeardown: '<rootDir>/tools/moto/jest-global-teardown.cjs',
+    },
   ],
 };

@@ -21,7 +21,17 @@ const WORK = path.join(HERE, '.work');
 const ORIG_VENV = path.join(WORK, 'venv-keymaker1');
 
 function parseArgs(argv) {
-  const out = { runs: 20, delayRuns: 10, delayMs: 50, steadyRuns: 3, users: 1000, groups: 50, outDir: path.join(HERE, 'results'), latest: true, command: undefined };
+  const out = {
+    runs: 20,
+    delayRuns: 10,
+    delayMs: 50,
+    steadyRuns: 3,
+    users: 1000,
+    groups: 50,
+    outDir: path.join(HERE, 'results'),
+    latest: true,
+    command: undefined,
+  };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i];
     if (k === '--no-latest') {
@@ -42,7 +52,19 @@ const log = (msg) => process.stderr.write(`[bench] ${msg}\n`);
 function sandboxPhase(phase, extra, env) {
   const out = path.join(WORK, `${phase}.json`);
   fs.rmSync(out, { force: true });
-  const argv = [path.join(REPO, 'tools/sandbox/run.sh'), process.execPath, path.join(HERE, 'phase.mjs'), phase, '--seed', path.join(WORK, 'seed.json'), '--proxy', env.proxy, '--out', out, ...extra];
+  const argv = [
+    path.join(REPO, 'tools/sandbox/run.sh'),
+    process.execPath,
+    path.join(HERE, 'phase.mjs'),
+    phase,
+    '--seed',
+    path.join(WORK, 'seed.json'),
+    '--proxy',
+    env.proxy,
+    '--out',
+    out,
+    ...extra,
+  ];
   return new Promise((resolve, reject) => {
     const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'inherit', 'inherit'], cwd: REPO });
     child.on('close', (code) => {
@@ -103,7 +125,17 @@ function bundleInfo() {
   const file = path.join(REPO, 'packages/cli/dist/keymaker-host.js');
   const text = fs.readFileSync(file, 'utf8');
   const imports = [...text.matchAll(/(?:from\s*|import\s*\(\s*|require\s*\(\s*)["']([^"']+)["']/g)].map((m) => m[1]);
-  const external = [...new Set(imports.filter((s) => !s.startsWith('node:') && !/^(fs|os|path|crypto|http|https|net|tls|url|util|stream|events|buffer|child_process|zlib|dns|process|module|async_hooks|string_decoder|querystring|worker_threads|perf_hooks|readline|http2|assert|timers|tty|constants|vm)(\/|$)/.test(s)))];
+  const external = [
+    ...new Set(
+      imports.filter(
+        (s) =>
+          !s.startsWith('node:') &&
+          !/^(fs|os|path|crypto|http|https|net|tls|url|util|stream|events|buffer|child_process|zlib|dns|process|module|async_hooks|string_decoder|querystring|worker_threads|perf_hooks|readline|http2|assert|timers|tty|constants|vm)(\/|$)/.test(
+            s,
+          ),
+      ),
+    ),
+  ];
   return {
     bytes: text.length,
     externalImports: external,
@@ -128,19 +160,46 @@ async function main() {
   try {
     // Never spawnSync while moto runs: moto logs every request to a pipe this process must keep draining.
     const seedCode = await new Promise((resolve) => {
-      const child = spawn(process.execPath, [path.join(HERE, 'seed.mjs'), '--endpoint', moto.endpoint, '--out', path.join(WORK, 'seed.json'), '--users', String(args.users), '--groups', String(args.groups)], {
-        stdio: ['ignore', 'inherit', 'inherit'],
-        env: process.env,
-      });
+      const child = spawn(
+        process.execPath,
+        [
+          path.join(HERE, 'seed.mjs'),
+          '--endpoint',
+          moto.endpoint,
+          '--out',
+          path.join(WORK, 'seed.json'),
+          '--users',
+          String(args.users),
+          '--groups',
+          String(args.groups),
+        ],
+        {
+          stdio: ['ignore', 'inherit', 'inherit'],
+          env: process.env,
+        },
+      );
       child.on('close', resolve);
     });
     if (seedCode !== 0) throw new Error('seeding failed');
     const seed = JSON.parse(fs.readFileSync(path.join(WORK, 'seed.json'), 'utf8'));
     const env = { proxy: proxyUrl };
-    const lookup = await sandboxPhase('lookup', ['--runs', String(args.runs), '--delay-runs', String(args.delayRuns), '--delay-ms', String(args.delayMs)], env);
+    const lookup = await sandboxPhase(
+      'lookup',
+      ['--runs', String(args.runs), '--delay-runs', String(args.delayRuns), '--delay-ms', String(args.delayMs)],
+      env,
+    );
     const syncOurs = await sandboxPhase('sync-ours', ['--steady-runs', String(args.steadyRuns)], env);
     const syncOrig = await sandboxPhase('sync-orig', ['--steady-runs', String(args.steadyRuns)], env);
-    const data = { args, command: process.env.BENCH_COMMAND ?? `node bench/bench.mjs ${process.argv.slice(2).join(' ')}`.trim(), ...info, seed: summariseSeed(seed), lookup, syncOurs, syncOrig, totalSeconds: (Date.now() - started) / 1000 };
+    const data = {
+      args,
+      command: process.env.BENCH_COMMAND ?? `node bench/bench.mjs ${process.argv.slice(2).join(' ')}`.trim(),
+      ...info,
+      seed: summariseSeed(seed),
+      lookup,
+      syncOurs,
+      syncOrig,
+      totalSeconds: (Date.now() - started) / 1000,
+    };
     fs.writeFileSync(path.join(WORK, 'results.json'), `${JSON.stringify(data, null, 2)}\n`);
     const { renderReport } = await import('./report.mjs');
     const markdown = renderReport(data);
@@ -149,7 +208,9 @@ async function main() {
     const file = path.join(args.outDir, `${date}-${data.machine.shortId}.md`);
     fs.writeFileSync(file, markdown);
     if (args.latest) fs.writeFileSync(path.join(args.outDir, 'latest.md'), markdown);
-    log(`wrote ${path.relative(REPO, file)}${args.latest ? ' and bench/results/latest.md' : ''} in ${data.totalSeconds.toFixed(0)} s`);
+    log(
+      `wrote ${path.relative(REPO, file)}${args.latest ? ' and bench/results/latest.md' : ''} in ${data.totalSeconds.toFixed(0)} s`,
+    );
     process.stdout.write(markdown);
   } finally {
     server.close();

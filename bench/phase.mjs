@@ -52,9 +52,17 @@ function run(argv, { env, input } = {}) {
     const err = [];
     child.stdout.on('data', (c) => out.push(c));
     child.stderr.on('data', (c) => err.push(c));
-    child.on('error', (error) => resolve({ code: -1, stdout: '', stderr: String(error), ms: performance.now() - started }));
+    child.on('error', (error) =>
+      resolve({ code: -1, stdout: '', stderr: String(error), ms: performance.now() - started }),
+    );
     child.on('close', (code, signal) =>
-      resolve({ code: code ?? (signal ? 128 : -1), signal, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString(), ms: performance.now() - started }),
+      resolve({
+        code: code ?? (signal ? 128 : -1),
+        signal,
+        stdout: Buffer.concat(out).toString(),
+        stderr: Buffer.concat(err).toString(),
+        ms: performance.now() - started,
+      }),
     );
     child.stdin.end(input ?? '');
   });
@@ -115,7 +123,14 @@ function writeHostConfig() {
     `[default]\naws_access_key_id = ${c.accessKeyId}\naws_secret_access_key = ${c.secretAccessKey}\naws_session_token = ${c.sessionToken}\n`,
     { mode: 0o600 },
   );
-  const config = { version: 1, region: 'us-east-1', iamEndpoint: args.proxy, stsEndpoint: args.proxy, sharedCredentialsFile, syslogSocket: SYSLOG_SOCKET };
+  const config = {
+    version: 1,
+    region: 'us-east-1',
+    iamEndpoint: args.proxy,
+    stsEndpoint: args.proxy,
+    sharedCredentialsFile,
+    syslogSocket: SYSLOG_SOCKET,
+  };
   fs.writeFileSync(HOST_CONFIG, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o644 });
   return config;
 }
@@ -136,7 +151,11 @@ function startSyslogSink() {
 }
 
 const creds = seed.credentials;
-const credEnv = { AWS_ACCESS_KEY_ID: creds.accessKeyId, AWS_SECRET_ACCESS_KEY: creds.secretAccessKey, AWS_SESSION_TOKEN: creds.sessionToken };
+const credEnv = {
+  AWS_ACCESS_KEY_ID: creds.accessKeyId,
+  AWS_SECRET_ACCESS_KEY: creds.secretAccessKey,
+  AWS_SESSION_TOKEN: creds.sessionToken,
+};
 // Ours reads region, endpoints and credentials from /etc/keymaker/config.json (on EC2 both tools would get
 // credentials from the instance metadata service instead).
 const oursEnv = { PATH: SSHD_PATH };
@@ -182,7 +201,10 @@ function summarise(runs) {
   return {
     runs: runs.length,
     allOk: runs.every((r) => r.ok && r.code === 0),
-    failures: runs.filter((r) => !(r.ok && r.code === 0)).slice(0, 2).map((r) => ({ code: r.code, stderr: r.stderr })),
+    failures: runs
+      .filter((r) => !(r.ok && r.code === 0))
+      .slice(0, 2)
+      .map((r) => ({ code: r.code, stderr: r.stderr })),
     wallMs: stats(runs.map((r) => r.ms)),
     outsideIamMs: stats(runs.map((r) => r.outsideIamMs)),
     busyMs: stats(runs.map((r) => r.busyMs)),
@@ -199,7 +221,9 @@ async function series(label, tool, n, { cold = false } = {}) {
     runs.push(await measured(tool, ['get_authorized_keys', 'alice'], { before: cold ? clearCache : undefined }));
   }
   const s = summarise(runs);
-  log(`${label}: median ${s.wallMs.median?.toFixed(1)} ms, p95 ${s.wallMs.p95?.toFixed(1)} ms, ${s.requests.median} requests in ${s.waves.median} waves, ok=${s.allOk}`);
+  log(
+    `${label}: median ${s.wallMs.median?.toFixed(1)} ms, p95 ${s.wallMs.p95?.toFixed(1)} ms, ${s.requests.median} requests in ${s.waves.median} waves, ok=${s.allOk}`,
+  );
   return s;
 }
 
@@ -207,7 +231,9 @@ async function peakRss(tool, n, { cold = false } = {}) {
   const values = [];
   for (let i = 0; i < n; i++) {
     if (cold) clearCache();
-    const r = await run(['/usr/bin/time', '-f', '__RSS_KB=%M', ...tools[tool].argv(['get_authorized_keys', 'alice'])], { env: tools[tool].env });
+    const r = await run(['/usr/bin/time', '-f', '__RSS_KB=%M', ...tools[tool].argv(['get_authorized_keys', 'alice'])], {
+      env: tools[tool].env,
+    });
     const m = /__RSS_KB=(\d+)/.exec(r.stderr);
     if (m) values.push(Number(m[1]));
   }
@@ -218,18 +244,25 @@ async function concurrent(tool, n, { cold = false } = {}) {
   if (cold) clearCache();
   await proxy('/__bench/reset');
   const started = performance.now();
-  const results = await Promise.all(Array.from({ length: n }, () => run(tools[tool].argv(['get_authorized_keys', 'alice']), { env: tools[tool].env })));
+  const results = await Promise.all(
+    Array.from({ length: n }, () => run(tools[tool].argv(['get_authorized_keys', 'alice']), { env: tools[tool].env })),
+  );
   const ms = performance.now() - started;
   const p = await proxy('/__bench/stats');
   const ok = results.filter((r) => r.code === 0 && keysOk(r.stdout)).length;
-  log(`${n} concurrent ${tool}${cold ? ' (cold cache)' : ''}: ${ok}/${n} correct in ${ms.toFixed(0)} ms, ${p.requests} requests`);
+  log(
+    `${n} concurrent ${tool}${cold ? ' (cold cache)' : ''}: ${ok}/${n} correct in ${ms.toFixed(0)} ms, ${p.requests} requests`,
+  );
   return {
     n,
     ok,
     batchMs: ms,
     wallMs: stats(results.map((r) => r.ms)),
     requests: p.requests,
-    failures: results.filter((r) => !(r.code === 0 && keysOk(r.stdout))).slice(0, 3).map((r) => ({ code: r.code, stdout: r.stdout.slice(0, 200), stderr: r.stderr.slice(0, 300) })),
+    failures: results
+      .filter((r) => !(r.code === 0 && keysOk(r.stdout)))
+      .slice(0, 3)
+      .map((r) => ({ code: r.code, stdout: r.stdout.slice(0, 200), stderr: r.stderr.slice(0, 300) })),
   };
 }
 
@@ -238,7 +271,18 @@ async function lookupPhase() {
   writeHostConfig();
   await startSyslogSink();
   // sshd only runs the lookup for a user that exists locally: alice's account, with the UID both tools derive.
-  sh(['useradd', '--no-create-home', '--non-unique', '--uid', String(seed.alice.uid), '--gid', 'users', '--shell', '/bin/bash', 'alice']);
+  sh([
+    'useradd',
+    '--no-create-home',
+    '--non-unique',
+    '--uid',
+    String(seed.alice.uid),
+    '--gid',
+    'users',
+    '--shell',
+    '/bin/bash',
+    'alice',
+  ]);
   const result = { phase: 'lookup', delayMs: args.delayMs, cacheDirs: CACHE_DIRS };
 
   // Warm the page cache (first exec of each binary reads it from disk), and check the answers.
@@ -263,7 +307,13 @@ async function lookupPhase() {
     const p = await proxy('/__bench/stats');
     const printed = r.stdout.split('\n').filter((l) => l.trim()).length;
     const last = r.stderr.trim().split('\n').pop() ?? '';
-    return { code: r.code, printedKeys: printed, requests: p.requests, injected: p.injected ?? 0, lastStderr: last.slice(0, 200) };
+    return {
+      code: r.code,
+      printedKeys: printed,
+      requests: p.requests,
+      injected: p.injected ?? 0,
+      lastStderr: last.slice(0, 200),
+    };
   };
   result.refusals = {
     outsider: { ours: await lookupOf('ours', seed.outsider.name), orig: await lookupOf('orig', seed.outsider.name) },
@@ -271,7 +321,10 @@ async function lookupPhase() {
   };
   await proxy('/__bench/fail?action=GetRole&code=Throttling');
   clearCache();
-  result.refusals.outsiderGetRoleThrottled = { ours: await lookupOf('ours', seed.outsider.name), orig: await lookupOf('orig', seed.outsider.name) };
+  result.refusals.outsiderGetRoleThrottled = {
+    ours: await lookupOf('ours', seed.outsider.name),
+    orig: await lookupOf('orig', seed.outsider.name),
+  };
   await proxy('/__bench/fail');
   clearCache();
   log(`refusals: ${JSON.stringify(result.refusals)}`);
@@ -355,7 +408,10 @@ function verifyGroups() {
     const missing = g.members.filter((m) => !local.members.includes(m));
     const extra = local.members.filter((m) => !want.has(m));
     memberships += local.members.filter((m) => want.has(m)).length;
-    if (missing.length || extra.length) problems.push(`${linux}: missing [${missing.slice(0, 5).join(',')}${missing.length > 5 ? ',…' : ''}] (${missing.length}) extra [${extra.slice(0, 5).join(',')}] (${extra.length})`);
+    if (missing.length || extra.length)
+      problems.push(
+        `${linux}: missing [${missing.slice(0, 5).join(',')}${missing.length > 5 ? ',…' : ''}] (${missing.length}) extra [${extra.slice(0, 5).join(',')}] (${extra.length})`,
+      );
   }
   return { ok: problems.length === 0, memberships, problems: problems.slice(0, 10), problemCount: problems.length };
 }
@@ -367,7 +423,9 @@ async function syncOnce(tool, label) {
   const p = await proxy('/__bench/stats');
   const verify = verifyGroups();
   const notAvailable = tool === 'ours' && /unknown host command/.test(r.stderr);
-  log(`${label}: exit ${r.code} in ${r.ms.toFixed(0)} ms, ${p.requests} requests in ${p.waves} waves, groups match IAM: ${verify.ok}${verify.ok ? '' : ` (${verify.problemCount} problems, e.g. ${verify.problems[0]})`}`);
+  log(
+    `${label}: exit ${r.code} in ${r.ms.toFixed(0)} ms, ${p.requests} requests in ${p.waves} waves, groups match IAM: ${verify.ok}${verify.ok ? '' : ` (${verify.problemCount} problems, e.g. ${verify.problems[0]})`}`,
+  );
   return {
     label,
     available: !notAvailable,
@@ -393,7 +451,8 @@ async function syncPhase(tool) {
   result.first = await syncOnce(tool, `${tool} first sync (${users.length} local accounts)`);
   if (!result.first.available) return result;
   result.steady = [];
-  for (let i = 0; i < Math.max(1, args.steadyRuns); i++) result.steady.push(await syncOnce(tool, `${tool} steady sync #${i + 1}`));
+  for (let i = 0; i < Math.max(1, args.steadyRuns); i++)
+    result.steady.push(await syncOnce(tool, `${tool} steady sync #${i + 1}`));
   result.steadyMs = stats(result.steady.map((s) => s.ms));
   // What one local step costs here (bounds the first sync): groupadd, then set 20 members in one step
   // (what ours does per group), and one usermod --append (what 1.x does per membership).

@@ -84,11 +84,19 @@ export function createProxy({ target, delayMs = 0 }) {
       res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}');
     } else if (url.pathname === '/__bench/stats') {
       const busyMs = state.busyMs + (busySince !== undefined ? performance.now() - busySince : 0);
-      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ ...state, busyMs, inFlight, delayMs }));
+      res
+        .writeHead(200, { 'content-type': 'application/json' })
+        .end(JSON.stringify({ ...state, busyMs, inFlight, delayMs }));
     } else if (url.pathname === '/__bench/fail') {
       // Fault injection: answer this action with an AWS error instead of forwarding (no action: stop).
       const action = url.searchParams.get('action');
-      failures = action ? { action, code: url.searchParams.get('code') ?? 'Throttling', status: Number(url.searchParams.get('status') ?? 400) } : undefined;
+      failures = action
+        ? {
+            action,
+            code: url.searchParams.get('code') ?? 'Throttling',
+            status: Number(url.searchParams.get('status') ?? 400),
+          }
+        : undefined;
       res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ failures: failures ?? null }));
     } else if (url.pathname === '/__bench/delay') {
       delayMs = Number(url.searchParams.get('ms') ?? 0);

@@ -28,8 +28,13 @@ export function renderReport(d) {
 
   const when = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
   push(`# Keymaker benchmark: TypeScript vs keymaker ${d.versions.keymaker1 ?? '1.x'}`, '');
-  push(`Produced ${when} by \`${d.command ?? 'npm run bench'}\` (whole run ${fmt(d.totalSeconds, 0)} s), commit \`${d.versions.commit}\`${d.versions.dirty ? ' with uncommitted changes under packages/' : ''}.`);
-  push('Both tools ran in the same run, on the same machine, against the same moto server through the same counting proxy (`bench/proxy.mjs`); see `bench/README.md` for what each figure means.', '');
+  push(
+    `Produced ${when} by \`${d.command ?? 'npm run bench'}\` (whole run ${fmt(d.totalSeconds, 0)} s), commit \`${d.versions.commit}\`${d.versions.dirty ? ' with uncommitted changes under packages/' : ''}.`,
+  );
+  push(
+    'Both tools ran in the same run, on the same machine, against the same moto server through the same counting proxy (`bench/proxy.mjs`); see `bench/README.md` for what each figure means.',
+    '',
+  );
 
   push('## Machine and versions', '');
   row('item', 'value');
@@ -38,51 +43,123 @@ export function renderReport(d) {
   row('memory', d.machine.memory);
   row('kernel / OS', `${d.machine.kernel} / ${d.machine.os}`);
   row('node', d.versions.node);
-  row('ours', `${d.versions.ours}; AWS SDK for JS ${d.versions.awsSdk}; host bundle ${fmt(d.bundle.bytes / 1024, 0)} KiB`);
-  row('original', `keymaker ${d.versions.keymaker1} (PyPI), Python ${d.versions.python}, boto3 ${d.versions.boto3}, botocore ${d.versions.botocore}`);
+  row(
+    'ours',
+    `${d.versions.ours}; AWS SDK for JS ${d.versions.awsSdk}; host bundle ${fmt(d.bundle.bytes / 1024, 0)} KiB`,
+  );
+  row(
+    'original',
+    `keymaker ${d.versions.keymaker1} (PyPI), Python ${d.versions.python}, boto3 ${d.versions.boto3}, botocore ${d.versions.botocore}`,
+  );
   row('moto', `moto[server] ${d.versions.moto}`);
-  row('account', `${d.seed.users} IAM users, ${d.seed.prefixedGroups} groups \`keymaker_g00..\` × ${d.seed.membersPerGroup.join('/')} members, alice: 2 active + 1 inactive ed25519 keys, role description \`${d.seed.roleDescription}\``);
-  row('runs', `${d.args.runs} per lookup series at 0 ms, ${d.args.delayRuns} at +${d.args.delayMs} ms, ${d.args.steadyRuns} steady syncs`);
+  row(
+    'account',
+    `${d.seed.users} IAM users, ${d.seed.prefixedGroups} groups \`keymaker_g00..\` × ${d.seed.membersPerGroup.join('/')} members, alice: 2 active + 1 inactive ed25519 keys, role description \`${d.seed.roleDescription}\``,
+  );
+  row(
+    'runs',
+    `${d.args.runs} per lookup series at 0 ms, ${d.args.delayRuns} at +${d.args.delayMs} ms, ${d.args.steadyRuns} steady syncs`,
+  );
   push('');
 
   push('## Login lookup: `get_authorized_keys alice` (one cold process per run)', '');
-  push(`ours: \`node packages/cli/dist/keymaker-host.js get_authorized_keys alice\`; original: \`keymaker get_authorized_keys alice\` from its virtualenv. alice has a local account with the UID both derive, as sshd requires. "warm cache" = as after the scheduled \`sync_groups\` ran (only root writes the cache; the lookup only reads it); "cold cache" = the cache directory (${L.cacheDirs.join(', ')}) emptied before each run.`, '');
+  push(
+    `ours: \`node packages/cli/dist/keymaker-host.js get_authorized_keys alice\`; original: \`keymaker get_authorized_keys alice\` from its virtualenv. alice has a local account with the UID both derive, as sshd requires. "warm cache" = as after the scheduled \`sync_groups\` ran (only root writes the cache; the lookup only reads it); "cold cache" = the cache directory (${L.cacheDirs.join(', ')}) emptied before each run.`,
+    '',
+  );
   row('figure', 'ours, cold cache', 'ours, warm cache', `keymaker ${d.versions.keymaker1}`, 'ratio warm / original');
   row('---', '---:', '---:', '---:', '---:');
   const line = (label, get, show = ms, withRatio = true) =>
-    row(label, show(get(z.oursCold, 'zero')), show(get(z.oursWarm, 'zero')), show(get(z.orig, 'zero')), withRatio ? r2(ratio(get(z.oursWarm), get(z.orig))) : '');
+    row(
+      label,
+      show(get(z.oursCold, 'zero')),
+      show(get(z.oursWarm, 'zero')),
+      show(get(z.orig, 'zero')),
+      withRatio ? r2(ratio(get(z.oursWarm), get(z.orig))) : '',
+    );
   line('wall, median (moto, ~1 ms per request)', (s) => s.wallMs.median);
   line('wall, p95', (s) => s.wallMs.p95);
-  line('IAM/STS requests per lookup', (s) => s.requests.median, (x) => fmt(x, 0));
-  line('sequential round trips (waves)', (s) => s.waves.median, (x) => fmt(x, 0));
+  line(
+    'IAM/STS requests per lookup',
+    (s) => s.requests.median,
+    (x) => fmt(x, 0),
+  );
+  line(
+    'sequential round trips (waves)',
+    (s) => s.waves.median,
+    (x) => fmt(x, 0),
+  );
   line('time waiting for IAM (proxy busy), median', (s) => s.busyMs.median);
   line('wall − IAM wait, median (the process itself)', (s) => s.outsideIamMs.median);
-  row(`wall, median, +${d.args.delayMs} ms per request`, ms(dl.oursCold.wallMs.median), ms(dl.oursWarm.wallMs.median), ms(dl.orig.wallMs.median), r2(ratio(dl.oursWarm.wallMs.median, dl.orig.wallMs.median)));
-  row(`wall, p95, +${d.args.delayMs} ms per request`, ms(dl.oursCold.wallMs.p95), ms(dl.oursWarm.wallMs.p95), ms(dl.orig.wallMs.p95), r2(ratio(dl.oursWarm.wallMs.p95, dl.orig.wallMs.p95)));
-  row(`sequential round trips at +${d.args.delayMs} ms`, fmt(dl.oursCold.waves.median, 0), fmt(dl.oursWarm.waves.median, 0), fmt(dl.orig.waves.median, 0), '');
-  row('peak RSS, median of 5', mib(L.rssKb.oursCold.median), mib(L.rssKb.oursWarm.median), mib(L.rssKb.orig.median), r2(ratio(L.rssKb.oursWarm.median, L.rssKb.orig.median)));
-  row('output = alice\'s 2 active keys, every run', z.oursCold.allOk && dl.oursCold.allOk ? 'yes' : 'NO', z.oursWarm.allOk && dl.oursWarm.allOk ? 'yes' : 'NO', z.orig.allOk && dl.orig.allOk ? 'yes' : 'NO', '');
+  row(
+    `wall, median, +${d.args.delayMs} ms per request`,
+    ms(dl.oursCold.wallMs.median),
+    ms(dl.oursWarm.wallMs.median),
+    ms(dl.orig.wallMs.median),
+    r2(ratio(dl.oursWarm.wallMs.median, dl.orig.wallMs.median)),
+  );
+  row(
+    `wall, p95, +${d.args.delayMs} ms per request`,
+    ms(dl.oursCold.wallMs.p95),
+    ms(dl.oursWarm.wallMs.p95),
+    ms(dl.orig.wallMs.p95),
+    r2(ratio(dl.oursWarm.wallMs.p95, dl.orig.wallMs.p95)),
+  );
+  row(
+    `sequential round trips at +${d.args.delayMs} ms`,
+    fmt(dl.oursCold.waves.median, 0),
+    fmt(dl.oursWarm.waves.median, 0),
+    fmt(dl.orig.waves.median, 0),
+    '',
+  );
+  row(
+    'peak RSS, median of 5',
+    mib(L.rssKb.oursCold.median),
+    mib(L.rssKb.oursWarm.median),
+    mib(L.rssKb.orig.median),
+    r2(ratio(L.rssKb.oursWarm.median, L.rssKb.orig.median)),
+  );
+  row(
+    "output = alice's 2 active keys, every run",
+    z.oursCold.allOk && dl.oursCold.allOk ? 'yes' : 'NO',
+    z.oursWarm.allOk && dl.oursWarm.allOk ? 'yes' : 'NO',
+    z.orig.allOk && dl.orig.allOk ? 'yes' : 'NO',
+    '',
+  );
   row('requests', actions(z.oursCold.byAction), actions(z.oursWarm.byAction), actions(z.orig.byAction), '');
   push('');
-  push(`Baselines on this machine: \`node -e 0\` median **${ms(L.nodeBaseline.median)}** (p95 ${ms(L.nodeBaseline.p95)}); node loading the host bundle without running a command: median ${ms(L.bundleLoad?.median)}.`);
-  push(`Cache files present after a sync: ${L.cacheFilesAfterLookup.length ? L.cacheFilesAfterLookup.map((f) => `\`${f}\``).join(', ') : 'none'}.`, '');
+  push(
+    `Baselines on this machine: \`node -e 0\` median **${ms(L.nodeBaseline.median)}** (p95 ${ms(L.nodeBaseline.p95)}); node loading the host bundle without running a command: median ${ms(L.bundleLoad?.median)}.`,
+  );
+  push(
+    `Cache files present after a sync: ${L.cacheFilesAfterLookup.length ? L.cacheFilesAfterLookup.map((f) => `\`${f}\``).join(', ') : 'none'}.`,
+    '',
+  );
 
   push('## 20 concurrent lookups', '');
   row('variant', 'correct outputs', 'batch wall', 'per-process wall, median', 'requests in total');
   row('---', '---:', '---:', '---:', '---:');
-  for (const [label, c] of [['ours, cold cache (all race to fill it)', L.concurrent.oursCold], ['ours, warm cache', L.concurrent.oursWarm], [`keymaker ${d.versions.keymaker1}`, L.concurrent.orig]]) {
+  for (const [label, c] of [
+    ['ours, cold cache (all race to fill it)', L.concurrent.oursCold],
+    ['ours, warm cache', L.concurrent.oursWarm],
+    [`keymaker ${d.versions.keymaker1}`, L.concurrent.orig],
+  ]) {
     row(label, `${c.ok}/${c.n}`, ms(c.batchMs), ms(c.wallMs.median), fmt(c.requests, 0));
   }
   push('');
 
   push(`## Group sync: \`sync_groups\` with ${so.localAccounts} local accounts`, '');
-  push('Each tool in its own fresh sandbox: the same local accounts (legacy UIDs, written to /etc/passwd and /etc/shadow), no Linux groups yet. "first" = the first sync (creates 50 groups and 1,000 memberships); "steady" = the following syncs, nothing to change. After every sync the Linux groups are compared with IAM (GID and exact member list).', '');
+  push(
+    'Each tool in its own fresh sandbox: the same local accounts (legacy UIDs, written to /etc/passwd and /etc/shadow), no Linux groups yet. "first" = the first sync (creates 50 groups and 1,000 memberships); "steady" = the following syncs, nothing to change. After every sync the Linux groups are compared with IAM (GID and exact member list).',
+    '',
+  );
   row('figure', 'ours', `keymaker ${d.versions.keymaker1}`, 'ratio ours / original');
   row('---', '---:', '---:', '---:');
   if (!oursSync) {
     row('ours', 'not available (no sync_groups in the host bundle)', '', '');
   }
-  const sy = (label, a, b, show = ms) => row(label, oursSync ? show(a) : 'n/a', show(b), oursSync ? r2(ratio(a, b)) : '');
+  const sy = (label, a, b, show = ms) =>
+    row(label, oursSync ? show(a) : 'n/a', show(b), oursSync ? r2(ratio(a, b)) : '');
   sy('first sync, wall', so.first?.ms, sg.first?.ms);
   sy('first sync, IAM/STS requests', so.first?.requests, sg.first?.requests, (x) => fmt(x, 0));
   sy('first sync, sequential round trips', so.first?.waves, sg.first?.waves, (x) => fmt(x, 0));
@@ -90,14 +167,20 @@ export function renderReport(d) {
   sy('steady sync, wall (median)', so.steadyMs?.median, sg.steadyMs?.median);
   sy('steady sync, IAM/STS requests', so.steady?.[0]?.requests, sg.steady?.[0]?.requests, (x) => fmt(x, 0));
   sy('steady sync, sequential round trips', so.steady?.[0]?.waves, sg.steady?.[0]?.waves, (x) => fmt(x, 0));
-  const vf = (s) => (s ? `${s.code === 0 ? 'exit 0' : `exit ${s.code}`}, ${s.verify.ok ? 'groups match IAM' : `MISMATCH (${s.verify.problemCount}: ${s.verify.problems[0]})`}` : '—');
+  const vf = (s) =>
+    s
+      ? `${s.code === 0 ? 'exit 0' : `exit ${s.code}`}, ${s.verify.ok ? 'groups match IAM' : `MISMATCH (${s.verify.problemCount}: ${s.verify.problems[0]})`}`
+      : '—';
   row('after first sync', oursSync ? vf(so.first) : 'n/a', vf(sg.first), '');
   row('after steady syncs', oursSync ? so.steady.map(vf).join('; ') : 'n/a', sg.steady?.map(vf).join('; ') ?? '—', '');
   row('requests', oursSync ? actions(so.first?.byAction) : 'n/a', actions(sg.first?.byAction), '');
   push('');
   if (so.localStepMs) {
     const st = so.localStepMs;
-    push(`One local step here (median of 5): \`groupadd\` ${ms(st.groupadd.median)}, \`gpasswd --members\` (20 names) ${ms(st.setMembers.median)}, \`usermod --append --groups\` ${ms(st.usermodAppend.median)}. A first sync of 50 groups × 20 members costs at least 50 groupadd + 50 member-list writes ≈ ${ms(50 * (st.groupadd.median + st.setMembers.median))} done one group per step (ours), and 50 groupadd + 1,000 usermod ≈ ${ms(50 * st.groupadd.median + 1000 * st.usermodAppend.median)} done one membership per step (1.x).`, '');
+    push(
+      `One local step here (median of 5): \`groupadd\` ${ms(st.groupadd.median)}, \`gpasswd --members\` (20 names) ${ms(st.setMembers.median)}, \`usermod --append --groups\` ${ms(st.usermodAppend.median)}. A first sync of 50 groups × 20 members costs at least 50 groupadd + 50 member-list writes ≈ ${ms(50 * (st.groupadd.median + st.setMembers.median))} done one group per step (ours), and 50 groupadd + 1,000 usermod ≈ ${ms(50 * st.groupadd.median + 1000 * st.usermodAppend.median)} done one membership per step (1.x).`,
+      '',
+    );
   }
 
   push('## Targets (ratios against the original, this run)', '');
@@ -105,49 +188,111 @@ export function renderReport(d) {
   row('---', '---', '---');
   const warm = z.oursWarm;
   const noConfigCalls = warm.byAction && !Object.keys(warm.byAction).some((k) => /GetCallerIdentity|GetRole$/.test(k));
-  row('lookup: ≤ 2 sequential IAM round trips when nothing changed (warm cache)', `${fmt(warm.waves.median, 0)} (max ${fmt(warm.waves.max, 0)}); ${fmt(warm.requests.median, 0)} requests; original ${fmt(z.orig.waves.median, 0)} round trips`, yes(warm.waves.max <= 2));
-  row('lookup: role config (and resolver credentials) cached between logins', noConfigCalls ? 'warm lookups make no GetCallerIdentity/GetRole call' : `warm lookups still call ${actions(Object.fromEntries(Object.entries(warm.byAction ?? {}).filter(([k]) => /GetCallerIdentity|GetRole$/.test(k))))}; cache files: ${L.cacheFilesAfterLookup.length}`, yes(noConfigCalls));
+  row(
+    'lookup: ≤ 2 sequential IAM round trips when nothing changed (warm cache)',
+    `${fmt(warm.waves.median, 0)} (max ${fmt(warm.waves.max, 0)}); ${fmt(warm.requests.median, 0)} requests; original ${fmt(z.orig.waves.median, 0)} round trips`,
+    yes(warm.waves.max <= 2),
+  );
+  row(
+    'lookup: role config (and resolver credentials) cached between logins',
+    noConfigCalls
+      ? 'warm lookups make no GetCallerIdentity/GetRole call'
+      : `warm lookups still call ${actions(Object.fromEntries(Object.entries(warm.byAction ?? {}).filter(([k]) => /GetCallerIdentity|GetRole$/.test(k))))}; cache files: ${L.cacheFilesAfterLookup.length}`,
+    yes(noConfigCalls),
+  );
   const w0 = ratio(warm.wallMs.median, z.orig.wallMs.median);
   const w50 = ratio(dl.oursWarm.wallMs.median, dl.orig.wallMs.median);
-  row('lookup wall ≤ 0.3 × original (moto, ~1 ms per request)', `${r2(w0)} (${ms(warm.wallMs.median)} vs ${ms(z.orig.wallMs.median)})`, yes(w0 <= 0.3));
-  row(`lookup wall ≤ 0.3 × original (+${d.args.delayMs} ms per request)`, `${r2(w50)} (${ms(dl.oursWarm.wallMs.median)} vs ${ms(dl.orig.wallMs.median)})`, yes(w50 <= 0.3));
+  row(
+    'lookup wall ≤ 0.3 × original (moto, ~1 ms per request)',
+    `${r2(w0)} (${ms(warm.wallMs.median)} vs ${ms(z.orig.wallMs.median)})`,
+    yes(w0 <= 0.3),
+  );
+  row(
+    `lookup wall ≤ 0.3 × original (+${d.args.delayMs} ms per request)`,
+    `${r2(w50)} (${ms(dl.oursWarm.wallMs.median)} vs ${ms(dl.orig.wallMs.median)})`,
+    yes(w50 <= 0.3),
+  );
   const vsNode = ratio(warm.outsideIamMs.median, L.nodeBaseline.median);
-  row('lookup ≤ 2 × `node -e 0`, excluding time waiting for IAM', `${r2(vsNode)} × (${ms(warm.outsideIamMs.median)} vs ${ms(L.nodeBaseline.median)}; bundle load alone ${ms(L.bundleLoad?.median)})`, yes(vsNode <= 2));
+  row(
+    'lookup ≤ 2 × `node -e 0`, excluding time waiting for IAM',
+    `${r2(vsNode)} × (${ms(warm.outsideIamMs.median)} vs ${ms(L.nodeBaseline.median)}; bundle load alone ${ms(L.bundleLoad?.median)})`,
+    yes(vsNode <= 2),
+  );
   const ext = d.bundle.externalImports;
-  row('lookup loads no yargs, one bundled file', `yargs in bundle: ${d.bundle.mentionsYargs ? 'yes' : 'no'}; SDK clients: ${d.bundle.sdkClients.join(', ') || '—'}; non-builtin imports left: ${ext.length ? ext.join(', ') + ' (optional, loaded only if installed)' : 'none'}; compile cache: ${d.bundle.compileCache ? 'used' : 'not used'}`, yes(!d.bundle.mentionsYargs));
+  row(
+    'lookup loads no yargs, one bundled file',
+    `yargs in bundle: ${d.bundle.mentionsYargs ? 'yes' : 'no'}; SDK clients: ${d.bundle.sdkClients.join(', ') || '—'}; non-builtin imports left: ${ext.length ? ext.join(', ') + ' (optional, loaded only if installed)' : 'none'}; compile cache: ${d.bundle.compileCache ? 'used' : 'not used'}`,
+    yes(!d.bundle.mentionsYargs),
+  );
   if (oursSync) {
     const fewer = so.first.requests <= sg.first.requests && so.steady[0].requests <= sg.steady[0].requests;
-    row('sync: no more requests than the original', `first ${so.first.requests} vs ${sg.first.requests}; steady ${so.steady[0].requests} vs ${sg.steady[0].requests}`, yes(fewer));
+    row(
+      'sync: no more requests than the original',
+      `first ${so.first.requests} vs ${sg.first.requests}; steady ${so.steady[0].requests} vs ${sg.steady[0].requests}`,
+      yes(fewer),
+    );
     const f = ratio(so.first.ms, sg.first.ms);
-    row(`sync: first sync with ${so.localAccounts} local accounts ≤ 0.1 × original`, `${r2(f)} (${ms(so.first.ms)} vs ${ms(sg.first.ms)})`, yes(f <= 0.1));
+    row(
+      `sync: first sync with ${so.localAccounts} local accounts ≤ 0.1 × original`,
+      `${r2(f)} (${ms(so.first.ms)} vs ${ms(sg.first.ms)})`,
+      yes(f <= 0.1),
+    );
   } else {
     row('sync targets', 'ours has no sync_groups yet', 'not measured');
   }
   const cc = L.concurrent;
-  row('20 concurrent lookups all return the right keys', `cold cache ${cc.oursCold.ok}/20, warm ${cc.oursWarm.ok}/20`, yes(cc.oursCold.ok === 20 && cc.oursWarm.ok === 20));
+  row(
+    '20 concurrent lookups all return the right keys',
+    `cold cache ${cc.oursCold.ok}/20, warm ${cc.oursWarm.ok}/20`,
+    yes(cc.oursCold.ok === 20 && cc.oursWarm.ok === 20),
+  );
   push('');
 
   push('## Checks and findings', '');
-  push(`- Same account for both: caller \`${d.seed.callerArn}\`; 1.x's \`get_uid alice\` printed ${L.origUid.printed} and the bench's legacy derivation gives ${L.origUid.expected} (${String(L.origUid.printed) === String(L.origUid.expected) ? 'equal: 1.x ignores `keymaker_uid_scheme`, both derive the same UIDs' : 'DIFFERENT'}); our lookup accepted alice's local account with that UID.`);
-  push(`- ${d.seed.duplicateUids} of the ${d.seed.users} legacy UIDs are shared by two users (the legacy scheme has only 32,768 values); ${d.seed.duplicateGids} duplicate group GIDs.`);
-  push(`- Seeding took ${fmt(d.seed.seededInMs / 1000, 1)} s. moto ignores MaxItems, so every listing here is one page: pagination is not exercised by this run (see the unit tests).`);
+  push(
+    `- Same account for both: caller \`${d.seed.callerArn}\`; 1.x's \`get_uid alice\` printed ${L.origUid.printed} and the bench's legacy derivation gives ${L.origUid.expected} (${String(L.origUid.printed) === String(L.origUid.expected) ? 'equal: 1.x ignores `keymaker_uid_scheme`, both derive the same UIDs' : 'DIFFERENT'}); our lookup accepted alice's local account with that UID.`,
+  );
+  push(
+    `- ${d.seed.duplicateUids} of the ${d.seed.users} legacy UIDs are shared by two users (the legacy scheme has only 32,768 values); ${d.seed.duplicateGids} duplicate group GIDs.`,
+  );
+  push(
+    `- Seeding took ${fmt(d.seed.seededInMs / 1000, 1)} s. moto ignores MaxItems, so every listing here is one page: pagination is not exercised by this run (see the unit tests).`,
+  );
   const rf = L.refusals;
   if (rf) {
     push('', '### Refusals and failure paths (one run each)', '');
     row('case', 'ours', `keymaker ${d.versions.keymaker1}`);
     row('---', '---', '---');
-    const cell = (x) => `exit ${x.code}, ${x.printedKeys} key line(s), ${x.requests} requests${x.injected ? ` (${x.injected} answered with Throttling)` : ''}${x.lastStderr ? `; stderr: \`${x.lastStderr.replace(/\|/g, '\\|').replace(/`/g, "'")}\`` : ''}`;
+    const cell = (x) =>
+      `exit ${x.code}, ${x.printedKeys} key line(s), ${x.requests} requests${x.injected ? ` (${x.injected} answered with Throttling)` : ''}${x.lastStderr ? `; stderr: \`${x.lastStderr.replace(/\|/g, '\\|').replace(/`/g, "'")}\`` : ''}`;
     row('u0001: active key, not in the required group', cell(rf.outsider.ours), cell(rf.outsider.orig));
-    row('u0001 while GetRole is throttled (every attempt)', cell(rf.outsiderGetRoleThrottled.ours), cell(rf.outsiderGetRoleThrottled.orig));
+    row(
+      'u0001 while GetRole is throttled (every attempt)',
+      cell(rf.outsiderGetRoleThrottled.ours),
+      cell(rf.outsiderGetRoleThrottled.orig),
+    );
     row('nosuchuser (no such IAM user)', cell(rf.noSuchUser.ours), cell(rf.noSuchUser.orig));
     push('');
   }
-  push(`### What keymaker ${d.versions.keymaker1} does (read from its installed source, confirmed by the counts above)`, '');
-  push('- Lookup: GetCallerIdentity → GetRole → ListGroupsForUser (required group) → ListSSHPublicKeys → one GetSSHPublicKey per key, **inactive keys included**, every call sequential (7 round trips for alice). No cache: every login pays the role lookup again. ListSSHPublicKeys is not paginated (harmless: IAM allows 5 keys per user).');
-  push('- Lookup fails **open** on the role config: any exception while reading it (throttled or denied GetRole, an unexpected ARN) is logged at INFO as "No IAM role based configuration found" and the lookup goes on with no config, so the required-group check (and the user suffix, and the ID-resolver account) silently disappear: see the throttled-GetRole row.');
-  push('- Its error path for a failed key listing calls `err_exit(..., code=os.errno.EINVAL)`; `os.errno` no longer exists (Python ≥ 3.7), so that path dies with an AttributeError traceback instead. A user missing from IAM gives an uncaught botocore traceback (exit 1) either way.');
-  push('- Sync: GetCallerIdentity, GetRole, ListGroups (paginated through the boto3 resource), then GetGroup per prefixed group (paginated), all sequential; one `groupadd` per missing group and **one `usermod --append` per missing membership** (1,000 on a first sync), one `gpasswd --delete` per removal. 1.1.0 does not empty member lists (it builds a list, not a one-shot generator): its groups matched IAM after every sync here. It treats any local account with UID ≥ 2000 of the same name as the IAM user (no UID check), and a `groupadd` GID collision aborts the whole sync (`check_call`).');
-  push('- `keymaker_uid_scheme=legacy` in the role description is ignored by 1.1.0 (unknown `keymaker_*` tokens are parsed and never read), so one description serves both tools during a migration.');
+  push(
+    `### What keymaker ${d.versions.keymaker1} does (read from its installed source, confirmed by the counts above)`,
+    '',
+  );
+  push(
+    '- Lookup: GetCallerIdentity → GetRole → ListGroupsForUser (required group) → ListSSHPublicKeys → one GetSSHPublicKey per key, **inactive keys included**, every call sequential (7 round trips for alice). No cache: every login pays the role lookup again. ListSSHPublicKeys is not paginated (harmless: IAM allows 5 keys per user).',
+  );
+  push(
+    '- Lookup fails **open** on the role config: any exception while reading it (throttled or denied GetRole, an unexpected ARN) is logged at INFO as "No IAM role based configuration found" and the lookup goes on with no config, so the required-group check (and the user suffix, and the ID-resolver account) silently disappear: see the throttled-GetRole row.',
+  );
+  push(
+    '- Its error path for a failed key listing calls `err_exit(..., code=os.errno.EINVAL)`; `os.errno` no longer exists (Python ≥ 3.7), so that path dies with an AttributeError traceback instead. A user missing from IAM gives an uncaught botocore traceback (exit 1) either way.',
+  );
+  push(
+    '- Sync: GetCallerIdentity, GetRole, ListGroups (paginated through the boto3 resource), then GetGroup per prefixed group (paginated), all sequential; one `groupadd` per missing group and **one `usermod --append` per missing membership** (1,000 on a first sync), one `gpasswd --delete` per removal. 1.1.0 does not empty member lists (it builds a list, not a one-shot generator): its groups matched IAM after every sync here. It treats any local account with UID ≥ 2000 of the same name as the IAM user (no UID check), and a `groupadd` GID collision aborts the whole sync (`check_call`).',
+  );
+  push(
+    '- `keymaker_uid_scheme=legacy` in the role description is ignored by 1.1.0 (unknown `keymaker_*` tokens are parsed and never read), so one description serves both tools during a migration.',
+  );
   push('');
   return `${lines.join('\n')}\n`;
 }

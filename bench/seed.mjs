@@ -99,7 +99,10 @@ async function main() {
   const started = Date.now();
 
   const groupNames = Array.from({ length: args.groups }, (_, i) => `keymaker_g${String(i).padStart(2, '0')}`);
-  const userNames = ['alice', ...Array.from({ length: args.users - 1 }, (_, i) => `u${String(i + 1).padStart(4, '0')}`)];
+  const userNames = [
+    'alice',
+    ...Array.from({ length: args.users - 1 }, (_, i) => `u${String(i + 1).padStart(4, '0')}`),
+  ];
 
   const groups = await mapLimit([...groupNames, 'ssh_users'], CONCURRENCY, async (name) => {
     const out = await iam.send(new CreateGroupCommand({ GroupName: name }));
@@ -123,7 +126,11 @@ async function main() {
       const out = await iam.send(new UploadSSHPublicKeyCommand({ UserName: 'alice', SSHPublicKeyBody: body }));
       if (status === 'Inactive') {
         await iam.send(
-          new UpdateSSHPublicKeyCommand({ UserName: 'alice', SSHPublicKeyId: out.SSHPublicKey.SSHPublicKeyId, Status: 'Inactive' }),
+          new UpdateSSHPublicKeyCommand({
+            UserName: 'alice',
+            SSHPublicKeyId: out.SSHPublicKey.SSHPublicKeyId,
+            Status: 'Inactive',
+          }),
         );
         alice.inactive.push(body);
       } else {
@@ -143,9 +150,15 @@ async function main() {
     Statement: [{ Effect: 'Allow', Principal: { Service: 'ec2.amazonaws.com' }, Action: 'sts:AssumeRole' }],
   };
   const role = await iam.send(
-    new CreateRoleCommand({ RoleName: ROLE_NAME, Description: ROLE_DESCRIPTION, AssumeRolePolicyDocument: JSON.stringify(trust) }),
+    new CreateRoleCommand({
+      RoleName: ROLE_NAME,
+      Description: ROLE_DESCRIPTION,
+      AssumeRolePolicyDocument: JSON.stringify(trust),
+    }),
   );
-  const assumed = await sts.send(new AssumeRoleCommand({ RoleArn: role.Role.Arn, RoleSessionName: SESSION_NAME, DurationSeconds: 43200 }));
+  const assumed = await sts.send(
+    new AssumeRoleCommand({ RoleArn: role.Role.Arn, RoleSessionName: SESSION_NAME, DurationSeconds: 43200 }),
+  );
   const credentials = {
     accessKeyId: assumed.Credentials.AccessKeyId,
     secretAccessKey: assumed.Credentials.SecretAccessKey,
@@ -155,7 +168,8 @@ async function main() {
   const { expiration: _ignored, ...sdkCredentials } = credentials;
   const asRole = new STSClient({ ...clientOptions, credentials: sdkCredentials });
   const identity = await asRole.send(new GetCallerIdentityCommand({}));
-  if (!identity.Arn.includes(`assumed-role/${ROLE_NAME}/`)) throw new Error(`unexpected caller ARN with role credentials: ${identity.Arn}`);
+  if (!identity.Arn.includes(`assumed-role/${ROLE_NAME}/`))
+    throw new Error(`unexpected caller ARN with role credentials: ${identity.Arn}`);
 
   const seed = {
     endpoint: args.endpoint,

@@ -18,13 +18,20 @@ const trust = JSON.stringify({
   Version: '2012-10-17',
   Statement: [{ Effect: 'Allow', Principal: { Service: 'ec2.amazonaws.com' }, Action: 'sts:AssumeRole' }],
 });
-const role = await iam.send(new CreateRoleCommand({ RoleName: 'keymaker-demo-host', Description: 'keymaker demo host', AssumeRolePolicyDocument: trust }));
+const role = await iam.send(
+  new CreateRoleCommand({
+    RoleName: 'keymaker-demo-host',
+    Description: 'keymaker demo host',
+    AssumeRolePolicyDocument: trust,
+  }),
+);
 await iam.send(new CreateUserCommand({ UserName: userName }));
 const body = fs.readFileSync(publicKeyFile, 'utf8').trim().split(/\s+/).slice(0, 2).join(' ');
 await iam.send(new UploadSSHPublicKeyCommand({ UserName: userName, SSHPublicKeyBody: body }));
 
 // The host plays an EC2 instance with that role: its credentials come from the assumed role.
-const c = (await sts.send(new AssumeRoleCommand({ RoleArn: role.Role.Arn, RoleSessionName: 'i-0demo0000000000' }))).Credentials;
+const c = (await sts.send(new AssumeRoleCommand({ RoleArn: role.Role.Arn, RoleSessionName: 'i-0demo0000000000' })))
+  .Credentials;
 fs.writeFileSync(
   credentialsOut,
   `[default]\naws_access_key_id = ${c.AccessKeyId}\naws_secret_access_key = ${c.SecretAccessKey}\naws_session_token = ${c.SessionToken}\n`,

@@ -32,6 +32,8 @@ export default defineConfig([
     noExternal: [/.*/],
     minify: true,
     esbuildPlugins: [thirdPartyNotices()],
-    banner: { js: "import { createRequire as __kmCreateRequire } from 'node:module'; const require = __kmCreateRequire(import.meta.url);" },
+    banner: {
+      js: "import { createRequire as __kmCreateRequire } from 'node:module'; const require = __kmCreateRequire(import.meta.url);",
+    },
   },
 ]);

@@ -107,7 +107,11 @@ export async function createRoleWithDescription(
 ): Promise<{ roleId: string; arn: string }> {
   const role = (
     await iam.send(
-      new CreateRoleCommand({ RoleName: roleName, Description: description, AssumeRolePolicyDocument: assumeRolePolicyDocument }),
+      new CreateRoleCommand({
+        RoleName: roleName,
+        Description: description,
+        AssumeRolePolicyDocument: assumeRolePolicyDocument,
+      }),
     )
   ).Role!;
   return { roleId: role.RoleId!, arn: role.Arn! };

@@ -97,7 +97,9 @@ async function startOnce(bin, port) {
   const stop = async () => {
     if (exited) return;
     child.kill('SIGTERM');
-    const t = setTimeout(() => { if (!exited) child.kill('SIGKILL'); }, 5000);
+    const t = setTimeout(() => {
+      if (!exited) child.kill('SIGKILL');
+    }, 5000);
     await exitPromise;
     clearTimeout(t);
   };
@@ -120,7 +122,9 @@ async function startOnce(bin, port) {
     }
     if (Date.now() > deadline) {
       await stop();
-      throw new Error(`moto_server did not answer on ${endpoint} within ${READY_TIMEOUT_MS / 1000}s. stderr tail:\n${stderrTail}`);
+      throw new Error(
+        `moto_server did not answer on ${endpoint} within ${READY_TIMEOUT_MS / 1000}s. stderr tail:\n${stderrTail}`,
+      );
     }
     await new Promise((r) => setTimeout(r, 100));
   }

@@ -150,13 +150,25 @@ function checkSupport(): { ok: boolean; reason?: string } {
   try {
     const r = spawnSync(
       'unshare',
-      ['--mount', '--pid', '--fork', '--kill-child', '--mount-proc', 'sh', '-ec',
+      [
+        '--mount',
+        '--pid',
+        '--fork',
+        '--kill-child',
+        '--mount-proc',
+        'sh',
+        '-ec',
         'mount -t tmpfs t "$1"; mkdir "$1/u" "$1/w" "$1/m"; mount -t overlay -o "lowerdir=/etc,upperdir=$1/u,workdir=$1/w" o "$1/m"; test -f "$1/m/passwd"',
-        'sh', dir],
+        'sh',
+        dir,
+      ],
       { encoding: 'utf8', timeout: 10_000 },
     );
     if (r.status !== 0) {
-      return { ok: false, reason: `unshare/overlayfs does not work here: ${(r.stderr || r.error?.message || '').trim()}` };
+      return {
+        ok: false,
+        reason: `unshare/overlayfs does not work here: ${(r.stderr || r.error?.message || '').trim()}`,
+      };
     }
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
@@ -221,7 +233,11 @@ function run(
         stderr: Buffer.concat(err).toString('utf8'),
       };
       if (timedOut) {
-        reject(new Error(`timed out after ${opts.timeoutMs} ms: ${JSON.stringify(argv)}\nstdout: ${res.stdout}\nstderr: ${res.stderr}`));
+        reject(
+          new Error(
+            `timed out after ${opts.timeoutMs} ms: ${JSON.stringify(argv)}\nstdout: ${res.stdout}\nstderr: ${res.stderr}`,
+          ),
+        );
       } else {
         resolve(res);
       }
@@ -301,7 +317,10 @@ export async function createSandbox(opts: CreateSandboxOptions = {}): Promise<Sa
   try {
     await new Promise<void>((resolve, reject) => {
       let buf = '';
-      const t = setTimeout(() => reject(new Error(`sandbox not ready after ${opts.timeoutMs ?? 10_000} ms: ${initErr}`)), opts.timeoutMs ?? 10_000);
+      const t = setTimeout(
+        () => reject(new Error(`sandbox not ready after ${opts.timeoutMs ?? 10_000} ms: ${initErr}`)),
+        opts.timeoutMs ?? 10_000,
+      );
       const onData = (b: Buffer) => {
         buf += b.toString();
         if (buf.includes('READY\n')) {
@@ -358,7 +377,9 @@ export async function createSandbox(opts: CreateSandboxOptions = {}): Promise<Sa
   const execOk = async (argv: string[], o: ExecOptions = {}): Promise<ExecResult> => {
     const r = await exec(argv, o);
     if (r.code !== 0) {
-      throw new Error(`sandbox command failed (exit ${r.code}): ${JSON.stringify(argv)}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
+      throw new Error(
+        `sandbox command failed (exit ${r.code}): ${JSON.stringify(argv)}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`,
+      );
     }
     return r;
   };
@@ -367,7 +388,8 @@ export async function createSandbox(opts: CreateSandboxOptions = {}): Promise<Sa
     const deadline = Date.now() + timeoutMs;
     while (countListen(port) < atLeast) {
       if (exited(proc)) throw new Error(`sshd exited (${proc.exitCode ?? proc.signalCode}); log:\n${log}`);
-      if (Date.now() > deadline) throw new Error(`sshd not listening on 127.0.0.1:${port} after ${timeoutMs} ms; log:\n${log}`);
+      if (Date.now() > deadline)
+        throw new Error(`sshd not listening on 127.0.0.1:${port} after ${timeoutMs} ms; log:\n${log}`);
       await sleep(20);
     }
   };
@@ -380,7 +402,16 @@ export async function createSandbox(opts: CreateSandboxOptions = {}): Promise<Sa
   };
 
   const startOnce = async (port: number, o: StartSshdOptions): Promise<void> => {
-    const args = ['-D', '-e', '-p', String(port), '-o', 'ListenAddress=127.0.0.1', '-o', `PidFile=/run/sshd-${port}.pid`];
+    const args = [
+      '-D',
+      '-e',
+      '-p',
+      String(port),
+      '-o',
+      'ListenAddress=127.0.0.1',
+      '-o',
+      `PidFile=/run/sshd-${port}.pid`,
+    ];
     if (o.configFile) args.push('-f', o.configFile);
     if (o.logLevel) args.push('-o', `LogLevel=${o.logLevel}`);
     args.push(...(o.extraArgs ?? []));
@@ -405,7 +436,9 @@ export async function createSandbox(opts: CreateSandboxOptions = {}): Promise<Sa
       if (!exited(p)) p.kill('SIGKILL');
       sshd = undefined;
       sshdPort = undefined;
-      (e as Error & { bindRace?: boolean }).bindRace = /Address already in use|Cannot bind any address/.test(log.slice(before));
+      (e as Error & { bindRace?: boolean }).bindRace = /Address already in use|Cannot bind any address/.test(
+        log.slice(before),
+      );
       throw e;
     }
   };
@@ -418,7 +451,15 @@ export async function createSandbox(opts: CreateSandboxOptions = {}): Promise<Sa
 
     async writeFile(p, content, mode = 0o644, owner = 'root:root') {
       await execOk(
-        ['bash', '-c', 'set -e; umask 022; mkdir -p -- "$(dirname -- "$1")"; umask 077; cat > "$1"; chown -- "$3" "$1"; chmod -- "$2" "$1"', 'writeFile', p, mode.toString(8), owner],
+        [
+          'bash',
+          '-c',
+          'set -e; umask 022; mkdir -p -- "$(dirname -- "$1")"; umask 077; cat > "$1"; chown -- "$3" "$1"; chmod -- "$2" "$1"',
+          'writeFile',
+          p,
+          mode.toString(8),
+          owner,
+        ],
         { input: content },
       );
     },
@@ -471,14 +512,34 @@ export async function createSandbox(opts: CreateSandboxOptions = {}): Promise<Sa
       if (!port) throw new Error('ssh: no port given and no sshd running');
       const cmd = o.command ?? 'true';
       const argv = [
-        'ssh', '-F', '/dev/null', '-i', o.identityFile,
-        '-o', 'IdentitiesOnly=yes', '-o', 'IdentityAgent=none',
-        '-o', `BatchMode=${o.batch ? 'yes' : 'no'}`,
-        '-o', 'PreferredAuthentications=publickey,keyboard-interactive',
-        '-o', 'NumberOfPasswordPrompts=1',
-        '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null',
-        '-o', 'LogLevel=ERROR', '-o', 'ConnectTimeout=5',
-        '-p', String(port), ...(o.extraArgs ?? []), `${user}@127.0.0.1`, '--',
+        'ssh',
+        '-F',
+        '/dev/null',
+        '-i',
+        o.identityFile,
+        '-o',
+        'IdentitiesOnly=yes',
+        '-o',
+        'IdentityAgent=none',
+        '-o',
+        `BatchMode=${o.batch ? 'yes' : 'no'}`,
+        '-o',
+        'PreferredAuthentications=publickey,keyboard-interactive',
+        '-o',
+        'NumberOfPasswordPrompts=1',
+        '-o',
+        'StrictHostKeyChecking=no',
+        '-o',
+        'UserKnownHostsFile=/dev/null',
+        '-o',
+        'LogLevel=ERROR',
+        '-o',
+        'ConnectTimeout=5',
+        '-p',
+        String(port),
+        ...(o.extraArgs ?? []),
+        `${user}@127.0.0.1`,
+        '--',
         ...(Array.isArray(cmd) ? cmd : [cmd]),
       ];
       const env = { SSH_ASKPASS_REQUIRE: 'never' };

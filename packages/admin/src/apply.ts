@@ -34,49 +34,106 @@ const defaultSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(r
 function runStep(iam: IAMClient, step: PlanStep): [operation: string, call: () => Promise<unknown>] {
   switch (step.action) {
     case 'createPolicy':
-      return ['CreatePolicy', () => iam.send(new CreatePolicyCommand({
-        PolicyName: step.detail.policyName,
-        PolicyDocument: JSON.stringify(step.detail.document),
-        Description: 'Keymaker: what EC2 instances need to resolve SSH logins from IAM (managed by keymaker configure)',
-      }))];
+      return [
+        'CreatePolicy',
+        () =>
+          iam.send(
+            new CreatePolicyCommand({
+              PolicyName: step.detail.policyName,
+              PolicyDocument: JSON.stringify(step.detail.document),
+              Description:
+                'Keymaker: what EC2 instances need to resolve SSH logins from IAM (managed by keymaker configure)',
+            }),
+          ),
+      ];
     case 'createPolicyVersion':
-      return ['CreatePolicyVersion', () => iam.send(new CreatePolicyVersionCommand({
-        PolicyArn: step.detail.policyArn,
-        PolicyDocument: JSON.stringify(step.detail.document),
-        SetAsDefault: true,
-      }))];
+      return [
+        'CreatePolicyVersion',
+        () =>
+          iam.send(
+            new CreatePolicyVersionCommand({
+              PolicyArn: step.detail.policyArn,
+              PolicyDocument: JSON.stringify(step.detail.document),
+              SetAsDefault: true,
+            }),
+          ),
+      ];
     case 'deletePolicyVersion':
-      return ['DeletePolicyVersion', () => iam.send(new DeletePolicyVersionCommand({ PolicyArn: step.detail.policyArn, VersionId: step.detail.versionId }))];
+      return [
+        'DeletePolicyVersion',
+        () =>
+          iam.send(
+            new DeletePolicyVersionCommand({ PolicyArn: step.detail.policyArn, VersionId: step.detail.versionId }),
+          ),
+      ];
     case 'createRole':
-      return ['CreateRole', () => iam.send(new CreateRoleCommand({
-        RoleName: step.detail.roleName,
-        Path: step.detail.path,
-        AssumeRolePolicyDocument: JSON.stringify(step.detail.trustPolicy),
-      }))];
+      return [
+        'CreateRole',
+        () =>
+          iam.send(
+            new CreateRoleCommand({
+              RoleName: step.detail.roleName,
+              Path: step.detail.path,
+              AssumeRolePolicyDocument: JSON.stringify(step.detail.trustPolicy),
+            }),
+          ),
+      ];
     case 'updateAssumeRolePolicy':
-      return ['UpdateAssumeRolePolicy', () => iam.send(new UpdateAssumeRolePolicyCommand({
-        RoleName: step.detail.roleName,
-        PolicyDocument: JSON.stringify(step.detail.trustPolicy),
-      }))];
+      return [
+        'UpdateAssumeRolePolicy',
+        () =>
+          iam.send(
+            new UpdateAssumeRolePolicyCommand({
+              RoleName: step.detail.roleName,
+              PolicyDocument: JSON.stringify(step.detail.trustPolicy),
+            }),
+          ),
+      ];
     case 'updateRoleDescription':
-      return ['UpdateRoleDescription', () => iam.send(new UpdateRoleDescriptionCommand({ RoleName: step.detail.roleName, Description: step.detail.description }))];
+      return [
+        'UpdateRoleDescription',
+        () =>
+          iam.send(
+            new UpdateRoleDescriptionCommand({ RoleName: step.detail.roleName, Description: step.detail.description }),
+          ),
+      ];
     case 'createInstanceProfile':
-      return ['CreateInstanceProfile', () => iam.send(new CreateInstanceProfileCommand({
-        InstanceProfileName: step.detail.instanceProfileName,
-        Path: step.detail.path,
-      }))];
+      return [
+        'CreateInstanceProfile',
+        () =>
+          iam.send(
+            new CreateInstanceProfileCommand({
+              InstanceProfileName: step.detail.instanceProfileName,
+              Path: step.detail.path,
+            }),
+          ),
+      ];
     case 'addRoleToInstanceProfile':
-      return ['AddRoleToInstanceProfile', () => iam.send(new AddRoleToInstanceProfileCommand({
-        InstanceProfileName: step.detail.instanceProfileName,
-        RoleName: step.detail.roleName,
-      }))];
+      return [
+        'AddRoleToInstanceProfile',
+        () =>
+          iam.send(
+            new AddRoleToInstanceProfileCommand({
+              InstanceProfileName: step.detail.instanceProfileName,
+              RoleName: step.detail.roleName,
+            }),
+          ),
+      ];
     case 'attachRolePolicy':
-      return ['AttachRolePolicy', () => iam.send(new AttachRolePolicyCommand({ RoleName: step.detail.roleName, PolicyArn: step.detail.policyArn }))];
+      return [
+        'AttachRolePolicy',
+        () =>
+          iam.send(new AttachRolePolicyCommand({ RoleName: step.detail.roleName, PolicyArn: step.detail.policyArn })),
+      ];
   }
 }
 
 function isInvalidPrincipal(error: unknown): boolean {
-  return error instanceof AwsError && error.awsCode?.replace(/Exception$/, '') === 'MalformedPolicyDocument' && /principal/i.test(error.message);
+  return (
+    error instanceof AwsError &&
+    error.awsCode?.replace(/Exception$/, '') === 'MalformedPolicyDocument' &&
+    /principal/i.test(error.message)
+  );
 }
 
 /** Which IAM client a step runs with. */
@@ -93,7 +150,11 @@ export function iamClientForSide(clients: ConfigureClients, plan: Plan, step: Pl
  * far it got; every step is safe to plan again, so rerunning configure
  * finishes the job.
  */
-export async function applyPlan(clients: ConfigureClients, plan: Plan, options: ApplyOptions = {}): Promise<PlanStep[]> {
+export async function applyPlan(
+  clients: ConfigureClients,
+  plan: Plan,
+  options: ApplyOptions = {},
+): Promise<PlanStep[]> {
   const sleep = options.sleep ?? defaultSleep;
   const delays = options.principalRetryDelaysMs ?? DEFAULT_PRINCIPAL_RETRY_DELAYS_MS;
   const applied: PlanStep[] = [];
@@ -122,7 +183,8 @@ export async function applyPlan(clients: ConfigureClients, plan: Plan, options: 
 
 function withProgress(error: unknown, step: PlanStep, done: number, total: number): unknown {
   if (!(error instanceof KeymakerError)) return error;
-  const note = done === 0 ? 'nothing was changed' : `${done} of ${total} changes were made; run configure again to finish`;
+  const note =
+    done === 0 ? 'nothing was changed' : `${done} of ${total} changes were made; run configure again to finish`;
   const Ctor = error instanceof AwsError ? AwsError : KeymakerError;
   const wrapped = new Ctor(error.code, `${error.message} (at: ${step.summary}; ${note})`, {
     cause: error,

@@ -1,8 +1,20 @@
 import type { IAMClient } from '@aws-sdk/client-iam';
 import type { STSClient } from '@aws-sdk/client-sts';
-import { createIamClient, createStsClient, exitCodeFor, formatError, isKeymakerError, type Deadline } from '@keymaker/core';
+import {
+  createIamClient,
+  createStsClient,
+  exitCodeFor,
+  formatError,
+  isKeymakerError,
+  type Deadline,
+} from '@keymaker/core';
 import { configure, type ApplyOptions } from './apply';
-import { assertAwsProfileExists, parseConfigureOptions, type ProfileLookupEnv, type RawConfigureOptions } from './options';
+import {
+  assertAwsProfileExists,
+  parseConfigureOptions,
+  type ProfileLookupEnv,
+  type RawConfigureOptions,
+} from './options';
 import { formatPlan, planToJson } from './plan';
 import type { ConfigureClients } from './state';
 
@@ -37,7 +49,9 @@ export function createClientFactory(config: ClientFactoryConfig = {}): ClientFac
     maxAttempts: config.maxAttempts,
     deadline: config.deadline,
     // A stalled request fails and is retried within the overall deadline, instead of using all of it.
-    requestTimeoutMs: config.deadline ? Math.max(1000, Math.min(30_000, Math.floor(config.deadline.ms / 3))) : undefined,
+    requestTimeoutMs: config.deadline
+      ? Math.max(1000, Math.min(30_000, Math.floor(config.deadline.ms / 3)))
+      : undefined,
     profile: profile ?? config.profile,
   });
   return {
@@ -84,7 +98,8 @@ export async function runConfigureCommand(
   try {
     const options = parseConfigureOptions(raw);
     // Before any call: the SDK, given a missing profile, falls back to other credential sources.
-    if (options.crossAccountProfile !== undefined) assertAwsProfileExists(options.crossAccountProfile, env.profileLookup);
+    if (options.crossAccountProfile !== undefined)
+      assertAwsProfileExists(options.crossAccountProfile, env.profileLookup);
     const clients: ConfigureClients = { iam: factory.iamClientFor(), sts: factory.stsClientFor() };
     if (options.crossAccountProfile !== undefined) {
       clients.crossAccount = {
@@ -107,7 +122,11 @@ export async function runConfigureCommand(
     }
     const lines = formatPlan(plan, { dryRun });
     if (plan.steps.length > 0) {
-      lines.push(dryRun ? 'dry run: no changes were made; run without --dry-run to apply' : `done: ${result.applied.length} change(s) applied`);
+      lines.push(
+        dryRun
+          ? 'dry run: no changes were made; run without --dry-run to apply'
+          : `done: ${result.applied.length} change(s) applied`,
+      );
     }
     return { exitCode: 0, stdout: lines, stderr: [] };
   } catch (error) {

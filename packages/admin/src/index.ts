@@ -7,7 +7,15 @@ export { DEFAULT_ID_RESOLVER_IAM_ROLE, DEFAULT_INSTANCE_IAM_POLICY, parseConfigu
 export type { ConfigureOptions, InstanceRoleRef, ProfileLookupEnv, RawConfigureOptions } from './options';
 // What configure reads from IAM (read-only).
 export { readConfigureState } from './state';
-export type { AwsClients, ConfigureClients, ConfigureState, InstanceProfileState, ManagedPolicyState, PolicyVersionState, RoleState } from './state';
+export type {
+  AwsClients,
+  ConfigureClients,
+  ConfigureState,
+  InstanceProfileState,
+  ManagedPolicyState,
+  PolicyVersionState,
+  RoleState,
+} from './state';
 // The plan: pure, typed steps.
 export { formatPlan, planConfigure, planToJson } from './plan';
 export type { Plan, PlanAction, PlanStep, Side, StepBase } from './plan';
@@ -16,7 +24,19 @@ export { applyPlan, configure } from './apply';
 export type { ApplyOptions, ConfigureResult } from './apply';
 // The whole command, as the CLI runs it.
 export { createClientFactory, runConfigureCommand } from './command';
-export type { ClientFactory, ClientFactoryConfig, CommandResult, ConfigureCommandEnv, ConfigureCommandOptions } from './command';
+export type {
+  ClientFactory,
+  ClientFactoryConfig,
+  CommandResult,
+  ConfigureCommandEnv,
+  ConfigureCommandOptions,
+} from './command';
 // The least-privilege policy documents.
-export { IAM_READ_ACTIONS, ec2TrustPolicy, instancePolicyDocument, resolverPolicyDocument, resolverTrustPolicy } from './policies';
+export {
+  IAM_READ_ACTIONS,
+  ec2TrustPolicy,
+  instancePolicyDocument,
+  resolverPolicyDocument,
+  resolverTrustPolicy,
+} from './policies';
 export type { InstancePolicyOptions, PolicyDocument, PolicyStatement, StringOrList } from './policies';

@@ -75,11 +75,14 @@ function stringOption(raw: RawConfigureOptions, key: keyof typeof OPTION_KEYS): 
   const flag = OPTION_KEYS[key]!;
   const value = raw[key] ?? raw[flag];
   if (value === undefined || value === null) return undefined;
-  if (Array.isArray(value)) throw new InputError('INVALID_ARGUMENT', `--${flag} was given ${value.length} times; give it once`);
-  if (typeof value !== 'string') throw new InputError('INVALID_ARGUMENT', `--${flag} needs a text value, got ${typeof value}`);
+  if (Array.isArray(value))
+    throw new InputError('INVALID_ARGUMENT', `--${flag} was given ${value.length} times; give it once`);
+  if (typeof value !== 'string')
+    throw new InputError('INVALID_ARGUMENT', `--${flag} needs a text value, got ${typeof value}`);
   // A value with control characters never comes from an honest command line and would corrupt the plan output.
   // eslint-disable-next-line no-control-regex -- matching control characters is the point here
-  if (/[\u0000-\u001f\u007f]/.test(value)) throw new InputError('INVALID_ARGUMENT', `--${flag} contains a control character; remove it`);
+  if (/[\u0000-\u001f\u007f]/.test(value))
+    throw new InputError('INVALID_ARGUMENT', `--${flag} contains a control character; remove it`);
   return value;
 }
 
@@ -104,9 +107,15 @@ export function parseInstanceRole(value: string): InstanceRoleRef {
     const role = parseRoleArn(value);
     const parsed = parseArn(value);
     if (!role || !parsed) {
-      throw invalid(flag, value, 'this is not a valid IAM role ARN', 'use arn:aws:iam::123456789012:role/NAME or just the role NAME');
+      throw invalid(
+        flag,
+        value,
+        'this is not a valid IAM role ARN',
+        'use arn:aws:iam::123456789012:role/NAME or just the role NAME',
+      );
     }
-    if (parsed.region !== '') throw invalid(flag, value, 'an IAM role ARN has no region', 'use arn:aws:iam::123456789012:role/NAME');
+    if (parsed.region !== '')
+      throw invalid(flag, value, 'an IAM role ARN has no region', 'use arn:aws:iam::123456789012:role/NAME');
     const rolePath = `/${parsed.resource.slice('role/'.length, parsed.resource.length - role.roleName.length)}`;
     const pathProblem = iamPathProblem(rolePath);
     if (pathProblem) throw invalid(flag, value, pathProblem, 'fix the ARN');
@@ -117,7 +126,12 @@ export function parseInstanceRole(value: string): InstanceRoleRef {
   }
   const problem = iamRoleNameProblem(value);
   if (problem) {
-    throw invalid(flag, value, `not a valid IAM role name or ARN (${problem})`, 'pass a role name (1-64 of A-Z a-z 0-9 +=,.@_-) or a role ARN');
+    throw invalid(
+      flag,
+      value,
+      `not a valid IAM role name or ARN (${problem})`,
+      'pass a role name (1-64 of A-Z a-z 0-9 +=,.@_-) or a role ARN',
+    );
   }
   return { name: value, path: '/' };
 }
@@ -138,22 +152,43 @@ export function parseConfigureOptions(raw: RawConfigureOptions): ConfigureOption
   if (!raw || typeof raw !== 'object') throw new InputError('USAGE', 'configure options must be an object');
   const roleValue = stringOption(raw, 'instanceIamRole');
   if (roleValue === undefined || roleValue === '') {
-    throw new InputError('USAGE', '--instance-iam-role is required; pass the instance role NAME or its ARN (arn:aws:iam::ACCOUNT:role/NAME)');
+    throw new InputError(
+      'USAGE',
+      '--instance-iam-role is required; pass the instance role NAME or its ARN (arn:aws:iam::ACCOUNT:role/NAME)',
+    );
   }
   const instanceRole = parseInstanceRole(roleValue);
 
   const idResolverIamRole = stringOption(raw, 'idResolverIamRole') ?? DEFAULT_ID_RESOLVER_IAM_ROLE;
   const roleProblem = iamRoleNameProblem(idResolverIamRole);
-  if (roleProblem) throw invalid('id-resolver-iam-role', idResolverIamRole, roleProblem, 'pass a role name of 1-64 of A-Z a-z 0-9 +=,.@_-');
+  if (roleProblem)
+    throw invalid(
+      'id-resolver-iam-role',
+      idResolverIamRole,
+      roleProblem,
+      'pass a role name of 1-64 of A-Z a-z 0-9 +=,.@_-',
+    );
 
   const instanceIamPolicy = stringOption(raw, 'instanceIamPolicy') ?? DEFAULT_INSTANCE_IAM_POLICY;
   const policyProblem = iamPolicyNameProblem(instanceIamPolicy);
-  if (policyProblem) throw invalid('instance-iam-policy', instanceIamPolicy, policyProblem, 'pass a policy name of 1-128 of A-Z a-z 0-9 +=,.@_-');
+  if (policyProblem)
+    throw invalid(
+      'instance-iam-policy',
+      instanceIamPolicy,
+      policyProblem,
+      'pass a policy name of 1-128 of A-Z a-z 0-9 +=,.@_-',
+    );
 
   const crossAccountProfile = stringOption(raw, 'crossAccountProfile');
   if (crossAccountProfile !== undefined) {
     const problem = profileNameProblem(crossAccountProfile);
-    if (problem) throw invalid('cross-account-profile', crossAccountProfile, problem, 'pass the name of a profile in ~/.aws/config');
+    if (problem)
+      throw invalid(
+        'cross-account-profile',
+        crossAccountProfile,
+        problem,
+        'pass the name of a profile in ~/.aws/config',
+      );
   }
 
   const options: ConfigureOptions = { instanceRole, idResolverIamRole, instanceIamPolicy };
@@ -179,7 +214,10 @@ export function parseConfigureOptions(raw: RawConfigureOptions): ConfigureOption
 }
 
 /** The keymaker_* tokens configure writes, without the resolver pair (set by the plan when cross-account). */
-export function roleConfigFor(options: ConfigureOptions, resolver?: { accountId: string; roleName: string }): RoleConfig {
+export function roleConfigFor(
+  options: ConfigureOptions,
+  resolver?: { accountId: string; roleName: string },
+): RoleConfig {
   const config: RoleConfig = {};
   if (resolver) {
     config.idResolverAccount = resolver.accountId;
@@ -192,7 +230,8 @@ export function roleConfigFor(options: ConfigureOptions, resolver?: { accountId:
   try {
     return assertValidRoleConfig(config);
   } catch (error) {
-    if (error instanceof RoleConfigError) throw new InputError('INVALID_ARGUMENT', `configure options: ${error.message}`);
+    if (error instanceof RoleConfigError)
+      throw new InputError('INVALID_ARGUMENT', `configure options: ${error.message}`);
     throw error;
   }
 }

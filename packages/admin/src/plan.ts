@@ -32,11 +32,17 @@ export interface StepBase {
 export type PlanStep = StepBase &
   (
     | { action: 'createPolicy'; detail: { policyName: string; document: PolicyDocument } }
-    | { action: 'createPolicyVersion'; detail: { policyArn: string; document: PolicyDocument; setAsDefault: true; replacesVersionId?: string } }
+    | {
+        action: 'createPolicyVersion';
+        detail: { policyArn: string; document: PolicyDocument; setAsDefault: true; replacesVersionId?: string };
+      }
     | { action: 'deletePolicyVersion'; detail: { policyArn: string; versionId: string } }
     | { action: 'createRole'; detail: { roleName: string; path: string; trustPolicy: Record<string, unknown> } }
     | { action: 'updateAssumeRolePolicy'; detail: { roleName: string; trustPolicy: Record<string, unknown> } }
-    | { action: 'updateRoleDescription'; detail: { roleName: string; description: string; previousDescription: string } }
+    | {
+        action: 'updateRoleDescription';
+        detail: { roleName: string; description: string; previousDescription: string };
+      }
     | { action: 'createInstanceProfile'; detail: { instanceProfileName: string; path: string } }
     | { action: 'addRoleToInstanceProfile'; detail: { instanceProfileName: string; roleName: string } }
     | { action: 'attachRolePolicy'; detail: { roleName: string; policyArn: string } }
@@ -78,7 +84,13 @@ class StepList {
   }
 }
 
-function policySteps(list: StepList, side: Side, account: string, policy: ManagedPolicyState, document: PolicyDocument): void {
+function policySteps(
+  list: StepList,
+  side: Side,
+  account: string,
+  policy: ManagedPolicyState,
+  document: PolicyDocument,
+): void {
   if (!policy.exists) {
     list.add(side, {
       action: 'createPolicy',
@@ -92,7 +104,10 @@ function policySteps(list: StepList, side: Side, account: string, policy: Manage
   if (policy.versions.length >= IAM_POLICY_VERSION_LIMIT) {
     const oldest = oldestNonDefault(policy);
     if (!oldest) {
-      throw new InputError('LIMIT_EXCEEDED', `policy ${policy.arn} has ${policy.versions.length} versions and none can be deleted; delete one by hand`);
+      throw new InputError(
+        'LIMIT_EXCEEDED',
+        `policy ${policy.arn} has ${policy.versions.length} versions and none can be deleted; delete one by hand`,
+      );
     }
     list.add(side, {
       action: 'deletePolicyVersion',
@@ -139,7 +154,11 @@ function roleSteps(
       summary: `let ${principalText} assume role ${role.name} in account ${account} (other trust statements are kept)`,
       detail: {
         roleName: role.name,
-        trustPolicy: withTrustStatement(role.trustPolicy, { Effect: 'Allow', Principal: principal, Action: ASSUME_ROLE_ACTION }),
+        trustPolicy: withTrustStatement(role.trustPolicy, {
+          Effect: 'Allow',
+          Principal: principal,
+          Action: ASSUME_ROLE_ACTION,
+        }),
       },
     });
   }
@@ -167,7 +186,8 @@ function attachStep(list: StepList, side: Side, account: string, role: RoleState
 export function planConfigure(state: ConfigureState, options: ConfigureOptions): Plan {
   const { instance, resolver } = state;
   const ref = options.instanceRole;
-  if (state.crossAccount !== Boolean(resolver)) throw new TypeError('state.resolver must be present exactly when crossAccount');
+  if (state.crossAccount !== Boolean(resolver))
+    throw new TypeError('state.resolver must be present exactly when crossAccount');
 
   if (instance.role.exists && ref.arn && instance.role.arn !== ref.arn) {
     throw new InputError(
@@ -212,7 +232,15 @@ export function planConfigure(state: ConfigureState, options: ConfigureOptions):
     instance.policy,
     instancePolicyDocument(resolverRoleArn ? { resolverRoleArn } : {}),
   );
-  roleSteps(list, 'instance', instance.accountId, instance.role, ec2TrustPolicy(), { Service: EC2_SERVICE_PRINCIPAL }, EC2_SERVICE_PRINCIPAL);
+  roleSteps(
+    list,
+    'instance',
+    instance.accountId,
+    instance.role,
+    ec2TrustPolicy(),
+    { Service: EC2_SERVICE_PRINCIPAL },
+    EC2_SERVICE_PRINCIPAL,
+  );
   if (!profile.exists) {
     list.add('instance', {
       action: 'createInstanceProfile',
@@ -231,7 +259,15 @@ export function planConfigure(state: ConfigureState, options: ConfigureOptions):
   }
   attachStep(list, 'instance', instance.accountId, instance.role, instance.policy);
   if (resolver) {
-    roleSteps(list, 'resolver', resolver.accountId, resolver.role, resolverTrustPolicy(instanceRoleArn), { AWS: instanceRoleArn }, instanceRoleArn);
+    roleSteps(
+      list,
+      'resolver',
+      resolver.accountId,
+      resolver.role,
+      resolverTrustPolicy(instanceRoleArn),
+      { AWS: instanceRoleArn },
+      instanceRoleArn,
+    );
     attachStep(list, 'resolver', resolver.accountId, resolver.role, resolver.policy);
   }
   if (description !== previousDescription) {
@@ -264,7 +300,11 @@ export function formatPlan(plan: Plan, options: { dryRun?: boolean } = {}): stri
     lines.push('nothing to change: IAM already matches these options');
     return lines;
   }
-  lines.push(options.dryRun ? `plan (dry run, nothing was changed): ${plan.steps.length} change(s)` : `plan: ${plan.steps.length} change(s)`);
+  lines.push(
+    options.dryRun
+      ? `plan (dry run, nothing was changed): ${plan.steps.length} change(s)`
+      : `plan: ${plan.steps.length} change(s)`,
+  );
   plan.steps.forEach((step, i) => lines.push(`  ${i + 1}. ${step.summary}`));
   return lines;
 }

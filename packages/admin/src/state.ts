@@ -135,7 +135,9 @@ export async function readManagedPolicy(iam: IAMClient, arn: string, name: strin
   if (!got) return { name, arn, exists: false, versions: [] };
   if (!got.Policy) throw unexpectedAnswer('GetPolicy', 'no Policy');
   const versions = await collectPages('ListPolicyVersions', async (marker) => {
-    const out = await adminCall('ListPolicyVersions', () => iam.send(new ListPolicyVersionsCommand({ PolicyArn: arn, Marker: marker })));
+    const out = await adminCall('ListPolicyVersions', () =>
+      iam.send(new ListPolicyVersionsCommand({ PolicyArn: arn, Marker: marker })),
+    );
     return {
       items: (out.Versions ?? []).map((v) => ({
         versionId: requireString(v.VersionId, 'ListPolicyVersions', 'VersionId'),
@@ -154,7 +156,14 @@ export async function readManagedPolicy(iam: IAMClient, arn: string, name: strin
     );
     defaultDocument = parsePolicyDocument(version.PolicyVersion?.Document);
   }
-  return { name, arn, exists: true, versions, ...(defaultVersionId ? { defaultVersionId } : {}), ...(defaultDocument ? { defaultDocument } : {}) };
+  return {
+    name,
+    arn,
+    exists: true,
+    versions,
+    ...(defaultVersionId ? { defaultVersionId } : {}),
+    ...(defaultDocument ? { defaultDocument } : {}),
+  };
 }
 
 export async function readRole(iam: IAMClient, name: string, expectedArn: string, path: string): Promise<RoleState> {
@@ -167,7 +176,9 @@ export async function readRole(iam: IAMClient, name: string, expectedArn: string
       iam.send(new ListAttachedRolePoliciesCommand({ RoleName: name, Marker: marker })),
     );
     return {
-      items: (out.AttachedPolicies ?? []).map((p) => requireString(p.PolicyArn, 'ListAttachedRolePolicies', 'PolicyArn')),
+      items: (out.AttachedPolicies ?? []).map((p) =>
+        requireString(p.PolicyArn, 'ListAttachedRolePolicies', 'PolicyArn'),
+      ),
       isTruncated: out.IsTruncated,
       marker: out.Marker,
     };
@@ -186,10 +197,16 @@ export async function readRole(iam: IAMClient, name: string, expectedArn: string
 }
 
 export async function readInstanceProfile(iam: IAMClient, name: string): Promise<InstanceProfileState> {
-  const got = await missingIsUndefined('GetInstanceProfile', () => iam.send(new GetInstanceProfileCommand({ InstanceProfileName: name })));
+  const got = await missingIsUndefined('GetInstanceProfile', () =>
+    iam.send(new GetInstanceProfileCommand({ InstanceProfileName: name })),
+  );
   if (!got) return { name, exists: false, roleNames: [] };
   const roles = got.InstanceProfile?.Roles ?? [];
-  return { name, exists: true, roleNames: roles.map((r) => requireString(r.RoleName, 'GetInstanceProfile', 'RoleName')) };
+  return {
+    name,
+    exists: true,
+    roleNames: roles.map((r) => requireString(r.RoleName, 'GetInstanceProfile', 'RoleName')),
+  };
 }
 
 function partitionOf(caller: CallerIdentity): string {
@@ -200,7 +217,10 @@ function partitionOf(caller: CallerIdentity): string {
  * Reads everything configure may change, with read-only calls only. Fails
  * before any change when the accounts do not line up with the options.
  */
-export async function readConfigureState(clients: ConfigureClients, options: ConfigureOptions): Promise<ConfigureState> {
+export async function readConfigureState(
+  clients: ConfigureClients,
+  options: ConfigureOptions,
+): Promise<ConfigureState> {
   const caller = await getCallerIdentityNamed(clients.sts);
   const partition = partitionOf(caller);
   const ref = options.instanceRole;
@@ -252,8 +272,17 @@ export async function readConfigureState(clients: ConfigureClients, options: Con
   if (crossAccount) {
     const resolverAccount = caller.accountId;
     const [resolverPolicy, resolverRole] = await Promise.all([
-      readManagedPolicy(clients.iam, policyArn(partition, resolverAccount, options.instanceIamPolicy), options.instanceIamPolicy),
-      readRole(clients.iam, options.idResolverIamRole, roleArn(partition, resolverAccount, options.idResolverIamRole), '/'),
+      readManagedPolicy(
+        clients.iam,
+        policyArn(partition, resolverAccount, options.instanceIamPolicy),
+        options.instanceIamPolicy,
+      ),
+      readRole(
+        clients.iam,
+        options.idResolverIamRole,
+        roleArn(partition, resolverAccount, options.idResolverIamRole),
+        '/',
+      ),
     ]);
     state.resolver = { accountId: resolverAccount, policy: resolverPolicy, role: resolverRole };
   }

@@ -18,7 +18,15 @@ import { GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts';
 import { mockClient } from 'aws-sdk-client-mock';
 import 'aws-sdk-client-mock-jest';
 import { AwsError, EXIT_CODES, isKeymakerError } from '@keymaker/core';
-import { applyPlan, configure, parseConfigureOptions, runConfigureCommand, type ClientFactory, type Plan, type PolicyDocument } from '@keymaker/admin';
+import {
+  applyPlan,
+  configure,
+  parseConfigureOptions,
+  runConfigureCommand,
+  type ClientFactory,
+  type Plan,
+  type PolicyDocument,
+} from '@keymaker/admin';
 
 /** The shape of `keymaker configure --json`'s one document. */
 interface ConfigureJson {
@@ -38,8 +46,15 @@ function awsError(name: string, message: string): Error {
 }
 
 const MUTATING = [
-  CreatePolicyCommand, CreatePolicyVersionCommand, DeletePolicyVersionCommand, CreateRoleCommand, UpdateAssumeRolePolicyCommand,
-  UpdateRoleDescriptionCommand, CreateInstanceProfileCommand, AddRoleToInstanceProfileCommand, AttachRolePolicyCommand,
+  CreatePolicyCommand,
+  CreatePolicyVersionCommand,
+  DeletePolicyVersionCommand,
+  CreateRoleCommand,
+  UpdateAssumeRolePolicyCommand,
+  UpdateRoleDescriptionCommand,
+  CreateInstanceProfileCommand,
+  AddRoleToInstanceProfileCommand,
+  AttachRolePolicyCommand,
 ];
 
 /** An empty account: every Get answers NoSuchEntity, every create succeeds. */
@@ -48,7 +63,9 @@ function emptyAccount(account: string) {
   const sts = new STSClient({ region: 'us-east-1' });
   const iamMock = mockClient(iam);
   const stsMock = mockClient(sts);
-  stsMock.on(GetCallerIdentityCommand).resolves({ Account: account, Arn: `arn:aws:sts::${account}:assumed-role/admin/me` });
+  stsMock
+    .on(GetCallerIdentityCommand)
+    .resolves({ Account: account, Arn: `arn:aws:sts::${account}:assumed-role/admin/me` });
   const missing = () => Object.assign(new Error('not found'), { name: 'NoSuchEntityException' });
   iamMock.on(GetPolicyCommand).rejects(missing());
   iamMock.on(GetRoleCommand).rejects(missing());
@@ -84,9 +101,14 @@ describe('configure with mocked IAM', () => {
       RoleName: 'web',
       PolicyArn: `arn:aws:iam::${A}:policy/KeymakerInstanceIAMReadAccess`,
     });
-    expect(a.iamMock).toHaveReceivedCommandWith(UpdateRoleDescriptionCommand, { RoleName: 'web', Description: 'keymaker_require_iam_group=ops' });
+    expect(a.iamMock).toHaveReceivedCommandWith(UpdateRoleDescriptionCommand, {
+      RoleName: 'web',
+      Description: 'keymaker_require_iam_group=ops',
+    });
     const createPolicy = a.iamMock.commandCalls(CreatePolicyCommand)[0]!.args[0].input;
-    expect((JSON.parse(createPolicy.PolicyDocument!) as PolicyDocument).Statement[0]!.Action).toContain('iam:ListUsers');
+    expect((JSON.parse(createPolicy.PolicyDocument!) as PolicyDocument).Statement[0]!.Action).toContain(
+      'iam:ListUsers',
+    );
   });
 
   it('AccessDenied while reading names the missing permission, nothing changed', async () => {
@@ -104,14 +126,18 @@ describe('configure with mocked IAM', () => {
     const error = await capture(configure(a, parseConfigureOptions({ instanceIamRole: 'web' })));
     expect(error).toBeInstanceOf(AwsError);
     expect((error as AwsError).exitCode).toBe(EXIT_CODES.ACCESS_DENIED);
-    expect(error.message).toMatch(/grant the permission iam:CreatePolicy \(at: create managed policy .*; nothing was changed\)$/);
+    expect(error.message).toMatch(
+      /grant the permission iam:CreatePolicy \(at: create managed policy .*; nothing was changed\)$/,
+    );
   });
 
   it('a failure midway says how far it got', async () => {
     const a = emptyAccount(A);
     a.iamMock.on(AttachRolePolicyCommand).rejects(awsError('AccessDenied', 'not authorized'));
     const error = await capture(configure(a, parseConfigureOptions({ instanceIamRole: 'web' })));
-    expect(error.message).toMatch(/grant the permission iam:AttachRolePolicy .*4 of 5 changes were made; run configure again to finish\)$/);
+    expect(error.message).toMatch(
+      /grant the permission iam:AttachRolePolicy .*4 of 5 changes were made; run configure again to finish\)$/,
+    );
     expect(a.iamMock).not.toHaveReceivedCommand(UpdateRoleDescriptionCommand);
   });
 
@@ -119,11 +145,16 @@ describe('configure with mocked IAM', () => {
     const a = emptyAccount(A);
     a.iamMock
       .on(CreateRoleCommand)
-      .rejectsOnce(awsError('MalformedPolicyDocumentException', 'Invalid principal in policy: "AWS":"arn:aws:iam::2:role/web"'))
+      .rejectsOnce(
+        awsError('MalformedPolicyDocumentException', 'Invalid principal in policy: "AWS":"arn:aws:iam::2:role/web"'),
+      )
       .resolves({});
     const sleeps: number[] = [];
     const options = parseConfigureOptions({ instanceIamRole: 'web' });
-    const result = await configure(a, options, { principalRetryDelaysMs: [5, 10], sleep: async (ms) => void sleeps.push(ms) });
+    const result = await configure(a, options, {
+      principalRetryDelaysMs: [5, 10],
+      sleep: async (ms) => void sleeps.push(ms),
+    });
     expect(sleeps).toEqual([5]);
     expect(a.iamMock).toHaveReceivedCommandTimes(CreateRoleCommand, 2);
     expect(result.applied).toHaveLength(5);
@@ -133,7 +164,9 @@ describe('configure with mocked IAM', () => {
     const a = emptyAccount(A);
     a.iamMock.on(CreateRoleCommand).rejects(awsError('MalformedPolicyDocumentException', 'Syntax errors in policy'));
     const state = await configure(a, parseConfigureOptions({ instanceIamRole: 'web' }), { dryRun: true });
-    const error = await capture(applyPlan(a, state.plan, { principalRetryDelaysMs: [1], sleep: async () => undefined }));
+    const error = await capture(
+      applyPlan(a, state.plan, { principalRetryDelaysMs: [1], sleep: async () => undefined }),
+    );
     expect(isKeymakerError(error, 'INVALID_ARGUMENT')).toBe(true);
     expect(a.iamMock).toHaveReceivedCommandTimes(CreateRoleCommand, 1);
   });
@@ -147,13 +180,17 @@ describe('configure with mocked IAM', () => {
     expect(other.iamMock).toHaveReceivedCommandWith(CreateInstanceProfileCommand, { InstanceProfileName: 'web' });
     expect(current.iamMock).toHaveReceivedCommandWith(CreateRoleCommand, { RoleName: 'KeymakerIdResolver' });
     expect(current.iamMock).not.toHaveReceivedCommand(CreateInstanceProfileCommand);
-    const resolverTrust = JSON.parse(current.iamMock.commandCalls(CreateRoleCommand)[0]!.args[0].input.AssumeRolePolicyDocument!) as PolicyDocument;
+    const resolverTrust = JSON.parse(
+      current.iamMock.commandCalls(CreateRoleCommand)[0]!.args[0].input.AssumeRolePolicyDocument!,
+    ) as PolicyDocument;
     expect(resolverTrust.Statement[0]!.Principal).toEqual({ AWS: `arn:aws:iam::${B}:role/web` });
   });
 });
 
 describe('runConfigureCommand', () => {
-  function factoryFor(byProfile: Record<string, ReturnType<typeof emptyAccount>>): ClientFactory & { profiles: (string | undefined)[] } {
+  function factoryFor(
+    byProfile: Record<string, ReturnType<typeof emptyAccount>>,
+  ): ClientFactory & { profiles: (string | undefined)[] } {
     const profiles: (string | undefined)[] = [];
     return {
       profiles,
@@ -164,7 +201,10 @@ describe('runConfigureCommand', () => {
       stsClientFor: (profile) => byProfile[profile ?? '']!.sts,
     };
   }
-  const profileFiles = { env: { AWS_CONFIG_FILE: '/c', AWS_SHARED_CREDENTIALS_FILE: '/k' }, readFile: (f: string) => (f === '/c' ? '[profile b]\n' : undefined) };
+  const profileFiles = {
+    env: { AWS_CONFIG_FILE: '/c', AWS_SHARED_CREDENTIALS_FILE: '/k' },
+    readFile: (f: string) => (f === '/c' ? '[profile b]\n' : undefined),
+  };
 
   it('prints the plan and a summary', async () => {
     const out = await runConfigureCommand({ instanceIamRole: 'web' }, factoryFor({ '': emptyAccount(A) }));
@@ -174,7 +214,10 @@ describe('runConfigureCommand', () => {
   });
 
   it('--json prints one document', async () => {
-    const out = await runConfigureCommand({ instanceIamRole: 'web', json: true, 'dry-run': true }, factoryFor({ '': emptyAccount(A) }));
+    const out = await runConfigureCommand(
+      { instanceIamRole: 'web', json: true, 'dry-run': true },
+      factoryFor({ '': emptyAccount(A) }),
+    );
     expect(out.stdout).toHaveLength(1);
     const doc = JSON.parse(out.stdout[0]!) as ConfigureJson;
     expect(doc).toMatchObject({ ok: true, dryRun: true, changed: false, nothingToChange: false, applied: 0 });
@@ -184,7 +227,11 @@ describe('runConfigureCommand', () => {
   it('bad input: one line, exit code 3, no client built', async () => {
     const factory = factoryFor({});
     const out = await runConfigureCommand({ instanceIamRole: 'web', uidScheme: 'bogus' }, factory);
-    expect(out).toEqual({ exitCode: 3, stdout: [], stderr: ['keymaker: --uid-scheme "bogus": known schemes: wide, legacy; pass wide (default) or legacy'] });
+    expect(out).toEqual({
+      exitCode: 3,
+      stdout: [],
+      stderr: ['keymaker: --uid-scheme "bogus": known schemes: wide, legacy; pass wide (default) or legacy'],
+    });
     expect(factory.profiles).toEqual([]);
   });
 
@@ -207,7 +254,9 @@ describe('runConfigureCommand', () => {
     expect(out).toEqual({
       exitCode: EXIT_CODES.UNKNOWN_PROFILE,
       stdout: [],
-      stderr: ['keymaker: AWS profile "nope" (--cross-account-profile) not found in /c or /k; create it (aws configure --profile NAME) or name an existing one'],
+      stderr: [
+        'keymaker: AWS profile "nope" (--cross-account-profile) not found in /c or /k; create it (aws configure --profile NAME) or name an existing one',
+      ],
     });
     expect(factory.profiles).toEqual([]);
   });
@@ -217,14 +266,21 @@ describe('runConfigureCommand', () => {
     const other = emptyAccount(B);
     other.stsMock
       .on(GetCallerIdentityCommand)
-      .rejects(Object.assign(new Error('Could not resolve credentials using profile: [b] in configuration/credentials file(s).'), { name: 'CredentialsProviderError' }));
+      .rejects(
+        Object.assign(
+          new Error('Could not resolve credentials using profile: [b] in configuration/credentials file(s).'),
+          { name: 'CredentialsProviderError' },
+        ),
+      );
     const out = await runConfigureCommand(
       { instanceIamRole: `arn:aws:iam::${B}:role/web`, crossAccountProfile: 'b' },
       factoryFor({ '': current, b: other }),
       { profileLookup: profileFiles },
     );
     expect(out.stderr).toHaveLength(1);
-    expect(out.stderr[0]).toMatch(/^keymaker: AWS profile "b" \(--cross-account-profile\) not found in \S+ or \S+; create it/);
+    expect(out.stderr[0]).toMatch(
+      /^keymaker: AWS profile "b" \(--cross-account-profile\) not found in \S+ or \S+; create it/,
+    );
     expect(out.exitCode).toBe(EXIT_CODES.UNKNOWN_PROFILE);
   });
 
@@ -235,6 +291,8 @@ describe('runConfigureCommand', () => {
       { profileLookup: profileFiles },
     );
     expect(out.exitCode).toBe(3);
-    expect(out.stderr[0]).toMatch(/--cross-account-profile b is only for an --instance-iam-role ARN in another account/);
+    expect(out.stderr[0]).toMatch(
+      /--cross-account-profile b is only for an --instance-iam-role ARN in another account/,
+    );
   });
 });

@@ -14,7 +14,17 @@ import {
   SetDefaultPolicyVersionCommand,
 } from '@aws-sdk/client-iam';
 import { loadInstanceConfig, parseRoleDescription, resolverRoleArn } from '@keymaker/core';
-import { createClientFactory, ec2TrustPolicy, instancePolicyDocument, resolverPolicyDocument, resolverTrustPolicy, runConfigureCommand, type ClientFactory, type ConfigureCommandOptions, type Plan } from '@keymaker/admin';
+import {
+  createClientFactory,
+  ec2TrustPolicy,
+  instancePolicyDocument,
+  resolverPolicyDocument,
+  resolverTrustPolicy,
+  runConfigureCommand,
+  type ClientFactory,
+  type ConfigureCommandOptions,
+  type Plan,
+} from '@keymaker/admin';
 import { parsePolicyDocument, policiesEqual } from '../src/policies';
 import {
   DEFAULT_ACCOUNT_ID,
@@ -78,13 +88,17 @@ async function run(options: ConfigureCommandOptions, env: Parameters<typeof runC
 
 async function policyDocument(client: IAMClient, arn: string): Promise<unknown> {
   const policy = (await client.send(new GetPolicyCommand({ PolicyArn: arn }))).Policy!;
-  const version = await client.send(new GetPolicyVersionCommand({ PolicyArn: arn, VersionId: policy.DefaultVersionId! }));
+  const version = await client.send(
+    new GetPolicyVersionCommand({ PolicyArn: arn, VersionId: policy.DefaultVersionId! }),
+  );
   return parsePolicyDocument(version.PolicyVersion!.Document);
 }
 
 async function versions(client: IAMClient, arn: string): Promise<{ id: string; isDefault: boolean }[]> {
   const out = await client.send(new ListPolicyVersionsCommand({ PolicyArn: arn }));
-  return (out.Versions ?? []).map((v) => ({ id: v.VersionId!, isDefault: v.IsDefaultVersion === true })).sort((a, b) => a.id.localeCompare(b.id));
+  return (out.Versions ?? [])
+    .map((v) => ({ id: v.VersionId!, isDefault: v.IsDefaultVersion === true }))
+    .sort((a, b) => a.id.localeCompare(b.id));
 }
 
 async function role(client: IAMClient, name: string) {
@@ -92,14 +106,20 @@ async function role(client: IAMClient, name: string) {
 }
 
 async function attached(client: IAMClient, name: string): Promise<string[]> {
-  return ((await client.send(new ListAttachedRolePoliciesCommand({ RoleName: name }))).AttachedPolicies ?? []).map((p) => p.PolicyArn!);
+  return ((await client.send(new ListAttachedRolePoliciesCommand({ RoleName: name }))).AttachedPolicies ?? []).map(
+    (p) => p.PolicyArn!,
+  );
 }
 
 const policyArnA = `arn:aws:iam::${DEFAULT_ACCOUNT_ID}:policy/${POLICY}`;
 
 describe('keymaker configure, single account', () => {
   it('sets up a fresh account: policy, role, instance profile, attachment, description', async () => {
-    const result = await run({ instanceIamRole: 'keymaker-instance', requireIamGroup: 'ssh-users', usernameSuffix: '@example.com' });
+    const result = await run({
+      instanceIamRole: 'keymaker-instance',
+      requireIamGroup: 'ssh-users',
+      usernameSuffix: '@example.com',
+    });
     expect(result.stderr).toEqual([]);
     expect(result.exitCode).toBe(0);
     expect(result.stdout.join('\n')).toMatch(/create managed policy KeymakerInstanceIAMReadAccess/);
@@ -109,14 +129,23 @@ describe('keymaker configure, single account', () => {
     const r = await role(iam, 'keymaker-instance');
     expect(policiesEqual(parsePolicyDocument(r.AssumeRolePolicyDocument), ec2TrustPolicy())).toBe(true);
     expect(r.Description).toBe('keymaker_require_iam_group=ssh-users keymaker_linux_user_suffix=@example.com');
-    expect(parseRoleDescription(r.Description)).toEqual({ requireIamGroup: 'ssh-users', linuxUserSuffix: '@example.com' });
+    expect(parseRoleDescription(r.Description)).toEqual({
+      requireIamGroup: 'ssh-users',
+      linuxUserSuffix: '@example.com',
+    });
     expect(await attached(iam, 'keymaker-instance')).toEqual([policyArnA]);
-    const profile = (await iam.send(new GetInstanceProfileCommand({ InstanceProfileName: 'keymaker-instance' }))).InstanceProfile!;
+    const profile = (await iam.send(new GetInstanceProfileCommand({ InstanceProfileName: 'keymaker-instance' })))
+      .InstanceProfile!;
     expect(profile.Roles?.map((x) => x.RoleName)).toEqual(['keymaker-instance']);
   });
 
   it('changes nothing on a second identical run, and says so', async () => {
-    const options = { instanceIamRole: 'keymaker-instance', requireIamGroup: 'ssh-users', uidScheme: 'wide', linuxGroupPrefix: 'km_' };
+    const options = {
+      instanceIamRole: 'keymaker-instance',
+      requireIamGroup: 'ssh-users',
+      uidScheme: 'wide',
+      linuxGroupPrefix: 'km_',
+    };
     expect((await run(options)).exitCode).toBe(0);
     const second = await run(options);
     expect(second.exitCode).toBe(0);
@@ -133,18 +162,34 @@ describe('keymaker configure, single account', () => {
   it('on a changed option adds a policy version, updates the description and keeps its other text', async () => {
     // An existing role someone made by hand, and an older Keymaker policy with a narrower document.
     await createRoleWithDescription(iam, 'web', 'Web fleet, owner platform-team keymaker_require_iam_group=old-group');
-    await iam.send(new CreatePolicyCommand({
-      PolicyName: POLICY,
-      PolicyDocument: JSON.stringify({ Version: '2012-10-17', Statement: [{ Effect: 'Allow', Action: 'iam:GetUser', Resource: '*' }] }),
-    }));
+    await iam.send(
+      new CreatePolicyCommand({
+        PolicyName: POLICY,
+        PolicyDocument: JSON.stringify({
+          Version: '2012-10-17',
+          Statement: [{ Effect: 'Allow', Action: 'iam:GetUser', Resource: '*' }],
+        }),
+      }),
+    );
 
     const first = await run({ instanceIamRole: 'web', requireIamGroup: 'ssh-users', json: true });
     expect(first.exitCode).toBe(0);
     const actions = (JSON.parse(first.stdout[0]!) as ConfigureJson).plan.steps.map((s) => s.action);
-    expect(actions).toEqual(['createPolicyVersion', 'createInstanceProfile', 'addRoleToInstanceProfile', 'attachRolePolicy', 'updateRoleDescription']);
-    expect(await versions(iam, policyArnA)).toEqual([{ id: 'v1', isDefault: false }, { id: 'v2', isDefault: true }]);
+    expect(actions).toEqual([
+      'createPolicyVersion',
+      'createInstanceProfile',
+      'addRoleToInstanceProfile',
+      'attachRolePolicy',
+      'updateRoleDescription',
+    ]);
+    expect(await versions(iam, policyArnA)).toEqual([
+      { id: 'v1', isDefault: false },
+      { id: 'v2', isDefault: true },
+    ]);
     expect(policiesEqual(await policyDocument(iam, policyArnA), instancePolicyDocument())).toBe(true);
-    expect((await role(iam, 'web')).Description).toBe('Web fleet, owner platform-team keymaker_require_iam_group=ssh-users');
+    expect((await role(iam, 'web')).Description).toBe(
+      'Web fleet, owner platform-team keymaker_require_iam_group=ssh-users',
+    );
 
     const changed = await run({ instanceIamRole: 'web', requireIamGroup: 'ssh-users', usernameSuffix: '.ops' });
     expect(changed.exitCode).toBe(0);
@@ -157,10 +202,13 @@ describe('keymaker configure, single account', () => {
   });
 
   it('deletes the oldest non-default version when all 5 are used', async () => {
-    const doc = (action: string) => JSON.stringify({ Version: '2012-10-17', Statement: [{ Effect: 'Allow', Action: action, Resource: '*' }] });
+    const doc = (action: string) =>
+      JSON.stringify({ Version: '2012-10-17', Statement: [{ Effect: 'Allow', Action: action, Resource: '*' }] });
     await iam.send(new CreatePolicyCommand({ PolicyName: POLICY, PolicyDocument: doc('iam:GetUser') }));
     for (const action of ['iam:GetGroup', 'iam:ListGroups', 'iam:ListUsers', 'iam:GetRole']) {
-      await iam.send(new CreatePolicyVersionCommand({ PolicyArn: policyArnA, PolicyDocument: doc(action), SetAsDefault: true }));
+      await iam.send(
+        new CreatePolicyVersionCommand({ PolicyArn: policyArnA, PolicyDocument: doc(action), SetAsDefault: true }),
+      );
     }
     // v1 is the default: the oldest non-default one is v2.
     await iam.send(new SetDefaultPolicyVersionCommand({ PolicyArn: policyArnA, VersionId: 'v1' }));
@@ -204,17 +252,26 @@ describe('keymaker configure, single account', () => {
     const badPrefix = await run({ instanceIamRole: 'r', linuxGroupPrefix: 'a,b' });
     expect(badPrefix.exitCode).toBe(3);
     expect(badPrefix.stderr[0]).toMatch(/^keymaker: --linux-group-prefix "a,b"/);
-    const missing = await run({ instanceIamRole: `arn:aws:iam::${ACCOUNT_B}:role/r`, crossAccountProfile: 'no-such-profile' }, {
-      ...NO_WAIT,
-      profileLookup: { env: { AWS_CONFIG_FILE: path.join(tmp, 'none'), AWS_SHARED_CREDENTIALS_FILE: path.join(tmp, 'none') } },
-    });
+    const missing = await run(
+      { instanceIamRole: `arn:aws:iam::${ACCOUNT_B}:role/r`, crossAccountProfile: 'no-such-profile' },
+      {
+        ...NO_WAIT,
+        profileLookup: {
+          env: { AWS_CONFIG_FILE: path.join(tmp, 'none'), AWS_SHARED_CREDENTIALS_FILE: path.join(tmp, 'none') },
+        },
+      },
+    );
     expect(missing.stderr).toEqual([
-      expect.stringMatching(/^keymaker: AWS profile "no-such-profile" \(--cross-account-profile\) not found in \S+ or \S+; create it \(aws configure --profile NAME\) or name an existing one$/),
+      expect.stringMatching(
+        /^keymaker: AWS profile "no-such-profile" \(--cross-account-profile\) not found in \S+ or \S+; create it \(aws configure --profile NAME\) or name an existing one$/,
+      ),
     ]);
     expect(missing.exitCode).toBe(24); // UNKNOWN_PROFILE
     const noProfile = await run({ instanceIamRole: `arn:aws:iam::${ACCOUNT_B}:role/r` });
     expect(noProfile.exitCode).toBe(3);
-    expect(noProfile.stderr[0]).toMatch(/is in account 222222222222, not in 123456789012 where you are signed in; pass --cross-account-profile/);
+    expect(noProfile.stderr[0]).toMatch(
+      /is in account 222222222222, not in 123456789012 where you are signed in; pass --cross-account-profile/,
+    );
     await expect(iam.send(new GetPolicyCommand({ PolicyArn: policyArnA }))).rejects.toThrow();
   });
 });
@@ -235,7 +292,10 @@ describe('keymaker configure, cross-account', () => {
       `[instance-account]\naws_access_key_id = ${credsB.accessKeyId}\naws_secret_access_key = ${credsB.secretAccessKey}\naws_session_token = ${credsB.sessionToken}\n`,
     );
     fs.writeFileSync(path.join(tmp, `config-${n}`), '[profile instance-account]\nregion = us-east-1\n');
-    saved = { AWS_CONFIG_FILE: process.env.AWS_CONFIG_FILE, AWS_SHARED_CREDENTIALS_FILE: process.env.AWS_SHARED_CREDENTIALS_FILE };
+    saved = {
+      AWS_CONFIG_FILE: process.env.AWS_CONFIG_FILE,
+      AWS_SHARED_CREDENTIALS_FILE: process.env.AWS_SHARED_CREDENTIALS_FILE,
+    };
     process.env.AWS_CONFIG_FILE = path.join(tmp, `config-${n}`);
     process.env.AWS_SHARED_CREDENTIALS_FILE = credentialsFile;
   });
@@ -251,12 +311,21 @@ describe('keymaker configure, cross-account', () => {
 
   it('sets up both accounts, and a second run changes nothing', async () => {
     const warn = jest.spyOn(console, 'warn').mockImplementation(() => undefined); // SDK: env creds and a profile both set
-    const options = { instanceIamRole: instanceRoleArn, crossAccountProfile: 'instance-account', requireIamGroup: 'ssh-users' };
+    const options = {
+      instanceIamRole: instanceRoleArn,
+      crossAccountProfile: 'instance-account',
+      requireIamGroup: 'ssh-users',
+    };
     const result = await run({ ...options, json: true });
     expect(result.stderr).toEqual([]);
     expect(result.exitCode).toBe(0);
     const { plan } = JSON.parse(result.stdout[0]!) as ConfigureJson;
-    expect(plan).toMatchObject({ crossAccount: true, accounts: { instance: ACCOUNT_B, resolver: DEFAULT_ACCOUNT_ID }, instanceRoleArn, resolverRoleArn: resolverArn });
+    expect(plan).toMatchObject({
+      crossAccount: true,
+      accounts: { instance: ACCOUNT_B, resolver: DEFAULT_ACCOUNT_ID },
+      instanceRoleArn,
+      resolverRoleArn: resolverArn,
+    });
     expect(plan.steps.map((s) => `${s.side}:${s.action}`)).toEqual([
       'resolver:createPolicy',
       'instance:createPolicy',
@@ -279,14 +348,19 @@ describe('keymaker configure, cross-account', () => {
       idResolverIamRole: 'KeymakerIdResolver',
       requireIamGroup: 'ssh-users',
     });
-    expect(policiesEqual(await policyDocument(iamB, policyArnB), instancePolicyDocument({ resolverRoleArn: resolverArn }))).toBe(true);
+    expect(
+      policiesEqual(await policyDocument(iamB, policyArnB), instancePolicyDocument({ resolverRoleArn: resolverArn })),
+    ).toBe(true);
     expect(await attached(iamB, 'keymaker-instance')).toEqual([policyArnB]);
-    const profile = (await iamB.send(new GetInstanceProfileCommand({ InstanceProfileName: 'keymaker-instance' }))).InstanceProfile!;
+    const profile = (await iamB.send(new GetInstanceProfileCommand({ InstanceProfileName: 'keymaker-instance' })))
+      .InstanceProfile!;
     expect(profile.Roles?.map((x) => x.RoleName)).toEqual(['keymaker-instance']);
 
     // Account A (current): the ID resolver.
     const resolver = await role(iam, 'KeymakerIdResolver');
-    expect(policiesEqual(parsePolicyDocument(resolver.AssumeRolePolicyDocument), resolverTrustPolicy(instanceRoleArn))).toBe(true);
+    expect(
+      policiesEqual(parsePolicyDocument(resolver.AssumeRolePolicyDocument), resolverTrustPolicy(instanceRoleArn)),
+    ).toBe(true);
     expect(await attached(iam, 'KeymakerIdResolver')).toEqual([policyArnA]);
     expect(policiesEqual(await policyDocument(iam, policyArnA), resolverPolicyDocument())).toBe(true);
     // Account A holds no instance role; account B holds no resolver role.
@@ -307,7 +381,10 @@ describe('keymaker configure, cross-account', () => {
   });
 
   it('refuses a profile that signs in to the wrong account, before any change', async () => {
-    const result = await run({ instanceIamRole: `arn:aws:iam::333333333333:role/keymaker-instance`, crossAccountProfile: 'instance-account' });
+    const result = await run({
+      instanceIamRole: `arn:aws:iam::333333333333:role/keymaker-instance`,
+      crossAccountProfile: 'instance-account',
+    });
     expect(result.exitCode).toBe(3);
     expect(result.stderr[0]).toBe(
       'keymaker: --cross-account-profile instance-account signs in to account 222222222222, but the instance role is in account 333333333333; pass a profile for account 333333333333',

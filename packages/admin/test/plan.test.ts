@@ -1,16 +1,41 @@
 import { InputError, RoleConfigError, isKeymakerError } from '@keymaker/core';
-import { DEFAULT_ID_RESOLVER_IAM_ROLE, DEFAULT_INSTANCE_IAM_POLICY, ec2TrustPolicy, formatPlan, instancePolicyDocument, parseConfigureOptions, planConfigure, planToJson, resolverPolicyDocument, resolverTrustPolicy, type ConfigureOptions, type ConfigureState, type ManagedPolicyState, type RoleState } from '@keymaker/admin';
+import {
+  DEFAULT_ID_RESOLVER_IAM_ROLE,
+  DEFAULT_INSTANCE_IAM_POLICY,
+  ec2TrustPolicy,
+  formatPlan,
+  instancePolicyDocument,
+  parseConfigureOptions,
+  planConfigure,
+  planToJson,
+  resolverPolicyDocument,
+  resolverTrustPolicy,
+  type ConfigureOptions,
+  type ConfigureState,
+  type ManagedPolicyState,
+  type RoleState,
+} from '@keymaker/admin';
 import { awsProfileExists } from '../src/options';
 
 const A = '123456789012';
 const B = '222222222222';
-const caller = { arn: `arn:aws:sts::${A}:assumed-role/admin/me`, accountId: A, kind: 'assumed-role' as const, name: 'admin' };
+const caller = {
+  arn: `arn:aws:sts::${A}:assumed-role/admin/me`,
+  accountId: A,
+  kind: 'assumed-role' as const,
+  name: 'admin',
+};
 const policyArn = (acct: string) => `arn:aws:iam::${acct}:policy/${DEFAULT_INSTANCE_IAM_POLICY}`;
 
 function missingPolicy(acct = A): ManagedPolicyState {
   return { name: DEFAULT_INSTANCE_IAM_POLICY, arn: policyArn(acct), exists: false, versions: [] };
 }
-function policy(document: unknown, versionCount = 1, acct = A, defaultVersion = `v${versionCount}`): ManagedPolicyState {
+function policy(
+  document: unknown,
+  versionCount = 1,
+  acct = A,
+  defaultVersion = `v${versionCount}`,
+): ManagedPolicyState {
   return {
     name: DEFAULT_INSTANCE_IAM_POLICY,
     arn: policyArn(acct),
@@ -67,7 +92,8 @@ function configuredState(description: string): ConfigureState {
   };
 }
 
-const opts = (raw: Record<string, unknown>): ConfigureOptions => parseConfigureOptions({ instanceIamRole: 'web', ...raw });
+const opts = (raw: Record<string, unknown>): ConfigureOptions =>
+  parseConfigureOptions({ instanceIamRole: 'web', ...raw });
 
 describe('parseConfigureOptions', () => {
   it('applies the original defaults', () => {
@@ -81,22 +107,45 @@ describe('parseConfigureOptions', () => {
   });
 
   it('accepts kebab-case keys as yargs gives them', () => {
-    const o = parseConfigureOptions({ 'instance-iam-role': 'web', 'require-iam-group': 'ops', 'username-suffix': '@x.org', 'uid-scheme': 'legacy', 'linux-group-prefix': 'km_' });
-    expect(o).toMatchObject({ requireIamGroup: 'ops', usernameSuffix: '@x.org', uidScheme: 'legacy', linuxGroupPrefix: 'km_' });
+    const o = parseConfigureOptions({
+      'instance-iam-role': 'web',
+      'require-iam-group': 'ops',
+      'username-suffix': '@x.org',
+      'uid-scheme': 'legacy',
+      'linux-group-prefix': 'km_',
+    });
+    expect(o).toMatchObject({
+      requireIamGroup: 'ops',
+      usernameSuffix: '@x.org',
+      uidScheme: 'legacy',
+      linuxGroupPrefix: 'km_',
+    });
   });
 
   it('parses role ARNs, with paths', () => {
     expect(opts({ instanceIamRole: `arn:aws:iam::${B}:role/fleet/web` }).instanceRole).toEqual({
-      name: 'web', path: '/fleet/', accountId: B, partition: 'aws', arn: `arn:aws:iam::${B}:role/fleet/web`,
+      name: 'web',
+      path: '/fleet/',
+      accountId: B,
+      partition: 'aws',
+      arn: `arn:aws:iam::${B}:role/fleet/web`,
     });
   });
 
   const bad: [Record<string, unknown>, RegExp, string][] = [
     [{ instanceIamRole: undefined }, /^--instance-iam-role is required/, 'USAGE'],
-    [{ instanceIamRole: 'arn:aws:iam::12:role/x' }, /^--instance-iam-role "arn:aws:iam::12:role\/x": this is not a valid IAM role ARN; use /, 'INVALID_ARGUMENT'],
+    [
+      { instanceIamRole: 'arn:aws:iam::12:role/x' },
+      /^--instance-iam-role "arn:aws:iam::12:role\/x": this is not a valid IAM role ARN; use /,
+      'INVALID_ARGUMENT',
+    ],
     [{ instanceIamRole: 'arn:aws:s3:::bucket' }, /not a valid IAM role ARN/, 'INVALID_ARGUMENT'],
     [{ instanceIamRole: `arn:aws:iam:us-east-1:${B}:role/x` }, /an IAM role ARN has no region/, 'INVALID_ARGUMENT'],
-    [{ instanceIamRole: 'has space' }, /^--instance-iam-role "has space": not a valid IAM role name or ARN/, 'INVALID_ARGUMENT'],
+    [
+      { instanceIamRole: 'has space' },
+      /^--instance-iam-role "has space": not a valid IAM role name or ARN/,
+      'INVALID_ARGUMENT',
+    ],
     [{ instanceIamRole: 'x'.repeat(65) }, /longer than 64/, 'INVALID_ARGUMENT'],
     [{ usernameSuffix: 'a b' }, /^--username-suffix "a b": a suffix may contain only/, 'INVALID_ARGUMENT'],
     [{ usernameSuffix: 'x'.repeat(64) }, /^--username-suffix .*leaves no room/, 'INVALID_ARGUMENT'],
@@ -129,7 +178,10 @@ describe('awsProfileExists', () => {
     '/c': '[default]\nregion=us-east-1\n[profile prod]\nregion=eu-west-1\n[sso-session corp]\n',
     '/k': '[ci]\naws_access_key_id=x\n',
   };
-  const lookup = { env: { AWS_CONFIG_FILE: '/c', AWS_SHARED_CREDENTIALS_FILE: '/k' }, readFile: (f: string) => files[f] };
+  const lookup = {
+    env: { AWS_CONFIG_FILE: '/c', AWS_SHARED_CREDENTIALS_FILE: '/k' },
+    readFile: (f: string) => files[f],
+  };
   it('finds profiles in either file', () => {
     expect(awsProfileExists('prod', lookup)).toBe(true);
     expect(awsProfileExists('ci', lookup)).toBe(true);
@@ -146,19 +198,34 @@ describe('planConfigure, single account', () => {
   it('fresh account: every step, in order', () => {
     const plan = planConfigure(freshState(), opts({ requireIamGroup: 'ssh-users' }));
     expect(plan.steps.map((s) => s.action)).toEqual([
-      'createPolicy', 'createRole', 'createInstanceProfile', 'addRoleToInstanceProfile', 'attachRolePolicy', 'updateRoleDescription',
+      'createPolicy',
+      'createRole',
+      'createInstanceProfile',
+      'addRoleToInstanceProfile',
+      'attachRolePolicy',
+      'updateRoleDescription',
     ]);
     expect(plan.steps.every((s) => s.account === A && s.side === 'instance')).toBe(true);
-    expect(plan.steps[0]!.detail).toEqual({ policyName: DEFAULT_INSTANCE_IAM_POLICY, document: instancePolicyDocument() });
+    expect(plan.steps[0]!.detail).toEqual({
+      policyName: DEFAULT_INSTANCE_IAM_POLICY,
+      document: instancePolicyDocument(),
+    });
     expect(plan.steps[1]!.detail).toEqual({ roleName: 'web', path: '/', trustPolicy: ec2TrustPolicy() });
-    expect(plan.steps[5]!.detail).toEqual({ roleName: 'web', description: 'keymaker_require_iam_group=ssh-users', previousDescription: '' });
+    expect(plan.steps[5]!.detail).toEqual({
+      roleName: 'web',
+      description: 'keymaker_require_iam_group=ssh-users',
+      previousDescription: '',
+    });
     expect(plan.config).toEqual({ requireIamGroup: 'ssh-users' });
     expect(formatPlan(plan, { dryRun: true })).toMatchSnapshot();
     expect(planToJson(plan)).toEqual(JSON.parse(JSON.stringify(plan)));
   });
 
   it('nothing to change when IAM matches', () => {
-    const plan = planConfigure(configuredState('team web keymaker_require_iam_group=ssh-users'), opts({ requireIamGroup: 'ssh-users' }));
+    const plan = planConfigure(
+      configuredState('team web keymaker_require_iam_group=ssh-users'),
+      opts({ requireIamGroup: 'ssh-users' }),
+    );
     expect(plan.steps).toEqual([]);
     expect(formatPlan(plan)).toEqual([
       `keymaker configure: instance role arn:aws:iam::${A}:role/web (account ${A})`,
@@ -174,12 +241,24 @@ describe('planConfigure, single account', () => {
   });
 
   it('a changed option: a new policy version and a description that keeps the other text', () => {
-    const state = configuredState('Web fleet, owner ops keymaker_require_iam_group=old keymaker_linux_user_uid_offset=2000');
-    state.instance.policy = policy({ Version: '2012-10-17', Statement: [{ Effect: 'Allow', Action: 'iam:GetUser', Resource: '*' }] }, 2);
+    const state = configuredState(
+      'Web fleet, owner ops keymaker_require_iam_group=old keymaker_linux_user_uid_offset=2000',
+    );
+    state.instance.policy = policy(
+      { Version: '2012-10-17', Statement: [{ Effect: 'Allow', Action: 'iam:GetUser', Resource: '*' }] },
+      2,
+    );
     const plan = planConfigure(state, opts({ requireIamGroup: 'new', usernameSuffix: '.ops' }));
     expect(plan.steps.map((s) => s.action)).toEqual(['createPolicyVersion', 'updateRoleDescription']);
-    expect(plan.steps[0]!.detail).toEqual({ policyArn: policyArn(A), document: instancePolicyDocument(), setAsDefault: true, replacesVersionId: 'v2' });
-    expect(plan.steps[1]!.detail).toMatchObject({ description: 'Web fleet, owner ops keymaker_require_iam_group=new keymaker_linux_user_suffix=.ops' });
+    expect(plan.steps[0]!.detail).toEqual({
+      policyArn: policyArn(A),
+      document: instancePolicyDocument(),
+      setAsDefault: true,
+      replacesVersionId: 'v2',
+    });
+    expect(plan.steps[1]!.detail).toMatchObject({
+      description: 'Web fleet, owner ops keymaker_require_iam_group=new keymaker_linux_user_suffix=.ops',
+    });
   });
 
   it('5 versions: deletes the oldest non-default one first', () => {
@@ -197,17 +276,25 @@ describe('planConfigure, single account', () => {
     state.instance.policy = policy({ Statement: [] }, 5, A, 'v5');
     for (const v of state.instance.policy.versions) delete v.createDate;
     state.instance.policy.versions.reverse();
-    expect(planConfigure(state, opts({})).steps[0]).toMatchObject({ action: 'deletePolicyVersion', detail: { versionId: 'v1' } });
+    expect(planConfigure(state, opts({})).steps[0]).toMatchObject({
+      action: 'deletePolicyVersion',
+      detail: { versionId: 'v1' },
+    });
   });
 
   it('an existing role without EC2 trust gets a statement added, the others kept', () => {
-    const lambda = { Version: '2012-10-17', Statement: [{ Effect: 'Allow', Principal: { Service: 'lambda.amazonaws.com' }, Action: 'sts:AssumeRole' }] };
+    const lambda = {
+      Version: '2012-10-17',
+      Statement: [{ Effect: 'Allow', Principal: { Service: 'lambda.amazonaws.com' }, Action: 'sts:AssumeRole' }],
+    };
     const state = configuredState('');
     state.instance.role.trustPolicy = lambda;
     const plan = planConfigure(state, opts({}));
     expect(plan.steps).toHaveLength(1);
     expect(plan.steps[0]).toMatchObject({ action: 'updateAssumeRolePolicy' });
-    expect((plan.steps[0]!.detail as unknown as { trustPolicy: { Statement: unknown[] } }).trustPolicy.Statement).toEqual([
+    expect(
+      (plan.steps[0]!.detail as unknown as { trustPolicy: { Statement: unknown[] } }).trustPolicy.Statement,
+    ).toEqual([
       lambda.Statement[0],
       { Effect: 'Allow', Principal: { Service: 'ec2.amazonaws.com' }, Action: 'sts:AssumeRole' },
     ]);
@@ -269,11 +356,19 @@ describe('planConfigure, cross-account', () => {
     ]);
     expect(plan.steps[0]!.detail).toMatchObject({ document: resolverPolicyDocument() });
     expect(plan.steps[1]!.detail).toMatchObject({ document: instancePolicyDocument({ resolverRoleArn: resolverArn }) });
-    expect(plan.steps[6]!.detail).toMatchObject({ roleName: 'KeymakerIdResolver', trustPolicy: resolverTrustPolicy(instanceRoleArn) });
+    expect(plan.steps[6]!.detail).toMatchObject({
+      roleName: 'KeymakerIdResolver',
+      trustPolicy: resolverTrustPolicy(instanceRoleArn),
+    });
     expect(plan.steps[8]!.detail).toMatchObject({
       description: `keymaker_id_resolver_account=${A} keymaker_id_resolver_iam_role=KeymakerIdResolver`,
     });
-    expect(plan).toMatchObject({ crossAccount: true, accounts: { instance: B, resolver: A }, instanceRoleArn, resolverRoleArn: resolverArn });
+    expect(plan).toMatchObject({
+      crossAccount: true,
+      accounts: { instance: B, resolver: A },
+      instanceRoleArn,
+      resolverRoleArn: resolverArn,
+    });
     expect(formatPlan(plan)).toMatchSnapshot();
   });
 
@@ -284,15 +379,22 @@ describe('planConfigure, cross-account', () => {
     const plan = planConfigure(state, crossOpts());
     const trust = plan.steps.find((s) => s.action === 'updateAssumeRolePolicy');
     expect(trust).toMatchObject({ side: 'resolver', account: A });
-    expect((trust!.detail as unknown as { trustPolicy: { Statement: { Principal: unknown }[] } }).trustPolicy.Statement.map((s) => s.Principal)).toEqual([
-      { AWS: other },
-      { AWS: instanceRoleArn },
-    ]);
+    expect(
+      (trust!.detail as unknown as { trustPolicy: { Statement: { Principal: unknown }[] } }).trustPolicy.Statement.map(
+        (s) => s.Principal,
+      ),
+    ).toEqual([{ AWS: other }, { AWS: instanceRoleArn }]);
   });
 
   it('refuses a resolver role with a path (hosts assume it at /)', () => {
     const state = crossState();
-    state.resolver!.role = { ...existingRole('KeymakerIdResolver', {}, A), path: '/x/', arn: `arn:aws:iam::${A}:role/x/KeymakerIdResolver` };
-    expect(() => planConfigure(state, crossOpts())).toThrow(/--id-resolver-iam-role KeymakerIdResolver: the role exists with path \/x\//);
+    state.resolver!.role = {
+      ...existingRole('KeymakerIdResolver', {}, A),
+      path: '/x/',
+      arn: `arn:aws:iam::${A}:role/x/KeymakerIdResolver`,
+    };
+    expect(() => planConfigure(state, crossOpts())).toThrow(
+      /--id-resolver-iam-role KeymakerIdResolver: the role exists with path \/x\//,
+    );
   });
 });

@@ -1,5 +1,17 @@
-import { IAM_READ_ACTIONS, ec2TrustPolicy, instancePolicyDocument, resolverPolicyDocument, resolverTrustPolicy } from '@keymaker/admin';
-import { canonicalPolicyJson, parsePolicyDocument, policiesEqual, trustPolicyAllows, withTrustStatement } from '../src/policies';
+import {
+  IAM_READ_ACTIONS,
+  ec2TrustPolicy,
+  instancePolicyDocument,
+  resolverPolicyDocument,
+  resolverTrustPolicy,
+} from '@keymaker/admin';
+import {
+  canonicalPolicyJson,
+  parsePolicyDocument,
+  policiesEqual,
+  trustPolicyAllows,
+  withTrustStatement,
+} from '../src/policies';
 
 const RESOLVER = 'arn:aws:iam::111111111111:role/KeymakerIdResolver';
 const INSTANCE = 'arn:aws:iam::222222222222:role/keymaker-instance';
@@ -19,7 +31,11 @@ describe('policy documents', () => {
   });
 
   it('no statement grants a write, a wildcard action or AssumeRole on "*"', () => {
-    for (const doc of [instancePolicyDocument(), instancePolicyDocument({ resolverRoleArn: RESOLVER }), resolverPolicyDocument()]) {
+    for (const doc of [
+      instancePolicyDocument(),
+      instancePolicyDocument({ resolverRoleArn: RESOLVER }),
+      resolverPolicyDocument(),
+    ]) {
       for (const s of doc.Statement) {
         expect(s.Effect).toBe('Allow');
         for (const action of [s.Action].flat() as string[]) {
@@ -34,8 +50,15 @@ describe('policy documents', () => {
     const actions = instancePolicyDocument().Statement.flatMap((s) => [s.Action].flat());
     expect(actions.sort()).toEqual(
       [
-        'iam:GetSSHPublicKey', 'iam:ListSSHPublicKeys', 'iam:GetUser', 'iam:ListUsers', 'iam:ListGroups',
-        'iam:GetGroup', 'iam:ListGroupsForUser', 'iam:GetRole', 'sts:GetCallerIdentity',
+        'iam:GetSSHPublicKey',
+        'iam:ListSSHPublicKeys',
+        'iam:GetUser',
+        'iam:ListUsers',
+        'iam:ListGroups',
+        'iam:GetGroup',
+        'iam:ListGroupsForUser',
+        'iam:GetRole',
+        'sts:GetCallerIdentity',
       ].sort(),
     );
   });
@@ -71,8 +94,14 @@ describe('parsePolicyDocument', () => {
 
 describe('policiesEqual', () => {
   it('ignores key order, action order, duplicates and single-vs-list', () => {
-    const a = { Version: '2012-10-17', Statement: [{ Effect: 'Allow', Action: ['iam:GetUser', 'iam:GetGroup'], Resource: '*' }] };
-    const b = { Statement: { Resource: ['*'], Action: ['iam:GetGroup', 'iam:GetUser', 'iam:GetUser'], Effect: 'Allow' }, Version: '2012-10-17' };
+    const a = {
+      Version: '2012-10-17',
+      Statement: [{ Effect: 'Allow', Action: ['iam:GetUser', 'iam:GetGroup'], Resource: '*' }],
+    };
+    const b = {
+      Statement: { Resource: ['*'], Action: ['iam:GetGroup', 'iam:GetUser', 'iam:GetUser'], Effect: 'Allow' },
+      Version: '2012-10-17',
+    };
     expect(policiesEqual(a, b)).toBe(true);
     expect(canonicalPolicyJson(a)).toBe(canonicalPolicyJson(b));
   });
@@ -81,11 +110,16 @@ describe('policiesEqual', () => {
     const s2 = { Effect: 'Allow', Action: 'sts:AssumeRole', Resource: RESOLVER };
     expect(policiesEqual({ Statement: [s1, s2] }, { Statement: [s2, s1] })).toBe(true);
     expect(policiesEqual({ Statement: [s1, s2] }, { Statement: [s1] })).toBe(false);
-    expect(policiesEqual({ Statement: [s1] }, { Statement: [{ ...s1, Resource: 'arn:aws:iam::1:user/x' }] })).toBe(false);
+    expect(policiesEqual({ Statement: [s1] }, { Statement: [{ ...s1, Resource: 'arn:aws:iam::1:user/x' }] })).toBe(
+      false,
+    );
   });
   it('a changed resolver ARN is a different document', () => {
     expect(
-      policiesEqual(instancePolicyDocument({ resolverRoleArn: RESOLVER }), instancePolicyDocument({ resolverRoleArn: RESOLVER.replace('111', '333') })),
+      policiesEqual(
+        instancePolicyDocument({ resolverRoleArn: RESOLVER }),
+        instancePolicyDocument({ resolverRoleArn: RESOLVER.replace('111', '333') }),
+      ),
     ).toBe(false);
   });
 });
@@ -93,19 +127,47 @@ describe('policiesEqual', () => {
 describe('trust policy helpers', () => {
   it('finds the principal in list or single form', () => {
     expect(trustPolicyAllows(ec2TrustPolicy(), { Service: 'ec2.amazonaws.com' })).toBe(true);
-    const listed = { Statement: [{ Effect: 'Allow', Principal: { AWS: ['arn:aws:iam::1:root', INSTANCE] }, Action: ['sts:AssumeRole', 'sts:TagSession'] }] };
+    const listed = {
+      Statement: [
+        {
+          Effect: 'Allow',
+          Principal: { AWS: ['arn:aws:iam::1:root', INSTANCE] },
+          Action: ['sts:AssumeRole', 'sts:TagSession'],
+        },
+      ],
+    };
     expect(trustPolicyAllows(listed, { AWS: INSTANCE })).toBe(true);
     expect(trustPolicyAllows(listed, { Service: 'ec2.amazonaws.com' })).toBe(false);
   });
   it('a Deny or another action does not count', () => {
-    expect(trustPolicyAllows({ Statement: [{ Effect: 'Deny', Principal: { Service: 'ec2.amazonaws.com' }, Action: 'sts:AssumeRole' }] }, { Service: 'ec2.amazonaws.com' })).toBe(false);
-    expect(trustPolicyAllows({ Statement: [{ Effect: 'Allow', Principal: { Service: 'ec2.amazonaws.com' }, Action: 'sts:TagSession' }] }, { Service: 'ec2.amazonaws.com' })).toBe(false);
+    expect(
+      trustPolicyAllows(
+        { Statement: [{ Effect: 'Deny', Principal: { Service: 'ec2.amazonaws.com' }, Action: 'sts:AssumeRole' }] },
+        { Service: 'ec2.amazonaws.com' },
+      ),
+    ).toBe(false);
+    expect(
+      trustPolicyAllows(
+        { Statement: [{ Effect: 'Allow', Principal: { Service: 'ec2.amazonaws.com' }, Action: 'sts:TagSession' }] },
+        { Service: 'ec2.amazonaws.com' },
+      ),
+    ).toBe(false);
     expect(trustPolicyAllows(undefined, { Service: 'ec2.amazonaws.com' })).toBe(false);
   });
   it('appends a statement and keeps the others', () => {
-    const existing = { Version: '2012-10-17', Statement: { Effect: 'Allow', Principal: { Service: 'lambda.amazonaws.com' }, Action: 'sts:AssumeRole' } };
-    const merged = withTrustStatement(existing, { Effect: 'Allow', Principal: { Service: 'ec2.amazonaws.com' }, Action: 'sts:AssumeRole' });
-    expect(merged.Statement).toEqual([existing.Statement, { Effect: 'Allow', Principal: { Service: 'ec2.amazonaws.com' }, Action: 'sts:AssumeRole' }]);
+    const existing = {
+      Version: '2012-10-17',
+      Statement: { Effect: 'Allow', Principal: { Service: 'lambda.amazonaws.com' }, Action: 'sts:AssumeRole' },
+    };
+    const merged = withTrustStatement(existing, {
+      Effect: 'Allow',
+      Principal: { Service: 'ec2.amazonaws.com' },
+      Action: 'sts:AssumeRole',
+    });
+    expect(merged.Statement).toEqual([
+      existing.Statement,
+      { Effect: 'Allow', Principal: { Service: 'ec2.amazonaws.com' }, Action: 'sts:AssumeRole' },
+    ]);
     expect(trustPolicyAllows(merged, { Service: 'ec2.amazonaws.com' })).toBe(true);
     expect(trustPolicyAllows(merged, { Service: 'lambda.amazonaws.com' })).toBe(true);
   });

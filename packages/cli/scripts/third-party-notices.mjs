@@ -19,7 +19,10 @@ function packageOf(file) {
 function describe(dir) {
   const pkg = JSON.parse(fs.readFileSync(path.join(dir, 'package.json'), 'utf8'));
   const license = typeof pkg.license === 'string' ? pkg.license : (pkg.license?.type ?? 'UNKNOWN');
-  const files = fs.readdirSync(dir).filter((f) => /^(licen[cs]e|copying|notice)([.-].*)?$/i.test(f)).sort();
+  const files = fs
+    .readdirSync(dir)
+    .filter((f) => /^(licen[cs]e|copying|notice)([.-].*)?$/i.test(f))
+    .sort();
   const text = files.map((f) => fs.readFileSync(path.join(dir, f), 'utf8').trim()).join('\n\n');
   return { name: pkg.name, version: pkg.version, license, text };
 }
@@ -37,7 +40,14 @@ function write(outFile) {
     '',
   ];
   for (const e of entries) {
-    out.push(rule, `${e.name}@${e.version}`, `License: ${e.license}`, '', e.text || `(no licence file in the package; its package.json says ${e.license})`, '');
+    out.push(
+      rule,
+      `${e.name}@${e.version}`,
+      `License: ${e.license}`,
+      '',
+      e.text || `(no licence file in the package; its package.json says ${e.license})`,
+      '',
+    );
   }
   fs.mkdirSync(path.dirname(outFile), { recursive: true });
   fs.writeFileSync(outFile, out.join('\n'));

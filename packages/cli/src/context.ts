@@ -43,7 +43,13 @@ const MAX_TIMEOUT_SECONDS = 3600;
 export function timeoutMs(value: unknown): number {
   if (value === undefined) return DEFAULT_TIMEOUT_SECONDS * 1000;
   // yargs gives a string, or an array of them for a repeated --timeout (String() of an array joins with commas).
-  const text = (Array.isArray(value) ? value.join(',') : typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean' ? String(value) : '').trim();
+  const text = (
+    Array.isArray(value)
+      ? value.join(',')
+      : typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean'
+        ? String(value)
+        : ''
+  ).trim();
   const seconds = typeof value === 'number' ? value : /^\d+(\.\d+)?$|^\.\d+$/.test(text) ? Number(text) : Number.NaN;
   if (!Number.isFinite(seconds) || seconds <= 0 || seconds > MAX_TIMEOUT_SECONDS) {
     throw new InputError(

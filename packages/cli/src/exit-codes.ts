@@ -21,7 +21,7 @@ export const EXIT_CODE_MEANINGS: Record<ErrorCode, string> & Record<string, stri
   THROTTLED: 'AWS throttled the call; retry later',
   NO_CREDENTIALS: 'no AWS credentials found',
   NO_REGION: 'no AWS region set',
-  ROLE_CREDENTIALS: 'the credentials are a role\'s, which has no IAM user; pass --user',
+  ROLE_CREDENTIALS: "the credentials are a role's, which has no IAM user; pass --user",
   NETWORK: 'AWS could not be reached',
   AWS_ERROR: 'AWS returned another error',
   DEADLINE_EXCEEDED: 'the work did not finish in time',
@@ -37,7 +37,7 @@ export const EXIT_CODE_MEANINGS: Record<ErrorCode, string> & Record<string, stri
   UID_CONFLICT: 'the derived UID or GID belongs to another account',
   LOCKED: 'another keymaker process holds the lock',
   EXISTING_AUTHORIZED_KEYS_COMMAND: 'sshd already has another AuthorizedKeysCommand; --force replaces it',
-  GROUP_NOT_MANAGED: 'a Linux group of that name exists and is not keymaker\'s',
+  GROUP_NOT_MANAGED: "a Linux group of that name exists and is not keymaker's",
   UNSUPPORTED_HOST: 'this host lacks what keymaker needs (e.g. sshd with PAM)',
   WEAKER_AUTHENTICATION: "install refused: keymaker's sshd settings would let somebody log in with less than before",
 };
@@ -58,6 +58,7 @@ export function exitCodeRows(): ExitCodeRow[] {
 /** The README's exit-code table (Markdown), checked by a unit test against EXIT_CODES. */
 export function exitCodeMarkdown(): string {
   const lines = ['| code | name | meaning |', '|---:|---|---|', '| 0 | | success |'];
-  for (const row of exitCodeRows()) lines.push(`| ${row.code} | \`${row.name}\` | ${row.meaning.replace(/\|/g, '\\|')} |`);
+  for (const row of exitCodeRows())
+    lines.push(`| ${row.code} | \`${row.name}\` | ${row.meaning.replace(/\|/g, '\\|')} |`);
   return lines.join('\n');
 }

@@ -127,7 +127,10 @@ export const GROUP_TITLES: Record<CommandGroup, string> = {
 export const HELP_DESCRIPTION = 'Show help for a command (same as COMMAND --help)';
 
 /** Help width: the terminal's columns (or $COLUMNS), at most 100; 80 when unknown (not a TTY). */
-export function helpWidth(columns: number | undefined = process.stdout.columns, env: NodeJS.ProcessEnv = process.env): number {
+export function helpWidth(
+  columns: number | undefined = process.stdout.columns,
+  env: NodeJS.ProcessEnv = process.env,
+): number {
   const fromEnv = Number(env.COLUMNS);
   const width = columns || (Number.isInteger(fromEnv) && fromEnv > 0 ? fromEnv : 80);
   return Math.max(40, Math.min(100, width));
@@ -146,7 +149,10 @@ export interface RegisteredCommand {
 /** Splits a yargs command string (`enable_key <id> [user]`). */
 export function parseCommandString(command: string): { name: string; positionals: RegisteredCommand['positionals'] } {
   const [name = '', ...rest] = command.trim().split(/\s+/);
-  const positionals = rest.map((token) => ({ name: token.replace(/^[<[]|[>\]]$/g, '').replace(/\.\.\.$/, ''), required: token.startsWith('<') }));
+  const positionals = rest.map((token) => ({
+    name: token.replace(/^[<[]|[>\]]$/g, '').replace(/\.\.\.$/, ''),
+    required: token.startsWith('<'),
+  }));
   return { name, positionals };
 }
 
@@ -166,7 +172,12 @@ export function documentCommands<T>(cli: Argv<T>, scriptName = 'keymaker'): Docu
   const commands: RegisteredCommand[] = [];
   let active: RegisteredCommand | undefined;
   const register = cli.command.bind(cli) as (...args: unknown[]) => Argv<T>;
-  (cli as unknown as { command: (...args: unknown[]) => Argv<T> }).command = (cmd: unknown, description: unknown, builder?: unknown, ...rest: unknown[]) => {
+  (cli as unknown as { command: (...args: unknown[]) => Argv<T> }).command = (
+    cmd: unknown,
+    description: unknown,
+    builder?: unknown,
+    ...rest: unknown[]
+  ) => {
     const names = (Array.isArray(cmd) ? cmd : [cmd]).map(String);
     const { name, positionals } = parseCommandString(names[0] ?? '');
     const doc = COMMAND_TABLE[name];
@@ -184,7 +195,8 @@ export function documentCommands<T>(cli: Argv<T>, scriptName = 'keymaker'): Docu
       let out = y.usage(`${scriptName} ${doc.synopsis}\n\n${entry.description}`);
       // kubectl's layout: a comment line, then the command on a line of its own (never wrapped into a column).
       for (const [line, what] of doc.examples) out = out.example(`# ${what}`, '').example(line, '');
-      if (typeof builder === 'function') return (builder as (y: Argv<T>, h?: boolean) => Argv<T>)(out, helpOrVersionSet);
+      if (typeof builder === 'function')
+        return (builder as (y: Argv<T>, h?: boolean) => Argv<T>)(out, helpOrVersionSet);
       if (builder && typeof builder === 'object') return out.options(builder as Record<string, never>);
       return out;
     };

@@ -1,5 +1,11 @@
 import { EXIT_CODES, formatError } from '@keymaker/core';
-import { getAuthorizedKeysCommand, pamCreateAccountCommand, parseSyncArgs, syncGroupsCommand, type HostCommandEnv } from '@keymaker/host';
+import {
+  getAuthorizedKeysCommand,
+  pamCreateAccountCommand,
+  parseSyncArgs,
+  syncGroupsCommand,
+  type HostCommandEnv,
+} from '@keymaker/host';
 
 /**
  * The host entry: the commands that sshd, PAM and the sync schedule run.
@@ -12,7 +18,8 @@ type HostCommand = (args: string[], env: HostCommandEnv) => Promise<number>;
 const COMMANDS: Record<string, HostCommand> = {
   get_authorized_keys: (args, env) => getAuthorizedKeysCommand(args, env),
   // pam_exec passes PAM_USER, PAM_RHOST, PAM_TYPE in the environment; no arguments.
-  pam_create_account: (args) => (args.length === 0 ? pamCreateAccountCommand(process.env) : usage('pam_create_account')),
+  pam_create_account: (args) =>
+    args.length === 0 ? pamCreateAccountCommand(process.env) : usage('pam_create_account'),
   sync_groups: (args) => {
     const options = parseSyncArgs(args);
     return options ? syncGroupsCommand(options) : usage('sync_groups [--dry-run] [--json] [--config PATH]');

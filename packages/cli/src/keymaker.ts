@@ -2,7 +2,12 @@
 export {};
 // Commands run by sshd, PAM and the sync schedule take the lean host entry:
 // no yargs, no command modules. Everything else goes through yargs.
-const HOST_COMMANDS = new Set(['get_authorized_keys', 'get-authorized-keys', 'pam_create_account', 'pam-create-account']);
+const HOST_COMMANDS = new Set([
+  'get_authorized_keys',
+  'get-authorized-keys',
+  'pam_create_account',
+  'pam-create-account',
+]);
 const argv = process.argv.slice(2);
 // `--help`/`-h` always goes to yargs, which has the help text.
 const wantsHelp = argv.includes('--help') || argv.includes('-h');

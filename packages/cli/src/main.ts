@@ -38,14 +38,26 @@ export function buildCli(argv: string[], options: CliOptions = {}): Argv<GlobalO
 }
 
 /** The yargs instance and the registry of its documented commands (for grouped help and the man page). */
-export function createCli(argv: string[], options: CliOptions = {}): { cli: Argv<GlobalOptions>; docs: Documented; width: number } {
+export function createCli(
+  argv: string[],
+  options: CliOptions = {},
+): { cli: Argv<GlobalOptions>; docs: Documented; width: number } {
   const width = options.width ?? helpWidth();
   const cli = yargs(argv)
     .scriptName('keymaker')
     .usage(`${DESCRIPTION}\n\nUsage: keymaker <command> [options]`)
     .option('region', { type: 'string', global: true, describe: 'AWS region (default: AWS_REGION / your AWS config)' })
-    .option('profile', { type: 'string', global: true, describe: 'AWS profile from ~/.aws/config or ~/.aws/credentials (default: AWS_PROFILE)' })
-    .option('timeout', { type: 'string', requiresArg: true, global: true, describe: 'give up on AWS after this many SECONDS (default 30; connect timeout 5)' })
+    .option('profile', {
+      type: 'string',
+      global: true,
+      describe: 'AWS profile from ~/.aws/config or ~/.aws/credentials (default: AWS_PROFILE)',
+    })
+    .option('timeout', {
+      type: 'string',
+      requiresArg: true,
+      global: true,
+      describe: 'give up on AWS after this many SECONDS (default 30; connect timeout 5)',
+    })
     .option('json', { type: 'boolean', global: true, describe: 'machine-readable output on stdout' })
     .option('debug', { type: 'boolean', global: true, describe: 'show stack traces and details on errors' })
     .version(pkg.version)
@@ -86,7 +98,13 @@ export async function manPage(width = 68): Promise<string> {
   const { docs } = createCli([], { width });
   const commandHelp: Record<string, string> = {};
   for (const command of docs.commands) commandHelp[command.name] = await helpText([command.name, '--help'], { width });
-  return renderManPage({ version: pkg.version, summary: SUMMARY, topHelp: await helpText(['--help'], { width }), commands: docs.commands, commandHelp });
+  return renderManPage({
+    version: pkg.version,
+    summary: SUMMARY,
+    topHelp: await helpText(['--help'], { width }),
+    commands: docs.commands,
+    commandHelp,
+  });
 }
 
 function isHelpRequest(argv: string[]): boolean {

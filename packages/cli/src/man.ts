@@ -37,14 +37,22 @@ export function renderManPage(input: ManPageInput): string {
     'Administrators keep users, SSH public keys and groups in AWS IAM; every host asks IAM at login time whose key may log in, ' +
       'creates the Linux account on first use, and mirrors IAM groups into Linux groups.',
   );
-  para('Data goes to standard output; errors are one line on standard error, with a distinct exit status (see EXIT STATUS). ' +
-    'Commands that report a result print one JSON document with --json.');
+  para(
+    'Data goes to standard output; errors are one line on standard error, with a distinct exit status (see EXIT STATUS). ' +
+      'Commands that report a result print one JSON document with --json.',
+  );
   const globalOptions = section(input.topHelp, 'Options');
   out.push('.SH COMMANDS');
   for (const group of Object.keys(GROUP_TITLES) as CommandGroup[]) {
     const inGroup = input.commands.filter((c) => c.doc.group === group);
     if (group === 'other' && !inGroup.some((c) => c.name === 'help')) {
-      inGroup.push({ name: 'help', aliases: [], description: HELP_DESCRIPTION, positionals: [], doc: { group: 'other', synopsis: 'help [COMMAND]', examples: [] } });
+      inGroup.push({
+        name: 'help',
+        aliases: [],
+        description: HELP_DESCRIPTION,
+        positionals: [],
+        doc: { group: 'other', synopsis: 'help [COMMAND]', examples: [] },
+      });
     }
     if (inGroup.length === 0) continue;
     out.push(`.SS ${roffEscape(GROUP_TITLES[group].replace(/:$/, ''))}`);
@@ -61,7 +69,11 @@ export function renderManPage(input: ManPageInput): string {
   out.push('.TP', '.B 0', 'success');
   for (const row of exitCodeRows()) out.push('.TP', `.B ${row.code}`, `${row.name}: ${roffEscape(row.meaning)}`);
   out.push('.SH ENVIRONMENT');
-  out.push('.TP', '.B AWS_PROFILE, AWS_REGION, AWS_ACCESS_KEY_ID, ...', 'the usual AWS SDK settings, as the AWS CLI reads them.');
+  out.push(
+    '.TP',
+    '.B AWS_PROFILE, AWS_REGION, AWS_ACCESS_KEY_ID, ...',
+    'the usual AWS SDK settings, as the AWS CLI reads them.',
+  );
   out.push('.TP', '.B COLUMNS', 'help width when standard output is not a terminal (at most 100).');
   out.push('.SH FILES');
   out.push('.TP', '.I /etc/keymaker/config.json', 'host configuration written by \\fBkeymaker install\\fR.');
@@ -87,9 +99,14 @@ export function fromFirstSection(help: string): string {
 
 /** Drops the options (with their continuation lines) that the global options section already lists. */
 export function withoutGlobalOptions(help: string, globalOptions: string): string {
-    // An option's name and first words identify it whatever the column widths (so install's own --profile stays).
+  // An option's name and first words identify it whatever the column widths (so install's own --profile stays).
   const key = (line: string) => line.trim().split(/\s+/).slice(0, 5).join(' ');
-  const globals = new Set(globalOptions.split('\n').filter((line) => OPTION_LINE.test(line)).map(key));
+  const globals = new Set(
+    globalOptions
+      .split('\n')
+      .filter((line) => OPTION_LINE.test(line))
+      .map(key),
+  );
   const kept: string[] = [];
   let dropping = false;
   for (const line of help.split('\n')) {

@@ -37,7 +37,9 @@ beforeAll(async () => {
   const key = makeSshKeyPair(dir, 'k');
   // get_uid/get_groups read the role behind the credentials (its description is the role config).
   await createRoleWithDescription(iamClient(endpoint, admin), 'admin', 'test account, no keymaker tokens');
-  const { keyIds } = await createUserWithKeys(iamClient(endpoint, admin), 'alice', [{ body: key.publicKey, status: 'Active' }]);
+  const { keyIds } = await createUserWithKeys(iamClient(endpoint, admin), 'alice', [
+    { body: key.publicKey, status: 'Active' },
+  ]);
   keyId = keyIds[0]!;
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -74,7 +76,10 @@ describe('unknown profile', () => {
     const credentialsFile = join(dir, 'credentials');
     writeFileSync(configFile, '[profile other]\nregion = eu-west-1\n');
     writeFileSync(credentialsFile, '[other]\naws_access_key_id = x\naws_secret_access_key = y\n');
-    const result = await keymaker(args, noRegionEnv({ AWS_CONFIG_FILE: configFile, AWS_SHARED_CREDENTIALS_FILE: credentialsFile, ...extra }));
+    const result = await keymaker(
+      args,
+      noRegionEnv({ AWS_CONFIG_FILE: configFile, AWS_SHARED_CREDENTIALS_FILE: credentialsFile, ...extra }),
+    );
     expect(result.code).toBe(EXIT_UNKNOWN_PROFILE);
     expect(result.stdout).toBe('');
     const lines = result.stderr.trim().split('\n');
@@ -134,12 +139,15 @@ describe('an endpoint that accepts and never answers', () => {
   });
 });
 
-it.each([['abc'], ['0'], ['-5'], ['99999']])('--timeout %s is refused in one line naming the option (exit 3)', async (value) => {
-  const result = await keymaker(['list_keys', '--user', 'alice', `--timeout=${value}`], noRegionEnv());
-  expect(result.code).toBe(EXIT_INVALID_ARGUMENT);
-  expect(result.stderr.trim().split('\n')).toHaveLength(1);
-  expect(result.stderr).toContain(`--timeout "${value}"`);
-});
+it.each([['abc'], ['0'], ['-5'], ['99999']])(
+  '--timeout %s is refused in one line naming the option (exit 3)',
+  async (value) => {
+    const result = await keymaker(['list_keys', '--user', 'alice', `--timeout=${value}`], noRegionEnv());
+    expect(result.code).toBe(EXIT_INVALID_ARGUMENT);
+    expect(result.stderr.trim().split('\n')).toHaveLength(1);
+    expect(result.stderr).toContain(`--timeout "${value}"`);
+  },
+);
 
 // The host config's trusted-file rule needs root-owned files in root-owned directories.
 const asRoot = process.getuid?.() === 0 ? describe : describe.skip;
@@ -175,7 +183,10 @@ asRoot('on a host: get_uid, get_groups, get_authorized_keys read the host config
   });
 
   it('without the host config the same environment has no endpoint or credentials: it fails', async () => {
-    const result = await keymaker(['get_uid', 'alice', '--config', join(hostDir, 'absent.json'), '--timeout', '5'], bareEnv());
+    const result = await keymaker(
+      ['get_uid', 'alice', '--config', join(hostDir, 'absent.json'), '--timeout', '5'],
+      bareEnv(),
+    );
     expect(result.code).not.toBe(0);
     expect(result.stdout).toBe('');
   });

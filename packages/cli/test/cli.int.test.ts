@@ -103,35 +103,52 @@ describe('key commands', () => {
     const json = await keymaker(['list_keys', '--user', 'alice', '--json'], envFor(admin));
     const listed = JSON.parse(json.stdout) as ListedKeyJson[];
     expect(listed).toEqual([expect.objectContaining({ status: 'Active', type: 'ssh-ed25519', user: 'alice' })]);
-    const fingerprint = execFileSync('ssh-keygen', ['-l', '-E', 'sha256', '-f', `${keys.a1!.privateKeyPath}.pub`], { encoding: 'utf8' }).split(' ')[1];
+    const fingerprint = execFileSync('ssh-keygen', ['-l', '-E', 'sha256', '-f', `${keys.a1!.privateKeyPath}.pub`], {
+      encoding: 'utf8',
+    }).split(' ')[1];
     expect(listed[0]!.fingerprint).toBe(fingerprint);
   });
 
   it('upload_key from a private key file uploads its public half', async () => {
-    const up = await keymaker(['upload_key', '--identity', keys.a2!.privateKeyPath, '--user', 'alice', '--json'], envFor(admin));
+    const up = await keymaker(
+      ['upload_key', '--identity', keys.a2!.privateKeyPath, '--user', 'alice', '--json'],
+      envFor(admin),
+    );
     expect(up.code).toBe(0);
     const { keyId } = JSON.parse(up.stdout) as UploadedKeyJson;
-    const listed = JSON.parse((await keymaker(['list_keys', '--user', 'alice', '--json'], envFor(admin))).stdout) as ListedKeyJson[];
+    const listed = JSON.parse(
+      (await keymaker(['list_keys', '--user', 'alice', '--json'], envFor(admin))).stdout,
+    ) as ListedKeyJson[];
     expect(listed.map((k) => k.keyId)).toContain(keyId);
   });
 
   it('disable_key, enable_key and delete_key change what list_keys shows', async () => {
-    const first = (JSON.parse((await keymaker(['list_keys', '--user', 'alice', '--json'], envFor(admin))).stdout) as ListedKeyJson[])[0]!;
+    const first = (
+      JSON.parse((await keymaker(['list_keys', '--user', 'alice', '--json'], envFor(admin))).stdout) as ListedKeyJson[]
+    )[0]!;
     expect((await keymaker(['disable_key', first.keyId, '--user', 'alice'], envFor(admin))).code).toBe(0);
-    let listed = JSON.parse((await keymaker(['list_keys', '--user', 'alice', '--json'], envFor(admin))).stdout) as ListedKeyJson[];
+    let listed = JSON.parse(
+      (await keymaker(['list_keys', '--user', 'alice', '--json'], envFor(admin))).stdout,
+    ) as ListedKeyJson[];
     expect(listed.find((k) => k.keyId === first.keyId)?.status).toBe('Inactive');
     expect((await keymaker(['enable-key', first.keyId, '--user', 'alice'], envFor(admin))).code).toBe(0);
-    listed = JSON.parse((await keymaker(['list_keys', '--user', 'alice', '--json'], envFor(admin))).stdout) as ListedKeyJson[];
+    listed = JSON.parse(
+      (await keymaker(['list_keys', '--user', 'alice', '--json'], envFor(admin))).stdout,
+    ) as ListedKeyJson[];
     expect(listed.find((k) => k.keyId === first.keyId)?.status).toBe('Active');
     expect((await keymaker(['delete_key', first.keyId, '--user', 'alice'], envFor(admin))).code).toBe(0);
-    listed = JSON.parse((await keymaker(['list_keys', '--user', 'alice', '--json'], envFor(admin))).stdout) as ListedKeyJson[];
+    listed = JSON.parse(
+      (await keymaker(['list_keys', '--user', 'alice', '--json'], envFor(admin))).stdout,
+    ) as ListedKeyJson[];
     expect(listed.map((k) => k.keyId)).not.toContain(first.keyId);
   });
 
   it('names an unknown key ID or user in one line with a distinct exit code', async () => {
     const noKey = await keymaker(['delete_key', 'APKAAAAAAAAAAAAAAAAA', '--user', 'alice'], envFor(admin));
     expect(noKey.code).toBe(EXIT_CODES.NO_SUCH_KEY);
-    expect(noKey.stderr).toMatch(/^keymaker: no SSH key APKAAAAAAAAAAAAAAAAA for IAM user alice; run "keymaker list_keys/);
+    expect(noKey.stderr).toMatch(
+      /^keymaker: no SSH key APKAAAAAAAAAAAAAAAAA for IAM user alice; run "keymaker list_keys/,
+    );
     expect(noKey.stderr.trim().split('\n')).toHaveLength(1);
 
     const noUser = await keymaker(['list_keys', '--user', 'nobody'], envFor(admin));
@@ -160,12 +177,21 @@ describe('key commands', () => {
     const sock = /SSH_AUTH_SOCK=([^;]+);/.exec(agent)![1]!;
     const pid = /SSH_AGENT_PID=(\d+);/.exec(agent)![1]!;
     try {
-      execFileSync('ssh-add', [keys.b1!.privateKeyPath, keys.c1!.privateKeyPath], { env: { SSH_AUTH_SOCK: sock }, stdio: 'ignore' });
+      execFileSync('ssh-add', [keys.b1!.privateKeyPath, keys.c1!.privateKeyPath], {
+        env: { SSH_AUTH_SOCK: sock },
+        stdio: 'ignore',
+      });
       const result = await keymaker(['upload_key', '--user', 'alice'], envFor(admin, { SSH_AUTH_SOCK: sock }));
       expect(result.code).toBe(EXIT_CODES.INVALID_ARGUMENT);
       expect(result.stderr).toMatch(/ssh-agent holds 2 keys; choose one with --identity FILE/);
-      execFileSync('ssh-add', ['-d', `${keys.c1!.privateKeyPath}.pub`], { env: { SSH_AUTH_SOCK: sock }, stdio: 'ignore' });
-      const single = await keymaker(['upload_key', '--user', 'alice', '--json'], envFor(admin, { SSH_AUTH_SOCK: sock }));
+      execFileSync('ssh-add', ['-d', `${keys.c1!.privateKeyPath}.pub`], {
+        env: { SSH_AUTH_SOCK: sock },
+        stdio: 'ignore',
+      });
+      const single = await keymaker(
+        ['upload_key', '--user', 'alice', '--json'],
+        envFor(admin, { SSH_AUTH_SOCK: sock }),
+      );
       expect(single.code).toBe(0);
     } finally {
       process.kill(Number(pid));
@@ -187,7 +213,11 @@ asRoot('lookups through the instance role', () => {
   let dave: { userId: string };
 
   beforeAll(async () => {
-    const role = await createRoleWithDescription(iam, 'web', 'Web fleet. keymaker_require_iam_group=ssh_users, keymaker_linux_group_prefix=km_');
+    const role = await createRoleWithDescription(
+      iam,
+      'web',
+      'Web fleet. keymaker_require_iam_group=ssh_users, keymaker_linux_group_prefix=km_',
+    );
     instance = await instanceRoleCredentials(stsClient(endpoint, admin), role.arn);
     dave = await createUserWithKeys(iam, 'dave', [
       { body: keys.a1!.publicKey, status: 'Active' },
@@ -231,11 +261,17 @@ asRoot('lookups through the instance role', () => {
     expect(result.code).toBe(0);
     expect(result.stdout.trim().split('\n').sort()).toEqual(['devs', 'ops']);
     const json = JSON.parse((await keymaker(['get_groups', 'dave', '--json'], envFor(instance))).stdout) as GroupJson[];
-    expect(json).toContainEqual(expect.objectContaining({ name: 'devs', iamGroup: 'km_devs', gid: expect.any(Number) }));
+    expect(json).toContainEqual(
+      expect.objectContaining({ name: 'devs', iamGroup: 'km_devs', gid: expect.any(Number) }),
+    );
   });
 
   it('fails closed on an invalid role description', async () => {
-    const role = await createRoleWithDescription(iam, 'broken', 'keymaker_require_iam_group=a keymaker_require_iam_group=b');
+    const role = await createRoleWithDescription(
+      iam,
+      'broken',
+      'keymaker_require_iam_group=a keymaker_require_iam_group=b',
+    );
     const creds = await instanceRoleCredentials(stsClient(endpoint, admin), role.arn);
     const result = await lookup('dave', creds);
     expect(result).toMatchObject({ code: EXIT_CODES.INVALID_ROLE_CONFIG, stdout: '' });

@@ -42,7 +42,9 @@ asRoot('50 concurrent lookups all print the right keys', async () => {
     const instance = await instanceRoleCredentials(stsClient(endpoint, admin), role.arn);
     const host = writeHostConfig({ endpoint, credentials: instance, deadlineMs: 60_000 });
     const users = Array.from({ length: 50 }, (_, i) => `u${i % 5}`);
-    const results = await Promise.all(users.map((user) => keymaker(['get_authorized_keys', user, '--config', host.configFile], bareEnv())));
+    const results = await Promise.all(
+      users.map((user) => keymaker(['get_authorized_keys', user, '--config', host.configFile], bareEnv())),
+    );
     host.cleanup();
     results.forEach((result, i) => {
       expect(result.code).toBe(0);

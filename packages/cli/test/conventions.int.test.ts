@@ -7,7 +7,21 @@ import { KEYMAKER_BIN, keymaker } from './cli-helpers';
 
 // CLI conventions, through the built CLI as a user runs it: help, usage errors, completion, man page.
 const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/root' };
-const COMMANDS = ['upload_key', 'list_keys', 'enable_key', 'disable_key', 'delete_key', 'get_authorized_keys', 'get_uid', 'get_groups', 'sync_groups', 'install', 'uninstall', 'configure', 'completion'];
+const COMMANDS = [
+  'upload_key',
+  'list_keys',
+  'enable_key',
+  'disable_key',
+  'delete_key',
+  'get_authorized_keys',
+  'get_uid',
+  'get_groups',
+  'sync_groups',
+  'install',
+  'uninstall',
+  'configure',
+  'completion',
+];
 
 let bin: string;
 beforeAll(() => {
@@ -37,7 +51,8 @@ describe('help and usage errors', () => {
     expect(await keymaker(['enable_key'], env)).toEqual({
       code: EXIT_CODES.USAGE,
       stdout: '',
-      stderr: 'keymaker: enable_key needs a key ID (KEY_ID; see "keymaker list_keys"); run "keymaker help enable_key"\n',
+      stderr:
+        'keymaker: enable_key needs a key ID (KEY_ID; see "keymaker list_keys"); run "keymaker help enable_key"\n',
     });
   });
 });
@@ -50,10 +65,19 @@ describe('shell completion', () => {
     writeFileSync(file, script.stdout);
     expect(spawnSync('bash', ['-n', file]).status).toBe(0);
     const complete = (words: string) =>
-      execFileSync('bash', ['-c', `source "${file}"; COMP_WORDS=(${words}); COMP_CWORD=$((\${#COMP_WORDS[@]}-1)); _keymaker_completions; printf '%s\\n' "\${COMPREPLY[@]}"`], {
-        env: { ...env, PATH: `${bin}:${env.PATH}` },
-        encoding: 'utf8',
-      }).split('\n').filter(Boolean);
+      execFileSync(
+        'bash',
+        [
+          '-c',
+          `source "${file}"; COMP_WORDS=(${words}); COMP_CWORD=$((\${#COMP_WORDS[@]}-1)); _keymaker_completions; printf '%s\\n' "\${COMPREPLY[@]}"`,
+        ],
+        {
+          env: { ...env, PATH: `${bin}:${env.PATH}` },
+          encoding: 'utf8',
+        },
+      )
+        .split('\n')
+        .filter(Boolean);
     expect(complete('keymaker li')).toEqual(['list_keys']);
     expect(complete('keymaker list_keys --us')).toEqual(['--user']);
   });
@@ -81,7 +105,10 @@ describe('man page', () => {
 
   const man = spawnSync('man', ['--version']);
   (man.status === 0 ? it : it.skip)('man -l renders it without warnings', () => {
-    const out = spawnSync('man', ['-l', '--warnings', page], { encoding: 'utf8', env: { ...env, MANWIDTH: '80', MANPAGER: 'cat', PAGER: 'cat' } });
+    const out = spawnSync('man', ['-l', '--warnings', page], {
+      encoding: 'utf8',
+      env: { ...env, MANWIDTH: '80', MANPAGER: 'cat', PAGER: 'cat' },
+    });
     expect(out.status).toBe(0);
     expect(out.stderr).toBe('');
     expect(out.stdout).toContain('EXIT STATUS');

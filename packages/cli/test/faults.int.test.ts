@@ -29,7 +29,13 @@ const DEADLINE_MS = 2000;
 // Process start-up and exit on a loaded 2-core machine, on top of the deadline.
 const SLACK_MS = 1500;
 
-let proxy: { url: string; setFault(f: object): Promise<void>; stop(): Promise<void>; stats(): { total: number; counts: Record<string, number> }; resetStats(): void };
+let proxy: {
+  url: string;
+  setFault(f: object): Promise<void>;
+  stop(): Promise<void>;
+  stats(): { total: number; counts: Record<string, number> };
+  resetStats(): void;
+};
 let instance: TestCredentials;
 let dir: string;
 let key: { publicKey: string };
@@ -66,7 +72,12 @@ asRoot('lookup faults', () => {
   async function timedLookup(configFile = hostConfig.configFile): Promise<CliResult & { ms: number }> {
     const started = Date.now();
     // Root's own AWS settings in the environment must change nothing (issue 13, point 1).
-    const env = bareEnv({ AWS_ACCESS_KEY_ID: 'AKIAROOTOWNKEY000000', AWS_SECRET_ACCESS_KEY: 'x', AWS_REGION: 'eu-west-3', AWS_PROFILE: 'root-own' });
+    const env = bareEnv({
+      AWS_ACCESS_KEY_ID: 'AKIAROOTOWNKEY000000',
+      AWS_SECRET_ACCESS_KEY: 'x',
+      AWS_REGION: 'eu-west-3',
+      AWS_PROFILE: 'root-own',
+    });
     const result = await keymaker(['get_authorized_keys', 'alice', '--config', configFile], env);
     return { ...result, ms: Date.now() - started };
   }

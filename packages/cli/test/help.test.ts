@@ -40,7 +40,23 @@ async function run(argv: string[]): Promise<{ code: number | undefined; stdout: 
 
 describe('help', () => {
   it('every command is in the command table and its help shows its examples', async () => {
-    expect(names).toEqual(expect.arrayContaining(['upload_key', 'list_keys', 'enable_key', 'disable_key', 'delete_key', 'get_uid', 'get_groups', 'get_authorized_keys', 'sync_groups', 'install', 'uninstall', 'configure', 'completion']));
+    expect(names).toEqual(
+      expect.arrayContaining([
+        'upload_key',
+        'list_keys',
+        'enable_key',
+        'disable_key',
+        'delete_key',
+        'get_uid',
+        'get_groups',
+        'get_authorized_keys',
+        'sync_groups',
+        'install',
+        'uninstall',
+        'configure',
+        'completion',
+      ]),
+    );
     for (const name of names) {
       const text = await helpText([name, '--help'], { width: 100 });
       expect(text.startsWith(`keymaker ${COMMAND_TABLE[name]!.synopsis}\n`)).toBe(true);
@@ -68,8 +84,12 @@ describe('help', () => {
       expect(start).toBeGreaterThanOrEqual(0);
       return text.slice(start, text.indexOf('\n\n', start));
     };
-    expect(section(GROUP_TITLES.client)).toMatch(/upload_key[\s\S]*list_keys[\s\S]*enable_key[\s\S]*disable_key[\s\S]*delete_key/);
-    expect(section(GROUP_TITLES.host)).toMatch(/get_authorized_keys[\s\S]*get_uid[\s\S]*get_groups[\s\S]*sync_groups[\s\S]*install[\s\S]*uninstall/);
+    expect(section(GROUP_TITLES.client)).toMatch(
+      /upload_key[\s\S]*list_keys[\s\S]*enable_key[\s\S]*disable_key[\s\S]*delete_key/,
+    );
+    expect(section(GROUP_TITLES.host)).toMatch(
+      /get_authorized_keys[\s\S]*get_uid[\s\S]*get_groups[\s\S]*sync_groups[\s\S]*install[\s\S]*uninstall/,
+    );
     expect(section(GROUP_TITLES.admin)).toMatch(/configure/);
     expect(section(GROUP_TITLES.other)).toMatch(/completion[\s\S]*help/);
     for (const name of names) expect(text.match(new RegExp(`^  ${name} `, 'gm'))).toHaveLength(1);
@@ -99,13 +119,25 @@ describe('help', () => {
 
 describe('usage errors', () => {
   it.each([
-    [['enable_key'], 'keymaker: enable_key needs a key ID (KEY_ID; see "keymaker list_keys"); run "keymaker help enable_key"'],
-    [['disable-key'], 'keymaker: disable_key needs a key ID (KEY_ID; see "keymaker list_keys"); run "keymaker help disable_key"'],
+    [
+      ['enable_key'],
+      'keymaker: enable_key needs a key ID (KEY_ID; see "keymaker list_keys"); run "keymaker help enable_key"',
+    ],
+    [
+      ['disable-key'],
+      'keymaker: disable_key needs a key ID (KEY_ID; see "keymaker list_keys"); run "keymaker help disable_key"',
+    ],
     [['get_uid'], 'keymaker: get_uid needs a Linux user name (USER); run "keymaker help get_uid"'],
-    [['configure'], 'keymaker: configure needs --instance-iam-role ROLE (the instance role name or ARN); run "keymaker help configure"'],
+    [
+      ['configure'],
+      'keymaker: configure needs --instance-iam-role ROLE (the instance role name or ARN); run "keymaker help configure"',
+    ],
     [['completion'], 'keymaker: completion needs a shell name (bash or zsh); run "keymaker help completion"'],
     [['list_keys', '--bogus'], 'keymaker: list_keys: Unknown argument: bogus; run "keymaker help list_keys"'],
-    [['completion', 'fish'], 'keymaker: completion: Invalid values: Argument: shell, Given: "fish", Choices: "bash", "zsh"; run "keymaker help completion"'],
+    [
+      ['completion', 'fish'],
+      'keymaker: completion: Invalid values: Argument: shell, Given: "fish", Choices: "bash", "zsh"; run "keymaker help completion"',
+    ],
   ])('%j: one line naming what is missing, exit USAGE', async (argv, line) => {
     expect(await run(argv)).toEqual({ code: EXIT_CODES.USAGE, stdout: '', stderr: `${line}\n` });
   });
@@ -114,7 +146,11 @@ describe('usage errors', () => {
 describe('completion', () => {
   it('prints a bash and a zsh script on stdout that ask keymaker --get-yargs-completions', async () => {
     const bash = await run(['completion', 'bash']);
-    expect(bash).toEqual({ code: 0, stdout: expect.stringContaining('complete -o bashdefault -o default -F _keymaker_completions keymaker'), stderr: '' });
+    expect(bash).toEqual({
+      code: 0,
+      stdout: expect.stringContaining('complete -o bashdefault -o default -F _keymaker_completions keymaker'),
+      stderr: '',
+    });
     const zsh = await run(['completion', 'zsh']);
     expect(zsh.stdout.startsWith('#compdef keymaker\n')).toBe(true);
     expect(zsh.stdout).toContain('--get-yargs-completions');
@@ -125,12 +161,18 @@ describe('man page', () => {
   it('is roff (man(7)) and lists every command, the global options and every exit code', async () => {
     const page = await manPage();
     expect(page.startsWith('.TH KEYMAKER 1 ')).toBe(true);
-    for (const section of ['NAME', 'SYNOPSIS', 'DESCRIPTION', 'COMMANDS', 'GLOBAL OPTIONS', 'EXIT STATUS']) expect(page).toContain(`\n.SH ${section}\n`);
+    for (const section of ['NAME', 'SYNOPSIS', 'DESCRIPTION', 'COMMANDS', 'GLOBAL OPTIONS', 'EXIT STATUS'])
+      expect(page).toContain(`\n.SH ${section}\n`);
     for (const name of [...names, 'help']) expect(page).toMatch(new RegExp(`^\\.B keymaker ${name}( |$)`, 'm'));
     for (const code of Object.values(EXIT_CODES)) expect(page).toMatch(new RegExp(`^\\.B ${code}\\n`, 'm'));
     // Help text never leaks a line that roff would read as a request.
-    const requests = page.split('\n').filter((line) => /^[.']/.test(line)).map((line) => line.split(/\s/)[0]);
-    expect(new Set(requests)).toEqual(new Set(['.TH', '.SH', '.SS', '.B', '.I', '.BR', '.br', '.PP', '.TP', '.RS', '.RE', '.nf', '.fi']));
+    const requests = page
+      .split('\n')
+      .filter((line) => /^[.']/.test(line))
+      .map((line) => line.split(/\s/)[0]);
+    expect(new Set(requests)).toEqual(
+      new Set(['.TH', '.SH', '.SS', '.B', '.I', '.BR', '.br', '.PP', '.TP', '.RS', '.RE', '.nf', '.fi']),
+    );
     expect(page).toContain('\\-\\-instance\\-iam\\-role');
   });
 });

@@ -64,7 +64,9 @@ describe('--json', () => {
     iam.on(DeleteSSHPublicKeyCommand).resolves({});
     const { ctx, stdout, stderr } = context(true);
     await deleteKey(ctx, { id: KEY_ID });
-    expect(stdout.map((line) => JSON.parse(line) as KeyJson)).toEqual([{ user: 'alice', keyId: KEY_ID, status: 'Deleted' }]);
+    expect(stdout.map((line) => JSON.parse(line) as KeyJson)).toEqual([
+      { user: 'alice', keyId: KEY_ID, status: 'Deleted' },
+    ]);
     expect(stderr).toEqual([]);
   });
 
@@ -77,19 +79,52 @@ describe('--json', () => {
   });
 
   it('upload_key and list_keys use the same names: user, keyId, status, fingerprint', async () => {
-    iam.on(UploadSSHPublicKeyCommand).resolves({ SSHPublicKey: { SSHPublicKeyId: KEY_ID, Status: 'Active', UserName: 'bob', SSHPublicKeyBody: publicKey, Fingerprint: 'md5' } });
+    iam
+      .on(UploadSSHPublicKeyCommand)
+      .resolves({
+        SSHPublicKey: {
+          SSHPublicKeyId: KEY_ID,
+          Status: 'Active',
+          UserName: 'bob',
+          SSHPublicKeyBody: publicKey,
+          Fingerprint: 'md5',
+        },
+      });
     const up = context(true);
     await uploadKey(up.ctx, { identity: join(dir, 'id.pub'), user: 'bob' });
-    expect(up.stdout.map((line) => JSON.parse(line) as KeyJson)).toEqual([{ user: 'bob', keyId: KEY_ID, status: 'Active', fingerprint }]);
+    expect(up.stdout.map((line) => JSON.parse(line) as KeyJson)).toEqual([
+      { user: 'bob', keyId: KEY_ID, status: 'Active', fingerprint },
+    ]);
 
     const uploadDate = new Date('2026-01-02T03:04:05Z');
-    iam.on(ListSSHPublicKeysCommand).resolves({ SSHPublicKeys: [{ UserName: 'bob', SSHPublicKeyId: KEY_ID, Status: 'Active', UploadDate: uploadDate }] });
-    iam.on(GetSSHPublicKeyCommand).resolves({ SSHPublicKey: { UserName: 'bob', SSHPublicKeyId: KEY_ID, Status: 'Active', SSHPublicKeyBody: publicKey, Fingerprint: 'md5' } });
+    iam
+      .on(ListSSHPublicKeysCommand)
+      .resolves({
+        SSHPublicKeys: [{ UserName: 'bob', SSHPublicKeyId: KEY_ID, Status: 'Active', UploadDate: uploadDate }],
+      });
+    iam
+      .on(GetSSHPublicKeyCommand)
+      .resolves({
+        SSHPublicKey: {
+          UserName: 'bob',
+          SSHPublicKeyId: KEY_ID,
+          Status: 'Active',
+          SSHPublicKeyBody: publicKey,
+          Fingerprint: 'md5',
+        },
+      });
     const list = context(true);
     await listKeys(list.ctx, { user: 'bob' });
     expect(list.stdout).toHaveLength(1);
     expect(JSON.parse(list.stdout[0]!)).toEqual([
-      { user: 'bob', keyId: KEY_ID, status: 'Active', type: 'ssh-ed25519', fingerprint, uploadDate: '2026-01-02T03:04:05.000Z' },
+      {
+        user: 'bob',
+        keyId: KEY_ID,
+        status: 'Active',
+        type: 'ssh-ed25519',
+        fingerprint,
+        uploadDate: '2026-01-02T03:04:05.000Z',
+      },
     ]);
   });
 });

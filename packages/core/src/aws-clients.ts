@@ -25,7 +25,8 @@ export interface AwsClientOptions {
    * Static credentials, or a provider (the host builds one from its host config, so the SDK's
    * default chain, which reads the caller's environment and home, is never consulted).
    */
-  credentials?: TemporaryCredentials | { accessKeyId: string; secretAccessKey: string; sessionToken?: string } | CredentialProvider;
+  credentials?:
+    TemporaryCredentials | { accessKeyId: string; secretAccessKey: string; sessionToken?: string } | CredentialProvider;
   /** Per-request socket timeouts (ms). */
   connectionTimeoutMs?: number;
   requestTimeoutMs?: number;
@@ -44,15 +45,23 @@ export interface AwsClientOptions {
 export const DEFAULT_CONNECT_TIMEOUT_MS = 5000;
 
 /** An SDK credential provider (AwsCredentialIdentityProvider's shape). */
-export type CredentialProvider = () => Promise<{ accessKeyId: string; secretAccessKey: string; sessionToken?: string; expiration?: Date }>;
+export type CredentialProvider = () => Promise<{
+  accessKeyId: string;
+  secretAccessKey: string;
+  sessionToken?: string;
+  expiration?: Date;
+}>;
 
 function common(options: AwsClientOptions) {
-  const credentials = typeof options.credentials === 'function' ? options.credentials : options.credentials && {
-    accessKeyId: options.credentials.accessKeyId,
-    secretAccessKey: options.credentials.secretAccessKey,
-    sessionToken: options.credentials.sessionToken,
-    ...('expiration' in options.credentials ? { expiration: new Date(options.credentials.expiration) } : {}),
-  };
+  const credentials =
+    typeof options.credentials === 'function'
+      ? options.credentials
+      : options.credentials && {
+          accessKeyId: options.credentials.accessKeyId,
+          secretAccessKey: options.credentials.secretAccessKey,
+          sessionToken: options.credentials.sessionToken,
+          ...('expiration' in options.credentials ? { expiration: new Date(options.credentials.expiration) } : {}),
+        };
   // IAM and STS are global: with no region anywhere, sign for us-east-1 as the AWS CLI and boto3 do.
   const settings = resolveAwsSettings(options, options.configLookup);
   const connectionTimeout = connectTimeoutFor(options);
@@ -74,7 +83,10 @@ function common(options: AwsClientOptions) {
 }
 
 function connectTimeoutFor(options: AwsClientOptions): number | undefined {
-  return options.connectionTimeoutMs ?? (options.deadline ? Math.min(DEFAULT_CONNECT_TIMEOUT_MS, options.deadline.ms) : undefined);
+  return (
+    options.connectionTimeoutMs ??
+    (options.deadline ? Math.min(DEFAULT_CONNECT_TIMEOUT_MS, options.deadline.ms) : undefined)
+  );
 }
 
 type SdkClient = IAMClient | STSClient;
@@ -91,7 +103,8 @@ function guard<C extends SdkClient>(client: C, options: AwsClientOptions, servic
   stack.add(
     (next) => async (args) => {
       const request = (args as { request?: { protocol?: string; hostname?: string; port?: number } }).request;
-      if (request?.hostname) lastEndpoint = `${request.protocol ?? 'https:'}//${request.hostname}${request.port ? `:${request.port}` : ''}`;
+      if (request?.hostname)
+        lastEndpoint = `${request.protocol ?? 'https:'}//${request.hostname}${request.port ? `:${request.port}` : ''}`;
       return next(args);
     },
     { step: 'deserialize', name: 'keymakerEndpointRecorder', priority: 'low' },
@@ -103,7 +116,8 @@ function guard<C extends SdkClient>(client: C, options: AwsClientOptions, servic
     const prototypeSend = (Object.getPrototypeOf(this) as { send: (...args: unknown[]) => Promise<unknown> }).send;
     const operation = command.constructor.name.replace(/Command$/, '');
     const deadline = options.deadline;
-    if (typeof rest[0] === 'function' || typeof rest[1] === 'function') return prototypeSend.call(this, command, ...rest);
+    if (typeof rest[0] === 'function' || typeof rest[1] === 'function')
+      return prototypeSend.call(this, command, ...rest);
     const sendOptions = { ...(deadline ? { abortSignal: deadline.signal } : {}), ...(rest[0] as object | undefined) };
     const call = prototypeSend.call(this, command, sendOptions).catch((error: unknown) => {
       const err = error as { name?: string; message?: string };
@@ -132,11 +146,27 @@ function guard<C extends SdkClient>(client: C, options: AwsClientOptions, servic
 }
 
 export function createIamClient(options: AwsClientOptions = {}): IAMClient {
-  const client = new IAMClient({ ...common(options), ...(options.iamEndpoint ? { endpoint: options.iamEndpoint } : {}) });
-  return guard(client, options, 'IAM', options.iamEndpoint ?? process.env.AWS_ENDPOINT_URL_IAM ?? process.env.AWS_ENDPOINT_URL);
+  const client = new IAMClient({
+    ...common(options),
+    ...(options.iamEndpoint ? { endpoint: options.iamEndpoint } : {}),
+  });
+  return guard(
+    client,
+    options,
+    'IAM',
+    options.iamEndpoint ?? process.env.AWS_ENDPOINT_URL_IAM ?? process.env.AWS_ENDPOINT_URL,
+  );
 }
 
 export function createStsClient(options: AwsClientOptions = {}): STSClient {
-  const client = new STSClient({ ...common(options), ...(options.stsEndpoint ? { endpoint: options.stsEndpoint } : {}) });
-  return guard(client, options, 'STS', options.stsEndpoint ?? process.env.AWS_ENDPOINT_URL_STS ?? process.env.AWS_ENDPOINT_URL);
+  const client = new STSClient({
+    ...common(options),
+    ...(options.stsEndpoint ? { endpoint: options.stsEndpoint } : {}),
+  });
+  return guard(
+    client,
+    options,
+    'STS',
+    options.stsEndpoint ?? process.env.AWS_ENDPOINT_URL_STS ?? process.env.AWS_ENDPOINT_URL,
+  );
 }

@@ -96,7 +96,10 @@ export interface AwsSettings {
  * profile that is in neither shared file. Reads the shared files only when a
  * profile is named or no region is set elsewhere.
  */
-export function resolveAwsSettings(options: { region?: string; profile?: string }, lookup: AwsConfigLookup = {}): AwsSettings {
+export function resolveAwsSettings(
+  options: { region?: string; profile?: string },
+  lookup: AwsConfigLookup = {},
+): AwsSettings {
   const env = lookup.env ?? process.env;
   const profile = options.profile || env.AWS_PROFILE || undefined;
   const source = options.profile ? '--profile' : 'AWS_PROFILE';

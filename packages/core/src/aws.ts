@@ -18,7 +18,10 @@ export function toAwsError(error: unknown, operation: string): KeymakerError {
     case 'AccessDenied':
     case 'UnauthorizedOperation':
     case 'AccessDeniedError':
-      return make('ACCESS_DENIED', `${operation} was denied: ${message}; grant the permission ${permissionFor(operation)}`);
+      return make(
+        'ACCESS_DENIED',
+        `${operation} was denied: ${message}; grant the permission ${permissionFor(operation)}`,
+      );
     case 'Throttling':
     case 'RequestLimitExceeded':
     case 'TooManyRequests':
@@ -30,7 +33,10 @@ export function toAwsError(error: unknown, operation: string): KeymakerError {
     case 'UnrecognizedClient':
       return make('NO_CREDENTIALS', `AWS credentials were refused (${rawName}); refresh or fix your credentials`);
     case 'CredentialsProviderError':
-      return make('NO_CREDENTIALS', 'no AWS credentials found; configure them (AWS_PROFILE, aws configure, or an instance role)');
+      return make(
+        'NO_CREDENTIALS',
+        'no AWS credentials found; configure them (AWS_PROFILE, aws configure, or an instance role)',
+      );
     case 'TimeoutError':
     case 'RequestTimeout':
       return make('NETWORK', `${operation} timed out: ${message}`);
@@ -51,10 +57,18 @@ export function toAwsError(error: unknown, operation: string): KeymakerError {
     return make('NO_REGION', 'no AWS region set; set AWS_REGION or pass --region');
   }
   if (/Could not load credentials|credential/i.test(message) && !err.$metadata) {
-    return make('NO_CREDENTIALS', 'no AWS credentials found; configure them (AWS_PROFILE, aws configure, or an instance role)');
+    return make(
+      'NO_CREDENTIALS',
+      'no AWS credentials found; configure them (AWS_PROFILE, aws configure, or an instance role)',
+    );
   }
   const sysCode = String(err.code ?? '');
-  if (/^(ECONNREFUSED|ECONNRESET|ETIMEDOUT|ENOTFOUND|EAI_AGAIN|EHOSTUNREACH|ENETUNREACH|EPIPE|ECONNABORTED)$/.test(sysCode) || /socket hang up/i.test(message)) {
+  if (
+    /^(ECONNREFUSED|ECONNRESET|ETIMEDOUT|ENOTFOUND|EAI_AGAIN|EHOSTUNREACH|ENETUNREACH|EPIPE|ECONNABORTED)$/.test(
+      sysCode,
+    ) ||
+    /socket hang up/i.test(message)
+  ) {
     return make('NETWORK', `${operation} could not reach AWS: ${sysCode || message}`);
   }
   if (name === 'AbortError') return new DeadlineError(`${operation} was cut off by the deadline`, { cause: error });
@@ -111,7 +125,10 @@ const MAX_PAGES = 1000;
  * without a new marker, or a marker that repeats, is an error: a partial list
  * must never pass for a whole one.
  */
-export async function collectPages<T>(operation: string, fetchPage: (marker?: string) => Promise<Page<T>>): Promise<T[]> {
+export async function collectPages<T>(
+  operation: string,
+  fetchPage: (marker?: string) => Promise<Page<T>>,
+): Promise<T[]> {
   const all: T[] = [];
   const seen = new Set<string>();
   let marker: string | undefined;
@@ -119,7 +136,8 @@ export async function collectPages<T>(operation: string, fetchPage: (marker?: st
     const result = await fetchPage(marker);
     all.push(...result.items);
     if (!result.isTruncated) return all;
-    if (!result.marker || seen.has(result.marker)) throw unexpectedAnswer(operation, 'truncated page without a new marker');
+    if (!result.marker || seen.has(result.marker))
+      throw unexpectedAnswer(operation, 'truncated page without a new marker');
     seen.add(result.marker);
     marker = result.marker;
   }

@@ -83,7 +83,9 @@ export class IamDirectory {
   }
 
   async getUser(iamUserName: string): Promise<IamUser> {
-    const out = await this.call('GetUser', iamUserName, () => this.iam.send(new GetUserCommand({ UserName: iamUserName })));
+    const out = await this.call('GetUser', iamUserName, () =>
+      this.iam.send(new GetUserCommand({ UserName: iamUserName })),
+    );
     const user = out.User;
     if (!user) throw unexpectedAnswer('GetUser', 'no User');
     const userName = requireString(user.UserName, 'GetUser', 'UserName');
@@ -97,11 +99,16 @@ export class IamDirectory {
       const out = await this.call('ListSSHPublicKeys', iamUserName, () =>
         this.iam.send(new ListSSHPublicKeysCommand({ UserName: iamUserName, Marker: marker })),
       );
-      return { items: requireArray(out.SSHPublicKeys, 'ListSSHPublicKeys', 'SSHPublicKeys'), isTruncated: out.IsTruncated, marker: out.Marker };
+      return {
+        items: requireArray(out.SSHPublicKeys, 'ListSSHPublicKeys', 'SSHPublicKeys'),
+        isTruncated: out.IsTruncated,
+        marker: out.Marker,
+      };
     });
     return keys.map((key) => {
       const keyId = requireString(key.SSHPublicKeyId, 'ListSSHPublicKeys', 'SSHPublicKeyId');
-      if (key.Status !== 'Active' && key.Status !== 'Inactive') throw unexpectedAnswer('ListSSHPublicKeys', 'unknown key status');
+      if (key.Status !== 'Active' && key.Status !== 'Inactive')
+        throw unexpectedAnswer('ListSSHPublicKeys', 'unknown key status');
       return { keyId, status: key.Status, uploadDate: key.UploadDate instanceof Date ? key.UploadDate : undefined };
     });
   }
@@ -134,7 +141,11 @@ export class IamDirectory {
       const out = await this.call('ListGroupsForUser', iamUserName, () =>
         this.iam.send(new ListGroupsForUserCommand({ UserName: iamUserName, Marker: marker })),
       );
-      return { items: requireArray(out.Groups, 'ListGroupsForUser', 'Groups'), isTruncated: out.IsTruncated, marker: out.Marker };
+      return {
+        items: requireArray(out.Groups, 'ListGroupsForUser', 'Groups'),
+        isTruncated: out.IsTruncated,
+        marker: out.Marker,
+      };
     });
     return groups.map((group) => toIamGroup(group, 'ListGroupsForUser'));
   }
@@ -147,7 +158,11 @@ export class IamDirectory {
   async listGroups(): Promise<IamGroup[]> {
     const groups = await collectPages('ListGroups', async (marker) => {
       const out = await awsCall('ListGroups', () => this.iam.send(new ListGroupsCommand({ Marker: marker })));
-      return { items: requireArray(out.Groups, 'ListGroups', 'Groups'), isTruncated: out.IsTruncated, marker: out.Marker };
+      return {
+        items: requireArray(out.Groups, 'ListGroups', 'Groups'),
+        isTruncated: out.IsTruncated,
+        marker: out.Marker,
+      };
     });
     return groups.map((group) => toIamGroup(group, 'ListGroups'));
   }
@@ -159,7 +174,9 @@ export class IamDirectory {
 
   async getGroupMembers(groupName: string): Promise<IamUser[]> {
     const users = await collectPages('GetGroup', async (marker) => {
-      const out = await awsCall('GetGroup', () => this.iam.send(new GetGroupCommand({ GroupName: groupName, Marker: marker })));
+      const out = await awsCall('GetGroup', () =>
+        this.iam.send(new GetGroupCommand({ GroupName: groupName, Marker: marker })),
+      );
       return { items: requireArray(out.Users, 'GetGroup', 'Users'), isTruncated: out.IsTruncated, marker: out.Marker };
     });
     return users.map(toIamUser('GetGroup'));
@@ -189,12 +206,18 @@ export class IamDirectory {
       options.includeUser ? this.getUser(iamUserName) : undefined,
     ]);
     if (required && !groups!.some((group) => group.groupName === required)) {
-      throw new AccessRefusedError('NOT_IN_REQUIRED_GROUP', `IAM user ${iamUserName} is not a member of the required group ${required}`, {
-        details: { iamUserName, group: required },
-      });
+      throw new AccessRefusedError(
+        'NOT_IN_REQUIRED_GROUP',
+        `IAM user ${iamUserName} is not a member of the required group ${required}`,
+        {
+          details: { iamUserName, group: required },
+        },
+      );
     }
     const active = summaries.filter((key) => key.status === 'Active');
-    const fetched = await Promise.all(active.map(async (key) => ({ keyId: key.keyId, ...(await this.getActiveKey(iamUserName, key.keyId)) })));
+    const fetched = await Promise.all(
+      active.map(async (key) => ({ keyId: key.keyId, ...(await this.getActiveKey(iamUserName, key.keyId)) })),
+    );
     const keys: SshPublicKey[] = [];
     const rejected: RejectedKey[] = [];
     const seen = new Set<string>();
@@ -226,11 +249,15 @@ export class IamDirectory {
       if (isKeymakerError(error, 'NO_SUCH_ENTITY')) {
         // The key list just named this key, so here the missing entity is the key.
         const isKey = operation === 'GetSSHPublicKey';
-        throw new AwsError(isKey ? 'NO_SUCH_KEY' : 'NO_SUCH_USER', isKey ? `no such SSH key for IAM user ${iamUserName}` : `no such IAM user: ${iamUserName}`, {
-          cause: error,
-          operation,
-          awsCode: (error as AwsError).awsCode,
-        });
+        throw new AwsError(
+          isKey ? 'NO_SUCH_KEY' : 'NO_SUCH_USER',
+          isKey ? `no such SSH key for IAM user ${iamUserName}` : `no such IAM user: ${iamUserName}`,
+          {
+            cause: error,
+            operation,
+            awsCode: (error as AwsError).awsCode,
+          },
+        );
       }
       throw error;
     }
@@ -238,7 +265,10 @@ export class IamDirectory {
 }
 
 function toIamGroup(group: { GroupName?: unknown; GroupId?: unknown }, operation: string): IamGroup {
-  return { groupName: requireString(group.GroupName, operation, 'GroupName'), groupId: requireString(group.GroupId, operation, 'GroupId') };
+  return {
+    groupName: requireString(group.GroupName, operation, 'GroupName'),
+    groupId: requireString(group.GroupId, operation, 'GroupId'),
+  };
 }
 
 function toIamUser(operation: string) {

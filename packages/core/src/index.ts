@@ -3,10 +3,34 @@
 // two differ, so a change to the public API shows in review.
 
 // One error hierarchy, its stable codes and exit codes.
-export { AccessRefusedError, AwsError, DeadlineError, EXIT_CODES, HostError, InputError, KeymakerError, RoleConfigError, exitCodeFor, firstLine, formatError, isKeymakerError } from './errors';
+export {
+  AccessRefusedError,
+  AwsError,
+  DeadlineError,
+  EXIT_CODES,
+  HostError,
+  InputError,
+  KeymakerError,
+  RoleConfigError,
+  exitCodeFor,
+  firstLine,
+  formatError,
+  isKeymakerError,
+} from './errors';
 export type { ErrorCode, KeymakerErrorOptions } from './errors';
 // Linux and IAM names.
-export { assertLinuxUserName, assertNotReservedName, iamRoleNameProblem, isAccountId, isReservedLinuxName, isValidLinuxName, linuxNameProblem, linuxUserNameForIamUser, parseArn, parseRoleArn } from './names';
+export {
+  assertLinuxUserName,
+  assertNotReservedName,
+  iamRoleNameProblem,
+  isAccountId,
+  isReservedLinuxName,
+  isValidLinuxName,
+  linuxNameProblem,
+  linuxUserNameForIamUser,
+  parseArn,
+  parseRoleArn,
+} from './names';
 export type { ParsedArn } from './names';
 // Names never given to an IAM user.
 export { RESERVED_LINUX_NAMES } from './reserved-names';
@@ -14,7 +38,13 @@ export { RESERVED_LINUX_NAMES } from './reserved-names';
 export { UID_SCHEMES, isInManagedRange, unixIdFor } from './uid';
 export type { UidScheme } from './uid';
 // The role-description tokens.
-export { applyRoleConfigToDescription, assertValidRoleConfig, parseRoleDescription, resolveRoleConfig, roleConfigValueProblem } from './role-config';
+export {
+  applyRoleConfigToDescription,
+  assertValidRoleConfig,
+  parseRoleDescription,
+  resolveRoleConfig,
+  roleConfigValueProblem,
+} from './role-config';
 export type { ResolvedRoleConfig, RoleConfig } from './role-config';
 // SSH public key validation.
 export { SSH_KEY_TYPES, parseSshPublicKey } from './ssh-key';
@@ -32,11 +62,33 @@ export type { Deadline, WithDeadlineOptions } from './deadline';
 export { collectPages, requireString, toAwsError, unexpectedAnswer } from './aws';
 export type { Page } from './aws';
 // Which IAM directory a host resolves users in.
-export { currentIamUserName, getCallerIdentity, loadInstanceConfig, resolveDirectory, resolverRoleArn } from './resolve';
-export type { CacheStore, CallerIdentity, CallerKind, InstanceConfig, Resolution, ResolveOptions, TemporaryCredentials } from './resolve';
+export {
+  currentIamUserName,
+  getCallerIdentity,
+  loadInstanceConfig,
+  resolveDirectory,
+  resolverRoleArn,
+} from './resolve';
+export type {
+  CacheStore,
+  CallerIdentity,
+  CallerKind,
+  InstanceConfig,
+  Resolution,
+  ResolveOptions,
+  TemporaryCredentials,
+} from './resolve';
 // The IAM directory: users, keys, groups.
 export { IamDirectory } from './directory';
-export type { AuthorizedKeys, IamGroup, IamUser, LinuxGroup, LookupOptions, RejectedKey, SshKeySummary } from './directory';
+export type {
+  AuthorizedKeys,
+  IamGroup,
+  IamUser,
+  LinuxGroup,
+  LookupOptions,
+  RejectedKey,
+  SshKeySummary,
+} from './directory';
 // SSH public keys of IAM users.
 export { deleteSshPublicKey, listSshPublicKeysDetailed, setSshPublicKeyStatus, uploadSshPublicKey } from './keys';
 export type { KeyListing, UploadedKey } from './keys';

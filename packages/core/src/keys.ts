@@ -19,13 +19,21 @@ const KEY_ID = /^APKA[A-Z0-9]{16,124}$|^[A-Za-z0-9]{16,128}$/;
 
 function assertKeyId(keyId: string): string {
   if (!KEY_ID.test(keyId)) {
-    throw new InputError('INVALID_ARGUMENT', `invalid SSH key ID ${JSON.stringify(keyId)}: run "keymaker list_keys" to see the IDs`);
+    throw new InputError(
+      'INVALID_ARGUMENT',
+      `invalid SSH key ID ${JSON.stringify(keyId)}: run "keymaker list_keys" to see the IDs`,
+    );
   }
   return keyId;
 }
 
 /** Maps the errors of calls that name a user and a key to what a person can act on. */
-async function keyCall<T>(operation: string, userName: string, keyId: string | undefined, run: () => Promise<T>): Promise<T> {
+async function keyCall<T>(
+  operation: string,
+  userName: string,
+  keyId: string | undefined,
+  run: () => Promise<T>,
+): Promise<T> {
   try {
     return await awsCall(operation, run);
   } catch (error) {
@@ -98,7 +106,12 @@ export async function listSshPublicKeysDetailed(iam: IAMClient, userName: string
   );
 }
 
-export async function setSshPublicKeyStatus(iam: IAMClient, userName: string, keyId: string, status: 'Active' | 'Inactive'): Promise<void> {
+export async function setSshPublicKeyStatus(
+  iam: IAMClient,
+  userName: string,
+  keyId: string,
+  status: 'Active' | 'Inactive',
+): Promise<void> {
   assertIamUserName(userName);
   assertKeyId(keyId);
   await keyCall('UpdateSSHPublicKey', userName, keyId, () =>
@@ -113,4 +126,3 @@ export async function deleteSshPublicKey(iam: IAMClient, userName: string, keyId
     iam.send(new DeleteSSHPublicKeyCommand({ UserName: userName, SSHPublicKeyId: keyId })),
   );
 }
-

@@ -44,7 +44,9 @@ const RESERVED = new Set(RESERVED_LINUX_NAMES);
 
 /** A package's service account or a system name (core's list, plus the host's own): never an IAM user's. */
 export function isReservedLinuxName(name: string, extra: readonly string[] = []): boolean {
-  return RESERVED.has(name) || extra.includes(name) || RESERVED_LINUX_NAME_PREFIXES.some((prefix) => name.startsWith(prefix));
+  return (
+    RESERVED.has(name) || extra.includes(name) || RESERVED_LINUX_NAME_PREFIXES.some((prefix) => name.startsWith(prefix))
+  );
 }
 
 /** Refuses (NOT_MANAGED) a reserved name before anything (an API call, a process) sees it. */

@@ -4,7 +4,13 @@ import { awsCall, requireString, unexpectedAnswer } from './aws';
 import { HostError, InputError, RoleConfigError } from './errors';
 import { IamDirectory } from './directory';
 import { isAccountId, parseArn } from './names';
-import { assertValidRoleConfig, parseRoleDescription, resolveRoleConfig, type ResolvedRoleConfig, type RoleConfig } from './role-config';
+import {
+  assertValidRoleConfig,
+  parseRoleDescription,
+  resolveRoleConfig,
+  type ResolvedRoleConfig,
+  type RoleConfig,
+} from './role-config';
 
 export type CallerKind = 'assumed-role' | 'user' | 'root' | 'other';
 
@@ -90,7 +96,7 @@ export function notARoleError(caller: CallerIdentity): HostError {
   return new HostError(
     'NO_INSTANCE_ROLE',
     `the AWS credentials in use are ${caller.arn}, not a role's: keymaker's host commands must run with the instance role ` +
-      '(or the role credentials named in /etc/keymaker/config.json); they never use root\'s own AWS credentials',
+      "(or the role credentials named in /etc/keymaker/config.json); they never use root's own AWS credentials",
     { details: { callerArn: caller.arn, callerKind: caller.kind } },
   );
 }
@@ -108,10 +114,13 @@ export async function assumeResolverRole(
   sessionName = 'keymaker',
 ): Promise<TemporaryCredentials> {
   const roleArn = resolverRoleArn(config, partition);
-  const out = await awsCall('AssumeRole', () => sts.send(new AssumeRoleCommand({ RoleArn: roleArn, RoleSessionName: sessionName })));
+  const out = await awsCall('AssumeRole', () =>
+    sts.send(new AssumeRoleCommand({ RoleArn: roleArn, RoleSessionName: sessionName })),
+  );
   const creds = out.Credentials;
   if (!creds) throw unexpectedAnswer('AssumeRole', 'no Credentials');
-  const expiration = creds.Expiration instanceof Date ? creds.Expiration.getTime() : Date.parse(String(creds.Expiration));
+  const expiration =
+    creds.Expiration instanceof Date ? creds.Expiration.getTime() : Date.parse(String(creds.Expiration));
   if (!Number.isFinite(expiration)) throw unexpectedAnswer('AssumeRole', 'no Expiration');
   return {
     accessKeyId: requireString(creds.AccessKeyId, 'AssumeRole', 'AccessKeyId'),
@@ -187,7 +196,13 @@ function readCacheEntry(value: unknown): CacheEntry | undefined {
     return undefined;
   }
   const creds = entry.credentials;
-  if (creds && (typeof creds.accessKeyId !== 'string' || typeof creds.secretAccessKey !== 'string' || typeof creds.sessionToken !== 'string' || typeof creds.expiration !== 'number')) {
+  if (
+    creds &&
+    (typeof creds.accessKeyId !== 'string' ||
+      typeof creds.secretAccessKey !== 'string' ||
+      typeof creds.sessionToken !== 'string' ||
+      typeof creds.expiration !== 'number')
+  ) {
     return undefined;
   }
   return entry;
@@ -286,8 +301,13 @@ export async function currentIamUserName(sts: STSClient): Promise<string> {
   const caller = await getCallerIdentity(sts);
   if (caller.kind === 'user' && caller.name) return caller.name;
   if (caller.kind === 'assumed-role') {
-    throw new InputError('ROLE_CREDENTIALS', `you are signed in with role credentials (${caller.name}), which have no IAM user; pass --user NAME`);
+    throw new InputError(
+      'ROLE_CREDENTIALS',
+      `you are signed in with role credentials (${caller.name}), which have no IAM user; pass --user NAME`,
+    );
   }
-  throw new InputError('ROLE_CREDENTIALS', `the current credentials (${caller.arn}) are not an IAM user's; pass --user NAME`);
+  throw new InputError(
+    'ROLE_CREDENTIALS',
+    `the current credentials (${caller.arn}) are not an IAM user's; pass --user NAME`,
+  );
 }
-

@@ -1,11 +1,5 @@
 import { RoleConfigError } from './errors';
-import {
-  iamGroupNameProblem,
-  iamRoleNameProblem,
-  isAccountId,
-  IAM_USER_NAME_MAX,
-  LINUX_NAME_MAX,
-} from './names';
+import { iamGroupNameProblem, iamRoleNameProblem, isAccountId, IAM_USER_NAME_MAX, LINUX_NAME_MAX } from './names';
 import { UID_SCHEMES, type UidScheme } from './uid';
 
 /**
@@ -64,7 +58,8 @@ export function roleConfigValueProblem(field: keyof RoleConfig, value: string): 
       return iamGroupNameProblem(value) && 'it is not a valid IAM group name (1-128 of A-Z a-z 0-9 +=,.@_-)';
     case 'linuxUserSuffix':
       if (!IAM_NAME_CHARS.test(value)) return 'a suffix may contain only A-Z a-z 0-9 +=,.@_-';
-      if (value.length > IAM_USER_NAME_MAX - 1) return `a suffix leaves no room for a user name in ${IAM_USER_NAME_MAX} characters`;
+      if (value.length > IAM_USER_NAME_MAX - 1)
+        return `a suffix leaves no room for a user name in ${IAM_USER_NAME_MAX} characters`;
       return undefined;
     case 'linuxGroupPrefix':
       if (value.length === 0) return 'an empty prefix would turn every IAM group into a Linux group';
@@ -72,7 +67,9 @@ export function roleConfigValueProblem(field: keyof RoleConfig, value: string): 
       if (value.length > 127) return 'a prefix leaves no room for a group name in 128 characters';
       return undefined;
     case 'uidScheme':
-      return (UID_SCHEMES as readonly string[]).includes(value) ? undefined : `known schemes: ${UID_SCHEMES.join(', ')}`;
+      return (UID_SCHEMES as readonly string[]).includes(value)
+        ? undefined
+        : `known schemes: ${UID_SCHEMES.join(', ')}`;
   }
 }
 
@@ -86,7 +83,9 @@ interface FoundToken {
 const TOKEN_START = /(^|[\s,])(keymaker_[A-Za-z0-9_]*)=/g;
 
 /** The words of each known token name, any separators between them ("require iam group"). */
-const TOKEN_WORDS = ROLE_CONFIG_TOKENS.map(([token]) => token.slice('keymaker_'.length).split('_').join('[\\W_]*')).join('|');
+const TOKEN_WORDS = ROLE_CONFIG_TOKENS.map(([token]) =>
+  token.slice('keymaker_'.length).split('_').join('[\\W_]*'),
+).join('|');
 /**
  * Text that looks like a keymaker token, in any case, spacing or punctuation:
  * "keymaker_" anywhere, "keymaker" then a known token name whatever the
@@ -95,13 +94,14 @@ const TOKEN_WORDS = ROLE_CONFIG_TOKENS.map(([token]) => token.slice('keymaker_'.
  */
 const LOOKS_LIKE_TOKEN = new RegExp(`keymaker(?:_|[\\W_]*(?:${TOKEN_WORDS})|[-.]+[A-Za-z0-9_-]*\\s*=)`, 'gi');
 
-const TOKEN_HINT = 'write keymaker_<name>=<value> in lower case, with no space around "=", separated from other text by a space or a comma';
+const TOKEN_HINT =
+  'write keymaker_<name>=<value> in lower case, with no space around "=", separated from other text by a space or a comma';
 
 /** The offending text around a near miss (its whole word, and a spaced "= value" after it), and how to write it. */
 function nearMissProblem(description: string, index: number, matchEnd: number): string {
   let start = index;
   while (start > 0 && !/[\s,]/.test(description[start - 1]!)) start--;
-  let end = Math.max(matchEnd, index + (/^[^\s,]*/.exec(description.slice(index))![0].length));
+  let end = Math.max(matchEnd, index + /^[^\s,]*/.exec(description.slice(index))![0].length);
   end += /^[^\s,]*/.exec(description.slice(end))![0].length;
   // A spaced "= value" (or ": value") after the name belongs to the near miss.
   const word = description.slice(index, end);
@@ -116,7 +116,9 @@ function nearMissProblem(description: string, index: number, matchEnd: number): 
   const squeezed = text.toLowerCase().replace(/[^a-z0-9]/g, '');
   const meant = ROLE_CONFIG_TOKENS.map(([token]) => token).find((token) => squeezed.includes(token.replace(/_/g, '')));
   const value = /[=:]\s*["']?([A-Za-z0-9+.@_-]+)/.exec(text.slice(text.toLowerCase().indexOf('keymaker')))?.[1];
-  const fix = meant ? `write it as ${meant}=${value ?? '<value>'} (lower case, no space around "=", separated from other text by a space or a comma)` : TOKEN_HINT;
+  const fix = meant
+    ? `write it as ${meant}=${value ?? '<value>'} (lower case, no space around "=", separated from other text by a space or a comma)`
+    : TOKEN_HINT;
   return `${JSON.stringify(shown)} looks like a keymaker token but is not one: ${fix}`;
 }
 
@@ -142,7 +144,9 @@ function scanTokens(description: string): { found: FoundToken[]; problems: strin
       cursor = close + 1;
       if (cursor < description.length && !/[\s,]/.test(description[cursor]!)) {
         const glued = /^[^\s,]*/.exec(description.slice(cursor))![0];
-        problems.push(`${JSON.stringify(description.slice(start, cursor + glued.length))} has text right after its closing ${quote}: ${TOKEN_HINT}`);
+        problems.push(
+          `${JSON.stringify(description.slice(start, cursor + glued.length))} has text right after its closing ${quote}: ${TOKEN_HINT}`,
+        );
       }
     } else {
       const rest = /^[^\s,'"]*/.exec(description.slice(cursor))![0];
@@ -161,7 +165,8 @@ function scanTokens(description: string): { found: FoundToken[]; problems: strin
   LOOKS_LIKE_TOKEN.lastIndex = 0;
   while ((match = LOOKS_LIKE_TOKEN.exec(description))) {
     const at = match.index;
-    if (!found.some((token) => at >= token.start && at < token.end)) nearMisses.push(nearMissProblem(description, at, at + match[0].length));
+    if (!found.some((token) => at >= token.start && at < token.end))
+      nearMisses.push(nearMissProblem(description, at, at + match[0].length));
   }
   if (nearMisses.length > 3) problems.push(...nearMisses.slice(0, 3), `and ${nearMisses.length - 3} more`);
   else problems.push(...nearMisses);
@@ -191,7 +196,9 @@ export function parseRoleDescription(description: string | undefined | null): Ro
     }
     const previous = config[field];
     if (previous !== undefined && previous !== value) {
-      problems.push(`${token} is given twice with different values (${JSON.stringify(previous)} and ${JSON.stringify(value)})`);
+      problems.push(
+        `${token} is given twice with different values (${JSON.stringify(previous)} and ${JSON.stringify(value)})`,
+      );
       continue;
     }
     (config as Record<Field, string>)[field] = value;
@@ -244,7 +251,9 @@ export function applyRoleConfigToDescription(description: string | undefined, co
   const text = description ?? '';
   const { found, problems } = scanTokens(text);
   if (problems.length > 0) {
-    throw new RoleConfigError(`cannot rewrite the role description: ${problems.join('; ')}; fix the description by hand`);
+    throw new RoleConfigError(
+      `cannot rewrite the role description: ${problems.join('; ')}; fix the description by hand`,
+    );
   }
   let kept = '';
   let cursor = 0;
@@ -255,7 +264,10 @@ export function applyRoleConfigToDescription(description: string | undefined, co
   }
   kept += text.slice(cursor);
   // Tidy the separators the removed tokens leave behind.
-  kept = kept.replace(/[ \t]*,[ \t]*(?=,|$)/g, '').replace(/[ \t]{2,}/g, ' ').replace(/^[\s,]+|[\s,]+$/g, '');
+  kept = kept
+    .replace(/[ \t]*,[ \t]*(?=,|$)/g, '')
+    .replace(/[ \t]{2,}/g, ' ')
+    .replace(/^[\s,]+|[\s,]+$/g, '');
   const tokens = serializeRoleConfig(config);
   const result = [kept, tokens].filter((part) => part.length > 0).join(' ');
   if (result.length > IAM_ROLE_DESCRIPTION_MAX) {
@@ -266,7 +278,10 @@ export function applyRoleConfigToDescription(description: string | undefined, co
   // Only well-formed tokens are ever written: the result must read back as exactly this config.
   const reread = parseRoleDescription(result);
   const same = ROLE_CONFIG_TOKENS.every(([, field]) => reread[field] === config[field]);
-  if (!same) throw new RoleConfigError(`cannot rewrite the role description: the result would not read back as the requested configuration; fix the description by hand`);
+  if (!same)
+    throw new RoleConfigError(
+      `cannot rewrite the role description: the result would not read back as the requested configuration; fix the description by hand`,
+    );
   return result;
 }
 
@@ -278,4 +293,3 @@ export function tokenForField(field: Field): string {
 export function maxLinuxNameLengthForSuffix(suffix: string): number {
   return Math.min(LINUX_NAME_MAX, IAM_USER_NAME_MAX - suffix.length);
 }
-

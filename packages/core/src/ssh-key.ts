@@ -73,15 +73,22 @@ export function parseSshPublicKey(body: unknown): SshKeyParseResult {
   const fields = trimmed.split(/[ \t]+/);
   const [type, data] = fields;
   if (!type || !(SSH_KEY_TYPES as readonly string[]).includes(type)) {
-    return { ok: false, reason: `unknown key type or leading key options (${JSON.stringify((type ?? '').slice(0, 40))})` };
+    return {
+      ok: false,
+      reason: `unknown key type or leading key options (${JSON.stringify((type ?? '').slice(0, 40))})`,
+    };
   }
-  if (!data || data.length % 4 !== 0 || !BASE64.test(data)) return { ok: false, reason: 'key data is not valid base64' };
+  if (!data || data.length % 4 !== 0 || !BASE64.test(data))
+    return { ok: false, reason: 'key data is not valid base64' };
   const blob = Buffer.from(data, 'base64');
   if (blob.toString('base64') !== data) return { ok: false, reason: 'key data is not canonical base64' };
   const parts = readStrings(blob);
   if (!parts || parts.length < 2) return { ok: false, reason: 'key data is not an SSH public key blob' };
   if (parts[0]!.toString('latin1') !== type) {
-    return { ok: false, reason: `key data is a ${JSON.stringify(parts[0]!.toString('latin1').slice(0, 40))} key, not ${type}` };
+    return {
+      ok: false,
+      reason: `key data is a ${JSON.stringify(parts[0]!.toString('latin1').slice(0, 40))} key, not ${type}`,
+    };
   }
   const shapeProblem = checkShape(type as SshKeyType, parts);
   if (shapeProblem) return { ok: false, reason: shapeProblem };

@@ -1,7 +1,17 @@
 import { IAMClient, ListSSHPublicKeysCommand } from '@aws-sdk/client-iam';
 import { GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts';
 import { mockClient } from 'aws-sdk-client-mock';
-import { createDeadline, createIamClient, createStsClient, EXIT_CODES, exitCodeFor, formatError, isKeymakerError, withDeadline, type AwsConfigLookup } from '../src/index';
+import {
+  createDeadline,
+  createIamClient,
+  createStsClient,
+  EXIT_CODES,
+  exitCodeFor,
+  formatError,
+  isKeymakerError,
+  withDeadline,
+  type AwsConfigLookup,
+} from '../src/index';
 import { resolveAwsSettings } from '../src/aws-config';
 
 const FILES: Record<string, string> = {
@@ -14,7 +24,10 @@ function lookup(env: Record<string, string> = {}): AwsConfigLookup {
 const noFiles: AwsConfigLookup = { env: {}, homedir: '/nowhere', readFile: () => undefined };
 
 /** The options the n-th send of a mocked client got (`send(command, options)`). */
-function sendOptions(mock: { send: { getCall(n: number): { args: unknown[] } } }, n = 0): { abortSignal?: AbortSignal } | undefined {
+function sendOptions(
+  mock: { send: { getCall(n: number): { args: unknown[] } } },
+  n = 0,
+): { abortSignal?: AbortSignal } | undefined {
   return mock.send.getCall(n).args[1] as { abortSignal?: AbortSignal } | undefined;
 }
 
@@ -29,21 +42,39 @@ function thrown(body: () => unknown): unknown {
 
 describe('region: as the AWS CLI and boto3 choose it', () => {
   it('with no region anywhere, IAM/STS sign for us-east-1 (global endpoints)', () => {
-    expect(resolveAwsSettings({}, noFiles)).toEqual({ region: 'us-east-1', regionSource: 'default', profile: undefined });
+    expect(resolveAwsSettings({}, noFiles)).toEqual({
+      region: 'us-east-1',
+      regionSource: 'default',
+      profile: undefined,
+    });
   });
   it('an explicit region wins over everything', () => {
-    expect(resolveAwsSettings({ region: 'eu-north-1', profile: 'prod' }, lookup({ AWS_REGION: 'us-west-2' })).region).toBe('eu-north-1');
+    expect(
+      resolveAwsSettings({ region: 'eu-north-1', profile: 'prod' }, lookup({ AWS_REGION: 'us-west-2' })).region,
+    ).toBe('eu-north-1');
   });
   it('then AWS_REGION, then AWS_DEFAULT_REGION, then the profile', () => {
-    expect(resolveAwsSettings({ profile: 'prod' }, lookup({ AWS_REGION: 'us-west-2', AWS_DEFAULT_REGION: 'ca-central-1' })).region).toBe('us-west-2');
-    expect(resolveAwsSettings({ profile: 'prod' }, lookup({ AWS_DEFAULT_REGION: 'ca-central-1' })).region).toBe('ca-central-1');
-    expect(resolveAwsSettings({ profile: 'prod' }, lookup())).toMatchObject({ region: 'eu-west-1', regionSource: 'profile' });
+    expect(
+      resolveAwsSettings({ profile: 'prod' }, lookup({ AWS_REGION: 'us-west-2', AWS_DEFAULT_REGION: 'ca-central-1' }))
+        .region,
+    ).toBe('us-west-2');
+    expect(resolveAwsSettings({ profile: 'prod' }, lookup({ AWS_DEFAULT_REGION: 'ca-central-1' })).region).toBe(
+      'ca-central-1',
+    );
+    expect(resolveAwsSettings({ profile: 'prod' }, lookup())).toMatchObject({
+      region: 'eu-west-1',
+      regionSource: 'profile',
+    });
     expect(resolveAwsSettings({}, lookup({ AWS_PROFILE: 'prod' })).region).toBe('eu-west-1');
     expect(resolveAwsSettings({}, lookup()).region).toBe('ap-south-1');
   });
   it('a profile without a region (or only in the credentials file) gets us-east-1', () => {
     expect(resolveAwsSettings({ profile: 'noregion' }, lookup()).region).toBe('us-east-1');
-    expect(resolveAwsSettings({ profile: 'ci' }, lookup())).toEqual({ region: 'us-east-1', regionSource: 'default', profile: 'ci' });
+    expect(resolveAwsSettings({ profile: 'ci' }, lookup())).toEqual({
+      region: 'us-east-1',
+      regionSource: 'default',
+      profile: 'ci',
+    });
   });
   it('the client built without a region signs for us-east-1', async () => {
     const iam = createIamClient({ configLookup: noFiles });
@@ -69,7 +100,12 @@ describe('profile', () => {
     expect(formatError(error)).toContain('"prdo" (AWS_PROFILE)');
   });
   it('other sections are not profiles; the credentials file names them bare', () => {
-    expect(isKeymakerError(thrown(() => resolveAwsSettings({ profile: 'corp' }, lookup())), 'UNKNOWN_PROFILE')).toBe(true);
+    expect(
+      isKeymakerError(
+        thrown(() => resolveAwsSettings({ profile: 'corp' }, lookup())),
+        'UNKNOWN_PROFILE',
+      ),
+    ).toBe(true);
     expect(resolveAwsSettings({ profile: 'ci' }, lookup()).profile).toBe('ci');
   });
   it('an explicit profile reaches the SDK', async () => {
@@ -97,7 +133,12 @@ describe('deadline', () => {
 
   it('a call that never answers fails with DEADLINE_EXCEEDED naming the endpoint, and its signal is aborted', async () => {
     stsMock.on(GetCallerIdentityCommand).callsFake(() => new Promise(() => undefined));
-    const sts = createStsClient({ region: 'us-east-1', stsEndpoint: 'https://sts.example.test/', deadline: createDeadline(50), configLookup: noFiles });
+    const sts = createStsClient({
+      region: 'us-east-1',
+      stsEndpoint: 'https://sts.example.test/',
+      deadline: createDeadline(50),
+      configLookup: noFiles,
+    });
     const call = sts.send(new GetCallerIdentityCommand({}));
     const seen = sendOptions(stsMock)?.abortSignal;
     const error = await call.catch((e: unknown) => e);
@@ -111,7 +152,9 @@ describe('deadline', () => {
 
   it('without a deadline nothing is added to the call', async () => {
     iamMock.on(ListSSHPublicKeysCommand).resolves({ SSHPublicKeys: [] });
-    await createIamClient({ region: 'us-east-1', configLookup: noFiles }).send(new ListSSHPublicKeysCommand({ UserName: 'a' }));
+    await createIamClient({ region: 'us-east-1', configLookup: noFiles }).send(
+      new ListSSHPublicKeysCommand({ UserName: 'a' }),
+    );
     expect(sendOptions(iamMock)).toEqual({});
   });
 

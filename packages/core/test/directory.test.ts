@@ -16,7 +16,14 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { IamDirectory, resolveDirectory, resolveRoleConfig, uploadSshPublicKey, type CacheStore, type KeymakerError } from '@keymaker/core';
+import {
+  IamDirectory,
+  resolveDirectory,
+  resolveRoleConfig,
+  uploadSshPublicKey,
+  type CacheStore,
+  type KeymakerError,
+} from '@keymaker/core';
 
 const dir = mkdtempSync(join(tmpdir(), 'km-dir-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -38,7 +45,9 @@ function serviceError(name: string, message = name) {
 }
 
 function keyAnswer(user: string, id: string, body: string, status = 'Active') {
-  return { SSHPublicKey: { UserName: user, SSHPublicKeyId: id, Fingerprint: 'x', SSHPublicKeyBody: body, Status: status } } as never;
+  return {
+    SSHPublicKey: { UserName: user, SSHPublicKeyId: id, Fingerprint: 'x', SSHPublicKeyBody: body, Status: status },
+  } as never;
 }
 
 const directory = (config = {}) => new IamDirectory(new IAMClient({ region: 'us-east-1' }), resolveRoleConfig(config));
@@ -56,7 +65,13 @@ describe('IamDirectory.authorizedKeys', () => {
   it('reads every page of the key list and returns only active, valid keys', async () => {
     iamMock
       .on(ListSSHPublicKeysCommand, { UserName: 'alice', Marker: undefined })
-      .resolves({ SSHPublicKeys: [{ UserName: 'alice', SSHPublicKeyId: 'APKA0000000000000001', Status: 'Active', UploadDate: new Date() }], IsTruncated: true, Marker: 'm1' })
+      .resolves({
+        SSHPublicKeys: [
+          { UserName: 'alice', SSHPublicKeyId: 'APKA0000000000000001', Status: 'Active', UploadDate: new Date() },
+        ],
+        IsTruncated: true,
+        Marker: 'm1',
+      })
       .on(ListSSHPublicKeysCommand, { UserName: 'alice', Marker: 'm1' })
       .resolves({
         SSHPublicKeys: [
@@ -66,14 +81,21 @@ describe('IamDirectory.authorizedKeys', () => {
         ],
         IsTruncated: false,
       });
-    iamMock.on(GetSSHPublicKeyCommand, { SSHPublicKeyId: 'APKA0000000000000001' }).resolves(keyAnswer('alice', 'APKA0000000000000001', KEYS[0]!));
-    iamMock.on(GetSSHPublicKeyCommand, { SSHPublicKeyId: 'APKA0000000000000003' }).resolves(keyAnswer('alice', 'APKA0000000000000003', KEYS[1]!));
+    iamMock
+      .on(GetSSHPublicKeyCommand, { SSHPublicKeyId: 'APKA0000000000000001' })
+      .resolves(keyAnswer('alice', 'APKA0000000000000001', KEYS[0]!));
+    iamMock
+      .on(GetSSHPublicKeyCommand, { SSHPublicKeyId: 'APKA0000000000000003' })
+      .resolves(keyAnswer('alice', 'APKA0000000000000003', KEYS[1]!));
     iamMock
       .on(GetSSHPublicKeyCommand, { SSHPublicKeyId: 'APKA0000000000000004' })
       .resolves(keyAnswer('alice', 'APKA0000000000000004', `command="/bin/sh" ${KEYS[2]}`));
 
     const result = await directory().authorizedKeys('alice');
-    expect(result.keys.map((k) => k.line)).toEqual([KEYS[0]!.split(' ').slice(0, 2).join(' '), KEYS[1]!.split(' ').slice(0, 2).join(' ')]);
+    expect(result.keys.map((k) => k.line)).toEqual([
+      KEYS[0]!.split(' ').slice(0, 2).join(' '),
+      KEYS[1]!.split(' ').slice(0, 2).join(' '),
+    ]);
     expect(result.rejected).toEqual([{ keyId: 'APKA0000000000000004', reason: expect.stringMatching(/key options/) }]);
     // The inactive key's body is never fetched.
     expect(iamMock).not.toHaveReceivedCommandWith(GetSSHPublicKeyCommand, { SSHPublicKeyId: 'APKA0000000000000002' });
@@ -87,8 +109,12 @@ describe('IamDirectory.authorizedKeys', () => {
         { UserName: 'bob', SSHPublicKeyId: 'APKA0000000000000012', Status: 'Active', UploadDate: new Date() },
       ],
     });
-    iamMock.on(GetSSHPublicKeyCommand, { SSHPublicKeyId: 'APKA0000000000000011' }).resolves(keyAnswer('mallory', 'APKA0000000000000011', KEYS[0]!));
-    iamMock.on(GetSSHPublicKeyCommand, { SSHPublicKeyId: 'APKA0000000000000012' }).resolves(keyAnswer('bob', 'APKA0000000000000012', KEYS[1]!, 'Inactive'));
+    iamMock
+      .on(GetSSHPublicKeyCommand, { SSHPublicKeyId: 'APKA0000000000000011' })
+      .resolves(keyAnswer('mallory', 'APKA0000000000000011', KEYS[0]!));
+    iamMock
+      .on(GetSSHPublicKeyCommand, { SSHPublicKeyId: 'APKA0000000000000012' })
+      .resolves(keyAnswer('bob', 'APKA0000000000000012', KEYS[1]!, 'Inactive'));
     const result = await directory().authorizedKeys('bob');
     expect(result.keys).toEqual([]);
     expect(result.rejected.map((r) => r.reason)).toEqual(['answer is for another user', 'key is not active']);
@@ -98,16 +124,24 @@ describe('IamDirectory.authorizedKeys', () => {
     iamMock.on(ListSSHPublicKeysCommand).resolves({ SSHPublicKeys: [] });
     iamMock
       .on(ListGroupsForUserCommand, { Marker: undefined })
-      .resolves({ Groups: [{ GroupName: 'a', GroupId: 'AGPA1', Path: '/', Arn: 'x', CreateDate: new Date() }], IsTruncated: true, Marker: 'p2' })
+      .resolves({
+        Groups: [{ GroupName: 'a', GroupId: 'AGPA1', Path: '/', Arn: 'x', CreateDate: new Date() }],
+        IsTruncated: true,
+        Marker: 'p2',
+      })
       .on(ListGroupsForUserCommand, { Marker: 'p2' })
       .resolves({ Groups: [{ GroupName: 'prod_ssh', GroupId: 'AGPA2', Path: '/', Arn: 'x', CreateDate: new Date() }] });
-    await expect(directory({ requireIamGroup: 'prod_ssh' }).authorizedKeys('carol')).resolves.toMatchObject({ keys: [] });
+    await expect(directory({ requireIamGroup: 'prod_ssh' }).authorizedKeys('carol')).resolves.toMatchObject({
+      keys: [],
+    });
     const error = await caught(directory({ requireIamGroup: 'other' }).authorizedKeys('carol'));
     expect(error.code).toBe('NOT_IN_REQUIRED_GROUP');
   });
 
   it('maps an unknown user, throttling and access denied to typed errors', async () => {
-    iamMock.on(ListSSHPublicKeysCommand).rejects(serviceError('NoSuchEntityException', 'The user with name nobody cannot be found.'));
+    iamMock
+      .on(ListSSHPublicKeysCommand)
+      .rejects(serviceError('NoSuchEntityException', 'The user with name nobody cannot be found.'));
     expect((await caught(directory().authorizedKeys('nobody'))).code).toBe('NO_SUCH_USER');
 
     iamMock.on(ListSSHPublicKeysCommand).rejects(serviceError('Throttling', 'Rate exceeded'));
@@ -122,7 +156,13 @@ describe('IamDirectory.authorizedKeys', () => {
   it('fails (never a partial list) when a later page fails', async () => {
     iamMock
       .on(ListSSHPublicKeysCommand, { Marker: undefined })
-      .resolves({ SSHPublicKeys: [{ UserName: 'a', SSHPublicKeyId: 'APKA0000000000000021', Status: 'Active', UploadDate: new Date() }], IsTruncated: true, Marker: 'm' })
+      .resolves({
+        SSHPublicKeys: [
+          { UserName: 'a', SSHPublicKeyId: 'APKA0000000000000021', Status: 'Active', UploadDate: new Date() },
+        ],
+        IsTruncated: true,
+        Marker: 'm',
+      })
       .on(ListSSHPublicKeysCommand, { Marker: 'm' })
       .rejects(serviceError('Throttling'));
     expect((await caught(directory().authorizedKeys('alice'))).code).toBe('THROTTLED');
@@ -138,14 +178,26 @@ describe('IamDirectory groups', () => {
   it('lists every page of prefixed groups and members', async () => {
     iamMock
       .on(ListGroupsCommand, { Marker: undefined })
-      .resolves({ Groups: [{ GroupName: 'keymaker_devs', GroupId: 'AGPADEVS', Path: '/', Arn: 'x', CreateDate: new Date() }], IsTruncated: true, Marker: 'g2' })
+      .resolves({
+        Groups: [{ GroupName: 'keymaker_devs', GroupId: 'AGPADEVS', Path: '/', Arn: 'x', CreateDate: new Date() }],
+        IsTruncated: true,
+        Marker: 'g2',
+      })
       .on(ListGroupsCommand, { Marker: 'g2' })
       .resolves({ Groups: [{ GroupName: 'admins', GroupId: 'AGPAADM', Path: '/', Arn: 'x', CreateDate: new Date() }] });
     iamMock
       .on(GetGroupCommand, { GroupName: 'keymaker_devs', Marker: undefined })
-      .resolves({ Group: undefined as never, Users: [{ UserName: 'u1', UserId: 'AIDA1', Path: '/', Arn: 'x', CreateDate: new Date() }], IsTruncated: true, Marker: 'u2' })
+      .resolves({
+        Group: undefined as never,
+        Users: [{ UserName: 'u1', UserId: 'AIDA1', Path: '/', Arn: 'x', CreateDate: new Date() }],
+        IsTruncated: true,
+        Marker: 'u2',
+      })
       .on(GetGroupCommand, { GroupName: 'keymaker_devs', Marker: 'u2' })
-      .resolves({ Group: undefined as never, Users: [{ UserName: 'u2', UserId: 'AIDA2', Path: '/', Arn: 'x', CreateDate: new Date() }] });
+      .resolves({
+        Group: undefined as never,
+        Users: [{ UserName: 'u2', UserId: 'AIDA2', Path: '/', Arn: 'x', CreateDate: new Date() }],
+      });
     const d = directory();
     const groups = await d.listLinuxGroups();
     expect(groups.map((g) => g.linuxName)).toEqual(['devs']);
@@ -160,14 +212,18 @@ describe('IamDirectory groups', () => {
 
 describe('uploadSshPublicKey', () => {
   it('explains a full key quota (LimitExceeded)', async () => {
-    iamMock.on(UploadSSHPublicKeyCommand).rejects(serviceError('LimitExceededException', 'Cannot exceed quota for PublicKeysPerUser: 5'));
+    iamMock
+      .on(UploadSSHPublicKeyCommand)
+      .rejects(serviceError('LimitExceededException', 'Cannot exceed quota for PublicKeysPerUser: 5'));
     const error = await caught(uploadSshPublicKey(new IAMClient({ region: 'us-east-1' }), 'alice', KEYS[5]!));
     expect(error.code).toBe('KEY_QUOTA_EXCEEDED');
     expect(error.message).toMatch(/already has 5 SSH keys.*delete_key/);
   });
 
   it('refuses a body that is not a public key before calling IAM', async () => {
-    const error = await caught(uploadSshPublicKey(new IAMClient({ region: 'us-east-1' }), 'alice', '-----BEGIN OPENSSH PRIVATE KEY-----'));
+    const error = await caught(
+      uploadSshPublicKey(new IAMClient({ region: 'us-east-1' }), 'alice', '-----BEGIN OPENSSH PRIVATE KEY-----'),
+    );
     expect(error.code).toBe('INVALID_SSH_KEY');
     expect(iamMock.calls()).toHaveLength(0);
   });
@@ -184,14 +240,24 @@ describe('resolveDirectory', () => {
   it('reads the role config and assumes the ID-resolver role', async () => {
     stsMock.on(GetCallerIdentityCommand).resolves({ Arn: role, Account: '111111111111' });
     iamMock.on(GetRoleCommand, { RoleName: 'web' }).resolves({
-      Role: { Description: 'keymaker_id_resolver_account=222222222222 keymaker_id_resolver_iam_role=resolver', RoleName: 'web' } as never,
+      Role: {
+        Description: 'keymaker_id_resolver_account=222222222222 keymaker_id_resolver_iam_role=resolver',
+        RoleName: 'web',
+      } as never,
     });
     stsMock.on(AssumeRoleCommand).resolves({
-      Credentials: { AccessKeyId: 'a', SecretAccessKey: 'b', SessionToken: 'c', Expiration: new Date(Date.now() + 3600_000) },
+      Credentials: {
+        AccessKeyId: 'a',
+        SecretAccessKey: 'b',
+        SessionToken: 'c',
+        Expiration: new Date(Date.now() + 3600_000),
+      },
     });
     const result = await resolveDirectory(clients());
     expect(result.crossAccount).toBe(true);
-    expect(stsMock).toHaveReceivedCommandWith(AssumeRoleCommand, { RoleArn: 'arn:aws:iam::222222222222:role/resolver' });
+    expect(stsMock).toHaveReceivedCommandWith(AssumeRoleCommand, {
+      RoleArn: 'arn:aws:iam::222222222222:role/resolver',
+    });
   });
 
   it('fails closed when the role config cannot be read (never "no config")', async () => {
@@ -204,17 +270,31 @@ describe('resolveDirectory', () => {
 
   it('fails on an invalid role description', async () => {
     stsMock.on(GetCallerIdentityCommand).resolves({ Arn: role });
-    iamMock.on(GetRoleCommand).resolves({ Role: { Description: 'keymaker_require_iam_group=a keymaker_require_iam_group=b' } as never });
+    iamMock
+      .on(GetRoleCommand)
+      .resolves({ Role: { Description: 'keymaker_require_iam_group=a keymaker_require_iam_group=b' } as never });
     expect((await caught(resolveDirectory(clients()))).code).toBe('INVALID_ROLE_CONFIG');
   });
 
   it('reuses a cached config and credentials until they age out', async () => {
     const store = new Map<string, unknown>();
-    const cache: CacheStore = { get: async (k) => structuredClone(store.get(k)), set: async (k, v) => void store.set(k, structuredClone(v)) };
+    const cache: CacheStore = {
+      get: async (k) => structuredClone(store.get(k)),
+      set: async (k, v) => void store.set(k, structuredClone(v)),
+    };
     stsMock.on(GetCallerIdentityCommand).resolves({ Arn: role });
-    iamMock.on(GetRoleCommand).resolves({ Role: { Description: 'keymaker_id_resolver_account=222222222222 keymaker_id_resolver_iam_role=r' } as never });
+    iamMock
+      .on(GetRoleCommand)
+      .resolves({
+        Role: { Description: 'keymaker_id_resolver_account=222222222222 keymaker_id_resolver_iam_role=r' } as never,
+      });
     stsMock.on(AssumeRoleCommand).resolves({
-      Credentials: { AccessKeyId: 'a', SecretAccessKey: 'b', SessionToken: 'c', Expiration: new Date(1_000_000 + 3600_000) },
+      Credentials: {
+        AccessKeyId: 'a',
+        SecretAccessKey: 'b',
+        SessionToken: 'c',
+        Expiration: new Date(1_000_000 + 3600_000),
+      },
     });
     let now = 1_000_000;
     const options = { ...clients(), cache, now: () => now };
@@ -234,7 +314,12 @@ describe('resolveDirectory', () => {
 
   it('ignores a tampered cache entry', async () => {
     const cache: CacheStore = {
-      get: async () => ({ savedAt: Date.now(), source: 'role', caller: { arn: role }, config: { requireIamGroup: 'bad group!' } }),
+      get: async () => ({
+        savedAt: Date.now(),
+        source: 'role',
+        caller: { arn: role },
+        config: { requireIamGroup: 'bad group!' },
+      }),
       set: async () => undefined,
     };
     stsMock.on(GetCallerIdentityCommand).resolves({ Arn: role });

@@ -36,17 +36,25 @@ describe('embedding @keymaker/core as the README shows', () => {
   let aliceKey: string;
 
   beforeAll(async () => {
-    if (!fs.existsSync(path.join(CORE, 'dist', 'index.cjs'))) throw new Error('build @keymaker/core first (npx nx run @keymaker/core:build)');
+    if (!fs.existsSync(path.join(CORE, 'dist', 'index.cjs')))
+      throw new Error('build @keymaker/core first (npx nx run @keymaker/core:build)');
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'keymaker-embed-'));
     // The tarball npm would publish (already built: skip prepack), unpacked where npm would put it.
-    const tgz = execFileSync('npm', ['pack', '--ignore-scripts', '--silent', '--pack-destination', tmp], { cwd: CORE, encoding: 'utf8' }).trim();
+    const tgz = execFileSync('npm', ['pack', '--ignore-scripts', '--silent', '--pack-destination', tmp], {
+      cwd: CORE,
+      encoding: 'utf8',
+    }).trim();
     const dest = path.join(tmp, 'node_modules', '@keymaker', 'core');
     fs.mkdirSync(dest, { recursive: true });
     execFileSync('tar', ['-xzf', path.join(tmp, tgz), '-C', dest, '--strip-components=1']);
     // The embedder's own AWS SDK (the peer dependency), from this workspace's install.
     fs.mkdirSync(path.join(tmp, 'node_modules', '@aws-sdk'), { recursive: true });
     for (const name of ['client-iam', 'client-sts']) {
-      fs.symlinkSync(path.join(REPO, 'node_modules', '@aws-sdk', name), path.join(tmp, 'node_modules', '@aws-sdk', name), 'dir');
+      fs.symlinkSync(
+        path.join(REPO, 'node_modules', '@aws-sdk', name),
+        path.join(tmp, 'node_modules', '@aws-sdk', name),
+        'dir',
+      );
     }
     const { esm, cjs } = readmeBlocks();
     fs.writeFileSync(path.join(tmp, 'consumer.mjs'), esm);
@@ -73,8 +81,10 @@ describe('embedding @keymaker/core as the README shows', () => {
   });
   afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
-  it('the package ships no SDK of its own: the embedder\'s is used', () => {
-    const pkg = JSON.parse(fs.readFileSync(path.join(tmp, 'node_modules', '@keymaker', 'core', 'package.json'), 'utf8')) as {
+  it("the package ships no SDK of its own: the embedder's is used", () => {
+    const pkg = JSON.parse(
+      fs.readFileSync(path.join(tmp, 'node_modules', '@keymaker', 'core', 'package.json'), 'utf8'),
+    ) as {
       dependencies?: Record<string, string>;
       peerDependencies?: Record<string, string>;
     };
@@ -83,7 +93,7 @@ describe('embedding @keymaker/core as the README shows', () => {
     expect(fs.existsSync(path.join(tmp, 'node_modules', '@keymaker', 'core', 'node_modules'))).toBe(false);
   });
 
-  it.each(['consumer.mjs', 'consumer.cjs'])('%s prints alice\'s active key', (file) => {
+  it.each(['consumer.mjs', 'consumer.cjs'])("%s prints alice's active key", (file) => {
     const run = spawnSync(process.execPath, [file], { cwd: tmp, env, encoding: 'utf8', timeout: 60_000 });
     expect(run.stderr).toBe('');
     expect(run.status).toBe(0);

@@ -22,7 +22,9 @@ function fromAnotherCopy(code: string, message: string, extra: Record<string, un
 describe('KeymakerError across copies of the package', () => {
   it('the brand is the process-wide Symbol.for("keymaker.error")', () => {
     expect(KEYMAKER_ERROR_BRAND).toBe(Symbol.for('keymaker.error'));
-    expect((new InputError('INVALID_ARGUMENT', 'x') as unknown as Record<symbol, unknown>)[Symbol.for('keymaker.error')]).toBe(true);
+    expect(
+      (new InputError('INVALID_ARGUMENT', 'x') as unknown as Record<symbol, unknown>)[Symbol.for('keymaker.error')],
+    ).toBe(true);
   });
 
   it('recognises a branded error from another copy', () => {
@@ -35,7 +37,7 @@ describe('KeymakerError across copies of the package', () => {
     expect(formatError(error)).toBe('keymaker: no IAM user alice');
   });
 
-  it('a code this copy does not know: the other copy\'s exit code, else INTERNAL', () => {
+  it("a code this copy does not know: the other copy's exit code, else INTERNAL", () => {
     expect(exitCodeFor(fromAnotherCopy('SOME_NEW_CODE', 'x', { exitCode: 57 }))).toBe(57);
     expect(exitCodeFor(fromAnotherCopy('SOME_NEW_CODE', 'x'))).toBe(EXIT_CODES.INTERNAL);
     expect(exitCodeFor(fromAnotherCopy('SOME_NEW_CODE', 'x', { exitCode: 'nope' }))).toBe(EXIT_CODES.INTERNAL);
@@ -43,7 +45,10 @@ describe('KeymakerError across copies of the package', () => {
 
   it('never mistakes an unbranded error for a Keymaker one, even with a Keymaker code', () => {
     const lookalike = Object.assign(new Error('looks like one'), { code: 'NO_SUCH_USER', exitCode: 10 });
-    const awsSdkError = Object.assign(new Error('User: x is not authorized'), { name: 'AccessDenied', code: 'ACCESS_DENIED' });
+    const awsSdkError = Object.assign(new Error('User: x is not authorized'), {
+      name: 'AccessDenied',
+      code: 'ACCESS_DENIED',
+    });
     for (const error of [lookalike, awsSdkError, null, undefined, 'NO_SUCH_USER', { code: 'NO_SUCH_USER' }]) {
       expect(isKeymakerError(error)).toBe(false);
       expect(error instanceof KeymakerError).toBe(false);

@@ -1,4 +1,11 @@
-import { assertLinuxUserName, isInManagedRange, linuxUserNameForIamUser, parseRoleArn, unixIdFor, InputError } from '@keymaker/core';
+import {
+  assertLinuxUserName,
+  isInManagedRange,
+  linuxUserNameForIamUser,
+  parseRoleArn,
+  unixIdFor,
+  InputError,
+} from '@keymaker/core';
 import { iamUserNameForLinuxUser, linuxGroupNameForIamGroup } from '../src/names';
 import { parseCallerArn } from '../src/resolve';
 import { collisionProbability, legacyUnixId, UID_RANGES } from '../src/uid';
@@ -8,12 +15,24 @@ describe('Linux and IAM names', () => {
     expect(assertLinuxUserName(name)).toBe(name);
   });
 
-  it.each(['', 'root ', '-rf', '../x', 'a b', 'Alice', 'аlice' /* Cyrillic a */, 'x'.repeat(33), 'a@b', 'a+b', 'a=b', 'a,b', 'a.', 'a\nb'])(
-    'refuses %j before any call',
-    (name) => {
-      expect(() => assertLinuxUserName(name)).toThrow(InputError);
-    },
-  );
+  it.each([
+    '',
+    'root ',
+    '-rf',
+    '../x',
+    'a b',
+    'Alice',
+    'аlice' /* Cyrillic a */,
+    'x'.repeat(33),
+    'a@b',
+    'a+b',
+    'a=b',
+    'a,b',
+    'a.',
+    'a\nb',
+  ])('refuses %j before any call', (name) => {
+    expect(() => assertLinuxUserName(name)).toThrow(InputError);
+  });
 
   it('maps Linux names to IAM names with the suffix and back', () => {
     expect(iamUserNameForLinuxUser('alice', '@example.com')).toBe('alice@example.com');
@@ -38,9 +57,16 @@ describe('Linux and IAM names', () => {
   });
 
   it('parses role and caller ARNs', () => {
-    expect(parseRoleArn('arn:aws:iam::123456789012:role/path/web')).toEqual({ accountId: '123456789012', roleName: 'web', partition: 'aws' });
+    expect(parseRoleArn('arn:aws:iam::123456789012:role/path/web')).toEqual({
+      accountId: '123456789012',
+      roleName: 'web',
+      partition: 'aws',
+    });
     expect(parseRoleArn('arn:aws:iam::12345:role/web')).toBeUndefined();
-    expect(parseCallerArn('arn:aws:sts::123456789012:assumed-role/web/i-0abc')).toMatchObject({ kind: 'assumed-role', name: 'web' });
+    expect(parseCallerArn('arn:aws:sts::123456789012:assumed-role/web/i-0abc')).toMatchObject({
+      kind: 'assumed-role',
+      name: 'web',
+    });
     expect(parseCallerArn('arn:aws:iam::123456789012:user/ops/alice')).toMatchObject({ kind: 'user', name: 'alice' });
   });
 });

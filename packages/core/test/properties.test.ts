@@ -1,5 +1,12 @@
 import fc from 'fast-check';
-import { applyRoleConfigToDescription, isValidLinuxName, linuxUserNameForIamUser, parseRoleDescription, unixIdFor, type RoleConfig } from '@keymaker/core';
+import {
+  applyRoleConfigToDescription,
+  isValidLinuxName,
+  linuxUserNameForIamUser,
+  parseRoleDescription,
+  unixIdFor,
+  type RoleConfig,
+} from '@keymaker/core';
 import { iamUserNameForLinuxUser } from '../src/names';
 import { serializeRoleConfig } from '../src/role-config';
 import { legacyUnixId, UID_RANGES } from '../src/uid';
@@ -7,27 +14,34 @@ import { legacyUnixId, UID_RANGES } from '../src/uid';
 const iamChars = fc.constantFrom(...'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+=,.@_-'.split(''));
 const iamName = (max: number) => fc.array(iamChars, { minLength: 1, maxLength: max }).map((chars) => chars.join(''));
 const linuxName = fc
-  .tuple(fc.constantFrom(...'abcdefghijklmnopqrstuvwxyz_'.split('')), fc.array(fc.constantFrom(...'abcdefghijklmnopqrstuvwxyz0123456789_-'.split('')), { maxLength: 20 }))
+  .tuple(
+    fc.constantFrom(...'abcdefghijklmnopqrstuvwxyz_'.split('')),
+    fc.array(fc.constantFrom(...'abcdefghijklmnopqrstuvwxyz0123456789_-'.split('')), { maxLength: 20 }),
+  )
   .map(([first, rest]) => first + rest.join(''));
 
-const roleConfig: fc.Arbitrary<RoleConfig> = fc.record(
-  {
-    idResolverAccount: fc.stringMatching(/^\d{12}$/),
-    idResolverIamRole: iamName(64),
-    requireIamGroup: iamName(128),
-    linuxUserSuffix: fc.oneof(fc.constant(''), iamName(20)),
-    linuxGroupPrefix: iamName(20).filter((p) => !p.includes(',')),
-    uidScheme: fc.constantFrom('wide' as const, 'legacy' as const),
-  },
-  { requiredKeys: [] },
-).filter((c) => (c.idResolverAccount === undefined) === (c.idResolverIamRole === undefined));
+const roleConfig: fc.Arbitrary<RoleConfig> = fc
+  .record(
+    {
+      idResolverAccount: fc.stringMatching(/^\d{12}$/),
+      idResolverIamRole: iamName(64),
+      requireIamGroup: iamName(128),
+      linuxUserSuffix: fc.oneof(fc.constant(''), iamName(20)),
+      linuxGroupPrefix: iamName(20).filter((p) => !p.includes(',')),
+      uidScheme: fc.constantFrom('wide' as const, 'legacy' as const),
+    },
+    { requiredKeys: [] },
+  )
+  .filter((c) => (c.idResolverAccount === undefined) === (c.idResolverIamRole === undefined));
 
 // Free text that cannot itself look like a keymaker token.
 const freeText = fc.string({ maxLength: 60 }).map((text) => text.replace(/keymaker_/gi, 'km').replace(/['"]/g, ''));
 
 describe('properties', () => {
   it('role config: serialise then parse gives the same config', () => {
-    fc.assert(fc.property(roleConfig, (config) => expect(parseRoleDescription(serializeRoleConfig(config))).toEqual(config)));
+    fc.assert(
+      fc.property(roleConfig, (config) => expect(parseRoleDescription(serializeRoleConfig(config))).toEqual(config)),
+    );
   });
 
   it('role config: writing into a description keeps the config readable and the other words', () => {
@@ -69,13 +83,17 @@ describe('properties', () => {
 
   it('UIDs: always inside the documented range and deterministic', () => {
     fc.assert(
-      fc.property(fc.string({ minLength: 1, maxLength: 128 }), fc.constantFrom('wide' as const, 'legacy' as const), (id, scheme) => {
-        const uid = unixIdFor(id, scheme);
-        expect(Number.isInteger(uid)).toBe(true);
-        expect(uid).toBeGreaterThanOrEqual(UID_RANGES[scheme].min);
-        expect(uid).toBeLessThanOrEqual(UID_RANGES[scheme].max);
-        expect(unixIdFor(id, scheme)).toBe(uid);
-      }),
+      fc.property(
+        fc.string({ minLength: 1, maxLength: 128 }),
+        fc.constantFrom('wide' as const, 'legacy' as const),
+        (id, scheme) => {
+          const uid = unixIdFor(id, scheme);
+          expect(Number.isInteger(uid)).toBe(true);
+          expect(uid).toBeGreaterThanOrEqual(UID_RANGES[scheme].min);
+          expect(uid).toBeLessThanOrEqual(UID_RANGES[scheme].max);
+          expect(unixIdFor(id, scheme)).toBe(uid);
+        },
+      ),
     );
   });
 

@@ -21,7 +21,11 @@ const USER = 'arn:aws:iam::111111111111:user/root-admin';
 const ACCOUNT_ROOT = 'arn:aws:iam::111111111111:root';
 
 function clients() {
-  return { iam: new IAMClient({ region: 'us-east-1' }), sts: new STSClient({ region: 'us-east-1' }), iamClientFor: () => new IAMClient({ region: 'us-east-1' }) };
+  return {
+    iam: new IAMClient({ region: 'us-east-1' }),
+    sts: new STSClient({ region: 'us-east-1' }),
+    iamClientFor: () => new IAMClient({ region: 'us-east-1' }),
+  };
 }
 
 function memoryCache(initial?: unknown): CacheStore & { value: unknown } {
@@ -42,7 +46,9 @@ describe('(c) a non-role caller is never "no config" for the host', () => {
     const failure = resolveDirectory({ ...clients(), cache, requireRole: true });
     await expect(failure).rejects.toMatchObject({ code: 'NO_INSTANCE_ROLE' });
     await expect(resolveDirectory({ ...clients(), cache, requireRole: true })).rejects.toThrow(arn);
-    await expect(resolveDirectory({ ...clients(), cache, requireRole: true })).rejects.toThrow("keymaker's host commands must run with the instance role");
+    await expect(resolveDirectory({ ...clients(), cache, requireRole: true })).rejects.toThrow(
+      "keymaker's host commands must run with the instance role",
+    );
     expect(iamMock).not.toHaveReceivedCommand(GetRoleCommand);
     expect(cache.value).toBeUndefined();
   });
@@ -50,7 +56,9 @@ describe('(c) a non-role caller is never "no config" for the host', () => {
   it('does not trust a cached "no config" entry', async () => {
     stsMock.on(GetCallerIdentityCommand).resolves({ Arn: USER });
     const cache = memoryCache({ savedAt: Date.now(), source: 'none', caller: { arn: USER }, config: {} });
-    await expect(resolveDirectory({ ...clients(), cache, requireRole: true })).rejects.toMatchObject({ code: 'NO_INSTANCE_ROLE' });
+    await expect(resolveDirectory({ ...clients(), cache, requireRole: true })).rejects.toMatchObject({
+      code: 'NO_INSTANCE_ROLE',
+    });
   });
 });
 
@@ -76,7 +84,12 @@ describe('(b) a cached config is used only by the identity that read it', () => 
   });
 
   it('the same role (any session name) uses its cached config', async () => {
-    const cache = memoryCache({ savedAt: Date.now(), source: 'role', caller: { arn: ROLE_A }, config: { requireIamGroup: 'ssh-users' } });
+    const cache = memoryCache({
+      savedAt: Date.now(),
+      source: 'role',
+      caller: { arn: ROLE_A },
+      config: { requireIamGroup: 'ssh-users' },
+    });
     stsMock.on(GetCallerIdentityCommand).resolves({ Arn: ROLE_A_OTHER_SESSION });
     const result = await resolveDirectory({ ...clients(), cache, requireRole: true });
     expect(result.cached.config).toBe(true);
@@ -85,7 +98,12 @@ describe('(b) a cached config is used only by the identity that read it', () => 
   });
 
   it('an STS failure while checking the identity is an error, not a cache hit', async () => {
-    const cache = memoryCache({ savedAt: Date.now(), source: 'role', caller: { arn: ROLE_A }, config: { requireIamGroup: 'ssh-users' } });
+    const cache = memoryCache({
+      savedAt: Date.now(),
+      source: 'role',
+      caller: { arn: ROLE_A },
+      config: { requireIamGroup: 'ssh-users' },
+    });
     stsMock.on(GetCallerIdentityCommand).rejects(Object.assign(new Error('denied'), { name: 'AccessDenied' }));
     await expect(resolveDirectory({ ...clients(), cache, requireRole: true })).rejects.toBeDefined();
   });

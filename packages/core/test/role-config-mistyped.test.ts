@@ -38,7 +38,9 @@ describe('mistyped role-description tokens fail closed', () => {
   });
 
   it('a well-formed token next to a mistyped one does not rescue the description', () => {
-    expect(() => parseRoleDescription('keymaker_uid_scheme=legacy, Keymaker_require_iam_group=ssh-users')).toThrow(/Keymaker_require_iam_group=ssh-users/);
+    expect(() => parseRoleDescription('keymaker_uid_scheme=legacy, Keymaker_require_iam_group=ssh-users')).toThrow(
+      /Keymaker_require_iam_group=ssh-users/,
+    );
   });
 
   it('an unknown near-miss still gets the generic fix', () => {
@@ -51,19 +53,24 @@ describe('mistyped role-description tokens fail closed', () => {
         'Managed by Keymaker (see the keymaker docs). keymaker_require_iam_group=ops,keymaker_linux_group_prefix=keymaker_ keymaker_linux_user_suffix="@keymaker-corp.com"',
       ),
     ).toEqual({ requireIamGroup: 'ops', linuxGroupPrefix: 'keymaker_', linuxUserSuffix: '@keymaker-corp.com' });
-    expect(parseRoleDescription("keymaker-managed hosts, keymaker_uid_scheme='legacy'")).toEqual({ uidScheme: 'legacy' });
+    expect(parseRoleDescription("keymaker-managed hosts, keymaker_uid_scheme='legacy'")).toEqual({
+      uidScheme: 'legacy',
+    });
   });
 });
 
 describe('configure writes only well-formed tokens', () => {
   it('refuses to rewrite a description that holds a mistyped token, naming it', () => {
-    expect(() => applyRoleConfigToDescription('Prod. Keymaker_require_iam_group = old', { requireIamGroup: 'new' })).toThrow(
-      /Keymaker_require_iam_group = old.*fix the description by hand/,
-    );
+    expect(() =>
+      applyRoleConfigToDescription('Prod. Keymaker_require_iam_group = old', { requireIamGroup: 'new' }),
+    ).toThrow(/Keymaker_require_iam_group = old.*fix the description by hand/);
   });
 
   it('what it writes parses back to exactly the config it was given', () => {
-    const next = applyRoleConfigToDescription('Managed by keymaker. keymaker_require_iam_group=old', { requireIamGroup: 'new', linuxGroupPrefix: 'keymaker_' });
+    const next = applyRoleConfigToDescription('Managed by keymaker. keymaker_require_iam_group=old', {
+      requireIamGroup: 'new',
+      linuxGroupPrefix: 'keymaker_',
+    });
     expect(parseRoleDescription(next)).toEqual({ requireIamGroup: 'new', linuxGroupPrefix: 'keymaker_' });
   });
 });

@@ -6,14 +6,20 @@ describe('parseRoleDescription', () => {
     const config = parseRoleDescription(
       'Web servers. keymaker_id_resolver_account=123456789012, keymaker_id_resolver_iam_role=id_resolver,keymaker_require_iam_group=prod_ssh_users  owned by ops',
     );
-    expect(config).toEqual({ idResolverAccount: '123456789012', idResolverIamRole: 'id_resolver', requireIamGroup: 'prod_ssh_users' });
+    expect(config).toEqual({
+      idResolverAccount: '123456789012',
+      idResolverIamRole: 'id_resolver',
+      requireIamGroup: 'prod_ssh_users',
+    });
   });
 
   it('accepts single- and double-quoted values', () => {
-    expect(parseRoleDescription(`keymaker_linux_user_suffix='@example.com' keymaker_linux_group_prefix="km-"`)).toEqual({
-      linuxUserSuffix: '@example.com',
-      linuxGroupPrefix: 'km-',
-    });
+    expect(parseRoleDescription(`keymaker_linux_user_suffix='@example.com' keymaker_linux_group_prefix="km-"`)).toEqual(
+      {
+        linuxUserSuffix: '@example.com',
+        linuxGroupPrefix: 'km-',
+      },
+    );
   });
 
   it('returns an empty config for a description without tokens or no description', () => {
@@ -42,7 +48,9 @@ describe('parseRoleDescription', () => {
   });
 
   it('accepts a token repeated with the same value', () => {
-    expect(parseRoleDescription('keymaker_require_iam_group=a, keymaker_require_iam_group=a')).toEqual({ requireIamGroup: 'a' });
+    expect(parseRoleDescription('keymaker_require_iam_group=a, keymaker_require_iam_group=a')).toEqual({
+      requireIamGroup: 'a',
+    });
   });
 
   it('fills defaults when resolved', () => {
@@ -52,17 +60,26 @@ describe('parseRoleDescription', () => {
 
 describe('serializeRoleConfig / applyRoleConfigToDescription', () => {
   it('round-trips through the parser', () => {
-    const config = { idResolverAccount: '210987654321', idResolverIamRole: 'KeymakerIdResolver', linuxUserSuffix: ',odd', uidScheme: 'legacy' as const };
+    const config = {
+      idResolverAccount: '210987654321',
+      idResolverIamRole: 'KeymakerIdResolver',
+      linuxUserSuffix: ',odd',
+      uidScheme: 'legacy' as const,
+    };
     expect(parseRoleDescription(serializeRoleConfig(config))).toEqual(config);
   });
 
   it('replaces keymaker tokens and keeps the other text', () => {
-    const next = applyRoleConfigToDescription('Prod web. keymaker_require_iam_group=old, owner=ops', { requireIamGroup: 'new' });
+    const next = applyRoleConfigToDescription('Prod web. keymaker_require_iam_group=old, owner=ops', {
+      requireIamGroup: 'new',
+    });
     expect(next).toBe('Prod web. owner=ops keymaker_require_iam_group=new');
     expect(parseRoleDescription(next)).toEqual({ requireIamGroup: 'new' });
   });
 
   it('refuses a result beyond IAM 1000-character limit', () => {
-    expect(() => applyRoleConfigToDescription('x'.repeat(990), { requireIamGroup: 'group' })).toThrow(/over IAM's limit of 1000/);
+    expect(() => applyRoleConfigToDescription('x'.repeat(990), { requireIamGroup: 'group' })).toThrow(
+      /over IAM's limit of 1000/,
+    );
   });
 });

@@ -10,9 +10,22 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 function realKey(type: string, bits?: number): { line: string; fingerprint: string } {
   const file = join(dir, `${type}${bits ?? ''}-${(counter += 1)}`);
-  execFileSync('ssh-keygen', ['-q', '-t', type, ...(bits ? ['-b', String(bits)] : []), '-N', '', '-C', 'me@laptop', '-f', file]);
+  execFileSync('ssh-keygen', [
+    '-q',
+    '-t',
+    type,
+    ...(bits ? ['-b', String(bits)] : []),
+    '-N',
+    '',
+    '-C',
+    'me@laptop',
+    '-f',
+    file,
+  ]);
   const line = readFileSync(`${file}.pub`, 'utf8').trim();
-  const fingerprint = execFileSync('ssh-keygen', ['-l', '-E', 'sha256', '-f', `${file}.pub`], { encoding: 'utf8' }).split(' ')[1]!;
+  const fingerprint = execFileSync('ssh-keygen', ['-l', '-E', 'sha256', '-f', `${file}.pub`], {
+    encoding: 'utf8',
+  }).split(' ')[1]!;
   return { line, fingerprint };
 }
 

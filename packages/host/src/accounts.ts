@@ -44,7 +44,11 @@ export type CreateAccountOutcome =
   | { kind: 'created'; name: string; uid: number; iamUserName: string; groups: string[]; skippedGroups: string[] };
 
 /** Validates the name, refuses existing accounts, confirms the IAM user, then creates the account. */
-export async function createAccountForLogin(user: string, deps: CreateAccountDeps, options: CreateAccountOptions): Promise<CreateAccountOutcome> {
+export async function createAccountForLogin(
+  user: string,
+  deps: CreateAccountDeps,
+  options: CreateAccountOptions,
+): Promise<CreateAccountOutcome> {
   const name = assertLinuxUserName(user);
   if (await deps.accounts.user(name)) return { kind: 'exists', name };
   // A package's service account name is never created for an IAM user (before any IAM call).
@@ -72,16 +76,24 @@ export async function createAccountForLogin(user: string, deps: CreateAccountDep
       deps.accounts.group(name),
     ]);
     if (uidHolder) {
-      throw new HostError('UID_CONFLICT', `uid ${uid} of IAM user ${authorized.iamUserName} already belongs to local account ${uidHolder.name}; no account created for ${name}`, {
-        details: { uid, holder: uidHolder.name },
-      });
+      throw new HostError(
+        'UID_CONFLICT',
+        `uid ${uid} of IAM user ${authorized.iamUserName} already belongs to local account ${uidHolder.name}; no account created for ${name}`,
+        {
+          details: { uid, holder: uidHolder.name },
+        },
+      );
     }
     const privateGroup = privateGroupFor(name, uid, sameNameGroup, gidHolder);
     if (privateGroup.kind === 'conflict') {
       const { holder } = privateGroup;
-      throw new HostError('UID_CONFLICT', `the private group of ${name} (gid ${uid}) conflicts with existing group ${holder.name} (gid ${holder.gid}); no account created`, {
-        details: { uid, holder: holder.name },
-      });
+      throw new HostError(
+        'UID_CONFLICT',
+        `the private group of ${name} (gid ${uid}) conflicts with existing group ${holder.name} (gid ${holder.gid}); no account created`,
+        {
+          details: { uid, holder: holder.name },
+        },
+      );
     }
 
     // Supplementary groups: same ownership rules as sync; refused groups are left out, not fatal.
@@ -89,8 +101,18 @@ export async function createAccountForLogin(user: string, deps: CreateAccountDep
     const skippedGroups: string[] = [];
     const toCreate: { name: string; gid: number }[] = [];
     for (const group of iamGroups) {
-      const [byName, byGid] = await Promise.all([deps.accounts.group(group.linuxName), deps.accounts.groupByGid(group.gid)]);
-      const verdict = classifyGroup(group, byName, byGid, options.allowedExistingGroups, directory.config.uidScheme, options.reservedNames);
+      const [byName, byGid] = await Promise.all([
+        deps.accounts.group(group.linuxName),
+        deps.accounts.groupByGid(group.gid),
+      ]);
+      const verdict = classifyGroup(
+        group,
+        byName,
+        byGid,
+        options.allowedExistingGroups,
+        directory.config.uidScheme,
+        options.reservedNames,
+      );
       if (verdict.kind === 'refused') {
         skippedGroups.push(`${group.linuxName}: ${verdict.reason}`);
         continue;
@@ -109,7 +131,14 @@ export async function createAccountForLogin(user: string, deps: CreateAccountDep
     for (const group of toCreate) await deps.admin.addGroup(group.name, group.gid);
 
     // One useradd makes the user and the private group; an interrupted older run's group is reused.
-    const account: NewAccount = { name, uid, gid: uid, privateGroup: privateGroup.kind, comment: `keymaker IAM user ${authorized.iamUserName}`, groups };
+    const account: NewAccount = {
+      name,
+      uid,
+      gid: uid,
+      privateGroup: privateGroup.kind,
+      comment: `keymaker IAM user ${authorized.iamUserName}`,
+      groups,
+    };
     // Recorded first: an account made but not recorded would never be served. An entry whose useradd
     // then failed names no account; the next connection's creation makes it and finds it in place.
     await deps.managed.recordManaged([{ name, uid, iamUserId: authorized.user!.userId }]);
@@ -126,7 +155,10 @@ async function confirmIamUser(name: string, deps: CreateAccountDeps) {
     directory.linuxGroupsForUser(directory.iamUserNameFor(name)),
   ]);
   if (authorized.keys.length === 0) {
-    throw new AccessRefusedError('NO_SUCH_KEY', `IAM user ${authorized.iamUserName} has no active, valid SSH key; no account created`);
+    throw new AccessRefusedError(
+      'NO_SUCH_KEY',
+      `IAM user ${authorized.iamUserName} has no active, valid SSH key; no account created`,
+    );
   }
   return { directory, authorized, iamGroups };
 }

@@ -1,4 +1,10 @@
-import { isInManagedRange, isReservedLinuxName, linuxUserNameForIamUser, type IamUser, type UidScheme } from '@keymaker/core';
+import {
+  isInManagedRange,
+  isReservedLinuxName,
+  linuxUserNameForIamUser,
+  type IamUser,
+  type UidScheme,
+} from '@keymaker/core';
 import type { PasswdEntry } from './local-accounts';
 import { recordedAccount, type ManagedAccount } from './managed-accounts';
 
@@ -35,7 +41,9 @@ export function planAdoption(
   const plan: AdoptionPlan = { adopt: [], skipped: [] };
   const byName = new Map(localUsers.map((user) => [user.name, user]));
   const taken = new Set<string>();
-  for (const iamUser of [...iamUsers].sort((a, b) => (a.userName < b.userName ? -1 : a.userName > b.userName ? 1 : 0))) {
+  for (const iamUser of [...iamUsers].sort((a, b) =>
+    a.userName < b.userName ? -1 : a.userName > b.userName ? 1 : 0,
+  )) {
     const name = linuxUserNameForIamUser(iamUser.userName, options.linuxUserSuffix);
     if (!name) continue;
     const local = byName.get(name);
@@ -51,12 +59,18 @@ export function planAdoption(
       continue;
     }
     if (!isInManagedRange(local.uid, options.uidScheme)) {
-      plan.skipped.push({ name, reason: `uid ${local.uid} is outside the ${options.uidScheme} UID range: not a keymaker account` });
+      plan.skipped.push({
+        name,
+        reason: `uid ${local.uid} is outside the ${options.uidScheme} UID range: not a keymaker account`,
+      });
       continue;
     }
     const derived = options.uidFor(iamUser);
     if (derived !== local.uid) {
-      plan.skipped.push({ name, reason: `uid ${local.uid}, but IAM user ${iamUser.userName} (${iamUser.userId}) derives uid ${derived}` });
+      plan.skipped.push({
+        name,
+        reason: `uid ${local.uid}, but IAM user ${iamUser.userName} (${iamUser.userId}) derives uid ${derived}`,
+      });
       continue;
     }
     const already = recordedAccount(recorded, local);

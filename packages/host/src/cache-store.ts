@@ -68,7 +68,11 @@ export class FileCacheStore implements CacheStore {
     const file = this.fileFor(key);
     const temp = path.join(dir, `.${key}.${process.pid}.tmp`);
     const mode = dirStat.gid === 0 ? 0o600 : 0o640;
-    const handle = await fs.open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+    const handle = await fs.open(
+      temp,
+      constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
+      0o600,
+    );
     try {
       await handle.writeFile(`${JSON.stringify(value)}\n`);
       await handle.chown(0, dirStat.gid);

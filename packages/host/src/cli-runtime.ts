@@ -46,6 +46,9 @@ export async function loadHostCliRuntime(options: HostCliRuntimeOptions = {}): P
     config,
     aws: awsOptionsFor(config),
     resolve: (aws) =>
-      resolveWithConfig(aws, { store: new FileCacheStore({ dir: cacheDir, writable: false }), ttlMs: config.cacheTtlSeconds * 1000 }),
+      resolveWithConfig(aws, {
+        store: new FileCacheStore({ dir: cacheDir, writable: false }),
+        ttlMs: config.cacheTtlSeconds * 1000,
+      }),
   };
 }

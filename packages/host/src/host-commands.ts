@@ -1,4 +1,13 @@
-import { DeadlineError, EXIT_CODES, exitCodeFor, formatError, HostError, isKeymakerError, withDeadline, type AwsClientOptions } from '@keymaker/core';
+import {
+  DeadlineError,
+  EXIT_CODES,
+  exitCodeFor,
+  formatError,
+  HostError,
+  isKeymakerError,
+  withDeadline,
+  type AwsClientOptions,
+} from '@keymaker/core';
 import { createAccountForLogin, FIRST_LOGIN_MESSAGE, PAM_EXIT_CREATED, PAM_EXIT_EXISTS } from './accounts';
 import { hostReservedNames, type HostConfig } from './host-config';
 import { realRuntimeSystem, withAbortSignal, type RuntimeSystem } from './host-system';
@@ -7,7 +16,13 @@ import { withLock } from './lock';
 import { runLookup } from './lookup';
 import { ensureLookupStateDir, fileLookupGuard, LOOKUP_STATE_DIR } from './lookup-guard';
 import { DEFAULT_PATHS, type HostPaths } from './paths';
-import { applyAwsEnvironment, awsOptionsFor, loadHostConfig, resolveWithConfig, type ResolveCacheOptions } from './runtime-config';
+import {
+  applyAwsEnvironment,
+  awsOptionsFor,
+  loadHostConfig,
+  resolveWithConfig,
+  type ResolveCacheOptions,
+} from './runtime-config';
 import { runGroupSync, type SyncReport } from './sync';
 import { createLoggerSyslog, type Syslog } from './syslog';
 import { fileGuardStore, loginGuard, type LoginGuard } from './pam-guard';
@@ -75,7 +90,9 @@ async function prepare(env: HostCommandEnv, echo: boolean): Promise<Runtime | { 
     return { code: exitCodeFor(error) };
   }
   applyAwsEnvironment(config);
-  const syslog = env.syslog ?? createLoggerSyslog({ socket: config.syslogSocket, echo: echo ? (line) => stderr(`${line}\n`) : undefined });
+  const syslog =
+    env.syslog ??
+    createLoggerSyslog({ socket: config.syslogSocket, echo: echo ? (line) => stderr(`${line}\n`) : undefined });
   const cache = (mode: 'read' | 'write' | 'refresh'): ResolveCacheOptions => ({
     store: new FileCacheStore({ dir: paths.cacheDir, writable: mode !== 'read' }),
     ttlMs: config.cacheTtlSeconds * 1000,
@@ -103,9 +120,13 @@ async function prepare(env: HostCommandEnv, echo: boolean): Promise<Runtime | { 
 async function prepareLookupStore(rt: Runtime): Promise<void> {
   try {
     const user = rt.config.authorizedKeysCommandUser;
-    if (await ensureLookupStateDir(() => rt.accounts.user(user))) rt.syslog.log('info', `created ${LOOKUP_STATE_DIR} for ${user} (the lookup's per-name cache and limit)`);
+    if (await ensureLookupStateDir(() => rt.accounts.user(user)))
+      rt.syslog.log('info', `created ${LOOKUP_STATE_DIR} for ${user} (the lookup's per-name cache and limit)`);
   } catch (error) {
-    rt.syslog.log('warning', `cannot create ${LOOKUP_STATE_DIR} (the lookup's per-name cache and limit; lookups stay live): ${(error as Error).message}`);
+    rt.syslog.log(
+      'warning',
+      `cannot create ${LOOKUP_STATE_DIR} (the lookup's per-name cache and limit; lookups stay live): ${(error as Error).message}`,
+    );
   }
 }
 
@@ -134,7 +155,8 @@ function bindToDeadline(rt: Runtime, env: HostCommandEnv, signal: AbortSignal): 
 async function flushWithin(rt: Runtime, ms: number): Promise<void> {
   await rt.syslog.flush(ms);
   const dropped = rt.syslog.dropped?.() ?? 0;
-  if (dropped > 0) rt.stderr(`keymaker: ${dropped} syslog message(s) dropped: the syslog socket did not take them in time\n`);
+  if (dropped > 0)
+    rt.stderr(`keymaker: ${dropped} syslog message(s) dropped: the syslog socket did not take them in time\n`);
 }
 
 function deadlineOverride(value: string | undefined): number | undefined {
@@ -215,16 +237,20 @@ export async function pamCreateAccountCommand(pamEnv: NodeJS.ProcessEnv, env: Ho
         bindToDeadline(rt, env, signal);
         const aws = { ...awsOptionsFor(rt.config, rt.config.deadlineMs), deadline };
         return createAccountForLogin(
-        user,
-        {
-          accounts: rt.accounts,
-          admin: rt.admin,
-          resolve: () => resolveWithConfig(aws, rt.cache('write')),
-          lock: (body) => withLock(rt.paths.syncLock, { waitMs: 5000 }, body),
-          guard: env.pamGuard ?? loginGuard(fileGuardStore()),
-          managed: rt.managed,
-        },
-        { allowedExistingGroups: rt.config.allowedExistingGroups, reservedNames: hostReservedNames(rt.config), source: pamEnv.PAM_RHOST },
+          user,
+          {
+            accounts: rt.accounts,
+            admin: rt.admin,
+            resolve: () => resolveWithConfig(aws, rt.cache('write')),
+            lock: (body) => withLock(rt.paths.syncLock, { waitMs: 5000 }, body),
+            guard: env.pamGuard ?? loginGuard(fileGuardStore()),
+            managed: rt.managed,
+          },
+          {
+            allowedExistingGroups: rt.config.allowedExistingGroups,
+            reservedNames: hostReservedNames(rt.config),
+            source: pamEnv.PAM_RHOST,
+          },
         );
       },
       () => new DeadlineError(`account creation did not finish within ${limitMs} ms`),
@@ -238,7 +264,8 @@ export async function pamCreateAccountCommand(pamEnv: NodeJS.ProcessEnv, env: Ho
       'notice',
       `create_account ${who} decision=created uid=${outcome.uid} iam_user=${outcome.iamUserName} groups=${outcome.groups.join(',') || '-'}`,
     );
-    for (const skipped of outcome.skippedGroups) rt.syslog.log('warning', `create_account ${who} group skipped: ${skipped}`);
+    for (const skipped of outcome.skippedGroups)
+      rt.syslog.log('warning', `create_account ${who} group skipped: ${skipped}`);
     return PAM_EXIT_CREATED;
   } catch (error) {
     const reason = !isKeymakerError(error)
@@ -249,7 +276,10 @@ export async function pamCreateAccountCommand(pamEnv: NodeJS.ProcessEnv, env: Ho
           ? `${error.code} remembered=yes`
           : error.code;
     // Nothing more on stdout: the client must not learn whether an IAM user exists.
-    rt.syslog.log('warning', `create_account ${who} decision=refused reason=${reason}: ${formatError(error).replace(/^keymaker: /, '')}`);
+    rt.syslog.log(
+      'warning',
+      `create_account ${who} decision=refused reason=${reason}: ${formatError(error).replace(/^keymaker: /, '')}`,
+    );
     return exitCodeFor(error);
   } finally {
     await flushWithin(rt, 2000);
@@ -265,10 +295,12 @@ export interface SyncCommandOptions {
 
 export function formatSyncReport(report: SyncReport): string[] {
   const lines: string[] = [];
-  if (report.changes.length === 0 && report.failed.length === 0) lines.push(`sync_groups: no changes${report.dryRun ? ' needed' : ''}`);
+  if (report.changes.length === 0 && report.failed.length === 0)
+    lines.push(`sync_groups: no changes${report.dryRun ? ' needed' : ''}`);
   for (const change of report.changes) lines.push(`sync_groups: ${report.dryRun ? 'would ' : ''}${change}`);
   for (const refused of report.refused) lines.push(`sync_groups: refused group ${refused.group}: ${refused.reason}`);
-  for (const skipped of report.skipped) lines.push(`sync_groups: skipped ${skipped.user}${skipped.group ? ` in ${skipped.group}` : ''}: ${skipped.reason}`);
+  for (const skipped of report.skipped)
+    lines.push(`sync_groups: skipped ${skipped.user}${skipped.group ? ` in ${skipped.group}` : ''}: ${skipped.reason}`);
   for (const failed of report.failed) lines.push(`sync_groups: FAILED ${failed}; later steps not done`);
   return lines;
 }
@@ -281,7 +313,10 @@ export function syncExitCode(report: SyncReport): number {
 
 /** sync_groups [--dry-run] [--json] [--config PATH] */
 export async function syncGroupsCommand(options: SyncCommandOptions, env: HostCommandEnv = {}): Promise<number> {
-  const rt = await prepare({ ...env, paths: { ...env.paths, ...(options.config ? { configFile: options.config } : {}) } }, false);
+  const rt = await prepare(
+    { ...env, paths: { ...env.paths, ...(options.config ? { configFile: options.config } : {}) } },
+    false,
+  );
   if ('code' in rt) return rt.code;
   try {
     if (!options.dryRun && (env.uid ?? process.getuid?.()) !== 0) {
@@ -301,28 +336,32 @@ export async function syncGroupsCommand(options: SyncCommandOptions, env: HostCo
           deadline,
         };
         return runGroupSync(
-      {
-        accounts: rt.accounts,
-        admin: rt.admin,
-        resolve: () => resolveWithConfig(aws, rt.cache(options.dryRun ? 'read' : 'refresh')),
-        lock: options.dryRun ? (body) => body() : (body) => withLock(rt.paths.syncLock, { waitMs: 0 }, body),
-        managed: rt.managed,
-      },
-      {
-        dryRun: options.dryRun,
-        preProvisionAccounts: rt.config.preProvisionAccounts,
-        allowedExistingGroups: rt.config.allowedExistingGroups,
-        reservedNames: hostReservedNames(rt.config),
-      },
+          {
+            accounts: rt.accounts,
+            admin: rt.admin,
+            resolve: () => resolveWithConfig(aws, rt.cache(options.dryRun ? 'read' : 'refresh')),
+            lock: options.dryRun ? (body) => body() : (body) => withLock(rt.paths.syncLock, { waitMs: 0 }, body),
+            managed: rt.managed,
+          },
+          {
+            dryRun: options.dryRun,
+            preProvisionAccounts: rt.config.preProvisionAccounts,
+            allowedExistingGroups: rt.config.allowedExistingGroups,
+            reservedNames: hostReservedNames(rt.config),
+          },
         );
       },
-      () => new DeadlineError(`sync_groups did not finish within ${deadlineMs / 1000} s (an IAM request or a local command hung); it was stopped and its lock released`),
+      () =>
+        new DeadlineError(
+          `sync_groups did not finish within ${deadlineMs / 1000} s (an IAM request or a local command hung); it was stopped and its lock released`,
+        ),
       { settleMs: SETTLE_MS },
     );
     const lines = formatSyncReport(report);
     for (const line of lines) rt.stderr(`${line}\n`);
     if (!report.dryRun) {
-      for (const line of lines) rt.syslog.log(line.includes('FAILED') || line.includes('refused') ? 'warning' : 'info', line);
+      for (const line of lines)
+        rt.syslog.log(line.includes('FAILED') || line.includes('refused') ? 'warning' : 'info', line);
     }
     if (options.json) rt.stdout(`${JSON.stringify(report)}\n`);
     return syncExitCode(report);
@@ -330,10 +369,17 @@ export async function syncGroupsCommand(options: SyncCommandOptions, env: HostCo
     // A failed read lands here before any change: say so.
     rt.stderr(`${formatError(error)}\n`);
     // Stopped at the deadline: the read may have been done and some changes applied.
-    if (isKeymakerError(error, 'DEADLINE_EXCEEDED')) rt.stderr('sync_groups: stopped; any change already applied stands, the next run completes the rest\n');
+    if (isKeymakerError(error, 'DEADLINE_EXCEEDED'))
+      rt.stderr('sync_groups: stopped; any change already applied stands, the next run completes the rest\n');
     else if (!isKeymakerError(error, 'LOCKED')) rt.stderr('sync_groups: nothing was changed\n');
-    rt.syslog.log('warning', `sync_groups failed${isKeymakerError(error, 'DEADLINE_EXCEEDED') ? ' at its deadline' : ', nothing changed'}: ${formatError(error).replace(/^keymaker: /, '')}`);
-    if (options.json) rt.stdout(`${JSON.stringify({ error: isKeymakerError(error) ? error.code : 'INTERNAL', message: formatError(error) })}\n`);
+    rt.syslog.log(
+      'warning',
+      `sync_groups failed${isKeymakerError(error, 'DEADLINE_EXCEEDED') ? ' at its deadline' : ', nothing changed'}: ${formatError(error).replace(/^keymaker: /, '')}`,
+    );
+    if (options.json)
+      rt.stdout(
+        `${JSON.stringify({ error: isKeymakerError(error) ? error.code : 'INTERNAL', message: formatError(error) })}\n`,
+      );
     return exitCodeFor(error);
   } finally {
     await flushWithin(rt, 2000);
@@ -366,13 +412,19 @@ export interface AdoptCommandOptions {
  * hooks read it; the record is written under the sync lock. One line per adopted account on
  * stderr and in syslog.
  */
-export async function adoptLegacyAccountsCommand(options: AdoptCommandOptions, env: HostCommandEnv = {}): Promise<{ code: number; adopted: string[] }> {
+export async function adoptLegacyAccountsCommand(
+  options: AdoptCommandOptions,
+  env: HostCommandEnv = {},
+): Promise<{ code: number; adopted: string[] }> {
   const rt = await prepare(env, false);
   if ('code' in rt) return { code: rt.code, adopted: [] };
   const verb = options.dryRun ? 'would adopt' : 'adopted';
   try {
     if (!options.dryRun && (env.uid ?? process.getuid?.()) !== 0) {
-      throw new HostError('NOT_ROOT', 'adopting accounts writes the record of managed accounts: run it as root (or with --dry-run)');
+      throw new HostError(
+        'NOT_ROOT',
+        'adopting accounts writes the record of managed accounts: run it as root (or with --dry-run)',
+      );
     }
     const deadlineMs = deadlineOverride(process.env.KEYMAKER_DEADLINE_MS) ?? SYNC_DEADLINE_MS;
     const adopted = await withDeadline(
@@ -382,14 +434,19 @@ export async function adoptLegacyAccountsCommand(options: AdoptCommandOptions, e
         const aws = { ...awsOptionsFor(rt.config), deadline, ...env.aws };
         const body = async () => {
           const { directory, config } = await resolveWithConfig(aws, rt.cache('read'));
-          const [iamUsers, localUsers, recorded] = await Promise.all([directory.listUsers(), rt.accounts.users(), rt.managed.readManaged()]);
+          const [iamUsers, localUsers, recorded] = await Promise.all([
+            directory.listUsers(),
+            rt.accounts.users(),
+            rt.managed.readManaged(),
+          ]);
           const plan = planAdoption(localUsers, iamUsers, recorded, {
             uidScheme: config.uidScheme,
             linuxUserSuffix: config.linuxUserSuffix,
             reservedNames: hostReservedNames(rt.config),
             uidFor: (user) => directory.uidFor(user),
           });
-          if (!options.dryRun) await rt.managed.recordManaged(plan.adopt.map(({ name, uid, iamUserId }) => ({ name, uid, iamUserId })));
+          if (!options.dryRun)
+            await rt.managed.recordManaged(plan.adopt.map(({ name, uid, iamUserId }) => ({ name, uid, iamUserId })));
           return plan;
         };
         return options.dryRun ? body() : withLock(rt.paths.syncLock, { waitMs: 30_000 }, body);
@@ -397,17 +454,25 @@ export async function adoptLegacyAccountsCommand(options: AdoptCommandOptions, e
       () => new DeadlineError(`adopting accounts did not finish within ${deadlineMs / 1000} s; nothing was recorded`),
       { settleMs: SETTLE_MS },
     );
-    const lines = adopted.adopt.map((a) => `${verb} account ${a.name} (uid ${a.uid}) for IAM user ${a.iamUserName} (${a.iamUserId})`);
+    const lines = adopted.adopt.map(
+      (a) => `${verb} account ${a.name} (uid ${a.uid}) for IAM user ${a.iamUserName} (${a.iamUserId})`,
+    );
     for (const line of lines) {
       rt.stderr(`keymaker: ${line}\n`);
       if (!options.dryRun) rt.syslog.log('notice', `adopt_accounts ${line}`);
     }
     for (const skipped of adopted.skipped) rt.stderr(`keymaker: not adopted: ${skipped.name}: ${skipped.reason}\n`);
-    if (lines.length === 0) rt.stderr(`keymaker: no account to adopt${adopted.skipped.length > 0 ? '' : ' (no existing local account matches its IAM user)'}\n`);
+    if (lines.length === 0)
+      rt.stderr(
+        `keymaker: no account to adopt${adopted.skipped.length > 0 ? '' : ' (no existing local account matches its IAM user)'}\n`,
+      );
     return { code: 0, adopted: adopted.adopt.map((a) => a.name) };
   } catch (error) {
     rt.stderr(`${formatError(error)}\n`);
-    rt.syslog.log('warning', `adopt_accounts failed, nothing recorded: ${formatError(error).replace(/^keymaker: /, '')}`);
+    rt.syslog.log(
+      'warning',
+      `adopt_accounts failed, nothing recorded: ${formatError(error).replace(/^keymaker: /, '')}`,
+    );
     return { code: exitCodeFor(error), adopted: [] };
   } finally {
     await flushWithin(rt, 2000);

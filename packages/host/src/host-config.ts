@@ -100,22 +100,37 @@ export function parseHostConfig(text: string, source = 'host config'): HostConfi
   const config = { ...DEFAULT_HOST_CONFIG, ...(raw as Partial<HostConfig>) };
   if (config.version !== 1) problems.push('version must be 1');
   if (!(config.deadlineMs >= 100 && config.deadlineMs <= 60_000)) problems.push('deadlineMs must be 100-60000');
-  if (!(Number.isInteger(config.syncIntervalMinutes) && config.syncIntervalMinutes >= 1 && config.syncIntervalMinutes <= 59)) {
+  if (!(
+    Number.isInteger(config.syncIntervalMinutes) &&
+    config.syncIntervalMinutes >= 1 &&
+    config.syncIntervalMinutes <= 59
+  )) {
     problems.push('syncIntervalMinutes must be a whole number 1-59');
   }
   if (!(config.cacheTtlSeconds >= 0 && config.cacheTtlSeconds <= 3600)) problems.push('cacheTtlSeconds must be 0-3600');
   for (const key of ['iamEndpoint', 'stsEndpoint', 'metadataEndpoint'] as const) {
     const value = config[key];
-    if (value !== undefined && !/^https?:\/\/[^\s/]+(\/\S*)?$/.test(value)) problems.push(`${key} must be an http(s) URL`);
+    if (value !== undefined && !/^https?:\/\/[^\s/]+(\/\S*)?$/.test(value))
+      problems.push(`${key} must be an http(s) URL`);
   }
-  if (config.syslogSocket !== undefined && !config.syslogSocket.startsWith('/')) problems.push('syslogSocket must be an absolute path');
+  if (config.syslogSocket !== undefined && !config.syslogSocket.startsWith('/'))
+    problems.push('syslogSocket must be an absolute path');
   // Host commands never read root's own ~/.aws (issue 13, point 1): a profile needs a file of its own.
-  if (config.profile !== undefined && config.sharedCredentialsFile === undefined && config.sharedConfigFile === undefined) {
-    problems.push('profile needs sharedCredentialsFile or sharedConfigFile (keymaker install --credentials-file FILE --profile NAME)');
+  if (
+    config.profile !== undefined &&
+    config.sharedCredentialsFile === undefined &&
+    config.sharedConfigFile === undefined
+  ) {
+    problems.push(
+      'profile needs sharedCredentialsFile or sharedConfigFile (keymaker install --credentials-file FILE --profile NAME)',
+    );
   }
   if (Array.isArray(config.reservedNames)) {
     const bad = config.reservedNames.filter((name) => typeof name !== 'string' || !isValidLinuxName(name));
-    if (bad.length > 0) problems.push(`reservedNames must hold Linux user names (lower case): ${bad.map((name) => JSON.stringify(name)).join(', ')}`);
+    if (bad.length > 0)
+      problems.push(
+        `reservedNames must hold Linux user names (lower case): ${bad.map((name) => JSON.stringify(name)).join(', ')}`,
+      );
   }
   if (problems.length > 0) {
     throw new InputError('INVALID_ARGUMENT', `${source}: ${problems.join('; ')}`);

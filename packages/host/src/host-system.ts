@@ -41,7 +41,8 @@ export function runProcess(argv: string[], options: ProcessOptions = {}): Promis
   const [command, ...args] = argv;
   if (!command) return Promise.reject(new TypeError('empty command'));
   const signal = options.signal;
-  const abortReason = () => (signal?.reason instanceof Error ? signal.reason : new DeadlineError(`${command} was stopped: its deadline passed`));
+  const abortReason = () =>
+    signal?.reason instanceof Error ? signal.reason : new DeadlineError(`${command} was stopped: its deadline passed`);
   if (signal?.aborted) return Promise.reject(abortReason());
   return new Promise((resolve, reject) => {
     const child = spawn(command, args, {
@@ -97,7 +98,8 @@ export function runProcess(argv: string[], options: ProcessOptions = {}): Promis
 /** `sys` with every command it runs under `signal` (the command's overall deadline). */
 export function withAbortSignal(sys: RuntimeSystem, signal: AbortSignal): RuntimeSystem {
   return {
-    run: (argv, options = {}) => sys.run(argv, { ...options, signal: options.signal ? AbortSignal.any([signal, options.signal]) : signal }),
+    run: (argv, options = {}) =>
+      sys.run(argv, { ...options, signal: options.signal ? AbortSignal.any([signal, options.signal]) : signal }),
     readFile: (path) => sys.readFile(path),
   };
 }

@@ -28,7 +28,15 @@ export type { InstallJournal, JournalDir, JournalFile, JournalOriginal } from '.
 export type { SafePathTarget } from './install/safe-path';
 export type { DropInInclude, SshdProbe } from './install/sshd-config';
 export { runInstall, runUninstall } from './install/apply';
-export type { InstallLog, InstallResult, InstallRunOptions, ReloadStrategy, SshdOptions, UninstallResult, UninstallRunOptions } from './install/apply';
+export type {
+  InstallLog,
+  InstallResult,
+  InstallRunOptions,
+  ReloadStrategy,
+  SshdOptions,
+  UninstallResult,
+  UninstallRunOptions,
+} from './install/apply';
 // The agent: users and groups for NSS over systemd's userdb Varlink interface.
 export {
   DEFAULT_USERDB_SERVICE,

@@ -78,7 +78,11 @@ function parseLines<T>(text: string, parse: (line: string) => T | undefined, wha
     if (line.trim() === '') continue;
     const entry = parse(line);
     // An entry we cannot read must not pass for "no such entry".
-    if (!entry) throw new HostError('SYSTEM_COMMAND_FAILED', `getent ${what} printed a line keymaker cannot parse: ${JSON.stringify(line.slice(0, 80))}`);
+    if (!entry)
+      throw new HostError(
+        'SYSTEM_COMMAND_FAILED',
+        `getent ${what} printed a line keymaker cannot parse: ${JSON.stringify(line.slice(0, 80))}`,
+      );
     out.push(entry);
   }
   return out;
@@ -93,12 +97,19 @@ export class GetentAccounts implements LocalAccounts {
     const result = await this.sys.run(argv, { timeoutMs: 10_000 });
     if (result.code === 2) return undefined;
     if (result.code !== 0) {
-      throw new HostError('SYSTEM_COMMAND_FAILED', `getent ${database}${key === undefined ? '' : ` ${key}`} failed (exit ${result.code}): ${result.stderr.trim()}`);
+      throw new HostError(
+        'SYSTEM_COMMAND_FAILED',
+        `getent ${database}${key === undefined ? '' : ` ${key}`} failed (exit ${result.code}): ${result.stderr.trim()}`,
+      );
     }
     return result.stdout;
   }
 
-  private async one<T>(database: 'passwd' | 'group', key: string, parse: (line: string) => T | undefined): Promise<T | undefined> {
+  private async one<T>(
+    database: 'passwd' | 'group',
+    key: string,
+    parse: (line: string) => T | undefined,
+  ): Promise<T | undefined> {
     const text = await this.getent(database, key);
     if (text === undefined) return undefined;
     return parseLines(text, parse, database)[0];
@@ -111,7 +122,8 @@ export class GetentAccounts implements LocalAccounts {
     return this.one('passwd', String(uid), parsePasswdLine);
   }
   group(name: string) {
-    if (!isValidLinuxName(name)) return Promise.reject(new HostError('SYSTEM_COMMAND_FAILED', `invalid group name ${JSON.stringify(name)}`));
+    if (!isValidLinuxName(name))
+      return Promise.reject(new HostError('SYSTEM_COMMAND_FAILED', `invalid group name ${JSON.stringify(name)}`));
     return this.one('group', name, parseGroupLine);
   }
   groupByGid(gid: number) {
@@ -126,7 +138,8 @@ export class GetentAccounts implements LocalAccounts {
 }
 
 function assertId(id: number): number {
-  if (!Number.isInteger(id) || id < 1 || id > 0xfffffffe) throw new HostError('SYSTEM_COMMAND_FAILED', `refusing ID ${id}`);
+  if (!Number.isInteger(id) || id < 1 || id > 0xfffffffe)
+    throw new HostError('SYSTEM_COMMAND_FAILED', `refusing ID ${id}`);
   return id;
 }
 
@@ -140,9 +153,13 @@ export class ShadowUtilsAdmin implements LocalAdmin {
   private async run(argv: string[]): Promise<void> {
     const result = await this.sys.run(argv, { timeoutMs: 30_000 });
     if (result.code !== 0) {
-      throw new HostError('SYSTEM_COMMAND_FAILED', `${argv[0]} failed (exit ${result.code}): ${result.stderr.trim().split('\n')[0] ?? ''}`, {
-        details: { argv },
-      });
+      throw new HostError(
+        'SYSTEM_COMMAND_FAILED',
+        `${argv[0]} failed (exit ${result.code}): ${result.stderr.trim().split('\n')[0] ?? ''}`,
+        {
+          details: { argv },
+        },
+      );
     }
   }
 
@@ -158,7 +175,10 @@ export class ShadowUtilsAdmin implements LocalAdmin {
         return;
       }
       if (result.code !== 2 || this.groupaddUsers === true) {
-        throw new HostError('SYSTEM_COMMAND_FAILED', `groupadd failed (exit ${result.code}): ${result.stderr.trim().split('\n')[0] ?? ''}`);
+        throw new HostError(
+          'SYSTEM_COMMAND_FAILED',
+          `groupadd failed (exit ${result.code}): ${result.stderr.trim().split('\n')[0] ?? ''}`,
+        );
       }
       this.groupaddUsers = false;
     }
@@ -173,14 +193,20 @@ export class ShadowUtilsAdmin implements LocalAdmin {
     const gid = String(assertId(account.gid));
     // --user-group picks its own GID unless the allowed range is exactly ours: then it is that GID
     // or useradd fails (exit 4) having created nothing.
-    const primary = account.privateGroup === 'create' ? ['--user-group', '-K', `GID_MIN=${gid}`, '-K', `GID_MAX=${gid}`] : ['--gid', gid];
+    const primary =
+      account.privateGroup === 'create'
+        ? ['--user-group', '-K', `GID_MIN=${gid}`, '-K', `GID_MAX=${gid}`]
+        : ['--gid', gid];
     return this.run([
       'useradd',
-      '--uid', String(assertId(account.uid)),
+      '--uid',
+      String(assertId(account.uid)),
       ...primary,
       '--create-home',
-      '--shell', '/bin/bash',
-      '--comment', account.comment.replace(/[:\n]/g, ' '),
+      '--shell',
+      '/bin/bash',
+      '--comment',
+      account.comment.replace(/[:\n]/g, ' '),
       // Derived UIDs are huge: lastlog/faillog entries at that offset would make huge sparse files.
       '--no-log-init',
       ...(groups.length > 0 ? ['--groups', groups.join(',')] : []),
@@ -189,6 +215,12 @@ export class ShadowUtilsAdmin implements LocalAdmin {
     ]);
   }
   setGroupMembers(group: string, members: string[]) {
-    return this.run(['gpasswd', '--members', members.map((member) => assertLinuxUserName(member)).join(','), '--', assertLinuxUserName(group)]);
+    return this.run([
+      'gpasswd',
+      '--members',
+      members.map((member) => assertLinuxUserName(member)).join(','),
+      '--',
+      assertLinuxUserName(group),
+    ]);
   }
 }

@@ -70,9 +70,13 @@ export async function acquireLock(path: string, options: LockOptions = {}): Prom
   try {
     if (!(await flockFd(handle.fd, path, options.waitMs ?? 0))) {
       const pid = await holderPid(path);
-      throw new HostError('LOCKED', `another keymaker run holds ${path}${pid ? ` (pid ${pid})` : ''}; try again when it has finished`, {
-        details: { pid },
-      });
+      throw new HostError(
+        'LOCKED',
+        `another keymaker run holds ${path}${pid ? ` (pid ${pid})` : ''}; try again when it has finished`,
+        {
+          details: { pid },
+        },
+      );
     }
     // For the LOCKED message of the next run only; the lock itself is the kernel's.
     await handle.truncate(0);
@@ -119,7 +123,11 @@ function processAlive(pid: number): boolean {
 
 async function tryCreate(path: string): Promise<boolean> {
   try {
-    const handle = await fs.open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+    const handle = await fs.open(
+      path,
+      constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
+      0o600,
+    );
     try {
       await handle.writeFile(`${process.pid}\n`);
     } finally {
@@ -160,9 +168,13 @@ export async function acquireShortLock(path: string, options: ShortLockOptions):
       continue;
     }
     if (Date.now() >= until) {
-      throw new HostError('LOCKED', `another keymaker run holds ${path}${owner.pid ? ` (pid ${owner.pid})` : ''}; try again when it has finished`, {
-        details: { pid: owner.pid },
-      });
+      throw new HostError(
+        'LOCKED',
+        `another keymaker run holds ${path}${owner.pid ? ` (pid ${owner.pid})` : ''}; try again when it has finished`,
+        {
+          details: { pid: owner.pid },
+        },
+      );
     }
     await new Promise((resolve) => setTimeout(resolve, options.pollMs ?? 5));
   }

@@ -51,7 +51,12 @@ export interface LookupGuardPolicy {
   maxNames: number;
 }
 
-export const LOOKUP_GUARD_POLICY: LookupGuardPolicy = { listedTtlMs: 10_000, burst: 10, refillIntervalMs: 3000, maxNames: 2000 };
+export const LOOKUP_GUARD_POLICY: LookupGuardPolicy = {
+  listedTtlMs: 10_000,
+  burst: 10,
+  refillIntervalMs: 3000,
+  maxNames: 2000,
+};
 
 export const LOOKUP_STATE_DIR = '/run/keymaker-lookup';
 
@@ -106,7 +111,10 @@ function parseNameState(text: string, nowMs: number, policy: LookupGuardPolicy):
 
 function refilled(state: NameState | undefined, nowMs: number, policy: LookupGuardPolicy): NameState {
   if (!state) return { version: 1, listed: [], listedAtMs: -Infinity, tokens: policy.burst, refilledAtMs: nowMs };
-  const tokens = Math.min(policy.burst, state.tokens + Math.max(0, nowMs - state.refilledAtMs) / policy.refillIntervalMs);
+  const tokens = Math.min(
+    policy.burst,
+    state.tokens + Math.max(0, nowMs - state.refilledAtMs) / policy.refillIntervalMs,
+  );
   return { ...state, tokens, refilledAtMs: nowMs };
 }
 
@@ -128,13 +136,16 @@ export function fileLookupGuard(options: FileLookupGuardOptions = {}): LookupGua
   let nowMs = 0;
   let current: NameState | undefined;
 
-  const warn = (message: string) => options.syslog?.log('warning', `lookup cache ${dir} not used (live IAM lookups, no per-name limit): ${message}`);
+  const warn = (message: string) =>
+    options.syslog?.log('warning', `lookup cache ${dir} not used (live IAM lookups, no per-name limit): ${message}`);
 
   async function dirUsable(): Promise<boolean> {
     try {
       const st = await fs.lstat(dir);
       if (!st.isDirectory() || st.uid !== uid || (st.mode & 0o077) !== 0) {
-        warn(`it must be a directory owned by uid ${uid} with mode 0700 (owner ${st.uid}, mode ${(st.mode & 0o777).toString(8)})`);
+        warn(
+          `it must be a directory owned by uid ${uid} with mode 0700 (owner ${st.uid}, mode ${(st.mode & 0o777).toString(8)})`,
+        );
         return false;
       }
       return true;
@@ -173,7 +184,11 @@ export function fileLookupGuard(options: FileLookupGuardOptions = {}): LookupGua
       if ((await fs.readdir(dir)).length >= policy.maxNames) return;
     }
     const tmp = path.join(dir, `.${name}.${process.pid}.${crypto.randomBytes(4).toString('hex')}`);
-    const handle = await fs.open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+    const handle = await fs.open(
+      tmp,
+      constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
+      0o600,
+    );
     try {
       await handle.writeFile(`${JSON.stringify(state)}\n`);
     } finally {
@@ -192,7 +207,11 @@ export function fileLookupGuard(options: FileLookupGuardOptions = {}): LookupGua
       if (!(await usable)) return;
       nowMs = now();
       const state = refilled(await read(path.join(dir, `${name}.json`)), nowMs, policy);
-      if (fingerprint !== undefined && nowMs - state.listedAtMs < policy.listedTtlMs && !state.listed.includes(fingerprint)) {
+      if (
+        fingerprint !== undefined &&
+        nowMs - state.listedAtMs < policy.listedTtlMs &&
+        !state.listed.includes(fingerprint)
+      ) {
         throw new AccessRefusedError(
           'NO_SUCH_KEY',
           `the offered key is not among the ${state.listed.length} IAM listed for ${name} ${Math.round((nowMs - state.listedAtMs) / 1000)} s ago; refused without an IAM call`,
@@ -224,8 +243,17 @@ export function fileLookupGuard(options: FileLookupGuardOptions = {}): LookupGua
  * Creates the store directory for the lookup user (run as root by the sync and the PAM hook);
  * an existing one is left as it is (the lookup refuses to use it if it is not right).
  */
-export async function ensureLookupStateDir(owner: () => Promise<{ uid: number; gid: number } | undefined>, dir = LOOKUP_STATE_DIR): Promise<boolean> {
-  if (await fs.lstat(dir).then(() => true, () => false)) return false;
+export async function ensureLookupStateDir(
+  owner: () => Promise<{ uid: number; gid: number } | undefined>,
+  dir = LOOKUP_STATE_DIR,
+): Promise<boolean> {
+  if (
+    await fs.lstat(dir).then(
+      () => true,
+      () => false,
+    )
+  )
+    return false;
   const who = await owner();
   if (!who) return false;
   try {

@@ -91,9 +91,12 @@ function notManaged(message: string, details: Record<string, unknown>): AccessRe
 export function assertManagedAccount(local: PasswdEntry, scheme?: UidScheme): void {
   const ok = scheme ? isInManagedRange(local.uid, scheme) : inAnyManagedRange(local.uid);
   if (!ok) {
-    throw notManaged(`local account ${local.name} (uid ${local.uid}) is not managed by keymaker${scheme ? ` (outside the ${scheme} UID range)` : ''}`, {
-      uid: local.uid,
-    });
+    throw notManaged(
+      `local account ${local.name} (uid ${local.uid}) is not managed by keymaker${scheme ? ` (outside the ${scheme} UID range)` : ''}`,
+      {
+        uid: local.uid,
+      },
+    );
   }
 }
 
@@ -104,10 +107,13 @@ async function assertRecordedAccount(local: PasswdEntry, deps: LookupDeps): Prom
     records = (await deps.managedAccounts?.()) ?? [];
   } catch (error) {
     // An unsafe or unreadable record: nothing is managed.
-    throw notManaged(`keymaker's record of managed accounts cannot be used, so no existing account is served: ${(error as Error).message}`, {
-      uid: local.uid,
-      record: 'unusable',
-    });
+    throw notManaged(
+      `keymaker's record of managed accounts cannot be used, so no existing account is served: ${(error as Error).message}`,
+      {
+        uid: local.uid,
+        record: 'unusable',
+      },
+    );
   }
   const recorded = recordedAccount(records, local);
   if (!recorded) {
@@ -160,7 +166,11 @@ export async function lookupAuthorizedKeys(request: LookupRequest, deps: LookupD
 }
 
 /** The guard's refusals stand; its own failures (I/O) only cost the cache: the lookup goes on live. */
-async function guardBefore(guard: LookupGuard | undefined, name: string, fingerprint: string | undefined): Promise<void> {
+async function guardBefore(
+  guard: LookupGuard | undefined,
+  name: string,
+  fingerprint: string | undefined,
+): Promise<void> {
   try {
     await guard?.before(name, fingerprint);
   } catch (error) {
@@ -193,12 +203,15 @@ export async function runLookup(request: LookupRequest, io: LookupIo, options: R
   try {
     const decision = await withDeadline(
       deadlineMs,
-      (_signal, deadline) => lookupAuthorizedKeys(request, typeof options.deps === 'function' ? options.deps(deadline) : options.deps),
+      (_signal, deadline) =>
+        lookupAuthorizedKeys(request, typeof options.deps === 'function' ? options.deps(deadline) : options.deps),
       () => new DeadlineError(`lookup did not finish within ${deadlineMs} ms`),
     );
     // One write: either every line or nothing reaches sshd.
     if (decision.lines.length > 0) io.write(`${decision.lines.join('\n')}\n`);
-    const match = request.fingerprint ? ` offered_key_listed=${decision.fingerprints.includes(request.fingerprint) ? 'yes' : 'no'}` : '';
+    const match = request.fingerprint
+      ? ` offered_key_listed=${decision.fingerprints.includes(request.fingerprint) ? 'yes' : 'no'}`
+      : '';
     const reason = decision.lines.length > 0 ? 'iam_keys' : 'no_active_keys';
     options.syslog.log(
       'info',
@@ -206,7 +219,10 @@ export async function runLookup(request: LookupRequest, io: LookupIo, options: R
     );
     return 0;
   } catch (error) {
-    options.syslog.log('warning', `lookup ${who} decision=refused reason=${reasonOf(error)}: ${formatError(error).replace(/^keymaker: /, '')}`);
+    options.syslog.log(
+      'warning',
+      `lookup ${who} decision=refused reason=${reasonOf(error)}: ${formatError(error).replace(/^keymaker: /, '')}`,
+    );
     return exitCodeFor(error);
   }
 }

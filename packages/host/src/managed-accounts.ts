@@ -46,12 +46,16 @@ const IAM_USER_ID = /^[A-Za-z0-9_]{16,128}$/;
 const UID = /^[1-9][0-9]{0,9}$/;
 
 function bad(file: string, lineNo: number, why: string): HostError {
-  return new HostError('UNSAFE_PATH', `${file} line ${lineNo}: ${why}; keymaker manages no existing account until it is fixed (fix it, or run keymaker install --adopt-legacy-accounts)`);
+  return new HostError(
+    'UNSAFE_PATH',
+    `${file} line ${lineNo}: ${why}; keymaker manages no existing account until it is fixed (fix it, or run keymaker install --adopt-legacy-accounts)`,
+  );
 }
 
 export function parseManagedAccounts(text: string, file: string): ManagedAccount[] {
   const lines = text.split('\n');
-  if (lines.pop() !== '') throw bad(file, lines.length + 1, 'the last line does not end with a newline (a cut-off write?)');
+  if (lines.pop() !== '')
+    throw bad(file, lines.length + 1, 'the last line does not end with a newline (a cut-off write?)');
   const out: ManagedAccount[] = [];
   const names = new Set<string>();
   const uids = new Set<number>();
@@ -62,8 +66,10 @@ export function parseManagedAccounts(text: string, file: string): ManagedAccount
     if (fields.length !== 3) throw bad(file, lineNo, 'not NAME:UID:IAM_USER_ID');
     const [name, uid, iamUserId] = fields as [string, string, string];
     if (!isValidLinuxName(name)) throw bad(file, lineNo, `invalid account name ${JSON.stringify(name.slice(0, 40))}`);
-    if (!UID.test(uid) || Number(uid) > 0xfffffffe) throw bad(file, lineNo, `invalid uid ${JSON.stringify(uid.slice(0, 20))}`);
-    if (!IAM_USER_ID.test(iamUserId)) throw bad(file, lineNo, `invalid IAM user ID ${JSON.stringify(iamUserId.slice(0, 40))}`);
+    if (!UID.test(uid) || Number(uid) > 0xfffffffe)
+      throw bad(file, lineNo, `invalid uid ${JSON.stringify(uid.slice(0, 20))}`);
+    if (!IAM_USER_ID.test(iamUserId))
+      throw bad(file, lineNo, `invalid IAM user ID ${JSON.stringify(iamUserId.slice(0, 40))}`);
     if (names.has(name)) throw bad(file, lineNo, `account ${name} is listed twice`);
     if (uids.has(Number(uid))) throw bad(file, lineNo, `uid ${uid} is listed twice`);
     names.add(name);
@@ -79,7 +85,10 @@ export function serializeManagedAccounts(accounts: readonly ManagedAccount[]): s
 }
 
 /** `current` with `added` in, each replacing any entry with its name or UID (that account is gone). */
-export function mergeManagedAccounts(current: readonly ManagedAccount[], added: readonly ManagedAccount[]): ManagedAccount[] {
+export function mergeManagedAccounts(
+  current: readonly ManagedAccount[],
+  added: readonly ManagedAccount[],
+): ManagedAccount[] {
   let out = [...current];
   for (const account of added) {
     out = out.filter((a) => a.name !== account.name && a.uid !== account.uid);
@@ -89,7 +98,10 @@ export function mergeManagedAccounts(current: readonly ManagedAccount[], added: 
 }
 
 /** The record entry that makes this existing account keymaker's, if any (same name and UID). */
-export function recordedAccount(records: readonly ManagedAccount[], local: { name: string; uid: number }): ManagedAccount | undefined {
+export function recordedAccount(
+  records: readonly ManagedAccount[],
+  local: { name: string; uid: number },
+): ManagedAccount | undefined {
   return records.find((r) => r.name === local.name && r.uid === local.uid);
 }
 

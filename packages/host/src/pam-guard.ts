@@ -114,8 +114,12 @@ function ipv6Prefix64(address: string): string | undefined {
   const [head, tail] = bare.includes('::') ? bare.split('::') : [bare, undefined];
   const left = head ? head.split(':') : [];
   const right = tail === undefined ? [] : tail ? tail.split(':') : [];
-  const groups = tail === undefined ? left : [...left, ...Array<string>(8 - left.length - right.length).fill('0'), ...right];
-  return `${groups.slice(0, 4).map((g) => parseInt(g, 16).toString(16)).join(':')}::/64`;
+  const groups =
+    tail === undefined ? left : [...left, ...Array<string>(8 - left.length - right.length).fill('0'), ...right];
+  return `${groups
+    .slice(0, 4)
+    .map((g) => parseInt(g, 16).toString(16))
+    .join(':')}::/64`;
 }
 
 export interface Bucket {
@@ -190,7 +194,11 @@ function clampMap(m: Record<string, Bucket>, burst: number, nowMs: number): Reco
  * malformed (including a version 1 file from before per-source limits) =
  * emptyGuardState.
  */
-export function parseGuardState(text: string | undefined, nowMs: number, policy: PamGuardPolicy = PAM_GUARD_POLICY): GuardState {
+export function parseGuardState(
+  text: string | undefined,
+  nowMs: number,
+  policy: PamGuardPolicy = PAM_GUARD_POLICY,
+): GuardState {
   if (text === undefined) return freshGuardState(nowMs, policy);
   let raw: unknown;
   try {
@@ -244,7 +252,13 @@ function refillBucket(b: Bucket | undefined, nowMs: number, burst: number, inter
 }
 
 /** Refills every bucket of a map, drops the full ones (a full bucket is a fresh one), keeps the newest `max`. */
-function refillMap(m: Record<string, Bucket>, nowMs: number, burst: number, intervalMs: number, max: number): Record<string, Bucket> {
+function refillMap(
+  m: Record<string, Bucket>,
+  nowMs: number,
+  burst: number,
+  intervalMs: number,
+  max: number,
+): Record<string, Bucket> {
   const kept: [string, Bucket, number][] = [];
   for (const [key, b] of Object.entries(m)) {
     const r = refillBucket(b, nowMs, burst, intervalMs);
@@ -297,7 +311,11 @@ export function admit(
     names: refillMap(state.names, nowMs, policy.nameBurst, policy.nameRefillIntervalMs, policy.maxNames),
     refused,
   };
-  if (remembered) return { state: next, admission: { kind: 'remembered', code: remembered.code, remainingMs: remembered.untilMs - nowMs } };
+  if (remembered)
+    return {
+      state: next,
+      admission: { kind: 'remembered', code: remembered.code, remainingMs: remembered.untilMs - nowMs },
+    };
   const own = (m: Record<string, Bucket>, k: string) => (Object.prototype.hasOwnProperty.call(m, k) ? m[k] : undefined);
   const src = own(next.sources, key) ?? { tokens: policy.sourceBurst, refilledAtMs: nowMs };
   const nm = own(next.names, name) ?? { tokens: policy.nameBurst, refilledAtMs: nowMs };
@@ -308,21 +326,33 @@ export function admit(
     ['global', next.global, policy.refillIntervalMs],
   ];
   for (const [scope, b, intervalMs] of checks) {
-    if (b.tokens < 1) return { state: next, admission: { kind: 'rate-limited', scope, retryInMs: Math.ceil((1 - b.tokens) * intervalMs) } };
+    if (b.tokens < 1)
+      return {
+        state: next,
+        admission: { kind: 'rate-limited', scope, retryInMs: Math.ceil((1 - b.tokens) * intervalMs) },
+      };
   }
   return {
     state: {
       ...next,
       global: { ...next.global, tokens: next.global.tokens - 1 },
       sources: withEntry(next.sources, key, { tokens: src.tokens - 1, refilledAtMs: nowMs }, policy.maxSources),
-      names: isValidLinuxName(name) ? withEntry(next.names, name, { tokens: nm.tokens - 1, refilledAtMs: nowMs }, policy.maxNames) : next.names,
+      names: isValidLinuxName(name)
+        ? withEntry(next.names, name, { tokens: nm.tokens - 1, refilledAtMs: nowMs }, policy.maxNames)
+        : next.names,
     },
     admission: { kind: 'admit' },
   };
 }
 
 /** Remembers IAM's refusal of `name` (only the refusals in REMEMBERED_REFUSALS); bounded in size. */
-export function rememberRefusal(state: GuardState, name: string, code: ErrorCode, nowMs: number, policy: PamGuardPolicy = PAM_GUARD_POLICY): GuardState {
+export function rememberRefusal(
+  state: GuardState,
+  name: string,
+  code: ErrorCode,
+  nowMs: number,
+  policy: PamGuardPolicy = PAM_GUARD_POLICY,
+): GuardState {
   if (!REMEMBERED_REFUSALS.includes(code) || !isValidLinuxName(name)) return state;
   const refused = pruned(state.refused, nowMs);
   delete refused[name];
@@ -381,7 +411,8 @@ async function readStateFile(file: string): Promise<string | undefined | null> {
   try {
     const st = await handle.stat();
     // Only our own file counts; anything else is treated as corrupt (an empty bucket).
-    if (!st.isFile() || st.uid !== (process.getuid?.() ?? -1) || (st.mode & 0o077) !== 0 || st.size > 1_000_000) return null;
+    if (!st.isFile() || st.uid !== (process.getuid?.() ?? -1) || (st.mode & 0o077) !== 0 || st.size > 1_000_000)
+      return null;
     return await handle.readFile('utf8');
   } finally {
     await handle.close();
@@ -389,8 +420,15 @@ async function readStateFile(file: string): Promise<string | undefined | null> {
 }
 
 async function writeStateFile(file: string, text: string): Promise<void> {
-  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${crypto.randomBytes(4).toString('hex')}`);
-  const handle = await fs.open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+  const tmp = path.join(
+    path.dirname(file),
+    `.${path.basename(file)}.${process.pid}.${crypto.randomBytes(4).toString('hex')}`,
+  );
+  const handle = await fs.open(
+    tmp,
+    constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
+    0o600,
+  );
   try {
     await handle.writeFile(text);
     await handle.sync();
@@ -426,7 +464,10 @@ export function fileGuardStore(options: FileGuardStoreOptions = {}): GuardStore 
     async update(change) {
       await ensureStateDir(dir);
       // Held for a read and a rename; a lock older than 10 s is a holder that died (or a reused pid).
-      const lock = await acquireShortLock(path.join(dir, 'pam-state.lock'), { waitMs: options.lockWaitMs ?? 3000, maxHoldMs: 10_000 });
+      const lock = await acquireShortLock(path.join(dir, 'pam-state.lock'), {
+        waitMs: options.lockWaitMs ?? 3000,
+        maxHoldMs: 10_000,
+      });
       try {
         const text = await readStateFile(file);
         const nowMs = now();
@@ -442,7 +483,9 @@ export function fileGuardStore(options: FileGuardStoreOptions = {}): GuardStore 
 }
 
 /** An in-memory store (unit tests, one process). */
-export function memoryGuardStore(options: { policy?: PamGuardPolicy; now?: () => number } = {}): GuardStore & { state?: GuardState } {
+export function memoryGuardStore(
+  options: { policy?: PamGuardPolicy; now?: () => number } = {},
+): GuardStore & { state?: GuardState } {
   const policy = options.policy ?? PAM_GUARD_POLICY;
   const now = options.now ?? Date.now;
   const store: GuardStore & { state?: GuardState } = {
@@ -499,7 +542,10 @@ export function loginGuard(store: GuardStore, policy: PamGuardPolicy = PAM_GUARD
       if (error === undefined) {
         await store.update((state) => ({ state: forgetName(state, name), result: undefined }));
       } else if (isKeymakerError(error) && REMEMBERED_REFUSALS.includes(error.code)) {
-        await store.update((state, nowMs) => ({ state: rememberRefusal(state, name, error.code, nowMs, policy), result: undefined }));
+        await store.update((state, nowMs) => ({
+          state: rememberRefusal(state, name, error.code, nowMs, policy),
+          result: undefined,
+        }));
       }
     },
   };

@@ -1,4 +1,13 @@
-import { isInManagedRange, isReservedLinuxName, linuxUserNameForIamUser, type IamDirectory, type IamUser, type LinuxGroup, type Resolution, type UidScheme } from '@keymaker/core';
+import {
+  isInManagedRange,
+  isReservedLinuxName,
+  linuxUserNameForIamUser,
+  type IamDirectory,
+  type IamUser,
+  type LinuxGroup,
+  type Resolution,
+  type UidScheme,
+} from '@keymaker/core';
 import type { GroupEntry, LocalAccounts, LocalAdmin, NewAccount, PasswdEntry } from './local-accounts';
 import { recordedAccount, type ManagedAccount, type ManagedAccountsStore } from './managed-accounts';
 
@@ -88,9 +97,7 @@ export interface SyncPlan {
 
 /** Decision for one IAM group against the local group database. */
 export type GroupVerdict =
-  | { kind: 'owned' | 'allowed'; local: GroupEntry }
-  | { kind: 'create' }
-  | { kind: 'refused'; reason: string };
+  { kind: 'owned' | 'allowed'; local: GroupEntry } | { kind: 'create' } | { kind: 'refused'; reason: string };
 
 export function classifyGroup(
   group: Pick<LinuxGroup, 'linuxName' | 'gid'>,
@@ -108,7 +115,11 @@ export function classifyGroup(
       reason: `existing group ${byName.name} (gid ${byName.gid}) was not created by keymaker (its gid would be ${group.gid}); to let keymaker manage it, add it to allowedExistingGroups in the host config`,
     };
   }
-  if (byGid) return { kind: 'refused', reason: `gid ${group.gid} of group ${group.linuxName} already belongs to group ${byGid.name}` };
+  if (byGid)
+    return {
+      kind: 'refused',
+      reason: `gid ${group.gid} of group ${group.linuxName} already belongs to group ${byGid.name}`,
+    };
   // A package (groupadd -r docker) or sudoers (%admin) would give such a group a meaning keymaker does not control.
   if (isReservedLinuxName(group.linuxName, reservedNames) && !allowedExistingGroups.includes(group.linuxName)) {
     return {
@@ -178,7 +189,10 @@ export function planGroupSync(iam: IamSyncState, local: LocalSyncState, options:
     if (verdict.kind === 'refused') {
       plan.refused.push({ group: group.linuxName, reason: verdict.reason });
     } else if (verdict.kind === 'create' && (usersByName.has(group.linuxName) || iamUserNames.has(group.linuxName))) {
-      plan.refused.push({ group: group.linuxName, reason: `a user is named ${group.linuxName}; a keymaker group never takes a user's name (rename the IAM group)` });
+      plan.refused.push({
+        group: group.linuxName,
+        reason: `a user is named ${group.linuxName}; a keymaker group never takes a user's name (rename the IAM group)`,
+      });
     } else if (verdict.kind === 'create') {
       plan.createGroups.push({ name: group.linuxName, gid: group.gid, iamGroupName: group.groupName });
       const entry = { name: group.linuxName, gid: group.gid, members: [] };
@@ -207,10 +221,21 @@ export function planGroupSync(iam: IamSyncState, local: LocalSyncState, options:
     }
     const privateGroup = privateGroupFor(name, uid, groupsByName.get(name), groupsByGid.get(uid));
     if (privateGroup.kind === 'conflict') {
-      plan.skipped.push({ user: name, reason: `its private group (${name}, gid ${uid}) conflicts with group ${privateGroup.holder.name}` });
+      plan.skipped.push({
+        user: name,
+        reason: `its private group (${name}, gid ${uid}) conflicts with group ${privateGroup.holder.name}`,
+      });
       continue;
     }
-    const account: AccountToCreate = { name, uid, gid: uid, privateGroup: privateGroup.kind, comment: `keymaker IAM user ${user.userName}`, groups: [], iamUserId: user.userId };
+    const account: AccountToCreate = {
+      name,
+      uid,
+      gid: uid,
+      privateGroup: privateGroup.kind,
+      comment: `keymaker IAM user ${user.userName}`,
+      groups: [],
+      iamUserId: user.userId,
+    };
     plan.createUsers.push(account);
     records.push({ name, uid, iamUserId: user.userId });
     const entry = { name, uid, gid: uid, gecos: account.comment, home: `/home/${name}`, shell: '/bin/bash' };
@@ -232,8 +257,16 @@ export function planGroupSync(iam: IamSyncState, local: LocalSyncState, options:
       const name = mapped.name;
       const account = usersByName.get(name);
       if (!account) continue; // created at first login, then added
-      if (!managed(account) || account.uid !== options.uidFor(member) || recordedAccount(records, account)!.iamUserId !== member.userId) {
-        plan.skipped.push({ user: name, group: group.linuxName, reason: `local account ${name} (uid ${account.uid}) is not this IAM user's keymaker account` });
+      if (
+        !managed(account) ||
+        account.uid !== options.uidFor(member) ||
+        recordedAccount(records, account)!.iamUserId !== member.userId
+      ) {
+        plan.skipped.push({
+          user: name,
+          group: group.linuxName,
+          reason: `local account ${name} (uid ${account.uid}) is not this IAM user's keymaker account`,
+        });
         continue;
       }
       wanted.add(name);
@@ -272,9 +305,15 @@ async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T) => Promis
  * authorized users when pre-provisioning. Throws on any failure: the caller
  * then changes nothing.
  */
-export async function readIamSyncState(directory: IamDirectory, options: { preProvision: boolean }): Promise<IamSyncState> {
+export async function readIamSyncState(
+  directory: IamDirectory,
+  options: { preProvision: boolean },
+): Promise<IamSyncState> {
   const groups = await directory.listLinuxGroups();
-  const withMembers = await mapLimit(groups, 8, async (group) => ({ ...group, members: await directory.getGroupMembers(group.groupName) }));
+  const withMembers = await mapLimit(groups, 8, async (group) => ({
+    ...group,
+    members: await directory.getGroupMembers(group.groupName),
+  }));
   let authorizedUsers: IamUser[] | undefined;
   if (options.preProvision) {
     const required = directory.config.requireIamGroup;
@@ -288,8 +327,15 @@ export async function readIamSyncState(directory: IamDirectory, options: { prePr
   return { groups: withMembers, authorizedUsers };
 }
 
-export async function readLocalSyncState(accounts: LocalAccounts, managed?: ManagedAccountsStore): Promise<LocalSyncState> {
-  const [users, groups, records] = await Promise.all([accounts.users(), accounts.groups(), managed?.readManaged() ?? []]);
+export async function readLocalSyncState(
+  accounts: LocalAccounts,
+  managed?: ManagedAccountsStore,
+): Promise<LocalSyncState> {
+  const [users, groups, records] = await Promise.all([
+    accounts.users(),
+    accounts.groups(),
+    managed?.readManaged() ?? [],
+  ]);
   return { users, groups, managed: records };
 }
 
@@ -302,16 +348,23 @@ export interface ApplyResult {
  * Applies a plan in order: groups, accounts, memberships. Stops at the first failure. Each new
  * account is recorded in `managed` before its useradd (no record: no account is created).
  */
-export async function applySyncPlan(plan: SyncPlan, admin: LocalAdmin, managed?: ManagedAccountsStore): Promise<ApplyResult> {
+export async function applySyncPlan(
+  plan: SyncPlan,
+  admin: LocalAdmin,
+  managed?: ManagedAccountsStore,
+): Promise<ApplyResult> {
   const done: string[] = [];
   // A new group whose members all exist already is created with them in one step.
   const newUsers = new Set(plan.createUsers.map((u) => u.name));
   const folded = new Map(
     plan.memberships
-      .filter((m) => plan.createGroups.some((g) => g.name === m.group) && m.members.every((name) => !newUsers.has(name)))
+      .filter(
+        (m) => plan.createGroups.some((g) => g.name === m.group) && m.members.every((name) => !newUsers.has(name)),
+      )
       .map((m) => [m.group, m]),
   );
-  const membershipLabel = (m: SyncPlan['memberships'][number]) => `group ${m.group}:${m.add.map((n) => ` +${n}`).join('')}${m.remove.map((n) => ` -${n}`).join('')}`;
+  const membershipLabel = (m: SyncPlan['memberships'][number]) =>
+    `group ${m.group}:${m.add.map((n) => ` +${n}`).join('')}${m.remove.map((n) => ` -${n}`).join('')}`;
   const steps: [string, () => Promise<void>][] = [
     ...plan.createGroups.map((g): [string, () => Promise<void>] => {
       const members = folded.get(g.name);
@@ -321,7 +374,7 @@ export async function applySyncPlan(plan: SyncPlan, admin: LocalAdmin, managed?:
     ...plan.createUsers.map((u): [string, () => Promise<void>] => [
       `created account ${u.name} (uid ${u.uid})`,
       async () => {
-        if (!managed) throw new Error("no record of managed accounts to write the account to");
+        if (!managed) throw new Error('no record of managed accounts to write the account to');
         const { iamUserId, ...account } = u;
         await managed.recordManaged([{ name: u.name, uid: u.uid, iamUserId }]);
         await admin.addUser(account);
@@ -346,7 +399,9 @@ export function describePlan(plan: SyncPlan): string[] {
   return [
     ...plan.createGroups.map((g) => `create group ${g.name} (gid ${g.gid}) for IAM group ${g.iamGroupName}`),
     ...plan.createUsers.map((u) => `create account ${u.name} (uid ${u.uid})`),
-    ...plan.memberships.map((m) => `group ${m.group}:${m.add.map((n) => ` +${n}`).join('')}${m.remove.map((n) => ` -${n}`).join('')}`),
+    ...plan.memberships.map(
+      (m) => `group ${m.group}:${m.add.map((n) => ` +${n}`).join('')}${m.remove.map((n) => ` -${n}`).join('')}`,
+    ),
   ];
 }
 

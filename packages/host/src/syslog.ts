@@ -57,7 +57,11 @@ export function createLoggerSyslog(options: LoggerSyslogOptions = {}): Syslog & 
       argv.push('--', line);
       // A logging failure must never change a login decision; it is dropped.
       const controller = new AbortController();
-      const done: Promise<unknown> = run(argv, { timeoutMs: SYSLOG_WRITE_TIMEOUT_MS, signal: controller.signal, killGraceMs: 100 }).then(
+      const done: Promise<unknown> = run(argv, {
+        timeoutMs: SYSLOG_WRITE_TIMEOUT_MS,
+        signal: controller.signal,
+        killGraceMs: 100,
+      }).then(
         (result) => {
           if (result.code !== 0) dropped += 1;
         },

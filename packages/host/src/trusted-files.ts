@@ -25,7 +25,13 @@ export type StatPath = (p: string) => Promise<PathStat | undefined>;
 export const lstatPath: StatPath = async (p) => {
   try {
     const st = await fs.lstat(p);
-    return { isFile: st.isFile(), isDirectory: st.isDirectory(), isSymlink: st.isSymbolicLink(), uid: st.uid, mode: st.mode & 0o7777 };
+    return {
+      isFile: st.isFile(),
+      isDirectory: st.isDirectory(),
+      isSymlink: st.isSymbolicLink(),
+      uid: st.uid,
+      mode: st.mode & 0o7777,
+    };
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
@@ -60,11 +66,18 @@ export async function assertTrustedFile(file: TrustedFile, stat: StatPath = lsta
     try {
       real = await fs.realpath(file.path);
     } catch {
-      throw new HostError('UNSAFE_PATH', `${file.path} is a dangling symlink; point it at a root-owned file or replace it`);
+      throw new HostError(
+        'UNSAFE_PATH',
+        `${file.path} is a dangling symlink; point it at a root-owned file or replace it`,
+      );
     }
   }
   const st = real === file.path ? top : await stat(real);
-  if (!st || !st.isFile) throw new HostError('UNSAFE_PATH', `${real} is not a regular file; keymaker reads it as root: replace it with a root-owned file`);
+  if (!st || !st.isFile)
+    throw new HostError(
+      'UNSAFE_PATH',
+      `${real} is not a regular file; keymaker reads it as root: replace it with a root-owned file`,
+    );
   const problem = problemOf(st);
   if (problem) {
     throw new HostError(
@@ -94,9 +107,15 @@ export async function assertTrustedFile(file: TrustedFile, stat: StatPath = lsta
 }
 
 /** The host config and the AWS files it names. */
-export function runtimeTrustedFiles(configFile: string, config: { sharedCredentialsFile?: string; sharedConfigFile?: string }, lookupUser: string): TrustedFile[] {
+export function runtimeTrustedFiles(
+  configFile: string,
+  config: { sharedCredentialsFile?: string; sharedConfigFile?: string },
+  lookupUser: string,
+): TrustedFile[] {
   const files: TrustedFile[] = [{ path: configFile, fixOwner: 'root:root', fixMode: '644' }];
-  if (config.sharedCredentialsFile) files.push({ path: config.sharedCredentialsFile, fixOwner: `root:${lookupUser}`, fixMode: '640' });
-  if (config.sharedConfigFile) files.push({ path: config.sharedConfigFile, fixOwner: `root:${lookupUser}`, fixMode: '640' });
+  if (config.sharedCredentialsFile)
+    files.push({ path: config.sharedCredentialsFile, fixOwner: `root:${lookupUser}`, fixMode: '640' });
+  if (config.sharedConfigFile)
+    files.push({ path: config.sharedConfigFile, fixOwner: `root:${lookupUser}`, fixMode: '640' });
   return files;
 }

@@ -33,7 +33,10 @@ const LEGACY_UID = 26594;
 
 /** Bundles the flood driver (real hook processes, or the hook's function in-process) for use inside the sandbox. */
 async function buildDriver(dir: string): Promise<string> {
-  const outfile = await bundleEntry(path.join(__dirname, 'pam-flood-driver.ts'), path.join(dir, 'pam-flood-driver.mjs'));
+  const outfile = await bundleEntry(
+    path.join(__dirname, 'pam-flood-driver.ts'),
+    path.join(dir, 'pam-flood-driver.mjs'),
+  );
   fs.chmodSync(dir, 0o755);
   return outfile;
 }
@@ -47,10 +50,53 @@ function randomName(): string {
 
 /** Names useradd or the lookup must never see: each must cost zero IAM calls. */
 const INVALID_NAMES = [
-  '', 'Root', 'ROOT', 'Alice', 'a b', ' alice', 'alice ', 'a\tb', 'a\nb', 'a\rroot', '-oProxyCommand=sh', '-rf', '--help',
-  '../../etc/passwd', '/etc/passwd', 'a/b', '.', '..', 'alice.', '1alice', '0', '$(id)', '`id`', 'a;id', 'a|id', 'a&id',
-  'a:b', 'a,b', 'a*', '?', 'a=b', 'a@b', 'a+b', 'ünïcödé', 'алиса', '名前', 'a\u202eb', 'a\u0000b'.replace('\u0000', '\u0001'),
-  'x'.repeat(33), 'a'.repeat(256), 'alice$', '%u', '${PAM_USER}', "a'b", 'a"b', 'a\\b', '\u{1F600}',
+  '',
+  'Root',
+  'ROOT',
+  'Alice',
+  'a b',
+  ' alice',
+  'alice ',
+  'a\tb',
+  'a\nb',
+  'a\rroot',
+  '-oProxyCommand=sh',
+  '-rf',
+  '--help',
+  '../../etc/passwd',
+  '/etc/passwd',
+  'a/b',
+  '.',
+  '..',
+  'alice.',
+  '1alice',
+  '0',
+  '$(id)',
+  '`id`',
+  'a;id',
+  'a|id',
+  'a&id',
+  'a:b',
+  'a,b',
+  'a*',
+  '?',
+  'a=b',
+  'a@b',
+  'a+b',
+  'ünïcödé',
+  'алиса',
+  '名前',
+  'a\u202eb',
+  'a\u0000b'.replace('\u0000', '\u0001'),
+  'x'.repeat(33),
+  'a'.repeat(256),
+  'alice$',
+  '%u',
+  '${PAM_USER}',
+  "a'b",
+  'a"b',
+  'a\\b',
+  '\u{1F600}',
 ];
 
 describeWithSandbox('abuse of an installed host', () => {
@@ -59,12 +105,19 @@ describeWithSandbox('abuse of an installed host', () => {
   let driver: string;
   let iam: IAMClient;
   let port: number;
-  let proxy: { url: string; stats(): { total: number; counts: Record<string, number> }; resetStats(): void; stop(): Promise<void> };
+  let proxy: {
+    url: string;
+    stats(): { total: number; counts: Record<string, number> };
+    resetStats(): void;
+    stop(): Promise<void>;
+  };
   let alice: { privateKeyPath: string; publicKey: string };
   let passwdAtStart: string;
 
   const hook = (name: string) =>
-    sb.exec([DEFAULT_PATHS.pamCreateAccountCommand], { env: { PAM_TYPE: 'auth', PAM_USER: name, PAM_RHOST: '203.0.113.9', PAM_SERVICE: 'sshd' } });
+    sb.exec([DEFAULT_PATHS.pamCreateAccountCommand], {
+      env: { PAM_TYPE: 'auth', PAM_USER: name, PAM_RHOST: '203.0.113.9', PAM_SERVICE: 'sshd' },
+    });
   // As sshd runs it: `%u %f`, the fingerprint of the key the client offers (a made-up one unless given).
   const lookupAsSshd = (name: string, fingerprint = 'SHA256:abc') =>
     sb.exec(['runuser', '-u', 'keymaker', '--', DEFAULT_PATHS.authorizedKeysCommand, name, fingerprint]);
@@ -103,14 +156,34 @@ describeWithSandbox('abuse of an installed host', () => {
       0o600,
     );
     ({ port } = await sb.startSshd());
-    const install = await sb.exec(
-      ['node', CLI, 'install', '--region', 'us-east-1', '--iam-endpoint', proxy.url, '--sts-endpoint', proxy.url,
-        '--credentials-file', '/root/aws-credentials', '--deadline-ms', '8000', '--sshd-pid-file', `/run/sshd-${port}.pid`],
-    );
-    expect({ code: install.code, stderr: install.stderr }).toEqual({ code: 0, stderr: expect.stringContaining('reloaded sshd') });
+    const install = await sb.exec([
+      'node',
+      CLI,
+      'install',
+      '--region',
+      'us-east-1',
+      '--iam-endpoint',
+      proxy.url,
+      '--sts-endpoint',
+      proxy.url,
+      '--credentials-file',
+      '/root/aws-credentials',
+      '--deadline-ms',
+      '8000',
+      '--sshd-pid-file',
+      `/run/sshd-${port}.pid`,
+    ]);
+    expect({ code: install.code, stderr: install.stderr }).toEqual({
+      code: 0,
+      stderr: expect.stringContaining('reloaded sshd'),
+    });
     // Decisions to a listener instead of /dev/log (no syslog daemon here); the file stays root:root 0644.
     const config = JSON.parse(await sb.readFile(DEFAULT_PATHS.configFile)) as Record<string, unknown>;
-    await sb.writeFile(DEFAULT_PATHS.configFile, `${JSON.stringify({ ...config, syslogSocket: SYSLOG_SOCKET }, null, 2)}\n`, 0o644);
+    await sb.writeFile(
+      DEFAULT_PATHS.configFile,
+      `${JSON.stringify({ ...config, syslogSocket: SYSLOG_SOCKET }, null, 2)}\n`,
+      0o644,
+    );
     await startSyslogListener(sb);
     passwdAtStart = await sb.readFile('/etc/passwd');
   });
@@ -142,9 +215,25 @@ describeWithSandbox('abuse of an installed host', () => {
   });
 
   test('an IAM user named like each pre-existing local account never gets a key printed', async () => {
-    const passwd = passwdAtStart.split('\n').filter(Boolean).map((line) => line.split(':'));
+    const passwd = passwdAtStart
+      .split('\n')
+      .filter(Boolean)
+      .map((line) => line.split(':'));
     const names = passwd.map((f) => f[0]!);
-    expect(names).toEqual(expect.arrayContaining(['root', 'daemon', 'bin', 'sys', 'sync', 'sshd', 'nobody', 'keymaker', 'ubuntu', 'legacy']));
+    expect(names).toEqual(
+      expect.arrayContaining([
+        'root',
+        'daemon',
+        'bin',
+        'sys',
+        'sync',
+        'sshd',
+        'nobody',
+        'keymaker',
+        'ubuntu',
+        'legacy',
+      ]),
+    );
     // The legacy-range user is inside keymaker's UID range: only the derived-UID check keeps it out.
     expect(isInManagedRange(LEGACY_UID, 'legacy')).toBe(true);
     for (const name of names) await createUserWithKeys(iam, name, [{ body: alice.publicKey, status: 'Active' }]);
@@ -160,7 +249,8 @@ describeWithSandbox('abuse of an installed host', () => {
     }
     expect(results.find(([n]) => n === 'legacy')![1].code).toBe(EXIT_CODES.NOT_MANAGED);
     const log = (await syslogLines(sb)).join('\n');
-    for (const name of ['root', 'ubuntu', 'legacy', 'keymaker']) expect(log).toMatch(new RegExp(`lookup user="${name}".*decision=refused reason=NOT_MANAGED`));
+    for (const name of ['root', 'ubuntu', 'legacy', 'keymaker'])
+      expect(log).toMatch(new RegExp(`lookup user="${name}".*decision=refused reason=NOT_MANAGED`));
     // The hook leaves every one of them alone (the account exists), and nothing changed.
     expect((await hook('ubuntu')).code).toBe(77);
     expect(await sb.readFile('/etc/passwd')).toBe(passwdAtStart);
@@ -176,7 +266,10 @@ describeWithSandbox('abuse of an installed host', () => {
     expect(second.stdout.trim()).toBe('alice');
     expect([0, EXIT_CODES.GROUP_NOT_MANAGED]).toContain((await sync()).code);
 
-    const journal = JSON.parse(await sb.readFile('/var/lib/keymaker/install-state.json')) as { files: { path: string }[]; dirs: { path: string }[] };
+    const journal = JSON.parse(await sb.readFile('/var/lib/keymaker/install-state.json')) as {
+      files: { path: string }[];
+      dirs: { path: string }[];
+    };
     const expected: Record<string, string> = {
       '/etc/keymaker/config.json': 'root:root 644',
       '/etc/keymaker/credentials': 'root:keymaker 640',
@@ -199,22 +292,48 @@ describeWithSandbox('abuse of an installed host', () => {
     expect(await stat('/run/keymaker/pam-state.json')).toBe('root:root 600 regular file');
     const runtimeDirs = ['/run/keymaker', ...journal.dirs.map((x) => x.path)];
     if (await sb.exists(DEFAULT_PATHS.cacheDir)) runtimeDirs.push(DEFAULT_PATHS.cacheDir);
-    const everything = (await sb.execOk(['find', ...new Set(runtimeDirs), '-printf', '%p %u %g %m %y\n'])).stdout.trim().split('\n');
+    const everything = (await sb.execOk(['find', ...new Set(runtimeDirs), '-printf', '%p %u %g %m %y\n'])).stdout
+      .trim()
+      .split('\n');
     for (const line of everything) {
       const [p, user, , mode, type] = line.split(' ');
       const bits = parseInt(mode!, 8);
-      expect({ p, user, groupOrWorldWritable: (bits & 0o022) !== 0 }).toEqual({ p, user: 'root', groupOrWorldWritable: false });
-      if (p!.startsWith('/run/keymaker') || p!.startsWith(DEFAULT_PATHS.cacheDir) || p!.startsWith('/var/lib/keymaker')) {
+      expect({ p, user, groupOrWorldWritable: (bits & 0o022) !== 0 }).toEqual({
+        p,
+        user: 'root',
+        groupOrWorldWritable: false,
+      });
+      if (
+        p!.startsWith('/run/keymaker') ||
+        p!.startsWith(DEFAULT_PATHS.cacheDir) ||
+        p!.startsWith('/var/lib/keymaker')
+      ) {
         expect({ p, worldReadable: (bits & 0o004) !== 0 }).toEqual({ p, worldReadable: false });
       }
       expect(type).toMatch(/^[fd]$/);
     }
     // sshd's rule for what it and PAM execute: the real path and every parent root-owned, not group/world-writable.
-    const node = (await sb.execOk(['bash', '-c', `readlink -f "$(sed -n 's/^exec \\([^ ]*\\) .*/\\1/p' ${DEFAULT_PATHS.authorizedKeysCommand})"`])).stdout.trim();
-    for (const exe of [node, DEFAULT_PATHS.hostBundle, DEFAULT_PATHS.authorizedKeysCommand, DEFAULT_PATHS.pamCreateAccountCommand, DEFAULT_PATHS.syncGroupsCommand]) {
+    const node = (
+      await sb.execOk([
+        'bash',
+        '-c',
+        `readlink -f "$(sed -n 's/^exec \\([^ ]*\\) .*/\\1/p' ${DEFAULT_PATHS.authorizedKeysCommand})"`,
+      ])
+    ).stdout.trim();
+    for (const exe of [
+      node,
+      DEFAULT_PATHS.hostBundle,
+      DEFAULT_PATHS.authorizedKeysCommand,
+      DEFAULT_PATHS.pamCreateAccountCommand,
+      DEFAULT_PATHS.syncGroupsCommand,
+    ]) {
       for (let p = exe; p !== '/'; p = path.dirname(p)) {
         const [owner, mode] = (await sb.execOk(['stat', '-L', '-c', '%u %a', p])).stdout.trim().split(' ');
-        expect({ p, owner, writableByOthers: (parseInt(mode!, 8) & 0o022) !== 0 }).toEqual({ p, owner: '0', writableByOthers: false });
+        expect({ p, owner, writableByOthers: (parseInt(mode!, 8) & 0o022) !== 0 }).toEqual({
+          p,
+          owner: '0',
+          writableByOthers: false,
+        });
       }
     }
     // The sync lock file stays (a kernel lock is taken on it; removing it would race), root-only and not held.
@@ -226,24 +345,44 @@ describeWithSandbox('abuse of an installed host', () => {
     const config = DEFAULT_PATHS.configFile;
     const creds = '/etc/keymaker/credentials';
     const cases: [string, string[], RegExp][] = [
-      ['group-writable config', ['chmod', '664', config], /refusing to read \/etc\/keymaker\/config\.json: it is group-writable.*fix: chown root:root \/etc\/keymaker\/config\.json && chmod 644 \/etc\/keymaker\/config\.json/],
+      [
+        'group-writable config',
+        ['chmod', '664', config],
+        /refusing to read \/etc\/keymaker\/config\.json: it is group-writable.*fix: chown root:root \/etc\/keymaker\/config\.json && chmod 644 \/etc\/keymaker\/config\.json/,
+      ],
       ['config owned by nobody', ['chown', 'nobody', config], /it is owned by uid 65534, not root/],
-      ['world-writable credentials', ['chmod', '666', creds], /refusing to read \/etc\/keymaker\/credentials: it is world-writable.*chown root:keymaker \/etc\/keymaker\/credentials && chmod 640/],
-      ['group-writable /etc/keymaker', ['chmod', '775', '/etc/keymaker'], /its directory \/etc\/keymaker is group-writable.*chmod go-w \/etc\/keymaker/],
+      [
+        'world-writable credentials',
+        ['chmod', '666', creds],
+        /refusing to read \/etc\/keymaker\/credentials: it is world-writable.*chown root:keymaker \/etc\/keymaker\/credentials && chmod 640/,
+      ],
+      [
+        'group-writable /etc/keymaker',
+        ['chmod', '775', '/etc/keymaker'],
+        /its directory \/etc\/keymaker is group-writable.*chmod go-w \/etc\/keymaker/,
+      ],
     ];
     for (const [what, breakIt, message] of cases) {
       await sb.execOk(breakIt);
       try {
         proxy.resetStats();
         const s = await sync();
-        expect({ what, code: s.code, stderr: s.stderr.trim() }).toEqual({ what, code: EXIT_CODES.UNSAFE_PATH, stderr: expect.stringMatching(message) });
+        expect({ what, code: s.code, stderr: s.stderr.trim() }).toEqual({
+          what,
+          code: EXIT_CODES.UNSAFE_PATH,
+          stderr: expect.stringMatching(message),
+        });
         expect(s.stderr.trim().split('\n')).toHaveLength(1);
         expect({ what, code: (await hook(randomName())).code }).toEqual({ what, code: EXIT_CODES.UNSAFE_PATH });
         const l = await lookupAsSshd('alice');
         expect({ what, code: l.code, stdout: l.stdout }).toEqual({ what, code: EXIT_CODES.UNSAFE_PATH, stdout: '' });
         expect(proxy.stats().total).toBe(0);
       } finally {
-        await sb.execOk(['bash', '-c', `chown root:root ${config} /etc/keymaker && chmod 644 ${config} && chmod 755 /etc/keymaker && chown root:keymaker ${creds} && chmod 640 ${creds}`]);
+        await sb.execOk([
+          'bash',
+          '-c',
+          `chown root:root ${config} /etc/keymaker && chmod 644 ${config} && chmod 755 /etc/keymaker && chown root:keymaker ${creds} && chmod 640 ${creds}`,
+        ]);
       }
     }
     // alice offering her own key (a made-up fingerprint may be refused from the lookup's per-name cache).
@@ -253,7 +392,11 @@ describeWithSandbox('abuse of an installed host', () => {
   test('two group syncs started at once: one applies, the other exits LOCKED changing nothing; the result is right', async () => {
     await createGroupWithMembers(iam, 'keymaker_ops', ['alice']);
     // A slow IAM read keeps the first run inside the lock while the second starts.
-    await (proxy as unknown as { setFault(f: object): Promise<void> }).setFault({ kind: 'slow', delayMs: 1500, action: 'ListGroups' });
+    await (proxy as unknown as { setFault(f: object): Promise<void> }).setFault({
+      kind: 'slow',
+      delayMs: 1500,
+      action: 'ListGroups',
+    });
     let out: string;
     try {
       const script = `${DEFAULT_PATHS.syncGroupsCommand} >/run/sync-a.out 2>&1 & a=$!; ${DEFAULT_PATHS.syncGroupsCommand} >/run/sync-b.out 2>&1 & b=$!; wait $a; echo "a=$?"; wait $b; echo "b=$?"; cat /run/sync-a.out /run/sync-b.out`;
@@ -263,7 +406,10 @@ describeWithSandbox('abuse of an installed host', () => {
     }
     const codes = [Number(/a=(\d+)/.exec(out)![1]), Number(/b=(\d+)/.exec(out)![1])].sort((x, y) => x - y);
     // The winner refuses the existing sudo group (47) after applying; the loser is LOCKED (45).
-    expect({ codes, out }).toEqual({ codes: [EXIT_CODES.LOCKED, EXIT_CODES.GROUP_NOT_MANAGED], out: expect.stringContaining('another keymaker run holds') });
+    expect({ codes, out }).toEqual({
+      codes: [EXIT_CODES.LOCKED, EXIT_CODES.GROUP_NOT_MANAGED],
+      out: expect.stringContaining('another keymaker run holds'),
+    });
     expect(out.match(/created group ops/g)).toHaveLength(1);
     expect((await sb.execOk(['getent', 'group', 'ops'])).stdout.trim()).toMatch(/^ops:x:\d+:alice$/);
     expect((await sb.exec(['flock', '--nonblock', DEFAULT_PATHS.syncLock, 'true'])).code).toBe(0);
@@ -294,13 +440,16 @@ describeWithSandbox('abuse of an installed host', () => {
     const elapsedS = (Date.now() - started) / 1000;
     const codes: Record<string, number> = {};
     for (const out of [viaProcesses.stdout, inProcess.stdout]) {
-      for (const [code, n] of Object.entries(JSON.parse(out) as Record<string, number>)) codes[code] = (codes[code] ?? 0) + n;
+      for (const [code, n] of Object.entries(JSON.parse(out) as Record<string, number>))
+        codes[code] = (codes[code] ?? 0) + n;
     }
     const calls = proxy.stats();
     const asked = codes[EXIT_CODES.NO_SUCH_USER] ?? 0;
     const limited = codes[EXIT_CODES.THROTTLED] ?? 0;
     const maxLookups = PAM_GUARD_POLICY.burst + Math.ceil((elapsedS * 1000) / PAM_GUARD_POLICY.refillIntervalMs);
-    console.log(`flood: 1000 random names in ${elapsedS.toFixed(1)} s: exit codes ${JSON.stringify(codes)}; IAM/STS requests ${calls.total} ${JSON.stringify(calls.counts)}; bound ${maxLookups} lookups x ${MAX_REQUESTS_PER_LOOKUP}`);
+    console.log(
+      `flood: 1000 random names in ${elapsedS.toFixed(1)} s: exit codes ${JSON.stringify(codes)}; IAM/STS requests ${calls.total} ${JSON.stringify(calls.counts)}; bound ${maxLookups} lookups x ${MAX_REQUESTS_PER_LOOKUP}`,
+    );
     // Every attempt was refused: IAM said "no such user" (asked) or the rate limit said no (not asked).
     expect(asked + limited).toBe(1000);
     expect(asked).toBeLessThanOrEqual(maxLookups);
@@ -308,7 +457,11 @@ describeWithSandbox('abuse of an installed host', () => {
     expect(calls.total).toBeLessThanOrEqual(maxLookups * MAX_REQUESTS_PER_LOOKUP);
     expect(await sb.readFile('/etc/passwd')).toBe(passwdBefore);
     expect(await sb.readFile('/etc/group')).toBe(groupBefore);
-    expect((await syslogLines(sb)).some((l) => /create_account user="[a-z0-9]+" rhost="203\.0\.113\.9" decision=refused reason=RATE_LIMITED/.test(l))).toBe(true);
+    expect(
+      (await syslogLines(sb)).some((l) =>
+        /create_account user="[a-z0-9]+" rhost="203\.0\.113\.9" decision=refused reason=RATE_LIMITED/.test(l),
+      ),
+    ).toBe(true);
     // State stays small and root-only; alice still logs in (her account exists: no IAM call from the hook).
     expect(await stat('/run/keymaker/pam-state.json')).toBe('root:root 600 regular file');
     const login = await sb.ssh('alice', { identityFile: alice.privateKeyPath, command: 'id -un', batch: true });

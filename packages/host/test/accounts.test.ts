@@ -1,5 +1,10 @@
 import { expect } from '@jest/globals';
-import { GetSSHPublicKeyCommand, GetUserCommand, ListGroupsForUserCommand, ListSSHPublicKeysCommand } from '@aws-sdk/client-iam';
+import {
+  GetSSHPublicKeyCommand,
+  GetUserCommand,
+  ListGroupsForUserCommand,
+  ListSSHPublicKeysCommand,
+} from '@aws-sdk/client-iam';
 import { mockClient } from 'aws-sdk-client-mock';
 import { unixIdFor, type RoleConfig } from '@keymaker/core';
 import { createAccountForLogin } from '../src/accounts';
@@ -18,16 +23,40 @@ function group(name: string, id: string) {
 
 function seedBob(opts: { status?: 'Active' | 'Inactive'; groups?: ReturnType<typeof group>[] } = {}) {
   const status = opts.status ?? 'Active';
-  iamMock.on(GetUserCommand).resolves({ User: { UserName: 'bob', UserId: USER_ID, Arn: 'a', Path: '/', CreateDate: new Date() } });
-  iamMock.on(ListSSHPublicKeysCommand).resolves({ SSHPublicKeys: [{ UserName: 'bob', SSHPublicKeyId: 'APKAAAAAAAAAAAAAAAB1', Status: status, UploadDate: new Date() }] });
-  iamMock.on(GetSSHPublicKeyCommand).resolves({ SSHPublicKey: { UserName: 'bob', SSHPublicKeyId: 'APKAAAAAAAAAAAAAAAB1', Status: status, SSHPublicKeyBody: ED25519, Fingerprint: 'x' } });
+  iamMock
+    .on(GetUserCommand)
+    .resolves({ User: { UserName: 'bob', UserId: USER_ID, Arn: 'a', Path: '/', CreateDate: new Date() } });
+  iamMock
+    .on(ListSSHPublicKeysCommand)
+    .resolves({
+      SSHPublicKeys: [
+        { UserName: 'bob', SSHPublicKeyId: 'APKAAAAAAAAAAAAAAAB1', Status: status, UploadDate: new Date() },
+      ],
+    });
+  iamMock
+    .on(GetSSHPublicKeyCommand)
+    .resolves({
+      SSHPublicKey: {
+        UserName: 'bob',
+        SSHPublicKeyId: 'APKAAAAAAAAAAAAAAAB1',
+        Status: status,
+        SSHPublicKeyBody: ED25519,
+        Fingerprint: 'x',
+      },
+    });
   iamMock.on(ListGroupsForUserCommand).resolves({ Groups: opts.groups ?? [] });
 }
 
 function run(host: FakeHost, user = 'bob', config: RoleConfig = {}, allowedExistingGroups: string[] = []) {
   return createAccountForLogin(
     user,
-    { accounts: host, admin: host, resolve: async () => resolutionFor(iam, config), lock: (body) => body(), managed: host },
+    {
+      accounts: host,
+      admin: host,
+      resolve: async () => resolutionFor(iam, config),
+      lock: (body) => body(),
+      managed: host,
+    },
     { allowedExistingGroups },
   );
 }
@@ -54,15 +83,27 @@ test('a private group left by a run killed between groupadd and useradd is reuse
 
 test('a same-name group with members, or with another gid, is not taken for a leftover private group', async () => {
   seedBob();
-  await expect(run(new FakeHost({ groups: [['bob', UID, ['mallory']]] }))).rejects.toMatchObject({ code: 'UID_CONFLICT' });
+  await expect(run(new FakeHost({ groups: [['bob', UID, ['mallory']]] }))).rejects.toMatchObject({
+    code: 'UID_CONFLICT',
+  });
   await expect(run(new FakeHost({ groups: [['bob', 4242]] }))).rejects.toMatchObject({ code: 'UID_CONFLICT' });
 });
 
 test('an IAM group named after the user (keymaker_bob) or another local account is never created', async () => {
-  seedBob({ groups: [group('keymaker_bob', 'AGPAEXAMPLEBOBGRP001'), group('keymaker_alice', 'AGPAEXAMPLEALICE0001'), group('keymaker_devs', DEVS_ID)] });
+  seedBob({
+    groups: [
+      group('keymaker_bob', 'AGPAEXAMPLEBOBGRP001'),
+      group('keymaker_alice', 'AGPAEXAMPLEALICE0001'),
+      group('keymaker_devs', DEVS_ID),
+    ],
+  });
   const host = new FakeHost({ users: [['alice', 1001]] });
   const outcome = await run(host);
-  expect(outcome).toMatchObject({ kind: 'created', groups: ['devs'], skippedGroups: [expect.stringMatching(/^bob: /), expect.stringMatching(/^alice: /)] });
+  expect(outcome).toMatchObject({
+    kind: 'created',
+    groups: ['devs'],
+    skippedGroups: [expect.stringMatching(/^bob: /), expect.stringMatching(/^alice: /)],
+  });
   expect(await host.group('bob')).toEqual({ name: 'bob', gid: UID, members: [] });
   expect(await host.group('alice')).toBeUndefined();
 });
@@ -77,7 +118,10 @@ test('an existing account is left alone without any IAM call', async () => {
 test('refuses when the derived UID belongs to another account, naming both, creating nothing', async () => {
   seedBob();
   const host = new FakeHost({ users: [['carol', UID]] });
-  await expect(run(host)).rejects.toMatchObject({ code: 'UID_CONFLICT', message: expect.stringMatching(/carol.*bob|bob.*carol/) });
+  await expect(run(host)).rejects.toMatchObject({
+    code: 'UID_CONFLICT',
+    message: expect.stringMatching(/carol.*bob|bob.*carol/),
+  });
   expect(host.changes).toEqual([]);
 });
 
@@ -98,7 +142,9 @@ test('an IAM user with only inactive keys gets no account', async () => {
 test('an IAM user outside the required group gets no account', async () => {
   seedBob({ groups: [group('keymaker_devs', DEVS_ID)] });
   const host = new FakeHost();
-  await expect(run(host, 'bob', { requireIamGroup: 'ssh-users' })).rejects.toMatchObject({ code: 'NOT_IN_REQUIRED_GROUP' });
+  await expect(run(host, 'bob', { requireIamGroup: 'ssh-users' })).rejects.toMatchObject({
+    code: 'NOT_IN_REQUIRED_GROUP',
+  });
   expect(host.changes).toEqual([]);
 });
 
@@ -123,7 +169,11 @@ test('a prefixed IAM group named like a system group is not joined unless allowe
   seedBob({ groups: [group('keymaker_sudo', 'AGPASUDO'), group('keymaker_devs', DEVS_ID)] });
   const host = new FakeHost({ groups: [['sudo', 27]] });
   const outcome = await run(host);
-  expect(outcome).toMatchObject({ kind: 'created', groups: ['devs'], skippedGroups: [expect.stringContaining('sudo')] });
+  expect(outcome).toMatchObject({
+    kind: 'created',
+    groups: ['devs'],
+    skippedGroups: [expect.stringContaining('sudo')],
+  });
   expect(host.members('sudo')).toEqual([]);
 
   const allowed = new FakeHost({ groups: [['sudo', 27]] });

@@ -21,7 +21,14 @@ import {
   stsClient,
 } from '../../../tools/moto/seed';
 import { DEFAULT_PATHS } from '../src/paths';
-import { randomAccountId, REPO_ROOT, sshShowingPamText, startSyslogListener, SYSLOG_SOCKET, syslogLines } from './e2e-host';
+import {
+  randomAccountId,
+  REPO_ROOT,
+  sshShowingPamText,
+  startSyslogListener,
+  SYSLOG_SOCKET,
+  syslogLines,
+} from './e2e-host';
 
 jest.setTimeout(180_000);
 
@@ -37,13 +44,31 @@ describeWithSandbox('existing local accounts and the record of managed accounts'
   const pair: Record<string, { privateKeyPath: string; publicKey: string }> = {};
 
   const install = (extra: string[] = []) =>
-    sb.exec([
-      'node', CLI, 'install', '--region', 'us-east-1', '--iam-endpoint', endpoint, '--sts-endpoint', endpoint,
-      '--credentials-file', '/root/aws-credentials', '--deadline-ms', '8000', '--sshd-pid-file', `/run/sshd-${port}.pid`, ...extra,
-    ], { timeoutMs: 90_000 });
+    sb.exec(
+      [
+        'node',
+        CLI,
+        'install',
+        '--region',
+        'us-east-1',
+        '--iam-endpoint',
+        endpoint,
+        '--sts-endpoint',
+        endpoint,
+        '--credentials-file',
+        '/root/aws-credentials',
+        '--deadline-ms',
+        '8000',
+        '--sshd-pid-file',
+        `/run/sshd-${port}.pid`,
+        ...extra,
+      ],
+      { timeoutMs: 90_000 },
+    );
 
   beforeAll(async () => {
-    if (!fs.existsSync(CLI)) throw new Error(`${CLI} is missing: build first (NX_DAEMON=false npx nx run-many -t build)`);
+    if (!fs.existsSync(CLI))
+      throw new Error(`${CLI} is missing: build first (NX_DAEMON=false npx nx run-many -t build)`);
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'keymaker-adopt-e2e.'));
     for (const name of ['alice', 'bob']) pair[name] = makeSshKeyPair(tmp, name);
     fs.chmodSync(tmp, 0o755);
@@ -69,7 +94,11 @@ describeWithSandbox('existing local accounts and the record of managed accounts'
     const r = await install();
     expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: expect.stringContaining('reloaded sshd') });
     const config = JSON.parse(await sb.readFile(DEFAULT_PATHS.configFile)) as Record<string, unknown>;
-    await sb.writeFile(DEFAULT_PATHS.configFile, `${JSON.stringify({ ...config, syslogSocket: SYSLOG_SOCKET }, null, 2)}\n`, 0o644);
+    await sb.writeFile(
+      DEFAULT_PATHS.configFile,
+      `${JSON.stringify({ ...config, syslogSocket: SYSLOG_SOCKET }, null, 2)}\n`,
+      0o644,
+    );
     await startSyslogListener(sb);
   });
 
@@ -82,7 +111,11 @@ describeWithSandbox('existing local accounts and the record of managed accounts'
     const r = await sb.ssh('alice', { identityFile: pair.alice!.privateKeyPath, command: 'id -un', batch: true });
     expect(r.code).toBe(255);
     expect(r.stdout).not.toContain('alice');
-    expect((await syslogLines(sb)).some((l) => /lookup user="alice" .*decision=refused reason=NOT_MANAGED.*not in keymaker's record/.test(l))).toBe(true);
+    expect(
+      (await syslogLines(sb)).some((l) =>
+        /lookup user="alice" .*decision=refused reason=NOT_MANAGED.*not in keymaker's record/.test(l),
+      ),
+    ).toBe(true);
   });
 
   test('a JIT-created account is recorded (root:root 0644) and logs in on the second connection', async () => {
@@ -92,7 +125,9 @@ describeWithSandbox('existing local accounts and the record of managed accounts'
     const record = await sb.readFile(DEFAULT_PATHS.managedAccounts);
     expect(record).toMatch(new RegExp(`^bob:${uid}:\\w{16,}$`, 'm'));
     expect(record).not.toMatch(/^alice:/m);
-    expect((await sb.execOk(['stat', '-c', '%U:%G %a', DEFAULT_PATHS.managedAccounts])).stdout.trim()).toBe('root:root 644');
+    expect((await sb.execOk(['stat', '-c', '%U:%G %a', DEFAULT_PATHS.managedAccounts])).stdout.trim()).toBe(
+      'root:root 644',
+    );
     const second = await sb.ssh('bob', { identityFile: pair.bob!.privateKeyPath, command: 'id -un' });
     expect({ code: second.code, out: second.stdout.trim() }).toEqual({ code: 0, out: 'bob' });
   });

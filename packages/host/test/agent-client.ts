@@ -38,9 +38,15 @@ export function connectRaw(socketPath: string): Promise<RawConnection> {
       new Promise<void>((res, rej) => {
         const check = () => {
           if (ok()) return done(res);
-          if (failIfClosed && closed) return done(() => rej(new Error(`connection closed while waiting for ${what}; replies: ${JSON.stringify(replies)}`)));
+          if (failIfClosed && closed)
+            return done(() =>
+              rej(new Error(`connection closed while waiting for ${what}; replies: ${JSON.stringify(replies)}`)),
+            );
         };
-        const timer = setTimeout(() => done(() => rej(new Error(`timed out waiting for ${what}; replies: ${JSON.stringify(replies)}`))), timeoutMs);
+        const timer = setTimeout(
+          () => done(() => rej(new Error(`timed out waiting for ${what}; replies: ${JSON.stringify(replies)}`))),
+          timeoutMs,
+        );
         const done = (f: () => void) => {
           clearTimeout(timer);
           waiters.delete(check);
@@ -67,7 +73,12 @@ export function connectRaw(socketPath: string): Promise<RawConnection> {
 }
 
 /** One call, framed; resolves with its replies (up to the one without `continues`). */
-export async function call(socketPath: string, method: string, parameters: Record<string, unknown> = {}, flags: { more?: boolean } = {}): Promise<Record<string, unknown>[]> {
+export async function call(
+  socketPath: string,
+  method: string,
+  parameters: Record<string, unknown> = {},
+  flags: { more?: boolean } = {},
+): Promise<Record<string, unknown>[]> {
   const conn = await connectRaw(socketPath);
   try {
     conn.send(JSON.stringify({ method, parameters, ...(flags.more ? { more: true } : {}) }) + '\0');

@@ -32,7 +32,8 @@ async function main(): Promise<void> {
     serviceName: config.serviceName,
     deadlineMs: config.deadlineMs,
     onDeadline: config.onDeadline,
-    log: (event) => process.stderr.write(`${JSON.stringify(event, (_k, v: unknown) => (v instanceof Error ? v.message : v))}\n`),
+    log: (event) =>
+      process.stderr.write(`${JSON.stringify(event, (_k, v: unknown) => (v instanceof Error ? v.message : v))}\n`),
   });
   process.stdout.write(`READY ${socketPath}\n`);
 }

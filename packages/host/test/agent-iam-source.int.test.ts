@@ -8,7 +8,15 @@ import { IamDirectorySource, IamIdentitySource, type IdentityEvent } from '../sr
 import { startUserdbService } from '../src/agent/userdb-service';
 import type { VarlinkServer } from '../src/agent/varlink';
 import type { LocalAccounts } from '../src/local-accounts';
-import { createGroupWithMembers, createUserWithKeys, credentialsForAccount, iamClient, makeSshKeyPair, motoEndpoint, stsClient } from '../../../tools/moto/seed';
+import {
+  createGroupWithMembers,
+  createUserWithKeys,
+  credentialsForAccount,
+  iamClient,
+  makeSshKeyPair,
+  motoEndpoint,
+  stsClient,
+} from '../../../tools/moto/seed';
 import { call } from './agent-client';
 
 const SERVICE = 'io.keymaker.inttest';
@@ -34,7 +42,8 @@ describe('IamIdentitySource against moto, through the userdb Varlink service', (
   const events: IdentityEvent[] = [];
   let iam: ReturnType<typeof iamClient>;
 
-  const q = (method: string, parameters: Record<string, unknown>) => call(socket, `io.systemd.UserDatabase.${method}`, { service: SERVICE, ...parameters });
+  const q = (method: string, parameters: Record<string, unknown>) =>
+    call(socket, `io.systemd.UserDatabase.${method}`, { service: SERVICE, ...parameters });
   /** The first resolution may miss the 1 s deadline and finish in the background: ask again (as NSS callers do). */
   async function qSettled(method: string, parameters: Record<string, unknown>) {
     let replies = await q(method, parameters);
@@ -47,10 +56,21 @@ describe('IamIdentitySource against moto, through the userdb Varlink service', (
 
   beforeAll(async () => {
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'keymaker-iam-source-'));
-    iam = iamClient(endpoint, await credentialsForAccount(stsClient(endpoint), ACCOUNT, 'keymaker-test-admin', 'iam-source'));
+    iam = iamClient(
+      endpoint,
+      await credentialsForAccount(stsClient(endpoint), ACCOUNT, 'keymaker-test-admin', 'iam-source'),
+    );
     const directory = new IamDirectory(iam, resolveRoleConfig({ requireIamGroup: 'ssh-users' }));
-    source = new IamIdentitySource({ directory: new IamDirectorySource(directory), accounts: noLocalAccounts, managedGroup: { gid: MANAGED_GID }, log: (e) => events.push(e) });
-    ({ server, socketPath: socket } = (await startUserdbService({ source, serviceName: SERVICE, directory: tmp })) as { server: VarlinkServer; socketPath: string });
+    source = new IamIdentitySource({
+      directory: new IamDirectorySource(directory),
+      accounts: noLocalAccounts,
+      managedGroup: { gid: MANAGED_GID },
+      log: (e) => events.push(e),
+    });
+    ({ server, socketPath: socket } = (await startUserdbService({ source, serviceName: SERVICE, directory: tmp })) as {
+      server: VarlinkServer;
+      socketPath: string;
+    });
   });
   afterAll(async () => {
     await server?.close();
@@ -70,7 +90,16 @@ describe('IamIdentitySource against moto, through the userdb Varlink service', (
     expect(await qSettled('GetUserRecord', { userName: 'alice' })).toEqual([
       {
         parameters: {
-          record: { userName: 'alice', uid, gid: uid, realName: 'alice', homeDirectory: '/home/alice', shell: '/bin/bash', disposition: 'regular', service: SERVICE },
+          record: {
+            userName: 'alice',
+            uid,
+            gid: uid,
+            realName: 'alice',
+            homeDirectory: '/home/alice',
+            shell: '/bin/bash',
+            disposition: 'regular',
+            service: SERVICE,
+          },
           incomplete: false,
         },
       },
@@ -79,10 +108,15 @@ describe('IamIdentitySource against moto, through the userdb Varlink service', (
     expect(await q('GetGroupRecord', { groupName: 'devs' })).toMatchObject([
       { parameters: { record: { groupName: 'devs', gid: unixIdFor(devs.groupId, 'wide'), members: ['alice'] } } },
     ]);
-    expect(await q('GetMemberships', { userName: 'alice', groupName: 'keymaker-users' })).toEqual([{ parameters: { userName: 'alice', groupName: 'keymaker-users' } }]);
+    expect(await q('GetMemberships', { userName: 'alice', groupName: 'keymaker-users' })).toEqual([
+      { parameters: { userName: 'alice', groupName: 'keymaker-users' } },
+    ]);
 
     // No active key; not in the required group; reserved; no such user.
-    for (const name of ['bob', 'mallory', 'root', 'nosuchuser']) expect(await qSettled('GetUserRecord', { userName: name })).toEqual([{ error: 'io.systemd.UserDatabase.NoRecordFound', parameters: {} }]);
+    for (const name of ['bob', 'mallory', 'root', 'nosuchuser'])
+      expect(await qSettled('GetUserRecord', { userName: name })).toEqual([
+        { error: 'io.systemd.UserDatabase.NoRecordFound', parameters: {} },
+      ]);
     expect(events).toEqual(
       expect.arrayContaining([
         expect.objectContaining({ type: 'refused', name: 'bob', reason: 'no-active-key' }),
@@ -92,11 +126,17 @@ describe('IamIdentitySource against moto, through the userdb Varlink service', (
     );
 
     // Delete alice in IAM (keys and memberships first, as IAM requires), then refresh.
-    for (const keyId of alice.keyIds) await iam.send(new DeleteSSHPublicKeyCommand({ UserName: 'alice', SSHPublicKeyId: keyId }));
-    for (const g of ['ssh-users', 'keymaker_devs']) await iam.send(new RemoveUserFromGroupCommand({ GroupName: g, UserName: 'alice' }));
+    for (const keyId of alice.keyIds)
+      await iam.send(new DeleteSSHPublicKeyCommand({ UserName: 'alice', SSHPublicKeyId: keyId }));
+    for (const g of ['ssh-users', 'keymaker_devs'])
+      await iam.send(new RemoveUserFromGroupCommand({ GroupName: g, UserName: 'alice' }));
     await iam.send(new DeleteUserCommand({ UserName: 'alice' }));
     const report = await source.refresh();
-    expect(report).toMatchObject({ checked: 1, revoked: [{ name: 'alice', iamUserName: 'alice', reason: 'no-iam-user' }], groupsRemoved: ['devs'] });
+    expect(report).toMatchObject({
+      checked: 1,
+      revoked: [{ name: 'alice', iamUserName: 'alice', reason: 'no-iam-user' }],
+      groupsRemoved: ['devs'],
+    });
 
     const notFound = [{ error: 'io.systemd.UserDatabase.NoRecordFound', parameters: {} }];
     expect(await q('GetUserRecord', { userName: 'alice' })).toEqual(notFound);

@@ -29,7 +29,14 @@ class FakeDirectory implements DirectorySource {
   gate?: Promise<void>;
 
   add(linuxName: string, init: Partial<FakeUser> = {}): FakeUser {
-    const user: FakeUser = { iamUserName: linuxName, userId: `AIDA${linuxName.toUpperCase().replace(/[^A-Z0-9]/g, 'X')}0001`, activeKeys: 1, inRequiredGroup: true, groups: [], ...init };
+    const user: FakeUser = {
+      iamUserName: linuxName,
+      userId: `AIDA${linuxName.toUpperCase().replace(/[^A-Z0-9]/g, 'X')}0001`,
+      activeKeys: 1,
+      inRequiredGroup: true,
+      groups: [],
+      ...init,
+    };
     this.users.set(linuxName, user);
     return user;
   }
@@ -68,16 +75,35 @@ class FakeAccounts implements LocalAccounts {
     this.calls++;
     if (this.failing) throw this.failing;
   }
-  async user(name: string) { this.check(); return this.users_.find((u) => u.name === name); }
-  async userByUid(uid: number) { this.check(); return this.users_.find((u) => u.uid === uid); }
-  async group(name: string) { this.check(); return this.groups_.find((g) => g.name === name); }
-  async groupByGid(gid: number) { this.check(); return this.groups_.find((g) => g.gid === gid); }
-  async users() { return this.users_; }
-  async groups() { return this.groups_; }
+  async user(name: string) {
+    this.check();
+    return this.users_.find((u) => u.name === name);
+  }
+  async userByUid(uid: number) {
+    this.check();
+    return this.users_.find((u) => u.uid === uid);
+  }
+  async group(name: string) {
+    this.check();
+    return this.groups_.find((g) => g.name === name);
+  }
+  async groupByGid(gid: number) {
+    this.check();
+    return this.groups_.find((g) => g.gid === gid);
+  }
+  async users() {
+    return this.users_;
+  }
+  async groups() {
+    return this.groups_;
+  }
 }
 
 const MANAGED_GID = 1879000000;
-const group = (linuxName: string, groupId = `AGPA${linuxName.toUpperCase().replace(/[^A-Z0-9]/g, 'X')}01`): DirectoryGroup => ({ iamGroupName: `keymaker_${linuxName}`, linuxName, groupId });
+const group = (
+  linuxName: string,
+  groupId = `AGPA${linuxName.toUpperCase().replace(/[^A-Z0-9]/g, 'X')}01`,
+): DirectoryGroup => ({ iamGroupName: `keymaker_${linuxName}`, linuxName, groupId });
 const uidOf = (userId: string) => unixIdFor(userId, 'wide');
 
 function setup(options: Partial<IamIdentitySourceOptions> = {}) {
@@ -101,7 +127,14 @@ describe('IamIdentitySource: gates', () => {
     const { iam, source } = setup({ homeBase: '/srv/home', shell: '/bin/zsh' });
     const alice = iam.add('alice', { iamUserName: 'Alice' });
     const user = await source.lookupUser('alice');
-    expect(user).toEqual({ linuxName: 'alice', uid: uidOf(alice.userId), gid: uidOf(alice.userId), iamUserName: 'Alice', homeBase: '/srv/home', shell: '/bin/zsh' });
+    expect(user).toEqual({
+      linuxName: 'alice',
+      uid: uidOf(alice.userId),
+      gid: uidOf(alice.userId),
+      iamUserName: 'Alice',
+      homeBase: '/srv/home',
+      shell: '/bin/zsh',
+    });
     expect(iam.calls).toEqual({ user: 1, hasActiveKey: 1, memberships: 1 });
   });
 
@@ -127,7 +160,9 @@ describe('IamIdentitySource: gates', () => {
     local.addUser('ubuntu', 1000);
     expect(await source.lookupUser('ubuntu')).toBeUndefined();
     expect(iam.total).toBe(0);
-    expect(events).toContainEqual(expect.objectContaining({ type: 'refused', name: 'ubuntu', reason: 'local-account' }));
+    expect(events).toContainEqual(
+      expect.objectContaining({ type: 'refused', name: 'ubuntu', reason: 'local-account' }),
+    );
   });
 
   test('a local accounts reader that fails refuses (fail closed), no IAM call', async () => {
@@ -167,8 +202,12 @@ describe('IamIdentitySource: gates', () => {
     local.groups_.push({ name: 'old', gid: uidOf(erin.userId), members: [] });
     expect(await source.lookupUser('dave')).toBeUndefined();
     expect(await source.lookupUser('erin')).toBeUndefined();
-    expect(events).toContainEqual(expect.objectContaining({ type: 'refused', name: 'dave', reason: 'uid-of-local-account', other: 'legacy-dave' }));
-    expect(events).toContainEqual(expect.objectContaining({ type: 'refused', name: 'erin', reason: 'uid-of-local-group', other: 'old' }));
+    expect(events).toContainEqual(
+      expect.objectContaining({ type: 'refused', name: 'dave', reason: 'uid-of-local-account', other: 'legacy-dave' }),
+    );
+    expect(events).toContainEqual(
+      expect.objectContaining({ type: 'refused', name: 'erin', reason: 'uid-of-local-group', other: 'old' }),
+    );
   });
 
   test('a malformed IAM answer (bad unique ID) is refused', async () => {
@@ -196,7 +235,9 @@ describe('IamIdentitySource: gates', () => {
     const first = await source.lookupUser('first');
     expect(first?.uid).toBe(unixIdFor(pair[0], 'legacy'));
     expect(await source.lookupUser('second')).toBeUndefined();
-    expect(events).toContainEqual(expect.objectContaining({ type: 'refused', name: 'second', reason: 'uid-collision', other: 'first' }));
+    expect(events).toContainEqual(
+      expect.objectContaining({ type: 'refused', name: 'second', reason: 'uid-collision', other: 'first' }),
+    );
     expect(await source.userByUid(first!.uid)).toEqual(first);
   });
 });
@@ -210,9 +251,17 @@ describe('IamIdentitySource: groups', () => {
     await source.lookupUser('alice');
     expect(await source.group('devs')).toEqual({ linuxName: 'devs', gid: uidOf(devs.groupId), members: ['alice'] });
     await source.lookupUser('bob');
-    expect(await source.group('devs')).toEqual({ linuxName: 'devs', gid: uidOf(devs.groupId), members: ['alice', 'bob'] });
+    expect(await source.group('devs')).toEqual({
+      linuxName: 'devs',
+      gid: uidOf(devs.groupId),
+      members: ['alice', 'bob'],
+    });
     expect(await source.groupByGid(uidOf(devs.groupId))).toMatchObject({ linuxName: 'devs' });
-    expect(await source.group('keymaker-users')).toEqual({ linuxName: 'keymaker-users', gid: MANAGED_GID, members: ['alice', 'bob'] });
+    expect(await source.group('keymaker-users')).toEqual({
+      linuxName: 'keymaker-users',
+      gid: MANAGED_GID,
+      members: ['alice', 'bob'],
+    });
     expect(await source.groupsOfUser('alice')).toEqual(['keymaker-users', 'devs', 'ops']);
     expect(await source.groupsOfUser('bob')).toEqual(['keymaker-users', 'devs']);
     expect(source.knownGroups().map((g) => g.linuxName)).toEqual(['keymaker-users', 'devs', 'ops']);
@@ -230,7 +279,17 @@ describe('IamIdentitySource: groups', () => {
     const takenGid = group('taken');
     local.groups_.push({ name: 'docker-local', gid: uidOf(takenGid.groupId), members: [] });
     local.groups_.push({ name: 'localgrp', gid: 5000, members: [] });
-    iam.add('alice', { groups: [group('sudo'), group('localgrp'), takenGid, group('keymaker-users'), group('alice'), group('devs'), { iamGroupName: 'keymaker_x', linuxName: 'x', groupId: '' }] });
+    iam.add('alice', {
+      groups: [
+        group('sudo'),
+        group('localgrp'),
+        takenGid,
+        group('keymaker-users'),
+        group('alice'),
+        group('devs'),
+        { iamGroupName: 'keymaker_x', linuxName: 'x', groupId: '' },
+      ],
+    });
     expect(await source.lookupUser('alice')).toBeDefined();
     expect(await source.groupsOfUser('alice')).toEqual(['keymaker-users', 'devs']);
     expect(await source.group('sudo')).toBeUndefined();
@@ -357,7 +416,9 @@ describe('IamIdentitySource: flood guard', () => {
     advance(60_000);
     await Promise.all(names.map((n) => source.lookupUser(`${n}y`)));
     expect(iam.calls.user - 1 - resolutions).toBe(12);
-    console.log(`flood guard: 1,000 random names -> ${resolutions} resolutions, ${calls} IAM calls (then 12 per minute)`);
+    console.log(
+      `flood guard: 1,000 random names -> ${resolutions} resolutions, ${calls} IAM calls (then 12 per minute)`,
+    );
   });
 
   test('per name: one name failing over and over is resolved at most perNameBurst times, then once per interval', async () => {
@@ -387,7 +448,16 @@ describe('IamIdentitySource: refresh and revocation', () => {
     const { iam, source } = await withUsers();
     iam.calls = { user: 0, hasActiveKey: 0, memberships: 0 };
     const report = await source.refresh();
-    expect(report).toEqual({ checked: 4, unchanged: 4, changed: [], revoked: [], failed: [], expired: [], groupsAdded: [], groupsRemoved: [] });
+    expect(report).toEqual({
+      checked: 4,
+      unchanged: 4,
+      changed: [],
+      revoked: [],
+      failed: [],
+      expired: [],
+      groupsAdded: [],
+      groupsRemoved: [],
+    });
     expect(iam.calls).toEqual({ user: 4, hasActiveKey: 4, memberships: 4 });
   });
 
@@ -466,7 +536,12 @@ describe('IamIdentitySource: refresh and revocation', () => {
     expect(report.unchanged).toBe(3);
     advance(300_000);
     await source.refresh();
-    expect(source.knownUsers().map((u) => u.linuxName).sort()).toEqual(['alice', 'carol', 'dave']);
+    expect(
+      source
+        .knownUsers()
+        .map((u) => u.linuxName)
+        .sort(),
+    ).toEqual(['alice', 'carol', 'dave']);
     expect(await source.group('devs')).toMatchObject({ members: ['alice'] });
   });
 

@@ -5,17 +5,32 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { createIamClient, resolveRoleConfig } from '@keymaker/core';
-import { createGroupWithMembers, createUserWithKeys, iamClient, makeSshKeyPair, motoEndpoint } from '../../../tools/moto/seed';
+import {
+  createGroupWithMembers,
+  createUserWithKeys,
+  iamClient,
+  makeSshKeyPair,
+  motoEndpoint,
+} from '../../../tools/moto/seed';
 import { KeysServer, IamKeysSource } from '../src/agent/keys-server';
 import type { Clock } from '../src/agent/keys-cache';
 
 const CLIENT = path.join(__dirname, '../src/agent/keymaker-keys-client.sh');
 
-function runClient(socket: string, args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+function runClient(
+  socket: string,
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile('/bin/sh', [CLIENT, ...args], { env: { KEYMAKER_KEYS_SOCKET: socket, ...env } }, (error, stdout, stderr) => {
-      resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, stdout, stderr });
-    });
+    execFile(
+      '/bin/sh',
+      [CLIENT, ...args],
+      { env: { KEYMAKER_KEYS_SOCKET: socket, ...env } },
+      (error, stdout, stderr) => {
+        resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, stdout, stderr });
+      },
+    );
   });
 }
 
@@ -29,7 +44,12 @@ describe('keys server against moto, through keymaker-keys-client.sh', () => {
   let tmp: string;
   let socket: string;
   let server: KeysServer;
-  const clock: Clock & { t: number } = { t: 0, now() { return this.t; } };
+  const clock: Clock & { t: number } = {
+    t: 0,
+    now() {
+      return this.t;
+    },
+  };
   const requests: string[] = [];
   let active: string[];
   let inactive: string;
@@ -52,9 +72,18 @@ describe('keys server against moto, through keymaker-keys-client.sh', () => {
     await createGroupWithMembers(seed, group, [user]);
 
     // ONE long-lived client, as the agent holds it; every HTTP request to IAM is recorded.
-    const iam = createIamClient({ iamEndpoint: endpoint, region: 'us-east-1', credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' }, maxAttempts: 1 });
+    const iam = createIamClient({
+      iamEndpoint: endpoint,
+      region: 'us-east-1',
+      credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' },
+      maxAttempts: 1,
+    });
     type Next = (args: unknown) => Promise<unknown>;
-    (iam.middlewareStack as unknown as { add(m: (next: Next, context: { commandName?: string }) => Next, o: object): void }).add(
+    (
+      iam.middlewareStack as unknown as {
+        add(m: (next: Next, context: { commandName?: string }) => Next, o: object): void;
+      }
+    ).add(
       (next, context) => async (args) => {
         requests.push(String(context.commandName).replace(/Command$/, ''));
         return next(args);
@@ -87,7 +116,12 @@ describe('keys server against moto, through keymaker-keys-client.sh', () => {
     expect(lines.sort()).toEqual([...active].map((k) => k.split(' ').slice(0, 2).join(' ')).sort());
     expect(first.stdout).not.toContain(inactive.split(' ')[1]);
     // Cold: key list + group check in parallel, then both bodies (never seen before).
-    expect([...requests].sort()).toEqual(['GetSSHPublicKey', 'GetSSHPublicKey', 'ListGroupsForUser', 'ListSSHPublicKeys']);
+    expect([...requests].sort()).toEqual([
+      'GetSSHPublicKey',
+      'GetSSHPublicKey',
+      'ListGroupsForUser',
+      'ListSSHPublicKeys',
+    ]);
 
     requests.length = 0;
     const second = await timed();
@@ -100,7 +134,9 @@ describe('keys server against moto, through keymaker-keys-client.sh', () => {
     const later = await timed();
     expect(later.stdout).toBe(first.stdout);
     expect([...requests].sort()).toEqual(['ListGroupsForUser', 'ListSSHPublicKeys']);
-    console.log(`client call latency (ms, incl. process start): cold ${ms[0]}, second call ${ms[1]}, after the TTL ${ms[2]}`);
+    console.log(
+      `client call latency (ms, incl. process start): cold ${ms[0]}, second call ${ms[1]}, after the TTL ${ms[2]}`,
+    );
   });
 
   test('not in the required group, unknown, invalid: nothing printed, non-zero', async () => {

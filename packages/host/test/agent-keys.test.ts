@@ -6,7 +6,15 @@ import * as path from 'node:path';
 import { AccessRefusedError, AwsError, createIamClient, type SshKeySummary, type SshPublicKey } from '@keymaker/core';
 import { parseSshPublicKey as parseSshPublicKeyForTest } from '../../core/src/ssh-key';
 import { AnswerCache, KeyBodyCache, LruMap, type Clock } from '../src/agent/keys-cache';
-import { IamKeysSource, KeysServer, KeysService, RefusedError, parseKeysRequest, type KeysEvent, type KeysSource } from '../src/agent/keys-server';
+import {
+  IamKeysSource,
+  KeysServer,
+  KeysService,
+  RefusedError,
+  parseKeysRequest,
+  type KeysEvent,
+  type KeysSource,
+} from '../src/agent/keys-server';
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -73,7 +81,11 @@ class FakeSource implements KeysSource {
     if (this.users[iamUserName]?.inGroup === false) throw new RefusedError('NOT_IN_REQUIRED_GROUP', 'not in group');
   }
 
-  async getKey(iamUserName: string, keyId: string, signal: AbortSignal): Promise<{ key?: SshPublicKey; reason?: string }> {
+  async getKey(
+    iamUserName: string,
+    keyId: string,
+    signal: AbortSignal,
+  ): Promise<{ key?: SshPublicKey; reason?: string }> {
     this.calls.get++;
     await this.maybeHang(signal);
     const key = this.users[iamUserName]?.keys.find((k) => k.keyId === keyId);
@@ -205,7 +217,20 @@ describe('keys service (decisions)', () => {
     expect(await service.answer('bob')).toMatchObject({ status: 404, cached: true });
     expect(await service.answer('nobody-here')).toMatchObject({ status: 404, code: 'NO_SUCH_USER' });
     const before = source.total();
-    for (const bad of ['root', 'ops', 'Alice', '-alice', 'al ice', 'a/b', '../etc', 'alice\n', '', 'x'.repeat(40), 'al%69ce', 'sshd']) {
+    for (const bad of [
+      'root',
+      'ops',
+      'Alice',
+      '-alice',
+      'al ice',
+      'a/b',
+      '../etc',
+      'alice\n',
+      '',
+      'x'.repeat(40),
+      'al%69ce',
+      'sshd',
+    ]) {
       expect(await service.answer(bad)).toMatchObject({ status: 404, code: 'INVALID_USERNAME' });
     }
     expect(await service.answer('alice', 'MD5:aa:bb')).toMatchObject({ status: 404, code: 'INVALID_FINGERPRINT' });
@@ -222,9 +247,21 @@ describe('keys service (decisions)', () => {
 
   test('the admission gate refuses before any IAM call; its failure is doubt', async () => {
     const source = aliceSource();
-    const refuse = new KeysService({ source, clock: new FakeClock(), admit: () => { throw new AccessRefusedError('NOT_MANAGED', 'a local account'); } });
+    const refuse = new KeysService({
+      source,
+      clock: new FakeClock(),
+      admit: () => {
+        throw new AccessRefusedError('NOT_MANAGED', 'a local account');
+      },
+    });
     expect(await refuse.answer('alice')).toMatchObject({ status: 404, code: 'NOT_MANAGED' });
-    const broken = new KeysService({ source, clock: new FakeClock(), admit: () => { throw new Error('cannot read /etc/passwd'); } });
+    const broken = new KeysService({
+      source,
+      clock: new FakeClock(),
+      admit: () => {
+        throw new Error('cannot read /etc/passwd');
+      },
+    });
     expect(await broken.answer('alice')).toMatchObject({ status: 503 });
     expect(source.total()).toBe(0);
   });
@@ -267,9 +304,21 @@ describe('keys service (decisions)', () => {
 describe('parseKeysRequest', () => {
   test('the one route, with an optional fingerprint', () => {
     expect(parseKeysRequest('/keys/alice')).toEqual({ user: 'alice' });
-    expect(parseKeysRequest('/keys/alice?fingerprint=SHA256%3Aabc%2B')).toEqual({ user: 'alice', fingerprint: 'SHA256:abc+' });
+    expect(parseKeysRequest('/keys/alice?fingerprint=SHA256%3Aabc%2B')).toEqual({
+      user: 'alice',
+      fingerprint: 'SHA256:abc+',
+    });
     expect(parseKeysRequest('/keys/al%69ce')).toEqual({ user: 'al%69ce' });
-    for (const bad of ['/', '/keys/', '/keys/a/b', '/keys/alice?user=bob', '/keys/alice?fingerprint=a&fingerprint=b', '/keys/alice?fingerprint=a&x=1', '/KEYS/alice', `/keys/${'a'.repeat(600)}`]) {
+    for (const bad of [
+      '/',
+      '/keys/',
+      '/keys/a/b',
+      '/keys/alice?user=bob',
+      '/keys/alice?fingerprint=a&fingerprint=b',
+      '/keys/alice?fingerprint=a&x=1',
+      '/KEYS/alice',
+      `/keys/${'a'.repeat(600)}`,
+    ]) {
       expect(parseKeysRequest(bad)).toHaveProperty('problem');
     }
   });
@@ -297,14 +346,19 @@ describe('keys server (HTTP on a Unix socket)', () => {
         let body = '';
         response.setEncoding('utf8');
         response.on('data', (chunk: string) => (body += chunk));
-        response.on('end', () => resolve({ status: response.statusCode!, body, type: response.headers['content-type'] }));
+        response.on('end', () =>
+          resolve({ status: response.statusCode!, body, type: response.headers['content-type'] }),
+        );
       });
       request.on('error', reject);
       request.end();
     });
   }
 
-  async function start(source: KeysSource, extra: Partial<ConstructorParameters<typeof KeysServer>[0]> = {}): Promise<KeysServer> {
+  async function start(
+    source: KeysSource,
+    extra: Partial<ConstructorParameters<typeof KeysServer>[0]> = {},
+  ): Promise<KeysServer> {
     server = new KeysServer({ source, clock: new FakeClock(), ...extra });
     await server.listen({ path: socketPath });
     return server;
@@ -314,8 +368,15 @@ describe('keys server (HTTP on a Unix socket)', () => {
     const source = aliceSource();
     await start(source, { deadlineMs: 200 });
     const ok = await get('/keys/alice');
-    expect(ok).toEqual({ status: 200, body: `${parsed(A1).line}\n${parsed(A2).line}\n`, type: 'text/plain; charset=utf-8' });
-    expect(await get(`/keys/alice?fingerprint=${encodeURIComponent(parsed(A1).fingerprint)}`)).toMatchObject({ status: 200, body: `${parsed(A1).line}\n` });
+    expect(ok).toEqual({
+      status: 200,
+      body: `${parsed(A1).line}\n${parsed(A2).line}\n`,
+      type: 'text/plain; charset=utf-8',
+    });
+    expect(await get(`/keys/alice?fingerprint=${encodeURIComponent(parsed(A1).fingerprint)}`)).toMatchObject({
+      status: 200,
+      body: `${parsed(A1).line}\n`,
+    });
     expect(await get('/keys/bob')).toMatchObject({ status: 404, body: '' });
     expect(await get('/keys/root')).toMatchObject({ status: 404, body: '' });
     expect(await get('/keys/..%2Fetc')).toMatchObject({ status: 404, body: '' });
@@ -337,23 +398,31 @@ describe('keys server (HTTP on a Unix socket)', () => {
     server = undefined;
     expect(fs.existsSync(socketPath)).toBe(false);
     fs.chmodSync(dir, 0o777);
-    await expect(new KeysServer({ source: aliceSource() }).listen({ path: socketPath })).rejects.toThrow(/writable by group or others/);
+    await expect(new KeysServer({ source: aliceSource() }).listen({ path: socketPath })).rejects.toThrow(
+      /writable by group or others/,
+    );
   });
 
   test('a live socket or a non-socket at the path is refused', async () => {
     await start(aliceSource());
-    await expect(new KeysServer({ source: aliceSource() }).listen({ path: socketPath })).rejects.toThrow(/another service/);
+    await expect(new KeysServer({ source: aliceSource() }).listen({ path: socketPath })).rejects.toThrow(
+      /another service/,
+    );
     await server!.close();
     server = undefined;
     fs.writeFileSync(socketPath, 'x');
-    await expect(new KeysServer({ source: aliceSource() }).listen({ path: socketPath })).rejects.toThrow(/not a socket/);
+    await expect(new KeysServer({ source: aliceSource() }).listen({ path: socketPath })).rejects.toThrow(
+      /not a socket/,
+    );
   });
 });
 
 describe('IamKeysSource', () => {
   test("core's IAM client keeps connections alive (one long-lived client is enough)", async () => {
     const iam = createIamClient({ region: 'us-east-1', credentials: { accessKeyId: 'a', secretAccessKey: 'b' } });
-    const handler = iam.config.requestHandler as unknown as { configProvider: Promise<{ httpsAgent: { keepAlive: boolean } }> };
+    const handler = iam.config.requestHandler as unknown as {
+      configProvider: Promise<{ httpsAgent: { keepAlive: boolean } }>;
+    };
     expect((await handler.configProvider).httpsAgent.keepAlive).toBe(true);
     iam.destroy();
   });
@@ -363,14 +432,27 @@ describe('IamKeysSource', () => {
     const iam = {
       send: (command: { constructor: { name: string } }, options?: { abortSignal?: AbortSignal }) => {
         seen.push({ name: command.constructor.name, signal: options?.abortSignal });
-        if (command.constructor.name === 'ListGroupsForUserCommand') return Promise.resolve({ Groups: [{ GroupName: 'other', GroupId: 'AGPA1' }] });
+        if (command.constructor.name === 'ListGroupsForUserCommand')
+          return Promise.resolve({ Groups: [{ GroupName: 'other', GroupId: 'AGPA1' }] });
         return Promise.resolve({ SSHPublicKeys: [{ SSHPublicKeyId: 'APKA1', Status: 'Active' }] });
       },
     };
-    const source = new IamKeysSource(iam as never, { linuxUserSuffix: '', linuxGroupPrefix: 'keymaker-', uidScheme: 'sha256', requireIamGroup: 'ssh-users' } as never);
+    const source = new IamKeysSource(
+      iam as never,
+      {
+        linuxUserSuffix: '',
+        linuxGroupPrefix: 'keymaker-',
+        uidScheme: 'sha256',
+        requireIamGroup: 'ssh-users',
+      } as never,
+    );
     const controller = new AbortController();
-    expect(await source.listKeys('alice', controller.signal)).toEqual([{ keyId: 'APKA1', status: 'Active', uploadDate: undefined }]);
-    await expect(source.checkRequiredGroup('alice', controller.signal)).rejects.toMatchObject({ code: 'NOT_IN_REQUIRED_GROUP' });
+    expect(await source.listKeys('alice', controller.signal)).toEqual([
+      { keyId: 'APKA1', status: 'Active', uploadDate: undefined },
+    ]);
+    await expect(source.checkRequiredGroup('alice', controller.signal)).rejects.toMatchObject({
+      code: 'NOT_IN_REQUIRED_GROUP',
+    });
     expect(seen.map((call) => call.signal)).toEqual([controller.signal, controller.signal]);
   });
 });

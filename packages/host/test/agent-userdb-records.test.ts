@@ -1,6 +1,21 @@
-import { groupRecord, membershipsOfGroup, membershipsOfUser, privateGroupOf, recordReply, userRecord, type ResolvedUser } from '../src/agent/userdb-records';
+import {
+  groupRecord,
+  membershipsOfGroup,
+  membershipsOfUser,
+  privateGroupOf,
+  recordReply,
+  userRecord,
+  type ResolvedUser,
+} from '../src/agent/userdb-records';
 
-const alice: ResolvedUser = { linuxName: 'alice', uid: 1879048200, gid: 1879048200, iamUserName: 'Alice', homeBase: '/home', shell: '/bin/bash' };
+const alice: ResolvedUser = {
+  linuxName: 'alice',
+  uid: 1879048200,
+  gid: 1879048200,
+  iamUserName: 'Alice',
+  homeBase: '/home',
+  shell: '/bin/bash',
+};
 
 describe('userdb records', () => {
   test('a user record has the fields libnss-systemd needs, with the service and no privileged section', () => {
@@ -37,14 +52,21 @@ describe('userdb records', () => {
   });
 
   test('group records: members sorted, deduplicated, invalid names dropped; none -> no members field', () => {
-    expect(groupRecord({ linuxName: 'devs', gid: 1879050000, members: ['bob', 'alice', 'bob', 'Bad:Name'] }, 's.x')).toEqual({
+    expect(
+      groupRecord({ linuxName: 'devs', gid: 1879050000, members: ['bob', 'alice', 'bob', 'Bad:Name'] }, 's.x'),
+    ).toEqual({
       groupName: 'devs',
       gid: 1879050000,
       members: ['alice', 'bob'],
       disposition: 'regular',
       service: 's.x',
     });
-    expect(groupRecord(privateGroupOf(alice), 's.x')).toEqual({ groupName: 'alice', gid: alice.gid, disposition: 'regular', service: 's.x' });
+    expect(groupRecord(privateGroupOf(alice), 's.x')).toEqual({
+      groupName: 'alice',
+      gid: alice.gid,
+      disposition: 'regular',
+      service: 's.x',
+    });
     expect(() => groupRecord({ linuxName: '-x', gid: 5, members: [] }, 's.x')).toThrow(/group name/);
   });
 

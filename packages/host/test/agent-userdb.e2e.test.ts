@@ -8,8 +8,22 @@ import { bundleEntry } from './e2e-host';
 
 const SERVICE = 'io.keymaker.agent';
 const SOCKET = `/run/systemd/userdb/${SERVICE}`;
-const alice = { linuxName: 'alice', uid: 1879048200, gid: 1879048200, iamUserName: 'alice', homeBase: '/home', shell: '/bin/bash' };
-const bob = { linuxName: 'bob', uid: 1879048300, gid: 1879048300, iamUserName: 'Bob', homeBase: '/home', shell: '/bin/sh' };
+const alice = {
+  linuxName: 'alice',
+  uid: 1879048200,
+  gid: 1879048200,
+  iamUserName: 'alice',
+  homeBase: '/home',
+  shell: '/bin/bash',
+};
+const bob = {
+  linuxName: 'bob',
+  uid: 1879048300,
+  gid: 1879048300,
+  iamUserName: 'Bob',
+  homeBase: '/home',
+  shell: '/bin/sh',
+};
 const devs = { linuxName: 'devs', gid: 1879050000, members: ['alice', 'bob'] };
 
 /** libnss_systemd.so.2 wherever the multiarch layout puts it, or undefined. */
@@ -30,7 +44,10 @@ function nssSystemdLibrary(): string | undefined {
 }
 
 const library = nssSystemdLibrary();
-const describeNss = library ? describeWithSandbox : (name: string, body: () => void) => describe.skip(`${name} (skipped: libnss-systemd is not installed; run tools/sandbox/install-deps.sh)`, body);
+const describeNss = library
+  ? describeWithSandbox
+  : (name: string, body: () => void) =>
+      describe.skip(`${name} (skipped: libnss-systemd is not installed; run tools/sandbox/install-deps.sh)`, body);
 
 const NSSWITCH = `# agent-userdb.e2e.test.ts
 passwd:         files systemd
@@ -57,8 +74,21 @@ describeNss('the agent userdb service through the real libnss-systemd', () => {
     sb = await createSandbox();
     await sb.writeFile('/etc/nsswitch.conf', NSSWITCH);
     await sb.execOk(['useradd', '--no-create-home', '--shell', '/bin/bash', 'filesuser']);
-    const config = JSON.stringify({ users: [alice, bob], groups: [devs], hang: ['slowuser'], deadlineMs: 1000, serviceName: SERVICE });
-    await sb.execOk(['bash', '-c', 'node "$1" "$2" >/run/agent.out 2>/run/agent.err </dev/null &', 'start-agent', bundle, config]);
+    const config = JSON.stringify({
+      users: [alice, bob],
+      groups: [devs],
+      hang: ['slowuser'],
+      deadlineMs: 1000,
+      serviceName: SERVICE,
+    });
+    await sb.execOk([
+      'bash',
+      '-c',
+      'node "$1" "$2" >/run/agent.out 2>/run/agent.err </dev/null &',
+      'start-agent',
+      bundle,
+      config,
+    ]);
     const deadline = Date.now() + 10_000;
     while (!(await sb.readFile('/run/agent.out')).includes('READY')) {
       if (Date.now() > deadline) throw new Error(`agent not ready: ${await sb.readFile('/run/agent.err')}`);
@@ -88,19 +118,32 @@ describeNss('the agent userdb service through the real libnss-systemd', () => {
   });
 
   test('an unprivileged process resolves too (the socket is world-connectable)', async () => {
-    const r = await sb.exec(['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', 'getent', 'passwd', 'alice']);
+    const r = await sb.exec([
+      'setpriv',
+      '--reuid=65534',
+      '--regid=65534',
+      '--clear-groups',
+      'getent',
+      'passwd',
+      'alice',
+    ]);
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/^alice:x:/);
   });
 
   test('getent group: a served group with its members, and the private group', async () => {
     expect(await getent('group', 'devs')).toMatchObject({ code: 0, stdout: `devs:x:${devs.gid}:alice,bob\n` });
-    expect(await getent('group', String(devs.gid))).toMatchObject({ code: 0, stdout: `devs:x:${devs.gid}:alice,bob\n` });
+    expect(await getent('group', String(devs.gid))).toMatchObject({
+      code: 0,
+      stdout: `devs:x:${devs.gid}:alice,bob\n`,
+    });
     expect(await getent('group', 'alice')).toMatchObject({ code: 0, stdout: `alice:x:${alice.gid}:\n` });
   });
 
   test('id: uid, private group and supplementary groups through GetMemberships', async () => {
-    expect((await sb.execOk(['id', 'alice'])).stdout.trim()).toBe(`uid=${alice.uid}(alice) gid=${alice.gid}(alice) groups=${alice.gid}(alice),${devs.gid}(devs)`);
+    expect((await sb.execOk(['id', 'alice'])).stdout.trim()).toBe(
+      `uid=${alice.uid}(alice) gid=${alice.gid}(alice) groups=${alice.gid}(alice),${devs.gid}(devs)`,
+    );
   });
 
   test('getent shadow: an entry with the locked hash "!*" (what pam_unix account needs)', async () => {
@@ -110,7 +153,13 @@ describeNss('the agent userdb service through the real libnss-systemd', () => {
   });
 
   test('unknown names and ids: exit 2 (not found), fast', async () => {
-    for (const args of [['passwd', 'nosuchuser'], ['passwd', '1879049999'], ['group', 'nosuchgroup'], ['shadow', 'nosuchuser'], ['passwd', 'Bad:Name']]) {
+    for (const args of [
+      ['passwd', 'nosuchuser'],
+      ['passwd', '1879049999'],
+      ['group', 'nosuchgroup'],
+      ['shadow', 'nosuchuser'],
+      ['passwd', 'Bad:Name'],
+    ]) {
       const started = Date.now();
       expect({ args, code: (await getent(...args)).code }).toEqual({ args, code: 2 });
       expect(Date.now() - started).toBeLessThan(500);
@@ -118,7 +167,10 @@ describeNss('the agent userdb service through the real libnss-systemd', () => {
   });
 
   test('a source that hangs: getent returns within ~2 s (the deadline), not 45 s; the service keeps serving', async () => {
-    for (const args of [['passwd', 'slowuser'], ['group', 'slowuser']]) {
+    for (const args of [
+      ['passwd', 'slowuser'],
+      ['group', 'slowuser'],
+    ]) {
       const started = Date.now();
       const r = await sb.exec(['getent', ...args], { timeoutMs: 10_000 });
       const took = Date.now() - started;
@@ -138,11 +190,21 @@ describeNss('the agent userdb service through the real libnss-systemd', () => {
         echo "\${s/./} \${e/./}"
       done`;
     const measure = async (user: string) =>
-      median((await sb.execOk(['bash', '-c', script, 'measure', user])).stdout.trim().split('\n').map((l) => { const [s, e] = l.split(' ').map(Number); return (e! - s!) / 1000; }));
+      median(
+        (await sb.execOk(['bash', '-c', script, 'measure', user])).stdout
+          .trim()
+          .split('\n')
+          .map((l) => {
+            const [s, e] = l.split(' ').map(Number);
+            return (e! - s!) / 1000;
+          }),
+      );
     await measure('alice'); // warm-up
     const service = await measure('alice');
     const files = await measure('filesuser');
-    console.log(`getent passwd median of 20: service ${service.toFixed(2)} ms, files ${files.toFixed(2)} ms, ratio ${(service / files).toFixed(2)}`);
+    console.log(
+      `getent passwd median of 20: service ${service.toFixed(2)} ms, files ${files.toFixed(2)} ms, ratio ${(service / files).toFixed(2)}`,
+    );
     expect(service).toBeLessThan(50);
   }, 30_000);
 });

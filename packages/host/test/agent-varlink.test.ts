@@ -3,7 +3,17 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { FramingError, MessageFramer, VarlinkError, VarlinkServer, encodeReply, errorReply, parseCall, type VarlinkEvent, type VarlinkInterface } from '../src/agent/varlink';
+import {
+  FramingError,
+  MessageFramer,
+  VarlinkError,
+  VarlinkServer,
+  encodeReply,
+  errorReply,
+  parseCall,
+  type VarlinkEvent,
+  type VarlinkInterface,
+} from '../src/agent/varlink';
 import { call, connectRaw } from './agent-client';
 
 describe('varlink framing (pure)', () => {
@@ -26,9 +36,24 @@ describe('varlink framing (pure)', () => {
   });
 
   test('parseCall accepts calls, refuses what is not one', () => {
-    expect(parseCall(Buffer.from('{"method":"a.b.C","parameters":{"x":1},"more":true}'))).toEqual({ call: { method: 'a.b.C', parameters: { x: 1 }, more: true, oneway: false } });
-    expect(parseCall(Buffer.from('{"method":"a.b.C"}'))).toEqual({ call: { method: 'a.b.C', parameters: {}, more: false, oneway: false } });
-    for (const bad of ['{', '[]', '"x"', 'null', '{"method":1}', '{"method":"nodots"}', '{"method":"a.b.C","parameters":[]}', '{"method":"a.b.C","more":"yes"}', '{"method":"a.b.C","upgrade":true}', '{"method":"a.b.C","more":true,"oneway":true}']) {
+    expect(parseCall(Buffer.from('{"method":"a.b.C","parameters":{"x":1},"more":true}'))).toEqual({
+      call: { method: 'a.b.C', parameters: { x: 1 }, more: true, oneway: false },
+    });
+    expect(parseCall(Buffer.from('{"method":"a.b.C"}'))).toEqual({
+      call: { method: 'a.b.C', parameters: {}, more: false, oneway: false },
+    });
+    for (const bad of [
+      '{',
+      '[]',
+      '"x"',
+      'null',
+      '{"method":1}',
+      '{"method":"nodots"}',
+      '{"method":"a.b.C","parameters":[]}',
+      '{"method":"a.b.C","more":"yes"}',
+      '{"method":"a.b.C","upgrade":true}',
+      '{"method":"a.b.C","more":true,"oneway":true}',
+    ]) {
       expect(parseCall(Buffer.from(bad))).toHaveProperty('problem');
     }
   });
@@ -67,7 +92,14 @@ describe('varlink server', () => {
   beforeAll(async () => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'agent-varlink.'));
     socketPath = path.join(dir, 'userdb', 'test.echo');
-    server = new VarlinkServer({ info: { vendor: 'v', product: 'p', version: '1', url: 'u' }, interfaces: [iface], deadlineMs: 200, maxMessageBytes: 1024, maxPendingPerConnection: 4, log: (e) => events.push(e) });
+    server = new VarlinkServer({
+      info: { vendor: 'v', product: 'p', version: '1', url: 'u' },
+      interfaces: [iface],
+      deadlineMs: 200,
+      maxMessageBytes: 1024,
+      maxPendingPerConnection: 4,
+      log: (e) => events.push(e),
+    });
     await server.listen({ path: socketPath });
   });
   afterAll(async () => {
@@ -83,7 +115,9 @@ describe('varlink server', () => {
 
   test('a call and its reply; errors from VarlinkError', async () => {
     expect(await call(socketPath, 'test.Echo.Echo', { a: 1 })).toEqual([{ parameters: { a: 1 } }]);
-    expect(await call(socketPath, 'test.Echo.Refuse')).toEqual([{ error: 'test.Echo.Refused', parameters: { why: 'because' } }]);
+    expect(await call(socketPath, 'test.Echo.Refuse')).toEqual([
+      { error: 'test.Echo.Refused', parameters: { why: 'because' } },
+    ]);
     expect(await call(socketPath, 'test.Echo.Crash')).toEqual([{ error: 'test.Echo.Broken', parameters: {} }]);
   });
 
@@ -97,12 +131,26 @@ describe('varlink server', () => {
   });
 
   test('unknown method -> MethodNotFound; GetInfo and GetInterfaceDescription', async () => {
-    expect(await call(socketPath, 'test.Echo.Nope')).toEqual([{ error: 'org.varlink.service.MethodNotFound', parameters: { method: 'test.Echo.Nope' } }]);
-    expect(await call(socketPath, 'other.iface.Method')).toEqual([{ error: 'org.varlink.service.MethodNotFound', parameters: { method: 'other.iface.Method' } }]);
-    expect(await call(socketPath, 'org.varlink.service.GetInfo')).toEqual([
-      { parameters: { vendor: 'v', product: 'p', version: '1', url: 'u', interfaces: ['org.varlink.service', 'test.Echo'] } },
+    expect(await call(socketPath, 'test.Echo.Nope')).toEqual([
+      { error: 'org.varlink.service.MethodNotFound', parameters: { method: 'test.Echo.Nope' } },
     ]);
-    const [desc] = await call(socketPath, 'org.varlink.service.GetInterfaceDescription', { interface: 'org.varlink.service' });
+    expect(await call(socketPath, 'other.iface.Method')).toEqual([
+      { error: 'org.varlink.service.MethodNotFound', parameters: { method: 'other.iface.Method' } },
+    ]);
+    expect(await call(socketPath, 'org.varlink.service.GetInfo')).toEqual([
+      {
+        parameters: {
+          vendor: 'v',
+          product: 'p',
+          version: '1',
+          url: 'u',
+          interfaces: ['org.varlink.service', 'test.Echo'],
+        },
+      },
+    ]);
+    const [desc] = await call(socketPath, 'org.varlink.service.GetInterfaceDescription', {
+      interface: 'org.varlink.service',
+    });
     expect((desc!.parameters as { description: string }).description).toContain('method GetInfo()');
     expect(await call(socketPath, 'org.varlink.service.GetInterfaceDescription', { interface: 'x.y' })).toEqual([
       { error: 'org.varlink.service.InterfaceNotFound', parameters: { interface: 'x.y' } },
@@ -117,13 +165,22 @@ describe('varlink server', () => {
       conn.send(all.slice(i, i + 7));
       await new Promise((r) => setImmediate(r));
     }
-    expect(await conn.waitReplies(3)).toEqual([{ parameters: { slept: 80 } }, { parameters: { slept: 0 } }, { parameters: { z: 1 } }]);
+    expect(await conn.waitReplies(3)).toEqual([
+      { parameters: { slept: 80 } },
+      { parameters: { slept: 0 } },
+      { parameters: { z: 1 } },
+    ]);
     conn.close();
   });
 
   test('oneway calls get no reply', async () => {
     const conn = await connectRaw(socketPath);
-    conn.send(JSON.stringify({ method: 'test.Echo.Echo', parameters: { a: 1 }, oneway: true }) + '\0' + JSON.stringify({ method: 'test.Echo.Echo', parameters: { b: 2 } }) + '\0');
+    conn.send(
+      JSON.stringify({ method: 'test.Echo.Echo', parameters: { a: 1 }, oneway: true }) +
+        '\0' +
+        JSON.stringify({ method: 'test.Echo.Echo', parameters: { b: 2 } }) +
+        '\0',
+    );
     expect(await conn.waitReplies(1)).toEqual([{ parameters: { b: 2 } }]);
     await new Promise((r) => setTimeout(r, 50));
     expect(conn.replies).toHaveLength(1);
@@ -134,7 +191,10 @@ describe('varlink server', () => {
     ['bad JSON', '{"method":\0'],
     ['not an object', '[1,2]\0'],
     ['oversize message', 'x'.repeat(2000)],
-    ['oversize message with NUL', JSON.stringify({ method: 'test.Echo.Echo', parameters: { pad: 'x'.repeat(2000) } }) + '\0'],
+    [
+      'oversize message with NUL',
+      JSON.stringify({ method: 'test.Echo.Echo', parameters: { pad: 'x'.repeat(2000) } }) + '\0',
+    ],
     ['too many calls in flight', (JSON.stringify({ method: 'test.Echo.Hang' }) + '\0').repeat(5)],
   ])('%s closes the connection', async (_what, bytes) => {
     const conn = await connectRaw(socketPath);
@@ -173,11 +233,17 @@ describe('varlink server', () => {
     const stale = path.join(dir, 'stale.sock');
     const old = net.createServer();
     await new Promise<void>((r) => old.listen(stale, r));
-    const second = new VarlinkServer({ info: { vendor: 'v', product: 'p', version: '1', url: 'u' }, interfaces: [iface] });
+    const second = new VarlinkServer({
+      info: { vendor: 'v', product: 'p', version: '1', url: 'u' },
+      interfaces: [iface],
+    });
     await expect(second.listen({ path: stale })).rejects.toThrow(/another service is listening/);
     await new Promise<void>((r) => old.close(() => r()));
     // A killed process leaves its socket file behind, with nobody listening.
-    const killed = spawnSync(process.execPath, ['-e', `require('net').createServer().listen(${JSON.stringify(stale)}, () => process.kill(process.pid, 'SIGKILL'))`]);
+    const killed = spawnSync(process.execPath, [
+      '-e',
+      `require('net').createServer().listen(${JSON.stringify(stale)}, () => process.kill(process.pid, 'SIGKILL'))`,
+    ]);
     expect(killed.signal).toBe('SIGKILL');
     expect(fs.statSync(stale).isSocket()).toBe(true);
     await second.listen({ path: stale });
@@ -185,6 +251,10 @@ describe('varlink server', () => {
     await second.close();
     const notSocket = path.join(dir, 'plain');
     fs.writeFileSync(notSocket, '');
-    await expect(new VarlinkServer({ info: { vendor: 'v', product: 'p', version: '1', url: 'u' }, interfaces: [iface] }).listen({ path: notSocket })).rejects.toThrow(/not a socket/);
+    await expect(
+      new VarlinkServer({ info: { vendor: 'v', product: 'p', version: '1', url: 'u' }, interfaces: [iface] }).listen({
+        path: notSocket,
+      }),
+    ).rejects.toThrow(/not a socket/);
   });
 });

@@ -61,7 +61,10 @@ describe('RuntimeSystem.run under a deadline', () => {
     const deadline = createDeadline(300);
     let pid: number | undefined;
     const started = Date.now();
-    const run = realRuntimeSystem.run(['sh', '-c', 'echo $$; exec sleep 60'], { signal: deadline.signal, onSpawn: (p) => (pid = p) });
+    const run = realRuntimeSystem.run(['sh', '-c', 'echo $$; exec sleep 60'], {
+      signal: deadline.signal,
+      onSpawn: (p) => (pid = p),
+    });
     await expect(run).rejects.toMatchObject({ code: 'DEADLINE_EXCEEDED' });
     expect(Date.now() - started).toBeLessThan(300 + SLACK_MS);
     expect(pid).toBeGreaterThan(0);
@@ -72,7 +75,11 @@ describe('RuntimeSystem.run under a deadline', () => {
     const deadline = createDeadline(200);
     let pid: number | undefined;
     const started = Date.now();
-    const run = runProcess(['sh', '-c', "trap '' TERM; while :; do sleep 0.1; done"], { signal: deadline.signal, onSpawn: (p) => (pid = p), killGraceMs: 300 });
+    const run = runProcess(['sh', '-c', "trap '' TERM; while :; do sleep 0.1; done"], {
+      signal: deadline.signal,
+      onSpawn: (p) => (pid = p),
+      killGraceMs: 300,
+    });
     await expect(run).rejects.toMatchObject({ code: 'DEADLINE_EXCEEDED' });
     expect(Date.now() - started).toBeLessThan(200 + 300 + SLACK_MS);
     expect(alive(pid!)).toBe(false);
@@ -82,7 +89,9 @@ describe('RuntimeSystem.run under a deadline', () => {
     const deadline = createDeadline(1);
     await new Promise((resolve) => setTimeout(resolve, 20));
     let spawned = false;
-    await expect(runProcess(['true'], { signal: deadline.signal, onSpawn: () => (spawned = true) })).rejects.toMatchObject({ code: 'DEADLINE_EXCEEDED' });
+    await expect(
+      runProcess(['true'], { signal: deadline.signal, onSpawn: () => (spawned = true) }),
+    ).rejects.toMatchObject({ code: 'DEADLINE_EXCEEDED' });
     expect(spawned).toBe(false);
   });
 });
@@ -129,9 +138,24 @@ describe('the lookup under its deadline', () => {
       fs.writeFileSync(credentials, '[default]\naws_access_key_id = AKIDEXAMPLE\naws_secret_access_key = secret\n');
       const configFile = path.join(dir, 'config.json');
       const deadlineMs = 1500;
-      const config = { ...DEFAULT_HOST_CONFIG, region: 'us-east-1', iamEndpoint: endpoint, stsEndpoint: endpoint, sharedCredentialsFile: credentials, metadataEndpoint: 'http://127.0.0.1:9', deadlineMs, syslogSocket: stalled.socket };
+      const config = {
+        ...DEFAULT_HOST_CONFIG,
+        region: 'us-east-1',
+        iamEndpoint: endpoint,
+        stsEndpoint: endpoint,
+        sharedCredentialsFile: credentials,
+        metadataEndpoint: 'http://127.0.0.1:9',
+        deadlineMs,
+        syslogSocket: stalled.socket,
+      };
       fs.writeFileSync(configFile, JSON.stringify(config));
-      const trusted: StatPath = async (p) => ({ isFile: p === configFile || p === credentials, isDirectory: !(p === configFile || p === credentials), isSymlink: false, uid: 0, mode: 0o644 });
+      const trusted: StatPath = async (p) => ({
+        isFile: p === configFile || p === credentials,
+        isDirectory: !(p === configFile || p === credentials),
+        isSymlink: false,
+        uid: 0,
+        mode: 0o644,
+      });
       let stdout = '';
       const started = Date.now();
       const code = await getAuthorizedKeysCommand(['alice', 'SHA256:x'], {
@@ -139,7 +163,14 @@ describe('the lookup under its deadline', () => {
         statPath: trusted,
         stdout: (text) => (stdout += text),
         stderr: () => undefined,
-        accounts: { user: async () => undefined, userByUid: async () => undefined, group: async () => undefined, groupByGid: async () => undefined, users: async () => [], groups: async () => [] },
+        accounts: {
+          user: async () => undefined,
+          userByUid: async () => undefined,
+          group: async () => undefined,
+          groupByGid: async () => undefined,
+          users: async () => [],
+          groups: async () => [],
+        },
       });
       const ms = Date.now() - started;
       expect(stdout).toBe('');

@@ -28,7 +28,9 @@ export async function bundleEntry(entry: string, outfile: string): Promise<strin
     target: 'node22',
     tsconfig: path.join(REPO_ROOT, 'packages/cli/tsconfig.json'),
     logLevel: 'error',
-    banner: { js: "import { createRequire as __kmCreateRequire } from 'node:module'; const require = __kmCreateRequire(import.meta.url);" },
+    banner: {
+      js: "import { createRequire as __kmCreateRequire } from 'node:module'; const require = __kmCreateRequire(import.meta.url);",
+    },
   });
   return outfile;
 }
@@ -103,10 +105,24 @@ with open(${JSON.stringify(SYSLOG_FILE)}, 'ab', 0) as f:
 `;
 
 /** What sshd/PAM need, set up the way the install contracts describe it. */
-export async function installByHand(sb: Sandbox, bundle: string, config: HostConfig, creds: AwsCredentials): Promise<void> {
+export async function installByHand(
+  sb: Sandbox,
+  bundle: string,
+  config: HostConfig,
+  creds: AwsCredentials,
+): Promise<void> {
   const p = DEFAULT_PATHS;
   const node = fs.realpathSync(process.execPath);
-  await sb.execOk(['useradd', '--system', '--no-create-home', '--shell', '/usr/sbin/nologin', '--comment', 'Keymaker SSH key daemon', 'keymaker']);
+  await sb.execOk([
+    'useradd',
+    '--system',
+    '--no-create-home',
+    '--shell',
+    '/usr/sbin/nologin',
+    '--comment',
+    'Keymaker SSH key daemon',
+    'keymaker',
+  ]);
   await sb.writeFile(p.hostBundle, fs.readFileSync(bundle), 0o644);
   const wrapper = (command: string, args: string) => `#!/bin/sh\nexec ${node} ${p.hostBundle} ${command}${args}\n`;
   await sb.writeFile(p.authorizedKeysCommand, wrapper('get_authorized_keys', ' "$@"'), 0o755);
@@ -153,7 +169,9 @@ export function randomAccountId(): string {
  * An HTTP proxy in front of moto that answers one IAM action (optionally only for one
  * parameter value) with a Throttling error: a real mid-sync failure.
  */
-export async function startFailingProxy(target: string): Promise<{ url: string; failWhen: (pattern: RegExp | undefined) => void; close: () => Promise<void> }> {
+export async function startFailingProxy(
+  target: string,
+): Promise<{ url: string; failWhen: (pattern: RegExp | undefined) => void; close: () => Promise<void> }> {
   let pattern: RegExp | undefined;
   const server = http.createServer((req, res) => {
     const chunks: Buffer[] = [];
@@ -162,7 +180,9 @@ export async function startFailingProxy(target: string): Promise<{ url: string; 
       const body = Buffer.concat(chunks);
       if (pattern && pattern.test(body.toString('utf8'))) {
         res.writeHead(400, { 'content-type': 'text/xml' });
-        res.end('<ErrorResponse><Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message></Error><RequestId>x</RequestId></ErrorResponse>');
+        res.end(
+          '<ErrorResponse><Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message></Error><RequestId>x</RequestId></ErrorResponse>',
+        );
         return;
       }
       const url = new URL(req.url ?? '/', target);
@@ -190,22 +210,61 @@ export async function startFailingProxy(target: string): Promise<{ url: string; 
  * sb.ssh with LogLevel=INFO: the sandbox's client runs at LogLevel=ERROR, which hides the text
  * PAM shows during keyboard-interactive (the "account created" message).
  */
-export function sshShowingPamText(port: number, user: string, identityFile: string): Promise<{ code: number; stdout: string; stderr: string }> {
+export function sshShowingPamText(
+  port: number,
+  user: string,
+  identityFile: string,
+): Promise<{ code: number; stdout: string; stderr: string }> {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const { execFile } = require('node:child_process') as typeof import('node:child_process');
   const argv = [
-    '-F', '/dev/null', '-i', identityFile, '-o', 'IdentitiesOnly=yes', '-o', 'IdentityAgent=none', '-o', 'BatchMode=no',
-    '-o', 'PreferredAuthentications=publickey,keyboard-interactive', '-o', 'NumberOfPasswordPrompts=1',
-    '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'LogLevel=INFO', '-o', 'ConnectTimeout=5',
-    '-p', String(port), `${user}@127.0.0.1`, '--', 'id -un',
+    '-F',
+    '/dev/null',
+    '-i',
+    identityFile,
+    '-o',
+    'IdentitiesOnly=yes',
+    '-o',
+    'IdentityAgent=none',
+    '-o',
+    'BatchMode=no',
+    '-o',
+    'PreferredAuthentications=publickey,keyboard-interactive',
+    '-o',
+    'NumberOfPasswordPrompts=1',
+    '-o',
+    'StrictHostKeyChecking=no',
+    '-o',
+    'UserKnownHostsFile=/dev/null',
+    '-o',
+    'LogLevel=INFO',
+    '-o',
+    'ConnectTimeout=5',
+    '-p',
+    String(port),
+    `${user}@127.0.0.1`,
+    '--',
+    'id -un',
   ];
   // PAM's text reaches the client inside the password prompt, which ssh only shows on a terminal: give it one.
   const quoted = ['ssh', ...argv].map((a) => `'${a.replace(/'/g, "'\\''")}'`).join(' ');
   return new Promise((resolve) => {
-    const child = execFile('script', ['-qec', quoted, '/dev/null'], { timeout: 20_000, env: { PATH: process.env.PATH ?? '/usr/bin:/bin', SSH_ASKPASS_REQUIRE: 'never', TERM: 'dumb' } }, (error, stdout, stderr) => {
-      const code = error ? (typeof (error as { code?: unknown }).code === 'number' ? (error as { code: number }).code : 255) : 0;
-      resolve({ code, stdout: String(stdout), stderr: String(stderr) });
-    });
+    const child = execFile(
+      'script',
+      ['-qec', quoted, '/dev/null'],
+      {
+        timeout: 20_000,
+        env: { PATH: process.env.PATH ?? '/usr/bin:/bin', SSH_ASKPASS_REQUIRE: 'never', TERM: 'dumb' },
+      },
+      (error, stdout, stderr) => {
+        const code = error
+          ? typeof (error as { code?: unknown }).code === 'number'
+            ? (error as { code: number }).code
+            : 255
+          : 0;
+        resolve({ code, stdout: String(stdout), stderr: String(stderr) });
+      },
+    );
     // Answer the password prompt with an empty line once it is up (an earlier newline would be flushed by ssh).
     const answer = setInterval(() => child.stdin?.write('\n'), 700);
     child.on('exit', () => clearInterval(answer));

@@ -14,16 +14,29 @@ export class FakeHost implements LocalAccounts, LocalAdmin, ManagedAccountsStore
   failOn?: RegExp;
 
   constructor(init: { users?: [string, number][]; groups?: [string, number, string[]?][] } = {}) {
-    for (const [name, uid] of init.users ?? []) this.users_.push({ name, uid, gid: uid, gecos: '', home: `/home/${name}`, shell: '/bin/bash' });
+    for (const [name, uid] of init.users ?? [])
+      this.users_.push({ name, uid, gid: uid, gecos: '', home: `/home/${name}`, shell: '/bin/bash' });
     for (const [name, gid, members] of init.groups ?? []) this.groups_.push({ name, gid, members: members ?? [] });
   }
 
-  async user(name: string) { return this.users_.find((u) => u.name === name); }
-  async userByUid(uid: number) { return this.users_.find((u) => u.uid === uid); }
-  async group(name: string) { return this.groups_.find((g) => g.name === name); }
-  async groupByGid(gid: number) { return this.groups_.find((g) => g.gid === gid); }
-  async users() { return this.users_.map((u) => ({ ...u })); }
-  async groups() { return this.groups_.map((g) => ({ ...g, members: [...g.members] })); }
+  async user(name: string) {
+    return this.users_.find((u) => u.name === name);
+  }
+  async userByUid(uid: number) {
+    return this.users_.find((u) => u.uid === uid);
+  }
+  async group(name: string) {
+    return this.groups_.find((g) => g.name === name);
+  }
+  async groupByGid(gid: number) {
+    return this.groups_.find((g) => g.gid === gid);
+  }
+  async users() {
+    return this.users_.map((u) => ({ ...u }));
+  }
+  async groups() {
+    return this.groups_.map((g) => ({ ...g, members: [...g.members] }));
+  }
 
   private record(change: string) {
     if (this.failOn?.test(change)) throw new Error(`simulated failure: ${change}`);
@@ -38,21 +51,37 @@ export class FakeHost implements LocalAccounts, LocalAdmin, ManagedAccountsStore
     this.groups_ = this.groups_.filter((g) => g.name !== name);
   }
   async addUser(account: NewAccount) {
-    this.record(`useradd ${account.name} ${account.uid} ${account.groups.join(',')}${account.privateGroup === 'existing' ? ' (existing private group)' : ''}`);
+    this.record(
+      `useradd ${account.name} ${account.uid} ${account.groups.join(',')}${account.privateGroup === 'existing' ? ' (existing private group)' : ''}`,
+    );
     if (account.privateGroup === 'create') {
-      if (this.groups_.some((g) => g.name === account.name || g.gid === account.gid)) throw new Error(`useradd: group ${account.name} exists`);
+      if (this.groups_.some((g) => g.name === account.name || g.gid === account.gid))
+        throw new Error(`useradd: group ${account.name} exists`);
       this.groups_.push({ name: account.name, gid: account.gid, members: [] });
     }
-    this.users_.push({ name: account.name, uid: account.uid, gid: account.gid, gecos: account.comment, home: `/home/${account.name}`, shell: '/bin/bash' });
+    this.users_.push({
+      name: account.name,
+      uid: account.uid,
+      gid: account.gid,
+      gecos: account.comment,
+      home: `/home/${account.name}`,
+      shell: '/bin/bash',
+    });
     for (const g of account.groups) this.groups_.find((x) => x.name === g)!.members.push(account.name);
   }
   async setGroupMembers(group: string, members: string[]) {
     this.record(`members ${group} ${members.join(',')}`);
     this.groups_.find((g) => g.name === group)!.members = [...members];
   }
-  members(group: string) { return this.groups_.find((g) => g.name === group)?.members; }
-  async readManaged() { return this.managed_.map((a) => ({ ...a })); }
-  async recordManaged(accounts: ManagedAccount[]) { this.managed_ = mergeManagedAccounts(this.managed_, accounts); }
+  members(group: string) {
+    return this.groups_.find((g) => g.name === group)?.members;
+  }
+  async readManaged() {
+    return this.managed_.map((a) => ({ ...a }));
+  }
+  async recordManaged(accounts: ManagedAccount[]) {
+    this.managed_ = mergeManagedAccounts(this.managed_, accounts);
+  }
   /** Records the existing account `name` as keymaker's for that IAM user ID (as its creation or an adoption does). */
   manage(name: string, iamUserId: string): this {
     const user = this.users_.find((u) => u.name === name);
@@ -64,7 +93,13 @@ export class FakeHost implements LocalAccounts, LocalAdmin, ManagedAccountsStore
 
 export function resolutionFor(iam: IAMClient, config: RoleConfig = {}): Resolution {
   const resolved = resolveRoleConfig(config);
-  return { source: 'given', config: resolved, directory: new IamDirectory(iam, resolved), crossAccount: false, cached: { config: false, credentials: false } };
+  return {
+    source: 'given',
+    config: resolved,
+    directory: new IamDirectory(iam, resolved),
+    crossAccount: false,
+    cached: { config: false, credentials: false },
+  };
 }
 
 export const ED25519 = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAGPgIDME0x9jm0kTTzn2fnt7m5VxINFseJ/ANT8+AZm';

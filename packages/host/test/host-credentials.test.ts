@@ -18,7 +18,10 @@ afterEach(() => {
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 function ini(file: string, section: string, id: string): string {
-  fs.writeFileSync(file, `[${section}]\naws_access_key_id = ${id}\naws_secret_access_key = secret-${id}\naws_session_token = token-${id}\n`);
+  fs.writeFileSync(
+    file,
+    `[${section}]\naws_access_key_id = ${id}\naws_secret_access_key = secret-${id}\naws_session_token = token-${id}\n`,
+  );
   return file;
 }
 
@@ -43,14 +46,24 @@ async function fakeImds(): Promise<{ url: string; close: () => Promise<void> }> 
       if (req.url.endsWith('/')) return void res.end('keymaker-instance');
       res.setHeader('content-type', 'application/json');
       return void res.end(
-        JSON.stringify({ Code: 'Success', Type: 'AWS-HMAC', AccessKeyId: 'ASIAINSTANCEROLE', SecretAccessKey: 's', Token: 't', Expiration: new Date(Date.now() + 3600_000).toISOString() }),
+        JSON.stringify({
+          Code: 'Success',
+          Type: 'AWS-HMAC',
+          AccessKeyId: 'ASIAINSTANCEROLE',
+          SecretAccessKey: 's',
+          Token: 't',
+          Expiration: new Date(Date.now() + 3600_000).toISOString(),
+        }),
       );
     }
     res.statusCode = 404;
     res.end();
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return { url: `http://127.0.0.1:${(server.address() as { port: number }).port}`, close: () => new Promise((resolve) => server.close(() => resolve())) };
+  return {
+    url: `http://127.0.0.1:${(server.address() as { port: number }).port}`,
+    close: () => new Promise((resolve) => server.close(() => resolve())),
+  };
 }
 
 test('applyAwsEnvironment drops every AWS_* variable of the caller and pins the shared files', () => {
@@ -71,8 +84,17 @@ test('applyAwsEnvironment drops every AWS_* variable of the caller and pins the 
     KEYMAKER_DEADLINE_MS: '3000',
   };
   applyAwsEnvironment({ ...DEFAULT_HOST_CONFIG }, env);
-  expect(Object.keys(env).filter((key) => key.startsWith('AWS_')).sort()).toEqual(
-    ['AWS_CONFIG_FILE', 'AWS_METADATA_SERVICE_NUM_ATTEMPTS', 'AWS_METADATA_SERVICE_TIMEOUT', 'AWS_SHARED_CREDENTIALS_FILE'].sort(),
+  expect(
+    Object.keys(env)
+      .filter((key) => key.startsWith('AWS_'))
+      .sort(),
+  ).toEqual(
+    [
+      'AWS_CONFIG_FILE',
+      'AWS_METADATA_SERVICE_NUM_ATTEMPTS',
+      'AWS_METADATA_SERVICE_TIMEOUT',
+      'AWS_SHARED_CREDENTIALS_FILE',
+    ].sort(),
   );
   // No file of the caller's home is ever read by the SDK's loaders.
   expect(env.AWS_CONFIG_FILE).toBe('/dev/null');
@@ -80,18 +102,33 @@ test('applyAwsEnvironment drops every AWS_* variable of the caller and pins the 
   expect(env).toMatchObject({ PATH: '/usr/bin', KEYMAKER_DEADLINE_MS: '3000' });
 
   const named: NodeJS.ProcessEnv = { AWS_PROFILE: 'admin' };
-  applyAwsEnvironment({ ...DEFAULT_HOST_CONFIG, sharedCredentialsFile: '/etc/keymaker/credentials', profile: 'km' }, named);
-  expect(named).toMatchObject({ AWS_SHARED_CREDENTIALS_FILE: '/etc/keymaker/credentials', AWS_PROFILE: 'km', AWS_CONFIG_FILE: '/dev/null' });
+  applyAwsEnvironment(
+    { ...DEFAULT_HOST_CONFIG, sharedCredentialsFile: '/etc/keymaker/credentials', profile: 'km' },
+    named,
+  );
+  expect(named).toMatchObject({
+    AWS_SHARED_CREDENTIALS_FILE: '/etc/keymaker/credentials',
+    AWS_PROFILE: 'km',
+    AWS_CONFIG_FILE: '/dev/null',
+  });
 });
 
 test("with a credentials file in the host config, clients use it, not root's AWS_* variables or ~/.aws", async () => {
   rootsOwnCredentials();
-  const config: HostConfig = { ...DEFAULT_HOST_CONFIG, region: 'us-east-1', sharedCredentialsFile: ini(path.join(dir, 'host-creds'), 'default', 'ASIAHOSTCONFIGFILE') };
+  const config: HostConfig = {
+    ...DEFAULT_HOST_CONFIG,
+    region: 'us-east-1',
+    sharedCredentialsFile: ini(path.join(dir, 'host-creds'), 'default', 'ASIAHOSTCONFIGFILE'),
+  };
   for (const client of [createStsClient(awsOptionsFor(config)), createIamClient(awsOptionsFor(config, 5000))]) {
     expect((await client.config.credentials()).accessKeyId).toBe('ASIAHOSTCONFIGFILE');
   }
   // A named profile is read from the host config's file only.
-  const profiled: HostConfig = { ...config, profile: 'km', sharedCredentialsFile: ini(path.join(dir, 'host-creds-km'), 'km', 'ASIAHOSTPROFILE') };
+  const profiled: HostConfig = {
+    ...config,
+    profile: 'km',
+    sharedCredentialsFile: ini(path.join(dir, 'host-creds-km'), 'km', 'ASIAHOSTPROFILE'),
+  };
   expect((await createStsClient(awsOptionsFor(profiled)).config.credentials()).accessKeyId).toBe('ASIAHOSTPROFILE');
 });
 
@@ -109,5 +146,7 @@ test("with no credentials named, clients use the instance role (IMDS), not root'
 
 test("a profile with no credentials file in the host config is refused (it would mean root's ~/.aws)", async () => {
   rootsOwnCredentials();
-  await expect(hostCredentialProvider({ ...DEFAULT_HOST_CONFIG, profile: 'default' })()).rejects.toThrow(/sharedCredentialsFile/);
+  await expect(hostCredentialProvider({ ...DEFAULT_HOST_CONFIG, profile: 'default' })()).rejects.toThrow(
+    /sharedCredentialsFile/,
+  );
 });

@@ -6,7 +6,16 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { createSandbox, describeWithSandbox, type ExecResult, type Sandbox } from '../../../tools/sandbox/sandbox';
-import { createRoleWithDescription, createUserWithKeys, credentialsForAccount, iamClient, instanceRoleCredentials, makeSshKeyPair, motoEndpoint, stsClient } from '../../../tools/moto/seed';
+import {
+  createRoleWithDescription,
+  createUserWithKeys,
+  credentialsForAccount,
+  iamClient,
+  instanceRoleCredentials,
+  makeSshKeyPair,
+  motoEndpoint,
+  stsClient,
+} from '../../../tools/moto/seed';
 import type { InstallResult } from '../src/install/apply';
 
 jest.setTimeout(120_000);
@@ -55,7 +64,12 @@ async function waitForReload(sb: Sandbox, before: number): Promise<void> {
 
 async function effective(sb: Sandbox, keyword: string): Promise<string> {
   const out = (await sb.execOk(['sshd', '-T'])).stdout;
-  return out.split('\n').find((line) => line.startsWith(`${keyword} `))?.slice(keyword.length + 1) ?? '';
+  return (
+    out
+      .split('\n')
+      .find((line) => line.startsWith(`${keyword} `))
+      ?.slice(keyword.length + 1) ?? ''
+  );
 }
 
 const hostFile = (p: string) => fs.readFileSync(p);
@@ -98,16 +112,34 @@ describeWithSandbox('keymaker install / uninstall on a real sshd', () => {
     const { port } = await sb.startSshd();
     let before = listeningCount(sb);
     const install = await keymaker(sb, [
-      'install', '--region', 'us-east-1', '--iam-endpoint', endpoint, '--sts-endpoint', endpoint,
-      '--credentials-file', '/root/aws-credentials', '--deadline-ms', '8000', '--sshd-pid-file', `/run/sshd-${port}.pid`,
+      'install',
+      '--region',
+      'us-east-1',
+      '--iam-endpoint',
+      endpoint,
+      '--sts-endpoint',
+      endpoint,
+      '--credentials-file',
+      '/root/aws-credentials',
+      '--deadline-ms',
+      '8000',
+      '--sshd-pid-file',
+      `/run/sshd-${port}.pid`,
     ]);
-    expect({ code: install.code, stderr: install.stderr }).toEqual({ code: 0, stderr: expect.stringContaining('reloaded sshd (SIGHUP') });
+    expect({ code: install.code, stderr: install.stderr }).toEqual({
+      code: 0,
+      stderr: expect.stringContaining('reloaded sshd (SIGHUP'),
+    });
     await waitForReload(sb, before);
 
     // The lookup user: locked, no login shell, no home.
-    expect((await sb.execOk(['getent', 'passwd', 'keymaker'])).stdout).toMatch(/^keymaker:x:\d+:\d+:Keymaker SSH key lookup:\/nonexistent:\/usr\/sbin\/nologin$/m);
+    expect((await sb.execOk(['getent', 'passwd', 'keymaker'])).stdout).toMatch(
+      /^keymaker:x:\d+:\d+:Keymaker SSH key lookup:\/nonexistent:\/usr\/sbin\/nologin$/m,
+    );
     expect((await sb.execOk(['passwd', '-S', 'keymaker'])).stdout).toMatch(/^keymaker L /);
-    expect((await sb.execOk(['stat', '-c', '%U:%G %a', '/etc/keymaker/credentials'])).stdout.trim()).toBe('root:keymaker 640');
+    expect((await sb.execOk(['stat', '-c', '%U:%G %a', '/etc/keymaker/credentials'])).stdout.trim()).toBe(
+      'root:keymaker 640',
+    );
     expect(await effective(sb, 'authorizedkeyscommand')).toBe('/usr/local/sbin/keymaker-authorized-keys %u %f');
 
     const first = await sb.ssh('alice', { identityFile: alice.privateKeyPath, command: 'id -un' });
@@ -125,16 +157,21 @@ describeWithSandbox('keymaker install / uninstall on a real sshd', () => {
     const after = await sb.ssh('alice', { identityFile: alice.privateKeyPath, command: 'id -un', batch: true });
     expect(after.code).toBe(255);
     expect(await effective(sb, 'authorizedkeyscommand')).toBe('none');
-    for (const p of ['/etc/ssh/sshd_config', '/etc/pam.d/sshd']) expect((await sb.exec(['cat', p])).stdout).toBe(hostFile(p).toString());
+    for (const p of ['/etc/ssh/sshd_config', '/etc/pam.d/sshd'])
+      expect((await sb.exec(['cat', p])).stdout).toBe(hostFile(p).toString());
     // The record of managed accounts stays with the accounts (issue 13, point 4), and with it /etc/keymaker.
-    for (const p of KEYMAKER_PATHS.filter((k) => k !== '/etc/keymaker')) expect({ p, exists: await sb.exists(p) }).toEqual({ p, exists: false });
+    for (const p of KEYMAKER_PATHS.filter((k) => k !== '/etc/keymaker'))
+      expect({ p, exists: await sb.exists(p) }).toEqual({ p, exists: false });
     expect((await sb.execOk(['ls', '-A', '/etc/keymaker'])).stdout.trim()).toBe('managed-accounts');
     expect((await sb.exec(['getent', 'passwd', 'keymaker'])).code).toBe(2);
     expect((await sb.exec(['getent', 'group', 'keymaker'])).code).toBe(2);
 
     // Idempotent: a second uninstall has nothing to do.
     const again = await keymaker(sb, ['uninstall', '--sshd-pid-file', `/run/sshd-${port}.pid`]);
-    expect({ code: again.code, stderr: again.stderr }).toEqual({ code: 0, stderr: expect.stringContaining('nothing to uninstall') });
+    expect({ code: again.code, stderr: again.stderr }).toEqual({
+      code: 0,
+      stderr: expect.stringContaining('nothing to uninstall'),
+    });
   });
 
   test('install twice leaves exactly what one install leaves; uninstall then leaves the original bytes', async () => {
@@ -148,7 +185,14 @@ describeWithSandbox('keymaker install / uninstall on a real sshd', () => {
     expect(await fingerprint(sb)).toEqual(once);
 
     expect((await keymaker(sb, ['uninstall', '--reload', 'none'])).code).toBe(0);
-    for (const p of ['/etc/ssh/sshd_config', '/etc/pam.d/sshd', '/etc/passwd', '/etc/group', '/etc/shadow', '/etc/gshadow']) {
+    for (const p of [
+      '/etc/ssh/sshd_config',
+      '/etc/pam.d/sshd',
+      '/etc/passwd',
+      '/etc/group',
+      '/etc/shadow',
+      '/etc/gshadow',
+    ]) {
       expect({ p, same: fs.readFileSync(sb.hostPath(p)).equals(hostFile(p)) }).toEqual({ p, same: true });
     }
   });
@@ -161,9 +205,19 @@ describeWithSandbox('keymaker install / uninstall on a real sshd', () => {
     // Through a symlink in a safe place: the check follows it to the real path.
     await sb.execOk(['ln', '-s', path.join(dir, 'node'), '/usr/local/bin/node-elsewhere']);
     const before = await fingerprint(sb);
-    const r = await keymaker(sb, ['install', '--region', 'us-east-1', '--reload', 'none', '--node', '/usr/local/bin/node-elsewhere']);
+    const r = await keymaker(sb, [
+      'install',
+      '--region',
+      'us-east-1',
+      '--reload',
+      'none',
+      '--node',
+      '/usr/local/bin/node-elsewhere',
+    ]);
     expect(r.code).toBe(41);
-    expect(r.stderr).toContain(`refusing to install: ${os.tmpdir()}, a parent directory of the Node binary ${path.join(dir, 'node')}`);
+    expect(r.stderr).toContain(
+      `refusing to install: ${os.tmpdir()}, a parent directory of the Node binary ${path.join(dir, 'node')}`,
+    );
     expect(r.stderr).toContain('is world-writable, and sshd refuses to run commands below it');
     expect(r.stderr).toContain('under a root-owned directory such as /usr/local');
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
@@ -172,11 +226,25 @@ describeWithSandbox('keymaker install / uninstall on a real sshd', () => {
 
   test('refuses a Node binary in a group-writable directory, naming it and the chmod fix', async () => {
     const sb = await newSandbox();
-    await sb.execOk(['bash', '-c', 'mkdir -p /opt/node/bin && cp "$(readlink -f "$(command -v node)")" /opt/node/bin/node && chmod 775 /opt/node']);
+    await sb.execOk([
+      'bash',
+      '-c',
+      'mkdir -p /opt/node/bin && cp "$(readlink -f "$(command -v node)")" /opt/node/bin/node && chmod 775 /opt/node',
+    ]);
     const before = await fingerprint(sb);
-    const r = await keymaker(sb, ['install', '--region', 'us-east-1', '--reload', 'none', '--node', '/opt/node/bin/node']);
+    const r = await keymaker(sb, [
+      'install',
+      '--region',
+      'us-east-1',
+      '--reload',
+      'none',
+      '--node',
+      '/opt/node/bin/node',
+    ]);
     expect(r.code).toBe(41);
-    expect(r.stderr).toContain('/opt/node, a parent directory of the Node binary /opt/node/bin/node, is group-writable');
+    expect(r.stderr).toContain(
+      '/opt/node, a parent directory of the Node binary /opt/node/bin/node, is group-writable',
+    );
     expect(r.stderr).toContain('chmod go-w /opt/node');
     expect(await fingerprint(sb)).toEqual(before);
   });
@@ -193,14 +261,16 @@ describeWithSandbox('keymaker install / uninstall on a real sshd', () => {
     const listening = listeningCount(sb);
     const r = await keymaker(sb, ['install', '--region', 'us-east-1']);
     expect(r.code).toBe(42);
-    expect(r.stderr).toMatch(/^keymaker: refusing to install: sshd rejects the configuration on disk .*10-typo\.conf: line 1: Bad configuration option: PasswordAuthentcation; fix it first \(check with sshd -t\)\n$/);
+    expect(r.stderr).toMatch(
+      /^keymaker: refusing to install: sshd rejects the configuration on disk .*10-typo\.conf: line 1: Bad configuration option: PasswordAuthentcation; fix it first \(check with sshd -t\)\n$/,
+    );
     expect(await fingerprint(sb)).toEqual(before);
     expect(listeningCount(sb)).toBe(listening);
     const login = await sb.ssh('bob', { identityFile: bob.privateKeyPath, command: 'id -un', batch: true });
     expect(login.stdout.trim()).toBe('bob');
   });
 
-  test('refuses when an earlier drop-in would override keymaker\'s settings (candidate checked with sshd -T first)', async () => {
+  test("refuses when an earlier drop-in would override keymaker's settings (candidate checked with sshd -T first)", async () => {
     const sb = await newSandbox();
     await sb.writeFile('/etc/ssh/sshd_config.d/10-site.conf', 'KbdInteractiveAuthentication no\n');
     const before = await fingerprint(sb);
@@ -212,12 +282,15 @@ describeWithSandbox('keymaker install / uninstall on a real sshd', () => {
 
   test('an existing AuthorizedKeysCommand (EC2 Instance Connect) is refused unless --force; uninstall gives it back', async () => {
     const sb = await newSandbox();
-    const eic = 'AuthorizedKeysCommand /usr/share/ec2-instance-connect/eic_run_authorized_keys %u %f\nAuthorizedKeysCommandUser nobody\n';
+    const eic =
+      'AuthorizedKeysCommand /usr/share/ec2-instance-connect/eic_run_authorized_keys %u %f\nAuthorizedKeysCommandUser nobody\n';
     await sb.writeFile('/etc/ssh/sshd_config.d/60-ec2-instance-connect.conf', eic);
     const before = await fingerprint(sb);
     const refused = await keymaker(sb, ['install', '--region', 'us-east-1', '--reload', 'none']);
     expect(refused.code).toBe(46);
-    expect(refused.stderr).toContain('sshd already runs an AuthorizedKeysCommand (/usr/share/ec2-instance-connect/eic_run_authorized_keys %u %f)');
+    expect(refused.stderr).toContain(
+      'sshd already runs an AuthorizedKeysCommand (/usr/share/ec2-instance-connect/eic_run_authorized_keys %u %f)',
+    );
     expect(refused.stderr).toContain('--force');
     expect(await fingerprint(sb)).toEqual(before);
 
@@ -225,12 +298,15 @@ describeWithSandbox('keymaker install / uninstall on a real sshd', () => {
     expect(forced.code).toBe(0);
     expect(await effective(sb, 'authorizedkeyscommand')).toBe('/usr/local/sbin/keymaker-authorized-keys %u %f');
     expect((await keymaker(sb, ['uninstall', '--reload', 'none'])).code).toBe(0);
-    expect(await effective(sb, 'authorizedkeyscommand')).toBe('/usr/share/ec2-instance-connect/eic_run_authorized_keys %u %f');
+    expect(await effective(sb, 'authorizedkeyscommand')).toBe(
+      '/usr/share/ec2-instance-connect/eic_run_authorized_keys %u %f',
+    );
   });
 
   test('without an Include, the block goes before every other directive and wins over a later "KbdInteractiveAuthentication no"', async () => {
     const sb = await newSandbox();
-    const main = '# site config\nPort 22\nKbdInteractiveAuthentication no\nUsePAM yes\nSubsystem sftp /usr/lib/openssh/sftp-server\nMatch User nobody\n  X11Forwarding no\n';
+    const main =
+      '# site config\nPort 22\nKbdInteractiveAuthentication no\nUsePAM yes\nSubsystem sftp /usr/lib/openssh/sftp-server\nMatch User nobody\n  X11Forwarding no\n';
     await sb.writeFile('/etc/ssh/sshd_config', main);
     const r = await keymaker(sb, ['install', '--region', 'us-east-1', '--reload', 'none']);
     expect(r.code).toBe(0);
@@ -243,29 +319,41 @@ describeWithSandbox('keymaker install / uninstall on a real sshd', () => {
     expect(await sb.readFile('/etc/ssh/sshd_config')).toBe(main);
   });
 
-  test('install, admin adds an MFA line to pam.d/sshd and a directive to sshd_config, install again, uninstall: both edits stay, keymaker\'s lines go', async () => {
+  test("install, admin adds an MFA line to pam.d/sshd and a directive to sshd_config, install again, uninstall: both edits stay, keymaker's lines go", async () => {
     const sb = await newSandbox();
     // No Include, so keymaker's settings go in a block in sshd_config itself.
-    const main = '# site config\nPort 22\nKbdInteractiveAuthentication no\nUsePAM yes\nSubsystem sftp /usr/lib/openssh/sftp-server\nMatch User nobody\n  X11Forwarding no\n';
+    const main =
+      '# site config\nPort 22\nKbdInteractiveAuthentication no\nUsePAM yes\nSubsystem sftp /usr/lib/openssh/sftp-server\nMatch User nobody\n  X11Forwarding no\n';
     await sb.writeFile('/etc/ssh/sshd_config', main);
     const pam = hostFile('/etc/pam.d/sshd').toString();
     const args = ['install', '--region', 'us-east-1', '--reload', 'none'];
     expect((await keymaker(sb, args)).code).toBe(0);
 
     const MFA = 'auth required pam_google_authenticator.so nullok';
-    const editedPam = `# site: MFA for everybody\n${(await sb.readFile('/etc/pam.d/sshd'))}${MFA}\n`;
+    const editedPam = `# site: MFA for everybody\n${await sb.readFile('/etc/pam.d/sshd')}${MFA}\n`;
     await sb.writeFile('/etc/pam.d/sshd', editedPam);
     const installedMain = await sb.readFile('/etc/ssh/sshd_config');
-    await sb.writeFile('/etc/ssh/sshd_config', `ClientAliveInterval 120\n${installedMain.replace('Match User nobody', 'MaxAuthTries 4\nMatch User nobody')}`);
+    await sb.writeFile(
+      '/etc/ssh/sshd_config',
+      `ClientAliveInterval 120\n${installedMain.replace('Match User nobody', 'MaxAuthTries 4\nMatch User nobody')}`,
+    );
     expect((await sb.exec(['sshd', '-t'])).code).toBe(0);
 
     const again = await keymaker(sb, args);
-    expect({ code: again.code, stderr: again.stderr }).toEqual({ code: 0, stderr: expect.not.stringContaining('warning') });
+    expect({ code: again.code, stderr: again.stderr }).toEqual({
+      code: 0,
+      stderr: expect.not.stringContaining('warning'),
+    });
     const uninstall = await keymaker(sb, ['uninstall', '--reload', 'none']);
-    expect({ code: uninstall.code, stderr: uninstall.stderr }).toEqual({ code: 0, stderr: expect.not.stringContaining('warning') });
+    expect({ code: uninstall.code, stderr: uninstall.stderr }).toEqual({
+      code: 0,
+      stderr: expect.not.stringContaining('warning'),
+    });
 
     expect(await sb.readFile('/etc/pam.d/sshd')).toBe(`# site: MFA for everybody\n${pam}${MFA}\n`);
-    expect(await sb.readFile('/etc/ssh/sshd_config')).toBe(`ClientAliveInterval 120\n${main.replace('Match User nobody', 'MaxAuthTries 4\nMatch User nobody')}`);
+    expect(await sb.readFile('/etc/ssh/sshd_config')).toBe(
+      `ClientAliveInterval 120\n${main.replace('Match User nobody', 'MaxAuthTries 4\nMatch User nobody')}`,
+    );
     expect((await sb.exec(['sshd', '-t'])).code).toBe(0);
     expect(await effective(sb, 'authorizedkeyscommand')).toBe('none');
     expect(await effective(sb, 'clientaliveinterval')).toBe('120');
@@ -276,12 +364,26 @@ describeWithSandbox('keymaker install / uninstall on a real sshd', () => {
     const main = '# site config\nPort 22\nUsePAM yes\nSubsystem sftp /usr/lib/openssh/sftp-server\n';
     await sb.writeFile('/etc/site/sshd_config', main);
     await sb.writeFile('/etc/site/pam-sshd', hostFile('/etc/pam.d/sshd'));
-    await sb.execOk(['bash', '-c', 'rm /etc/ssh/sshd_config /etc/pam.d/sshd && ln -s /etc/site/sshd_config /etc/ssh/sshd_config && ln -s ../site/pam-sshd /etc/pam.d/sshd']);
-    const links = async () => (await sb.execOk(['bash', '-c', 'readlink /etc/ssh/sshd_config /etc/pam.d/sshd; stat -c "%F %a %U:%G" /etc/site/sshd_config /etc/site/pam-sshd'])).stdout;
+    await sb.execOk([
+      'bash',
+      '-c',
+      'rm /etc/ssh/sshd_config /etc/pam.d/sshd && ln -s /etc/site/sshd_config /etc/ssh/sshd_config && ln -s ../site/pam-sshd /etc/pam.d/sshd',
+    ]);
+    const links = async () =>
+      (
+        await sb.execOk([
+          'bash',
+          '-c',
+          'readlink /etc/ssh/sshd_config /etc/pam.d/sshd; stat -c "%F %a %U:%G" /etc/site/sshd_config /etc/site/pam-sshd',
+        ])
+      ).stdout;
     const before = await links();
 
     const install = await keymaker(sb, ['install', '--region', 'us-east-1', '--reload', 'none']);
-    expect({ code: install.code, stderr: install.stderr }).toEqual({ code: 0, stderr: expect.not.stringContaining('warning') });
+    expect({ code: install.code, stderr: install.stderr }).toEqual({
+      code: 0,
+      stderr: expect.not.stringContaining('warning'),
+    });
     expect(await links()).toBe(before);
     expect(await sb.readFile('/etc/site/sshd_config')).toContain('# BEGIN keymaker');
     expect(await sb.readFile('/etc/site/pam-sshd')).toContain('/usr/local/sbin/keymaker-create-account');
@@ -299,11 +401,28 @@ describeWithSandbox('keymaker install / uninstall on a real sshd', () => {
   test('a failed reload restores every file byte for byte and says what failed', async () => {
     const sb = await newSandbox();
     const before = await fingerprint(sb);
-    const r = await keymaker(sb, ['install', '--region', 'us-east-1', '--reload', 'pidfile', '--sshd-pid-file', '/run/no-such-sshd.pid']);
+    const r = await keymaker(sb, [
+      'install',
+      '--region',
+      'us-east-1',
+      '--reload',
+      'pidfile',
+      '--sshd-pid-file',
+      '/run/no-such-sshd.pid',
+    ]);
     expect(r.code).toBe(43);
-    expect(r.stderr).toContain('install failed while reloading sshd: no running sshd with the pid in /run/no-such-sshd.pid; every file was restored as it was');
+    expect(r.stderr).toContain(
+      'install failed while reloading sshd: no running sshd with the pid in /run/no-such-sshd.pid; every file was restored as it was',
+    );
     for (const p of KEYMAKER_PATHS) expect({ p, exists: await sb.exists(p) }).toEqual({ p, exists: false });
-    for (const p of ['/etc/ssh/sshd_config', '/etc/pam.d/sshd', '/etc/passwd', '/etc/group', '/etc/shadow', '/etc/gshadow']) {
+    for (const p of [
+      '/etc/ssh/sshd_config',
+      '/etc/pam.d/sshd',
+      '/etc/passwd',
+      '/etc/group',
+      '/etc/shadow',
+      '/etc/gshadow',
+    ]) {
       expect({ p, same: fs.readFileSync(sb.hostPath(p)).equals(hostFile(p)) }).toEqual({ p, same: true });
     }
     expect(before).toEqual([]);
@@ -328,9 +447,14 @@ describeWithSandbox('keymaker install / uninstall on a real sshd', () => {
 
     const before = listeningCount(sb);
     const r = await keymaker(sb, ['install', '--region', 'us-east-1', '--sshd-pid-file', `/run/sshd-${port}.pid`]);
-    expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: expect.stringContaining("kept sshd's AuthenticationMethods") });
+    expect({ code: r.code, stderr: r.stderr }).toEqual({
+      code: 0,
+      stderr: expect.stringContaining("kept sshd's AuthenticationMethods"),
+    });
     await waitForReload(sb, before);
-    expect(await effective(sb, 'authenticationmethods')).toBe('publickey,password keyboard-interactive:pam,publickey,password');
+    expect(await effective(sb, 'authenticationmethods')).toBe(
+      'publickey,password keyboard-interactive:pam,publickey,password',
+    );
     expect(await effective(sb, 'authorizedkeyscommand')).toBe('/usr/local/sbin/keymaker-authorized-keys %u %f');
     expect(await sb.readFile('/etc/ssh/sshd_config')).toBe(main);
 
@@ -342,14 +466,18 @@ describeWithSandbox('keymaker install / uninstall on a real sshd', () => {
 
   test('a Match User admin block with stricter methods is respected; one that keymaker would loosen is refused (exit 49), nothing changed', async () => {
     const sb = await newSandbox();
-    await sb.writeFile('/etc/ssh/sshd_config', `${hostFile('/etc/ssh/sshd_config').toString()}Match User admin\n  AuthenticationMethods publickey,password\n`);
+    await sb.writeFile(
+      '/etc/ssh/sshd_config',
+      `${hostFile('/etc/ssh/sshd_config').toString()}Match User admin\n  AuthenticationMethods publickey,password\n`,
+    );
     const admin = await userWithKey(sb, 'admin');
     const { port } = await sb.startSshd({ logLevel: 'VERBOSE' });
     const before = listeningCount(sb);
     const r = await keymaker(sb, ['install', '--region', 'us-east-1', '--sshd-pid-file', `/run/sshd-${port}.pid`]);
     expect(r.code).toBe(0);
     await waitForReload(sb, before);
-    const forAdmin = (await sb.execOk(['sshd', '-T', '-C', 'user=admin,host=client.example.net,addr=203.0.113.10'])).stdout;
+    const forAdmin = (await sb.execOk(['sshd', '-T', '-C', 'user=admin,host=client.example.net,addr=203.0.113.10']))
+      .stdout;
     expect(forAdmin).toContain('\nauthenticationmethods publickey,password\n');
     const login = await sb.ssh('admin', { identityFile: admin.privateKeyPath, command: 'id -un', batch: true });
     expect(login.code).toBe(255);
@@ -358,7 +486,10 @@ describeWithSandbox('keymaker install / uninstall on a real sshd', () => {
     // keyboard-interactive is off, so admin's second list is dormant; keymaker turns it on and admin
     // would log in with PAM (a password) alone: refused.
     const sb2 = await newSandbox();
-    await sb2.writeFile('/etc/ssh/sshd_config', `${hostFile('/etc/ssh/sshd_config').toString()}Match User admin\n  AuthenticationMethods publickey,password keyboard-interactive\n`);
+    await sb2.writeFile(
+      '/etc/ssh/sshd_config',
+      `${hostFile('/etc/ssh/sshd_config').toString()}Match User admin\n  AuthenticationMethods publickey,password keyboard-interactive\n`,
+    );
     const untouched = await fingerprint(sb2);
     const refused = await keymaker(sb2, ['install', '--region', 'us-east-1', '--reload', 'none']);
     expect(refused.code).toBe(49);

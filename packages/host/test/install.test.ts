@@ -82,24 +82,39 @@ function snapshot(over: Partial<InstallSnapshot> = {}, files: Record<string, str
   };
 }
 
-const options = { paths: P, user: 'keymaker', nodePath: '/usr/bin/node', force: false, schedule: 'auto' as const, region: 'eu-west-1' };
-const planned = (plan: ReturnType<typeof planInstall>, p: string) => plan.files.find((f) => f.path === p)?.content.toString();
+const options = {
+  paths: P,
+  user: 'keymaker',
+  nodePath: '/usr/bin/node',
+  force: false,
+  schedule: 'auto' as const,
+  region: 'eu-west-1',
+};
+const planned = (plan: ReturnType<typeof planInstall>, p: string) =>
+  plan.files.find((f) => f.path === p)?.content.toString();
 
 describe('sshd config planning', () => {
   test('Debian layout (Include first): a drop-in, sshd_config untouched', () => {
     const plan = planInstall(snapshot(), options);
     expect(plan.sshd.mode).toBe('drop-in');
     expect(planned(plan, P.sshdConfig)).toBeUndefined();
-    expect(planned(plan, P.sshdDropIn)).toContain('AuthorizedKeysCommand /usr/local/sbin/keymaker-authorized-keys %u %f\nAuthorizedKeysCommandUser keymaker\n');
+    expect(planned(plan, P.sshdDropIn)).toContain(
+      'AuthorizedKeysCommand /usr/local/sbin/keymaker-authorized-keys %u %f\nAuthorizedKeysCommandUser keymaker\n',
+    );
     expect(planned(plan, P.sshdDropIn)).toContain('AuthenticationMethods publickey keyboard-interactive:pam,publickey');
   });
 
   test('no Include: the block goes before the first directive (so before every Match and before "KbdInteractiveAuthentication no")', () => {
-    const plan = planInstall(snapshot({ files: { [P.sshdConfig]: file(NO_INCLUDE_SSHD), [P.pamSshd]: file(DEBIAN_PAM) } }), options);
+    const plan = planInstall(
+      snapshot({ files: { [P.sshdConfig]: file(NO_INCLUDE_SSHD), [P.pamSshd]: file(DEBIAN_PAM) } }),
+      options,
+    );
     expect(plan.sshd.mode).toBe('main-config');
     const text = planned(plan, P.sshdConfig)!;
     expect(text.startsWith('# site config\n# BEGIN keymaker')).toBe(true);
-    expect(text.indexOf('KbdInteractiveAuthentication yes')).toBeLessThan(text.indexOf('KbdInteractiveAuthentication no'));
+    expect(text.indexOf('KbdInteractiveAuthentication yes')).toBeLessThan(
+      text.indexOf('KbdInteractiveAuthentication no'),
+    );
     expect(text.indexOf('# END keymaker')).toBeLessThan(text.indexOf('Match User backup'));
     expect(stripSshdBlock(text)).toBe(NO_INCLUDE_SSHD);
     expect(insertSshdBlock(text, sshdSettingLines(P, 'keymaker'))).toBe(text);
@@ -116,14 +131,25 @@ describe('sshd config planning', () => {
 
   test('a keymaker block left in sshd_config is removed once the Include exists', () => {
     const withBlock = insertSshdBlock(DEBIAN_SSHD, sshdSettingLines(P, 'keymaker'));
-    const plan = planInstall(snapshot({ files: { [P.sshdConfig]: file(withBlock), [P.pamSshd]: file(DEBIAN_PAM) } }), options);
+    const plan = planInstall(
+      snapshot({ files: { [P.sshdConfig]: file(withBlock), [P.pamSshd]: file(DEBIAN_PAM) } }),
+      options,
+    );
     expect(planned(plan, P.sshdConfig)).toBe(DEBIAN_SSHD);
   });
 
   test('the candidate config reads the new drop-in exactly where the glob would, among the others', () => {
     const include = findDropInInclude(DEBIAN_SSHD, P)!;
-    const candidate = candidateMainForDropIn(DEBIAN_SSHD, include, ['60-cloudimg.conf', 'README', '10-site.conf', '.hidden.conf', '50-keymaker.conf'], P, '/etc/ssh/.cand.conf');
-    expect(candidate.split('\n')[1]).toBe('Include /etc/ssh/sshd_config.d/10-site.conf /etc/ssh/.cand.conf /etc/ssh/sshd_config.d/60-cloudimg.conf');
+    const candidate = candidateMainForDropIn(
+      DEBIAN_SSHD,
+      include,
+      ['60-cloudimg.conf', 'README', '10-site.conf', '.hidden.conf', '50-keymaker.conf'],
+      P,
+      '/etc/ssh/.cand.conf',
+    );
+    expect(candidate.split('\n')[1]).toBe(
+      'Include /etc/ssh/sshd_config.d/10-site.conf /etc/ssh/.cand.conf /etc/ssh/sshd_config.d/60-cloudimg.conf',
+    );
     expect(candidate.split('\n').slice(2).join('\n')).toBe(DEBIAN_SSHD.split('\n').slice(2).join('\n'));
   });
 
@@ -137,13 +163,19 @@ describe('sshd config planning', () => {
     }
     expect(isKeymakerError(error, 'EXISTING_AUTHORIZED_KEYS_COMMAND')).toBe(true);
     expect((error as Error).message).toContain(eic);
-    expect(planInstall(snapshot({ effectiveAuthorizedKeysCommand: eic }), { ...options, force: true }).warnings.join()).toContain('--force');
-    expect(() => planInstall(snapshot({ effectiveAuthorizedKeysCommand: `${P.authorizedKeysCommand} %u %f` }), options)).not.toThrow();
+    expect(
+      planInstall(snapshot({ effectiveAuthorizedKeysCommand: eic }), { ...options, force: true }).warnings.join(),
+    ).toContain('--force');
+    expect(() =>
+      planInstall(snapshot({ effectiveAuthorizedKeysCommand: `${P.authorizedKeysCommand} %u %f` }), options),
+    ).not.toThrow();
   });
 
   test('bad --user and a missing sshd_config are clear errors', () => {
     expect(() => planInstall(snapshot(), { ...options, user: '-oops' })).toThrow(/invalid --user "-oops"/);
-    expect(() => planInstall(snapshot({ files: { [P.pamSshd]: file(DEBIAN_PAM) } }), options)).toThrow(/sshd_config not found; install openssh-server/);
+    expect(() => planInstall(snapshot({ files: { [P.pamSshd]: file(DEBIAN_PAM) } }), options)).toThrow(
+      /sshd_config not found; install openssh-server/,
+    );
   });
 });
 
@@ -182,25 +214,52 @@ describe('schedule and host config', () => {
   test('a systemd timer when systemd runs', () => {
     const plan = planInstall(snapshot({ systemdRunning: true }), { ...options, syncIntervalMinutes: 1 });
     expect(planned(plan, P.cronFile)).toBeUndefined();
-    expect(planned(plan, path.join(P.systemdDir, 'keymaker-sync-groups.timer'))).toMatch(/OnCalendar=\*:0\/1\n.*RandomizedDelaySec=30\n/s);
-    expect(planned(plan, path.join(P.systemdDir, 'keymaker-sync-groups.service'))).toContain(`ExecStart=${P.syncGroupsCommand}\n`);
+    expect(planned(plan, path.join(P.systemdDir, 'keymaker-sync-groups.timer'))).toMatch(
+      /OnCalendar=\*:0\/1\n.*RandomizedDelaySec=30\n/s,
+    );
+    expect(planned(plan, path.join(P.systemdDir, 'keymaker-sync-groups.service'))).toContain(
+      `ExecStart=${P.syncGroupsCommand}\n`,
+    );
   });
   test('--sync-interval outside 1-59 is refused', () => {
-    expect(() => planInstall(snapshot(), { ...options, syncIntervalMinutes: 60 })).toThrow(/syncIntervalMinutes must be a whole number 1-59/);
+    expect(() => planInstall(snapshot(), { ...options, syncIntervalMinutes: 60 })).toThrow(
+      /syncIntervalMinutes must be a whole number 1-59/,
+    );
   });
   test('options win, hand edits of fields install has no option for are kept', () => {
-    const existing = JSON.stringify({ version: 1, region: 'us-west-2', preProvisionAccounts: true, allowedExistingGroups: ['adm'] });
-    const plan = planInstall(snapshot({}, { [P.configFile]: existing }), { ...options, iamEndpoint: 'http://127.0.0.1:5000' });
-    expect(plan.config).toMatchObject({ region: 'eu-west-1', preProvisionAccounts: true, allowedExistingGroups: ['adm'], iamEndpoint: 'http://127.0.0.1:5000' });
+    const existing = JSON.stringify({
+      version: 1,
+      region: 'us-west-2',
+      preProvisionAccounts: true,
+      allowedExistingGroups: ['adm'],
+    });
+    const plan = planInstall(snapshot({}, { [P.configFile]: existing }), {
+      ...options,
+      iamEndpoint: 'http://127.0.0.1:5000',
+    });
+    expect(plan.config).toMatchObject({
+      region: 'eu-west-1',
+      preProvisionAccounts: true,
+      allowedExistingGroups: ['adm'],
+      iamEndpoint: 'http://127.0.0.1:5000',
+    });
   });
   test('wrappers exec the absolute node and the installed bundle', () => {
     const plan = planInstall(snapshot(), options);
-    expect(planned(plan, P.authorizedKeysCommand)).toContain(`exec /usr/bin/node ${P.hostBundle} get_authorized_keys "$@"\n`);
-    expect(planned(plan, P.pamCreateAccountCommand)).toContain(`exec /usr/bin/node ${P.hostBundle} pam_create_account "$@"\n`);
+    expect(planned(plan, P.authorizedKeysCommand)).toContain(
+      `exec /usr/bin/node ${P.hostBundle} get_authorized_keys "$@"\n`,
+    );
+    expect(planned(plan, P.pamCreateAccountCommand)).toContain(
+      `exec /usr/bin/node ${P.hostBundle} pam_create_account "$@"\n`,
+    );
   });
   test('a credentials file is installed root:USER 0640 and named in the config', () => {
     const plan = planInstall(snapshot({ credentials: Buffer.from('[default]\n') }), options);
-    expect(plan.files.find((f) => f.path === '/etc/keymaker/credentials')).toMatchObject({ mode: 0o640, owner: 'root', group: 'keymaker' });
+    expect(plan.files.find((f) => f.path === '/etc/keymaker/credentials')).toMatchObject({
+      mode: 0o640,
+      owner: 'root',
+      group: 'keymaker',
+    });
     expect(plan.config.sharedCredentialsFile).toBe('/etc/keymaker/credentials');
   });
 });
@@ -227,7 +286,23 @@ class FakeMachine implements HostSystem {
   alive = true;
 
   constructor() {
-    for (const d of ['/', '/etc', '/etc/ssh', '/etc/ssh/sshd_config.d', '/etc/pam.d', '/etc/cron.d', '/usr', '/usr/bin', '/usr/local', '/usr/local/lib', '/usr/local/sbin', '/var', '/var/lib', '/run', '/run/sshd']) {
+    for (const d of [
+      '/',
+      '/etc',
+      '/etc/ssh',
+      '/etc/ssh/sshd_config.d',
+      '/etc/pam.d',
+      '/etc/cron.d',
+      '/usr',
+      '/usr/bin',
+      '/usr/local',
+      '/usr/local/lib',
+      '/usr/local/sbin',
+      '/var',
+      '/var/lib',
+      '/run',
+      '/run/sshd',
+    ]) {
       this.nodes.set(d, { type: 'dir', content: Buffer.alloc(0), mode: 0o755, uid: 0, gid: 0 });
     }
     this.put('/etc/ssh/sshd_config', DEBIAN_SSHD);
@@ -254,7 +329,10 @@ class FakeMachine implements HostSystem {
   }
   dump(): Record<string, string> {
     return Object.fromEntries([
-      ...[...this.nodes].map(([p, n]): [string, string] => [p, `${n.type} ${n.mode.toString(8)} ${n.uid}:${n.gid} ${n.content.toString('base64')}`]),
+      ...[...this.nodes].map(([p, n]): [string, string] => [
+        p,
+        `${n.type} ${n.mode.toString(8)} ${n.uid}:${n.gid} ${n.content.toString('base64')}`,
+      ]),
       ...[...this.links].map(([p, t]): [string, string] => [p, `symlink ${t}`]),
     ]);
   }
@@ -274,7 +352,9 @@ class FakeMachine implements HostSystem {
   realpath = (p: string) => this.resolve(p);
   readdir(p: string) {
     if (this.nodes.get(p)?.type !== 'dir') return undefined;
-    return [...this.nodes.keys(), ...this.links.keys()].filter((k) => k !== p && path.dirname(k) === p).map((k) => path.basename(k));
+    return [...this.nodes.keys(), ...this.links.keys()]
+      .filter((k) => k !== p && path.dirname(k) === p)
+      .map((k) => path.basename(k));
   }
   writeFileAtomic(p: string, content: Buffer | string, mode: number, uid: number, gid: number) {
     if (this.nodes.get(path.dirname(p))?.type !== 'dir') throw new Error(`ENOENT: ${path.dirname(p)}`);
@@ -316,8 +396,12 @@ class FakeMachine implements HostSystem {
             if (!m) return [line];
             return m[1]!.split(/\s+/).flatMap((pattern) => {
               const re = new RegExp(`^${path.basename(pattern).replace(/\./g, '\\.').replace(/\*/g, '[^/]*')}$`);
-              const names = (this.readdir(path.dirname(pattern)) ?? []).filter((n) => re.test(n) && !n.startsWith('.')).sort();
-              return names.length > 0 || pattern.includes('*') ? names.flatMap((n) => expand(this.text(path.join(path.dirname(pattern), n)) ?? '')) : expand(this.text(pattern) ?? '');
+              const names = (this.readdir(path.dirname(pattern)) ?? [])
+                .filter((n) => re.test(n) && !n.startsWith('.'))
+                .sort();
+              return names.length > 0 || pattern.includes('*')
+                ? names.flatMap((n) => expand(this.text(path.join(path.dirname(pattern), n)) ?? ''))
+                : expand(this.text(pattern) ?? '');
             });
           });
         const lines = expand(this.text(args[2] ?? P.sshdConfig) ?? '');
@@ -339,8 +423,14 @@ class FakeMachine implements HostSystem {
         }
         for (const [k, v] of inMatch) values.set(k, v);
         const defaults: Record<string, string> = {
-          authorizedkeyscommand: 'none', authorizedkeyscommanduser: 'none', usepam: 'no', kbdinteractiveauthentication: 'yes',
-          passwordauthentication: 'yes', pubkeyauthentication: 'yes', permitemptypasswords: 'no', authenticationmethods: 'any',
+          authorizedkeyscommand: 'none',
+          authorizedkeyscommanduser: 'none',
+          usepam: 'no',
+          kbdinteractiveauthentication: 'yes',
+          passwordauthentication: 'yes',
+          pubkeyauthentication: 'yes',
+          permitemptypasswords: 'no',
+          authenticationmethods: 'any',
         };
         return {
           code: 0,
@@ -353,7 +443,8 @@ class FakeMachine implements HostSystem {
       }
       return { code: 0, stdout: '', stderr: '' };
     }
-    if (bin === 'crontab' && args[0] === '-h') return { code: 1, stdout: '', stderr: '\t-n\t(dry run: checks the syntax, then bails out)\n' };
+    if (bin === 'crontab' && args[0] === '-h')
+      return { code: 1, stdout: '', stderr: '\t-n\t(dry run: checks the syntax, then bails out)\n' };
     if (bin === 'useradd') {
       this.users.set(argv[argv.length - 1]!, 999);
       return { code: 0, stdout: '', stderr: '' };
@@ -401,7 +492,9 @@ describe('applier on an in-memory machine', () => {
     expect(m.text(P.sshdDropIn)).toContain('AuthorizedKeysCommandUser keymaker');
     expect(m.nodes.get(journalPath(P))).toMatchObject({ mode: 0o600, uid: 0 });
     // sshd -t on the candidate ran before the drop-in was written.
-    const candidateCheck = m.commands.findIndex((c) => /^\/usr\/sbin\/sshd -t -f \/etc\/ssh\/\.keymaker-candidate-/.test(c));
+    const candidateCheck = m.commands.findIndex((c) =>
+      /^\/usr\/sbin\/sshd -t -f \/etc\/ssh\/\.keymaker-candidate-/.test(c),
+    );
     expect(candidateCheck).toBeGreaterThanOrEqual(0);
     expect(candidateCheck).toBeLessThan(m.commands.indexOf(`write ${P.sshdDropIn}`));
     expect([...m.nodes.keys()].filter((k) => k.includes('.keymaker-candidate-'))).toEqual([]);
@@ -454,14 +547,20 @@ describe('applier on an in-memory machine', () => {
     const m = new FakeMachine();
     const pristine = m.dump();
     m.fail.set(`write ${P.pamSshd}`, { code: 1, stdout: '', stderr: '' });
-    expect(() => runInstall(m, runOptions, quiet)).toThrow(`install failed while writing ${P.pamSshd}: EIO: simulated write failure of ${P.pamSshd}; every file was restored as it was`);
+    expect(() => runInstall(m, runOptions, quiet)).toThrow(
+      `install failed while writing ${P.pamSshd}: EIO: simulated write failure of ${P.pamSshd}; every file was restored as it was`,
+    );
     expect(m.dump()).toEqual(pristine);
   });
 
   test('sshd -t rejecting the candidate changes nothing', () => {
     const m = new FakeMachine();
     const pristine = m.dump();
-    m.fail.set('/usr/sbin/sshd -t -f /etc/ssh/.keymaker-candidate-', { code: 255, stdout: '', stderr: '/etc/ssh/.keymaker-candidate-r1: line 3: Bad configuration option: Foo\n' });
+    m.fail.set('/usr/sbin/sshd -t -f /etc/ssh/.keymaker-candidate-', {
+      code: 255,
+      stdout: '',
+      stderr: '/etc/ssh/.keymaker-candidate-r1: line 3: Bad configuration option: Foo\n',
+    });
     expect(() => runInstall(m, runOptions, quiet)).toThrow(
       "refusing to install: sshd -t rejects the configuration with keymaker's settings, so nothing was changed: /etc/ssh/sshd_config: line 3: Bad configuration option: Foo",
     );
@@ -473,7 +572,9 @@ describe('applier on an in-memory machine', () => {
     const m = new FakeMachine();
     const pristine = m.dump();
     m.fail.set('crontab -n -', { code: 1, stdout: '', stderr: '"-":1: bad minute\n' });
-    expect(() => runInstall(m, runOptions, quiet)).toThrow('crontab -n rejects the group sync schedule: "-":1: bad minute');
+    expect(() => runInstall(m, runOptions, quiet)).toThrow(
+      'crontab -n rejects the group sync schedule: "-":1: bad minute',
+    );
     expect(m.dump()).toEqual(pristine);
   });
 
@@ -498,7 +599,7 @@ describe('applier on an in-memory machine', () => {
     expect(m.commands).toEqual([]);
   });
 
-  test('uninstall after somebody edited pam.d/sshd keeps their edit and removes only keymaker\'s lines', () => {
+  test("uninstall after somebody edited pam.d/sshd keeps their edit and removes only keymaker's lines", () => {
     const m = new FakeMachine();
     runInstall(m, runOptions, quiet);
     m.put(P.pamSshd, `${m.text(P.pamSshd)}session optional pam_motd.so\n`);
@@ -520,18 +621,22 @@ describe('applier on an in-memory machine', () => {
     runInstall(m, runOptions, quiet);
     const installed = m.dump();
     m.fail.set('/usr/sbin/sshd -t', { code: 255, stdout: '', stderr: 'line 9: Bad configuration option: Typo\n' });
-    expect(() => runUninstall(m, uninstallOptions, quiet)).toThrow(/uninstall stopped: .*Typo.*keymaker's settings are still in place/);
+    expect(() => runUninstall(m, uninstallOptions, quiet)).toThrow(
+      /uninstall stopped: .*Typo.*keymaker's settings are still in place/,
+    );
     expect(m.dump()).toEqual(installed);
   });
 
   test('a stopped sshd is not an error', () => {
     const m = new FakeMachine();
     m.removeFile('/run/sshd.pid');
-    expect(runInstall(m, runOptions, quiet).reload).toBe('sshd is not running (no live sshd pid in /run/sshd.pid); the settings apply when it starts');
+    expect(runInstall(m, runOptions, quiet).reload).toBe(
+      'sshd is not running (no live sshd pid in /run/sshd.pid); the settings apply when it starts',
+    );
   });
 });
 
-describe('uninstall keeps the administrator\'s edits (issue 13, point 9)', () => {
+describe("uninstall keeps the administrator's edits (issue 13, point 9)", () => {
   const MFA = 'auth required pam_google_authenticator.so';
   /** The text with `line` inserted before the first line that starts with `before` (or appended). */
   const addBefore = (text: string, before: string, line: string) => {
@@ -541,7 +646,7 @@ describe('uninstall keeps the administrator\'s edits (issue 13, point 9)', () =>
     return lines.join('\n');
   };
 
-  test('install, edit pam.d/sshd, install again, uninstall: the edit is kept and keymaker\'s lines are gone', () => {
+  test("install, edit pam.d/sshd, install again, uninstall: the edit is kept and keymaker's lines are gone", () => {
     const m = new FakeMachine();
     runInstall(m, runOptions, quiet);
     m.put(P.pamSshd, addBefore(m.text(P.pamSshd)!, 'account', MFA));
@@ -551,19 +656,30 @@ describe('uninstall keeps the administrator\'s edits (issue 13, point 9)', () =>
     expect(u.warnings).toEqual([]);
   });
 
-  test('edits above and below keymaker\'s lines in pam.d/sshd and in sshd_config (block) survive any number of installs', () => {
+  test("edits above and below keymaker's lines in pam.d/sshd and in sshd_config (block) survive any number of installs", () => {
     const m = new FakeMachine();
     m.put(P.sshdConfig, NO_INCLUDE_SSHD);
     m.put(P.pamSshd, RHEL_PAM);
     runInstall(m, runOptions, quiet);
     // Above keymaker's lines (before its comment / BEGIN marker) and below them.
-    m.put(P.pamSshd, addBefore(addBefore(m.text(P.pamSshd)!, '# keymaker', 'auth required pam_faillock.so preauth'), 'account    include', MFA));
+    m.put(
+      P.pamSshd,
+      addBefore(
+        addBefore(m.text(P.pamSshd)!, '# keymaker', 'auth required pam_faillock.so preauth'),
+        'account    include',
+        MFA,
+      ),
+    );
     m.put(P.sshdConfig, addBefore(`Banner /etc/issue.net\n${m.text(P.sshdConfig)!}`, 'Match', 'MaxAuthTries 3'));
     runInstall(m, runOptions, quiet);
     runInstall(m, { ...runOptions, region: 'us-east-2' }, quiet);
     runUninstall(m, uninstallOptions, quiet);
-    expect(m.text(P.pamSshd)).toBe(addBefore(addBefore(RHEL_PAM, 'auth', 'auth required pam_faillock.so preauth'), 'account    include', MFA));
-    expect(m.text(P.sshdConfig)).toBe(addBefore(`Banner /etc/issue.net\n${NO_INCLUDE_SSHD}`, 'Match', 'MaxAuthTries 3'));
+    expect(m.text(P.pamSshd)).toBe(
+      addBefore(addBefore(RHEL_PAM, 'auth', 'auth required pam_faillock.so preauth'), 'account    include', MFA),
+    );
+    expect(m.text(P.sshdConfig)).toBe(
+      addBefore(`Banner /etc/issue.net\n${NO_INCLUDE_SSHD}`, 'Match', 'MaxAuthTries 3'),
+    );
   });
 
   test('sshd_config gets an Include between two installs: uninstall keeps the Include and removes the drop-in', () => {
@@ -578,7 +694,7 @@ describe('uninstall keeps the administrator\'s edits (issue 13, point 9)', () =>
     expect(m.nodes.has(P.sshdDropIn)).toBe(false);
   });
 
-  test('a line an administrator put inside keymaker\'s block is kept by re-install and uninstall, which say so', () => {
+  test("a line an administrator put inside keymaker's block is kept by re-install and uninstall, which say so", () => {
     const m = new FakeMachine();
     m.put(P.sshdConfig, NO_INCLUDE_SSHD);
     runInstall(m, runOptions, quiet);
@@ -589,11 +705,15 @@ describe('uninstall keeps the administrator\'s edits (issue 13, point 9)', () =>
     expect(m.text(P.sshdConfig)).toBe(NO_INCLUDE_SSHD.replace('Port 22', 'ClientAliveInterval 60\nPort 22'));
     expect(u.warnings.join('\n')).toContain('kept "ClientAliveInterval 60"');
     // Or install again first: the line moves out of the block (install names it), uninstall keeps it.
-    m.nodes = new Map(Object.entries(edited).filter(([, v]) => !v.startsWith('symlink')).map(([k, v]) => {
-      const [type, mode, owner, b64] = v.split(' ') as [Node_['type'], string, string, string];
-      const [uid, gid] = owner.split(':').map(Number) as [number, number];
-      return [k, { type, mode: parseInt(mode, 8), uid, gid, content: Buffer.from(b64 ?? '', 'base64') }];
-    }));
+    m.nodes = new Map(
+      Object.entries(edited)
+        .filter(([, v]) => !v.startsWith('symlink'))
+        .map(([k, v]) => {
+          const [type, mode, owner, b64] = v.split(' ') as [Node_['type'], string, string, string];
+          const [uid, gid] = owner.split(':').map(Number) as [number, number];
+          return [k, { type, mode: parseInt(mode, 8), uid, gid, content: Buffer.from(b64 ?? '', 'base64') }];
+        }),
+    );
     m.users.set('keymaker', 999);
     const lines: string[] = [];
     runInstall(m, runOptions, (l) => lines.push(l));
@@ -602,7 +722,7 @@ describe('uninstall keeps the administrator\'s edits (issue 13, point 9)', () =>
     expect(m.text(P.sshdConfig)).toBe(NO_INCLUDE_SSHD.replace('Port 22', 'ClientAliveInterval 60\nPort 22'));
   });
 
-  test('keymaker\'s END marker deleted by hand: uninstall removes only keymaker\'s lines, keeps the rest, says so', () => {
+  test("keymaker's END marker deleted by hand: uninstall removes only keymaker's lines, keeps the rest, says so", () => {
     const m = new FakeMachine();
     m.put(P.sshdConfig, NO_INCLUDE_SSHD);
     runInstall(m, runOptions, quiet);
@@ -612,10 +732,13 @@ describe('uninstall keeps the administrator\'s edits (issue 13, point 9)', () =>
     expect(u.warnings.join('\n')).toMatch(/END marker/);
   });
 
-  test('keymaker\'s PAM line changed by hand (optional -> required): it is removed (its command is gone), the rest kept, and said', () => {
+  test("keymaker's PAM line changed by hand (optional -> required): it is removed (its command is gone), the rest kept, and said", () => {
     const m = new FakeMachine();
     runInstall(m, runOptions, quiet);
-    m.put(P.pamSshd, addBefore(m.text(P.pamSshd)!.replace('auth optional pam_exec.so', 'auth required pam_exec.so'), 'account', MFA));
+    m.put(
+      P.pamSshd,
+      addBefore(m.text(P.pamSshd)!.replace('auth optional pam_exec.so', 'auth required pam_exec.so'), 'account', MFA),
+    );
     const u = runUninstall(m, uninstallOptions, quiet);
     expect(m.text(P.pamSshd)).toBe(addBefore(DEBIAN_PAM, 'account', MFA));
     expect(u.warnings.join('\n')).toContain('auth required pam_exec.so');
@@ -651,7 +774,9 @@ describe('uninstall keeps the administrator\'s edits (issue 13, point 9)', () =>
     m.links.set(P.pamSshd, '/etc/pam.d/sshd.d'); // points at a directory
     m.mkdir('/etc/pam.d/sshd.d', 0o755, 0, 0);
     const pristine = m.dump();
-    expect(() => runInstall(m, runOptions, quiet)).toThrow(/^refusing to install: \/etc\/pam\.d\/sshd is a symlink that does not lead to a regular file \(\/etc\/pam\.d\/sshd\.d\); point it at the real file/);
+    expect(() => runInstall(m, runOptions, quiet)).toThrow(
+      /^refusing to install: \/etc\/pam\.d\/sshd is a symlink that does not lead to a regular file \(\/etc\/pam\.d\/sshd\.d\); point it at the real file/,
+    );
     expect(m.dump()).toEqual(pristine);
   });
 });
@@ -659,7 +784,8 @@ describe('uninstall keeps the administrator\'s edits (issue 13, point 9)', () =>
 describe('safe-path rule', () => {
   function machineWith(dirs: Record<string, [number, number]>): FakeMachine {
     const m = new FakeMachine();
-    for (const [p, [mode, uid]] of Object.entries(dirs)) m.nodes.set(p, { type: 'dir', content: Buffer.alloc(0), mode, uid, gid: uid });
+    for (const [p, [mode, uid]] of Object.entries(dirs))
+      m.nodes.set(p, { type: 'dir', content: Buffer.alloc(0), mode, uid, gid: uid });
     return m;
   }
   test('a world-writable sticky parent (/tmp): names it, suggests moving, not chmod', () => {
@@ -674,37 +800,113 @@ describe('safe-path rule', () => {
   test('a directory owned by somebody else: chown fix', () => {
     const m = machineWith({ '/home/u': [0o755, 1000], '/home': [0o755, 0] });
     m.put('/home/u/node', 'ELF', 0o755);
-    expect(safePathProblem(m, { path: '/home/u/node', what: 'the Node binary', needOthers: 'exec' })?.message).toContain('is owned by uid 1000, not root');
+    expect(
+      safePathProblem(m, { path: '/home/u/node', what: 'the Node binary', needOthers: 'exec' })?.message,
+    ).toContain('is owned by uid 1000, not root');
   });
   test('a root-only directory (/root/.nvm): the lookup user could not run node', () => {
     const m = machineWith({ '/root': [0o700, 0] });
     m.put('/root/node', 'ELF', 0o755);
-    expect(safePathProblem(m, { path: '/root/node', what: 'the Node binary', needOthers: 'exec' })?.message).toContain('/root, a parent directory of the Node binary /root/node, is not searchable by other users (mode 700)');
+    expect(safePathProblem(m, { path: '/root/node', what: 'the Node binary', needOthers: 'exec' })?.message).toContain(
+      '/root, a parent directory of the Node binary /root/node, is not searchable by other users (mode 700)',
+    );
   });
   test('paths that do not exist yet are checked as far as they exist', () => {
     const m = new FakeMachine();
-    expect(safePathProblem(m, { path: '/usr/local/lib/keymaker/keymaker-host.mjs', what: 'the host bundle', needOthers: 'read' })).toBeUndefined();
+    expect(
+      safePathProblem(m, {
+        path: '/usr/local/lib/keymaker/keymaker-host.mjs',
+        what: 'the host bundle',
+        needOthers: 'read',
+      }),
+    ).toBeUndefined();
   });
 });
 
 describe('install never weakens authentication (issue 13, point 2)', () => {
   /** `sshd -T` output from a few settings; OpenSSH's defaults for the rest. */
   const T = (over: Record<string, string> = {}) =>
-    new Map(Object.entries({ usepam: 'yes', pubkeyauthentication: 'yes', passwordauthentication: 'yes', kbdinteractiveauthentication: 'no', permitemptypasswords: 'no', authenticationmethods: 'any', ...over }));
-  const KEYMAKER = { kbdinteractiveauthentication: 'yes', authenticationmethods: 'publickey keyboard-interactive:pam,publickey' };
+    new Map(
+      Object.entries({
+        usepam: 'yes',
+        pubkeyauthentication: 'yes',
+        passwordauthentication: 'yes',
+        kbdinteractiveauthentication: 'no',
+        permitemptypasswords: 'no',
+        authenticationmethods: 'any',
+        ...over,
+      }),
+    );
+  const KEYMAKER = {
+    kbdinteractiveauthentication: 'yes',
+    authenticationmethods: 'publickey keyboard-interactive:pam,publickey',
+  };
   const rows: [string, Record<string, string>, Record<string, string>, string | undefined][] = [
     ['Debian default (password or key) -> keymaker: stricter', {}, KEYMAKER, undefined],
-    ['EC2 default (key only) -> keymaker: the hook step never stands alone', { passwordauthentication: 'no' }, KEYMAKER, undefined],
-    ['key + password -> keymaker 1.x value: a key alone would log in', { authenticationmethods: 'publickey,password' }, KEYMAKER, 'a login with publickey would be accepted where sshd required publickey,password'],
-    ['key + password -> composed: allowed', { authenticationmethods: 'publickey,password' }, { ...KEYMAKER, authenticationmethods: 'publickey,password keyboard-interactive:pam,publickey,password' }, undefined],
-    ['keyboard-interactive:pam never stands in for password', { authenticationmethods: 'publickey,password' }, { ...KEYMAKER, authenticationmethods: 'keyboard-interactive:pam,publickey' }, 'a login with keyboard-interactive:pam,publickey would be accepted'],
-    ['key + OTP over PAM -> composed: allowed', { kbdinteractiveauthentication: 'yes', authenticationmethods: 'publickey,keyboard-interactive' }, { ...KEYMAKER, authenticationmethods: 'publickey,keyboard-interactive keyboard-interactive:pam,publickey,keyboard-interactive' }, undefined],
-    ['two keys -> one key: refused (lists are multisets)', { authenticationmethods: 'publickey,publickey' }, { authenticationmethods: 'publickey' }, 'a login with publickey would be accepted where sshd required publickey,publickey'],
+    [
+      'EC2 default (key only) -> keymaker: the hook step never stands alone',
+      { passwordauthentication: 'no' },
+      KEYMAKER,
+      undefined,
+    ],
+    [
+      'key + password -> keymaker 1.x value: a key alone would log in',
+      { authenticationmethods: 'publickey,password' },
+      KEYMAKER,
+      'a login with publickey would be accepted where sshd required publickey,password',
+    ],
+    [
+      'key + password -> composed: allowed',
+      { authenticationmethods: 'publickey,password' },
+      { ...KEYMAKER, authenticationmethods: 'publickey,password keyboard-interactive:pam,publickey,password' },
+      undefined,
+    ],
+    [
+      'keyboard-interactive:pam never stands in for password',
+      { authenticationmethods: 'publickey,password' },
+      { ...KEYMAKER, authenticationmethods: 'keyboard-interactive:pam,publickey' },
+      'a login with keyboard-interactive:pam,publickey would be accepted',
+    ],
+    [
+      'key + OTP over PAM -> composed: allowed',
+      { kbdinteractiveauthentication: 'yes', authenticationmethods: 'publickey,keyboard-interactive' },
+      {
+        ...KEYMAKER,
+        authenticationmethods: 'publickey,keyboard-interactive keyboard-interactive:pam,publickey,keyboard-interactive',
+      },
+      undefined,
+    ],
+    [
+      'two keys -> one key: refused (lists are multisets)',
+      { authenticationmethods: 'publickey,publickey' },
+      { authenticationmethods: 'publickey' },
+      'a login with publickey would be accepted where sshd required publickey,publickey',
+    ],
     ['UsePAM yes -> no: refused', {}, { usepam: 'no' }, 'UsePAM would go from yes to no'],
-    ['PasswordAuthentication no -> yes: refused', { passwordauthentication: 'no' }, { passwordauthentication: 'yes' }, 'PasswordAuthentication would go from no to yes'],
-    ['PermitEmptyPasswords no -> yes: refused', {}, { permitemptypasswords: 'yes' }, 'PermitEmptyPasswords would go from no to yes'],
-    ['PubkeyAuthentication off (passwords only) -> keymaker: a key alone is a new way in', { pubkeyauthentication: 'no' }, { ...KEYMAKER, pubkeyauthentication: 'yes' }, 'PubkeyAuthentication is off'],
-    ['a list dormant while keyboard-interactive was off wakes up alone: refused', { authenticationmethods: 'publickey,password keyboard-interactive' }, { kbdinteractiveauthentication: 'yes', authenticationmethods: 'publickey,password keyboard-interactive' }, 'set KbdInteractiveAuthentication no in that Match block'],
+    [
+      'PasswordAuthentication no -> yes: refused',
+      { passwordauthentication: 'no' },
+      { passwordauthentication: 'yes' },
+      'PasswordAuthentication would go from no to yes',
+    ],
+    [
+      'PermitEmptyPasswords no -> yes: refused',
+      {},
+      { permitemptypasswords: 'yes' },
+      'PermitEmptyPasswords would go from no to yes',
+    ],
+    [
+      'PubkeyAuthentication off (passwords only) -> keymaker: a key alone is a new way in',
+      { pubkeyauthentication: 'no' },
+      { ...KEYMAKER, pubkeyauthentication: 'yes' },
+      'PubkeyAuthentication is off',
+    ],
+    [
+      'a list dormant while keyboard-interactive was off wakes up alone: refused',
+      { authenticationmethods: 'publickey,password keyboard-interactive' },
+      { kbdinteractiveauthentication: 'yes', authenticationmethods: 'publickey,password keyboard-interactive' },
+      'set KbdInteractiveAuthentication no in that Match block',
+    ],
   ];
   test.each(rows)('%s', (_name, before, after, reason) => {
     const reasons = authenticationWeakenings(T(before), T({ ...before, ...after }));
@@ -717,21 +919,28 @@ describe('install never weakens authentication (issue 13, point 2)', () => {
     expect(composeAuthenticationMethods(T())).toBe('publickey keyboard-interactive:pam,publickey');
     const composed = composeAuthenticationMethods(T({ authenticationmethods: 'publickey,password' }));
     expect(composed).toBe('publickey,password keyboard-interactive:pam,publickey,password');
-    expect(composeAuthenticationMethods(T({ kbdinteractiveauthentication: 'yes', authenticationmethods: composed }))).toBe(composed);
+    expect(
+      composeAuthenticationMethods(T({ kbdinteractiveauthentication: 'yes', authenticationmethods: composed })),
+    ).toBe(composed);
     // A list that cannot be used today (keyboard-interactive off) is not carried over to wake up later.
-    expect(composeAuthenticationMethods(T({ authenticationmethods: 'publickey,password keyboard-interactive' }))).toBe(composed);
+    expect(composeAuthenticationMethods(T({ authenticationmethods: 'publickey,password keyboard-interactive' }))).toBe(
+      composed,
+    );
     expect(stripSshdBlock(insertSshdBlock(DEBIAN_SSHD, sshdSettingLines(P, 'keymaker', composed)))).toBe(DEBIAN_SSHD);
   });
 
   test('probes: no Match, a user with no account, root, a plain local user, every Match User, Group member and Address', () => {
     const probes = sshdProbes(
-      ['Port 22\nMatch User admin,!guest\n  AuthenticationMethods publickey,password\nMatch Group wheel Address 10.0.0.0/8\n  X11Forwarding no\n'],
+      [
+        'Port 22\nMatch User admin,!guest\n  AuthenticationMethods publickey,password\nMatch Group wheel Address 10.0.0.0/8\n  X11Forwarding no\n',
+      ],
       'root:x:0:0::/root:/bin/bash\nalice:x:1000:1000::/home/alice:/bin/bash\n',
       'wheel:x:10:bob,carol\n',
     );
     const specs = probes.map((p) => p.spec);
     expect(specs[0]).toBeUndefined();
-    for (const u of ['keymaker-new-user', 'root', 'alice', 'admin', 'bob', 'carol']) expect(specs).toContain(`user=${u},host=client.example.net,addr=203.0.113.10`);
+    for (const u of ['keymaker-new-user', 'root', 'alice', 'admin', 'bob', 'carol'])
+      expect(specs).toContain(`user=${u},host=client.example.net,addr=203.0.113.10`);
     expect(specs).toContain('user=keymaker-new-user,host=client.example.net,addr=10.0.0.0');
     expect(specs.join()).not.toContain('guest');
   });
@@ -743,23 +952,31 @@ describe('install never weakens authentication (issue 13, point 2)', () => {
     m.put(P.sshdConfig, ADMIN_STRICT);
     const pristine = m.dump();
     runInstall(m, runOptions, quiet);
-    expect(m.text(P.sshdDropIn)).toContain('\nAuthenticationMethods publickey,password keyboard-interactive:pam,publickey,password\n');
+    expect(m.text(P.sshdDropIn)).toContain(
+      '\nAuthenticationMethods publickey,password keyboard-interactive:pam,publickey,password\n',
+    );
     expect(m.text(P.sshdConfig)).toBe(ADMIN_STRICT);
-    expect(m.commands).toContain(`/usr/sbin/sshd -T -f /etc/ssh/.keymaker-candidate-r1 -C user=keymaker-new-user,host=client.example.net,addr=203.0.113.10`);
+    expect(m.commands).toContain(
+      `/usr/sbin/sshd -T -f /etc/ssh/.keymaker-candidate-r1 -C user=keymaker-new-user,host=client.example.net,addr=203.0.113.10`,
+    );
     // Installing again composes with the administrator's value, not with keymaker's own.
     runInstall(m, runOptions, quiet);
-    expect(m.text(P.sshdDropIn)).toContain('\nAuthenticationMethods publickey,password keyboard-interactive:pam,publickey,password\n');
+    expect(m.text(P.sshdDropIn)).toContain(
+      '\nAuthenticationMethods publickey,password keyboard-interactive:pam,publickey,password\n',
+    );
     runUninstall(m, uninstallOptions, quiet);
     expect(m.dump()).toEqual(pristine);
   });
 
-  test('no Include: the composed line is keymaker\'s and uninstall gives back the bytes', () => {
+  test("no Include: the composed line is keymaker's and uninstall gives back the bytes", () => {
     const m = new FakeMachine();
     const main = `${NO_INCLUDE_SSHD.replace('Port 22\n', 'Port 22\nAuthenticationMethods publickey,password\n')}`;
     m.put(P.sshdConfig, main);
     runInstall(m, runOptions, quiet);
     expect(m.text(P.sshdConfig)).toContain('# BEGIN keymaker');
-    expect(m.text(P.sshdConfig)).toContain('AuthenticationMethods publickey,password keyboard-interactive:pam,publickey,password\n');
+    expect(m.text(P.sshdConfig)).toContain(
+      'AuthenticationMethods publickey,password keyboard-interactive:pam,publickey,password\n',
+    );
     runUninstall(m, uninstallOptions, quiet);
     expect(m.text(P.sshdConfig)).toBe(main);
   });
@@ -775,7 +992,10 @@ describe('install never weakens authentication (issue 13, point 2)', () => {
   test('a change that lets a Match user in with less is refused: WEAKER_AUTHENTICATION (exit 49), one line with the fix, nothing changed', () => {
     const m = new FakeMachine();
     // Dormant today (keyboard-interactive is off); keymaker turning it on would let admin in with PAM alone.
-    m.put(P.sshdConfig, `${DEBIAN_SSHD}Match User admin\n  AuthenticationMethods publickey,password keyboard-interactive\n`);
+    m.put(
+      P.sshdConfig,
+      `${DEBIAN_SSHD}Match User admin\n  AuthenticationMethods publickey,password keyboard-interactive\n`,
+    );
     const pristine = m.dump();
     let error: unknown;
     try {
@@ -786,7 +1006,9 @@ describe('install never weakens authentication (issue 13, point 2)', () => {
     expect(isKeymakerError(error, 'WEAKER_AUTHENTICATION')).toBe(true);
     expect((error as { exitCode: number }).exitCode).toBe(49);
     const message = (error as Error).message;
-    expect(message).toMatch(/^refusing to install: keymaker's sshd settings would weaken authentication for user admin, so nothing was changed: a login with keyboard-interactive would be accepted where sshd required publickey,password; fix: .*KbdInteractiveAuthentication no in that Match block$/);
+    expect(message).toMatch(
+      /^refusing to install: keymaker's sshd settings would weaken authentication for user admin, so nothing was changed: a login with keyboard-interactive would be accepted where sshd required publickey,password; fix: .*KbdInteractiveAuthentication no in that Match block$/,
+    );
     expect(message.split('\n')).toHaveLength(1);
     expect(m.dump()).toEqual(pristine);
     expect(m.commands.filter((c) => c.startsWith('useradd'))).toEqual([]);

@@ -12,9 +12,13 @@ afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
 /** A separate process holding a flock on the file (as a sync would) until it is killed. */
 function holderProcess(file: string): Promise<ReturnType<typeof spawn>> {
   // One process from lock to kill: the shell execs into sleep, keeping the locked descriptor.
-  const child = spawn('/bin/bash', ['-c', 'exec 9>>"$1"; /usr/bin/flock --exclusive 9; echo locked; exec sleep 60', 'holder', file], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
+  const child = spawn(
+    '/bin/bash',
+    ['-c', 'exec 9>>"$1"; /usr/bin/flock --exclusive 9; echo locked; exec sleep 60', 'holder', file],
+    {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  );
   return new Promise((resolve, reject) => {
     child.stdout.once('data', () => resolve(child));
     child.once('exit', (code) => reject(new Error(`holder exited early (${code})`)));
@@ -24,7 +28,10 @@ function holderProcess(file: string): Promise<ReturnType<typeof spawn>> {
 test('a second run is refused with LOCKED (naming the holder) while the first holds the lock, and gets it afterwards', async () => {
   const file = path.join(dir, 'sync.lock');
   const first = await acquireLock(file);
-  await expect(acquireLock(file)).rejects.toMatchObject({ code: 'LOCKED', message: expect.stringContaining(`pid ${process.pid}`) });
+  await expect(acquireLock(file)).rejects.toMatchObject({
+    code: 'LOCKED',
+    message: expect.stringContaining(`pid ${process.pid}`),
+  });
   await first.release();
   const second = await acquireLock(file);
   await second.release();

@@ -3,7 +3,12 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { DeleteSSHPublicKeyCommand, ListSSHPublicKeysCommand, UpdateSSHPublicKeyCommand, type IAMClient } from '@aws-sdk/client-iam';
+import {
+  DeleteSSHPublicKeyCommand,
+  ListSSHPublicKeysCommand,
+  UpdateSSHPublicKeyCommand,
+  type IAMClient,
+} from '@aws-sdk/client-iam';
 import { unixIdFor } from '@keymaker/core';
 import { createSandbox, describeWithSandbox, type Sandbox } from '../../../tools/sandbox/sandbox';
 import {
@@ -17,7 +22,15 @@ import {
   motoEndpoint,
   stsClient,
 } from '../../../tools/moto/seed';
-import { buildHostBundle, hostConfigFor, installByHand, passwdEntry, randomAccountId, sshShowingPamText, syslogLines } from './e2e-host';
+import {
+  buildHostBundle,
+  hostConfigFor,
+  installByHand,
+  passwdEntry,
+  randomAccountId,
+  sshShowingPamText,
+  syslogLines,
+} from './e2e-host';
 
 jest.setTimeout(120_000);
 
@@ -32,17 +45,25 @@ describeWithSandbox('login path on a real sshd', () => {
   beforeAll(async () => {
     const endpoint = motoEndpoint();
     keys = fs.mkdtempSync(path.join(os.tmpdir(), 'keymaker-login-e2e.'));
-    for (const name of ['alice', 'alice2', 'ivan', 'dave', 'oscar', 'root', 'ubuntu', 'stranger']) pair[name] = makeSshKeyPair(keys, name);
+    for (const name of ['alice', 'alice2', 'ivan', 'dave', 'oscar', 'root', 'ubuntu', 'stranger'])
+      pair[name] = makeSshKeyPair(keys, name);
     bundle = await buildHostBundle();
 
     // One moto account of our own; the "instance role" there requires the IAM group ssh-users.
     const account = randomAccountId();
     const admin = await credentialsForAccount(stsClient(endpoint), account);
     iam = iamClient(endpoint, admin);
-    const role = await createRoleWithDescription(iam, 'keymaker-instance', 'web servers keymaker_require_iam_group=ssh-users');
+    const role = await createRoleWithDescription(
+      iam,
+      'keymaker-instance',
+      'web servers keymaker_require_iam_group=ssh-users',
+    );
     const instance = await instanceRoleCredentials(stsClient(endpoint, admin), role.arn);
 
-    await createUserWithKeys(iam, 'alice', [{ body: pair.alice!.publicKey, status: 'Active' }, { body: pair.alice2!.publicKey, status: 'Active' }]);
+    await createUserWithKeys(iam, 'alice', [
+      { body: pair.alice!.publicKey, status: 'Active' },
+      { body: pair.alice2!.publicKey, status: 'Active' },
+    ]);
     await createUserWithKeys(iam, 'ivan', [{ body: pair.ivan!.publicKey, status: 'Inactive' }]);
     const dave = await createUserWithKeys(iam, 'dave', [{ body: pair.dave!.publicKey, status: 'Active' }]);
     await iam.send(new DeleteSSHPublicKeyCommand({ UserName: 'dave', SSHPublicKeyId: dave.keyIds[0]! }));
@@ -82,7 +103,11 @@ describeWithSandbox('login path on a real sshd', () => {
 
     const log = await syslogLines(sb);
     expect(log.some((l) => /keymaker\[\d+\].*create_account user="alice".*decision=created/.test(l))).toBe(true);
-    expect(log.some((l) => /lookup user="alice" fingerprint=SHA256:\S+ decision=keys reason=iam_keys iam_user=alice keys=2/.test(l))).toBe(true);
+    expect(
+      log.some((l) =>
+        /lookup user="alice" fingerprint=SHA256:\S+ decision=keys reason=iam_keys iam_user=alice keys=2/.test(l),
+      ),
+    ).toBe(true);
     expect(log.join('\n')).not.toContain(pair.alice!.publicKey.split(' ')[1]);
   });
 
@@ -91,7 +116,11 @@ describeWithSandbox('login path on a real sshd', () => {
     expect(r.code).toBe(255);
     expect(r.stdout).toBe('');
     // Refused live (listed keys do not match) or, within 10 s of a live answer, from the per-name cache.
-    expect((await syslogLines(sb)).some((l) => /lookup user="alice".*(offered_key_listed=no|decision=refused reason=NO_SUCH_KEY cached=yes)/.test(l))).toBe(true);
+    expect(
+      (await syslogLines(sb)).some((l) =>
+        /lookup user="alice".*(offered_key_listed=no|decision=refused reason=NO_SUCH_KEY cached=yes)/.test(l),
+      ),
+    ).toBe(true);
   });
 
   test('a key made inactive in IAM is refused at once', async () => {
@@ -99,13 +128,16 @@ describeWithSandbox('login path on a real sshd', () => {
     expect(ok.code).toBe(0);
     const listed = await iam.send(new ListSSHPublicKeysCommand({ UserName: 'alice' }));
     const setAll = async (Status: 'Active' | 'Inactive') => {
-      for (const k of listed.SSHPublicKeys!) await iam.send(new UpdateSSHPublicKeyCommand({ UserName: 'alice', SSHPublicKeyId: k.SSHPublicKeyId!, Status }));
+      for (const k of listed.SSHPublicKeys!)
+        await iam.send(new UpdateSSHPublicKeyCommand({ UserName: 'alice', SSHPublicKeyId: k.SSHPublicKeyId!, Status }));
     };
     await setAll('Inactive');
     try {
       const r = await sb.ssh('alice', { identityFile: pair.alice2!.privateKeyPath, command: 'id -un', batch: true });
       expect(r.code).toBe(255);
-      expect((await syslogLines(sb)).some((l) => /lookup user="alice".*reason=no_active_keys iam_user=alice keys=0/.test(l))).toBe(true);
+      expect(
+        (await syslogLines(sb)).some((l) => /lookup user="alice".*reason=no_active_keys iam_user=alice keys=0/.test(l)),
+      ).toBe(true);
     } finally {
       await setAll('Active');
     }
@@ -117,7 +149,9 @@ describeWithSandbox('login path on a real sshd', () => {
     expect([r1.code, r2.code]).toEqual([255, 255]);
     expect(r1.stderr).not.toContain('created');
     expect(await passwdEntry(sb, 'ivan')).toBeUndefined();
-    expect((await syslogLines(sb)).some((l) => /create_account user="ivan".*decision=refused reason=NO_SUCH_KEY/.test(l))).toBe(true);
+    expect(
+      (await syslogLines(sb)).some((l) => /create_account user="ivan".*decision=refused reason=NO_SUCH_KEY/.test(l)),
+    ).toBe(true);
   });
 
   test('an IAM user whose key was deleted gets no account and no login', async () => {
@@ -125,7 +159,9 @@ describeWithSandbox('login path on a real sshd', () => {
     const r2 = await sb.ssh('dave', { identityFile: pair.dave!.privateKeyPath, command: 'id -un' });
     expect([r1.code, r2.code]).toEqual([255, 255]);
     expect(await passwdEntry(sb, 'dave')).toBeUndefined();
-    expect((await syslogLines(sb)).some((l) => /create_account user="dave".*decision=refused reason=NO_SUCH_KEY/.test(l))).toBe(true);
+    expect(
+      (await syslogLines(sb)).some((l) => /create_account user="dave".*decision=refused reason=NO_SUCH_KEY/.test(l)),
+    ).toBe(true);
   });
 
   test('an IAM user outside the required group gets no account and no login', async () => {
@@ -133,20 +169,30 @@ describeWithSandbox('login path on a real sshd', () => {
     const r2 = await sb.ssh('oscar', { identityFile: pair.oscar!.privateKeyPath, command: 'id -un' });
     expect([r1.code, r2.code]).toEqual([255, 255]);
     expect(await passwdEntry(sb, 'oscar')).toBeUndefined();
-    expect((await syslogLines(sb)).some((l) => /create_account user="oscar".*decision=refused reason=NOT_IN_REQUIRED_GROUP/.test(l))).toBe(true);
+    expect(
+      (await syslogLines(sb)).some((l) =>
+        /create_account user="oscar".*decision=refused reason=NOT_IN_REQUIRED_GROUP/.test(l),
+      ),
+    ).toBe(true);
   });
 
   test('an IAM user named root cannot log in as root', async () => {
     const r = await sb.ssh('root', { identityFile: pair.root!.privateKeyPath, command: 'id -un' });
     expect(r.code).toBe(255);
-    expect((await syslogLines(sb)).some((l) => /lookup user="root" fingerprint=SHA256:\S+ decision=refused reason=NOT_MANAGED/.test(l))).toBe(true);
+    expect(
+      (await syslogLines(sb)).some((l) =>
+        /lookup user="root" fingerprint=SHA256:\S+ decision=refused reason=NOT_MANAGED/.test(l),
+      ),
+    ).toBe(true);
   });
 
   test('a pre-existing local user is not taken over by an authorized IAM user of the same name', async () => {
     await sb.execOk(['useradd', '--create-home', 'ubuntu']);
     const r = await sb.ssh('ubuntu', { identityFile: pair.ubuntu!.privateKeyPath, command: 'id -un' });
     expect(r.code).toBe(255);
-    expect((await syslogLines(sb)).some((l) => /lookup user="ubuntu".*decision=refused reason=NOT_MANAGED/.test(l))).toBe(true);
+    expect(
+      (await syslogLines(sb)).some((l) => /lookup user="ubuntu".*decision=refused reason=NOT_MANAGED/.test(l)),
+    ).toBe(true);
   });
 });
 

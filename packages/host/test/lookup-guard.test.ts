@@ -5,7 +5,12 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { GetSSHPublicKeyCommand, GetUserCommand, ListGroupsForUserCommand, ListSSHPublicKeysCommand } from '@aws-sdk/client-iam';
+import {
+  GetSSHPublicKeyCommand,
+  GetUserCommand,
+  ListGroupsForUserCommand,
+  ListSSHPublicKeysCommand,
+} from '@aws-sdk/client-iam';
 import { mockClient } from 'aws-sdk-client-mock';
 import { lookupAuthorizedKeys, runLookup } from '../src/lookup';
 import { fileLookupGuard, LOOKUP_GUARD_POLICY } from '../src/lookup-guard';
@@ -17,9 +22,35 @@ const iamMock = mockClient(iam);
 const L = LOOKUP_GUARD_POLICY;
 
 function seed(status: 'Active' | 'Inactive' = 'Active') {
-  iamMock.on(GetUserCommand, { UserName: 'alice' }).resolves({ User: { UserName: 'alice', UserId: 'AIDAEXAMPLEALICE0001', Arn: 'arn:aws:iam::1:user/alice', Path: '/', CreateDate: new Date() } });
-  iamMock.on(ListSSHPublicKeysCommand, { UserName: 'alice' }).resolves({ SSHPublicKeys: [{ UserName: 'alice', SSHPublicKeyId: 'APKAAAAAAAAAAAAAAAA1', Status: status, UploadDate: new Date() }] });
-  iamMock.on(GetSSHPublicKeyCommand).resolves({ SSHPublicKey: { UserName: 'alice', SSHPublicKeyId: 'APKAAAAAAAAAAAAAAAA1', Status: status, SSHPublicKeyBody: ED25519, Fingerprint: 'x' } });
+  iamMock
+    .on(GetUserCommand, { UserName: 'alice' })
+    .resolves({
+      User: {
+        UserName: 'alice',
+        UserId: 'AIDAEXAMPLEALICE0001',
+        Arn: 'arn:aws:iam::1:user/alice',
+        Path: '/',
+        CreateDate: new Date(),
+      },
+    });
+  iamMock
+    .on(ListSSHPublicKeysCommand, { UserName: 'alice' })
+    .resolves({
+      SSHPublicKeys: [
+        { UserName: 'alice', SSHPublicKeyId: 'APKAAAAAAAAAAAAAAAA1', Status: status, UploadDate: new Date() },
+      ],
+    });
+  iamMock
+    .on(GetSSHPublicKeyCommand)
+    .resolves({
+      SSHPublicKey: {
+        UserName: 'alice',
+        SSHPublicKeyId: 'APKAAAAAAAAAAAAAAAA1',
+        Status: status,
+        SSHPublicKeyBody: ED25519,
+        Fingerprint: 'x',
+      },
+    });
   iamMock.on(ListGroupsForUserCommand).resolves({ Groups: [] });
 }
 
@@ -34,11 +65,18 @@ beforeEach(() => {
 });
 afterEach(() => fs.rmSync(path.dirname(dir), { recursive: true, force: true }));
 
-const deps = (guard = fileLookupGuard({ dir, now: () => now })) => ({ accounts: new FakeHost(), resolve: async () => resolutionFor(iam), guard });
+const deps = (guard = fileLookupGuard({ dir, now: () => now })) => ({
+  accounts: new FakeHost(),
+  resolve: async () => resolutionFor(iam),
+  guard,
+});
 const wrong = (i: number) => `SHA256:${String(i).padStart(43, 'w')}`;
 
 async function aliceFingerprint(): Promise<string> {
-  const d = await lookupAuthorizedKeys({ user: 'alice' }, { accounts: new FakeHost(), resolve: async () => resolutionFor(iam) });
+  const d = await lookupAuthorizedKeys(
+    { user: 'alice' },
+    { accounts: new FakeHost(), resolve: async () => resolutionFor(iam) },
+  );
   iamMock.resetHistory();
   return d.fingerprints[0]!;
 }
@@ -47,7 +85,12 @@ test('50 wrong keys offered for one name cost one IAM lookup, not 50', async () 
   const d = deps();
   const results: string[] = [];
   for (let i = 0; i < 50; i++) {
-    results.push(await lookupAuthorizedKeys({ user: 'alice', fingerprint: wrong(i) }, d).then((r) => `keys:${r.lines.length}`, (e: { code: string; details?: { cached?: boolean } }) => (e.details?.cached ? `cached:${e.code}` : e.code)));
+    results.push(
+      await lookupAuthorizedKeys({ user: 'alice', fingerprint: wrong(i) }, d).then(
+        (r) => `keys:${r.lines.length}`,
+        (e: { code: string; details?: { cached?: boolean } }) => (e.details?.cached ? `cached:${e.code}` : e.code),
+      ),
+    );
   }
   expect(results[0]).toBe('keys:1');
   expect(results.slice(1)).toEqual(Array(49).fill('cached:NO_SUCH_KEY'));
@@ -69,7 +112,11 @@ test('a listed key always gets a live IAM answer; keys are printed only from it'
 
 test('a forged store that lists a fingerprint grants nothing: IAM decides (key now inactive: nothing printed)', async () => {
   const fp = await aliceFingerprint();
-  fs.writeFileSync(path.join(dir, 'alice.json'), JSON.stringify({ version: 1, listed: [fp], listedAtMs: now, tokens: 1000, refilledAtMs: now }), { mode: 0o600 });
+  fs.writeFileSync(
+    path.join(dir, 'alice.json'),
+    JSON.stringify({ version: 1, listed: [fp], listedAtMs: now, tokens: 1000, refilledAtMs: now }),
+    { mode: 0o600 },
+  );
   iamMock.reset();
   seed('Inactive');
   const r = await lookupAuthorizedKeys({ user: 'alice', fingerprint: fp }, deps());
@@ -79,12 +126,20 @@ test('a forged store that lists a fingerprint grants nothing: IAM decides (key n
 
 test('a name refused by IAM is refused again from the store within the TTL', async () => {
   const d = deps();
-  const missing = Object.assign(new Error('no such user'), { name: 'NoSuchEntity', $metadata: { httpStatusCode: 404 } });
+  const missing = Object.assign(new Error('no such user'), {
+    name: 'NoSuchEntity',
+    $metadata: { httpStatusCode: 404 },
+  });
   iamMock.on(ListSSHPublicKeysCommand, { UserName: 'ghost' }).rejects(missing);
   iamMock.on(GetUserCommand, { UserName: 'ghost' }).rejects(missing);
-  await expect(lookupAuthorizedKeys({ user: 'ghost', fingerprint: wrong(1) }, d)).rejects.toMatchObject({ code: 'NO_SUCH_USER' });
+  await expect(lookupAuthorizedKeys({ user: 'ghost', fingerprint: wrong(1) }, d)).rejects.toMatchObject({
+    code: 'NO_SUCH_USER',
+  });
   const calls = iamMock.calls().length;
-  await expect(lookupAuthorizedKeys({ user: 'ghost', fingerprint: wrong(2) }, d)).rejects.toMatchObject({ code: 'NO_SUCH_KEY', details: { cached: true } });
+  await expect(lookupAuthorizedKeys({ user: 'ghost', fingerprint: wrong(2) }, d)).rejects.toMatchObject({
+    code: 'NO_SUCH_KEY',
+    details: { cached: true },
+  });
   expect(iamMock.calls()).toHaveLength(calls);
 });
 
@@ -92,16 +147,24 @@ test(`live lookups of one name are limited (${L.burst}, then one every ${L.refil
   const fp = await aliceFingerprint();
   const d = deps();
   const codes: string[] = [];
-  for (let i = 0; i < L.burst + 2; i++) codes.push(await lookupAuthorizedKeys({ user: 'alice', fingerprint: fp }, d).then(() => 'ok', (e: { code: string }) => e.code));
+  for (let i = 0; i < L.burst + 2; i++)
+    codes.push(
+      await lookupAuthorizedKeys({ user: 'alice', fingerprint: fp }, d).then(
+        () => 'ok',
+        (e: { code: string }) => e.code,
+      ),
+    );
   expect(codes).toEqual([...Array<string>(L.burst).fill('ok'), 'THROTTLED', 'THROTTLED']);
   expect(iamMock.commandCalls(ListSSHPublicKeysCommand)).toHaveLength(L.burst);
   now += L.refillIntervalMs;
-  await expect(lookupAuthorizedKeys({ user: 'alice', fingerprint: fp }, d)).resolves.toMatchObject({ iamUserName: 'alice' });
+  await expect(lookupAuthorizedKeys({ user: 'alice', fingerprint: fp }, d)).resolves.toMatchObject({
+    iamUserName: 'alice',
+  });
   // Another name is not affected.
   expect(fs.readdirSync(dir).sort()).toEqual(['alice.json']);
 });
 
-test('a store directory that is not the lookup user\'s 0700 directory is not used (live lookups, logged)', async () => {
+test("a store directory that is not the lookup user's 0700 directory is not used (live lookups, logged)", async () => {
   fs.chmodSync(dir, 0o755);
   const syslog = createMemorySyslog();
   const d = deps(fileLookupGuard({ dir, now: () => now, syslog }));
@@ -116,8 +179,14 @@ test('runLookup logs a cached refusal with its reason', async () => {
   const out: string[] = [];
   const d = deps();
   await runLookup({ user: 'alice', fingerprint: wrong(1) }, { write: (t) => out.push(t) }, { deps: d, syslog });
-  const code = await runLookup({ user: 'alice', fingerprint: wrong(2) }, { write: (t) => out.push(t) }, { deps: d, syslog });
+  const code = await runLookup(
+    { user: 'alice', fingerprint: wrong(2) },
+    { write: (t) => out.push(t) },
+    { deps: d, syslog },
+  );
   expect(code).not.toBe(0);
   expect(out).toHaveLength(1);
-  expect(syslog.lines.map((l) => l.message).join('\n')).toMatch(/lookup user="alice" fingerprint=SHA256:w+2 decision=refused reason=NO_SUCH_KEY cached=yes/);
+  expect(syslog.lines.map((l) => l.message).join('\n')).toMatch(
+    /lookup user="alice" fingerprint=SHA256:w+2 decision=refused reason=NO_SUCH_KEY cached=yes/,
+  );
 });

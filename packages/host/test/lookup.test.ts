@@ -22,10 +22,26 @@ const iam = newIam();
 const iamMock = mockClient(iam);
 
 function seedAlice(status: 'Active' | 'Inactive' = 'Active') {
-  iamMock.on(GetUserCommand, { UserName: 'alice' }).resolves({ User: { UserName: 'alice', UserId: USER_ID, Arn: 'arn:aws:iam::1:user/alice', Path: '/', CreateDate: new Date() } });
-  iamMock.on(ListSSHPublicKeysCommand, { UserName: 'alice' }).resolves({ SSHPublicKeys: [{ UserName: 'alice', SSHPublicKeyId: 'APKAAAAAAAAAAAAAAAA1', Status: status, UploadDate: new Date() }] });
+  iamMock
+    .on(GetUserCommand, { UserName: 'alice' })
+    .resolves({
+      User: { UserName: 'alice', UserId: USER_ID, Arn: 'arn:aws:iam::1:user/alice', Path: '/', CreateDate: new Date() },
+    });
+  iamMock
+    .on(ListSSHPublicKeysCommand, { UserName: 'alice' })
+    .resolves({
+      SSHPublicKeys: [
+        { UserName: 'alice', SSHPublicKeyId: 'APKAAAAAAAAAAAAAAAA1', Status: status, UploadDate: new Date() },
+      ],
+    });
   iamMock.on(GetSSHPublicKeyCommand).resolves({
-    SSHPublicKey: { UserName: 'alice', SSHPublicKeyId: 'APKAAAAAAAAAAAAAAAA1', Status: status, SSHPublicKeyBody: ED25519, Fingerprint: 'x' },
+    SSHPublicKey: {
+      UserName: 'alice',
+      SSHPublicKeyId: 'APKAAAAAAAAAAAAAAAA1',
+      Status: status,
+      SSHPublicKeyBody: ED25519,
+      Fingerprint: 'x',
+    },
   });
 }
 
@@ -67,30 +83,41 @@ describe('managed check', () => {
   test('an existing keymaker account with the derived UID, in the record, gets its keys', async () => {
     seedAlice();
     const host = new FakeHost({ users: [['alice', unixIdFor(USER_ID, 'wide')]] }).manage('alice', USER_ID);
-    const result = await lookupAuthorizedKeys({ user: 'alice' }, { ...deps(host), managedAccounts: () => host.readManaged() });
+    const result = await lookupAuthorizedKeys(
+      { user: 'alice' },
+      { ...deps(host), managedAccounts: () => host.readManaged() },
+    );
     expect(result.lines).toEqual([ED25519]);
   });
 
   describe('the record of managed accounts (issue 13, point 4)', () => {
     const LEGACY_UID = unixIdFor(USER_ID, 'legacy');
 
-    test('a hand-made account whose UID equals the IAM user\'s derived UID but is not in the record gets no keys, before any AWS call', async () => {
+    test("a hand-made account whose UID equals the IAM user's derived UID but is not in the record gets no keys, before any AWS call", async () => {
       seedAlice();
       // What ~32,000 CreateUser calls give under the 15-bit legacy scheme: a derived UID equal to a local account's.
       const host = new FakeHost({ users: [['alice', LEGACY_UID]] });
       const d = { ...deps(host, { uidScheme: 'legacy' }), managedAccounts: () => host.readManaged() };
-      await expect(lookupAuthorizedKeys({ user: 'alice' }, d)).rejects.toMatchObject({ code: 'NOT_MANAGED', message: expect.stringMatching(/not in keymaker's record/) });
+      await expect(lookupAuthorizedKeys({ user: 'alice' }, d)).rejects.toMatchObject({
+        code: 'NOT_MANAGED',
+        message: expect.stringMatching(/not in keymaker's record/),
+      });
       expect(d.resolve).not.toHaveBeenCalled();
       expect(iamMock.calls()).toHaveLength(0);
       // No record source at all: nothing is managed either.
-      await expect(lookupAuthorizedKeys({ user: 'alice' }, deps(host, { uidScheme: 'legacy' }))).rejects.toMatchObject({ code: 'NOT_MANAGED' });
+      await expect(lookupAuthorizedKeys({ user: 'alice' }, deps(host, { uidScheme: 'legacy' }))).rejects.toMatchObject({
+        code: 'NOT_MANAGED',
+      });
     });
 
     test('in the record under another IAM user ID (a re-created IAM user of that name): no keys', async () => {
       seedAlice();
       const host = new FakeHost({ users: [['alice', LEGACY_UID]] }).manage('alice', 'AIDAEXAMPLEALICEOLD1');
       const d = { ...deps(host, { uidScheme: 'legacy' }), managedAccounts: () => host.readManaged() };
-      await expect(lookupAuthorizedKeys({ user: 'alice' }, d)).rejects.toMatchObject({ code: 'NOT_MANAGED', message: expect.stringMatching(/re-created/) });
+      await expect(lookupAuthorizedKeys({ user: 'alice' }, d)).rejects.toMatchObject({
+        code: 'NOT_MANAGED',
+        message: expect.stringMatching(/re-created/),
+      });
     });
 
     test('in the record with the same name, UID and IAM user ID: keys', async () => {
@@ -105,13 +132,30 @@ describe('managed check', () => {
       const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'keymaker-managed.'));
       const file = path.join(dir, 'managed-accounts');
       fs.writeFileSync(file, serializeManagedAccounts([{ name: 'alice', uid: LEGACY_UID, iamUserId: USER_ID }]));
-      const stat = (mode: number): StatPath => async (p) => ({ isFile: p === file, isDirectory: p !== file, isSymlink: false, uid: 0, mode: p === file ? mode : 0o755 });
+      const stat =
+        (mode: number): StatPath =>
+        async (p) => ({
+          isFile: p === file,
+          isDirectory: p !== file,
+          isSymlink: false,
+          uid: 0,
+          mode: p === file ? mode : 0o755,
+        });
       const host = new FakeHost({ users: [['alice', LEGACY_UID]] });
       const lookup = (mode: number) =>
-        lookupAuthorizedKeys({ user: 'alice' }, { ...deps(host, { uidScheme: 'legacy' }), managedAccounts: () => readManagedAccounts(file, stat(mode)) });
+        lookupAuthorizedKeys(
+          { user: 'alice' },
+          { ...deps(host, { uidScheme: 'legacy' }), managedAccounts: () => readManagedAccounts(file, stat(mode)) },
+        );
       expect((await lookup(0o644)).lines).toEqual([ED25519]);
-      await expect(lookup(0o664)).rejects.toMatchObject({ code: 'NOT_MANAGED', message: expect.stringMatching(/group-writable/) });
-      await expect(lookup(0o646)).rejects.toMatchObject({ code: 'NOT_MANAGED', message: expect.stringMatching(/world-writable/) });
+      await expect(lookup(0o664)).rejects.toMatchObject({
+        code: 'NOT_MANAGED',
+        message: expect.stringMatching(/group-writable/),
+      });
+      await expect(lookup(0o646)).rejects.toMatchObject({
+        code: 'NOT_MANAGED',
+        message: expect.stringMatching(/world-writable/),
+      });
       fs.rmSync(dir, { recursive: true, force: true });
     });
   });
@@ -126,15 +170,21 @@ describe('managed check', () => {
     const host = new FakeHost();
     const spy = jest.spyOn(host, 'user');
     const d = deps(host);
-    await expect(lookupAuthorizedKeys({ user: '-oProxyCommand=x' }, d)).rejects.toMatchObject({ code: 'INVALID_USERNAME' });
+    await expect(lookupAuthorizedKeys({ user: '-oProxyCommand=x' }, d)).rejects.toMatchObject({
+      code: 'INVALID_USERNAME',
+    });
     expect(spy).not.toHaveBeenCalled();
     expect(d.resolve).not.toHaveBeenCalled();
   });
 
   test('a user outside the required group gets no keys', async () => {
     seedAlice();
-    iamMock.on(ListGroupsForUserCommand).resolves({ Groups: [{ GroupName: 'other', GroupId: 'AGPA1', Arn: 'a', Path: '/', CreateDate: new Date() }] });
-    await expect(lookupAuthorizedKeys({ user: 'alice' }, deps(new FakeHost(), { requireIamGroup: 'ssh-users' }))).rejects.toMatchObject({
+    iamMock
+      .on(ListGroupsForUserCommand)
+      .resolves({ Groups: [{ GroupName: 'other', GroupId: 'AGPA1', Arn: 'a', Path: '/', CreateDate: new Date() }] });
+    await expect(
+      lookupAuthorizedKeys({ user: 'alice' }, deps(new FakeHost(), { requireIamGroup: 'ssh-users' })),
+    ).rejects.toMatchObject({
       code: 'NOT_IN_REQUIRED_GROUP',
     });
   });
@@ -145,18 +195,28 @@ describe('runLookup', () => {
     seedAlice();
     const syslog = createMemorySyslog();
     let out = '';
-    const code = await runLookup({ user: 'alice', fingerprint: 'SHA256:abc' }, { write: (t) => (out += t) }, { deps: deps(new FakeHost()), syslog });
+    const code = await runLookup(
+      { user: 'alice', fingerprint: 'SHA256:abc' },
+      { write: (t) => (out += t) },
+      { deps: deps(new FakeHost()), syslog },
+    );
     expect(code).toBe(0);
     expect(out).toBe(`${ED25519}\n`);
     expect(syslog.lines).toHaveLength(1);
-    expect(syslog.lines[0]!.message).toMatch(/user="alice" fingerprint=SHA256:abc decision=keys reason=iam_keys iam_user=alice keys=1/);
+    expect(syslog.lines[0]!.message).toMatch(
+      /user="alice" fingerprint=SHA256:abc decision=keys reason=iam_keys iam_user=alice keys=1/,
+    );
     expect(syslog.lines[0]!.message).not.toContain('AAAA');
   });
 
   test('root is refused, logged with the reason, nothing printed', async () => {
     const syslog = createMemorySyslog();
     let out = '';
-    const code = await runLookup({ user: 'root', fingerprint: 'SHA256:abc' }, { write: (t) => (out += t) }, { deps: deps(new FakeHost({ users: [['root', 0]] })), syslog });
+    const code = await runLookup(
+      { user: 'root', fingerprint: 'SHA256:abc' },
+      { write: (t) => (out += t) },
+      { deps: deps(new FakeHost({ users: [['root', 0]] })), syslog },
+    );
     expect(code).toBe(EXIT_CODES.NOT_MANAGED);
     expect(out).toBe('');
     expect(syslog.lines[0]).toMatchObject({ level: 'warning' });
@@ -168,7 +228,11 @@ describe('runLookup', () => {
     let out = '';
     const started = Date.now();
     const hang = { accounts: new FakeHost(), resolve: () => new Promise<never>(() => undefined) };
-    const code = await runLookup({ user: 'alice' }, { write: (t) => (out += t) }, { deps: hang, syslog, deadlineMs: 200 });
+    const code = await runLookup(
+      { user: 'alice' },
+      { write: (t) => (out += t) },
+      { deps: hang, syslog, deadlineMs: 200 },
+    );
     expect(code).toBe(EXIT_CODES.DEADLINE_EXCEEDED);
     expect(Date.now() - started).toBeLessThan(1000);
     expect(out).toBe('');
@@ -181,7 +245,11 @@ describe('runLookup', () => {
     iamMock.on(GetGroupCommand).resolves({});
     const syslog = createMemorySyslog();
     let out = '';
-    const code = await runLookup({ user: 'alice' }, { write: (t) => (out += t) }, { deps: deps(new FakeHost()), syslog });
+    const code = await runLookup(
+      { user: 'alice' },
+      { write: (t) => (out += t) },
+      { deps: deps(new FakeHost()), syslog },
+    );
     expect(code).toBe(EXIT_CODES.THROTTLED);
     expect(out).toBe('');
   });

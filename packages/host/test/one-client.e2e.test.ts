@@ -31,21 +31,65 @@ jest.setTimeout(240_000);
  * address (sshd listens on 127.0.0.1 and sees that address as PAM_RHOST). With no identity it
  * offers no key at all: keyboard-interactive only.
  */
-function sshFrom(port: number, user: string, o: { bind: string; identityFile?: string }): Promise<{ code: number; out: string }> {
+function sshFrom(
+  port: number,
+  user: string,
+  o: { bind: string; identityFile?: string },
+): Promise<{ code: number; out: string }> {
   const auth = o.identityFile
-    ? ['-i', o.identityFile, '-o', 'IdentitiesOnly=yes', '-o', 'PreferredAuthentications=publickey,keyboard-interactive']
+    ? [
+        '-i',
+        o.identityFile,
+        '-o',
+        'IdentitiesOnly=yes',
+        '-o',
+        'PreferredAuthentications=publickey,keyboard-interactive',
+      ]
     : ['-o', 'PubkeyAuthentication=no', '-o', 'PreferredAuthentications=keyboard-interactive'];
   const argv = [
-    '-F', '/dev/null', '-b', o.bind, ...auth, '-o', 'IdentityAgent=none', '-o', 'BatchMode=no', '-o', 'NumberOfPasswordPrompts=1',
-    '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'LogLevel=INFO', '-o', 'ConnectTimeout=5',
-    '-p', String(port), `${user}@127.0.0.1`, '--', 'id -un',
+    '-F',
+    '/dev/null',
+    '-b',
+    o.bind,
+    ...auth,
+    '-o',
+    'IdentityAgent=none',
+    '-o',
+    'BatchMode=no',
+    '-o',
+    'NumberOfPasswordPrompts=1',
+    '-o',
+    'StrictHostKeyChecking=no',
+    '-o',
+    'UserKnownHostsFile=/dev/null',
+    '-o',
+    'LogLevel=INFO',
+    '-o',
+    'ConnectTimeout=5',
+    '-p',
+    String(port),
+    `${user}@127.0.0.1`,
+    '--',
+    'id -un',
   ];
   const quoted = ['ssh', ...argv].map((a) => `'${a.replace(/'/g, "'\\''")}'`).join(' ');
   return new Promise((resolve) => {
-    const child = execFile('script', ['-qec', quoted, '/dev/null'], { timeout: 20_000, env: { PATH: process.env.PATH ?? '/usr/bin:/bin', SSH_ASKPASS_REQUIRE: 'never', TERM: 'dumb' } }, (error, stdout, stderr) => {
-      const code = error ? (typeof (error as { code?: unknown }).code === 'number' ? (error as { code: number }).code : 255) : 0;
-      resolve({ code, out: String(stdout) + String(stderr) });
-    });
+    const child = execFile(
+      'script',
+      ['-qec', quoted, '/dev/null'],
+      {
+        timeout: 20_000,
+        env: { PATH: process.env.PATH ?? '/usr/bin:/bin', SSH_ASKPASS_REQUIRE: 'never', TERM: 'dumb' },
+      },
+      (error, stdout, stderr) => {
+        const code = error
+          ? typeof (error as { code?: unknown }).code === 'number'
+            ? (error as { code: number }).code
+            : 255
+          : 0;
+        resolve({ code, out: String(stdout) + String(stderr) });
+      },
+    );
     const answer = setInterval(() => child.stdin?.write('\n'), 700);
     child.on('exit', () => clearInterval(answer));
   });
@@ -70,7 +114,12 @@ describeWithSandbox('one client cannot lock out others; no enumeration (issue 13
   let driver: string;
   let iam: IAMClient;
   let port: number;
-  let proxy: { url: string; stats(): { total: number; counts: Record<string, number> }; resetStats(): void; stop(): Promise<void> };
+  let proxy: {
+    url: string;
+    stats(): { total: number; counts: Record<string, number> };
+    resetStats(): void;
+    stop(): Promise<void>;
+  };
   const pair: Record<string, { privateKeyPath: string; publicKey: string }> = {};
 
   beforeAll(async () => {
@@ -86,7 +135,8 @@ describeWithSandbox('one client cannot lock out others; no enumeration (issue 13
     iam = iamClient(endpoint, admin);
     const role = await createRoleWithDescription(iam, 'keymaker-instance', 'one-client e2e');
     const instance = await instanceRoleCredentials(stsClient(endpoint, admin), role.arn);
-    for (const name of ['alice', 'carol', 'dora']) await createUserWithKeys(iam, name, [{ body: pair[name]!.publicKey, status: 'Active' }]);
+    for (const name of ['alice', 'carol', 'dora'])
+      await createUserWithKeys(iam, name, [{ body: pair[name]!.publicKey, status: 'Active' }]);
 
     sb = await createSandbox();
     await installByHand(sb, bundle, hostConfigFor(proxy.url), instance);
@@ -106,7 +156,14 @@ describeWithSandbox('one client cannot lock out others; no enumeration (issue 13
       const r = await sshFrom(port, name, { bind: '127.0.0.3' });
       // The prompt names the user ("(carol@127.0.0.1) Password:"): that is the client's own input.
       // Blank lines are the test's own newlines echoed by the terminal, sent on a timer (not sshd's output).
-      const out = r.out.split(name).join('<user>').replace(/\r/g, '').split('\n').map((l) => l.trimEnd()).filter(Boolean).join('\n');
+      const out = r.out
+        .split(name)
+        .join('<user>')
+        .replace(/\r/g, '')
+        .split('\n')
+        .map((l) => l.trimEnd())
+        .filter(Boolean)
+        .join('\n');
       return { code: r.code, out };
     };
     const carol1 = await seen('carol');
@@ -117,7 +174,13 @@ describeWithSandbox('one client cannot lock out others; no enumeration (issue 13
     expect(await passwdEntry(sb, madeUp)).toBeUndefined();
     const log = await syslogLines(sb);
     expect(log.some((l) => /create_account user="carol" rhost="127\.0\.0\.3" decision=created/.test(l))).toBe(true);
-    expect(log.some((l) => new RegExp(`create_account user="${madeUp}" rhost="127\\.0\\.0\\.3" decision=refused reason=NO_SUCH_USER`).test(l))).toBe(true);
+    expect(
+      log.some((l) =>
+        new RegExp(`create_account user="${madeUp}" rhost="127\\.0\\.0\\.3" decision=refused reason=NO_SUCH_USER`).test(
+          l,
+        ),
+      ),
+    ).toBe(true);
     // Again: carol's account now exists, the made-up name is a remembered refusal; still the same.
     const carol2 = await seen('carol');
     const madeUp2 = await seen(madeUp);
@@ -131,9 +194,12 @@ describeWithSandbox('one client cannot lock out others; no enumeration (issue 13
 
   test('point 8: 50 wrong keys offered for one managed name cost a bounded number of IAM requests', async () => {
     // dora's account exists (created by the hook, as on a first login).
-    await sb.exec([DEFAULT_PATHS.pamCreateAccountCommand], { env: { PAM_TYPE: 'auth', PAM_USER: 'dora', PAM_RHOST: '127.0.0.4', PAM_SERVICE: 'sshd' } });
+    await sb.exec([DEFAULT_PATHS.pamCreateAccountCommand], {
+      env: { PAM_TYPE: 'auth', PAM_USER: 'dora', PAM_RHOST: '127.0.0.4', PAM_SERVICE: 'sshd' },
+    });
     expect(await passwdEntry(sb, 'dora')).toBeDefined();
-    const lookup = (fp: string) => sb.exec(['runuser', '-u', 'keymaker', '--', DEFAULT_PATHS.authorizedKeysCommand, 'dora', fp]);
+    const lookup = (fp: string) =>
+      sb.exec(['runuser', '-u', 'keymaker', '--', DEFAULT_PATHS.authorizedKeysCommand, 'dora', fp]);
     proxy.resetStats();
     // What sshd runs for each offered key: the lookup with that key's fingerprint.
     const printed: number[] = [];
@@ -142,19 +208,27 @@ describeWithSandbox('one client cannot lock out others; no enumeration (issue 13
       if (r.stdout !== '') printed.push(i);
     }
     const wrong = proxy.stats();
-    console.log(`lookup: 50 wrong keys for dora cost ${wrong.total} IAM/STS requests ${JSON.stringify(wrong.counts)}; key list printed for offers ${JSON.stringify(printed)}`);
+    console.log(
+      `lookup: 50 wrong keys for dora cost ${wrong.total} IAM/STS requests ${JSON.stringify(wrong.counts)}; key list printed for offers ${JSON.stringify(printed)}`,
+    );
     // One live lookup per 10 s (about 3 requests each) instead of one per offered key.
     expect(wrong.total).toBeLessThanOrEqual(12);
     // Only live answers print keys; the cached refusals print nothing.
     expect(printed.length).toBeLessThanOrEqual(4);
     // dora's own key is always looked up live (the cache only ever refuses) and logs in.
-    const fp = (await sb.execOk(['bash', '-c', `ssh-keygen -lf ${pair.dora!.privateKeyPath}.pub | cut -d' ' -f2`])).stdout.trim();
+    const fp = (
+      await sb.execOk(['bash', '-c', `ssh-keygen -lf ${pair.dora!.privateKeyPath}.pub | cut -d' ' -f2`])
+    ).stdout.trim();
     const right = await lookup(fp);
     expect({ code: right.code, out: right.stdout.trim() }).toEqual({ code: 0, out: pair.dora!.publicKey });
     const login = await sshFrom(port, 'dora', { bind: '127.0.0.4', identityFile: pair.dora!.privateKeyPath });
     expect(login.code).toBe(0);
     const log = await syslogLines(sb);
-    expect(log.some((l) => /lookup user="dora" fingerprint=SHA256:\S+ decision=refused reason=NO_SUCH_KEY cached=yes/.test(l))).toBe(true);
+    expect(
+      log.some((l) =>
+        /lookup user="dora" fingerprint=SHA256:\S+ decision=refused reason=NO_SUCH_KEY cached=yes/.test(l),
+      ),
+    ).toBe(true);
   });
 
   test('point 8: a flood of random names from one source does not stop a first login from another', async () => {
@@ -163,7 +237,9 @@ describeWithSandbox('one client cannot lock out others; no enumeration (issue 13
     while (names.size < 1500) names.add(randomName());
     fs.writeFileSync(path.join(tmp, 'flood-names.json'), JSON.stringify([...names]));
     // The flood from 127.0.0.1 (what sshd would pass as PAM_RHOST), running while alice connects.
-    const flood = sb.execOk(['node', driver, 'in-process', path.join(tmp, 'flood-names.json'), '4', '127.0.0.1'], { timeoutMs: 200_000 });
+    const flood = sb.execOk(['node', driver, 'in-process', path.join(tmp, 'flood-names.json'), '4', '127.0.0.1'], {
+      timeoutMs: 200_000,
+    });
     await new Promise((r) => setTimeout(r, 4000));
     const first = await sshFrom(port, 'alice', { bind: '127.0.0.2', identityFile: pair.alice!.privateKeyPath });
     const floodDone = await flood;
@@ -172,7 +248,13 @@ describeWithSandbox('one client cannot lock out others; no enumeration (issue 13
     expect(await passwdEntry(sb, 'alice')).toMatch(/^alice:/);
     const log = await syslogLines(sb);
     expect(log.some((l) => /create_account user="alice" rhost="127\.0\.0\.2" decision=created/.test(l))).toBe(true);
-    expect(log.some((l) => /create_account user="[a-z0-9]+" rhost="127\.0\.0\.1" decision=refused reason=RATE_LIMITED scope=source/.test(l))).toBe(true);
+    expect(
+      log.some((l) =>
+        /create_account user="[a-z0-9]+" rhost="127\.0\.0\.1" decision=refused reason=RATE_LIMITED scope=source/.test(
+          l,
+        ),
+      ),
+    ).toBe(true);
     const second = await sshFrom(port, 'alice', { bind: '127.0.0.2', identityFile: pair.alice!.privateKeyPath });
     expect(second.code).toBe(0);
   });

@@ -35,7 +35,10 @@ async function main(): Promise<void> {
       const code =
         mode === 'processes'
           ? await runHook(name, rhost)
-          : await pamCreateAccountCommand({ PAM_TYPE: 'auth', PAM_USER: name, PAM_RHOST: rhost, PAM_SERVICE: 'sshd' }, quiet);
+          : await pamCreateAccountCommand(
+              { PAM_TYPE: 'auth', PAM_USER: name, PAM_RHOST: rhost, PAM_SERVICE: 'sshd' },
+              quiet,
+            );
       codes[code] = (codes[code] ?? 0) + 1;
     }
   }

@@ -34,7 +34,11 @@ describe('token bucket', () => {
     }
     expect(kinds.filter((k) => k === 'admit')).toHaveLength(P.burst);
     expect(kinds.slice(P.burst)).toEqual(Array(5).fill('rate-limited'));
-    expect(admit(state, 'x', P.refillIntervalMs - 1, P, '192.0.2.1').admission).toEqual({ kind: 'rate-limited', scope: 'global', retryInMs: 1 });
+    expect(admit(state, 'x', P.refillIntervalMs - 1, P, '192.0.2.1').admission).toEqual({
+      kind: 'rate-limited',
+      scope: 'global',
+      retryInMs: 1,
+    });
     expect(admit(state, 'x', P.refillIntervalMs, P, '192.0.2.1').admission.kind).toBe('admit');
   });
 
@@ -53,7 +57,13 @@ describe('token bucket', () => {
   test('never more than the burst, however long the quiet spell; a clock that goes back adds nothing', () => {
     const idle = admit(freshGuardState(0), 'a', 10 * 24 * 3600_000).state;
     expect(idle.global.tokens).toBe(P.burst - 1);
-    let state: GuardState = { version: 2, global: { tokens: 0, refilledAtMs: 1_000_000 }, sources: {}, names: {}, refused: {} };
+    let state: GuardState = {
+      version: 2,
+      global: { tokens: 0, refilledAtMs: 1_000_000 },
+      sources: {},
+      names: {},
+      refused: {},
+    };
     state = parseGuardState(serializeGuardState(state), 500_000); // clock moved back
     expect(admit(state, 'a', 500_000).admission.kind).toBe('rate-limited');
   });
@@ -63,7 +73,11 @@ describe('negative cache', () => {
   test('a refused name is refused without a token for 10 minutes, then asked again', () => {
     let state = rememberRefusal(freshGuardState(0), 'mallory', 'NO_SUCH_USER', 0);
     const again = admit(state, 'mallory', 60_000);
-    expect(again.admission).toEqual({ kind: 'remembered', code: 'NO_SUCH_USER', remainingMs: P.negativeTtlMs - 60_000 });
+    expect(again.admission).toEqual({
+      kind: 'remembered',
+      code: 'NO_SUCH_USER',
+      remainingMs: P.negativeTtlMs - 60_000,
+    });
     expect(again.state.global.tokens).toBe(P.burst);
     state = again.state;
     expect(admit(state, 'mallory', P.negativeTtlMs).admission.kind).toBe('admit');
@@ -95,17 +109,68 @@ describe('state file parsing', () => {
   test.each([
     ['not JSON', '{'],
     ['version 1 (one host-wide bucket)', JSON.stringify({ version: 1, tokens: 20, refilledAtMs: 0, refused: {} })],
-    ['wrong version', JSON.stringify({ version: 3, global: { tokens: 20, refilledAtMs: 0 }, sources: {}, names: {}, refused: {} })],
-    ['a forged source key', JSON.stringify({ version: 2, global: { tokens: 20, refilledAtMs: 0 }, sources: { 'a b': { tokens: 5, refilledAtMs: 0 } }, names: {}, refused: {} })],
-    ['negative source tokens', JSON.stringify({ version: 2, global: { tokens: 20, refilledAtMs: 0 }, sources: { '192.0.2.1': { tokens: -5, refilledAtMs: 0 } }, names: {}, refused: {} })],
-    ['negative tokens', JSON.stringify({ version: 2, global: { tokens: -1, refilledAtMs: 0 }, sources: {}, names: {}, refused: {} })],
-    ['tokens as a string', JSON.stringify({ version: 2, global: { tokens: '1e9', refilledAtMs: 0 }, sources: {}, names: {}, refused: {} })],
-    ['a bad name', JSON.stringify({ version: 2, global: { tokens: 20, refilledAtMs: 0 }, sources: {}, names: {}, refused: { 'a b': { code: 'NO_SUCH_USER', untilMs: 1 } } })],
-    ['an unknown refusal code', JSON.stringify({ version: 2, global: { tokens: 20, refilledAtMs: 0 }, sources: {}, names: {}, refused: { a: { code: 'OK', untilMs: 1 } } })],
+    [
+      'wrong version',
+      JSON.stringify({ version: 3, global: { tokens: 20, refilledAtMs: 0 }, sources: {}, names: {}, refused: {} }),
+    ],
+    [
+      'a forged source key',
+      JSON.stringify({
+        version: 2,
+        global: { tokens: 20, refilledAtMs: 0 },
+        sources: { 'a b': { tokens: 5, refilledAtMs: 0 } },
+        names: {},
+        refused: {},
+      }),
+    ],
+    [
+      'negative source tokens',
+      JSON.stringify({
+        version: 2,
+        global: { tokens: 20, refilledAtMs: 0 },
+        sources: { '192.0.2.1': { tokens: -5, refilledAtMs: 0 } },
+        names: {},
+        refused: {},
+      }),
+    ],
+    [
+      'negative tokens',
+      JSON.stringify({ version: 2, global: { tokens: -1, refilledAtMs: 0 }, sources: {}, names: {}, refused: {} }),
+    ],
+    [
+      'tokens as a string',
+      JSON.stringify({ version: 2, global: { tokens: '1e9', refilledAtMs: 0 }, sources: {}, names: {}, refused: {} }),
+    ],
+    [
+      'a bad name',
+      JSON.stringify({
+        version: 2,
+        global: { tokens: 20, refilledAtMs: 0 },
+        sources: {},
+        names: {},
+        refused: { 'a b': { code: 'NO_SUCH_USER', untilMs: 1 } },
+      }),
+    ],
+    [
+      'an unknown refusal code',
+      JSON.stringify({
+        version: 2,
+        global: { tokens: 20, refilledAtMs: 0 },
+        sources: {},
+        names: {},
+        refused: { a: { code: 'OK', untilMs: 1 } },
+      }),
+    ],
     ['an array', '[]'],
   ])('corrupt (%s): an empty bucket, never extra permission', (_what, text) => {
     const state = parseGuardState(text, 1000);
-    expect(state).toEqual({ version: 2, global: { tokens: 0, refilledAtMs: 1000 }, sources: {}, names: {}, refused: {} });
+    expect(state).toEqual({
+      version: 2,
+      global: { tokens: 0, refilledAtMs: 1000 },
+      sources: {},
+      names: {},
+      refused: {},
+    });
     expect(admit(state, 'a', 1000).admission.kind).toBe('rate-limited');
   });
 
@@ -136,7 +201,10 @@ describe('the root-only state file', () => {
     const a = loginGuard(fileGuardStore({ dir }));
     const b = loginGuard(fileGuardStore({ dir }));
     for (let i = 0; i < P.burst; i++) await (i % 2 ? a : b).admit(`u${i}`, `203.0.113.${i}`);
-    await expect(a.admit('one-more', '192.0.2.1')).rejects.toMatchObject({ code: 'THROTTLED', details: { rateLimited: true } });
+    await expect(a.admit('one-more', '192.0.2.1')).rejects.toMatchObject({
+      code: 'THROTTLED',
+      details: { rateLimited: true },
+    });
     await expect(b.admit('one-more', '192.0.2.2')).rejects.toMatchObject({ code: 'THROTTLED' });
     expect(fs.statSync(dir).mode & 0o777).toBe(0o700);
     expect(fs.statSync(path.join(dir, 'pam-state.json')).mode & 0o777).toBe(0o600);
@@ -145,7 +213,9 @@ describe('the root-only state file', () => {
 
   test('many concurrent updates lose none (lock + rename)', async () => {
     const stores = Array.from({ length: 8 }, () => loginGuard(fileGuardStore({ dir })));
-    const results = await Promise.allSettled(Array.from({ length: 40 }, (_, i) => stores[i % 8]!.admit(`c${i}`, `203.0.113.${i}`)));
+    const results = await Promise.allSettled(
+      Array.from({ length: 40 }, (_, i) => stores[i % 8]!.admit(`c${i}`, `203.0.113.${i}`)),
+    );
     expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(P.burst);
   });
 
@@ -179,14 +249,28 @@ describe('account creation behind the guard', () => {
   const iamMock = mockClient(iam);
   beforeEach(() => {
     iamMock.reset();
-    const noSuchEntity = Object.assign(new Error('The user with name mallory cannot be found.'), { name: 'NoSuchEntity', $metadata: { httpStatusCode: 404 } });
+    const noSuchEntity = Object.assign(new Error('The user with name mallory cannot be found.'), {
+      name: 'NoSuchEntity',
+      $metadata: { httpStatusCode: 404 },
+    });
     iamMock.on(GetUserCommand).rejects(noSuchEntity);
     iamMock.on(ListSSHPublicKeysCommand).rejects(noSuchEntity);
     iamMock.on(ListGroupsForUserCommand).rejects(noSuchEntity);
   });
 
   function create(user: string, guard: ReturnType<typeof loginGuard>, host = new FakeHost(), source?: string) {
-    return createAccountForLogin(user, { accounts: host, admin: host, resolve: async () => resolutionFor(iam), lock: (body) => body(), guard, managed: host }, { allowedExistingGroups: [], source });
+    return createAccountForLogin(
+      user,
+      {
+        accounts: host,
+        admin: host,
+        resolve: async () => resolutionFor(iam),
+        lock: (body) => body(),
+        guard,
+        managed: host,
+      },
+      { allowedExistingGroups: [], source },
+    );
   }
 
   test('an unknown name costs IAM calls once; the retry is refused from memory with the same exit code', async () => {
@@ -195,7 +279,10 @@ describe('account creation behind the guard', () => {
     await expect(create('mallory', guard)).rejects.toMatchObject({ code: 'NO_SUCH_USER' });
     const calls = iamMock.calls().length;
     expect(calls).toBeGreaterThan(0);
-    await expect(create('mallory', guard)).rejects.toMatchObject({ code: 'NO_SUCH_USER', details: { remembered: true } });
+    await expect(create('mallory', guard)).rejects.toMatchObject({
+      code: 'NO_SUCH_USER',
+      details: { remembered: true },
+    });
     expect(iamMock.calls()).toHaveLength(calls);
   });
 
@@ -205,7 +292,9 @@ describe('account creation behind the guard', () => {
     for (const bad of ['', 'Root', '../etc', 'a b', '-rf', 'x'.repeat(40), 'é', 'a\nb']) {
       await expect(create(bad, guard)).rejects.toMatchObject({ code: 'INVALID_USERNAME' });
     }
-    await expect(create('ubuntu', guard, new FakeHost({ users: [['ubuntu', 1000]] }))).resolves.toMatchObject({ kind: 'exists' });
+    await expect(create('ubuntu', guard, new FakeHost({ users: [['ubuntu', 1000]] }))).resolves.toMatchObject({
+      kind: 'exists',
+    });
     expect(iamMock.calls()).toHaveLength(0);
     expect(store.state).toBeUndefined();
   });
@@ -214,9 +303,12 @@ describe('account creation behind the guard', () => {
     let now = 0;
     const store = memoryGuardStore({ now: () => now });
     const guard = loginGuard(store);
-    for (let i = 0; i < P.burst; i++) await expect(create(`n${i}`, guard, undefined, `203.0.113.${i}`)).rejects.toMatchObject({ code: 'NO_SUCH_USER' });
+    for (let i = 0; i < P.burst; i++)
+      await expect(create(`n${i}`, guard, undefined, `203.0.113.${i}`)).rejects.toMatchObject({ code: 'NO_SUCH_USER' });
     const calls = iamMock.calls().length;
-    await expect(create('another', guard, undefined, '192.0.2.1')).rejects.toThrow(/on this host .*refused without an IAM call, try again in 3 s/);
+    await expect(create('another', guard, undefined, '192.0.2.1')).rejects.toThrow(
+      /on this host .*refused without an IAM call, try again in 3 s/,
+    );
     expect(iamMock.calls()).toHaveLength(calls);
     now += P.refillIntervalMs;
     await expect(create('another', guard, undefined, '192.0.2.1')).rejects.toMatchObject({ code: 'NO_SUCH_USER' });
@@ -317,7 +409,10 @@ describe('one client cannot lock out others (issue 13, point 8)', () => {
   test('the hook passes the source through loginGuard: a flooding source is refused, another is not', async () => {
     const guard = loginGuard(memoryGuardStore({ now: () => 0 }));
     for (let i = 0; i < P.sourceBurst; i++) await guard.admit(`m${i}`, '198.51.100.7');
-    await expect(guard.admit('m99', '198.51.100.7')).rejects.toMatchObject({ code: 'THROTTLED', details: { rateLimited: true, scope: 'source' } });
+    await expect(guard.admit('m99', '198.51.100.7')).rejects.toMatchObject({
+      code: 'THROTTLED',
+      details: { rateLimited: true, scope: 'source' },
+    });
     await expect(guard.admit('alice', '192.0.2.10')).resolves.toBeUndefined();
   });
 });

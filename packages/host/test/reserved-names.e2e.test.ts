@@ -20,7 +20,15 @@ import {
   stsClient,
 } from '../../../tools/moto/seed';
 import { DEFAULT_PATHS } from '../src/paths';
-import { buildHostBundle, hostConfigFor, installByHand, passwdEntry, randomAccountId, sshShowingPamText, syslogLines } from './e2e-host';
+import {
+  buildHostBundle,
+  hostConfigFor,
+  installByHand,
+  passwdEntry,
+  randomAccountId,
+  sshShowingPamText,
+  syslogLines,
+} from './e2e-host';
 
 jest.setTimeout(120_000);
 
@@ -42,11 +50,16 @@ describeWithSandbox('reserved names on a real sshd', () => {
     const account = randomAccountId();
     const admin = await credentialsForAccount(stsClient(endpoint), account);
     iam = iamClient(endpoint, admin);
-    const role = await createRoleWithDescription(iam, 'keymaker-instance', 'db servers keymaker_require_iam_group=ssh-users');
+    const role = await createRoleWithDescription(
+      iam,
+      'keymaker-instance',
+      'db servers keymaker_require_iam_group=ssh-users',
+    );
     const instance = await instanceRoleCredentials(stsClient(endpoint, admin), role.arn);
 
     await createUserWithKeys(iam, 'nina', [{ body: pair.nina!.publicKey, status: 'Active' }]);
-    postgresId = (await createUserWithKeys(iam, 'postgres', [{ body: pair.postgres!.publicKey, status: 'Active' }])).userId;
+    postgresId = (await createUserWithKeys(iam, 'postgres', [{ body: pair.postgres!.publicKey, status: 'Active' }]))
+      .userId;
     await createUserWithKeys(iam, 'appsvc', [{ body: pair.appsvc!.publicKey, status: 'Active' }]);
     await createGroupWithMembers(iam, 'ssh-users', ['nina', 'postgres', 'appsvc']);
     await createGroupWithMembers(iam, 'keymaker_dba', ['nina', 'postgres']);
@@ -75,11 +88,19 @@ describeWithSandbox('reserved names on a real sshd', () => {
 
   test('IAM user postgres with a valid key gets no account and no login, logged as reserved', async () => {
     const r1 = await sshShowingPamText(port, 'postgres', pair.postgres!.privateKeyPath);
-    const r2 = await sb.ssh('postgres', { identityFile: pair.postgres!.privateKeyPath, command: 'id -un', batch: true });
+    const r2 = await sb.ssh('postgres', {
+      identityFile: pair.postgres!.privateKeyPath,
+      command: 'id -un',
+      batch: true,
+    });
     expect([r1.code, r2.code]).toEqual([255, 255]);
     expect(r1.stdout + r1.stderr).not.toContain('created');
     expect(await passwdEntry(sb, 'postgres')).toBeUndefined();
-    expect((await syslogLines(sb)).some((l) => /create_account user="postgres".*decision=refused reason=NOT_MANAGED: .*reserved/.test(l))).toBe(true);
+    expect(
+      (await syslogLines(sb)).some((l) =>
+        /create_account user="postgres".*decision=refused reason=NOT_MANAGED: .*reserved/.test(l),
+      ),
+    ).toBe(true);
   });
 
   test('an account postgres that looks like a keymaker one (derived UID) is still never served keys', async () => {
@@ -93,7 +114,9 @@ describeWithSandbox('reserved names on a real sshd', () => {
     const direct = await sb.exec([DEFAULT_PATHS.authorizedKeysCommand, 'postgres']);
     expect(direct.stdout).toBe('');
     const log = await syslogLines(sb);
-    expect(log.some((l) => /lookup user="postgres".*decision=refused reason=NOT_MANAGED: .*reserved/.test(l))).toBe(true);
+    expect(log.some((l) => /lookup user="postgres".*decision=refused reason=NOT_MANAGED: .*reserved/.test(l))).toBe(
+      true,
+    );
     expect(log.join('\n')).not.toMatch(/lookup user="postgres".*decision=keys/);
   });
 
@@ -102,7 +125,11 @@ describeWithSandbox('reserved names on a real sshd', () => {
     const r2 = await sb.ssh('appsvc', { identityFile: pair.appsvc!.privateKeyPath, command: 'id -un', batch: true });
     expect([r1.code, r2.code]).toEqual([255, 255]);
     expect(await passwdEntry(sb, 'appsvc')).toBeUndefined();
-    expect((await syslogLines(sb)).some((l) => /create_account user="appsvc".*decision=refused reason=NOT_MANAGED: .*reserved/.test(l))).toBe(true);
+    expect(
+      (await syslogLines(sb)).some((l) =>
+        /create_account user="appsvc".*decision=refused reason=NOT_MANAGED: .*reserved/.test(l),
+      ),
+    ).toBe(true);
   });
 
   test('sync puts nina in dba and leaves postgres out, saying why', async () => {

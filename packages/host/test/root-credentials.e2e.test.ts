@@ -20,7 +20,15 @@ import {
   stsClient,
 } from '../../../tools/moto/seed';
 import { DEFAULT_PATHS } from '../src/paths';
-import { buildHostBundle, credentialsFileText, hostConfigFor, installByHand, passwdEntry, randomAccountId, syslogLines } from './e2e-host';
+import {
+  buildHostBundle,
+  credentialsFileText,
+  hostConfigFor,
+  installByHand,
+  passwdEntry,
+  randomAccountId,
+  syslogLines,
+} from './e2e-host';
 
 jest.setTimeout(180_000);
 
@@ -31,7 +39,8 @@ describeWithSandbox("root's own AWS credentials on a real sshd", () => {
   let iam: IAMClient;
   let rootEnv: Record<string, string>;
   const pair: Record<string, { privateKeyPath: string; publicKey: string }> = {};
-  const lookupAsSshd = (name: string) => sb.exec(['runuser', '-u', 'keymaker', '--', DEFAULT_PATHS.authorizedKeysCommand, name, 'SHA256:abc']);
+  const lookupAsSshd = (name: string) =>
+    sb.exec(['runuser', '-u', 'keymaker', '--', DEFAULT_PATHS.authorizedKeysCommand, name, 'SHA256:abc']);
 
   beforeAll(async () => {
     const endpoint = motoEndpoint();
@@ -42,7 +51,11 @@ describeWithSandbox("root's own AWS credentials on a real sshd", () => {
     const account = randomAccountId();
     const admin = await credentialsForAccount(stsClient(endpoint), account);
     iam = iamClient(endpoint, admin);
-    const role = await createRoleWithDescription(iam, 'keymaker-instance', 'web servers keymaker_require_iam_group=ssh-users');
+    const role = await createRoleWithDescription(
+      iam,
+      'keymaker-instance',
+      'web servers keymaker_require_iam_group=ssh-users',
+    );
     const instance = await instanceRoleCredentials(stsClient(endpoint, admin), role.arn);
     await createUserWithKeys(iam, 'alice', [{ body: pair.alice!.publicKey, status: 'Active' }]);
     await createUserWithKeys(iam, 'oscar', [{ body: pair.oscar!.publicKey, status: 'Active' }]);
@@ -51,12 +64,21 @@ describeWithSandbox("root's own AWS credentials on a real sshd", () => {
     // Root's own credentials: an IAM user's access key (GetCallerIdentity: arn:aws:iam::...:user/root-admin).
     await iam.send(new CreateUserCommand({ UserName: 'root-admin' }));
     const key = (await iam.send(new CreateAccessKeyCommand({ UserName: 'root-admin' }))).AccessKey!;
-    rootEnv = { AWS_ACCESS_KEY_ID: key.AccessKeyId!, AWS_SECRET_ACCESS_KEY: key.SecretAccessKey!, AWS_PROFILE: 'default', AWS_SHARED_CREDENTIALS_FILE: '/root/.aws/credentials' };
+    rootEnv = {
+      AWS_ACCESS_KEY_ID: key.AccessKeyId!,
+      AWS_SECRET_ACCESS_KEY: key.SecretAccessKey!,
+      AWS_PROFILE: 'default',
+      AWS_SHARED_CREDENTIALS_FILE: '/root/.aws/credentials',
+    };
 
     sb = await createSandbox();
     await installByHand(sb, bundle, hostConfigFor(endpoint), instance);
     await sb.execOk(['mkdir', '-p', '-m', '0700', '/root/.aws']);
-    await sb.writeFile('/root/.aws/credentials', credentialsFileText({ accessKeyId: key.AccessKeyId!, secretAccessKey: key.SecretAccessKey! }), 0o600);
+    await sb.writeFile(
+      '/root/.aws/credentials',
+      credentialsFileText({ accessKeyId: key.AccessKeyId!, secretAccessKey: key.SecretAccessKey! }),
+      0o600,
+    );
     await sb.startSshd();
   });
 
@@ -90,7 +112,15 @@ describeWithSandbox("root's own AWS credentials on a real sshd", () => {
     const pub = path.join(keys, 'alice-offered.pub');
     fs.writeFileSync(pub, `${pair.alice!.publicKey}\n`);
     const fingerprint = execFileSync('ssh-keygen', ['-lf', pub], { encoding: 'utf8' }).split(' ')[1]!;
-    const lookup = await sb.exec(['runuser', '-u', 'keymaker', '--', DEFAULT_PATHS.authorizedKeysCommand, 'alice', fingerprint]);
+    const lookup = await sb.exec([
+      'runuser',
+      '-u',
+      'keymaker',
+      '--',
+      DEFAULT_PATHS.authorizedKeysCommand,
+      'alice',
+      fingerprint,
+    ]);
     expect(lookup.code).toBe(0);
     expect(lookup.stdout).toContain(pair.alice!.publicKey.split(' ')[1]);
   });
@@ -100,13 +130,16 @@ describeWithSandbox("root's own AWS credentials on a real sshd", () => {
     delete config.sharedCredentialsFile; // the instance role via IMDS (nothing answers at metadataEndpoint here)
     const file = '/etc/keymaker/config-imds.json';
     await sb.writeFile(file, `${JSON.stringify(config, null, 2)}\n`, 0o644);
-    const r = await sb.exec([DEFAULT_PATHS.syncGroupsCommand, '--dry-run', '--config', file], { env: rootEnv, timeoutMs: 90_000 });
+    const r = await sb.exec([DEFAULT_PATHS.syncGroupsCommand, '--dry-run', '--config', file], {
+      env: rootEnv,
+      timeoutMs: 90_000,
+    });
     expect(r.code).not.toBe(0);
     expect(r.stderr).not.toContain('root-admin'); // root-admin's keys were not used at all
     expect(r.stderr).toMatch(/nothing was changed/);
   });
 
-  test('a host config whose credentials are an IAM user\'s is an error naming the ARN and the fix', async () => {
+  test("a host config whose credentials are an IAM user's is an error naming the ARN and the fix", async () => {
     const config = { ...hostConfigFor(motoEndpoint()), sharedCredentialsFile: '/root/.aws/credentials' };
     const file = '/etc/keymaker/config-user.json';
     await sb.writeFile(file, `${JSON.stringify(config, null, 2)}\n`, 0o644);

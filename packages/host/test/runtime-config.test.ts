@@ -11,7 +11,9 @@ const sys = (files: Record<string, string>) => ({
 
 test('a missing host config means defaults; a broken one is an error (fail closed)', async () => {
   expect(await loadHostConfig(sys({}), '/etc/keymaker/config.json')).toEqual(DEFAULT_HOST_CONFIG);
-  await expect(loadHostConfig(sys({ '/c': '{"deadlineMs": "soon"}' }), '/c')).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+  await expect(loadHostConfig(sys({ '/c': '{"deadlineMs": "soon"}' }), '/c')).rejects.toMatchObject({
+    code: 'INVALID_ARGUMENT',
+  });
 });
 
 test("a profile without a file of its own (it would mean root's ~/.aws) is refused when the config is read and when install writes it", async () => {
@@ -19,12 +21,20 @@ test("a profile without a file of its own (it would mean root's ~/.aws) is refus
     code: 'INVALID_ARGUMENT',
     message: expect.stringContaining('profile needs sharedCredentialsFile or sharedConfigFile'),
   });
-  const ok = await loadHostConfig(sys({ '/c': '{"version":1,"profile":"km","sharedCredentialsFile":"/etc/keymaker/credentials"}' }), '/c');
+  const ok = await loadHostConfig(
+    sys({ '/c': '{"version":1,"profile":"km","sharedCredentialsFile":"/etc/keymaker/credentials"}' }),
+    '/c',
+  );
   expect(ok.profile).toBe('km');
 });
 
 test('the config, not the caller environment, points the SDK at credentials and metadata', () => {
-  const config = { ...DEFAULT_HOST_CONFIG, sharedCredentialsFile: '/etc/keymaker/creds', profile: 'km', metadataEndpoint: 'http://127.0.0.1:9' };
+  const config = {
+    ...DEFAULT_HOST_CONFIG,
+    sharedCredentialsFile: '/etc/keymaker/creds',
+    profile: 'km',
+    metadataEndpoint: 'http://127.0.0.1:9',
+  };
   expect(awsEnvironmentFor(config)).toMatchObject({
     AWS_SHARED_CREDENTIALS_FILE: '/etc/keymaker/creds',
     AWS_PROFILE: 'km',
@@ -40,7 +50,11 @@ test('per-request timeouts on the login path stay inside the deadline', () => {
 });
 
 test('sync_groups arguments and exit codes', () => {
-  expect(parseSyncArgs(['--dry-run', '--json', '--config', '/x.json'])).toEqual({ dryRun: true, json: true, config: '/x.json' });
+  expect(parseSyncArgs(['--dry-run', '--json', '--config', '/x.json'])).toEqual({
+    dryRun: true,
+    json: true,
+    config: '/x.json',
+  });
   expect(parseSyncArgs(['--force'])).toBeUndefined();
   const base = { dryRun: false, changes: [], refused: [], skipped: [], failed: [] };
   expect(syncExitCode(base)).toBe(0);

@@ -5,7 +5,6 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { createSandbox, describeWithSandbox, type Sandbox } from '../../../tools/sandbox/sandbox';
 
-
 function keygen(dir: string, name: string): { key: string; pub: string } {
   const key = path.join(dir, name);
   execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', name, '-f', key]);
@@ -75,7 +74,14 @@ describeWithSandbox('tools/sandbox: real sshd in a namespace sandbox', () => {
 
     const changes = await sb.upperDirChanges();
     const files = changes.filter((c) => c.type === 'file').map((c) => c.path);
-    expect(files).toEqual(expect.arrayContaining(['/etc/passwd', '/etc/shadow', '/etc/ssh/sshd_config.d/test.conf', '/usr/local/sbin/test-keys']));
+    expect(files).toEqual(
+      expect.arrayContaining([
+        '/etc/passwd',
+        '/etc/shadow',
+        '/etc/ssh/sshd_config.d/test.conf',
+        '/usr/local/sbin/test-keys',
+      ]),
+    );
     expect(changes.map((c) => c.path)).toContain(`/home/${user}`);
 
     // the host is untouched

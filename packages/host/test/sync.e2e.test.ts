@@ -21,7 +21,14 @@ import {
 } from '../../../tools/moto/seed';
 import { DEFAULT_PATHS } from '../src/paths';
 import type { SyncReport } from '../src/sync';
-import { buildHostBundle, hostConfigFor, installByHand, randomAccountId, startFailingProxy, syslogLines } from './e2e-host';
+import {
+  buildHostBundle,
+  hostConfigFor,
+  installByHand,
+  randomAccountId,
+  startFailingProxy,
+  syslogLines,
+} from './e2e-host';
 
 jest.setTimeout(120_000);
 
@@ -104,7 +111,11 @@ describeWithSandbox('sync_groups on a real host', () => {
     await iam.send(new AddUserToGroupCommand({ GroupName: 'keymaker_devs', UserName: 'alice' }));
     const r = await sync('--dry-run', '--json');
     const report = JSON.parse(r.stdout) as SyncReport;
-    expect(report).toMatchObject({ dryRun: true, changes: ['group devs: +alice'], refused: [expect.objectContaining({ group: 'sudo' })] });
+    expect(report).toMatchObject({
+      dryRun: true,
+      changes: ['group devs: +alice'],
+      refused: [expect.objectContaining({ group: 'sudo' })],
+    });
     expect((await members('devs'))!.sort()).toEqual(['bob', 'nobody']);
   });
 
@@ -126,8 +137,13 @@ describeWithSandbox('sync_groups on a real host', () => {
 
   test('a second run while one holds the lock exits with LOCKED and changes nothing; the holder killed, the next run proceeds', async () => {
     // A holder in the sandbox: a shell that takes the kernel lock and then becomes `sleep`.
-    await sb.execOk(['bash', '-c', `(exec 9>>${DEFAULT_PATHS.syncLock}; flock 9; echo $BASHPID > /run/lock-holder.pid; exec sleep 60) </dev/null >/dev/null 2>&1 &`]);
-    for (let i = 0; i < 100 && !(await sb.exists('/run/lock-holder.pid')); i++) await new Promise((resolve) => setTimeout(resolve, 20));
+    await sb.execOk([
+      'bash',
+      '-c',
+      `(exec 9>>${DEFAULT_PATHS.syncLock}; flock 9; echo $BASHPID > /run/lock-holder.pid; exec sleep 60) </dev/null >/dev/null 2>&1 &`,
+    ]);
+    for (let i = 0; i < 100 && !(await sb.exists('/run/lock-holder.pid')); i++)
+      await new Promise((resolve) => setTimeout(resolve, 20));
     const r = await sync();
     expect(r.code).toBe(EXIT_CODES.LOCKED);
     expect(r.stderr).toMatch(/another keymaker run holds/);
@@ -147,10 +163,17 @@ describeWithSandbox('sync_groups on a real host', () => {
     const deadlineMs = 6000;
     try {
       const current = JSON.parse((await sb.exec(['cat', DEFAULT_PATHS.configFile])).stdout) as Record<string, unknown>;
-      await sb.writeFile(configFile, JSON.stringify({ ...current, iamEndpoint: hanging.url, stsEndpoint: hanging.url }), 0o644);
+      await sb.writeFile(
+        configFile,
+        JSON.stringify({ ...current, iamEndpoint: hanging.url, stsEndpoint: hanging.url }),
+        0o644,
+      );
       await hanging.setFault({ kind: 'hang', action: 'GetGroup' });
       const started = Date.now();
-      const r = await sb.exec([DEFAULT_PATHS.syncGroupsCommand, '--config', configFile], { env: { KEYMAKER_DEADLINE_MS: String(deadlineMs) }, timeoutMs: 60_000 });
+      const r = await sb.exec([DEFAULT_PATHS.syncGroupsCommand, '--config', configFile], {
+        env: { KEYMAKER_DEADLINE_MS: String(deadlineMs) },
+        timeoutMs: 60_000,
+      });
       const ms = Date.now() - started;
       expect(r.code).toBe(EXIT_CODES.DEADLINE_EXCEEDED);
       expect(r.stderr).toMatch(/did not finish within 6 s/);
@@ -158,7 +181,10 @@ describeWithSandbox('sync_groups on a real host', () => {
       expect(ms).toBeLessThan(deadlineMs + 5000);
       // The lock is free: a run right after takes it.
       await hanging.setFault({ kind: 'none' });
-      const again = await sb.exec([DEFAULT_PATHS.syncGroupsCommand, '--config', configFile], { env: { KEYMAKER_DEADLINE_MS: String(deadlineMs) }, timeoutMs: 60_000 });
+      const again = await sb.exec([DEFAULT_PATHS.syncGroupsCommand, '--config', configFile], {
+        env: { KEYMAKER_DEADLINE_MS: String(deadlineMs) },
+        timeoutMs: 60_000,
+      });
       expect(again.code).toBe(EXIT_CODES.GROUP_NOT_MANAGED);
       expect(again.stderr).not.toMatch(/another keymaker run holds/);
     } finally {
@@ -172,9 +198,16 @@ describeWithSandbox('sync_groups on a real host', () => {
     const configFile = '/etc/keymaker/config-hang.json';
     try {
       const current = JSON.parse((await sb.exec(['cat', DEFAULT_PATHS.configFile])).stdout) as Record<string, unknown>;
-      await sb.writeFile(configFile, JSON.stringify({ ...current, iamEndpoint: hanging.url, stsEndpoint: hanging.url }), 0o644);
+      await sb.writeFile(
+        configFile,
+        JSON.stringify({ ...current, iamEndpoint: hanging.url, stsEndpoint: hanging.url }),
+        0o644,
+      );
       await hanging.setFault({ kind: 'hang', action: 'GetGroup', nth: 1, times: 1 });
-      const r = await sb.exec([DEFAULT_PATHS.syncGroupsCommand, '--config', configFile], { env: { KEYMAKER_DEADLINE_MS: '20000' }, timeoutMs: 60_000 });
+      const r = await sb.exec([DEFAULT_PATHS.syncGroupsCommand, '--config', configFile], {
+        env: { KEYMAKER_DEADLINE_MS: '20000' },
+        timeoutMs: 60_000,
+      });
       expect(r.code).toBe(EXIT_CODES.GROUP_NOT_MANAGED);
       expect(hanging.stats().counts.GetGroup).toBeGreaterThan(1);
     } finally {

@@ -10,13 +10,27 @@ const user = (name: string) => ({ userName: name, userId: `AIDA${name.toUpperCas
 const ALICE = user('alice');
 const BOB = user('bob');
 const CAROL = user('carol');
-const DEVS = { groupName: 'keymaker_devs', groupId: 'AGPADEVS000000000001', linuxName: 'devs', gid: uid('AGPADEVS000000000001') };
-const options = { uidScheme: 'wide' as const, linuxUserSuffix: '', allowedExistingGroups: [] as string[], uidFor: (u: { userId: string }) => uid(u.userId) };
+const DEVS = {
+  groupName: 'keymaker_devs',
+  groupId: 'AGPADEVS000000000001',
+  linuxName: 'devs',
+  gid: uid('AGPADEVS000000000001'),
+};
+const options = {
+  uidScheme: 'wide' as const,
+  linuxUserSuffix: '',
+  allowedExistingGroups: [] as string[],
+  uidFor: (u: { userId: string }) => uid(u.userId),
+};
 
 describe('planGroupSync', () => {
   test('creates a missing group and adds members that have keymaker accounts', () => {
     const local = new FakeHost({ users: [['alice', uid(ALICE.userId)]] }).manage('alice', ALICE.userId);
-    const plan = planGroupSync({ groups: [{ ...DEVS, members: [ALICE, BOB] }] }, { users: local.users_, groups: local.groups_, managed: local.managed_ }, options);
+    const plan = planGroupSync(
+      { groups: [{ ...DEVS, members: [ALICE, BOB] }] },
+      { users: local.users_, groups: local.groups_, managed: local.managed_ },
+      options,
+    );
     expect(plan.createGroups).toEqual([{ name: 'devs', gid: DEVS.gid, iamGroupName: 'keymaker_devs' }]);
     // bob has no account yet: he joins when it is created.
     expect(plan.memberships).toEqual([{ group: 'devs', members: ['alice'], add: ['alice'], remove: [] }]);
@@ -24,21 +38,43 @@ describe('planGroupSync', () => {
 
   test('removes managed members IAM no longer lists and keeps members keymaker does not manage', () => {
     const local = new FakeHost({
-      users: [['alice', uid(ALICE.userId)], ['bob', uid(BOB.userId)], ['admin', 1000]],
+      users: [
+        ['alice', uid(ALICE.userId)],
+        ['bob', uid(BOB.userId)],
+        ['admin', 1000],
+      ],
       groups: [['devs', DEVS.gid, ['admin', 'alice', 'bob', 'ghost']]],
     })
       .manage('alice', ALICE.userId)
       .manage('bob', BOB.userId);
-    const plan = planGroupSync({ groups: [{ ...DEVS, members: [ALICE] }] }, { users: local.users_, groups: local.groups_, managed: local.managed_ }, options);
+    const plan = planGroupSync(
+      { groups: [{ ...DEVS, members: [ALICE] }] },
+      { users: local.users_, groups: local.groups_, managed: local.managed_ },
+      options,
+    );
     expect(plan.createGroups).toEqual([]);
-    expect(plan.memberships).toEqual([{ group: 'devs', members: ['admin', 'ghost', 'alice'], add: [], remove: ['bob'] }]);
+    expect(plan.memberships).toEqual([
+      { group: 'devs', members: ['admin', 'ghost', 'alice'], add: [], remove: ['bob'] },
+    ]);
   });
 
   test('never creates a group named after a local user or an IAM user it sees (it would block her private group)', () => {
     const local = new FakeHost({ users: [['dana', 1000]] });
-    const named = (name: string, id: string) => ({ groupName: `keymaker_${name}`, groupId: id, linuxName: name, gid: uid(id), members: [ALICE] });
+    const named = (name: string, id: string) => ({
+      groupName: `keymaker_${name}`,
+      groupId: id,
+      linuxName: name,
+      gid: uid(id),
+      members: [ALICE],
+    });
     const plan = planGroupSync(
-      { groups: [named('bob', 'AGPABOBGROUP00000001'), named('dana', 'AGPADANAGROUP0000001'), { ...DEVS, members: [BOB] }] },
+      {
+        groups: [
+          named('bob', 'AGPABOBGROUP00000001'),
+          named('dana', 'AGPADANAGROUP0000001'),
+          { ...DEVS, members: [BOB] },
+        ],
+      },
       { users: local.users_, groups: local.groups_, managed: local.managed_ },
       options,
     );
@@ -51,7 +87,11 @@ describe('planGroupSync', () => {
 
   test('pre-provisioning makes user and private group in one step, reusing a leftover private group', () => {
     const local = new FakeHost({ groups: [['alice', uid(ALICE.userId)]] });
-    const plan = planGroupSync({ groups: [], authorizedUsers: [ALICE, BOB] }, { users: local.users_, groups: local.groups_, managed: local.managed_ }, options);
+    const plan = planGroupSync(
+      { groups: [], authorizedUsers: [ALICE, BOB] },
+      { users: local.users_, groups: local.groups_, managed: local.managed_ },
+      options,
+    );
     expect(plan.createUsers).toEqual([
       expect.objectContaining({ name: 'alice', uid: uid(ALICE.userId), privateGroup: 'existing' }),
       expect.objectContaining({ name: 'bob', uid: uid(BOB.userId), privateGroup: 'create' }),
@@ -60,37 +100,76 @@ describe('planGroupSync', () => {
 
   test('no change when Linux already matches IAM', () => {
     const local = new FakeHost({ users: [['alice', uid(ALICE.userId)]], groups: [['devs', DEVS.gid, ['alice']]] });
-    const plan = planGroupSync({ groups: [{ ...DEVS, members: [ALICE] }] }, { users: local.users_, groups: local.groups_, managed: local.managed_ }, options);
+    const plan = planGroupSync(
+      { groups: [{ ...DEVS, members: [ALICE] }] },
+      { users: local.users_, groups: local.groups_, managed: local.managed_ },
+      options,
+    );
     expect(plan.memberships).toEqual([]);
     expect(plan.createGroups).toEqual([]);
   });
 
-  test.each(['sudo', 'wheel', 'root', 'adm', 'docker', 'shadow'])('refuses the existing group %s keymaker did not create', (name) => {
-    const local = new FakeHost({ users: [['alice', uid(ALICE.userId)]], groups: [[name, 27, ['ubuntu']]] });
-    const group = { groupName: `keymaker_${name}`, groupId: 'AGPAX0000000000000001', linuxName: name, gid: uid('AGPAX0000000000000001') };
-    const plan = planGroupSync({ groups: [{ ...group, members: [ALICE] }] }, { users: local.users_, groups: local.groups_, managed: local.managed_ }, options);
-    expect(plan.memberships).toEqual([]);
-    expect(plan.createGroups).toEqual([]);
-    expect(plan.refused).toEqual([{ group: name, reason: expect.stringContaining('allowedExistingGroups') }]);
-  });
+  test.each(['sudo', 'wheel', 'root', 'adm', 'docker', 'shadow'])(
+    'refuses the existing group %s keymaker did not create',
+    (name) => {
+      const local = new FakeHost({ users: [['alice', uid(ALICE.userId)]], groups: [[name, 27, ['ubuntu']]] });
+      const group = {
+        groupName: `keymaker_${name}`,
+        groupId: 'AGPAX0000000000000001',
+        linuxName: name,
+        gid: uid('AGPAX0000000000000001'),
+      };
+      const plan = planGroupSync(
+        { groups: [{ ...group, members: [ALICE] }] },
+        { users: local.users_, groups: local.groups_, managed: local.managed_ },
+        options,
+      );
+      expect(plan.memberships).toEqual([]);
+      expect(plan.createGroups).toEqual([]);
+      expect(plan.refused).toEqual([{ group: name, reason: expect.stringContaining('allowedExistingGroups') }]);
+    },
+  );
 
   test('manages an existing group the administrator allowed, keeping its other members', () => {
-    const local = new FakeHost({ users: [['alice', uid(ALICE.userId)], ['ubuntu', 1000]], groups: [['docker', 999, ['ubuntu']]] }).manage('alice', ALICE.userId);
-    const group = { groupName: 'keymaker_docker', groupId: 'AGPAX0000000000000001', linuxName: 'docker', gid: uid('AGPAX0000000000000001') };
-    const plan = planGroupSync({ groups: [{ ...group, members: [ALICE] }] }, { users: local.users_, groups: local.groups_, managed: local.managed_ }, { ...options, allowedExistingGroups: ['docker'] });
+    const local = new FakeHost({
+      users: [
+        ['alice', uid(ALICE.userId)],
+        ['ubuntu', 1000],
+      ],
+      groups: [['docker', 999, ['ubuntu']]],
+    }).manage('alice', ALICE.userId);
+    const group = {
+      groupName: 'keymaker_docker',
+      groupId: 'AGPAX0000000000000001',
+      linuxName: 'docker',
+      gid: uid('AGPAX0000000000000001'),
+    };
+    const plan = planGroupSync(
+      { groups: [{ ...group, members: [ALICE] }] },
+      { users: local.users_, groups: local.groups_, managed: local.managed_ },
+      { ...options, allowedExistingGroups: ['docker'] },
+    );
     expect(plan.memberships).toEqual([{ group: 'docker', members: ['ubuntu', 'alice'], add: ['alice'], remove: [] }]);
   });
 
   test('refuses a group whose derived GID belongs to another group', () => {
     const local = new FakeHost({ groups: [['other', DEVS.gid]] });
-    const plan = planGroupSync({ groups: [{ ...DEVS, members: [] }] }, { users: local.users_, groups: local.groups_, managed: local.managed_ }, options);
+    const plan = planGroupSync(
+      { groups: [{ ...DEVS, members: [] }] },
+      { users: local.users_, groups: local.groups_, managed: local.managed_ },
+      options,
+    );
     expect(plan.createGroups).toEqual([]);
     expect(plan.refused[0]!.reason).toMatch(/already belongs to group other/);
   });
 
   test('does not add a pre-existing local user who only shares the IAM name', () => {
     const local = new FakeHost({ users: [['alice', 1000]], groups: [['devs', DEVS.gid, []]] });
-    const plan = planGroupSync({ groups: [{ ...DEVS, members: [ALICE] }] }, { users: local.users_, groups: local.groups_, managed: local.managed_ }, options);
+    const plan = planGroupSync(
+      { groups: [{ ...DEVS, members: [ALICE] }] },
+      { users: local.users_, groups: local.groups_, managed: local.managed_ },
+      options,
+    );
     expect(plan.memberships).toEqual([]);
     expect(plan.skipped).toEqual([expect.objectContaining({ user: 'alice', group: 'devs' })]);
   });
@@ -98,20 +177,48 @@ describe('planGroupSync', () => {
   test('a local account with a matching UID that is not in the record is neither added to nor removed from groups (issue 13, point 4)', () => {
     // alice's UID equals the one derived from IAM alice (a ground UID, or an account made by hand), but keymaker never recorded it.
     const local = new FakeHost({
-      users: [['alice', uid(ALICE.userId)], ['bob', uid(BOB.userId)]],
-      groups: [['devs', DEVS.gid, ['bob']], ['ops', uid('AGPAOPS0000000000001'), []]],
+      users: [
+        ['alice', uid(ALICE.userId)],
+        ['bob', uid(BOB.userId)],
+      ],
+      groups: [
+        ['devs', DEVS.gid, ['bob']],
+        ['ops', uid('AGPAOPS0000000000001'), []],
+      ],
     });
-    const OPS = { groupName: 'keymaker_ops', groupId: 'AGPAOPS0000000000001', linuxName: 'ops', gid: uid('AGPAOPS0000000000001') };
-    const plan = planGroupSync({ groups: [{ ...DEVS, members: [] }, { ...OPS, members: [ALICE, BOB] }] }, { users: local.users_, groups: local.groups_, managed: local.managed_ }, options);
+    const OPS = {
+      groupName: 'keymaker_ops',
+      groupId: 'AGPAOPS0000000000001',
+      linuxName: 'ops',
+      gid: uid('AGPAOPS0000000000001'),
+    };
+    const plan = planGroupSync(
+      {
+        groups: [
+          { ...DEVS, members: [] },
+          { ...OPS, members: [ALICE, BOB] },
+        ],
+      },
+      { users: local.users_, groups: local.groups_, managed: local.managed_ },
+      options,
+    );
     expect(plan.memberships).toEqual([]);
     expect(plan.skipped.map((n) => n.user).sort()).toEqual(['alice', 'bob']);
     // Recorded under another IAM user ID (a re-created IAM user): still not hers.
     local.manage('alice', 'AIDAALICEOLD00000001');
-    const again = planGroupSync({ groups: [{ ...OPS, members: [ALICE] }] }, { users: local.users_, groups: local.groups_, managed: local.managed_ }, options);
+    const again = planGroupSync(
+      { groups: [{ ...OPS, members: [ALICE] }] },
+      { users: local.users_, groups: local.groups_, managed: local.managed_ },
+      options,
+    );
     expect(again.memberships).toEqual([]);
     // Recorded for her: managed.
     local.manage('alice', ALICE.userId);
-    const managed = planGroupSync({ groups: [{ ...OPS, members: [ALICE] }] }, { users: local.users_, groups: local.groups_, managed: local.managed_ }, options);
+    const managed = planGroupSync(
+      { groups: [{ ...OPS, members: [ALICE] }] },
+      { users: local.users_, groups: local.groups_, managed: local.managed_ },
+      options,
+    );
     expect(managed.memberships).toEqual([{ group: 'ops', members: ['alice'], add: ['alice'], remove: [] }]);
   });
 
@@ -119,13 +226,21 @@ describe('planGroupSync', () => {
     const local = new FakeHost({ users: [['carol', uid(CAROL.userId)]] }).manage('carol', CAROL.userId);
     const state: IamSyncState = { groups: [{ ...DEVS, members: [ALICE, CAROL] }], authorizedUsers: [ALICE, CAROL] };
     const plan = planGroupSync(state, { users: local.users_, groups: local.groups_, managed: local.managed_ }, options);
-    expect(plan.createUsers).toEqual([expect.objectContaining({ name: 'alice', uid: uid(ALICE.userId), gid: uid(ALICE.userId) })]);
-    expect(plan.memberships).toEqual([{ group: 'devs', members: ['alice', 'carol'], add: ['alice', 'carol'], remove: [] }]);
+    expect(plan.createUsers).toEqual([
+      expect.objectContaining({ name: 'alice', uid: uid(ALICE.userId), gid: uid(ALICE.userId) }),
+    ]);
+    expect(plan.memberships).toEqual([
+      { group: 'devs', members: ['alice', 'carol'], add: ['alice', 'carol'], remove: [] },
+    ]);
   });
 
   test('pre-provisioning skips a user whose UID is taken', () => {
     const local = new FakeHost({ users: [['mallory', uid(ALICE.userId)]] });
-    const plan = planGroupSync({ groups: [], authorizedUsers: [ALICE] }, { users: local.users_, groups: local.groups_, managed: local.managed_ }, options);
+    const plan = planGroupSync(
+      { groups: [], authorizedUsers: [ALICE] },
+      { users: local.users_, groups: local.groups_, managed: local.managed_ },
+      options,
+    );
     expect(plan.createUsers).toEqual([]);
     expect(plan.skipped[0]!.reason).toMatch(/already belongs to mallory/);
   });
@@ -136,24 +251,54 @@ describe('runGroupSync against a mocked IAM', () => {
   const iamMock = mockClient(iam);
   beforeEach(() => iamMock.reset());
 
-  const iamGroup = (name: string, id: string) => ({ GroupName: name, GroupId: id, Arn: 'a', Path: '/', CreateDate: new Date() });
-  const iamUser = (u: { userName: string; userId: string }) => ({ UserName: u.userName, UserId: u.userId, Arn: 'a', Path: '/', CreateDate: new Date() });
+  const iamGroup = (name: string, id: string) => ({
+    GroupName: name,
+    GroupId: id,
+    Arn: 'a',
+    Path: '/',
+    CreateDate: new Date(),
+  });
+  const iamUser = (u: { userName: string; userId: string }) => ({
+    UserName: u.userName,
+    UserId: u.userId,
+    Arn: 'a',
+    Path: '/',
+    CreateDate: new Date(),
+  });
 
   function run(host: FakeHost, config: RoleConfig = {}, preProvisionAccounts = false) {
     return runGroupSync(
-      { accounts: host, admin: host, resolve: async () => resolutionFor(iam, config), lock: (body) => body(), managed: host },
+      {
+        accounts: host,
+        admin: host,
+        resolve: async () => resolutionFor(iam, config),
+        lock: (body) => body(),
+        managed: host,
+      },
       { preProvisionAccounts, allowedExistingGroups: [] },
     );
   }
 
   test('adds and removes members across all pages', async () => {
-    iamMock.on(ListGroupsCommand).resolvesOnce({ Groups: [iamGroup('keymaker_devs', DEVS.groupId)], IsTruncated: true, Marker: 'm1' }).resolvesOnce({ Groups: [iamGroup('other', 'AGPAO')] });
+    iamMock
+      .on(ListGroupsCommand)
+      .resolvesOnce({ Groups: [iamGroup('keymaker_devs', DEVS.groupId)], IsTruncated: true, Marker: 'm1' })
+      .resolvesOnce({ Groups: [iamGroup('other', 'AGPAO')] });
     iamMock
       .on(GetGroupCommand, { GroupName: 'keymaker_devs' })
-      .resolvesOnce({ Group: iamGroup('keymaker_devs', DEVS.groupId), Users: [iamUser(ALICE)], IsTruncated: true, Marker: 'p2' })
+      .resolvesOnce({
+        Group: iamGroup('keymaker_devs', DEVS.groupId),
+        Users: [iamUser(ALICE)],
+        IsTruncated: true,
+        Marker: 'p2',
+      })
       .resolvesOnce({ Group: iamGroup('keymaker_devs', DEVS.groupId), Users: [iamUser(CAROL)] });
     const host = new FakeHost({
-      users: [['alice', uid(ALICE.userId)], ['bob', uid(BOB.userId)], ['carol', uid(CAROL.userId)]],
+      users: [
+        ['alice', uid(ALICE.userId)],
+        ['bob', uid(BOB.userId)],
+        ['carol', uid(CAROL.userId)],
+      ],
       groups: [['devs', DEVS.gid, ['bob']]],
     })
       .manage('alice', ALICE.userId)
@@ -165,24 +310,45 @@ describe('runGroupSync against a mocked IAM', () => {
   });
 
   test('a throttled read of the second page changes nothing', async () => {
-    iamMock.on(ListGroupsCommand).resolves({ Groups: [iamGroup('keymaker_devs', DEVS.groupId), iamGroup('keymaker_ops', 'AGPAOPS')] });
-    iamMock.on(GetGroupCommand, { GroupName: 'keymaker_devs' }).resolves({ Group: iamGroup('keymaker_devs', DEVS.groupId), Users: [] });
+    iamMock
+      .on(ListGroupsCommand)
+      .resolves({ Groups: [iamGroup('keymaker_devs', DEVS.groupId), iamGroup('keymaker_ops', 'AGPAOPS')] });
+    iamMock
+      .on(GetGroupCommand, { GroupName: 'keymaker_devs' })
+      .resolves({ Group: iamGroup('keymaker_devs', DEVS.groupId), Users: [] });
     iamMock
       .on(GetGroupCommand, { GroupName: 'keymaker_ops' })
-      .resolvesOnce({ Group: iamGroup('keymaker_ops', 'AGPAOPS'), Users: [iamUser(ALICE)], IsTruncated: true, Marker: 'p2' })
+      .resolvesOnce({
+        Group: iamGroup('keymaker_ops', 'AGPAOPS'),
+        Users: [iamUser(ALICE)],
+        IsTruncated: true,
+        Marker: 'p2',
+      })
       .rejects(Object.assign(new Error('Rate exceeded'), { name: 'Throttling' }));
-    const host = new FakeHost({ users: [['bob', uid(BOB.userId)]], groups: [['devs', DEVS.gid, ['bob']]] }).manage('bob', BOB.userId);
+    const host = new FakeHost({ users: [['bob', uid(BOB.userId)]], groups: [['devs', DEVS.gid, ['bob']]] }).manage(
+      'bob',
+      BOB.userId,
+    );
     await expect(run(host)).rejects.toMatchObject({ code: 'THROTTLED' });
     expect(host.changes).toEqual([]);
     expect(host.members('devs')).toEqual(['bob']);
 
     // The next run, with IAM answering every page, converges.
     iamMock.reset();
-    iamMock.on(ListGroupsCommand).resolves({ Groups: [iamGroup('keymaker_devs', DEVS.groupId), iamGroup('keymaker_ops', 'AGPAOPS')] });
-    iamMock.on(GetGroupCommand, { GroupName: 'keymaker_devs' }).resolves({ Group: iamGroup('keymaker_devs', DEVS.groupId), Users: [] });
+    iamMock
+      .on(ListGroupsCommand)
+      .resolves({ Groups: [iamGroup('keymaker_devs', DEVS.groupId), iamGroup('keymaker_ops', 'AGPAOPS')] });
+    iamMock
+      .on(GetGroupCommand, { GroupName: 'keymaker_devs' })
+      .resolves({ Group: iamGroup('keymaker_devs', DEVS.groupId), Users: [] });
     iamMock
       .on(GetGroupCommand, { GroupName: 'keymaker_ops' })
-      .resolvesOnce({ Group: iamGroup('keymaker_ops', 'AGPAOPS'), Users: [iamUser(ALICE)], IsTruncated: true, Marker: 'p2' })
+      .resolvesOnce({
+        Group: iamGroup('keymaker_ops', 'AGPAOPS'),
+        Users: [iamUser(ALICE)],
+        IsTruncated: true,
+        Marker: 'p2',
+      })
       .resolvesOnce({ Group: iamGroup('keymaker_ops', 'AGPAOPS'), Users: [iamUser(BOB)] });
     const report = await run(host);
     expect(report.failed).toEqual([]);
@@ -192,9 +358,19 @@ describe('runGroupSync against a mocked IAM', () => {
 
   test('pre-provisioning reads the required group and skips users without an active key', async () => {
     iamMock.on(ListGroupsCommand).resolves({ Groups: [] });
-    iamMock.on(GetGroupCommand, { GroupName: 'ssh-users' }).resolves({ Group: iamGroup('ssh-users', 'AGPAS'), Users: [iamUser(ALICE), iamUser(BOB)] });
-    iamMock.on(ListSSHPublicKeysCommand, { UserName: 'alice' }).resolves({ SSHPublicKeys: [{ UserName: 'alice', SSHPublicKeyId: 'K1', Status: 'Active', UploadDate: new Date() }] });
-    iamMock.on(ListSSHPublicKeysCommand, { UserName: 'bob' }).resolves({ SSHPublicKeys: [{ UserName: 'bob', SSHPublicKeyId: 'K2', Status: 'Inactive', UploadDate: new Date() }] });
+    iamMock
+      .on(GetGroupCommand, { GroupName: 'ssh-users' })
+      .resolves({ Group: iamGroup('ssh-users', 'AGPAS'), Users: [iamUser(ALICE), iamUser(BOB)] });
+    iamMock
+      .on(ListSSHPublicKeysCommand, { UserName: 'alice' })
+      .resolves({
+        SSHPublicKeys: [{ UserName: 'alice', SSHPublicKeyId: 'K1', Status: 'Active', UploadDate: new Date() }],
+      });
+    iamMock
+      .on(ListSSHPublicKeysCommand, { UserName: 'bob' })
+      .resolves({
+        SSHPublicKeys: [{ UserName: 'bob', SSHPublicKeyId: 'K2', Status: 'Inactive', UploadDate: new Date() }],
+      });
     iamMock.on(ListUsersCommand).rejects(new Error('must not list all users when a group is required'));
     const host = new FakeHost();
     const report = await run(host, { requireIamGroup: 'ssh-users' }, true);
@@ -207,7 +383,10 @@ describe('runGroupSync against a mocked IAM', () => {
   test('a failed step stops the apply and is reported', async () => {
     iamMock.on(ListGroupsCommand).resolves({ Groups: [iamGroup('keymaker_devs', DEVS.groupId)] });
     iamMock.on(GetGroupCommand).resolves({ Group: iamGroup('keymaker_devs', DEVS.groupId), Users: [iamUser(ALICE)] });
-    const host = new FakeHost({ users: [['alice', uid(ALICE.userId)]], groups: [['devs', DEVS.gid, []]] }).manage('alice', ALICE.userId);
+    const host = new FakeHost({ users: [['alice', uid(ALICE.userId)]], groups: [['devs', DEVS.gid, []]] }).manage(
+      'alice',
+      ALICE.userId,
+    );
     host.failOn = /^members/;
     const report = await run(host);
     expect(report.changes).toEqual([]);

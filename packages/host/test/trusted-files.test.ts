@@ -20,7 +20,12 @@ test.each([
   ['world-writable', file(0, 0o646), 'it is world-writable'],
   ['owned by another user', file(1000, 0o644), 'it is owned by uid 1000, not root'],
 ])('a %s config is refused, naming the file and the fix', async (_what, st, problem) => {
-  const error = await assertTrustedFile(CONFIG, fs({ ...base, [CONFIG.path]: st })).then(() => { throw new Error('not refused'); }, (e: Error) => e);
+  const error = await assertTrustedFile(CONFIG, fs({ ...base, [CONFIG.path]: st })).then(
+    () => {
+      throw new Error('not refused');
+    },
+    (e: Error) => e,
+  );
   expect(error).toMatchObject({ code: 'UNSAFE_PATH' });
   expect(error.message).toBe(
     `refusing to read /etc/keymaker/config.json: ${problem}, so another user could change who logs in; fix: chown root:root /etc/keymaker/config.json && chmod 644 /etc/keymaker/config.json`,
@@ -28,18 +33,31 @@ test.each([
 });
 
 test('a writable parent directory is refused (the file could be replaced)', async () => {
-  const error = await assertTrustedFile(CONFIG, fs({ ...base, '/etc/keymaker': dir(0, 0o777), [CONFIG.path]: file() })).then(() => { throw new Error('not refused'); }, (e: Error) => e);
+  const error = await assertTrustedFile(
+    CONFIG,
+    fs({ ...base, '/etc/keymaker': dir(0, 0o777), [CONFIG.path]: file() }),
+  ).then(
+    () => {
+      throw new Error('not refused');
+    },
+    (e: Error) => e,
+  );
   expect(error.message).toContain('its directory /etc/keymaker is world-writable');
   expect(error.message).toContain('chmod go-w /etc/keymaker');
 });
 
 test('not a regular file is refused', async () => {
-  await expect(assertTrustedFile(CONFIG, fs({ ...base, [CONFIG.path]: dir() }))).rejects.toMatchObject({ code: 'UNSAFE_PATH' });
+  await expect(assertTrustedFile(CONFIG, fs({ ...base, [CONFIG.path]: dir() }))).rejects.toMatchObject({
+    code: 'UNSAFE_PATH',
+  });
 });
 
 test('credentials are checked with their own fix (root:LOOKUPUSER 640)', () => {
-  expect(runtimeTrustedFiles('/etc/keymaker/config.json', { sharedCredentialsFile: '/etc/keymaker/credentials' }, 'keymaker')).toEqual([
-    CONFIG,
-    { path: '/etc/keymaker/credentials', fixOwner: 'root:keymaker', fixMode: '640' },
-  ]);
+  expect(
+    runtimeTrustedFiles(
+      '/etc/keymaker/config.json',
+      { sharedCredentialsFile: '/etc/keymaker/credentials' },
+      'keymaker',
+    ),
+  ).toEqual([CONFIG, { path: '/etc/keymaker/credentials', fixOwner: 'root:keymaker', fixMode: '640' }]);
 });

@@ -10,14 +10,33 @@ export function registerConfigureCommand(cli: Argv<GlobalOptions>): Argv<GlobalO
     'Set up IAM for keymaker hosts: the read policy, the instance role and its description (cross-account too)',
     (y) =>
       y
-        .option('instance-iam-role', { type: 'string', demandOption: true, describe: 'instance role name, or its ARN in another account' })
+        .option('instance-iam-role', {
+          type: 'string',
+          demandOption: true,
+          describe: 'instance role name, or its ARN in another account',
+        })
         .option('require-iam-group', { type: 'string', describe: 'only members of this IAM group may log in' })
         .option('username-suffix', { type: 'string', describe: 'IAM user name = Linux name + this suffix' })
         .option('cross-account-profile', { type: 'string', describe: 'AWS profile for the instance role account' })
-        .option('id-resolver-iam-role', { type: 'string', default: 'KeymakerIdResolver', describe: 'resolver role name (cross-account)' })
-        .option('instance-iam-policy', { type: 'string', default: 'KeymakerInstanceIAMReadAccess', describe: 'managed policy name' })
-        .option('uid-scheme', { type: 'string', choices: ['wide', 'legacy'], describe: 'UID/GID derivation (keymaker_uid_scheme)' })
-        .option('linux-group-prefix', { type: 'string', describe: 'IAM group prefix for Linux groups (default keymaker_)' })
+        .option('id-resolver-iam-role', {
+          type: 'string',
+          default: 'KeymakerIdResolver',
+          describe: 'resolver role name (cross-account)',
+        })
+        .option('instance-iam-policy', {
+          type: 'string',
+          default: 'KeymakerInstanceIAMReadAccess',
+          describe: 'managed policy name',
+        })
+        .option('uid-scheme', {
+          type: 'string',
+          choices: ['wide', 'legacy'],
+          describe: 'UID/GID derivation (keymaker_uid_scheme)',
+        })
+        .option('linux-group-prefix', {
+          type: 'string',
+          describe: 'IAM group prefix for Linux groups (default keymaker_)',
+        })
         .option('dry-run', { type: 'boolean', describe: 'print the plan; change nothing' }),
     (args) =>
       runCommand((args as GlobalOptions).debug, async () => {

@@ -18,9 +18,16 @@ export async function hostOrClientContext(args: GlobalOptions & { config?: strin
 }
 
 /** get_authorized_keys through the CLI: the hook's code, with the explicit flags laid over the host config. */
-export async function authorizedKeysThroughCli(args: GlobalOptions & { user: string; fingerprint?: string; config?: string }): Promise<void> {
+export async function authorizedKeysThroughCli(
+  args: GlobalOptions & { user: string; fingerprint?: string; config?: string },
+): Promise<void> {
   const { main } = await import('../host-entry');
-  const argv = ['get_authorized_keys', args.user, ...(args.fingerprint ? [args.fingerprint] : []), ...(args.debug ? ['--debug'] : [])];
+  const argv = [
+    'get_authorized_keys',
+    args.user,
+    ...(args.fingerprint ? [args.fingerprint] : []),
+    ...(args.debug ? ['--debug'] : []),
+  ];
   let aws;
   try {
     aws = explicitAwsFlags(args);
@@ -39,7 +46,16 @@ export async function getUid(ctx: CommandContext, args: { user: string }): Promi
   const iamName = directory.iamUserNameFor(args.user);
   const user = await directory.getUser(iamName);
   const uid = directory.uidFor(user);
-  if (ctx.options.json) ctx.out(JSON.stringify({ user: args.user, iamUser: user.userName, iamUserId: user.userId, uid, scheme: config.uidScheme }));
+  if (ctx.options.json)
+    ctx.out(
+      JSON.stringify({
+        user: args.user,
+        iamUser: user.userName,
+        iamUserId: user.userId,
+        uid,
+        scheme: config.uidScheme,
+      }),
+    );
   else ctx.out(String(uid));
 }
 
@@ -47,6 +63,7 @@ export async function getUid(ctx: CommandContext, args: { user: string }): Promi
 export async function getGroups(ctx: CommandContext, args: { user: string }): Promise<void> {
   const { directory } = await ctx.resolve();
   const groups = await directory.linuxGroupsForUser(directory.iamUserNameFor(args.user));
-  if (ctx.options.json) ctx.out(JSON.stringify(groups.map((g) => ({ name: g.linuxName, gid: g.gid, iamGroup: g.groupName }))));
+  if (ctx.options.json)
+    ctx.out(JSON.stringify(groups.map((g) => ({ name: g.linuxName, gid: g.gid, iamGroup: g.groupName }))));
   else for (const group of groups) ctx.out(group.linuxName);
 }

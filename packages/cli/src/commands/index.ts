@@ -9,12 +9,21 @@ import { authorizedKeysThroughCli, getGroups, getUid, hostConfigOption, hostOrCl
 type Handler = (args: any) => Promise<void>;
 
 /** Wraps a command body: builds the context, maps failures to exit codes. */
-export function handler<A>(body: (ctx: ReturnType<typeof createContext>, args: A & GlobalOptions) => Promise<number | void>): Handler {
+export function handler<A>(
+  body: (ctx: ReturnType<typeof createContext>, args: A & GlobalOptions) => Promise<number | void>,
+): Handler {
   return (args: A & GlobalOptions) => runCommand(args.debug, () => body(createContext(args), args));
 }
 
-const userOption = { type: 'string', describe: 'IAM user name (default: the IAM user of the current credentials)' } as const;
-const keyIdPositional = { type: 'string', demandOption: true, describe: 'SSH key ID (APKA..., as list_keys shows it)' } as const;
+const userOption = {
+  type: 'string',
+  describe: 'IAM user name (default: the IAM user of the current credentials)',
+} as const;
+const keyIdPositional = {
+  type: 'string',
+  demandOption: true,
+  describe: 'SSH key ID (APKA..., as list_keys shows it)',
+} as const;
 const linuxUserPositional = { type: 'string', demandOption: true, describe: 'Linux user name' } as const;
 
 /** Every command keeps keymaker 1.x's underscore name; the kebab-case spelling is an alias. */
@@ -23,7 +32,10 @@ export function registerKeyCommands(cli: Argv<GlobalOptions>): Argv<GlobalOption
     .command(
       ['upload_key', 'upload-key'],
       'Upload a public SSH key to an IAM user (from ssh-agent, or --identity FILE)',
-      (y) => y.option('identity', { alias: 'i', type: 'string', describe: 'public or private key file' }).option('user', userOption),
+      (y) =>
+        y
+          .option('identity', { alias: 'i', type: 'string', describe: 'public or private key file' })
+          .option('user', userOption),
       handler<{ identity?: string; user?: string }>((ctx, args) => uploadKey(ctx, args)),
     )
     .command(
@@ -56,7 +68,10 @@ export function registerKeyCommands(cli: Argv<GlobalOptions>): Argv<GlobalOption
       (y) =>
         y
           .positional('user', linuxUserPositional)
-          .positional('fingerprint', { type: 'string', describe: "the offered key's fingerprint (sshd's %f), logged only" })
+          .positional('fingerprint', {
+            type: 'string',
+            describe: "the offered key's fingerprint (sshd's %f), logged only",
+          })
           .option('config', hostConfigOption),
       // sshd's call (no flags) is intercepted by the lean entry before yargs loads; flags and --help come here.
       (args) => authorizedKeysThroughCli(args as never),

@@ -35,10 +35,17 @@ function sshdOptions<T>(y: Argv<T>) {
     .option('reload', {
       choices: RELOAD_CHOICES,
       default: 'auto' as const,
-      describe: 'how to reload sshd: auto = systemctl when systemd runs, else SIGHUP to the pid in sshd\'s PidFile',
+      describe: "how to reload sshd: auto = systemctl when systemd runs, else SIGHUP to the pid in sshd's PidFile",
     })
-    .option('sshd-pid-file', { type: 'string', describe: "sshd's pid file for the SIGHUP reload (default: PidFile from sshd -T)" })
-    .option('sshd', { type: 'string', default: '/usr/sbin/sshd', describe: 'the sshd binary used for sshd -t / sshd -T' })
+    .option('sshd-pid-file', {
+      type: 'string',
+      describe: "sshd's pid file for the SIGHUP reload (default: PidFile from sshd -T)",
+    })
+    .option('sshd', {
+      type: 'string',
+      default: '/usr/sbin/sshd',
+      describe: 'the sshd binary used for sshd -t / sshd -T',
+    })
     .option('dry-run', { type: 'boolean', describe: 'print the plan, change nothing' });
 }
 
@@ -71,7 +78,8 @@ async function regionFromInstanceMetadata(): Promise<string | undefined> {
 
 function positiveInteger(value: number | undefined, flag: string): number | undefined {
   if (value === undefined) return undefined;
-  if (!Number.isInteger(value)) throw new InputError('INVALID_ARGUMENT', `${flag} must be a whole number, got ${value}`);
+  if (!Number.isInteger(value))
+    throw new InputError('INVALID_ARGUMENT', `${flag} must be a whole number, got ${value}`);
   return value;
 }
 
@@ -84,29 +92,54 @@ export function registerInstallCommands(cli: Argv<GlobalOptions>): Argv<GlobalOp
       'Set up this host: sshd AuthorizedKeysCommand, the PAM account hook, the group-sync schedule (root)',
       (y) =>
         sshdOptions(y)
-          .option('user', { type: 'string', default: 'keymaker', describe: 'the locked system user sshd runs the key lookup as' })
-          .option('force', { type: 'boolean', describe: 'replace an existing AuthorizedKeysCommand (e.g. EC2 Instance Connect)' })
+          .option('user', {
+            type: 'string',
+            default: 'keymaker',
+            describe: 'the locked system user sshd runs the key lookup as',
+          })
+          .option('force', {
+            type: 'boolean',
+            describe: 'replace an existing AuthorizedKeysCommand (e.g. EC2 Instance Connect)',
+          })
           .option('iam-endpoint', { type: 'string', describe: 'IAM endpoint (default: AWS_ENDPOINT_URL_IAM)' })
           .option('sts-endpoint', { type: 'string', describe: 'STS endpoint (default: AWS_ENDPOINT_URL_STS)' })
           .option('deadline-ms', { type: 'number', describe: 'hard deadline of one login lookup, ms (default 5000)' })
           .option('profile', { type: 'string', describe: 'AWS profile the host uses (hosts without an instance role)' })
-          .option('credentials-file', { type: 'string', describe: 'AWS credentials file to copy to /etc/keymaker/credentials (root:USER 0640)' })
+          .option('credentials-file', {
+            type: 'string',
+            describe: 'AWS credentials file to copy to /etc/keymaker/credentials (root:USER 0640)',
+          })
           .option('sync-interval', { type: 'number', describe: 'group sync period in minutes, 1-59 (default 5)' })
-          .option('schedule', { choices: SCHEDULE_CHOICES, default: 'auto' as const, describe: 'group sync schedule: a systemd timer when systemd runs, else cron.d' })
-          .option('node', { type: 'string', describe: 'Node binary the hooks run (default: this one); must pass sshd\'s safe-path rule' })
-          .option('bundle', { type: 'string', describe: 'host bundle to install (default: keymaker-host.js next to this CLI)' })
+          .option('schedule', {
+            choices: SCHEDULE_CHOICES,
+            default: 'auto' as const,
+            describe: 'group sync schedule: a systemd timer when systemd runs, else cron.d',
+          })
+          .option('node', {
+            type: 'string',
+            describe: "Node binary the hooks run (default: this one); must pass sshd's safe-path rule",
+          })
+          .option('bundle', {
+            type: 'string',
+            describe: 'host bundle to install (default: keymaker-host.js next to this CLI)',
+          })
           .option('adopt-legacy-accounts', {
             type: 'boolean',
             describe:
-              'after installing, record as keymaker\'s the existing accounts (keymaker 1.x\'s) whose UID equals the one derived from their IAM user now; without it such accounts are not served (reads IAM with the host config\'s credentials)',
+              "after installing, record as keymaker's the existing accounts (keymaker 1.x's) whose UID equals the one derived from their IAM user now; without it such accounts are not served (reads IAM with the host config's credentials)",
           }),
       (args) =>
         runCommand(args.debug, async () => {
           const a = args as unknown as InstallArgs & GlobalOptions;
-          const { runInstall, nodeHostSystem, DEFAULT_PATHS, adoptLegacyAccountsCommand } = await import('@keymaker/host');
+          const { runInstall, nodeHostSystem, DEFAULT_PATHS, adoptLegacyAccountsCommand } =
+            await import('@keymaker/host');
           const nodeArg = a.node ?? process.execPath;
           if (!fs.existsSync(nodeArg)) throw new InputError('FILE_NOT_FOUND', `--node ${nodeArg} not found`);
-          const region = a.region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? (await regionFromInstanceMetadata());
+          const region =
+            a.region ??
+            process.env.AWS_REGION ??
+            process.env.AWS_DEFAULT_REGION ??
+            (await regionFromInstanceMetadata());
           const result = runInstall(
             nodeHostSystem(),
             {
@@ -155,13 +188,22 @@ export function registerInstallCommands(cli: Argv<GlobalOptions>): Argv<GlobalOp
           const { runUninstall, nodeHostSystem, DEFAULT_PATHS } = await import('@keymaker/host');
           const result = runUninstall(
             nodeHostSystem(),
-            { paths: DEFAULT_PATHS, sshd: a.sshd, reload: a.reload, sshdPidFile: a['sshd-pid-file'], dryRun: Boolean(a['dry-run']) },
+            {
+              paths: DEFAULT_PATHS,
+              sshd: a.sshd,
+              reload: a.reload,
+              sshdPidFile: a['sshd-pid-file'],
+              dryRun: Boolean(a['dry-run']),
+            },
             log,
           );
           if (a.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
-          else if (!result.nothingToDo && !result.dryRun) log(`uninstalled: ${result.changed.length} path(s) restored or removed; ${result.reload}`);
+          else if (!result.nothingToDo && !result.dryRun)
+            log(`uninstalled: ${result.changed.length} path(s) restored or removed; ${result.reload}`);
           if (!a.json && !result.dryRun && fs.existsSync(DEFAULT_PATHS.managedAccounts)) {
-            log(`left ${DEFAULT_PATHS.managedAccounts}: the accounts keymaker created stay, and so does its record of them (a later install serves them again)`);
+            log(
+              `left ${DEFAULT_PATHS.managedAccounts}: the accounts keymaker created stay, and so does its record of them (a later install serves them again)`,
+            );
           }
         }),
     );

@@ -23,12 +23,16 @@ function run(file: string, args: string[]): Promise<{ code: number; stdout: stri
 
 /** A public key from a file; a private key file gives its public half through ssh-keygen -y. */
 export async function publicKeyFromFile(path: string): Promise<string> {
-  if (!existsSync(path)) throw new InputError('FILE_NOT_FOUND', `key file ${path} does not exist; pass an existing file to --identity`);
+  if (!existsSync(path))
+    throw new InputError('FILE_NOT_FOUND', `key file ${path} does not exist; pass an existing file to --identity`);
   const text = readFileSync(path, 'utf8');
   if (text.includes('PRIVATE KEY')) {
     const result = await run('ssh-keygen', ['-y', '-f', path]);
     if (result.code !== 0) {
-      throw new InputError('INVALID_SSH_KEY', `ssh-keygen -y could not read the private key ${path}: ${result.stderr.trim() || `exit ${result.code}`}`);
+      throw new InputError(
+        'INVALID_SSH_KEY',
+        `ssh-keygen -y could not read the private key ${path}: ${result.stderr.trim() || `exit ${result.code}`}`,
+      );
     }
     return result.stdout.trimEnd();
   }
@@ -42,7 +46,10 @@ export async function selectPublicKey(identity: string | undefined, info: (line:
   if (identity) return publicKeyFromFile(identity);
   const agent = await run('ssh-add', ['-L']);
   if (agent.code === 0) {
-    const keys = agent.stdout.split('\n').map((line) => line.trimEnd()).filter(Boolean);
+    const keys = agent.stdout
+      .split('\n')
+      .map((line) => line.trimEnd())
+      .filter(Boolean);
     if (keys.length > 1) {
       throw new InputError(
         'INVALID_ARGUMENT',
@@ -58,14 +65,20 @@ export async function selectPublicKey(identity: string | undefined, info: (line:
       return publicKeyFromFile(path);
     }
   }
-  throw new InputError('FILE_NOT_FOUND', 'no SSH key found in ssh-agent or ~/.ssh; create one with ssh-keygen, or pass --identity FILE');
+  throw new InputError(
+    'FILE_NOT_FOUND',
+    'no SSH key found in ssh-agent or ~/.ssh; create one with ssh-keygen, or pass --identity FILE',
+  );
 }
 
 export async function uploadKey(ctx: CommandContext, args: { identity?: string; user?: string }): Promise<void> {
   const body = await selectPublicKey(args.identity, ctx.info);
   const user = await ctx.userOrCurrent(args.user);
   const uploaded = await uploadSshPublicKey(ctx.iam(), user, body);
-  if (ctx.options.json) ctx.out(JSON.stringify({ user, keyId: uploaded.keyId, status: uploaded.status, fingerprint: uploaded.fingerprint }));
+  if (ctx.options.json)
+    ctx.out(
+      JSON.stringify({ user, keyId: uploaded.keyId, status: uploaded.status, fingerprint: uploaded.fingerprint }),
+    );
   else ctx.out(`uploaded ${uploaded.fingerprint} for IAM user ${user} as ${uploaded.keyId} (${uploaded.status})`);
 }
 
@@ -79,7 +92,11 @@ export function formatKeyTable(keys: KeyListing[]): string[] {
   ]);
   const header = ['KEY ID', 'STATUS', 'TYPE', 'FINGERPRINT', 'UPLOADED (UTC)'];
   const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => row[column]!.length)));
-  const format = (row: string[]) => row.map((cell, column) => cell.padEnd(widths[column]!)).join('  ').trimEnd();
+  const format = (row: string[]) =>
+    row
+      .map((cell, column) => cell.padEnd(widths[column]!))
+      .join('  ')
+      .trimEnd();
   return [format(header), ...rows.map(format)];
 }
 
@@ -108,7 +125,11 @@ export async function listKeys(ctx: CommandContext, args: { user?: string }): Pr
   }
 }
 
-export async function setKeyStatus(ctx: CommandContext, args: { id: string; user?: string }, status: 'Active' | 'Inactive'): Promise<void> {
+export async function setKeyStatus(
+  ctx: CommandContext,
+  args: { id: string; user?: string },
+  status: 'Active' | 'Inactive',
+): Promise<void> {
   const user = await ctx.userOrCurrent(args.user);
   await setSshPublicKeyStatus(ctx.iam(), user, args.id, status);
   if (ctx.options.json) ctx.out(JSON.stringify({ user, keyId: args.id, status }));

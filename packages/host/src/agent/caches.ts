@@ -19,7 +19,8 @@ export class TokenBucket {
     private readonly refillPerMs: number,
     private readonly clock: Clock,
   ) {
-    if (!(capacity >= 1) || !(refillPerMs >= 0)) throw new RangeError('token bucket: capacity >= 1 and a non-negative refill rate');
+    if (!(capacity >= 1) || !(refillPerMs >= 0))
+      throw new RangeError('token bucket: capacity >= 1 and a non-negative refill rate');
     this.tokens = capacity;
     this.at = clock();
   }

@@ -131,7 +131,8 @@ export class IamDirectorySource implements DirectorySource {
     for (const group of groups) {
       if (prefix.length === 0 || !group.groupName.startsWith(prefix)) continue;
       const linuxName = group.groupName.slice(prefix.length);
-      if (isValidLinuxName(linuxName)) prefixed.push({ iamGroupName: group.groupName, linuxName, groupId: group.groupId });
+      if (isValidLinuxName(linuxName))
+        prefixed.push({ iamGroupName: group.groupName, linuxName, groupId: group.groupId });
     }
     return { inRequiredGroup: !required || groups.some((group) => group.groupName === required), groups: prefixed };
   }
@@ -299,10 +300,14 @@ export class IamIdentitySource implements IdentitySource {
     this.shell = options.shell ?? DEFAULTS.shell;
     this.managedName = options.managedGroup.name ?? DEFAULTS.managedGroupName;
     this.managedGid = options.managedGroup.gid;
-    if (!isValidLinuxName(this.managedName)) throw new TypeError(`invalid managed group name ${JSON.stringify(this.managedName)}`);
-    if (!isValidUnixId(this.managedGid) || this.managedGid === 0) throw new TypeError(`invalid managed group GID ${this.managedGid}`);
-    if (!this.homeBase.startsWith('/') || this.homeBase.includes(':')) throw new TypeError(`invalid home base ${JSON.stringify(this.homeBase)}`);
-    if (!this.shell.startsWith('/') || this.shell.includes(':')) throw new TypeError(`invalid shell ${JSON.stringify(this.shell)}`);
+    if (!isValidLinuxName(this.managedName))
+      throw new TypeError(`invalid managed group name ${JSON.stringify(this.managedName)}`);
+    if (!isValidUnixId(this.managedGid) || this.managedGid === 0)
+      throw new TypeError(`invalid managed group GID ${this.managedGid}`);
+    if (!this.homeBase.startsWith('/') || this.homeBase.includes(':'))
+      throw new TypeError(`invalid home base ${JSON.stringify(this.homeBase)}`);
+    if (!this.shell.startsWith('/') || this.shell.includes(':'))
+      throw new TypeError(`invalid shell ${JSON.stringify(this.shell)}`);
     this.ttl = options.refreshIntervalMs ?? DEFAULTS.refreshIntervalMs;
     this.maxStale = Math.max(options.maxStaleMs ?? DEFAULTS.maxStaleMs, this.ttl);
     this.negativeTtl = options.negativeTtlMs ?? DEFAULTS.negativeTtlMs;
@@ -369,7 +374,11 @@ export class IamIdentitySource implements IdentitySource {
 
   knownGroups(): readonly ResolvedGroup[] {
     this.prune();
-    const managed: ResolvedGroup = { linuxName: this.managedName, gid: this.managedGid, members: [...this.users.keys()] };
+    const managed: ResolvedGroup = {
+      linuxName: this.managedName,
+      gid: this.managedGid,
+      members: [...this.users.keys()],
+    };
     return [managed, ...this.aggregateGroups(undefined).values()];
   }
 
@@ -387,7 +396,16 @@ export class IamIdentitySource implements IdentitySource {
     // Groups are compared with the last report's, so an expiry between two refreshes is still reported.
     const groupsBefore = this.reportedGroups ?? new Set(this.aggregateGroups(undefined).keys());
     this.prune();
-    const report: RefreshReport = { checked: 0, unchanged: 0, changed: [], revoked: [], failed: [], expired: [], groupsAdded: [], groupsRemoved: [] };
+    const report: RefreshReport = {
+      checked: 0,
+      unchanged: 0,
+      changed: [],
+      revoked: [],
+      failed: [],
+      expired: [],
+      groupsAdded: [],
+      groupsRemoved: [],
+    };
     const names = [...this.users.keys()];
     let next = 0;
     const worker = async () => {
@@ -477,12 +495,18 @@ export class IamIdentitySource implements IdentitySource {
     const timeout = new Promise<Outcome>((resolve) => {
       timer = setTimeout(() => {
         controller.abort();
-        resolve({ kind: 'error', error: new Error(`resolution of ${name} did not finish within ${this.resolveTimeout} ms`) });
+        resolve({
+          kind: 'error',
+          error: new Error(`resolution of ${name} did not finish within ${this.resolveTimeout} ms`),
+        });
       }, this.resolveTimeout);
       timer.unref?.();
     });
     try {
-      return await Promise.race([this.resolve(name, controller.signal).catch((error: unknown): Outcome => ({ kind: 'error', error })), timeout]);
+      return await Promise.race([
+        this.resolve(name, controller.signal).catch((error: unknown): Outcome => ({ kind: 'error', error })),
+        timeout,
+      ]);
     } finally {
       clearTimeout(timer);
     }
@@ -501,15 +525,20 @@ export class IamIdentitySource implements IdentitySource {
       return { kind: 'refused', reason: 'bad-iam-answer' };
     }
     const iamUserName = found.iamUserName;
-    const [hasKey, memberships] = await Promise.all([this.directory.hasActiveKey(iamUserName, signal), this.directory.memberships(iamUserName, signal)]);
+    const [hasKey, memberships] = await Promise.all([
+      this.directory.hasActiveKey(iamUserName, signal),
+      this.directory.memberships(iamUserName, signal),
+    ]);
     if (memberships?.inRequiredGroup !== true) return { kind: 'refused', reason: 'not-in-required-group', iamUserName };
     if (hasKey !== true) return { kind: 'refused', reason: 'no-active-key', iamUserName };
     const uid = unixIdFor(found.userId, this.directory.uidScheme);
     if (!isValidUnixId(uid) || uid === 0) return { kind: 'refused', reason: 'bad-iam-answer', iamUserName };
     try {
       const [localUser, localGroup] = await Promise.all([this.accounts.userByUid(uid), this.accounts.groupByGid(uid)]);
-      if (localUser) return { kind: 'refused', reason: 'uid-of-local-account', iamUserName, uid, other: localUser.name };
-      if (localGroup) return { kind: 'refused', reason: 'uid-of-local-group', iamUserName, uid, other: localGroup.name };
+      if (localUser)
+        return { kind: 'refused', reason: 'uid-of-local-account', iamUserName, uid, other: localUser.name };
+      if (localGroup)
+        return { kind: 'refused', reason: 'uid-of-local-group', iamUserName, uid, other: localGroup.name };
     } catch (error) {
       return { kind: 'error', error };
     }
@@ -526,21 +555,29 @@ export class IamIdentitySource implements IdentitySource {
   }
 
   /** The user's groups that may be served: valid, not reserved, no local group's name or GID. One bad group drops only itself. */
-  private async localFreeGroups(user: string, groups: readonly DirectoryGroup[]): Promise<{ linuxName: string; gid: number }[]> {
+  private async localFreeGroups(
+    user: string,
+    groups: readonly DirectoryGroup[],
+  ): Promise<{ linuxName: string; gid: number }[]> {
     const checked = await Promise.all(
       groups.map(async (group): Promise<{ linuxName: string; gid: number } | undefined> => {
         const drop = (reason: string) => {
           this.log({ type: 'group-dropped', name: user, group: String(group?.linuxName), reason });
           return undefined;
         };
-        if (!group || typeof group.linuxName !== 'string' || !isValidLinuxName(group.linuxName)) return drop('invalid name');
+        if (!group || typeof group.linuxName !== 'string' || !isValidLinuxName(group.linuxName))
+          return drop('invalid name');
         if (typeof group.groupId !== 'string' || !UNIQUE_ID.test(group.groupId)) return drop('invalid group ID');
         if (isReservedLinuxName(group.linuxName, this.reserved)) return drop('reserved name');
         if (group.linuxName === this.managedName) return drop('the managed group name');
         const gid = unixIdFor(group.groupId, this.directory.uidScheme);
-        if (!isValidUnixId(gid) || gid === 0 || gid === this.managedGid) return drop('GID of the managed group or invalid');
+        if (!isValidUnixId(gid) || gid === 0 || gid === this.managedGid)
+          return drop('GID of the managed group or invalid');
         try {
-          const [byName, byGid] = await Promise.all([this.accounts.group(group.linuxName), this.accounts.groupByGid(gid)]);
+          const [byName, byGid] = await Promise.all([
+            this.accounts.group(group.linuxName),
+            this.accounts.groupByGid(gid),
+          ]);
           if (byName) return drop('a local group has that name');
           if (byGid) return drop(`local group ${byGid.name} has GID ${gid}`);
         } catch (error) {
@@ -550,11 +587,16 @@ export class IamIdentitySource implements IdentitySource {
       }),
     );
     const seen = new Set<string>();
-    return checked.filter((g): g is { linuxName: string; gid: number } => g !== undefined && !seen.has(g.linuxName) && Boolean(seen.add(g.linuxName)));
+    return checked.filter(
+      (g): g is { linuxName: string; gid: number } =>
+        g !== undefined && !seen.has(g.linuxName) && Boolean(seen.add(g.linuxName)),
+    );
   }
 
   /** Groups of the known users (optionally leaving one user out), first seen wins a name or GID. */
-  private aggregateGroups(except: string | undefined): Map<string, { linuxName: string; gid: number; members: string[] }> {
+  private aggregateGroups(
+    except: string | undefined,
+  ): Map<string, { linuxName: string; gid: number; members: string[] }> {
     const groups = new Map<string, { linuxName: string; gid: number; members: string[] }>();
     const gids = new Map<number, string>();
     for (const [name, entry] of this.users) {
@@ -593,12 +635,15 @@ export class IamIdentitySource implements IdentitySource {
       const uids = new Set([...this.users.values()].map((e) => e.user.uid));
       entry.groups = entry.groups.filter((group) => {
         const existing = others.get(group.linuxName);
-        const problem =
-          userNames.has(group.linuxName) ? 'a user has that name'
-          : existing && existing.gid !== group.gid ? `served with GID ${existing.gid}`
-          : !existing && othersByGid.has(group.gid) ? `GID ${group.gid} is group ${othersByGid.get(group.gid)}'s`
-          : uids.has(group.gid) || group.gid === entry.user.uid ? `GID ${group.gid} is a user's private group`
-          : undefined;
+        const problem = userNames.has(group.linuxName)
+          ? 'a user has that name'
+          : existing && existing.gid !== group.gid
+            ? `served with GID ${existing.gid}`
+            : !existing && othersByGid.has(group.gid)
+              ? `GID ${group.gid} is group ${othersByGid.get(group.gid)}'s`
+              : uids.has(group.gid) || group.gid === entry.user.uid
+                ? `GID ${group.gid} is a user's private group`
+                : undefined;
         if (problem) this.log({ type: 'group-dropped', name, group: group.linuxName, reason: problem });
         return !problem;
       });
@@ -606,13 +651,22 @@ export class IamIdentitySource implements IdentitySource {
       this.negative.delete(name);
       const groupNames = entry.groups.map((g) => g.linuxName);
       if (!previous) {
-        this.log({ type: 'resolved', name, iamUserName: entry.user.iamUserName, uid: entry.user.uid, groups: groupNames });
+        this.log({
+          type: 'resolved',
+          name,
+          iamUserName: entry.user.iamUserName,
+          uid: entry.user.uid,
+          groups: groupNames,
+        });
         return { kind: 'served', user: entry.user, isNew: true };
       }
       const what: string[] = [];
       if (previous.userId !== entry.userId) what.push(`IAM user ID ${previous.userId} -> ${entry.userId}`);
       if (previous.user.uid !== entry.user.uid) what.push(`uid ${previous.user.uid} -> ${entry.user.uid}`);
-      const before = previous.groups.map((g) => g.linuxName).sort().join(',');
+      const before = previous.groups
+        .map((g) => g.linuxName)
+        .sort()
+        .join(',');
       const after = [...groupNames].sort().join(',');
       if (before !== after) what.push(`groups [${before}] -> [${after}]`);
       if (what.length > 0) this.log({ type: 'changed', name, iamUserName: entry.user.iamUserName, what });
@@ -624,30 +678,49 @@ export class IamIdentitySource implements IdentitySource {
   private collision(name: string, entry: UserEntry): Extract<Outcome, { kind: 'refused' }> | undefined {
     const { uid, iamUserName } = entry.user;
     for (const [other, known] of this.users) {
-      if (other !== name && known.user.uid === uid) return { kind: 'refused', reason: 'uid-collision', iamUserName, uid, other };
+      if (other !== name && known.user.uid === uid)
+        return { kind: 'refused', reason: 'uid-collision', iamUserName, uid, other };
     }
     const groups = this.aggregateGroups(name);
-    if (uid === this.managedGid) return { kind: 'refused', reason: 'uid-collides-with-group', iamUserName, uid, other: this.managedName };
+    if (uid === this.managedGid)
+      return { kind: 'refused', reason: 'uid-collides-with-group', iamUserName, uid, other: this.managedName };
     for (const group of groups.values()) {
-      if (group.gid === uid) return { kind: 'refused', reason: 'uid-collides-with-group', iamUserName, uid, other: group.linuxName };
+      if (group.gid === uid)
+        return { kind: 'refused', reason: 'uid-collides-with-group', iamUserName, uid, other: group.linuxName };
     }
     if (groups.has(name)) return { kind: 'refused', reason: 'name-collides-with-group', iamUserName, uid, other: name };
     return undefined;
   }
 
-  private refuse(name: string, previous: UserEntry | undefined, refusal: Extract<Outcome, { kind: 'refused' }>): Change {
+  private refuse(
+    name: string,
+    previous: UserEntry | undefined,
+    refusal: Extract<Outcome, { kind: 'refused' }>,
+  ): Change {
     this.negative.set(name, refusal.reason, this.negativeTtl);
     if (previous) {
       this.users.delete(name);
       this.log({ type: 'revoked', name, reason: refusal.reason, iamUserName: previous.user.iamUserName });
       return { kind: 'refused', reason: refusal.reason, revoked: previous.user.iamUserName };
     }
-    this.log({ type: 'refused', name, reason: refusal.reason, iamUserName: refusal.iamUserName, uid: refusal.uid, other: refusal.other });
+    this.log({
+      type: 'refused',
+      name,
+      reason: refusal.reason,
+      iamUserName: refusal.iamUserName,
+      uid: refusal.uid,
+      other: refusal.other,
+    });
     return { kind: 'refused', reason: refusal.reason };
   }
 
   /** Sizes, for `keymaker status`. */
   stats(): { users: number; negative: number; inFlight: number; resolutions: number } {
-    return { users: this.users.size, negative: this.negative.size, inFlight: this.flights.size, resolutions: this.resolutions };
+    return {
+      users: this.users.size,
+      negative: this.negative.size,
+      inFlight: this.flights.size,
+      resolutions: this.resolutions,
+    };
   }
 }

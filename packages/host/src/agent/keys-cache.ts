@@ -27,7 +27,8 @@ export class LruMap<K, V> {
   private readonly map = new Map<K, V>();
 
   constructor(readonly maxEntries: number) {
-    if (!(Number.isInteger(maxEntries) && maxEntries > 0)) throw new RangeError('maxEntries must be a positive integer');
+    if (!(Number.isInteger(maxEntries) && maxEntries > 0))
+      throw new RangeError('maxEntries must be a positive integer');
   }
 
   get(key: K): V | undefined {
@@ -98,8 +99,7 @@ export class KeyBodyCache {
 
 /** What one login learned from IAM: the active key IDs (group check passed), or a refusal. */
 export type LoginState =
-  | { kind: 'allowed'; iamUserName: string; activeKeyIds: readonly string[] }
-  | { kind: 'refused'; code: string };
+  { kind: 'allowed'; iamUserName: string; activeKeyIds: readonly string[] } | { kind: 'refused'; code: string };
 
 /** Short-lived per-login state by Linux user name; expired entries are never returned. */
 export class AnswerCache {

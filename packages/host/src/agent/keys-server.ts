@@ -53,7 +53,8 @@ export interface KeysSource {
 
 /** Each call of the long-lived client with this request's abort signal (IamDirectory only calls send). */
 function withSignal(iam: IAMClient, signal: AbortSignal): IAMClient {
-  const send = (command: unknown, options?: object) => (iam.send as (c: unknown, o: object) => Promise<unknown>)(command, { ...options, abortSignal: signal });
+  const send = (command: unknown, options?: object) =>
+    (iam.send as (c: unknown, o: object) => Promise<unknown>)(command, { ...options, abortSignal: signal });
   return { send } as unknown as IAMClient;
 }
 
@@ -86,7 +87,10 @@ export class IamKeysSource implements KeysSource {
     if (!required) return;
     const groups = await this.directory(signal).listGroupsForUser(iamUserName);
     if (!groups.some((group) => group.groupName === required)) {
-      throw new RefusedError('NOT_IN_REQUIRED_GROUP', `IAM user ${iamUserName} is not a member of the required group ${required}`);
+      throw new RefusedError(
+        'NOT_IN_REQUIRED_GROUP',
+        `IAM user ${iamUserName} is not a member of the required group ${required}`,
+      );
     }
   }
 
@@ -193,10 +197,17 @@ export class KeysService {
         this.options.log?.({ type: 'answer', user, fingerprint, answer, ms: this.clock.now() - started });
         resolve(answer);
       };
-      const timer = setTimeout(() => settle({ status: 503, reason: `no answer within ${this.deadlineMs} ms` }), this.deadlineMs);
+      const timer = setTimeout(
+        () => settle({ status: 503, reason: `no answer within ${this.deadlineMs} ms` }),
+        this.deadlineMs,
+      );
       this.decide(user, fingerprint, controller.signal).then(settle, (error: unknown) => {
         const code = refusalCode(error);
-        settle(code ? { status: 404, code, cached: false } : { status: 503, reason: error instanceof Error ? error.message : String(error) });
+        settle(
+          code
+            ? { status: 404, code, cached: false }
+            : { status: 503, reason: error instanceof Error ? error.message : String(error) },
+        );
       });
     });
   }
@@ -209,7 +220,8 @@ export class KeysService {
     } catch {
       throw new RefusedError('INVALID_USERNAME', 'not an allowed login name');
     }
-    if (fingerprint !== undefined && !FINGERPRINT.test(fingerprint)) throw new RefusedError('INVALID_FINGERPRINT', 'not a SHA256 fingerprint');
+    if (fingerprint !== undefined && !FINGERPRINT.test(fingerprint))
+      throw new RefusedError('INVALID_FINGERPRINT', 'not a SHA256 fingerprint');
     const cachedState = this.answers.get(name);
     const state = cachedState ?? (await this.loginState(name, signal));
     if (!cachedState && !signal.aborted) this.answers.set(name, state);
@@ -223,12 +235,18 @@ export class KeysService {
     try {
       await this.options.admit?.(name, signal);
       const iamUserName = source.iamUserNameFor(name);
-      const [summaries] = await Promise.all([source.listKeys(iamUserName, signal), source.checkRequiredGroup(iamUserName, signal)]);
-      if (!Array.isArray(summaries) || summaries.length > MAX_KEYS) throw new Error('key list is not a plausible answer');
+      const [summaries] = await Promise.all([
+        source.listKeys(iamUserName, signal),
+        source.checkRequiredGroup(iamUserName, signal),
+      ]);
+      if (!Array.isArray(summaries) || summaries.length > MAX_KEYS)
+        throw new Error('key list is not a plausible answer');
       const active: string[] = [];
       for (const summary of summaries) {
-        if (typeof summary?.keyId !== 'string' || !KEY_ID.test(summary.keyId)) throw new Error('key list names an invalid key ID');
-        if (summary.status !== 'Active' && summary.status !== 'Inactive') throw new Error('key list has an unknown status');
+        if (typeof summary?.keyId !== 'string' || !KEY_ID.test(summary.keyId))
+          throw new Error('key list names an invalid key ID');
+        if (summary.status !== 'Active' && summary.status !== 'Inactive')
+          throw new Error('key list has an unknown status');
         if (summary.status === 'Active' && !active.includes(summary.keyId)) active.push(summary.keyId);
       }
       return { kind: 'allowed', iamUserName, activeKeyIds: active };
@@ -240,7 +258,13 @@ export class KeysService {
   }
 
   /** The lines of the active keys: bodies from the cache, the missing ones fetched in parallel. */
-  private async keysFor(name: string, state: Extract<LoginState, { kind: 'allowed' }>, fingerprint: string | undefined, cached: boolean, signal: AbortSignal): Promise<KeysAnswer> {
+  private async keysFor(
+    name: string,
+    state: Extract<LoginState, { kind: 'allowed' }>,
+    fingerprint: string | undefined,
+    cached: boolean,
+    signal: AbortSignal,
+  ): Promise<KeysAnswer> {
     const { iamUserName, activeKeyIds } = state;
     const known = new Map<string, SshPublicKey>();
     for (const keyId of activeKeyIds) {
@@ -253,13 +277,21 @@ export class KeysService {
     if (!hit) {
       const missing = activeKeyIds.filter((keyId) => !known.has(keyId));
       fetched = missing.length;
-      const results = await Promise.all(missing.map(async (keyId) => ({ keyId, ...(await this.options.source.getKey(iamUserName, keyId, signal)) })));
+      const results = await Promise.all(
+        missing.map(async (keyId) => ({ keyId, ...(await this.options.source.getKey(iamUserName, keyId, signal)) })),
+      );
       for (const result of results) {
         if (result.key) {
           this.bodies.set(iamUserName, result.keyId, result.key);
           known.set(result.keyId, result.key);
         } else {
-          this.options.log?.({ type: 'rejected-key', user: name, iamUserName, keyId: result.keyId, reason: result.reason ?? 'unknown' });
+          this.options.log?.({
+            type: 'rejected-key',
+            user: name,
+            iamUserName,
+            keyId: result.keyId,
+            reason: result.reason ?? 'unknown',
+          });
         }
       }
     }
@@ -270,7 +302,14 @@ export class KeysService {
       if (fingerprint && key.fingerprint !== fingerprint) continue;
       keys.push(key);
     }
-    return { status: 200, lines: keys.map((key) => key.line), fingerprints: keys.map((key) => key.fingerprint), iamUserName, cached, fetched };
+    return {
+      status: 200,
+      lines: keys.map((key) => key.line),
+      fingerprints: keys.map((key) => key.fingerprint),
+      iamUserName,
+      cached,
+      fetched,
+    };
   }
 }
 
@@ -367,7 +406,10 @@ export class KeysServer {
     const socketPath = target.path;
     const dir = fs.lstatSync(path.dirname(socketPath));
     if (!dir.isDirectory()) throw new Error(`${path.dirname(socketPath)} is not a directory`);
-    if ((dir.mode & 0o022) !== 0) throw new Error(`${path.dirname(socketPath)} is writable by group or others: refusing to put the keys socket there`);
+    if ((dir.mode & 0o022) !== 0)
+      throw new Error(
+        `${path.dirname(socketPath)} is writable by group or others: refusing to put the keys socket there`,
+      );
     await removeStaleSocket(socketPath);
     let previous: number | undefined;
     try {

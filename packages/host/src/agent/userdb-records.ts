@@ -77,7 +77,10 @@ export function userRecord(user: ResolvedUser, service: string): UserRecord {
   check(isValidLinuxName(user.linuxName), `invalid user name ${JSON.stringify(user.linuxName)}`);
   check(isValidUnixId(user.uid), `invalid uid ${user.uid}`);
   check(isValidUnixId(user.gid), `invalid gid ${user.gid}`);
-  check(path.posix.isAbsolute(user.homeBase) && !user.homeBase.includes(':'), `invalid home base ${JSON.stringify(user.homeBase)}`);
+  check(
+    path.posix.isAbsolute(user.homeBase) && !user.homeBase.includes(':'),
+    `invalid home base ${JSON.stringify(user.homeBase)}`,
+  );
   check(path.posix.isAbsolute(user.shell) && !user.shell.includes(':'), `invalid shell ${JSON.stringify(user.shell)}`);
   check(service.length > 0, 'empty service name');
   return {
@@ -125,7 +128,10 @@ export function membershipsOfGroup(group: ResolvedGroup): MembershipRecord[] {
 /** The GetMemberships replies for a user, from the names of the groups she is in. */
 export function membershipsOfUser(userName: string, groupNames: readonly string[]): MembershipRecord[] {
   if (!isValidLinuxName(userName)) return [];
-  return [...new Set(groupNames)].filter(isValidLinuxName).sort().map((groupName) => ({ userName, groupName }));
+  return [...new Set(groupNames)]
+    .filter(isValidLinuxName)
+    .sort()
+    .map((groupName) => ({ userName, groupName }));
 }
 
 /** Reply parameters of GetUserRecord / GetGroupRecord. */

@@ -76,7 +76,8 @@ export interface UserDatabaseOptions {
 const SERVICE_NAME = /^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$/i;
 
 export function assertServiceName(name: string): string {
-  if (!SERVICE_NAME.test(name) || name.length > 100) throw new TypeError(`invalid userdb service name ${JSON.stringify(name)} (a reverse-DNS name)`);
+  if (!SERVICE_NAME.test(name) || name.length > 100)
+    throw new TypeError(`invalid userdb service name ${JSON.stringify(name)} (a reverse-DNS name)`);
   return name;
 }
 
@@ -91,7 +92,13 @@ interface Keys {
 }
 
 /** Validates parameters: only the given keys, each of the right type; service must match. */
-function readParameters(call: VarlinkCall, serviceName: string, nameKey: string, idKey?: string, otherNameKey?: string): Keys & { other?: string } {
+function readParameters(
+  call: VarlinkCall,
+  serviceName: string,
+  nameKey: string,
+  idKey?: string,
+  otherNameKey?: string,
+): Keys & { other?: string } {
   const allowed = new Set(['service', nameKey, ...(idKey ? [idKey] : []), ...(otherNameKey ? [otherNameKey] : [])]);
   for (const key of Object.keys(call.parameters)) if (!allowed.has(key)) throw invalid(key);
   const p = call.parameters;
@@ -117,7 +124,10 @@ function readParameters(call: VarlinkCall, serviceName: string, nameKey: string,
  * deadline per NSS operation, not one per call. The source's signal aborts when every waiter gave up.
  */
 export class InFlightLookups {
-  private readonly flights = new Map<string, { promise: Promise<unknown>; missed: boolean; waiters: number; controller: AbortController }>();
+  private readonly flights = new Map<
+    string,
+    { promise: Promise<unknown>; missed: boolean; waiters: number; controller: AbortController }
+  >();
 
   constructor(private readonly missed: () => Error) {}
 
@@ -170,7 +180,8 @@ function sharedLookups(source: IdentitySource, missed: () => Error): IdentitySou
 export function userDatabaseInterface(backing: IdentitySource, options: UserDatabaseOptions = {}): VarlinkInterface {
   const service = assertServiceName(options.serviceName ?? DEFAULT_USERDB_SERVICE);
   const privateGroups = options.privateGroups ?? true;
-  const deadlineError = options.onDeadline === 'NoRecordFound' ? USERDB_ERRORS.noRecordFound : USERDB_ERRORS.serviceNotAvailable;
+  const deadlineError =
+    options.onDeadline === 'NoRecordFound' ? USERDB_ERRORS.noRecordFound : USERDB_ERRORS.serviceNotAvailable;
   const source = sharedLookups(backing, () => new VarlinkError(deadlineError));
 
   const userReply = (user: ResolvedUser): VarlinkReply => ({ parameters: recordReply(userRecord(user, service)) });
@@ -188,7 +199,8 @@ export function userDatabaseInterface(backing: IdentitySource, options: UserData
     if (privateGroups) {
       const taken = new Set(groups.flatMap((g) => [`n:${g.linuxName}`, `g:${g.gid}`]));
       for (const user of source.knownUsers()) {
-        if (user.gid === user.uid && !taken.has(`n:${user.linuxName}`) && !taken.has(`g:${user.gid}`)) groups.push(privateGroupOf(user));
+        if (user.gid === user.uid && !taken.has(`n:${user.linuxName}`) && !taken.has(`g:${user.gid}`))
+          groups.push(privateGroupOf(user));
       }
     }
     return groups;
@@ -221,7 +233,8 @@ export function userDatabaseInterface(backing: IdentitySource, options: UserData
         if (id !== undefined) {
           const user = await source.userByUid(id, signal);
           if (!user) throw notFound();
-          if (name !== undefined && user.linuxName !== name) throw new VarlinkError(USERDB_ERRORS.conflictingRecordFound);
+          if (name !== undefined && user.linuxName !== name)
+            throw new VarlinkError(USERDB_ERRORS.conflictingRecordFound);
           return [userReply(user)];
         }
         if (name !== undefined) {
@@ -241,7 +254,8 @@ export function userDatabaseInterface(backing: IdentitySource, options: UserData
         if (id !== undefined) {
           const group = await groupById(id, signal);
           if (!group) throw notFound();
-          if (name !== undefined && group.linuxName !== name) throw new VarlinkError(USERDB_ERRORS.conflictingRecordFound);
+          if (name !== undefined && group.linuxName !== name)
+            throw new VarlinkError(USERDB_ERRORS.conflictingRecordFound);
           return [groupReply(group)];
         }
         if (name !== undefined) {
@@ -258,14 +272,19 @@ export function userDatabaseInterface(backing: IdentitySource, options: UserData
 
       async GetMemberships(call, signal) {
         const { name: userName, other: groupName } = readParameters(call, service, 'userName', undefined, 'groupName');
-        if ((userName !== undefined && !isValidLinuxName(userName)) || (groupName !== undefined && !isValidLinuxName(groupName))) throw notFound();
+        if (
+          (userName !== undefined && !isValidLinuxName(userName)) ||
+          (groupName !== undefined && !isValidLinuxName(groupName))
+        )
+          throw notFound();
         if (userName !== undefined && groupName !== undefined) {
           const group = await groupByName(groupName, signal);
           if (!group?.members.includes(userName)) throw notFound();
           return [{ parameters: { userName, groupName } }];
         }
         enumeration(call);
-        if (userName !== undefined) return membershipReplies(membershipsOfUser(userName, (await source.groupsOfUser(userName, signal)) ?? []));
+        if (userName !== undefined)
+          return membershipReplies(membershipsOfUser(userName, (await source.groupsOfUser(userName, signal)) ?? []));
         if (groupName !== undefined) {
           const group = await groupByName(groupName, signal);
           return membershipReplies(group ? membershipsOfGroup(group) : []);
@@ -288,12 +307,20 @@ export interface UserdbServiceOptions extends UserDatabaseOptions {
 }
 
 /** Starts the userdb service: socket `<directory>/<serviceName>`, mode 0666. Close it with `server.close()`. */
-export async function startUserdbService(options: UserdbServiceOptions): Promise<{ server: VarlinkServer; socketPath?: string }> {
+export async function startUserdbService(
+  options: UserdbServiceOptions,
+): Promise<{ server: VarlinkServer; socketPath?: string }> {
   const serviceName = assertServiceName(options.serviceName ?? DEFAULT_USERDB_SERVICE);
   const deadlineMs = options.deadlineMs ?? DEFAULT_DEADLINE_MS;
-  if (deadlineMs > 1000) throw new RangeError('the userdb deadline must be at most 1000 ms (libnss-systemd callers block meanwhile)');
+  if (deadlineMs > 1000)
+    throw new RangeError('the userdb deadline must be at most 1000 ms (libnss-systemd callers block meanwhile)');
   const server = new VarlinkServer({
-    info: { vendor: 'Keymaker', product: 'keymaker agent', version: options.version ?? '0.1.0', url: 'https://github.com/keymaker-ts/keymaker' },
+    info: {
+      vendor: 'Keymaker',
+      product: 'keymaker agent',
+      version: options.version ?? '0.1.0',
+      url: 'https://github.com/keymaker-ts/keymaker',
+    },
     interfaces: [userDatabaseInterface(options.source, { ...options, serviceName })],
     deadlineMs,
     log: options.log,

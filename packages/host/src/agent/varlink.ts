@@ -110,7 +110,8 @@ export class MessageFramer {
     let start = 0;
     for (let nul = chunk.indexOf(0, start); nul !== -1; nul = chunk.indexOf(0, start)) {
       const part = chunk.subarray(start, nul);
-      if (this.pendingBytes + part.length > this.maxMessageBytes) throw new FramingError(`message longer than ${this.maxMessageBytes} bytes`);
+      if (this.pendingBytes + part.length > this.maxMessageBytes)
+        throw new FramingError(`message longer than ${this.maxMessageBytes} bytes`);
       messages.push(this.pendingBytes === 0 ? part : Buffer.concat([...this.pending, part]));
       this.pending = [];
       this.pendingBytes = 0;
@@ -119,7 +120,8 @@ export class MessageFramer {
     if (start < chunk.length) {
       const rest = chunk.subarray(start);
       this.pendingBytes += rest.length;
-      if (this.pendingBytes > this.maxMessageBytes) throw new FramingError(`message longer than ${this.maxMessageBytes} bytes`);
+      if (this.pendingBytes > this.maxMessageBytes)
+        throw new FramingError(`message longer than ${this.maxMessageBytes} bytes`);
       this.pending.push(Buffer.from(rest));
     }
     return messages;
@@ -144,7 +146,10 @@ export function parseCall(message: Buffer): { call: VarlinkCall } | { problem: s
   }
   if (!isObject(value)) return { problem: 'message is not a JSON object' };
   const { method, parameters, more, oneway, upgrade } = value;
-  if (typeof method !== 'string' || !/^[A-Za-z][A-Za-z0-9-]*(\.[A-Za-z0-9][A-Za-z0-9-]*)+\.[A-Z][A-Za-z0-9]*$/.test(method)) {
+  if (
+    typeof method !== 'string' ||
+    !/^[A-Za-z][A-Za-z0-9-]*(\.[A-Za-z0-9][A-Za-z0-9-]*)+\.[A-Z][A-Za-z0-9]*$/.test(method)
+  ) {
     return { problem: 'no valid method name' };
   }
   if (parameters !== undefined && !isObject(parameters)) return { problem: 'parameters is not an object' };
@@ -197,7 +202,8 @@ export class VarlinkServer {
     for (const iface of options.interfaces) {
       if (iface.name === VARLINK_SERVICE) throw new Error(`${VARLINK_SERVICE} is built in`);
       this.interfaces.set(iface.name, iface);
-      for (const [name, handler] of Object.entries(iface.methods)) this.methods.set(`${iface.name}.${name}`, { iface, handler });
+      for (const [name, handler] of Object.entries(iface.methods))
+        this.methods.set(`${iface.name}.${name}`, { iface, handler });
     }
     this.server = net.createServer((socket) => this.accept(socket));
   }

@@ -1,9 +1,25 @@
 import * as path from 'node:path';
 import { firstLine, HostError, InputError, isKeymakerError } from '@keymaker/core';
 import type { HostPaths } from '../paths';
-import { journalPath, originalOf, parseJournal, serializeJournal, sha256, type InstallJournal, type JournalFile } from './journal';
+import {
+  journalPath,
+  originalOf,
+  parseJournal,
+  serializeJournal,
+  sha256,
+  type InstallJournal,
+  type JournalFile,
+} from './journal';
 import { removePamHook } from './pam';
-import { describeInstallPlan, pathsToSnapshot, planInstall, type InstallOptions, type InstallPlan, type InstallSnapshot, type PlannedFile } from './plan';
+import {
+  describeInstallPlan,
+  pathsToSnapshot,
+  planInstall,
+  type InstallOptions,
+  type InstallPlan,
+  type InstallSnapshot,
+  type PlannedFile,
+} from './plan';
 import { assertSafePaths } from './safe-path';
 import {
   authenticationWeakenings,
@@ -65,7 +81,11 @@ export interface UninstallResult {
 const isSystemdRunning = (sys: HostSystem) => sys.stat('/run/systemd/system')?.type === 'dir';
 
 function requireRoot(sys: HostSystem, what: string): void {
-  if (sys.getuid() !== 0) throw new HostError('NOT_ROOT', `keymaker ${what} must run as root (it changes sshd, PAM and system files); run it with sudo`);
+  if (sys.getuid() !== 0)
+    throw new HostError(
+      'NOT_ROOT',
+      `keymaker ${what} must run as root (it changes sshd, PAM and system files); run it with sudo`,
+    );
 }
 
 function readJournal(sys: HostSystem, paths: HostPaths): { journal?: InstallJournal; state?: FileState } {
@@ -120,7 +140,8 @@ function restoreFile(sys: HostSystem, paths: HostPaths, p: string, state: FileSt
 function ids(sys: HostSystem, owner: string, group: string): { uid: number; gid: number } {
   const uid = /^\d+$/.test(owner) ? Number(owner) : owner === 'root' ? 0 : sys.userIds(owner)?.uid;
   const gid = /^\d+$/.test(group) ? Number(group) : group === 'root' ? 0 : sys.groupId(group);
-  if (uid === undefined || gid === undefined) throw new HostError('SYSTEM_COMMAND_FAILED', `no such user or group ${owner}:${group}`);
+  if (uid === undefined || gid === undefined)
+    throw new HostError('SYSTEM_COMMAND_FAILED', `no such user or group ${owner}:${group}`);
   return { uid, gid };
 }
 
@@ -137,7 +158,13 @@ function sshdFileArgs(paths: HostPaths, file?: string): string[] {
   return paths.sshdConfig === '/etc/ssh/sshd_config' ? [] : ['-f', paths.sshdConfig];
 }
 
-function effectiveSshdConfig(sys: HostSystem, opts: SshdOptions, paths: HostPaths, file?: string, beforeChanges = true): Map<string, string> {
+function effectiveSshdConfig(
+  sys: HostSystem,
+  opts: SshdOptions,
+  paths: HostPaths,
+  file?: string,
+  beforeChanges = true,
+): Map<string, string> {
   const r = sshdRun(sys, opts.sshd, ['-T', ...sshdFileArgs(paths, file)]);
   if (r.code !== 0) {
     const reason = firstLine(r.stderr.trim() || r.stdout.trim());
@@ -152,12 +179,21 @@ function effectiveSshdConfig(sys: HostSystem, opts: SshdOptions, paths: HostPath
 }
 
 /** `sshd -T -f file [-C spec]` for one probe; the candidate's file names are shown as the live ones. */
-function probeSshdT(sys: HostSystem, opts: SshdOptions, file: string, probe: SshdProbe, shown: [string, string][]): Map<string, string> {
+function probeSshdT(
+  sys: HostSystem,
+  opts: SshdOptions,
+  file: string,
+  probe: SshdProbe,
+  shown: [string, string][],
+): Map<string, string> {
   const r = sshdRun(sys, opts.sshd, ['-T', '-f', file, ...(probe.spec ? ['-C', probe.spec] : [])]);
   if (r.code !== 0) {
     let reason = firstLine(r.stderr.trim() || r.stdout.trim());
     for (const [from, to] of shown) reason = reason.split(from).join(to);
-    throw new HostError('SSHD_CONFIG_INVALID', `refusing to install: sshd -T rejects the configuration for ${probe.label}, so nothing was changed: ${reason}`);
+    throw new HostError(
+      'SSHD_CONFIG_INVALID',
+      `refusing to install: sshd -T rejects the configuration for ${probe.label}, so nothing was changed: ${reason}`,
+    );
   }
   return parseSshdT(r.stdout);
 }
@@ -166,13 +202,27 @@ function probeSshdT(sys: HostSystem, opts: SshdOptions, file: string, probe: Ssh
  * What sshd accepts without keymaker's lines (see "authentication strength" in sshd-config.ts):
  * sshd_config with keymaker's block taken out and its drop-in read as empty, asked once per probe.
  */
-function gatherBaseline(sys: HostSystem, opts: InstallRunOptions, files: Record<string, FileState | undefined>, dirEntries: string[]): InstallSnapshot['baseline'] {
+function gatherBaseline(
+  sys: HostSystem,
+  opts: InstallRunOptions,
+  files: Record<string, FileState | undefined>,
+  dirEntries: string[],
+): InstallSnapshot['baseline'] {
   const { paths } = opts;
   const main = files[paths.sshdConfig];
   if (!main) return undefined;
   const mainText = main.content.toString('utf8');
-  const texts = [mainText, ...dirEntries.filter((n) => n !== path.basename(paths.sshdDropIn)).map((n) => sys.readFile(path.join(paths.sshdConfigDir, n))?.content.toString('utf8') ?? '')];
-  const probes = sshdProbes(texts, sys.readFile('/etc/passwd')?.content.toString('utf8'), sys.readFile('/etc/group')?.content.toString('utf8'));
+  const texts = [
+    mainText,
+    ...dirEntries
+      .filter((n) => n !== path.basename(paths.sshdDropIn))
+      .map((n) => sys.readFile(path.join(paths.sshdConfigDir, n))?.content.toString('utf8') ?? ''),
+  ];
+  const probes = sshdProbes(
+    texts,
+    sys.readFile('/etc/passwd')?.content.toString('utf8'),
+    sys.readFile('/etc/group')?.content.toString('utf8'),
+  );
   // Nothing of keymaker's in place (a first install): the live files are the baseline, no temp copy needed.
   if (!files[paths.sshdDropIn] && removeSshdBlocks(mainText, paths).text === mainText) {
     return probes.map((probe) => ({ probe, settings: probeSshdT(sys, opts, paths.sshdConfig, probe, []) }));
@@ -184,7 +234,10 @@ function gatherBaseline(sys: HostSystem, opts: InstallRunOptions, files: Record<
   try {
     sys.writeFileAtomic(emptyDropIn, '', 0o600, 0, 0);
     sys.writeFileAtomic(tempMain, baselineMain(mainText, dirEntries, paths, emptyDropIn), 0o600, 0, 0);
-    return probes.map((probe) => ({ probe, settings: probeSshdT(sys, opts, tempMain, probe, [[tempMain, paths.sshdConfig]]) }));
+    return probes.map((probe) => ({
+      probe,
+      settings: probeSshdT(sys, opts, tempMain, probe, [[tempMain, paths.sshdConfig]]),
+    }));
   } finally {
     sys.removeFile(tempMain);
     sys.removeFile(emptyDropIn);
@@ -197,7 +250,12 @@ function gatherBaseline(sys: HostSystem, opts: InstallRunOptions, files: Record<
  * Include is expanded with the new drop-in in its sorted place (or the main
  * config with the block inserted), checked with `sshd -t -f` and `sshd -T -f`.
  */
-function validateCandidate(sys: HostSystem, opts: InstallRunOptions, plan: InstallPlan, snapshot: InstallSnapshot): void {
+function validateCandidate(
+  sys: HostSystem,
+  opts: InstallRunOptions,
+  plan: InstallPlan,
+  snapshot: InstallSnapshot,
+): void {
   const { paths } = opts;
   const dir = path.dirname(paths.sshdConfig);
   const tag = sys.randomName();
@@ -211,16 +269,34 @@ function validateCandidate(sys: HostSystem, opts: InstallRunOptions, plan: Insta
     if (plan.sshd.mode === 'drop-in') {
       sys.writeFileAtomic(tempDropIn, planned(paths.sshdDropIn)!, 0o600, 0, 0);
       temps.push(tempDropIn);
-      candidate = candidateMainForDropIn(mainText, plan.sshd.include!, snapshot.sshdConfigDirEntries, paths, tempDropIn);
+      candidate = candidateMainForDropIn(
+        mainText,
+        plan.sshd.include!,
+        snapshot.sshdConfigDirEntries,
+        paths,
+        tempDropIn,
+      );
     }
     sys.writeFileAtomic(tempMain, candidate, 0o600, 0, 0);
     temps.push(tempMain);
     const check = sshdRun(sys, opts.sshd, ['-t', '-f', tempMain]);
     if (check.code !== 0) {
-      const reason = firstLine((check.stderr.trim() || check.stdout.trim()).split(tempMain).join(paths.sshdConfig).split(tempDropIn).join(paths.sshdDropIn));
-      throw new HostError('SSHD_CONFIG_INVALID', `refusing to install: sshd -t rejects the configuration with keymaker's settings, so nothing was changed: ${reason}`);
+      const reason = firstLine(
+        (check.stderr.trim() || check.stdout.trim())
+          .split(tempMain)
+          .join(paths.sshdConfig)
+          .split(tempDropIn)
+          .join(paths.sshdDropIn),
+      );
+      throw new HostError(
+        'SSHD_CONFIG_INVALID',
+        `refusing to install: sshd -t rejects the configuration with keymaker's settings, so nothing was changed: ${reason}`,
+      );
     }
-    const problems = effectiveSettingProblems(effectiveSshdConfig(sys, opts, paths, tempMain), expectedEffectiveSettings(paths, opts.user, plan.sshd.authenticationMethods));
+    const problems = effectiveSettingProblems(
+      effectiveSshdConfig(sys, opts, paths, tempMain),
+      expectedEffectiveSettings(paths, opts.user, plan.sshd.authenticationMethods),
+    );
     if (problems.length > 0) {
       throw new HostError(
         'SSHD_CONFIG_INVALID',
@@ -229,7 +305,10 @@ function validateCandidate(sys: HostSystem, opts: InstallRunOptions, plan: Insta
     }
     // Never weaken authentication: the same probes as the baseline, on the candidate.
     for (const { probe, settings } of snapshot.baseline ?? []) {
-      const after = probeSshdT(sys, opts, tempMain, probe, [[tempMain, paths.sshdConfig], [tempDropIn, paths.sshdDropIn]]);
+      const after = probeSshdT(sys, opts, tempMain, probe, [
+        [tempMain, paths.sshdConfig],
+        [tempDropIn, paths.sshdDropIn],
+      ]);
       const reasons = authenticationWeakenings(settings, after);
       if (reasons.length > 0) {
         throw new HostError(
@@ -245,12 +324,27 @@ function validateCandidate(sys: HostSystem, opts: InstallRunOptions, plan: Insta
 }
 
 /** After the switch: the live config as sshd will read it at reload. */
-function validateLive(sys: HostSystem, opts: SshdOptions & { user?: string; authenticationMethods?: string }, paths: HostPaths): void {
+function validateLive(
+  sys: HostSystem,
+  opts: SshdOptions & { user?: string; authenticationMethods?: string },
+  paths: HostPaths,
+): void {
   const check = sshdRun(sys, opts.sshd, ['-t', ...sshdFileArgs(paths)]);
-  if (check.code !== 0) throw new HostError('SSHD_CONFIG_INVALID', `sshd -t rejects the new sshd configuration: ${firstLine(check.stderr.trim())}`);
+  if (check.code !== 0)
+    throw new HostError(
+      'SSHD_CONFIG_INVALID',
+      `sshd -t rejects the new sshd configuration: ${firstLine(check.stderr.trim())}`,
+    );
   if (opts.user) {
-    const problems = effectiveSettingProblems(effectiveSshdConfig(sys, opts, paths, undefined, false), expectedEffectiveSettings(paths, opts.user, opts.authenticationMethods));
-    if (problems.length > 0) throw new HostError('SSHD_CONFIG_INVALID', `keymaker's sshd settings did not take effect: ${problems.join('; ')}`);
+    const problems = effectiveSettingProblems(
+      effectiveSshdConfig(sys, opts, paths, undefined, false),
+      expectedEffectiveSettings(paths, opts.user, opts.authenticationMethods),
+    );
+    if (problems.length > 0)
+      throw new HostError(
+        'SSHD_CONFIG_INVALID',
+        `keymaker's sshd settings did not take effect: ${problems.join('; ')}`,
+      );
   }
 }
 
@@ -261,7 +355,8 @@ export function reloadSshd(sys: HostSystem, opts: SshdOptions, paths: HostPaths)
     for (const unit of ['ssh.service', 'sshd.service']) {
       if (sys.run(['systemctl', 'is-active', '--quiet', unit]).code !== 0) continue;
       const r = sys.run(['systemctl', 'reload', unit]);
-      if (r.code !== 0) throw new HostError('SYSTEM_COMMAND_FAILED', `systemctl reload ${unit} failed: ${firstLine(r.stderr.trim())}`);
+      if (r.code !== 0)
+        throw new HostError('SYSTEM_COMMAND_FAILED', `systemctl reload ${unit} failed: ${firstLine(r.stderr.trim())}`);
       return `reloaded sshd (systemctl reload ${unit})`;
     }
     return 'sshd is not running (no active ssh/sshd unit); the settings apply when it starts';
@@ -270,7 +365,11 @@ export function reloadSshd(sys: HostSystem, opts: SshdOptions, paths: HostPaths)
     for (const name of ['ssh', 'sshd']) {
       if (!sys.stat(`/etc/init.d/${name}`)) continue;
       const r = sys.run(['service', name, 'reload']);
-      if (r.code !== 0) throw new HostError('SYSTEM_COMMAND_FAILED', `service ${name} reload failed: ${firstLine(r.stderr.trim() || r.stdout.trim())}`);
+      if (r.code !== 0)
+        throw new HostError(
+          'SYSTEM_COMMAND_FAILED',
+          `service ${name} reload failed: ${firstLine(r.stderr.trim() || r.stdout.trim())}`,
+        );
       return `reloaded sshd (service ${name} reload)`;
     }
     throw new HostError('SYSTEM_COMMAND_FAILED', 'no /etc/init.d/ssh or /etc/init.d/sshd for --reload service');
@@ -287,7 +386,8 @@ export function reloadSshd(sys: HostSystem, opts: SshdOptions, paths: HostPaths)
   const text = sys.readFile(pidFile)?.content.toString('utf8').trim() ?? '';
   const pid = /^\d+$/.test(text) ? Number(text) : undefined;
   if (pid === undefined || !sys.processAlive(pid) || sys.processName(pid) !== 'sshd') {
-    if (opts.reload === 'pidfile' && opts.sshdPidFile) throw new HostError('SYSTEM_COMMAND_FAILED', `no running sshd with the pid in ${pidFile}`);
+    if (opts.reload === 'pidfile' && opts.sshdPidFile)
+      throw new HostError('SYSTEM_COMMAND_FAILED', `no running sshd with the pid in ${pidFile}`);
     return `sshd is not running (no live sshd pid in ${pidFile}); the settings apply when it starts`;
   }
   sys.signal(pid, 'SIGHUP');
@@ -295,7 +395,10 @@ export function reloadSshd(sys: HostSystem, opts: SshdOptions, paths: HostPaths)
   for (let i = 0; i < 10; i++) {
     sys.sleep(100);
     if (!sys.processAlive(pid)) {
-      throw new HostError('SYSTEM_COMMAND_FAILED', `sshd (pid ${pid}) exited after SIGHUP; check its log and start it again`);
+      throw new HostError(
+        'SYSTEM_COMMAND_FAILED',
+        `sshd (pid ${pid}) exited after SIGHUP; check its log and start it again`,
+      );
     }
   }
   return `reloaded sshd (SIGHUP to pid ${pid} from ${pidFile})`;
@@ -307,8 +410,17 @@ export function reloadSshd(sys: HostSystem, opts: SshdOptions, paths: HostPaths)
 const STRAY_TEMP = /^(\..+\.keymaker-[0-9a-f]{12}|\.keymaker-candidate-[0-9a-f]{12}(\.conf)?)$/;
 
 /** Removes what an interrupted install or uninstall left in the directories keymaker writes to. */
-function removeStrayTemps(sys: HostSystem, paths: HostPaths, journal: InstallJournal | undefined, log: InstallLog): void {
-  const dirs = new Set([path.dirname(paths.sshdConfig), path.dirname(journalPath(paths)), ...pathsToSnapshot(paths, journal).map((p) => path.dirname(p))]);
+function removeStrayTemps(
+  sys: HostSystem,
+  paths: HostPaths,
+  journal: InstallJournal | undefined,
+  log: InstallLog,
+): void {
+  const dirs = new Set([
+    path.dirname(paths.sshdConfig),
+    path.dirname(journalPath(paths)),
+    ...pathsToSnapshot(paths, journal).map((p) => path.dirname(p)),
+  ]);
   for (const p of editedPaths(paths)) {
     try {
       dirs.add(path.dirname(writeThrough(sys, p)));
@@ -326,14 +438,21 @@ function removeStrayTemps(sys: HostSystem, paths: HostPaths, journal: InstallJou
   }
 }
 
-function gatherSnapshot(sys: HostSystem, opts: InstallRunOptions, journal: InstallJournal | undefined): InstallSnapshot {
+function gatherSnapshot(
+  sys: HostSystem,
+  opts: InstallRunOptions,
+  journal: InstallJournal | undefined,
+): InstallSnapshot {
   const { paths } = opts;
   for (const p of editedPaths(paths)) writeThrough(sys, p);
   const files: Record<string, FileState | undefined> = {};
   for (const p of pathsToSnapshot(paths, journal)) files[p] = sys.readFile(p);
   const bundle = sys.readFile(opts.bundleSource);
   if (!bundle) {
-    throw new InputError('FILE_NOT_FOUND', `host bundle ${opts.bundleSource} not found; build it (cd packages/cli && npx tsup) or pass --bundle PATH`);
+    throw new InputError(
+      'FILE_NOT_FOUND',
+      `host bundle ${opts.bundleSource} not found; build it (cd packages/cli && npx tsup) or pass --bundle PATH`,
+    );
   }
   let credentials: Buffer | undefined;
   if (opts.credentialsSource) {
@@ -366,7 +485,11 @@ function validateCron(sys: HostSystem, plan: InstallPlan, paths: HostPaths, log:
   }
   if (!/-n\s.*dry run/.test(help.stdout + help.stderr)) return;
   const r = sys.run(['crontab', '-n', '-'], { input: cronLinesForSyntaxCheck(file.content.toString('utf8')) });
-  if (r.code !== 0) throw new HostError('SYSTEM_COMMAND_FAILED', `refusing to install: crontab -n rejects the group sync schedule: ${firstLine(r.stderr.trim())}`);
+  if (r.code !== 0)
+    throw new HostError(
+      'SYSTEM_COMMAND_FAILED',
+      `refusing to install: crontab -n rejects the group sync schedule: ${firstLine(r.stderr.trim())}`,
+    );
 }
 
 function nologinShell(sys: HostSystem): string {
@@ -389,7 +512,13 @@ export function runInstall(sys: HostSystem, opts: InstallRunOptions, log: Instal
   validateCandidate(sys, opts, plan, snapshot);
   validateCron(sys, plan, paths, log);
   if (opts.dryRun) {
-    return { dryRun: true, plan: describeInstallPlan(plan), changed: [], userCreated: false, reload: 'dry run: nothing changed' };
+    return {
+      dryRun: true,
+      plan: describeInstallPlan(plan),
+      changed: [],
+      userCreated: false,
+      reload: 'dry run: nothing changed',
+    };
   }
   for (const w of plan.warnings) log(`warning: ${w}`);
 
@@ -419,8 +548,21 @@ export function runInstall(sys: HostSystem, opts: InstallRunOptions, log: Instal
     if (plan.user.create) {
       step = `creating the user ${opts.user}`;
       const shell = nologinShell(sys);
-      const r = sys.run(['useradd', '--system', '--user-group', '--no-create-home', '--home-dir', '/nonexistent', '--shell', shell, '--comment', 'Keymaker SSH key lookup', opts.user]);
-      if (r.code !== 0) throw new HostError('SYSTEM_COMMAND_FAILED', `useradd ${opts.user} failed: ${firstLine(r.stderr.trim())}`);
+      const r = sys.run([
+        'useradd',
+        '--system',
+        '--user-group',
+        '--no-create-home',
+        '--home-dir',
+        '/nonexistent',
+        '--shell',
+        shell,
+        '--comment',
+        'Keymaker SSH key lookup',
+        opts.user,
+      ]);
+      if (r.code !== 0)
+        throw new HostError('SYSTEM_COMMAND_FAILED', `useradd ${opts.user} failed: ${firstLine(r.stderr.trim())}`);
       userCreated = true;
       journal.user.created = true;
       log(`created the locked system user ${opts.user} (shell ${shell}, no home)`);
@@ -435,15 +577,13 @@ export function runInstall(sys: HostSystem, opts: InstallRunOptions, log: Instal
 
     // Journal first: the originals of everything about to change are on disk before it changes.
     const previousEntry = new Map((previous?.files ?? []).map((f) => [f.path, f]));
-    journal.files = plan.files.map(
-      (f): JournalFile => ({
-        path: f.path,
-        // null ("did not exist") from the first install must survive a re-install
-        original: previousEntry.has(f.path) ? previousEntry.get(f.path)!.original : originalOf(snapshot.files[f.path]),
-        installedSha256: sha256(f.content),
-        kind: f.kind,
-      }),
-    );
+    journal.files = plan.files.map((f): JournalFile => ({
+      path: f.path,
+      // null ("did not exist") from the first install must survive a re-install
+      original: previousEntry.has(f.path) ? previousEntry.get(f.path)!.original : originalOf(snapshot.files[f.path]),
+      installedSha256: sha256(f.content),
+      kind: f.kind,
+    }));
     const pendingRestores = plan.restores.map((p) => previousEntry.get(p)!);
     step = 'writing the install state';
     writeJournal(sys, paths, { ...journal, files: [...journal.files, ...pendingRestores] });
@@ -478,9 +618,13 @@ export function runInstall(sys: HostSystem, opts: InstallRunOptions, log: Instal
 
     if (plan.schedule.kind === 'systemd' && snapshot.systemdRunning) {
       step = 'enabling the group sync timer';
-      for (const argv of [['systemctl', 'daemon-reload'], ['systemctl', 'enable', '--now', SYNC_TIMER]]) {
+      for (const argv of [
+        ['systemctl', 'daemon-reload'],
+        ['systemctl', 'enable', '--now', SYNC_TIMER],
+      ]) {
         const r = sys.run(argv);
-        if (r.code !== 0) throw new HostError('SYSTEM_COMMAND_FAILED', `${argv.join(' ')} failed: ${firstLine(r.stderr.trim())}`);
+        if (r.code !== 0)
+          throw new HostError('SYSTEM_COMMAND_FAILED', `${argv.join(' ')} failed: ${firstLine(r.stderr.trim())}`);
       }
       timerEnabled = journal.systemdTimer !== SYNC_TIMER;
       journal.systemdTimer = SYNC_TIMER;
@@ -508,16 +652,21 @@ export function runInstall(sys: HostSystem, opts: InstallRunOptions, log: Instal
         problems.push(`${what}: ${firstLine((e as Error).message)}`);
       }
     };
-    for (const t of [...touched].reverse()) attempt(`restoring ${t.path}`, () => restoreFile(sys, paths, t.path, t.before));
+    for (const t of [...touched].reverse())
+      attempt(`restoring ${t.path}`, () => restoreFile(sys, paths, t.path, t.before));
     if (timerEnabled) attempt('disabling the timer', () => void sys.run(['systemctl', 'disable', '--now', SYNC_TIMER]));
     if (reloaded) attempt('reloading sshd', () => void reloadSshd(sys, opts, paths));
     attempt('restoring the install state', () => restoreState(sys, journalPath(paths), journalState));
-    for (const d of [...createdDirs].reverse()) attempt(`removing ${d.path}`, () => (d.recursive ? sys.removeTree(d.path) : void sys.removeEmptyDir(d.path)));
+    for (const d of [...createdDirs].reverse())
+      attempt(`removing ${d.path}`, () => (d.recursive ? sys.removeTree(d.path) : void sys.removeEmptyDir(d.path)));
     if (userCreated) attempt(`removing the user ${opts.user}`, () => void sys.run(['userdel', opts.user]));
     const what = isKeymakerError(error) ? error.message : firstLine(String((error as Error)?.message ?? error));
-    const undo = problems.length === 0 ? 'every file was restored as it was' : `restoring failed too (${problems.join('; ')})`;
+    const undo =
+      problems.length === 0 ? 'every file was restored as it was' : `restoring failed too (${problems.join('; ')})`;
     const code = isKeymakerError(error) ? error.code : 'SYSTEM_COMMAND_FAILED';
-    throw new HostError(code, `install failed while ${step}: ${what.replace(/^refusing to install: /, '')}; ${undo}`, { cause: error });
+    throw new HostError(code, `install failed while ${step}: ${what.replace(/^refusing to install: /, '')}; ${undo}`, {
+      cause: error,
+    });
   }
 }
 
@@ -533,7 +682,12 @@ interface UndoAction {
 function undoAction(sys: HostSystem, entry: JournalFile, paths: HostPaths): UndoAction | undefined {
   const current = sys.readFile(entry.path);
   const original: FileState | undefined = entry.original
-    ? { content: Buffer.from(entry.original.base64, 'base64'), mode: entry.original.mode, uid: entry.original.uid, gid: entry.original.gid }
+    ? {
+        content: Buffer.from(entry.original.base64, 'base64'),
+        mode: entry.original.mode,
+        uid: entry.original.uid,
+        gid: entry.original.gid,
+      }
     : undefined;
   if (!current && !original) return undefined;
   if (!current) return { entry, target: original };
@@ -547,11 +701,20 @@ function undoAction(sys: HostSystem, entry: JournalFile, paths: HostPaths): Undo
     if (removed.text === text) return undefined;
     const notes = removed.notes.map((n) => `${entry.path}: ${n}`);
     const asBefore = !!original && Buffer.from(removed.text).equals(original.content);
-    if (!unchanged && !asBefore && notes.length === 0) notes.push(`${entry.path} was edited after install: removed only keymaker's lines, kept the rest`);
-    return { entry, target: { ...current, content: Buffer.from(removed.text) }, note: notes.length > 0 ? notes.join('; ') : undefined };
+    if (!unchanged && !asBefore && notes.length === 0)
+      notes.push(`${entry.path} was edited after install: removed only keymaker's lines, kept the rest`);
+    return {
+      entry,
+      target: { ...current, content: Buffer.from(removed.text) },
+      note: notes.length > 0 ? notes.join('; ') : undefined,
+    };
   }
   if (unchanged) return { entry, target: original };
-  return { entry, target: original, note: `${entry.path} was edited after install; ${original ? 'restored the original' : 'removed it'} anyway` };
+  return {
+    entry,
+    target: original,
+    note: `${entry.path} was edited after install; ${original ? 'restored the original' : 'removed it'} anyway`,
+  };
 }
 
 /**
@@ -574,11 +737,23 @@ export function runUninstall(sys: HostSystem, opts: UninstallRunOptions, log: In
   const actions = journal.files.map((e) => ({ entry: e, action: undoAction(sys, e, paths) }));
   if (opts.dryRun) {
     for (const { entry, action } of actions) {
-      log(action ? `would ${action.target ? 'restore' : 'remove'} ${entry.path}` : `would leave ${entry.path} (already as before install)`);
+      log(
+        action
+          ? `would ${action.target ? 'restore' : 'remove'} ${entry.path}`
+          : `would leave ${entry.path} (already as before install)`,
+      );
     }
-    for (const d of [...journal.dirs].reverse()) log(`would remove ${d.path}${d.recursive ? ' and its contents' : ' if empty'}`);
+    for (const d of [...journal.dirs].reverse())
+      log(`would remove ${d.path}${d.recursive ? ' and its contents' : ' if empty'}`);
     if (journal.user.created) log(`would remove the user ${journal.user.name}`);
-    return { dryRun: true, nothingToDo: false, changed: [], userRemoved: false, reload: 'dry run: nothing changed', warnings };
+    return {
+      dryRun: true,
+      nothingToDo: false,
+      changed: [],
+      userRemoved: false,
+      reload: 'dry run: nothing changed',
+      warnings,
+    };
   }
 
   const changed: string[] = [];
@@ -616,7 +791,8 @@ export function runUninstall(sys: HostSystem, opts: UninstallRunOptions, log: In
   // 2. The schedule, then every other file.
   if (journal.systemdTimer && isSystemdRunning(sys)) {
     const r = sys.run(['systemctl', 'disable', '--now', journal.systemdTimer]);
-    if (r.code !== 0) warnings.push(`systemctl disable --now ${journal.systemdTimer} failed: ${firstLine(r.stderr.trim())}`);
+    if (r.code !== 0)
+      warnings.push(`systemctl disable --now ${journal.systemdTimer} failed: ${firstLine(r.stderr.trim())}`);
   }
   for (const a of actions) if (!isSshd(a.entry.path)) apply(a);
   if (journal.systemdTimer && isSystemdRunning(sys)) sys.run(['systemctl', 'daemon-reload']);

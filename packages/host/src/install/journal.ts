@@ -61,7 +61,10 @@ export function parseJournal(text: string, source: string): InstallJournal {
   try {
     raw = JSON.parse(text);
   } catch {
-    throw new HostError('INVALID_ARGUMENT', `${source} is not valid JSON; restore it from a backup or remove keymaker's files by hand`);
+    throw new HostError(
+      'INVALID_ARGUMENT',
+      `${source} is not valid JSON; restore it from a backup or remove keymaker's files by hand`,
+    );
   }
   const j = raw as Partial<InstallJournal>;
   const ok =
@@ -77,12 +80,19 @@ export function parseJournal(text: string, source: string): InstallJournal {
         typeof f.installedSha256 === 'string' &&
         (f.kind === 'owned' || f.kind === 'edited') &&
         (f.original === null ||
-          (typeof f.original?.base64 === 'string' && typeof f.original.mode === 'number' && typeof f.original.uid === 'number' && typeof f.original.gid === 'number')),
+          (typeof f.original?.base64 === 'string' &&
+            typeof f.original.mode === 'number' &&
+            typeof f.original.uid === 'number' &&
+            typeof f.original.gid === 'number')),
     ) &&
     Array.isArray(j.dirs) &&
     j.dirs.every((d) => typeof d.path === 'string' && path.isAbsolute(d.path) && typeof d.recursive === 'boolean') &&
     (j.systemdTimer === undefined || typeof j.systemdTimer === 'string');
-  if (!ok) throw new HostError('INVALID_ARGUMENT', `${source} is not a keymaker install state file; restore it from a backup or remove keymaker's files by hand`);
+  if (!ok)
+    throw new HostError(
+      'INVALID_ARGUMENT',
+      `${source} is not a keymaker install state file; restore it from a backup or remove keymaker's files by hand`,
+    );
   return j as InstallJournal;
 }
 

@@ -8,7 +8,8 @@ import type { RemovedLines } from './sshd-config';
  * connection still fails and the next one logs in. `optional` so the hook can
  * never let anybody in by itself.
  */
-export const PAM_COMMENT = '# keymaker: create the account of an IAM user at the first connection ("keymaker uninstall" removes this)';
+export const PAM_COMMENT =
+  '# keymaker: create the account of an IAM user at the first connection ("keymaker uninstall" removes this)';
 
 export function pamHookLine(paths: HostPaths): string {
   return `auth optional pam_exec.so quiet stdout ${paths.pamCreateAccountCommand}`;
@@ -18,7 +19,11 @@ function isOurLine(line: string, paths: HostPaths): boolean {
   const t = line.trim();
   if (t === PAM_COMMENT) return true;
   const fields = t.split(/\s+/);
-  return !t.startsWith('#') && fields.includes(paths.pamCreateAccountCommand) && fields.some((f) => f.endsWith('pam_exec.so'));
+  return (
+    !t.startsWith('#') &&
+    fields.includes(paths.pamCreateAccountCommand) &&
+    fields.some((f) => f.endsWith('pam_exec.so'))
+  );
 }
 
 /**
@@ -31,7 +36,8 @@ export function removePamHook(text: string, paths: HostPaths): RemovedLines {
   const kept = text.split('\n').filter((line) => {
     if (!isOurLine(line, paths)) return true;
     const t = line.trim();
-    if (t !== PAM_COMMENT && t !== pamHookLine(paths)) notes.push(`removed ${JSON.stringify(t)}: it runs keymaker's hook but is not the line keymaker wrote`);
+    if (t !== PAM_COMMENT && t !== pamHookLine(paths))
+      notes.push(`removed ${JSON.stringify(t)}: it runs keymaker's hook but is not the line keymaker wrote`);
     return false;
   });
   return { text: kept.join('\n'), notes };

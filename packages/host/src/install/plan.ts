@@ -139,7 +139,8 @@ export function planInstall(snapshot: InstallSnapshot, options: InstallOptions):
   const { paths, user } = options;
   const problem = linuxNameProblem(user);
   if (problem) throw new InputError('INVALID_USERNAME', `invalid --user ${JSON.stringify(user)}: ${problem}`);
-  if (!path.isAbsolute(options.nodePath)) throw new InputError('INVALID_ARGUMENT', `--node must be an absolute path, got ${options.nodePath}`);
+  if (!path.isAbsolute(options.nodePath))
+    throw new InputError('INVALID_ARGUMENT', `--node must be an absolute path, got ${options.nodePath}`);
   const warnings: string[] = [];
 
   const existingCommand = snapshot.effectiveAuthorizedKeysCommand;
@@ -154,32 +155,61 @@ export function planInstall(snapshot: InstallSnapshot, options: InstallOptions):
   }
 
   const mainState = snapshot.files[paths.sshdConfig];
-  if (!mainState) throw new HostError('SSHD_CONFIG_INVALID', `${paths.sshdConfig} not found; install openssh-server first`);
+  if (!mainState)
+    throw new HostError('SSHD_CONFIG_INVALID', `${paths.sshdConfig} not found; install openssh-server first`);
   const pamState = snapshot.files[paths.pamSshd];
-  if (!pamState) throw new HostError('UNSUPPORTED_HOST', `${paths.pamSshd} not found: keymaker needs sshd built with PAM (UsePAM)`);
+  if (!pamState)
+    throw new HostError('UNSUPPORTED_HOST', `${paths.pamSshd} not found: keymaker needs sshd built with PAM (UsePAM)`);
 
   const config = hostConfigFor(snapshot, options, warnings);
   const files: PlannedFile[] = [];
   const add = (p: string, content: string | Buffer, mode: number, purpose: string, extra: Partial<PlannedFile> = {}) =>
-    files.push({ path: p, content: Buffer.isBuffer(content) ? content : Buffer.from(content), mode, owner: 'root', group: 'root', kind: 'owned', purpose, ...extra });
+    files.push({
+      path: p,
+      content: Buffer.isBuffer(content) ? content : Buffer.from(content),
+      mode,
+      owner: 'root',
+      group: 'root',
+      kind: 'owned',
+      purpose,
+      ...extra,
+    });
 
   add(paths.configFile, serializeHostConfig(config), 0o644, 'host config (region, endpoints, deadline)');
   const credentials = credentialsPath(paths);
-  const keptCredentials = !snapshot.credentials && config.sharedCredentialsFile === credentials ? snapshot.files[credentials]?.content : undefined;
+  const keptCredentials =
+    !snapshot.credentials && config.sharedCredentialsFile === credentials
+      ? snapshot.files[credentials]?.content
+      : undefined;
   const credentialBytes = snapshot.credentials ?? keptCredentials;
   if (credentialBytes) add(credentials, credentialBytes, 0o640, 'AWS credentials for the lookup', { group: user });
   add(paths.hostBundle, snapshot.bundle, 0o644, 'host bundle (lookup, PAM hook, group sync)');
   add(paths.authorizedKeysCommand, authorizedKeysWrapper(paths, options.nodePath), 0o755, 'AuthorizedKeysCommand');
-  add(paths.pamCreateAccountCommand, pamCreateAccountWrapper(paths, options.nodePath), 0o755, 'PAM account-creation hook');
+  add(
+    paths.pamCreateAccountCommand,
+    pamCreateAccountWrapper(paths, options.nodePath),
+    0o755,
+    'PAM account-creation hook',
+  );
   add(paths.syncGroupsCommand, syncGroupsWrapper(paths, options.nodePath), 0o755, 'group sync command');
 
   const scheduleKind = options.schedule === 'auto' ? (snapshot.systemdRunning ? 'systemd' : 'cron') : options.schedule;
   if (scheduleKind === 'systemd') {
     const units = systemdUnitPaths(paths);
     add(units.service, systemdService(paths), 0o644, 'group sync service');
-    add(units.timer, systemdTimer(config.syncIntervalMinutes), 0o644, `group sync timer, every ${config.syncIntervalMinutes} min`);
+    add(
+      units.timer,
+      systemdTimer(config.syncIntervalMinutes),
+      0o644,
+      `group sync timer, every ${config.syncIntervalMinutes} min`,
+    );
   } else {
-    add(paths.cronFile, cronFile(paths, config.syncIntervalMinutes), 0o644, `group sync cron job, every ${config.syncIntervalMinutes} min`);
+    add(
+      paths.cronFile,
+      cronFile(paths, config.syncIntervalMinutes),
+      0o644,
+      `group sync cron job, every ${config.syncIntervalMinutes} min`,
+    );
   }
 
   const pamText = removePamHook(pamState.content.toString('utf8'), paths);
@@ -203,7 +233,11 @@ export function planInstall(snapshot: InstallSnapshot, options: InstallOptions):
   const mainText = mainState.content.toString('utf8');
   const include = findDropInInclude(mainText, paths);
   const mainEdit = (content: string) =>
-    add(paths.sshdConfig, content, mainState.mode, 'sshd settings', { kind: 'edited', owner: String(mainState.uid), group: String(mainState.gid) });
+    add(paths.sshdConfig, content, mainState.mode, 'sshd settings', {
+      kind: 'edited',
+      owner: String(mainState.uid),
+      group: String(mainState.gid),
+    });
   // An earlier install's block goes; what somebody else wrote inside it stays.
   const { text: stripped, notes } = removeSshdBlocks(mainText, paths);
   warnings.push(...notes.map((n) => `${paths.sshdConfig}: ${n}`));

@@ -53,7 +53,9 @@ export function safePathProblem(sys: HostSystem, target: SafePathTarget): SafePa
     const st = sys.stat(component);
     if (!st) break;
     const isTarget = component === real;
-    const subject = isTarget ? `${target.what} ${component}${via}` : `${component}, a parent directory of ${target.what} ${real}${via},`;
+    const subject = isTarget
+      ? `${target.what} ${component}${via}`
+      : `${component}, a parent directory of ${target.what} ${real}${via},`;
     const moveHint = 'install Node and keymaker under a root-owned directory such as /usr/local';
     if (st.uid !== 0) {
       return {
@@ -70,7 +72,16 @@ export function safePathProblem(sys: HostSystem, target: SafePathTarget): SafePa
       };
     }
     const others = st.mode & 0o007;
-    const needed = target.needOthers === 'none' ? 0 : isTarget ? (target.needOthers === 'exec' ? 0o005 : 0o004) : st.type === 'dir' ? 0o001 : 0;
+    const needed =
+      target.needOthers === 'none'
+        ? 0
+        : isTarget
+          ? target.needOthers === 'exec'
+            ? 0o005
+            : 0o004
+          : st.type === 'dir'
+            ? 0o001
+            : 0;
     if ((others & needed) !== needed) {
       return {
         path: component,

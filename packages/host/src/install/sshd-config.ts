@@ -13,7 +13,11 @@ export const SSHD_BLOCK_END = '# END keymaker';
 const BEGIN_PREFIX = '# BEGIN keymaker';
 
 /** The settings keymaker needs, as sshd_config lines. */
-export function sshdSettingLines(paths: HostPaths, lookupUser: string, authenticationMethods = KEYMAKER_AUTHENTICATION_METHODS): string[] {
+export function sshdSettingLines(
+  paths: HostPaths,
+  lookupUser: string,
+  authenticationMethods = KEYMAKER_AUTHENTICATION_METHODS,
+): string[] {
   return [
     `AuthorizedKeysCommand ${paths.authorizedKeysCommand} %u %f`,
     `AuthorizedKeysCommandUser ${lookupUser}`,
@@ -27,7 +31,11 @@ export function sshdSettingLines(paths: HostPaths, lookupUser: string, authentic
 }
 
 /** What `sshd -T` must print for those settings once they are in effect (keys are lower-case). */
-export function expectedEffectiveSettings(paths: HostPaths, lookupUser: string, authenticationMethods = KEYMAKER_AUTHENTICATION_METHODS): Record<string, string> {
+export function expectedEffectiveSettings(
+  paths: HostPaths,
+  lookupUser: string,
+  authenticationMethods = KEYMAKER_AUTHENTICATION_METHODS,
+): Record<string, string> {
   return {
     authorizedkeyscommand: `${paths.authorizedKeysCommand} %u %f`,
     authorizedkeyscommanduser: lookupUser,
@@ -37,7 +45,11 @@ export function expectedEffectiveSettings(paths: HostPaths, lookupUser: string, 
   };
 }
 
-export function renderSshdDropIn(paths: HostPaths, lookupUser: string, authenticationMethods = KEYMAKER_AUTHENTICATION_METHODS): string {
+export function renderSshdDropIn(
+  paths: HostPaths,
+  lookupUser: string,
+  authenticationMethods = KEYMAKER_AUTHENTICATION_METHODS,
+): string {
   return [
     '# Keymaker: SSH logins backed by IAM users and keys.',
     '# Written by "keymaker install"; "keymaker uninstall" removes it. Do not edit.',
@@ -65,7 +77,8 @@ export function sshdTokens(line: string): string[] {
 function isKeymakerSettingLine(line: string, paths: HostPaths): boolean {
   const t = line.trim();
   if (/^AuthorizedKeysCommandUser \S+$/.test(t)) return true;
-  if (/^AuthenticationMethods /.test(t)) return isKeymakerAuthenticationMethods(t.slice('AuthenticationMethods '.length));
+  if (/^AuthenticationMethods /.test(t))
+    return isKeymakerAuthenticationMethods(t.slice('AuthenticationMethods '.length));
   return sshdSettingLines(paths, '-').some((setting) => setting === t);
 }
 
@@ -106,7 +119,9 @@ export function removeSshdBlocks(text: string, paths: HostPaths): RemovedLines {
     // No END marker: only what is unambiguously keymaker's goes.
     let j = i + 1;
     while (j < lines.length && isKeymakerSettingLine(lines[j]!, paths)) j++;
-    notes.push("keymaker's END marker is missing: removed its BEGIN line and the keymaker settings right after it, kept everything else");
+    notes.push(
+      "keymaker's END marker is missing: removed its BEGIN line and the keymaker settings right after it, kept everything else",
+    );
     i = j - 1;
   }
   return { text: out.join('\n'), notes };
@@ -171,7 +186,10 @@ export function findDropInInclude(mainConfig: string, paths: HostPaths): DropInI
     if (tokens[0] !== 'include') continue;
     const patterns = tokens.slice(1).map((p) => absoluteInclude(p, paths.sshdConfig));
     const matching = patterns.findIndex(
-      (p) => path.dirname(p) === path.dirname(paths.sshdDropIn) && !/[*?[]/.test(path.dirname(p)) && globToRegExp(path.basename(p)).test(path.basename(paths.sshdDropIn)),
+      (p) =>
+        path.dirname(p) === path.dirname(paths.sshdDropIn) &&
+        !/[*?[]/.test(path.dirname(p)) &&
+        globToRegExp(path.basename(p)).test(path.basename(paths.sshdDropIn)),
     );
     if (matching >= 0) return { lineIndex: i, patterns, matching };
   }
@@ -292,7 +310,9 @@ function methodEnabled(t: Map<string, string>, method: string): boolean {
 export function usableMethodLists(t: Map<string, string>): string[][] {
   const value = (t.get('authenticationmethods') ?? 'any').trim();
   if (value === 'any' || value === '') {
-    const lists = ['publickey', 'password', 'keyboard-interactive', 'hostbased', 'gssapi-with-mic'].filter((m) => methodEnabled(t, m)).map((m) => [m]);
+    const lists = ['publickey', 'password', 'keyboard-interactive', 'hostbased', 'gssapi-with-mic']
+      .filter((m) => methodEnabled(t, m))
+      .map((m) => [m]);
     if (methodEnabled(t, 'password') && t.get('permitemptypasswords') === 'yes') lists.push([]); // "none" with an empty password
     return lists;
   }
@@ -312,7 +332,8 @@ function listContains(after: string[], before: string[]): boolean {
   // Exact matches first, so a generic "keyboard-interactive" does not take a submethod another needs.
   const order = [...before].sort((a, b) => Number(a === 'keyboard-interactive') - Number(b === 'keyboard-interactive'));
   for (const b of order) {
-    const i = left.findIndex((a) => a === b) >= 0 ? left.findIndex((a) => a === b) : left.findIndex((a) => covers(a, b));
+    const i =
+      left.findIndex((a) => a === b) >= 0 ? left.findIndex((a) => a === b) : left.findIndex((a) => covers(a, b));
     if (i < 0) return false;
     left.splice(i, 1);
   }
@@ -329,8 +350,12 @@ export function authenticationWeakenings(before: Map<string, string>, after: Map
   const reasons: string[] = [];
   const was = (k: string, dflt: string) => before.get(k) ?? dflt;
   const is = (k: string, dflt: string) => after.get(k) ?? dflt;
-  if (was('usepam', 'no') === 'yes' && is('usepam', 'no') !== 'yes') reasons.push('UsePAM would go from yes to no (the PAM account and session checks would stop)');
-  for (const [key, name] of [['passwordauthentication', 'PasswordAuthentication'], ['permitemptypasswords', 'PermitEmptyPasswords']] as const) {
+  if (was('usepam', 'no') === 'yes' && is('usepam', 'no') !== 'yes')
+    reasons.push('UsePAM would go from yes to no (the PAM account and session checks would stop)');
+  for (const [key, name] of [
+    ['passwordauthentication', 'PasswordAuthentication'],
+    ['permitemptypasswords', 'PermitEmptyPasswords'],
+  ] as const) {
     const dflt = key === 'passwordauthentication' ? 'yes' : 'no';
     if (was(key, dflt) === 'no' && is(key, dflt) === 'yes') reasons.push(`${name} would go from no to yes`);
   }
@@ -338,11 +363,17 @@ export function authenticationWeakenings(before: Map<string, string>, after: Map
   const required = beforeLists.length > 0 ? beforeLists.map(showList).join(' or ') : 'nothing that can succeed';
   for (const list of usableMethodLists(after)) {
     if (beforeLists.some((b) => listContains(list, b))) continue;
-    let fix = 'give it an AuthenticationMethods that still requires what it did, read before keymaker\'s settings (a Match block, or a drop-in sorted before 50-keymaker.conf)';
+    let fix =
+      "give it an AuthenticationMethods that still requires what it did, read before keymaker's settings (a Match block, or a drop-in sorted before 50-keymaker.conf)";
     if (list.includes('publickey') && !methodEnabled(before, 'publickey')) {
-      fix = 'PubkeyAuthentication is off and keymaker logs IAM users in with keys: turn it on yourself if keys may log in';
-    } else if (list.some((m) => m.startsWith('keyboard-interactive')) && !methodEnabled(before, 'keyboard-interactive')) {
-      fix = 'keymaker turns KbdInteractiveAuthentication on, which wakes that list: remove it, or set KbdInteractiveAuthentication no in that Match block';
+      fix =
+        'PubkeyAuthentication is off and keymaker logs IAM users in with keys: turn it on yourself if keys may log in';
+    } else if (
+      list.some((m) => m.startsWith('keyboard-interactive')) &&
+      !methodEnabled(before, 'keyboard-interactive')
+    ) {
+      fix =
+        'keymaker turns KbdInteractiveAuthentication on, which wakes that list: remove it, or set KbdInteractiveAuthentication no in that Match block';
     }
     reasons.push(`a login with ${showList(list)} would be accepted where sshd required ${required}; fix: ${fix}`);
   }
@@ -369,7 +400,18 @@ export function isKeymakerAuthenticationMethods(value: string): boolean {
   const lists = value.trim().split(/\s+/);
   if (value.trim() === KEYMAKER_AUTHENTICATION_METHODS) return true;
   if (!lists.some((l) => l.startsWith(`${KEYMAKER_HOOK_METHOD},`))) return false;
-  return composeAuthenticationMethods(new Map([['authenticationmethods', value], ['pubkeyauthentication', 'yes'], ['passwordauthentication', 'yes'], ['kbdinteractiveauthentication', 'yes'], ['hostbasedauthentication', 'yes'], ['gssapiauthentication', 'yes']])) === value.trim();
+  return (
+    composeAuthenticationMethods(
+      new Map([
+        ['authenticationmethods', value],
+        ['pubkeyauthentication', 'yes'],
+        ['passwordauthentication', 'yes'],
+        ['kbdinteractiveauthentication', 'yes'],
+        ['hostbasedauthentication', 'yes'],
+        ['gssapiauthentication', 'yes'],
+      ]),
+    ) === value.trim()
+  );
 }
 
 /** One connection `sshd -T` is asked about; `spec` is the -C argument (undefined = no Match applied). */
@@ -409,15 +451,22 @@ export function sshdProbes(configTexts: string[], passwd = '', group = ''): Sshd
         const criterion = tokens[i]!.toLowerCase();
         const patterns = tokens[i + 1]!.split(',').filter((p) => p !== '' && !p.startsWith('!'));
         if (criterion === 'user') users.push(...patterns.map(sample));
-        else if (criterion === 'address') addrs.push(...patterns.map((p) => sample(p.split('/')[0]!).replace(/x/g, '1')));
+        else if (criterion === 'address')
+          addrs.push(...patterns.map((p) => sample(p.split('/')[0]!).replace(/x/g, '1')));
         else if (criterion === 'host') hosts.push(...patterns.map(sample));
         else if (criterion === 'group') {
           for (const g of patterns) {
             const re = globToRegExp(g);
-            const entry = group.split('\n').map((l) => l.split(':')).find((f) => f.length >= 4 && re.test(f[0]!));
+            const entry = group
+              .split('\n')
+              .map((l) => l.split(':'))
+              .find((f) => f.length >= 4 && re.test(f[0]!));
             if (!entry) continue;
             users.push(...entry[3]!.split(',').filter(Boolean).slice(0, 3));
-            const primary = passwd.split('\n').map((l) => l.split(':')).find((f) => f.length >= 7 && f[3] === entry[2]);
+            const primary = passwd
+              .split('\n')
+              .map((l) => l.split(':'))
+              .find((f) => f.length >= 7 && f[3] === entry[2]);
             if (primary) users.push(primary[0]!);
           }
         }
@@ -427,7 +476,14 @@ export function sshdProbes(configTexts: string[], passwd = '', group = ''): Sshd
   const probes: SshdProbe[] = [{ label: 'every connection (no Match)' }];
   const add = (user: string, host = PROBE_HOST, addr = PROBE_ADDR) => {
     const spec = `user=${user},host=${host},addr=${addr}`;
-    if (/^[^\s,=]+$/.test(user) && !probes.some((p) => p.spec === spec)) probes.push({ label: user === NEW_USER_PROBE ? 'a user with no account yet' : `user ${user}${addr !== PROBE_ADDR ? ` from ${addr}` : ''}${host !== PROBE_HOST ? ` from ${host}` : ''}`, spec });
+    if (/^[^\s,=]+$/.test(user) && !probes.some((p) => p.spec === spec))
+      probes.push({
+        label:
+          user === NEW_USER_PROBE
+            ? 'a user with no account yet'
+            : `user ${user}${addr !== PROBE_ADDR ? ` from ${addr}` : ''}${host !== PROBE_HOST ? ` from ${host}` : ''}`,
+        spec,
+      });
   };
   for (const u of users) add(u);
   for (const a of addrs) if (/^[0-9a-fA-F.:]+$/.test(a)) for (const u of users.slice(0, 3)) add(u, PROBE_HOST, a);
