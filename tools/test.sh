@@ -3,7 +3,8 @@
 #   Node >= 22 and the pinned npm (tools/toolchain.sh; into .toolchain/ only when the machine's are
 #   older or different), system packages (root only; tools/sandbox/install-deps.sh: installed, never
 #   enabled or started), `npm ci` exactly as the lock says, the moto virtualenv in .venv/, then a
-#   build, type checks, unit, integration (moto) and e2e (real sshd in a namespace sandbox) tests,
+#   build, type checks, lint and format checks, the API reports, unit, integration (moto) and e2e
+#   (real sshd in a namespace sandbox) tests,
 #   and the checks that a newcomer's clone works: the lock installs on Linux, macOS and Windows, the
 #   packed CLI installs on its own, and the run leaves `git status` as it found it.
 set -euo pipefail
@@ -53,6 +54,10 @@ npx nx run-many -t build --output-style=static
 
 step "type check"
 npx nx run-many -t typecheck --output-style=static
+
+step "lint (eslint, type-checked rules) and format (prettier)"
+check "eslint" npx eslint --max-warnings 0 packages tools bench
+check "prettier" npx prettier --check --log-level warn "**/*.{ts,mts,cts,js,mjs,cjs}"
 
 step "public API of each library, against its committed report"
 check "api reports" bash tools/api-report.sh

@@ -79,17 +79,15 @@ describe('--json', () => {
   });
 
   it('upload_key and list_keys use the same names: user, keyId, status, fingerprint', async () => {
-    iam
-      .on(UploadSSHPublicKeyCommand)
-      .resolves({
-        SSHPublicKey: {
-          SSHPublicKeyId: KEY_ID,
-          Status: 'Active',
-          UserName: 'bob',
-          SSHPublicKeyBody: publicKey,
-          Fingerprint: 'md5',
-        },
-      });
+    iam.on(UploadSSHPublicKeyCommand).resolves({
+      SSHPublicKey: {
+        SSHPublicKeyId: KEY_ID,
+        Status: 'Active',
+        UserName: 'bob',
+        SSHPublicKeyBody: publicKey,
+        Fingerprint: 'md5',
+      },
+    });
     const up = context(true);
     await uploadKey(up.ctx, { identity: join(dir, 'id.pub'), user: 'bob' });
     expect(up.stdout.map((line) => JSON.parse(line) as KeyJson)).toEqual([
@@ -97,22 +95,18 @@ describe('--json', () => {
     ]);
 
     const uploadDate = new Date('2026-01-02T03:04:05Z');
-    iam
-      .on(ListSSHPublicKeysCommand)
-      .resolves({
-        SSHPublicKeys: [{ UserName: 'bob', SSHPublicKeyId: KEY_ID, Status: 'Active', UploadDate: uploadDate }],
-      });
-    iam
-      .on(GetSSHPublicKeyCommand)
-      .resolves({
-        SSHPublicKey: {
-          UserName: 'bob',
-          SSHPublicKeyId: KEY_ID,
-          Status: 'Active',
-          SSHPublicKeyBody: publicKey,
-          Fingerprint: 'md5',
-        },
-      });
+    iam.on(ListSSHPublicKeysCommand).resolves({
+      SSHPublicKeys: [{ UserName: 'bob', SSHPublicKeyId: KEY_ID, Status: 'Active', UploadDate: uploadDate }],
+    });
+    iam.on(GetSSHPublicKeyCommand).resolves({
+      SSHPublicKey: {
+        UserName: 'bob',
+        SSHPublicKeyId: KEY_ID,
+        Status: 'Active',
+        SSHPublicKeyBody: publicKey,
+        Fingerprint: 'md5',
+      },
+    });
     const list = context(true);
     await listKeys(list.ctx, { user: 'bob' });
     expect(list.stdout).toHaveLength(1);

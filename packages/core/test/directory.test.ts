@@ -283,11 +283,9 @@ describe('resolveDirectory', () => {
       set: async (k, v) => void store.set(k, structuredClone(v)),
     };
     stsMock.on(GetCallerIdentityCommand).resolves({ Arn: role });
-    iamMock
-      .on(GetRoleCommand)
-      .resolves({
-        Role: { Description: 'keymaker_id_resolver_account=222222222222 keymaker_id_resolver_iam_role=r' } as never,
-      });
+    iamMock.on(GetRoleCommand).resolves({
+      Role: { Description: 'keymaker_id_resolver_account=222222222222 keymaker_id_resolver_iam_role=r' } as never,
+    });
     stsMock.on(AssumeRoleCommand).resolves({
       Credentials: {
         AccessKeyId: 'a',

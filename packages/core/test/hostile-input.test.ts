@@ -150,26 +150,22 @@ describe('hostile key bodies and API answers', () => {
       iam.on(ListSSHPublicKeysCommand).resolves(shape as never);
       await expect(directory.authorizedKeys('alice')).rejects.toMatchObject({ code: 'AWS_ERROR' });
     }
-    iam
-      .on(ListSSHPublicKeysCommand)
-      .resolves({
-        SSHPublicKeys: [{ SSHPublicKeyId: 'APKA1', Status: 'Active', UserName: 'alice', UploadDate: new Date() }],
-      });
+    iam.on(ListSSHPublicKeysCommand).resolves({
+      SSHPublicKeys: [{ SSHPublicKeyId: 'APKA1', Status: 'Active', UserName: 'alice', UploadDate: new Date() }],
+    });
     iam.on(ListGroupsForUserCommand).resolves({ Groups: [{ GroupName: 'ops' }] } as never);
     await expect(directory.authorizedKeys('alice')).rejects.toMatchObject({ code: 'AWS_ERROR' });
     iam.on(ListGroupsForUserCommand).resolves({ Groups: [{ GroupName: 'ops', GroupId: 'AGPA1' }] } as never);
     iam.on(GetSSHPublicKeyCommand).resolves({});
     await expect(directory.authorizedKeys('alice')).rejects.toMatchObject({ code: 'AWS_ERROR' });
-    iam
-      .on(GetSSHPublicKeyCommand)
-      .resolves({
-        SSHPublicKey: {
-          SSHPublicKeyId: 'APKA1',
-          UserName: 'alice',
-          Status: 'Active',
-          SSHPublicKeyBody: `${good}\nssh-ed25519 AAAA`,
-        },
-      } as never);
+    iam.on(GetSSHPublicKeyCommand).resolves({
+      SSHPublicKey: {
+        SSHPublicKeyId: 'APKA1',
+        UserName: 'alice',
+        Status: 'Active',
+        SSHPublicKeyBody: `${good}\nssh-ed25519 AAAA`,
+      },
+    } as never);
     await expect(directory.authorizedKeys('alice')).resolves.toMatchObject({
       keys: [],
       rejected: [{ keyId: 'APKA1' }],

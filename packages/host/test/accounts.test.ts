@@ -26,24 +26,20 @@ function seedBob(opts: { status?: 'Active' | 'Inactive'; groups?: ReturnType<typ
   iamMock
     .on(GetUserCommand)
     .resolves({ User: { UserName: 'bob', UserId: USER_ID, Arn: 'a', Path: '/', CreateDate: new Date() } });
-  iamMock
-    .on(ListSSHPublicKeysCommand)
-    .resolves({
-      SSHPublicKeys: [
-        { UserName: 'bob', SSHPublicKeyId: 'APKAAAAAAAAAAAAAAAB1', Status: status, UploadDate: new Date() },
-      ],
-    });
-  iamMock
-    .on(GetSSHPublicKeyCommand)
-    .resolves({
-      SSHPublicKey: {
-        UserName: 'bob',
-        SSHPublicKeyId: 'APKAAAAAAAAAAAAAAAB1',
-        Status: status,
-        SSHPublicKeyBody: ED25519,
-        Fingerprint: 'x',
-      },
-    });
+  iamMock.on(ListSSHPublicKeysCommand).resolves({
+    SSHPublicKeys: [
+      { UserName: 'bob', SSHPublicKeyId: 'APKAAAAAAAAAAAAAAAB1', Status: status, UploadDate: new Date() },
+    ],
+  });
+  iamMock.on(GetSSHPublicKeyCommand).resolves({
+    SSHPublicKey: {
+      UserName: 'bob',
+      SSHPublicKeyId: 'APKAAAAAAAAAAAAAAAB1',
+      Status: status,
+      SSHPublicKeyBody: ED25519,
+      Fingerprint: 'x',
+    },
+  });
   iamMock.on(ListGroupsForUserCommand).resolves({ Groups: opts.groups ?? [] });
 }
 

@@ -22,35 +22,29 @@ const iamMock = mockClient(iam);
 const L = LOOKUP_GUARD_POLICY;
 
 function seed(status: 'Active' | 'Inactive' = 'Active') {
-  iamMock
-    .on(GetUserCommand, { UserName: 'alice' })
-    .resolves({
-      User: {
-        UserName: 'alice',
-        UserId: 'AIDAEXAMPLEALICE0001',
-        Arn: 'arn:aws:iam::1:user/alice',
-        Path: '/',
-        CreateDate: new Date(),
-      },
-    });
-  iamMock
-    .on(ListSSHPublicKeysCommand, { UserName: 'alice' })
-    .resolves({
-      SSHPublicKeys: [
-        { UserName: 'alice', SSHPublicKeyId: 'APKAAAAAAAAAAAAAAAA1', Status: status, UploadDate: new Date() },
-      ],
-    });
-  iamMock
-    .on(GetSSHPublicKeyCommand)
-    .resolves({
-      SSHPublicKey: {
-        UserName: 'alice',
-        SSHPublicKeyId: 'APKAAAAAAAAAAAAAAAA1',
-        Status: status,
-        SSHPublicKeyBody: ED25519,
-        Fingerprint: 'x',
-      },
-    });
+  iamMock.on(GetUserCommand, { UserName: 'alice' }).resolves({
+    User: {
+      UserName: 'alice',
+      UserId: 'AIDAEXAMPLEALICE0001',
+      Arn: 'arn:aws:iam::1:user/alice',
+      Path: '/',
+      CreateDate: new Date(),
+    },
+  });
+  iamMock.on(ListSSHPublicKeysCommand, { UserName: 'alice' }).resolves({
+    SSHPublicKeys: [
+      { UserName: 'alice', SSHPublicKeyId: 'APKAAAAAAAAAAAAAAAA1', Status: status, UploadDate: new Date() },
+    ],
+  });
+  iamMock.on(GetSSHPublicKeyCommand).resolves({
+    SSHPublicKey: {
+      UserName: 'alice',
+      SSHPublicKeyId: 'APKAAAAAAAAAAAAAAAA1',
+      Status: status,
+      SSHPublicKeyBody: ED25519,
+      Fingerprint: 'x',
+    },
+  });
   iamMock.on(ListGroupsForUserCommand).resolves({ Groups: [] });
 }
 

@@ -22,18 +22,14 @@ const iam = newIam();
 const iamMock = mockClient(iam);
 
 function seedAlice(status: 'Active' | 'Inactive' = 'Active') {
-  iamMock
-    .on(GetUserCommand, { UserName: 'alice' })
-    .resolves({
-      User: { UserName: 'alice', UserId: USER_ID, Arn: 'arn:aws:iam::1:user/alice', Path: '/', CreateDate: new Date() },
-    });
-  iamMock
-    .on(ListSSHPublicKeysCommand, { UserName: 'alice' })
-    .resolves({
-      SSHPublicKeys: [
-        { UserName: 'alice', SSHPublicKeyId: 'APKAAAAAAAAAAAAAAAA1', Status: status, UploadDate: new Date() },
-      ],
-    });
+  iamMock.on(GetUserCommand, { UserName: 'alice' }).resolves({
+    User: { UserName: 'alice', UserId: USER_ID, Arn: 'arn:aws:iam::1:user/alice', Path: '/', CreateDate: new Date() },
+  });
+  iamMock.on(ListSSHPublicKeysCommand, { UserName: 'alice' }).resolves({
+    SSHPublicKeys: [
+      { UserName: 'alice', SSHPublicKeyId: 'APKAAAAAAAAAAAAAAAA1', Status: status, UploadDate: new Date() },
+    ],
+  });
   iamMock.on(GetSSHPublicKeyCommand).resolves({
     SSHPublicKey: {
       UserName: 'alice',

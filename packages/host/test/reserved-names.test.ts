@@ -32,29 +32,23 @@ function seedIamUser(
     .replace(/[^A-Z]/g, 'X')
     .padEnd(16, '0')}`,
 ) {
-  iamMock
-    .on(GetUserCommand, { UserName: name })
-    .resolves({
-      User: { UserName: name, UserId: userId, Arn: `arn:aws:iam::1:user/${name}`, Path: '/', CreateDate: new Date() },
-    });
-  iamMock
-    .on(ListSSHPublicKeysCommand, { UserName: name })
-    .resolves({
-      SSHPublicKeys: [
-        { UserName: name, SSHPublicKeyId: 'APKAAAAAAAAAAAAAAAA1', Status: 'Active', UploadDate: new Date() },
-      ],
-    });
-  iamMock
-    .on(GetSSHPublicKeyCommand, { UserName: name })
-    .resolves({
-      SSHPublicKey: {
-        UserName: name,
-        SSHPublicKeyId: 'APKAAAAAAAAAAAAAAAA1',
-        Status: 'Active',
-        SSHPublicKeyBody: ED25519,
-        Fingerprint: 'x',
-      },
-    });
+  iamMock.on(GetUserCommand, { UserName: name }).resolves({
+    User: { UserName: name, UserId: userId, Arn: `arn:aws:iam::1:user/${name}`, Path: '/', CreateDate: new Date() },
+  });
+  iamMock.on(ListSSHPublicKeysCommand, { UserName: name }).resolves({
+    SSHPublicKeys: [
+      { UserName: name, SSHPublicKeyId: 'APKAAAAAAAAAAAAAAAA1', Status: 'Active', UploadDate: new Date() },
+    ],
+  });
+  iamMock.on(GetSSHPublicKeyCommand, { UserName: name }).resolves({
+    SSHPublicKey: {
+      UserName: name,
+      SSHPublicKeyId: 'APKAAAAAAAAAAAAAAAA1',
+      Status: 'Active',
+      SSHPublicKeyBody: ED25519,
+      Fingerprint: 'x',
+    },
+  });
   iamMock.on(ListGroupsForUserCommand, { UserName: name }).resolves({ Groups: [] });
   return { userName: name, userId };
 }
@@ -216,17 +210,13 @@ describe('sync', () => {
 
   test('runGroupSync passes the host-config names through', async () => {
     const batch = seedIamUser('batch');
-    iamMock
-      .on(ListGroupsCommand)
-      .resolves({
-        Groups: [{ GroupName: DEVS.groupName, GroupId: DEVS.groupId, Arn: 'a', Path: '/', CreateDate: new Date() }],
-      });
-    iamMock
-      .on(GetGroupCommand)
-      .resolves({
-        Group: { GroupName: DEVS.groupName, GroupId: DEVS.groupId, Arn: 'a', Path: '/', CreateDate: new Date() },
-        Users: [{ UserName: batch.userName, UserId: batch.userId, Arn: 'a', Path: '/', CreateDate: new Date() }],
-      });
+    iamMock.on(ListGroupsCommand).resolves({
+      Groups: [{ GroupName: DEVS.groupName, GroupId: DEVS.groupId, Arn: 'a', Path: '/', CreateDate: new Date() }],
+    });
+    iamMock.on(GetGroupCommand).resolves({
+      Group: { GroupName: DEVS.groupName, GroupId: DEVS.groupId, Arn: 'a', Path: '/', CreateDate: new Date() },
+      Users: [{ UserName: batch.userName, UserId: batch.userId, Arn: 'a', Path: '/', CreateDate: new Date() }],
+    });
     iamMock.on(ListUsersCommand).resolves({ Users: [] });
     const host = new FakeHost({
       users: [['batch', uid(batch.userId)]],
@@ -284,11 +274,9 @@ describe('groups named like system or package groups', () => {
   test('the PAM hook does not create it either', async () => {
     seedIamUser('bob');
     const g = group('postgres');
-    iamMock
-      .on(ListGroupsForUserCommand, { UserName: 'bob' })
-      .resolves({
-        Groups: [{ GroupName: g.groupName, GroupId: g.groupId, Arn: 'a', Path: '/', CreateDate: new Date() }],
-      });
+    iamMock.on(ListGroupsForUserCommand, { UserName: 'bob' }).resolves({
+      Groups: [{ GroupName: g.groupName, GroupId: g.groupId, Arn: 'a', Path: '/', CreateDate: new Date() }],
+    });
     const host = new FakeHost();
     const outcome = await createAccountForLogin(
       'bob',

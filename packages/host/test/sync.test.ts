@@ -361,16 +361,12 @@ describe('runGroupSync against a mocked IAM', () => {
     iamMock
       .on(GetGroupCommand, { GroupName: 'ssh-users' })
       .resolves({ Group: iamGroup('ssh-users', 'AGPAS'), Users: [iamUser(ALICE), iamUser(BOB)] });
-    iamMock
-      .on(ListSSHPublicKeysCommand, { UserName: 'alice' })
-      .resolves({
-        SSHPublicKeys: [{ UserName: 'alice', SSHPublicKeyId: 'K1', Status: 'Active', UploadDate: new Date() }],
-      });
-    iamMock
-      .on(ListSSHPublicKeysCommand, { UserName: 'bob' })
-      .resolves({
-        SSHPublicKeys: [{ UserName: 'bob', SSHPublicKeyId: 'K2', Status: 'Inactive', UploadDate: new Date() }],
-      });
+    iamMock.on(ListSSHPublicKeysCommand, { UserName: 'alice' }).resolves({
+      SSHPublicKeys: [{ UserName: 'alice', SSHPublicKeyId: 'K1', Status: 'Active', UploadDate: new Date() }],
+    });
+    iamMock.on(ListSSHPublicKeysCommand, { UserName: 'bob' }).resolves({
+      SSHPublicKeys: [{ UserName: 'bob', SSHPublicKeyId: 'K2', Status: 'Inactive', UploadDate: new Date() }],
+    });
     iamMock.on(ListUsersCommand).rejects(new Error('must not list all users when a group is required'));
     const host = new FakeHost();
     const report = await run(host, { requireIamGroup: 'ssh-users' }, true);
