@@ -207,29 +207,42 @@ export async function startFailingProxy(
 }
 
 /**
- * sb.ssh with LogLevel=INFO: the sandbox's client runs at LogLevel=ERROR, which hides the text
- * PAM shows during keyboard-interactive (the "account created" message).
+ * A real ssh client on a terminal, with LogLevel=INFO: the sandbox's client runs at LogLevel=ERROR,
+ * which hides the text PAM shows during keyboard-interactive (the "account created" message), and ssh
+ * only shows PAM's text on a terminal. `bind` picks a 127.x source address (sshd listens on 127.0.0.1
+ * and sees it as PAM_RHOST); with no identity it offers no key at all: keyboard-interactive only.
  */
-export function sshShowingPamText(
+/** sshOnTerminal with a key. */
+export function sshShowingPamText(port: number, user: string, identityFile: string) {
+  return sshOnTerminal(port, user, { identityFile });
+}
+
+export function sshOnTerminal(
   port: number,
   user: string,
-  identityFile: string,
+  o: { identityFile?: string; bind?: string } = {},
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const { execFile } = require('node:child_process') as typeof import('node:child_process');
+  const auth = o.identityFile
+    ? [
+        '-i',
+        o.identityFile,
+        '-o',
+        'IdentitiesOnly=yes',
+        '-o',
+        'PreferredAuthentications=publickey,keyboard-interactive',
+      ]
+    : ['-o', 'PubkeyAuthentication=no', '-o', 'PreferredAuthentications=keyboard-interactive'];
   const argv = [
     '-F',
     '/dev/null',
-    '-i',
-    identityFile,
-    '-o',
-    'IdentitiesOnly=yes',
+    ...(o.bind ? ['-b', o.bind] : []),
+    ...auth,
     '-o',
     'IdentityAgent=none',
     '-o',
     'BatchMode=no',
-    '-o',
-    'PreferredAuthentications=publickey,keyboard-interactive',
     '-o',
     'NumberOfPasswordPrompts=1',
     '-o',
@@ -246,7 +259,6 @@ export function sshShowingPamText(
     '--',
     'id -un',
   ];
-  // PAM's text reaches the client inside the password prompt, which ssh only shows on a terminal: give it one.
   const quoted = ['ssh', ...argv].map((a) => `'${a.replace(/'/g, "'\\''")}'`).join(' ');
   return new Promise((resolve) => {
     const child = execFile(

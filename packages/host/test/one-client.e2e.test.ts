@@ -2,7 +2,6 @@
 // limits are per source address and per name under a global bound; the lookup's per-name cache),
 // and an unauthenticated client cannot tell an IAM user from a made-up name. IAM is moto behind
 // tools/faults' proxy, which counts every IAM/STS request.
-import { execFile } from 'node:child_process';
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -20,79 +19,28 @@ import {
   stsClient,
 } from '../../../tools/moto/seed';
 import { DEFAULT_PATHS } from '../src/paths';
-import { bundleEntry, buildHostBundle, hostConfigFor, installByHand, randomAccountId, syslogLines } from './e2e-host';
+import {
+  bundleEntry,
+  buildHostBundle,
+  hostConfigFor,
+  installByHand,
+  randomAccountId,
+  sshOnTerminal,
+  syslogLines,
+} from './e2e-host';
 
 import { createFaultProxy } from '../../../tools/faults/fault-proxy.cjs';
 
 jest.setTimeout(240_000);
 
-/**
- * A real ssh client on a terminal (PAM's text is only shown there), from a chosen 127.x source
- * address (sshd listens on 127.0.0.1 and sees that address as PAM_RHOST). With no identity it
- * offers no key at all: keyboard-interactive only.
- */
-function sshFrom(
+/** A real ssh client on a terminal from a chosen 127.x source address (e2e-host's sshOnTerminal). */
+async function sshFrom(
   port: number,
   user: string,
   o: { bind: string; identityFile?: string },
 ): Promise<{ code: number; out: string }> {
-  const auth = o.identityFile
-    ? [
-        '-i',
-        o.identityFile,
-        '-o',
-        'IdentitiesOnly=yes',
-        '-o',
-        'PreferredAuthentications=publickey,keyboard-interactive',
-      ]
-    : ['-o', 'PubkeyAuthentication=no', '-o', 'PreferredAuthentications=keyboard-interactive'];
-  const argv = [
-    '-F',
-    '/dev/null',
-    '-b',
-    o.bind,
-    ...auth,
-    '-o',
-    'IdentityAgent=none',
-    '-o',
-    'BatchMode=no',
-    '-o',
-    'NumberOfPasswordPrompts=1',
-    '-o',
-    'StrictHostKeyChecking=no',
-    '-o',
-    'UserKnownHostsFile=/dev/null',
-    '-o',
-    'LogLevel=INFO',
-    '-o',
-    'ConnectTimeout=5',
-    '-p',
-    String(port),
-    `${user}@127.0.0.1`,
-    '--',
-    'id -un',
-  ];
-  const quoted = ['ssh', ...argv].map((a) => `'${a.replace(/'/g, "'\\''")}'`).join(' ');
-  return new Promise((resolve) => {
-    const child = execFile(
-      'script',
-      ['-qec', quoted, '/dev/null'],
-      {
-        timeout: 20_000,
-        env: { PATH: process.env.PATH ?? '/usr/bin:/bin', SSH_ASKPASS_REQUIRE: 'never', TERM: 'dumb' },
-      },
-      (error, stdout, stderr) => {
-        const code = error
-          ? typeof (error as { code?: unknown }).code === 'number'
-            ? (error as { code: number }).code
-            : 255
-          : 0;
-        resolve({ code, out: String(stdout) + String(stderr) });
-      },
-    );
-    const answer = setInterval(() => child.stdin?.write('\n'), 700);
-    child.on('exit', () => clearInterval(answer));
-  });
+  const r = await sshOnTerminal(port, user, o);
+  return { code: r.code, out: r.stdout + r.stderr };
 }
 
 function randomName(): string {

@@ -36,6 +36,7 @@ import {
   type SshPublicKey,
 } from '@keymaker/core';
 import { AnswerCache, KeyBodyCache, monotonicClock, type Clock, type LoginState } from './keys-cache';
+import { removeStaleSocket } from './unix-socket';
 
 // ---------------------------------------------------------------------------------------------
 // The source: the three IAM questions a login needs.
@@ -450,27 +451,6 @@ export class KeysServer {
       }
     }
   }
-}
-
-/** Removes a socket file nobody listens on (left by a killed agent); refuses a live one or a non-socket. */
-async function removeStaleSocket(socketPath: string): Promise<void> {
-  let stat: fs.Stats;
-  try {
-    stat = fs.lstatSync(socketPath);
-  } catch {
-    return;
-  }
-  if (!stat.isSocket()) throw new Error(`${socketPath} exists and is not a socket`);
-  const live = await new Promise<boolean>((resolve) => {
-    const probe = net.connect(socketPath);
-    probe.once('connect', () => {
-      probe.destroy();
-      resolve(true);
-    });
-    probe.once('error', () => resolve(false));
-  });
-  if (live) throw new Error(`${socketPath}: another service is listening there`);
-  fs.unlinkSync(socketPath);
 }
 
 /** Starts the keys server on a socket path or inherited fd. */

@@ -11,6 +11,7 @@
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
+import { removeStaleSocket } from './unix-socket';
 
 export const VARLINK_SERVICE = 'org.varlink.service';
 export const VARLINK_ERRORS = {
@@ -360,27 +361,6 @@ export class VarlinkServer {
     }
     return [errorReply(VARLINK_ERRORS.methodNotFound, { method: call.method })];
   }
-}
-
-/** Removes a socket file nobody listens on (left by a killed agent); refuses a live one or a non-socket. */
-async function removeStaleSocket(socketPath: string): Promise<void> {
-  let stat: fs.Stats;
-  try {
-    stat = fs.lstatSync(socketPath);
-  } catch {
-    return;
-  }
-  if (!stat.isSocket()) throw new Error(`${socketPath} exists and is not a socket`);
-  const live = await new Promise<boolean>((resolve) => {
-    const probe = net.connect(socketPath);
-    probe.once('connect', () => {
-      probe.destroy();
-      resolve(true);
-    });
-    probe.once('error', () => resolve(false));
-  });
-  if (live) throw new Error(`${socketPath}: another service is listening there`);
-  fs.unlinkSync(socketPath);
 }
 
 const VARLINK_SERVICE_IDL = `# The Varlink Service Interface is provided by every varlink service.
