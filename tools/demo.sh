@@ -16,6 +16,9 @@ if [ "$(uname -s)" != Linux ] || [ "$(id -u)" != 0 ]; then
   exit 2
 fi
 
+git_state() { git status --porcelain --untracked-files=all 2>/dev/null || true; }
+git_before=$(git_state)
+
 step "toolchain (Node >= 22, the pinned npm)"
 source tools/toolchain.sh
 echo "node $(node --version), npm $(npm --version)" >&2
@@ -93,6 +96,11 @@ say "second login worked"
 INSIDE
 rc=$?
 set -e
+if [ "$(git_state)" != "$git_before" ]; then
+  echo "demo.sh: the demo changed git status (it must leave a clone as it found it):" >&2
+  diff <(echo "$git_before") <(git_state) >&2 || true
+  rc=1
+fi
 if [ $rc -eq 0 ]; then
   step "demo passed: an IAM user with a key logged in over real SSH"
 else

@@ -69,6 +69,8 @@ mkdir -p .tmp
 rm -f .tmp/jest-*.json
 step "unit tests"
 npx jest --selectProjects unit --json --outputFile=.tmp/jest-unit.json || status=1
+step "each package's own test target (nx run-many -t test)"
+check "nx run-many -t test" npx nx run-many -t test --output-style=static
 step "integration tests (moto)"
 npx jest --selectProjects integration --runInBand --json --outputFile=.tmp/jest-integration.json || status=1
 step "end-to-end tests (sshd sandbox)"
