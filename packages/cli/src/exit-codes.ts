@@ -40,6 +40,7 @@ export const EXIT_CODE_MEANINGS: Record<ErrorCode, string> & Record<string, stri
   GROUP_NOT_MANAGED: "a Linux group of that name exists and is not keymaker's",
   UNSUPPORTED_HOST: 'this host lacks what keymaker needs (e.g. sshd with PAM)',
   WEAKER_AUTHENTICATION: "install refused: keymaker's sshd settings would let somebody log in with less than before",
+  STATUS_PROBLEMS: 'keymaker status found a problem (its table or --json names every failing check)',
 };
 
 export interface ExitCodeRow {

@@ -92,6 +92,14 @@ export const COMMAND_TABLE: Record<string, CommandDoc> = {
     synopsis: 'sync_groups [--dry-run] [--config FILE]',
     examples: [['keymaker sync_groups --dry-run', 'show which Linux groups would change']],
   },
+  status: {
+    group: 'host',
+    synopsis: 'status [--config FILE] [--sshd PATH] [--skip-sshd] [--json]',
+    examples: [
+      ['keymaker status', "check this host's config, credentials, role config, sshd and install"],
+      ['keymaker status --json --skip-sshd', 'the same as JSON, without sshd -T (a container without sshd)'],
+    ],
+  },
   configure: {
     group: 'admin',
     synopsis: 'configure --instance-iam-role ROLE [options]',

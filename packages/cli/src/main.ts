@@ -8,6 +8,7 @@ import { registerKeyCommands } from './commands/index';
 import { registerConfigureCommand } from './commands/configure';
 import { registerSyncCommand } from './commands/sync';
 import { registerInstallCommands } from './commands/install';
+import { registerStatusCommand } from './commands/status';
 import { registerCompletionCommand } from './commands/completion';
 import { renderManPage } from './man';
 import { documentCommands, groupHelpText, helpWidth, usageErrorLine, type Documented } from './help';
@@ -22,6 +23,7 @@ const COMMAND_GROUPS: Array<(cli: Argv<GlobalOptions>) => Argv<GlobalOptions>> =
   registerConfigureCommand,
   registerSyncCommand,
   registerInstallCommands,
+  registerStatusCommand,
   registerCompletionCommand,
 ];
 

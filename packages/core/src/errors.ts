@@ -38,6 +38,7 @@ export const EXIT_CODES = {
   GROUP_NOT_MANAGED: 47,
   UNSUPPORTED_HOST: 48,
   WEAKER_AUTHENTICATION: 49,
+  STATUS_PROBLEMS: 50,
 } as const;
 
 export type ErrorCode = keyof typeof EXIT_CODES;

@@ -18,6 +18,19 @@ export {
 } from './host-commands';
 export type { AdoptCommandOptions, HostCommandEnv, SyncCommandOptions } from './host-commands';
 export { loadHostCliRuntime } from './cli-runtime';
+// keymaker status: read-only checks of this host (a pure planner over gathered facts).
+export { assessStatus, formatStatusTable, gatherStatusFacts, statusCommand } from './status';
+export type {
+  StatusCheck,
+  StatusCheckId,
+  StatusCheckState,
+  StatusCommandOptions,
+  StatusEnv,
+  StatusError,
+  StatusFacts,
+  StatusItem,
+  StatusReport,
+} from './status';
 export type { HostCliRuntime, HostCliRuntimeOptions } from './cli-runtime';
 // keymaker install / uninstall: plan, then apply with one rollback.
 export { nodeHostSystem } from './install/system';
