@@ -283,6 +283,7 @@ async function lookupPhase() {
     '/bin/bash',
     'alice',
   ]);
+  recordManaged([seed.alice]);
   const result = { phase: 'lookup', delayMs: args.delayMs, cacheDirs: CACHE_DIRS };
 
   // Warm the page cache (first exec of each binary reads it from disk), and check the answers.
@@ -371,6 +372,15 @@ async function lookupPhase() {
   return result;
 }
 
+/**
+ * Keymaker serves an existing account only if its record of managed accounts lists it (name, UID, IAM
+ * user ID), as after the accounts were made by keymaker or adopted with `install --adopt-legacy-accounts`.
+ */
+function recordManaged(users) {
+  const lines = users.map((u) => `${u.name}:${u.uid}:${u.userId}\n`).join('');
+  fs.writeFileSync('/etc/keymaker/managed-accounts', lines, { mode: 0o644 });
+}
+
 function localAccountsFor(users) {
   // 1,000 local accounts with the legacy UIDs both tools derive (uid >= 2000: "managed" for 1.x too),
   // primary group `users` (100), written straight into the files: ~1 s instead of 1,000 useradds.
@@ -447,6 +457,7 @@ async function syncPhase(tool) {
   const users = seed.users;
   const t0 = performance.now();
   localAccountsFor(users);
+  recordManaged(users);
   const result = { phase: `sync-${tool}`, localAccounts: users.length, accountsCreatedMs: performance.now() - t0 };
   result.first = await syncOnce(tool, `${tool} first sync (${users.length} local accounts)`);
   if (!result.first.available) return result;
