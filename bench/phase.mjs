@@ -283,7 +283,7 @@ async function lookupPhase() {
     '/bin/bash',
     'alice',
   ]);
-  recordManaged([seed.alice]);
+  recordManaged([{ ...seed.alice, name: 'alice' }]);
   const result = { phase: 'lookup', delayMs: args.delayMs, cacheDirs: CACHE_DIRS };
 
   // Warm the page cache (first exec of each binary reads it from disk), and check the answers.

@@ -23,6 +23,7 @@ import {
   CreateGroupCommand,
   CreateRoleCommand,
   CreateUserCommand,
+  DeleteUserCommand,
   IAMClient,
   UpdateSSHPublicKeyCommand,
   UploadSSHPublicKeyCommand,
@@ -108,12 +109,23 @@ async function main() {
     const out = await iam.send(new CreateGroupCommand({ GroupName: name }));
     return { name, groupId: out.Group.GroupId, members: [] };
   });
+  // 1,000 users in the legacy (15-bit) scheme collide about 15 times; keymaker serves only the first of
+  // a UID (as it should), so the seed re-creates a user whose UID is taken, as an administrator would.
+  const takenUids = new Set();
+  let recreated = 0;
   const users = await mapLimit(userNames, CONCURRENCY, async (name, i) => {
-    const out = await iam.send(new CreateUserCommand({ UserName: name }));
+    let out = await iam.send(new CreateUserCommand({ UserName: name }));
+    while (takenUids.has(legacyUnixId(out.User.UserId))) {
+      recreated += 1;
+      await iam.send(new DeleteUserCommand({ UserName: name }));
+      out = await iam.send(new CreateUserCommand({ UserName: name }));
+    }
+    takenUids.add(legacyUnixId(out.User.UserId));
     const group = groupNames[i % groupNames.length];
     await iam.send(new AddUserToGroupCommand({ GroupName: group, UserName: name }));
     return { name, userId: out.User.UserId, uid: legacyUnixId(out.User.UserId), group };
   });
+  if (recreated > 0) console.error(`seed: re-created ${recreated} users whose legacy UID was taken`);
   for (const user of users) groups.find((g) => g.name === user.group).members.push(user.name);
   await iam.send(new AddUserToGroupCommand({ GroupName: 'ssh_users', UserName: 'alice' }));
   groups.find((g) => g.name === 'ssh_users').members.push('alice');
