@@ -22,7 +22,15 @@ import {
 } from '../../../tools/moto/seed';
 import { MAX_REQUESTS_PER_LOOKUP, PAM_GUARD_POLICY } from '../src/pam-guard';
 import { DEFAULT_PATHS } from '../src/paths';
-import { bundleEntry, REPO_ROOT, startSyslogListener, SYSLOG_SOCKET, syslogLines, randomAccountId } from './e2e-host';
+import {
+  bundleEntry,
+  installArgs,
+  randomAccountId,
+  REPO_ROOT,
+  startSyslogListener,
+  SYSLOG_SOCKET,
+  syslogLines,
+} from './e2e-host';
 
 import { createFaultProxy } from '../../../tools/faults/fault-proxy.cjs';
 
@@ -156,23 +164,7 @@ describeWithSandbox('abuse of an installed host', () => {
       0o600,
     );
     ({ port } = await sb.startSshd());
-    const install = await sb.exec([
-      'node',
-      CLI,
-      'install',
-      '--region',
-      'us-east-1',
-      '--iam-endpoint',
-      proxy.url,
-      '--sts-endpoint',
-      proxy.url,
-      '--credentials-file',
-      '/root/aws-credentials',
-      '--deadline-ms',
-      '8000',
-      '--sshd-pid-file',
-      `/run/sshd-${port}.pid`,
-    ]);
+    const install = await sb.exec(['node', CLI, ...installArgs(proxy.url, port)]);
     expect({ code: install.code, stderr: install.stderr }).toEqual({
       code: 0,
       stderr: expect.stringContaining('reloaded sshd'),

@@ -22,6 +22,7 @@ import {
 } from '../../../tools/moto/seed';
 import { DEFAULT_PATHS } from '../src/paths';
 import {
+  installArgs,
   randomAccountId,
   REPO_ROOT,
   sshShowingPamText,
@@ -44,27 +45,7 @@ describeWithSandbox('existing local accounts and the record of managed accounts'
   const pair: Record<string, { privateKeyPath: string; publicKey: string }> = {};
 
   const install = (extra: string[] = []) =>
-    sb.exec(
-      [
-        'node',
-        CLI,
-        'install',
-        '--region',
-        'us-east-1',
-        '--iam-endpoint',
-        endpoint,
-        '--sts-endpoint',
-        endpoint,
-        '--credentials-file',
-        '/root/aws-credentials',
-        '--deadline-ms',
-        '8000',
-        '--sshd-pid-file',
-        `/run/sshd-${port}.pid`,
-        ...extra,
-      ],
-      { timeoutMs: 90_000 },
-    );
+    sb.exec(['node', CLI, ...installArgs(endpoint, port), ...extra], { timeoutMs: 90_000 });
 
   beforeAll(async () => {
     if (!fs.existsSync(CLI))

@@ -78,6 +78,25 @@ export function hostConfigFor(endpoint: string, extra: Partial<HostConfig> = {})
   };
 }
 
+/** `keymaker install` as the e2e suites run it: IAM at `endpoint`, credentials in /root, this sandbox's sshd. */
+export function installArgs(endpoint: string, port: number): string[] {
+  return [
+    'install',
+    '--region',
+    'us-east-1',
+    '--iam-endpoint',
+    endpoint,
+    '--sts-endpoint',
+    endpoint,
+    '--credentials-file',
+    '/root/aws-credentials',
+    '--deadline-ms',
+    '8000',
+    '--sshd-pid-file',
+    `/run/sshd-${port}.pid`,
+  ];
+}
+
 /** The account's passwd line inside the sandbox, or undefined when there is none. */
 export async function passwdEntry(sb: Sandbox, name: string): Promise<string | undefined> {
   const r = await sb.exec(['getent', 'passwd', name]);

@@ -17,6 +17,7 @@ import {
   stsClient,
 } from '../../../tools/moto/seed';
 import type { InstallResult } from '../src/install/apply';
+import { installArgs } from './e2e-host';
 
 jest.setTimeout(120_000);
 
@@ -111,21 +112,7 @@ describeWithSandbox('keymaker install / uninstall on a real sshd', () => {
     );
     const { port } = await sb.startSshd();
     let before = listeningCount(sb);
-    const install = await keymaker(sb, [
-      'install',
-      '--region',
-      'us-east-1',
-      '--iam-endpoint',
-      endpoint,
-      '--sts-endpoint',
-      endpoint,
-      '--credentials-file',
-      '/root/aws-credentials',
-      '--deadline-ms',
-      '8000',
-      '--sshd-pid-file',
-      `/run/sshd-${port}.pid`,
-    ]);
+    const install = await keymaker(sb, [...installArgs(endpoint, port)]);
     expect({ code: install.code, stderr: install.stderr }).toEqual({
       code: 0,
       stderr: expect.stringContaining('reloaded sshd (SIGHUP'),
