@@ -1,6 +1,6 @@
 // In-memory stand-ins for the host: local accounts/groups, shadow-utils, a mocked IAM.
 import { IAMClient } from '@aws-sdk/client-iam';
-import { IamDirectory, resolveRoleConfig, type Resolution, type RoleConfig } from '@keymaker/core';
+import { IamDirectory, resolveRoleConfig, unixIdFor, type Resolution, type RoleConfig } from '@keymaker/core';
 import type { GroupEntry, LocalAccounts, LocalAdmin, NewAccount, PasswdEntry } from '../src/local-accounts';
 import { mergeManagedAccounts, type ManagedAccount, type ManagedAccountsStore } from '../src/managed-accounts';
 
@@ -107,3 +107,18 @@ export const ED25519 = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAGPgIDME0x9jm0kTTzn
 export function newIam(): IAMClient {
   return new IAMClient({ region: 'us-east-1', credentials: { accessKeyId: 'x', secretAccessKey: 'y' } });
 }
+
+/** The planner tests' fixtures: the wide scheme, no suffix, no allowed existing groups, and group devs. */
+export const wideUid = (id: string) => unixIdFor(id, 'wide');
+export const SYNC_OPTIONS = {
+  uidScheme: 'wide' as const,
+  linuxUserSuffix: '',
+  allowedExistingGroups: [] as string[],
+  uidFor: (u: { userId: string }) => wideUid(u.userId),
+};
+export const DEVS_GROUP = {
+  groupName: 'keymaker_devs',
+  groupId: 'AGPADEVS000000000001',
+  linuxName: 'devs',
+  gid: wideUid('AGPADEVS000000000001'),
+};

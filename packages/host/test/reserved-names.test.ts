@@ -9,13 +9,13 @@ import {
   ListUsersCommand,
 } from '@aws-sdk/client-iam';
 import { mockClient } from 'aws-sdk-client-mock';
-import { isReservedLinuxName, isValidLinuxName, RESERVED_LINUX_NAMES, unixIdFor } from '@keymaker/core';
+import { isReservedLinuxName, isValidLinuxName, RESERVED_LINUX_NAMES } from '@keymaker/core';
 import { createAccountForLogin } from '../src/accounts';
 import { parseHostConfig } from '../src/host-config';
 import { lookupAuthorizedKeys, runLookup } from '../src/lookup';
 import { planGroupSync, runGroupSync } from '../src/sync';
 import { createMemorySyslog } from '../src/syslog';
-import { ED25519, FakeHost, newIam, resolutionFor } from './fakes';
+import { DEVS_GROUP, ED25519, FakeHost, newIam, resolutionFor, SYNC_OPTIONS, wideUid } from './fakes';
 
 // Issue 13, point 11: an IAM user named like a package's service account
 // (postgres, redis, nginx...) must never get that Linux name: a package
@@ -23,7 +23,7 @@ import { ED25519, FakeHost, newIam, resolutionFor } from './fakes';
 
 const iam = newIam();
 const iamMock = mockClient(iam);
-const uid = (id: string) => unixIdFor(id, 'wide');
+const uid = wideUid;
 
 function seedIamUser(
   name: string,
@@ -162,18 +162,8 @@ describe('PAM hook', () => {
 });
 
 describe('sync', () => {
-  const DEVS = {
-    groupName: 'keymaker_devs',
-    groupId: 'AGPADEVS000000000001',
-    linuxName: 'devs',
-    gid: uid('AGPADEVS000000000001'),
-  };
-  const options = {
-    uidScheme: 'wide' as const,
-    linuxUserSuffix: '',
-    allowedExistingGroups: [] as string[],
-    uidFor: (u: { userId: string }) => uid(u.userId),
-  };
+  const DEVS = DEVS_GROUP;
+  const options = SYNC_OPTIONS;
   const NGINX = { userName: 'nginx', userId: 'AIDANGINX00000000001' };
   const ALICE = { userName: 'alice', userId: 'AIDAALICE00000000001' };
 
@@ -234,12 +224,7 @@ describe('sync', () => {
 });
 
 describe('groups named like system or package groups', () => {
-  const options = {
-    uidScheme: 'wide' as const,
-    linuxUserSuffix: '',
-    allowedExistingGroups: [] as string[],
-    uidFor: (u: { userId: string }) => uid(u.userId),
-  };
+  const options = SYNC_OPTIONS;
   const group = (name: string) => ({
     groupName: `keymaker_${name}`,
     groupId: `AGPA${name.toUpperCase().padEnd(16, '0')}`,

@@ -1,21 +1,10 @@
 import { expect } from '@jest/globals';
-import { unixIdFor } from '@keymaker/core';
 import { planGroupSync } from '../src/sync';
-import { FakeHost } from './fakes';
+import { DEVS_GROUP, FakeHost, SYNC_OPTIONS, wideUid } from './fakes';
 
-const uid = (id: string) => unixIdFor(id, 'wide');
-const DEVS = {
-  groupName: 'keymaker_devs',
-  groupId: 'AGPADEVS000000000001',
-  linuxName: 'devs',
-  gid: uid('AGPADEVS000000000001'),
-};
-const options = {
-  uidScheme: 'wide' as const,
-  linuxUserSuffix: '',
-  allowedExistingGroups: [] as string[],
-  uidFor: (u: { userId: string }) => uid(u.userId),
-};
+const uid = wideUid;
+const DEVS = DEVS_GROUP;
+const options = SYNC_OPTIONS;
 
 describe('sync and IAM name case (issue 13 point 10)', () => {
   const ALICE = { userName: 'Alice.Smith', userId: 'AIDAALICESMITH000001' };

@@ -1,27 +1,17 @@
 import { expect } from '@jest/globals';
 import { GetGroupCommand, ListGroupsCommand, ListSSHPublicKeysCommand, ListUsersCommand } from '@aws-sdk/client-iam';
 import { mockClient } from 'aws-sdk-client-mock';
-import { unixIdFor, type RoleConfig } from '@keymaker/core';
+import { type RoleConfig } from '@keymaker/core';
 import { planGroupSync, runGroupSync, type IamSyncState } from '../src/sync';
-import { FakeHost, newIam, resolutionFor } from './fakes';
+import { DEVS_GROUP, FakeHost, newIam, resolutionFor, SYNC_OPTIONS, wideUid } from './fakes';
 
-const uid = (id: string) => unixIdFor(id, 'wide');
+const uid = wideUid;
 const user = (name: string) => ({ userName: name, userId: `AIDA${name.toUpperCase().padEnd(16, '0')}` });
 const ALICE = user('alice');
 const BOB = user('bob');
 const CAROL = user('carol');
-const DEVS = {
-  groupName: 'keymaker_devs',
-  groupId: 'AGPADEVS000000000001',
-  linuxName: 'devs',
-  gid: uid('AGPADEVS000000000001'),
-};
-const options = {
-  uidScheme: 'wide' as const,
-  linuxUserSuffix: '',
-  allowedExistingGroups: [] as string[],
-  uidFor: (u: { userId: string }) => uid(u.userId),
-};
+const DEVS = DEVS_GROUP;
+const options = SYNC_OPTIONS;
 
 describe('planGroupSync', () => {
   test('creates a missing group and adds members that have keymaker accounts', () => {
