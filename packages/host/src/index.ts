@@ -4,10 +4,10 @@
 // differ, so a change to the public API shows in review.
 
 // Where keymaker's files live on a host, and the host config install writes.
-export { DEFAULT_PATHS } from './paths';
-export type { HostPaths } from './paths';
-export { DEFAULT_HOST_CONFIG, parseHostConfig } from './host-config';
-export type { HostConfig } from './host-config';
+export { DEFAULT_PATHS } from './system/paths';
+export type { HostPaths } from './system/paths';
+export { DEFAULT_HOST_CONFIG, parseHostConfig } from './config/host-config';
+export type { HostConfig } from './config/host-config';
 // The commands sshd, PAM and the schedule run, and the CLI's runs of them.
 export {
   adoptLegacyAccountsCommand,
@@ -15,11 +15,11 @@ export {
   pamCreateAccountCommand,
   parseSyncArgs,
   syncGroupsCommand,
-} from './host-commands';
-export type { AdoptCommandOptions, HostCommandEnv, SyncCommandOptions } from './host-commands';
-export { loadHostCliRuntime } from './cli-runtime';
+} from './commands/host-commands';
+export type { AdoptCommandOptions, HostCommandEnv, SyncCommandOptions } from './commands/host-commands';
+export { loadHostCliRuntime } from './commands/cli-runtime';
 // keymaker status: read-only checks of this host (a pure planner over gathered facts).
-export { assessStatus, formatStatusTable, gatherStatusFacts, statusCommand } from './status';
+export { assessStatus, formatStatusTable, gatherStatusFacts, statusCommand } from './commands/status';
 export type {
   StatusCheck,
   StatusCheckId,
@@ -30,11 +30,11 @@ export type {
   StatusFacts,
   StatusItem,
   StatusReport,
-} from './status';
-export type { HostCliRuntime, HostCliRuntimeOptions } from './cli-runtime';
+} from './commands/status';
+export type { HostCliRuntime, HostCliRuntimeOptions } from './commands/cli-runtime';
 // keymaker install / uninstall: plan, then apply with one rollback.
-export { nodeHostSystem } from './install/system';
-export type { FileState, HostSystem, PathInfo, RunResult } from './install/system';
+export { nodeHostSystem } from './system/host-system';
+export type { FileState, HostSystem, PathInfo, RunResult } from './system/host-system';
 export { planInstall } from './install/plan';
 export type { InstallOptions, InstallPlan, InstallSnapshot, PlannedDir, PlannedFile } from './install/plan';
 export type { InstallJournal, JournalDir, JournalFile, JournalOriginal } from './install/journal';
@@ -75,9 +75,9 @@ export type {
   VarlinkServerOptions,
 } from './agent/varlink';
 // The narrow interfaces the commands take their side effects through (a host, or a test).
-export type { ProcessOptions, ProcessResult, RuntimeSystem } from './host-system';
-export type { GroupEntry, LocalAccounts, LocalAdmin, NewAccount, PasswdEntry } from './local-accounts';
-export type { ManagedAccount, ManagedAccountsStore } from './managed-accounts';
-export type { LoginGuard } from './pam-guard';
-export type { LogLevel, Syslog } from './syslog';
-export type { PathStat, StatPath } from './trusted-files';
+export type { ProcessOptions, ProcessResult, RuntimeSystem } from './system/runtime-system';
+export type { GroupEntry, LocalAccounts, LocalAdmin, NewAccount, PasswdEntry } from './accounts/local-accounts';
+export type { ManagedAccount, ManagedAccountsStore } from './accounts/managed-accounts';
+export type { LoginGuard } from './login/pam-guard';
+export type { LogLevel, Syslog } from './system/syslog';
+export type { PathStat, StatPath } from './system/trusted-files';

@@ -20,8 +20,8 @@ import {
   motoEndpoint,
   stsClient,
 } from '../../../tools/moto/seed';
-import { MAX_REQUESTS_PER_LOOKUP, PAM_GUARD_POLICY } from '../src/pam-guard';
-import { DEFAULT_PATHS } from '../src/paths';
+import { MAX_REQUESTS_PER_LOOKUP, PAM_GUARD_POLICY } from '../src/login/pam-guard';
+import { DEFAULT_PATHS } from '../src/system/paths';
 import {
   bundleEntry,
   installArgs,

@@ -7,7 +7,7 @@ import {
 } from '@aws-sdk/client-iam';
 import { mockClient } from 'aws-sdk-client-mock';
 import { unixIdFor, type RoleConfig } from '@keymaker/core';
-import { createAccountForLogin } from '../src/accounts';
+import { createAccountForLogin } from '../src/login/create-account';
 import { ED25519, FakeHost, newIam, resolutionFor } from './fakes';
 
 const USER_ID = 'AIDAEXAMPLEBOB000001';

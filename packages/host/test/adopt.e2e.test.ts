@@ -20,7 +20,7 @@ import {
   motoEndpoint,
   stsClient,
 } from '../../../tools/moto/seed';
-import { DEFAULT_PATHS } from '../src/paths';
+import { DEFAULT_PATHS } from '../src/system/paths';
 import {
   installArgs,
   randomAccountId,

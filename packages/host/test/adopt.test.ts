@@ -1,7 +1,7 @@
 import { unixIdFor } from '@keymaker/core';
-import { planAdoption } from '../src/adopt';
-import { mergeManagedAccounts, parseManagedAccounts, serializeManagedAccounts } from '../src/managed-accounts';
-import type { PasswdEntry } from '../src/local-accounts';
+import { planAdoption } from '../src/accounts/adopt';
+import { mergeManagedAccounts, parseManagedAccounts, serializeManagedAccounts } from '../src/accounts/managed-accounts';
+import type { PasswdEntry } from '../src/accounts/local-accounts';
 
 const legacy = (id: string) => unixIdFor(id, 'legacy');
 const iamUser = (name: string) => ({

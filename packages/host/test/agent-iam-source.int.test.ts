@@ -7,7 +7,7 @@ import { IamDirectory, resolveRoleConfig, unixIdFor } from '@keymaker/core';
 import { IamDirectorySource, IamIdentitySource, type IdentityEvent } from '../src/agent/iam-identity-source';
 import { startUserdbService } from '../src/agent/userdb-service';
 import type { VarlinkServer } from '../src/agent/varlink';
-import type { LocalAccounts } from '../src/local-accounts';
+import type { LocalAccounts } from '../src/accounts/local-accounts';
 import {
   createGroupWithMembers,
   createUserWithKeys,

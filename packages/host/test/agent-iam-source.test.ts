@@ -8,7 +8,7 @@ import {
   type IamIdentitySourceOptions,
   type IdentityEvent,
 } from '../src/agent/iam-identity-source';
-import type { GroupEntry, LocalAccounts, PasswdEntry } from '../src/local-accounts';
+import type { GroupEntry, LocalAccounts, PasswdEntry } from '../src/accounts/local-accounts';
 
 interface FakeUser {
   iamUserName: string;

@@ -11,7 +11,7 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { FileCacheStore } from '../src/cache-store';
+import { FileCacheStore } from '../src/system/cache-store';
 
 // These tests need root (the cache trusts only root-owned files); CI runs as root.
 const asRoot = process.getuid?.() === 0 ? describe : describe.skip;

@@ -6,13 +6,13 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { createDeadline } from '@keymaker/core';
-import { getAuthorizedKeysCommand } from '../src/host-commands';
-import { DEFAULT_HOST_CONFIG } from '../src/host-config';
-import { realRuntimeSystem, runProcess } from '../src/host-system';
+import { getAuthorizedKeysCommand } from '../src/commands/host-commands';
+import { DEFAULT_HOST_CONFIG } from '../src/config/host-config';
+import { realRuntimeSystem, runProcess } from '../src/system/runtime-system';
 import { systemdService } from '../src/install/templates';
-import { DEFAULT_PATHS } from '../src/paths';
-import { createLoggerSyslog } from '../src/syslog';
-import type { StatPath } from '../src/trusted-files';
+import { DEFAULT_PATHS } from '../src/system/paths';
+import { createLoggerSyslog } from '../src/system/syslog';
+import type { StatPath } from '../src/system/trusted-files';
 
 jest.setTimeout(30_000);
 

@@ -7,8 +7,8 @@ import * as http from 'node:http';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Sandbox } from '../../../tools/sandbox/sandbox';
-import { DEFAULT_PATHS } from '../src/paths';
-import type { HostConfig } from '../src/host-config';
+import { DEFAULT_PATHS } from '../src/system/paths';
+import type { HostConfig } from '../src/config/host-config';
 
 export const REPO_ROOT = path.resolve(__dirname, '../../..');
 export const SYSLOG_SOCKET = '/run/keymaker-test-syslog.sock';

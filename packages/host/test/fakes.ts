@@ -1,8 +1,8 @@
 // In-memory stand-ins for the host: local accounts/groups, shadow-utils, a mocked IAM.
 import { IAMClient } from '@aws-sdk/client-iam';
 import { IamDirectory, resolveRoleConfig, unixIdFor, type Resolution, type RoleConfig } from '@keymaker/core';
-import type { GroupEntry, LocalAccounts, LocalAdmin, NewAccount, PasswdEntry } from '../src/local-accounts';
-import { mergeManagedAccounts, type ManagedAccount, type ManagedAccountsStore } from '../src/managed-accounts';
+import type { GroupEntry, LocalAccounts, LocalAdmin, NewAccount, PasswdEntry } from '../src/accounts/local-accounts';
+import { mergeManagedAccounts, type ManagedAccount, type ManagedAccountsStore } from '../src/accounts/managed-accounts';
 
 export class FakeHost implements LocalAccounts, LocalAdmin, ManagedAccountsStore {
   users_: PasswdEntry[] = [];

@@ -6,8 +6,8 @@ import * as http from 'node:http';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { createIamClient, createStsClient } from '@keymaker/core';
-import { DEFAULT_HOST_CONFIG, type HostConfig } from '../src/host-config';
-import { applyAwsEnvironment, awsOptionsFor, hostCredentialProvider } from '../src/runtime-config';
+import { DEFAULT_HOST_CONFIG, type HostConfig } from '../src/config/host-config';
+import { applyAwsEnvironment, awsOptionsFor, hostCredentialProvider } from '../src/config/host-aws';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'km-host-creds-'));
 const saved = { ...process.env };

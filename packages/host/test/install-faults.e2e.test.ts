@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { EXIT_CODES } from '@keymaker/core';
 import { createSandbox, describeWithSandbox, type ExecResult, type Sandbox } from '../../../tools/sandbox/sandbox';
-import { DEFAULT_PATHS } from '../src/paths';
+import { DEFAULT_PATHS } from '../src/system/paths';
 import { REPO_ROOT } from './e2e-host';
 
 jest.setTimeout(180_000);

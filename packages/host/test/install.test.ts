@@ -2,7 +2,7 @@
 // the applier against an in-memory machine (rollback, journal, uninstall).
 import * as path from 'node:path';
 import { isKeymakerError } from '@keymaker/core';
-import { DEFAULT_PATHS } from '../src/paths';
+import { DEFAULT_PATHS } from '../src/system/paths';
 import {
   authenticationWeakenings,
   candidateMainForDropIn,

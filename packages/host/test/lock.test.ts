@@ -3,7 +3,7 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { acquireLock, acquireShortLock, withLock } from '../src/lock';
+import { acquireLock, acquireShortLock, withLock } from '../src/system/lock';
 
 let dir: string;
 beforeEach(() => (dir = fs.mkdtempSync(path.join(os.tmpdir(), 'keymaker-lock-'))));

@@ -12,9 +12,9 @@ import {
   ListSSHPublicKeysCommand,
 } from '@aws-sdk/client-iam';
 import { mockClient } from 'aws-sdk-client-mock';
-import { lookupAuthorizedKeys, runLookup } from '../src/lookup';
-import { fileLookupGuard, LOOKUP_GUARD_POLICY } from '../src/lookup-guard';
-import { createMemorySyslog } from '../src/syslog';
+import { lookupAuthorizedKeys, runLookup } from '../src/login/keys-lookup';
+import { fileLookupGuard, LOOKUP_GUARD_POLICY } from '../src/login/lookup-guard';
+import { createMemorySyslog } from '../src/system/syslog';
 import { ED25519, FakeHost, newIam, resolutionFor } from './fakes';
 
 const iam = newIam();

@@ -11,10 +11,10 @@ import { EXIT_CODES, unixIdFor, type RoleConfig } from '@keymaker/core';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { lookupAuthorizedKeys, runLookup } from '../src/lookup';
-import { readManagedAccounts, serializeManagedAccounts } from '../src/managed-accounts';
-import type { StatPath } from '../src/trusted-files';
-import { createMemorySyslog } from '../src/syslog';
+import { lookupAuthorizedKeys, runLookup } from '../src/login/keys-lookup';
+import { readManagedAccounts, serializeManagedAccounts } from '../src/accounts/managed-accounts';
+import type { StatPath } from '../src/system/trusted-files';
+import { createMemorySyslog } from '../src/system/syslog';
 import { ED25519, FakeHost, newIam, resolutionFor } from './fakes';
 
 const USER_ID = 'AIDAEXAMPLEALICE0001';

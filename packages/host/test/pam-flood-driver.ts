@@ -6,8 +6,8 @@
 // Prints {"exit code": count, ...} as JSON.
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
-import { pamCreateAccountCommand } from '../src/host-commands';
-import { DEFAULT_PATHS } from '../src/paths';
+import { pamCreateAccountCommand } from '../src/commands/host-commands';
+import { DEFAULT_PATHS } from '../src/system/paths';
 
 function runHook(name: string, rhost: string): Promise<number> {
   return new Promise((resolve) => {

@@ -5,7 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { GetUserCommand, ListGroupsForUserCommand, ListSSHPublicKeysCommand } from '@aws-sdk/client-iam';
 import { mockClient } from 'aws-sdk-client-mock';
-import { createAccountForLogin } from '../src/accounts';
+import { createAccountForLogin } from '../src/login/create-account';
 import {
   admit,
   fileGuardStore,
@@ -18,7 +18,7 @@ import {
   serializeGuardState,
   sourceKey,
   type GuardState,
-} from '../src/pam-guard';
+} from '../src/login/pam-guard';
 import { FakeHost, newIam, resolutionFor } from './fakes';
 
 const P = PAM_GUARD_POLICY;

@@ -10,11 +10,11 @@ import {
 } from '@aws-sdk/client-iam';
 import { mockClient } from 'aws-sdk-client-mock';
 import { isReservedLinuxName, isValidLinuxName, RESERVED_LINUX_NAMES } from '@keymaker/core';
-import { createAccountForLogin } from '../src/accounts';
-import { parseHostConfig } from '../src/host-config';
-import { lookupAuthorizedKeys, runLookup } from '../src/lookup';
-import { planGroupSync, runGroupSync } from '../src/sync';
-import { createMemorySyslog } from '../src/syslog';
+import { createAccountForLogin } from '../src/login/create-account';
+import { parseHostConfig } from '../src/config/host-config';
+import { lookupAuthorizedKeys, runLookup } from '../src/login/keys-lookup';
+import { planGroupSync, runGroupSync } from '../src/accounts/group-sync';
+import { createMemorySyslog } from '../src/system/syslog';
 import { DEVS_GROUP, ED25519, FakeHost, newIam, resolutionFor, SYNC_OPTIONS, wideUid } from './fakes';
 
 // Issue 13, point 11: an IAM user named like a package's service account

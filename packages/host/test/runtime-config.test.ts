@@ -1,7 +1,7 @@
 import { expect } from '@jest/globals';
-import { DEFAULT_HOST_CONFIG } from '../src/host-config';
-import { awsEnvironmentFor, awsOptionsFor, loadHostConfig } from '../src/runtime-config';
-import { parseSyncArgs, syncExitCode } from '../src/host-commands';
+import { DEFAULT_HOST_CONFIG } from '../src/config/host-config';
+import { awsEnvironmentFor, awsOptionsFor, loadHostConfig } from '../src/config/host-aws';
+import { parseSyncArgs, syncExitCode } from '../src/commands/host-commands';
 import { EXIT_CODES } from '@keymaker/core';
 
 const sys = (files: Record<string, string>) => ({

@@ -1,8 +1,8 @@
 import { expect } from '@jest/globals';
 import { EXIT_CODES, parseRoleDescription, RoleConfigError } from '@keymaker/core';
-import { DEFAULT_HOST_CONFIG } from '../src/host-config';
-import { DEFAULT_PATHS } from '../src/paths';
-import { assessStatus, formatStatusTable, type StatusCheckId, type StatusFacts } from '../src/status';
+import { DEFAULT_HOST_CONFIG } from '../src/config/host-config';
+import { DEFAULT_PATHS } from '../src/system/paths';
+import { assessStatus, formatStatusTable, type StatusCheckId, type StatusFacts } from '../src/commands/status';
 
 const AKC = DEFAULT_PATHS.authorizedKeysCommand;
 

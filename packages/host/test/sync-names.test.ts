@@ -1,5 +1,5 @@
 import { expect } from '@jest/globals';
-import { planGroupSync } from '../src/sync';
+import { planGroupSync } from '../src/accounts/group-sync';
 import { DEVS_GROUP, FakeHost, SYNC_OPTIONS, wideUid } from './fakes';
 
 const uid = wideUid;

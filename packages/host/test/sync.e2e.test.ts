@@ -19,8 +19,8 @@ import {
   motoEndpoint,
   stsClient,
 } from '../../../tools/moto/seed';
-import { DEFAULT_PATHS } from '../src/paths';
-import type { SyncReport } from '../src/sync';
+import { DEFAULT_PATHS } from '../src/system/paths';
+import type { SyncReport } from '../src/accounts/group-sync';
 import {
   buildHostBundle,
   hostConfigFor,

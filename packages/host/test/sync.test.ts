@@ -2,7 +2,7 @@ import { expect } from '@jest/globals';
 import { GetGroupCommand, ListGroupsCommand, ListSSHPublicKeysCommand, ListUsersCommand } from '@aws-sdk/client-iam';
 import { mockClient } from 'aws-sdk-client-mock';
 import { type RoleConfig } from '@keymaker/core';
-import { planGroupSync, runGroupSync, type IamSyncState } from '../src/sync';
+import { planGroupSync, runGroupSync, type IamSyncState } from '../src/accounts/group-sync';
 import { DEVS_GROUP, FakeHost, newIam, resolutionFor, SYNC_OPTIONS, wideUid } from './fakes';
 
 const uid = wideUid;

@@ -1,5 +1,5 @@
 // Files the root-run hook and sync (and the lookup) read must be changeable by root only.
-import { assertTrustedFile, runtimeTrustedFiles, type PathStat } from '../src/trusted-files';
+import { assertTrustedFile, runtimeTrustedFiles, type PathStat } from '../src/system/trusted-files';
 
 const dir = (uid = 0, mode = 0o755): PathStat => ({ isFile: false, isDirectory: true, isSymlink: false, uid, mode });
 const file = (uid = 0, mode = 0o644): PathStat => ({ isFile: true, isDirectory: false, isSymlink: false, uid, mode });

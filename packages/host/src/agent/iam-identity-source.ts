@@ -44,7 +44,7 @@ import {
   type IamDirectory,
   type UidScheme,
 } from '@keymaker/core';
-import type { LocalAccounts } from '../local-accounts';
+import type { LocalAccounts } from '../accounts/local-accounts';
 import { ExpiringMap, KeyedTokenBuckets, TokenBucket, systemClock, type Clock } from './caches';
 import { isValidUnixId, type ResolvedGroup, type ResolvedUser } from './userdb-records';
 import type { IdentitySource } from './userdb-service';

@@ -1,6 +1,6 @@
 import * as path from 'node:path';
 import { firstLine, HostError, InputError, isKeymakerError } from '@keymaker/core';
-import type { HostPaths } from '../paths';
+import type { HostPaths } from '../system/paths';
 import {
   journalPath,
   originalOf,
@@ -32,7 +32,7 @@ import {
   sshdProbes,
   type SshdProbe,
 } from './sshd-config';
-import type { FileState, HostSystem } from './system';
+import type { FileState, HostSystem } from '../system/host-system';
 import { cronLinesForSyntaxCheck, SYNC_TIMER } from './templates';
 
 export type ReloadStrategy = 'auto' | 'systemd' | 'service' | 'pidfile' | 'none';

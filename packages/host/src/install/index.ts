@@ -1,4 +1,4 @@
-export * from './system';
+export * from '../system/host-system';
 export * from './safe-path';
 export * from './sshd-config';
 export * from './pam';

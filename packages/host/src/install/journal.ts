@@ -1,8 +1,8 @@
 import * as crypto from 'node:crypto';
 import * as path from 'node:path';
 import { HostError } from '@keymaker/core';
-import type { HostPaths } from '../paths';
-import type { FileState } from './system';
+import type { HostPaths } from '../system/paths';
+import type { FileState } from '../system/host-system';
 
 /**
  * /var/lib/keymaker/install-state.json (root, 0600): what install changed, so

@@ -1,4 +1,4 @@
-import type { HostPaths } from '../paths';
+import type { HostPaths } from '../system/paths';
 import type { RemovedLines } from './sshd-config';
 
 /**

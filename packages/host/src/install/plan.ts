@@ -1,7 +1,7 @@
 import * as path from 'node:path';
 import { HostError, InputError, linuxNameProblem } from '@keymaker/core';
-import { DEFAULT_HOST_CONFIG, parseHostConfig, serializeHostConfig, type HostConfig } from '../host-config';
-import type { HostPaths } from '../paths';
+import { DEFAULT_HOST_CONFIG, parseHostConfig, serializeHostConfig, type HostConfig } from '../config/host-config';
+import type { HostPaths } from '../system/paths';
 import type { InstallJournal } from './journal';
 import { insertPamHook, removePamHook } from './pam';
 import type { SafePathTarget } from './safe-path';
@@ -16,7 +16,7 @@ import {
   type DropInInclude,
   type SshdProbe,
 } from './sshd-config';
-import type { FileState } from './system';
+import type { FileState } from '../system/host-system';
 import {
   authorizedKeysWrapper,
   cronFile,

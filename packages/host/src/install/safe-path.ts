@@ -1,6 +1,6 @@
 import * as path from 'node:path';
 import { HostError } from '@keymaker/core';
-import type { HostSystem } from './system';
+import type { HostSystem } from '../system/host-system';
 
 /**
  * sshd refuses to run an AuthorizedKeysCommand unless the file's real path and

@@ -1,5 +1,5 @@
 import * as path from 'node:path';
-import { DEFAULT_PATHS, type HostPaths } from '../paths';
+import { DEFAULT_PATHS, type HostPaths } from '../system/paths';
 
 /**
  * Pure text transforms of sshd's configuration. sshd keeps the FIRST value it

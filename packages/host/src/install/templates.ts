@@ -1,5 +1,5 @@
 import * as path from 'node:path';
-import type { HostPaths } from '../paths';
+import type { HostPaths } from '../system/paths';
 
 /**
  * The small root-owned files install writes: the three commands sshd, PAM and

@@ -7,10 +7,10 @@ import {
   isKeymakerError,
   type Resolution,
 } from '@keymaker/core';
-import type { LocalAccounts, LocalAdmin, NewAccount } from './local-accounts';
-import type { ManagedAccountsStore } from './managed-accounts';
+import type { LocalAccounts, LocalAdmin, NewAccount } from '../accounts/local-accounts';
+import type { ManagedAccountsStore } from '../accounts/managed-accounts';
 import type { LoginGuard } from './pam-guard';
-import { classifyGroup, privateGroupFor } from './sync';
+import { classifyGroup, privateGroupFor } from '../accounts/group-sync';
 
 /**
  * Just-in-time account creation, run by pam_exec (as root) in sshd's PAM auth

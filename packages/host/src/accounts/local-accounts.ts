@@ -1,5 +1,5 @@
 import { assertLinuxUserName, HostError, isValidLinuxName } from '@keymaker/core';
-import { realRuntimeSystem, type RuntimeSystem } from './host-system';
+import { realRuntimeSystem, type RuntimeSystem } from '../system/runtime-system';
 
 /**
  * Local users and groups as NSS sees them (getent), and the shadow-utils

@@ -8,28 +8,28 @@ import {
   withDeadline,
   type AwsClientOptions,
 } from '@keymaker/core';
-import { createAccountForLogin, FIRST_LOGIN_MESSAGE, PAM_EXIT_CREATED, PAM_EXIT_EXISTS } from './accounts';
-import { hostReservedNames, type HostConfig } from './host-config';
-import { realRuntimeSystem, withAbortSignal, type RuntimeSystem } from './host-system';
-import { GetentAccounts, ShadowUtilsAdmin, type LocalAccounts, type LocalAdmin } from './local-accounts';
-import { withLock } from './lock';
-import { runLookup } from './lookup';
-import { ensureLookupStateDir, fileLookupGuard, LOOKUP_STATE_DIR } from './lookup-guard';
-import { DEFAULT_PATHS, type HostPaths } from './paths';
+import { createAccountForLogin, FIRST_LOGIN_MESSAGE, PAM_EXIT_CREATED, PAM_EXIT_EXISTS } from '../login/create-account';
+import { hostReservedNames, type HostConfig } from '../config/host-config';
+import { realRuntimeSystem, withAbortSignal, type RuntimeSystem } from '../system/runtime-system';
+import { GetentAccounts, ShadowUtilsAdmin, type LocalAccounts, type LocalAdmin } from '../accounts/local-accounts';
+import { withLock } from '../system/lock';
+import { runLookup } from '../login/keys-lookup';
+import { ensureLookupStateDir, fileLookupGuard, LOOKUP_STATE_DIR } from '../login/lookup-guard';
+import { DEFAULT_PATHS, type HostPaths } from '../system/paths';
 import {
   applyAwsEnvironment,
   awsOptionsFor,
   loadHostConfig,
   resolveWithConfig,
   type ResolveCacheOptions,
-} from './runtime-config';
-import { runGroupSync, type SyncReport } from './sync';
-import { createLoggerSyslog, type Syslog } from './syslog';
-import { fileGuardStore, loginGuard, type LoginGuard } from './pam-guard';
-import { assertTrustedFile, runtimeTrustedFiles, type StatPath } from './trusted-files';
-import { FileCacheStore } from './cache-store';
-import { planAdoption } from './adopt';
-import { fileManagedAccounts, type ManagedAccountsStore } from './managed-accounts';
+} from '../config/host-aws';
+import { runGroupSync, type SyncReport } from '../accounts/group-sync';
+import { createLoggerSyslog, type Syslog } from '../system/syslog';
+import { fileGuardStore, loginGuard, type LoginGuard } from '../login/pam-guard';
+import { assertTrustedFile, runtimeTrustedFiles, type StatPath } from '../system/trusted-files';
+import { FileCacheStore } from '../system/cache-store';
+import { planAdoption } from '../accounts/adopt';
+import { fileManagedAccounts, type ManagedAccountsStore } from '../accounts/managed-accounts';
 
 /**
  * The bodies of the three commands sshd, PAM and the sync schedule run. They

@@ -13,10 +13,10 @@ import {
   type Resolution,
   type UidScheme,
 } from '@keymaker/core';
-import type { LocalAccounts, PasswdEntry } from './local-accounts';
+import type { LocalAccounts, PasswdEntry } from '../accounts/local-accounts';
 import type { LookupGuard } from './lookup-guard';
-import { recordedAccount, type ManagedAccount } from './managed-accounts';
-import type { Syslog } from './syslog';
+import { recordedAccount, type ManagedAccount } from '../accounts/managed-accounts';
+import type { Syslog } from '../system/syslog';
 
 /**
  * The AuthorizedKeysCommand: what sshd runs at every login. It prints one

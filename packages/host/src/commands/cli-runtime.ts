@@ -1,10 +1,10 @@
 import type { AwsClientOptions, Resolution } from '@keymaker/core';
-import { FileCacheStore } from './cache-store';
-import type { HostConfig } from './host-config';
-import { realRuntimeSystem, type RuntimeSystem } from './host-system';
-import { DEFAULT_PATHS } from './paths';
-import { applyAwsEnvironment, awsOptionsFor, loadHostConfig, resolveWithConfig } from './runtime-config';
-import { assertTrustedFile, runtimeTrustedFiles, type StatPath } from './trusted-files';
+import { FileCacheStore } from '../system/cache-store';
+import type { HostConfig } from '../config/host-config';
+import { realRuntimeSystem, type RuntimeSystem } from '../system/runtime-system';
+import { DEFAULT_PATHS } from '../system/paths';
+import { applyAwsEnvironment, awsOptionsFor, loadHostConfig, resolveWithConfig } from '../config/host-aws';
+import { assertTrustedFile, runtimeTrustedFiles, type StatPath } from '../system/trusted-files';
 
 /**
  * `get_uid`, `get_groups` and `get_authorized_keys` run by a person on an

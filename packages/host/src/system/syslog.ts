@@ -1,4 +1,4 @@
-import { runProcess, type ProcessOptions, type ProcessResult } from './host-system';
+import { runProcess, type ProcessOptions, type ProcessResult } from './runtime-system';
 
 /**
  * Where the login-time commands report what they decided. sshd discards the

@@ -2,7 +2,7 @@ import { constants, promises as fs } from 'node:fs';
 import * as crypto from 'node:crypto';
 import * as path from 'node:path';
 import { AccessRefusedError, HostError, isKeymakerError } from '@keymaker/core';
-import type { Syslog } from './syslog';
+import type { Syslog } from '../system/syslog';
 
 /**
  * The lookup's per-name cache and limit (issue 13, point 8). sshd runs the

@@ -11,7 +11,7 @@ import {
 import { fromIni } from '@aws-sdk/credential-provider-ini';
 import { fromInstanceMetadata } from '@smithy/credential-provider-imds';
 import { DEFAULT_HOST_CONFIG, parseHostConfig, type HostConfig } from './host-config';
-import type { RuntimeSystem } from './host-system';
+import type { RuntimeSystem } from '../system/runtime-system';
 
 /**
  * How the runtime (lookup, PAM hook, sync) turns /etc/keymaker/config.json

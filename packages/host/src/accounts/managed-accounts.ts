@@ -1,7 +1,7 @@
 import { promises as fs } from 'node:fs';
 import { HostError, isValidLinuxName } from '@keymaker/core';
-import { nodeHostSystem, type HostSystem } from './install/system';
-import { assertTrustedFile, lstatPath, type StatPath } from './trusted-files';
+import { nodeHostSystem, type HostSystem } from '../system/host-system';
+import { assertTrustedFile, lstatPath, type StatPath } from '../system/trusted-files';
 
 /**
  * The record of the local accounts keymaker manages (issue 13, point 4):

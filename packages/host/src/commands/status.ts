@@ -12,15 +12,15 @@ import {
   type RoleConfig,
 } from '@keymaker/core';
 import { loadHostCliRuntime } from './cli-runtime';
-import { DEFAULT_HOST_CONFIG, type HostConfig } from './host-config';
-import { realRuntimeSystem, type RuntimeSystem } from './host-system';
-import { journalPath, parseJournal } from './install/journal';
-import { isKeymakerAuthenticationMethods, parseSshdT } from './install/sshd-config';
-import { nodeHostSystem, type HostSystem } from './install/system';
-import { readManagedAccounts } from './managed-accounts';
-import { DEFAULT_PATHS, type HostPaths } from './paths';
-import { applyAwsEnvironment, awsOptionsFor } from './runtime-config';
-import type { StatPath } from './trusted-files';
+import { DEFAULT_HOST_CONFIG, type HostConfig } from '../config/host-config';
+import { realRuntimeSystem, type RuntimeSystem } from '../system/runtime-system';
+import { journalPath, parseJournal } from '../install/journal';
+import { isKeymakerAuthenticationMethods, parseSshdT } from '../install/sshd-config';
+import { nodeHostSystem, type HostSystem } from '../system/host-system';
+import { readManagedAccounts } from '../accounts/managed-accounts';
+import { DEFAULT_PATHS, type HostPaths } from '../system/paths';
+import { applyAwsEnvironment, awsOptionsFor } from '../config/host-aws';
+import type { StatPath } from '../system/trusted-files';
 
 /**
  * `keymaker status` (alias `doctor`): what a host admin checks first. Read-only: it reads the host

@@ -3,7 +3,7 @@ import * as crypto from 'node:crypto';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { AccessRefusedError, HostError, isKeymakerError, isValidLinuxName, type ErrorCode } from '@keymaker/core';
-import { acquireShortLock } from './lock';
+import { acquireShortLock } from '../system/lock';
 
 /**
  * Abuse protection for the PAM hook. sshd runs it in the auth stage for ANY
