@@ -100,6 +100,14 @@ export const COMMAND_TABLE: Record<string, CommandDoc> = {
       ['keymaker status --json --skip-sshd', 'the same as JSON, without sshd -T (a container without sshd)'],
     ],
   },
+  agent: {
+    group: 'host',
+    synopsis: 'agent [--config FILE] [--userdb-socket PATH] [--keys-socket PATH] [--refresh-seconds N]',
+    examples: [
+      ['keymaker agent', 'serve IAM users to NSS and keys to sshd until SIGTERM (SIGHUP re-reads the config)'],
+      ['keymaker agent --refresh-seconds 60', 'the same, revoking removed IAM users within a minute'],
+    ],
+  },
   configure: {
     group: 'admin',
     synopsis: 'configure --instance-iam-role ROLE [options]',

@@ -9,6 +9,7 @@ import { registerConfigureCommand } from './commands/configure';
 import { registerSyncCommand } from './commands/sync';
 import { registerInstallCommands } from './commands/install';
 import { registerStatusCommand } from './commands/status';
+import { registerAgentCommand } from './commands/agent';
 import { registerCompletionCommand } from './commands/completion';
 import { renderManPage } from './man';
 import { documentCommands, groupHelpText, helpWidth, usageErrorLine, type Documented } from './help';
@@ -24,6 +25,7 @@ const COMMAND_GROUPS: Array<(cli: Argv<GlobalOptions>) => Argv<GlobalOptions>> =
   registerSyncCommand,
   registerInstallCommands,
   registerStatusCommand,
+  registerAgentCommand,
   registerCompletionCommand,
 ];
 

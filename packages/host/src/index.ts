@@ -50,7 +50,10 @@ export type {
   UninstallResult,
   UninstallRunOptions,
 } from './install/apply';
-// The agent: users and groups for NSS over systemd's userdb Varlink interface.
+// The agent (`keymaker agent`): NSS over systemd's userdb Varlink interface, sshd's keys, revocation.
+export { agentCommand, DEFAULT_AGENT_REFRESH_SECONDS, DEFAULT_KEYS_SOCKET } from './agent/agent';
+export type { AgentCommandOptions, AgentOptions } from './agent/agent';
+// Users and groups for NSS over systemd's userdb Varlink interface.
 export {
   DEFAULT_USERDB_SERVICE,
   MemoryIdentitySource,

@@ -714,6 +714,17 @@ export class IamIdentitySource implements IdentitySource {
     return { kind: 'refused', reason: refusal.reason };
   }
 
+  /**
+   * Why a name does not resolve now, from what the last resolution left (no I/O): a refusal reason,
+   * 'error' after a failed resolution, 'invalid-name' for a name the gates refuse outright, or
+   * undefined when nothing is known (never resolved, or rate limited).
+   */
+  refusalOf(name: string): RefusalReason | 'error' | 'invalid-name' | undefined {
+    if (!this.servable(name)) return 'invalid-name';
+    if (this.users.has(name)) return undefined;
+    return this.negative.get(name);
+  }
+
   /** Sizes, for `keymaker status`. */
   stats(): { users: number; negative: number; inFlight: number; resolutions: number } {
     return {

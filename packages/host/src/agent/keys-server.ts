@@ -8,6 +8,8 @@
 //                      group, refused by the admission gate
 //     503 empty        doubt: IAM failed, answered something invalid, or not within the deadline
 //     400/405 empty    a request that is not one of ours
+//   GET /status        200 application/json: the agent's state (version, uptime, caches, IAM latency,
+//                      last errors), when the server was given a status function
 //
 // One IAM round trip per login: ListSSHPublicKeys and the required-group check in parallel; key bodies
 // come from a cache by key ID (they never change for an ID), so GetSSHPublicKey runs only for a key
@@ -322,6 +324,8 @@ export type KeysListenTarget = { path: string; mode?: number; gid?: number } | {
 export interface KeysServerOptions extends KeysServiceOptions {
   /** Open connections beyond this are refused. Default 256. */
   maxConnections?: number;
+  /** `GET /status` answers this as JSON (the agent's state, for `keymaker status`); 404 when unset. */
+  status?: () => object;
 }
 
 /** Parses a request line's target; undefined when it is not `/keys/<user>[?fingerprint=...]`. */
@@ -368,6 +372,16 @@ export class KeysServer {
         if (request.method !== 'GET') {
           log?.({ type: 'bad-request', reason: 'method' });
           send(405);
+          return;
+        }
+        if (request.url === '/status' && options.status) {
+          const body = `${JSON.stringify(options.status())}\n`;
+          response.writeHead(200, {
+            'Content-Type': 'application/json',
+            'Content-Length': Buffer.byteLength(body),
+            'Cache-Control': 'no-store',
+          });
+          response.end(body);
           return;
         }
         const parsed = parseKeysRequest(request.url ?? '');
