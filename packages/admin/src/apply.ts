@@ -15,6 +15,11 @@ import type { ConfigureOptions } from './options';
 import { planConfigure, type Plan, type PlanStep } from './plan';
 import { adminCall, readConfigureState, type ConfigureClients, type ConfigureState } from './state';
 
+/**
+ * Applies a configure plan (plan.ts) step by step with the client of each step's side, and retries what IAM's
+ * eventual consistency refuses for a moment. All decisions were made by the planner; this file only calls IAM.
+ */
+
 export interface ApplyOptions {
   /**
    * IAM is eventually consistent: a role created a moment ago can be refused

@@ -14,6 +14,11 @@ import {
   type UidScheme,
 } from '@keymaker/core';
 
+/**
+ * `configure`'s options as a command line or a script passes them, validated into one typed ConfigureOptions:
+ * IAM names checked against IAM's rules, the instance role as a name or an ARN, defaults filled in.
+ */
+
 export const DEFAULT_ID_RESOLVER_IAM_ROLE = 'KeymakerIdResolver';
 export const DEFAULT_INSTANCE_IAM_POLICY = 'KeymakerInstanceIAMReadAccess';
 

@@ -12,6 +12,11 @@ import { assertIamUserName } from './names';
 import { resolveRoleConfig } from './role-config';
 import { parseSshPublicKey } from './ssh-key';
 
+/**
+ * A user's own SSH keys in IAM (upload, list, enable, disable, delete): the calls `keymaker upload_key` and
+ * friends make, with IAM's errors turned into what a person can act on.
+ */
+
 /** IAM's per-user SSH key quota. */
 export const SSH_KEY_QUOTA = 5;
 

@@ -12,6 +12,12 @@ import {
   type RoleConfig,
 } from './role-config';
 
+/**
+ * From the instance's credentials to its keymaker config: who am I (GetCallerIdentity), which role, what its
+ * description says (role-config.ts), and the credentials of the ID-resolver account when the users live there.
+ * Fails closed: any doubt is an error, never an empty config.
+ */
+
 export type CallerKind = 'assumed-role' | 'user' | 'root' | 'other';
 
 export interface CallerIdentity {

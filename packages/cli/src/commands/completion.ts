@@ -2,6 +2,8 @@ import type { Argv } from 'yargs';
 import type { GlobalOptions } from '../context';
 import { completionScript } from '../help';
 
+/** `keymaker completion bash|zsh`. */
+
 const SHELLS = ['bash', 'zsh'] as const;
 
 /** `keymaker completion bash|zsh`: prints a script that completes commands and options through yargs. */

@@ -12,6 +12,11 @@ import {
 } from '@keymaker/core';
 import type { CommandContext } from '../context';
 
+/**
+ * The key commands a person runs on a workstation (upload_key, list_keys, enable/disable/delete_key): where the
+ * public key comes from (a file, ssh-agent, a default key), then one call in core.
+ */
+
 function run(file: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     execFile(file, args, { encoding: 'utf8', timeout: 10_000 }, (error, stdout, stderr) => {
