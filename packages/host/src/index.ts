@@ -36,7 +36,28 @@ export type { HostCliRuntime, HostCliRuntimeOptions } from './commands/cli-runti
 export { nodeHostSystem } from './system/host-system';
 export type { FileState, HostSystem, PathInfo, RunResult } from './system/host-system';
 export { planInstall } from './install/plan';
-export type { InstallOptions, InstallPlan, InstallSnapshot, PlannedDir, PlannedFile } from './install/plan';
+export type {
+  InstallOptions,
+  InstallPlan,
+  InstallPlanSummary,
+  InstallSnapshot,
+  PlannedDir,
+  PlannedFile,
+} from './install/plan';
+export type {
+  CreateSystemUserStep,
+  DisableServiceStep,
+  EnableServiceStep,
+  InstallStep,
+  InstallStepKind,
+  InstallStepSummary,
+  MakeDirectoryStep,
+  ReloadSshdStep,
+  RestoreFileStep,
+  ValidateStep,
+  WriteFileStep,
+  WriteJournalStep,
+} from './install/steps';
 export type { InstallJournal, JournalDir, JournalFile, JournalOriginal } from './install/journal';
 export type { SafePathTarget } from './install/safe-path';
 export type { DropInInclude, SshdProbe } from './install/sshd-config';

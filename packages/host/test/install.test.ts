@@ -77,6 +77,8 @@ function snapshot(over: Partial<InstallSnapshot> = {}, files: Record<string, str
     sshdConfigDirEntries: [],
     systemdRunning: false,
     userExists: false,
+    existingDirs: ['/', '/etc', '/etc/ssh', '/etc/ssh/sshd_config.d', '/etc/pam.d', '/etc/cron.d', '/usr', '/usr/local'],
+    nologinShell: '/usr/sbin/nologin',
     bundle: Buffer.from('// bundle\n'),
     ...over,
   };

@@ -2,6 +2,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Argv } from 'yargs';
 import { InputError } from '@keymaker/core';
+import type { InstallPlanSummary } from '@keymaker/host';
 import type { GlobalOptions } from '../context';
 import { runCommand } from '../run';
 
@@ -209,25 +210,19 @@ export function registerInstallCommands(cli: Argv<GlobalOptions>): Argv<GlobalOp
     );
 }
 
-function formatPlan(plan: Record<string, unknown>): string {
-  const p = plan as {
-    user: { name: string; create: boolean };
-    sshd: string;
-    schedule: string;
-    files: { path: string; purpose: string; mode: string; owner: string }[];
-    restores: string[];
-    warnings: string[];
-    config: unknown;
-  };
+/** The dry run for people: what install would set up, then every step it would take, in order. */
+function formatPlan(plan: InstallPlanSummary): string {
   const lines = [
-    `user: ${p.user.name}${p.user.create ? ' (to be created: locked, no shell, no home)' : ' (exists)'}`,
-    `sshd: ${p.sshd === 'drop-in' ? 'drop-in in sshd_config.d' : 'block at the top of sshd_config'}`,
-    `group sync: ${p.schedule}`,
+    `user: ${plan.user.name}${plan.user.create ? ' (to be created: locked, no shell, no home)' : ' (exists)'}`,
+    `sshd: ${plan.sshd === 'drop-in' ? 'drop-in in sshd_config.d' : 'block at the top of sshd_config'}`,
+    `group sync: ${plan.schedule}`,
     'files:',
-    ...p.files.map((f) => `  ${f.path}  ${f.mode} ${f.owner}  ${f.purpose}`),
-    ...(p.restores.length ? ['restore (no longer used):', ...p.restores.map((r) => `  ${r}`)] : []),
-    `host config: ${JSON.stringify(p.config)}`,
-    ...p.warnings.map((w) => `warning: ${w}`),
+    ...plan.files.map((f) => `  ${f.path}  ${f.mode} ${f.owner}  ${f.purpose}`),
+    ...(plan.restores.length ? ['restore (no longer used):', ...plan.restores.map((r) => `  ${r}`)] : []),
+    `host config: ${JSON.stringify(plan.config)}`,
+    'steps:',
+    ...plan.steps.map((s, i) => `  ${i + 1}. ${s.description}`),
+    ...plan.warnings.map((w) => `warning: ${w}`),
   ];
   return `${lines.join('\n')}\n`;
 }

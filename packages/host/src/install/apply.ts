@@ -1,49 +1,35 @@
 import * as path from 'node:path';
-import { firstLine, HostError, InputError, isKeymakerError } from '@keymaker/core';
+import { firstLine, HostError, InputError } from '@keymaker/core';
+import type { FileState, HostSystem } from '../system/host-system';
 import type { HostPaths } from '../system/paths';
-import {
-  journalPath,
-  originalOf,
-  parseJournal,
-  serializeJournal,
-  sha256,
-  type InstallJournal,
-  type JournalFile,
-} from './journal';
-import { removePamHook } from './pam';
+import { applySteps } from './apply-steps';
+import { editedPaths, readJournal, requireRoot, restoreFile, writeJournal, writeThrough } from './file-ops';
+import { journalPath, type InstallJournal, type JournalFile } from './journal';
 import {
   describeInstallPlan,
+  dirsToSnapshot,
   pathsToSnapshot,
   planInstall,
+  undoJournalEntry,
   type InstallOptions,
-  type InstallPlan,
+  type InstallPlanSummary,
   type InstallSnapshot,
-  type PlannedFile,
+  type UndoOfEntry,
 } from './plan';
-import { assertSafePaths } from './safe-path';
 import {
-  authenticationWeakenings,
-  baselineMain,
-  candidateMainForDropIn,
-  effectiveSettingProblems,
-  expectedEffectiveSettings,
-  parseSshdT,
-  removeSshdBlocks,
-  sshdProbes,
-  type SshdProbe,
-} from './sshd-config';
-import type { FileState, HostSystem } from '../system/host-system';
-import { cronLinesForSyntaxCheck, SYNC_TIMER } from './templates';
+  effectiveSshdConfig,
+  gatherBaseline,
+  isSystemdRunning,
+  reloadSshd,
+  sshdFileArgs,
+  sshdRun,
+  type SshdOptions,
+} from './sshd-checks';
+import { performStep } from './step-handlers';
+import { changesMachine, stepActivity } from './steps';
 
-export type ReloadStrategy = 'auto' | 'systemd' | 'service' | 'pidfile' | 'none';
-
-export interface SshdOptions {
-  /** The sshd binary used for -t/-T. Default /usr/sbin/sshd. */
-  sshd: string;
-  reload: ReloadStrategy;
-  /** sshd's pid file for --reload pidfile/auto (default: PidFile from `sshd -T`). */
-  sshdPidFile?: string;
-}
+export type { ReloadStrategy, SshdOptions } from './sshd-checks';
+export { reloadSshd } from './sshd-checks';
 
 export interface InstallRunOptions extends InstallOptions, SshdOptions {
   /** The host bundle to copy (dist/keymaker-host.js). */
@@ -62,7 +48,7 @@ export type InstallLog = (line: string) => void;
 
 export interface InstallResult {
   dryRun: boolean;
-  plan: Record<string, unknown>;
+  plan: InstallPlanSummary;
   /** Paths written, restored or removed. */
   changed: string[];
   userCreated: boolean;
@@ -76,332 +62,6 @@ export interface UninstallResult {
   userRemoved: boolean;
   reload: string;
   warnings: string[];
-}
-
-const isSystemdRunning = (sys: HostSystem) => sys.stat('/run/systemd/system')?.type === 'dir';
-
-function requireRoot(sys: HostSystem, what: string): void {
-  if (sys.getuid() !== 0)
-    throw new HostError(
-      'NOT_ROOT',
-      `keymaker ${what} must run as root (it changes sshd, PAM and system files); run it with sudo`,
-    );
-}
-
-function readJournal(sys: HostSystem, paths: HostPaths): { journal?: InstallJournal; state?: FileState } {
-  const state = sys.readFile(journalPath(paths));
-  if (!state) return {};
-  return { journal: parseJournal(state.content.toString('utf8'), journalPath(paths)), state };
-}
-
-function writeJournal(sys: HostSystem, paths: HostPaths, journal: InstallJournal): void {
-  sys.writeFileAtomic(journalPath(paths), serializeJournal(journal), 0o600, 0, 0);
-}
-
-function sameFile(a: FileState | undefined, content: Buffer, mode: number, uid: number, gid: number): boolean {
-  return !!a && a.content.equals(content) && a.mode === mode && a.uid === uid && a.gid === gid;
-}
-
-function restoreState(sys: HostSystem, p: string, state: FileState | undefined): void {
-  if (state) sys.writeFileAtomic(p, state.content, state.mode, state.uid, state.gid);
-  else sys.removeFile(p);
-}
-
-/**
- * Where to write sshd_config or pam.d/sshd. A symlink stays a symlink: the
- * write goes (atomically, in the target's own directory) to the regular file it
- * leads to. A link that leads nowhere, or to something that is not a regular
- * file, is refused before anything changes.
- */
-function writeThrough(sys: HostSystem, p: string): string {
-  if (sys.lstat(p)?.type !== 'symlink') return p;
-  let target: string | undefined;
-  try {
-    target = sys.realpath(p);
-  } catch {
-    /* dangling */
-  }
-  if (!target || sys.lstat(target)?.type !== 'file') {
-    throw new HostError(
-      'UNSUPPORTED_HOST',
-      `refusing to install: ${p} is a symlink that does not lead to a regular file${target ? ` (${target})` : ''}; point it at the real file, or replace it with one, then run install again`,
-    );
-  }
-  return target;
-}
-
-/** The administrator's files keymaker edits (its lines in them); every other file in the journal is keymaker's own. */
-const editedPaths = (paths: HostPaths) => [paths.sshdConfig, paths.pamSshd];
-
-function restoreFile(sys: HostSystem, paths: HostPaths, p: string, state: FileState | undefined): void {
-  restoreState(sys, editedPaths(paths).includes(p) ? writeThrough(sys, p) : p, state);
-}
-
-function ids(sys: HostSystem, owner: string, group: string): { uid: number; gid: number } {
-  const uid = /^\d+$/.test(owner) ? Number(owner) : owner === 'root' ? 0 : sys.userIds(owner)?.uid;
-  const gid = /^\d+$/.test(group) ? Number(group) : group === 'root' ? 0 : sys.groupId(group);
-  if (uid === undefined || gid === undefined)
-    throw new HostError('SYSTEM_COMMAND_FAILED', `no such user or group ${owner}:${group}`);
-  return { uid, gid };
-}
-
-// ---------------------------------------------------------------- sshd
-
-function sshdRun(sys: HostSystem, sshd: string, args: string[]) {
-  // sshd -t/-T refuse to run without the privilege separation directory (it lives on /run).
-  if (!sys.stat('/run/sshd') && sys.stat('/run')) sys.mkdir('/run/sshd', 0o755, 0, 0);
-  return sys.run([sshd, ...args]);
-}
-
-function sshdFileArgs(paths: HostPaths, file?: string): string[] {
-  if (file) return ['-f', file];
-  return paths.sshdConfig === '/etc/ssh/sshd_config' ? [] : ['-f', paths.sshdConfig];
-}
-
-function effectiveSshdConfig(
-  sys: HostSystem,
-  opts: SshdOptions,
-  paths: HostPaths,
-  file?: string,
-  beforeChanges = true,
-): Map<string, string> {
-  const r = sshdRun(sys, opts.sshd, ['-T', ...sshdFileArgs(paths, file)]);
-  if (r.code !== 0) {
-    const reason = firstLine(r.stderr.trim() || r.stdout.trim());
-    throw new HostError(
-      'SSHD_CONFIG_INVALID',
-      file || !beforeChanges
-        ? `sshd -T rejects the ${file ? 'candidate' : 'new'} sshd configuration: ${reason}`
-        : `refusing to install: sshd rejects the configuration on disk (the running sshd may still use an older one), so nothing was changed: ${reason}; fix it first (check with sshd -t)`,
-    );
-  }
-  return parseSshdT(r.stdout);
-}
-
-/** `sshd -T -f file [-C spec]` for one probe; the candidate's file names are shown as the live ones. */
-function probeSshdT(
-  sys: HostSystem,
-  opts: SshdOptions,
-  file: string,
-  probe: SshdProbe,
-  shown: [string, string][],
-): Map<string, string> {
-  const r = sshdRun(sys, opts.sshd, ['-T', '-f', file, ...(probe.spec ? ['-C', probe.spec] : [])]);
-  if (r.code !== 0) {
-    let reason = firstLine(r.stderr.trim() || r.stdout.trim());
-    for (const [from, to] of shown) reason = reason.split(from).join(to);
-    throw new HostError(
-      'SSHD_CONFIG_INVALID',
-      `refusing to install: sshd -T rejects the configuration for ${probe.label}, so nothing was changed: ${reason}`,
-    );
-  }
-  return parseSshdT(r.stdout);
-}
-
-/**
- * What sshd accepts without keymaker's lines (see "authentication strength" in sshd-config.ts):
- * sshd_config with keymaker's block taken out and its drop-in read as empty, asked once per probe.
- */
-function gatherBaseline(
-  sys: HostSystem,
-  opts: InstallRunOptions,
-  files: Record<string, FileState | undefined>,
-  dirEntries: string[],
-): InstallSnapshot['baseline'] {
-  const { paths } = opts;
-  const main = files[paths.sshdConfig];
-  if (!main) return undefined;
-  const mainText = main.content.toString('utf8');
-  const texts = [
-    mainText,
-    ...dirEntries
-      .filter((n) => n !== path.basename(paths.sshdDropIn))
-      .map((n) => sys.readFile(path.join(paths.sshdConfigDir, n))?.content.toString('utf8') ?? ''),
-  ];
-  const probes = sshdProbes(
-    texts,
-    sys.readFile('/etc/passwd')?.content.toString('utf8'),
-    sys.readFile('/etc/group')?.content.toString('utf8'),
-  );
-  // Nothing of keymaker's in place (a first install): the live files are the baseline, no temp copy needed.
-  if (!files[paths.sshdDropIn] && removeSshdBlocks(mainText, paths).text === mainText) {
-    return probes.map((probe) => ({ probe, settings: probeSshdT(sys, opts, paths.sshdConfig, probe, []) }));
-  }
-  const dir = path.dirname(paths.sshdConfig);
-  const tag = sys.randomName();
-  const tempMain = path.join(dir, `.keymaker-candidate-${tag}`);
-  const emptyDropIn = path.join(dir, `.keymaker-candidate-${tag}.conf`);
-  try {
-    sys.writeFileAtomic(emptyDropIn, '', 0o600, 0, 0);
-    sys.writeFileAtomic(tempMain, baselineMain(mainText, dirEntries, paths, emptyDropIn), 0o600, 0, 0);
-    return probes.map((probe) => ({
-      probe,
-      settings: probeSshdT(sys, opts, tempMain, probe, [[tempMain, paths.sshdConfig]]),
-    }));
-  } finally {
-    sys.removeFile(tempMain);
-    sys.removeFile(emptyDropIn);
-  }
-}
-
-/**
- * Validates the sshd configuration keymaker is about to switch to, before
- * anything is switched: a temp copy of sshd_config in /etc/ssh whose drop-in
- * Include is expanded with the new drop-in in its sorted place (or the main
- * config with the block inserted), checked with `sshd -t -f` and `sshd -T -f`.
- */
-function validateCandidate(
-  sys: HostSystem,
-  opts: InstallRunOptions,
-  plan: InstallPlan,
-  snapshot: InstallSnapshot,
-): void {
-  const { paths } = opts;
-  const dir = path.dirname(paths.sshdConfig);
-  const tag = sys.randomName();
-  const tempMain = path.join(dir, `.keymaker-candidate-${tag}`);
-  const tempDropIn = path.join(dir, `.keymaker-candidate-${tag}.conf`);
-  const planned = (p: string) => plan.files.find((f) => f.path === p)?.content.toString('utf8');
-  const mainText = planned(paths.sshdConfig) ?? snapshot.files[paths.sshdConfig]!.content.toString('utf8');
-  const temps: string[] = [];
-  try {
-    let candidate = mainText;
-    if (plan.sshd.mode === 'drop-in') {
-      sys.writeFileAtomic(tempDropIn, planned(paths.sshdDropIn)!, 0o600, 0, 0);
-      temps.push(tempDropIn);
-      candidate = candidateMainForDropIn(
-        mainText,
-        plan.sshd.include!,
-        snapshot.sshdConfigDirEntries,
-        paths,
-        tempDropIn,
-      );
-    }
-    sys.writeFileAtomic(tempMain, candidate, 0o600, 0, 0);
-    temps.push(tempMain);
-    const check = sshdRun(sys, opts.sshd, ['-t', '-f', tempMain]);
-    if (check.code !== 0) {
-      const reason = firstLine(
-        (check.stderr.trim() || check.stdout.trim())
-          .split(tempMain)
-          .join(paths.sshdConfig)
-          .split(tempDropIn)
-          .join(paths.sshdDropIn),
-      );
-      throw new HostError(
-        'SSHD_CONFIG_INVALID',
-        `refusing to install: sshd -t rejects the configuration with keymaker's settings, so nothing was changed: ${reason}`,
-      );
-    }
-    const problems = effectiveSettingProblems(
-      effectiveSshdConfig(sys, opts, paths, tempMain),
-      expectedEffectiveSettings(paths, opts.user, plan.sshd.authenticationMethods),
-    );
-    if (problems.length > 0) {
-      throw new HostError(
-        'SSHD_CONFIG_INVALID',
-        `refusing to install: with keymaker's settings in place sshd would still use ${problems.join('; ')}; an earlier line of the sshd configuration sets it first (sshd keeps the first value it reads): remove that line, then run install again`,
-      );
-    }
-    // Never weaken authentication: the same probes as the baseline, on the candidate.
-    for (const { probe, settings } of snapshot.baseline ?? []) {
-      const after = probeSshdT(sys, opts, tempMain, probe, [
-        [tempMain, paths.sshdConfig],
-        [tempDropIn, paths.sshdDropIn],
-      ]);
-      const reasons = authenticationWeakenings(settings, after);
-      if (reasons.length > 0) {
-        throw new HostError(
-          'WEAKER_AUTHENTICATION',
-          `refusing to install: keymaker's sshd settings would weaken authentication for ${probe.label}, so nothing was changed: ${reasons.join('; ')}`,
-          { details: { probe: probe.spec ?? null, reasons } },
-        );
-      }
-    }
-  } finally {
-    for (const t of temps) sys.removeFile(t);
-  }
-}
-
-/** After the switch: the live config as sshd will read it at reload. */
-function validateLive(
-  sys: HostSystem,
-  opts: SshdOptions & { user?: string; authenticationMethods?: string },
-  paths: HostPaths,
-): void {
-  const check = sshdRun(sys, opts.sshd, ['-t', ...sshdFileArgs(paths)]);
-  if (check.code !== 0)
-    throw new HostError(
-      'SSHD_CONFIG_INVALID',
-      `sshd -t rejects the new sshd configuration: ${firstLine(check.stderr.trim())}`,
-    );
-  if (opts.user) {
-    const problems = effectiveSettingProblems(
-      effectiveSshdConfig(sys, opts, paths, undefined, false),
-      expectedEffectiveSettings(paths, opts.user, opts.authenticationMethods),
-    );
-    if (problems.length > 0)
-      throw new HostError(
-        'SSHD_CONFIG_INVALID',
-        `keymaker's sshd settings did not take effect: ${problems.join('; ')}`,
-      );
-  }
-}
-
-/** Reloads sshd through what the host has; a stopped sshd is not an error. Returns what happened. */
-export function reloadSshd(sys: HostSystem, opts: SshdOptions, paths: HostPaths): string {
-  if (opts.reload === 'none') return 'sshd not reloaded (--reload none): run your usual sshd reload';
-  if (opts.reload === 'systemd' || (opts.reload === 'auto' && isSystemdRunning(sys))) {
-    for (const unit of ['ssh.service', 'sshd.service']) {
-      if (sys.run(['systemctl', 'is-active', '--quiet', unit]).code !== 0) continue;
-      const r = sys.run(['systemctl', 'reload', unit]);
-      if (r.code !== 0)
-        throw new HostError('SYSTEM_COMMAND_FAILED', `systemctl reload ${unit} failed: ${firstLine(r.stderr.trim())}`);
-      return `reloaded sshd (systemctl reload ${unit})`;
-    }
-    return 'sshd is not running (no active ssh/sshd unit); the settings apply when it starts';
-  }
-  if (opts.reload === 'service') {
-    for (const name of ['ssh', 'sshd']) {
-      if (!sys.stat(`/etc/init.d/${name}`)) continue;
-      const r = sys.run(['service', name, 'reload']);
-      if (r.code !== 0)
-        throw new HostError(
-          'SYSTEM_COMMAND_FAILED',
-          `service ${name} reload failed: ${firstLine(r.stderr.trim() || r.stdout.trim())}`,
-        );
-      return `reloaded sshd (service ${name} reload)`;
-    }
-    throw new HostError('SYSTEM_COMMAND_FAILED', 'no /etc/init.d/ssh or /etc/init.d/sshd for --reload service');
-  }
-  let pidFile = opts.sshdPidFile;
-  if (!pidFile) {
-    try {
-      pidFile = effectiveSshdConfig(sys, opts, paths).get('pidfile');
-    } catch {
-      /* validated elsewhere */
-    }
-    pidFile ??= '/run/sshd.pid';
-  }
-  const text = sys.readFile(pidFile)?.content.toString('utf8').trim() ?? '';
-  const pid = /^\d+$/.test(text) ? Number(text) : undefined;
-  if (pid === undefined || !sys.processAlive(pid) || sys.processName(pid) !== 'sshd') {
-    if (opts.reload === 'pidfile' && opts.sshdPidFile)
-      throw new HostError('SYSTEM_COMMAND_FAILED', `no running sshd with the pid in ${pidFile}`);
-    return `sshd is not running (no live sshd pid in ${pidFile}); the settings apply when it starts`;
-  }
-  sys.signal(pid, 'SIGHUP');
-  // sshd re-executes itself with the same pid; a config it cannot load makes it exit.
-  for (let i = 0; i < 10; i++) {
-    sys.sleep(100);
-    if (!sys.processAlive(pid)) {
-      throw new HostError(
-        'SYSTEM_COMMAND_FAILED',
-        `sshd (pid ${pid}) exited after SIGHUP; check its log and start it again`,
-      );
-    }
-  }
-  return `reloaded sshd (SIGHUP to pid ${pid} from ${pidFile})`;
 }
 
 // ---------------------------------------------------------------- install
@@ -438,6 +98,12 @@ function removeStrayTemps(
   }
 }
 
+function lookupUserIds(sys: HostSystem, user: string): { uid: number; gid: number } | undefined {
+  const uid = sys.userIds(user)?.uid;
+  const gid = sys.groupId(user);
+  return uid === undefined || gid === undefined ? undefined : { uid, gid };
+}
+
 function gatherSnapshot(
   sys: HostSystem,
   opts: InstallRunOptions,
@@ -468,28 +134,13 @@ function gatherSnapshot(
     effectiveAuthorizedKeysCommand: effective && effective !== 'none' ? effective : undefined,
     systemdRunning: isSystemdRunning(sys),
     userExists: sys.userIds(opts.user) !== undefined,
+    lookupUserIds: lookupUserIds(sys, opts.user),
+    existingDirs: dirsToSnapshot(paths, journal).filter((d) => sys.stat(d)?.type === 'dir'),
+    nologinShell: nologinShell(sys),
     journal,
     bundle: bundle.content,
     credentials,
   };
-}
-
-function validateCron(sys: HostSystem, plan: InstallPlan, paths: HostPaths, log: InstallLog): void {
-  const file = plan.files.find((f) => f.path === paths.cronFile);
-  if (!file) return;
-  // Only Debian's crontab has the -n dry run; cronie's -n sets a cluster host name instead.
-  const help = sys.run(['crontab', '-h']);
-  if (help.code === 127) {
-    log(`warning: crontab not found: is cron installed? The group sync in ${paths.cronFile} runs only under cron`);
-    return;
-  }
-  if (!/-n\s.*dry run/.test(help.stdout + help.stderr)) return;
-  const r = sys.run(['crontab', '-n', '-'], { input: cronLinesForSyntaxCheck(file.content.toString('utf8')) });
-  if (r.code !== 0)
-    throw new HostError(
-      'SYSTEM_COMMAND_FAILED',
-      `refusing to install: crontab -n rejects the group sync schedule: ${firstLine(r.stderr.trim())}`,
-    );
 }
 
 function nologinShell(sys: HostSystem): string {
@@ -497,20 +148,26 @@ function nologinShell(sys: HostSystem): string {
 }
 
 /**
- * `keymaker install`: plan, check (safe paths, sshd -t on the candidate, cron
- * syntax), then apply in order with a journal; any failure restores every file
- * this run touched, byte for byte, and says what failed.
+ * `keymaker install`: gather what is on the machine, plan every step (plan.ts), then apply them in
+ * order (apply-steps.ts): the checks, then the changes, with the install state on disk before the
+ * files change; any failure undoes what this run did, byte for byte, and says what failed.
  */
 export function runInstall(sys: HostSystem, opts: InstallRunOptions, log: InstallLog): InstallResult {
   const { paths } = opts;
   requireRoot(sys, 'install');
-  const { journal: previous, state: journalState } = readJournal(sys, paths);
+  const { journal: previous } = readJournal(sys, paths);
   if (!opts.dryRun) removeStrayTemps(sys, paths, previous, log);
-  const snapshot = gatherSnapshot(sys, opts, previous);
-  const plan = planInstall(snapshot, opts);
-  assertSafePaths(sys, plan.safePathTargets);
-  validateCandidate(sys, opts, plan, snapshot);
-  validateCron(sys, plan, paths, log);
+  const plan = planInstall(gatherSnapshot(sys, opts, previous), opts);
+  const ctx = { sys, paths, sshd: opts, log };
+  const runner = {
+    perform: (step: (typeof plan.steps)[number]) => performStep(ctx, step),
+    activity: stepActivity,
+    changes: changesMachine,
+  };
+  // The checks before the first change run in a dry run too; nothing else does.
+  const firstChange = plan.steps.findIndex(changesMachine);
+  const checks = firstChange < 0 ? plan.steps : plan.steps.slice(0, firstChange);
+  applySteps(checks, runner, 'install');
   if (opts.dryRun) {
     return {
       dryRun: true,
@@ -521,201 +178,20 @@ export function runInstall(sys: HostSystem, opts: InstallRunOptions, log: Instal
     };
   }
   for (const w of plan.warnings) log(`warning: ${w}`);
-
-  const touched: { path: string; before: FileState | undefined }[] = [];
-  const createdDirs: { path: string; recursive: boolean }[] = [];
-  let userCreated = false;
-  let timerEnabled = false;
-  let reloaded = false;
-  let step = 'starting';
-  const journal: InstallJournal = {
-    version: 1,
-    user: { name: opts.user, created: previous?.user.name === opts.user && previous.user.created },
-    files: [],
-    dirs: [...(previous?.dirs ?? [])],
-    systemdTimer: previous?.systemdTimer,
+  const applied = applySteps(plan.steps.slice(checks.length), runner, 'install');
+  const reload =
+    applied.find((a) => a.step.kind === 'reloadSshd')?.result.message ?? 'sshd configuration unchanged; no reload needed';
+  if (!applied.some((a) => a.step.kind === 'reloadSshd')) log(reload);
+  return {
+    dryRun: false,
+    plan: describeInstallPlan(plan),
+    changed: applied.flatMap((a) => a.result.changed ?? []),
+    userCreated: applied.some((a) => a.step.kind === 'createSystemUser'),
+    reload,
   };
-
-  const ensureDir = (p: string, mode: number, uid: number, gid: number, recursive: boolean) => {
-    if (sys.stat(p)?.type === 'dir') return;
-    ensureDir(path.dirname(p), 0o755, 0, 0, false);
-    sys.mkdir(p, mode, uid, gid);
-    createdDirs.push({ path: p, recursive });
-    if (!journal.dirs.some((d) => d.path === p)) journal.dirs.push({ path: p, recursive });
-  };
-
-  try {
-    if (plan.user.create) {
-      step = `creating the user ${opts.user}`;
-      const shell = nologinShell(sys);
-      const r = sys.run([
-        'useradd',
-        '--system',
-        '--user-group',
-        '--no-create-home',
-        '--home-dir',
-        '/nonexistent',
-        '--shell',
-        shell,
-        '--comment',
-        'Keymaker SSH key lookup',
-        opts.user,
-      ]);
-      if (r.code !== 0)
-        throw new HostError('SYSTEM_COMMAND_FAILED', `useradd ${opts.user} failed: ${firstLine(r.stderr.trim())}`);
-      userCreated = true;
-      journal.user.created = true;
-      log(`created the locked system user ${opts.user} (shell ${shell}, no home)`);
-    }
-
-    step = 'creating directories';
-    for (const d of plan.dirs) {
-      const { uid, gid } = ids(sys, d.owner, d.group);
-      ensureDir(d.path, d.mode, uid, gid, d.recursive);
-    }
-    for (const f of plan.files) ensureDir(path.dirname(f.path), 0o755, 0, 0, false);
-
-    // Journal first: the originals of everything about to change are on disk before it changes.
-    const previousEntry = new Map((previous?.files ?? []).map((f) => [f.path, f]));
-    journal.files = plan.files.map((f): JournalFile => ({
-      path: f.path,
-      // null ("did not exist") from the first install must survive a re-install
-      original: previousEntry.has(f.path) ? previousEntry.get(f.path)!.original : originalOf(snapshot.files[f.path]),
-      installedSha256: sha256(f.content),
-      kind: f.kind,
-    }));
-    const pendingRestores = plan.restores.map((p) => previousEntry.get(p)!);
-    step = 'writing the install state';
-    writeJournal(sys, paths, { ...journal, files: [...journal.files, ...pendingRestores] });
-
-    let sshdChanged = false;
-    const write = (f: PlannedFile) => {
-      const { uid, gid } = ids(sys, f.owner, f.group);
-      const before = snapshot.files[f.path];
-      if (sameFile(before, f.content, f.mode, uid, gid)) return;
-      step = `writing ${f.path}`;
-      // Atomic: a failed write leaves the file as it was, so only successful writes need undoing.
-      restoreFile(sys, paths, f.path, { content: f.content, mode: f.mode, uid, gid });
-      touched.push({ path: f.path, before });
-      if (f.path === paths.sshdConfig || f.path === paths.sshdDropIn) sshdChanged = true;
-      log(`${before ? 'updated' : 'wrote'} ${f.path} (${f.purpose})`);
-    };
-    for (const f of plan.files) write(f);
-    for (const entry of pendingRestores) {
-      step = `restoring ${entry.path}`;
-      const before = sys.readFile(entry.path);
-      const action = undoAction(sys, entry, paths);
-      if (!action) continue;
-      restoreFile(sys, paths, entry.path, action.target);
-      touched.push({ path: entry.path, before });
-      if (entry.path === paths.sshdConfig || entry.path === paths.sshdDropIn) sshdChanged = true;
-      log(`${action.target ? 'restored' : 'removed'} ${entry.path} (no longer used)`);
-      if (action.note) log(`warning: ${action.note}`);
-    }
-
-    step = 'checking the live sshd configuration';
-    validateLive(sys, { ...opts, user: opts.user, authenticationMethods: plan.sshd.authenticationMethods }, paths);
-
-    if (plan.schedule.kind === 'systemd' && snapshot.systemdRunning) {
-      step = 'enabling the group sync timer';
-      for (const argv of [
-        ['systemctl', 'daemon-reload'],
-        ['systemctl', 'enable', '--now', SYNC_TIMER],
-      ]) {
-        const r = sys.run(argv);
-        if (r.code !== 0)
-          throw new HostError('SYSTEM_COMMAND_FAILED', `${argv.join(' ')} failed: ${firstLine(r.stderr.trim())}`);
-      }
-      timerEnabled = journal.systemdTimer !== SYNC_TIMER;
-      journal.systemdTimer = SYNC_TIMER;
-    } else if (plan.schedule.kind === 'systemd') {
-      log('warning: systemd is not running; the timer is installed but not enabled');
-    } else if (journal.systemdTimer && snapshot.systemdRunning) {
-      sys.run(['systemctl', 'disable', '--now', journal.systemdTimer]);
-      journal.systemdTimer = undefined;
-    }
-
-    step = 'reloading sshd';
-    const reload = sshdChanged ? reloadSshd(sys, opts, paths) : 'sshd configuration unchanged; no reload needed';
-    reloaded = sshdChanged;
-    log(reload);
-
-    step = 'writing the install state';
-    writeJournal(sys, paths, journal);
-    return { dryRun: false, plan: describeInstallPlan(plan), changed: touched.map((t) => t.path), userCreated, reload };
-  } catch (error) {
-    const problems: string[] = [];
-    const attempt = (what: string, fn: () => void) => {
-      try {
-        fn();
-      } catch (e) {
-        problems.push(`${what}: ${firstLine((e as Error).message)}`);
-      }
-    };
-    for (const t of [...touched].reverse())
-      attempt(`restoring ${t.path}`, () => restoreFile(sys, paths, t.path, t.before));
-    if (timerEnabled) attempt('disabling the timer', () => void sys.run(['systemctl', 'disable', '--now', SYNC_TIMER]));
-    if (reloaded) attempt('reloading sshd', () => void reloadSshd(sys, opts, paths));
-    attempt('restoring the install state', () => restoreState(sys, journalPath(paths), journalState));
-    for (const d of [...createdDirs].reverse())
-      attempt(`removing ${d.path}`, () => (d.recursive ? sys.removeTree(d.path) : void sys.removeEmptyDir(d.path)));
-    if (userCreated) attempt(`removing the user ${opts.user}`, () => void sys.run(['userdel', opts.user]));
-    const what = isKeymakerError(error) ? error.message : firstLine(String((error as Error)?.message ?? error));
-    const undo =
-      problems.length === 0 ? 'every file was restored as it was' : `restoring failed too (${problems.join('; ')})`;
-    const code = isKeymakerError(error) ? error.code : 'SYSTEM_COMMAND_FAILED';
-    throw new HostError(code, `install failed while ${step}: ${what.replace(/^refusing to install: /, '')}; ${undo}`, {
-      cause: error,
-    });
-  }
 }
 
 // ---------------------------------------------------------------- uninstall
-
-interface UndoAction {
-  entry: JournalFile;
-  /** undefined = delete the file. */
-  target: FileState | undefined;
-  note?: string;
-}
-
-function undoAction(sys: HostSystem, entry: JournalFile, paths: HostPaths): UndoAction | undefined {
-  const current = sys.readFile(entry.path);
-  const original: FileState | undefined = entry.original
-    ? {
-        content: Buffer.from(entry.original.base64, 'base64'),
-        mode: entry.original.mode,
-        uid: entry.original.uid,
-        gid: entry.original.gid,
-      }
-    : undefined;
-  if (!current && !original) return undefined;
-  if (!current) return { entry, target: original };
-  const unchanged = sha256(current.content) === entry.installedSha256;
-  // Somebody else's file: take out only keymaker's lines and keep every other byte, its
-  // mode and owner, whatever happened to it since the first install (the journal's
-  // original predates every later edit and every later install, so it is not written back).
-  if (entry.kind === 'edited') {
-    const text = current.content.toString('utf8');
-    const removed = entry.path === paths.pamSshd ? removePamHook(text, paths) : removeSshdBlocks(text, paths);
-    if (removed.text === text) return undefined;
-    const notes = removed.notes.map((n) => `${entry.path}: ${n}`);
-    const asBefore = !!original && Buffer.from(removed.text).equals(original.content);
-    if (!unchanged && !asBefore && notes.length === 0)
-      notes.push(`${entry.path} was edited after install: removed only keymaker's lines, kept the rest`);
-    return {
-      entry,
-      target: { ...current, content: Buffer.from(removed.text) },
-      note: notes.length > 0 ? notes.join('; ') : undefined,
-    };
-  }
-  if (unchanged) return { entry, target: original };
-  return {
-    entry,
-    target: original,
-    note: `${entry.path} was edited after install; ${original ? 'restored the original' : 'removed it'} anyway`,
-  };
-}
 
 /**
  * `keymaker uninstall`: undoes what the journal lists. sshd first (IAM logins
@@ -734,7 +210,7 @@ export function runUninstall(sys: HostSystem, opts: UninstallRunOptions, log: In
     return { dryRun: opts.dryRun, nothingToDo: true, changed: [], userRemoved: false, reload: 'not needed', warnings };
   }
   const isSshd = (p: string) => p === paths.sshdConfig || p === paths.sshdDropIn;
-  const actions = journal.files.map((e) => ({ entry: e, action: undoAction(sys, e, paths) }));
+  const actions = journal.files.map((e) => ({ entry: e, action: undoJournalEntry(e, sys.readFile(e.path), paths) }));
   if (opts.dryRun) {
     for (const { entry, action } of actions) {
       log(
@@ -758,7 +234,7 @@ export function runUninstall(sys: HostSystem, opts: UninstallRunOptions, log: In
 
   const changed: string[] = [];
   let remaining = [...journal.files];
-  const apply = ({ entry, action }: { entry: JournalFile; action: UndoAction | undefined }) => {
+  const apply = ({ entry, action }: { entry: JournalFile; action: UndoOfEntry | undefined }) => {
     if (action) {
       restoreFile(sys, paths, entry.path, action.target);
       changed.push(entry.path);

@@ -6,3 +6,6 @@ export * from './templates';
 export * from './journal';
 export * from './plan';
 export * from './apply';
+export * from './apply-steps';
+export * from './steps';
+export * from './step-handlers';

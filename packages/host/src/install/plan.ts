@@ -2,9 +2,10 @@ import * as path from 'node:path';
 import { HostError, InputError, linuxNameProblem } from '@keymaker/core';
 import { DEFAULT_HOST_CONFIG, parseHostConfig, serializeHostConfig, type HostConfig } from '../config/host-config';
 import type { HostPaths } from '../system/paths';
-import type { InstallJournal } from './journal';
+import { originalOf, serializeJournal, sha256, type InstallJournal, type JournalDir, type JournalFile } from './journal';
 import { insertPamHook, removePamHook } from './pam';
 import type { SafePathTarget } from './safe-path';
+import { summarizeStep, type InstallStep, type InstallStepSummary } from './steps';
 import {
   composeAuthenticationMethods,
   findDropInInclude,
@@ -61,6 +62,12 @@ export interface InstallSnapshot {
   effectiveAuthorizedKeysCommand?: string;
   systemdRunning: boolean;
   userExists: boolean;
+  /** The lookup user's uid and its group's gid when they exist (so the planner can tell a file is already as planned). */
+  lookupUserIds?: { uid: number; gid: number };
+  /** Which of dirsToSnapshot() exist. */
+  existingDirs: string[];
+  /** The shell a new lookup user gets: the first of nologin's usual places that exists. */
+  nologinShell: string;
   journal?: InstallJournal;
   /** The host bundle to install (dist/keymaker-host.js). */
   bundle: Buffer;
@@ -100,6 +107,8 @@ export interface InstallPlan {
   config: HostConfig;
   /** What sshd, PAM and the schedule run or read: checked against sshd's safe-path rule first. */
   safePathTargets: SafePathTarget[];
+  /** Everything install does, in order: the checks, then each change with its undo (steps.ts). */
+  steps: InstallStep[];
   warnings: string[];
 }
 
@@ -194,6 +203,8 @@ export function planInstall(snapshot: InstallSnapshot, options: InstallOptions):
   add(paths.syncGroupsCommand, syncGroupsWrapper(paths, options.nodePath), 0o755, 'group sync command');
 
   const scheduleKind = options.schedule === 'auto' ? (snapshot.systemdRunning ? 'systemd' : 'cron') : options.schedule;
+  if (scheduleKind === 'systemd' && !snapshot.systemdRunning)
+    warnings.push('systemd is not running; the timer is installed but not enabled');
   if (scheduleKind === 'systemd') {
     const units = systemdUnitPaths(paths);
     add(units.service, systemdService(paths), 0o644, 'group sync service');
@@ -268,7 +279,7 @@ export function planInstall(snapshot: InstallSnapshot, options: InstallOptions):
     { path: paths.configFile, what: 'the host config', needOthers: 'read' },
   ];
 
-  return {
+  const plan: Omit<InstallPlan, 'steps'> = {
     user: { name: user, create: !snapshot.userExists },
     dirs,
     files,
@@ -279,6 +290,132 @@ export function planInstall(snapshot: InstallSnapshot, options: InstallOptions):
     safePathTargets,
     warnings,
   };
+  return { ...plan, steps: installSteps(snapshot, options, plan) };
+}
+
+const isSshdPath = (paths: HostPaths, p: string) => p === paths.sshdConfig || p === paths.sshdDropIn;
+
+type IdOf = (name: string) => number | undefined;
+
+function sameFile(a: FileState | undefined, f: PlannedFile, uidOf: IdOf, gidOf: IdOf): boolean {
+  return !!a && a.content.equals(f.content) && a.mode === f.mode && a.uid === uidOf(f.owner) && a.gid === gidOf(f.group);
+}
+
+/**
+ * The plan as steps. Checks first (they change nothing; a dry run runs them too), then the user,
+ * the directories, the install state naming everything that follows (an intent log: uninstall
+ * undoes a crashed run from it), the files (sshd last: that is the switch), the live check, the
+ * schedule, the final install state, and the sshd reload last, because nothing may fail after it.
+ */
+function installSteps(snapshot: InstallSnapshot, options: InstallOptions, plan: Omit<InstallPlan, 'steps'>) {
+  const { paths, user } = options;
+  const steps: InstallStep[] = [];
+  const planned = (p: string) => plan.files.find((f) => f.path === p);
+
+  steps.push({ kind: 'validate', check: 'safePaths', targets: plan.safePathTargets });
+  const dropIn = planned(paths.sshdDropIn);
+  steps.push({
+    kind: 'validate',
+    check: 'sshdCandidate',
+    mainText: (planned(paths.sshdConfig)?.content ?? snapshot.files[paths.sshdConfig]!.content).toString('utf8'),
+    dropIn: plan.sshd.include && dropIn ? { content: dropIn.content, include: plan.sshd.include } : undefined,
+    sshdConfigDirEntries: snapshot.sshdConfigDirEntries,
+    user,
+    authenticationMethods: plan.sshd.authenticationMethods,
+    baseline: snapshot.baseline ?? [],
+  });
+  const cron = planned(paths.cronFile);
+  if (cron) steps.push({ kind: 'validate', check: 'cronSyntax', path: cron.path, content: cron.content.toString() });
+
+  if (plan.user.create)
+    steps.push({ kind: 'createSystemUser', name: user, shell: snapshot.nologinShell, comment: 'Keymaker SSH key lookup' });
+
+  // Directories, parents first; each one created is recorded, so uninstall removes it again.
+  const previous = snapshot.journal;
+  const existing = new Set(snapshot.existingDirs);
+  const newDirs: JournalDir[] = [];
+  const ensureDir = (d: PlannedDir) => {
+    if (existing.has(d.path)) return;
+    ensureDir({ path: path.dirname(d.path), mode: 0o755, owner: 'root', group: 'root', recursive: false });
+    existing.add(d.path);
+    steps.push({ kind: 'makeDirectory', path: d.path, mode: d.mode, owner: d.owner, group: d.group });
+    newDirs.push({ path: d.path, recursive: d.recursive });
+  };
+  for (const d of plan.dirs) ensureDir(d);
+  for (const f of plan.files)
+    ensureDir({ path: path.dirname(f.path), mode: 0o755, owner: 'root', group: 'root', recursive: false });
+
+  const previousEntry = new Map((previous?.files ?? []).map((f) => [f.path, f]));
+  const journalFiles = plan.files.map(
+    (f): JournalFile => ({
+      path: f.path,
+      // null ("did not exist") from the first install must survive a re-install
+      original: previousEntry.has(f.path) ? previousEntry.get(f.path)!.original : originalOf(snapshot.files[f.path]),
+      installedSha256: sha256(f.content),
+      kind: f.kind,
+    }),
+  );
+  const pendingRestores = plan.restores.map((p) => previousEntry.get(p)!);
+  const intent: InstallJournal = {
+    version: 1,
+    user: { name: user, created: (previous?.user.name === user && previous.user.created) || plan.user.create },
+    files: [...journalFiles, ...pendingRestores],
+    dirs: [...(previous?.dirs ?? []), ...newDirs.filter((d) => !previous?.dirs.some((p) => p.path === d.path))],
+    systemdTimer: previous?.systemdTimer,
+  };
+  const unchanged = (j: InstallJournal) => !!previous && serializeJournal(j) === serializeJournal(previous);
+  if (!unchanged(intent)) steps.push({ kind: 'writeJournal', stage: 'intent', journal: intent });
+
+  // Owners are names until the applier resolves them; the lookup user's are known once it exists.
+  const idOf =
+    (lookup: number | undefined): IdOf =>
+    (name) =>
+      /^\d+$/.test(name) ? Number(name) : name === 'root' ? 0 : name === user ? lookup : undefined;
+  const uidOf = idOf(snapshot.lookupUserIds?.uid);
+  const gidOf = idOf(snapshot.lookupUserIds?.gid);
+  let sshdChanges = false;
+  for (const f of plan.files) {
+    const before = snapshot.files[f.path];
+    if (sameFile(before, f, uidOf, gidOf)) continue;
+    sshdChanges ||= isSshdPath(paths, f.path);
+    steps.push({
+      kind: 'writeFile',
+      path: f.path,
+      content: f.content,
+      mode: f.mode,
+      owner: f.owner,
+      group: f.group,
+      purpose: f.purpose,
+      writeThrough: f.kind === 'edited',
+      existed: !!before,
+    });
+  }
+  for (const entry of pendingRestores) {
+    const undo = undoJournalEntry(entry, snapshot.files[entry.path], paths);
+    if (!undo) continue;
+    sshdChanges ||= isSshdPath(paths, entry.path);
+    steps.push({
+      kind: 'restoreFile',
+      path: entry.path,
+      target: undo.target,
+      writeThrough: entry.kind === 'edited',
+      note: undo.note,
+    });
+  }
+  steps.push({ kind: 'validate', check: 'sshdLive', user, authenticationMethods: plan.sshd.authenticationMethods });
+
+  let systemdTimer = previous?.systemdTimer;
+  if (plan.schedule.kind === 'systemd' && snapshot.systemdRunning) {
+    steps.push({ kind: 'enableService', unit: SYNC_TIMER, wasEnabled: systemdTimer === SYNC_TIMER });
+    systemdTimer = SYNC_TIMER;
+  } else if (plan.schedule.kind === 'cron' && systemdTimer && snapshot.systemdRunning) {
+    steps.push({ kind: 'disableService', unit: systemdTimer });
+    systemdTimer = undefined;
+  }
+  const final: InstallJournal = { ...intent, files: journalFiles, systemdTimer };
+  if (!unchanged(final)) steps.push({ kind: 'writeJournal', stage: 'final', journal: final });
+  if (sshdChanges) steps.push({ kind: 'reloadSshd' });
+  return steps;
 }
 
 /** Every path the planner may read or write, so the applier can snapshot them. */
@@ -303,8 +440,82 @@ export function pathsToSnapshot(paths: HostPaths, journal?: InstallJournal): str
   ];
 }
 
-/** The plan for people (--dry-run) and scripts (--json): contents summarized. */
-export function describeInstallPlan(plan: InstallPlan): Record<string, unknown> {
+/** Every directory the planner may create (each planned directory and file's parent, up to /), to stat. */
+export function dirsToSnapshot(paths: HostPaths, journal?: InstallJournal): string[] {
+  const dirs = new Set<string>();
+  const up = (d: string) => {
+    for (; !dirs.has(d); d = path.dirname(d)) {
+      dirs.add(d);
+      if (d === path.dirname(d)) break;
+    }
+  };
+  for (const d of [path.dirname(paths.configFile), paths.libDir, paths.stateDir, paths.cacheDir]) up(d);
+  for (const p of pathsToSnapshot(paths, journal)) up(path.dirname(p));
+  return [...dirs];
+}
+
+export interface UndoOfEntry {
+  /** undefined = delete the file. */
+  target: FileState | undefined;
+  note?: string;
+}
+
+/**
+ * How to undo one journal entry, given the file as it is now (current); undefined when there is
+ * nothing to undo. Somebody else's file loses only keymaker's lines and keeps every other byte,
+ * its mode and owner, whatever happened to it since the first install (the journal's original
+ * predates every later edit and every later install, so it is not written back).
+ */
+export function undoJournalEntry(
+  entry: JournalFile,
+  current: FileState | undefined,
+  paths: HostPaths,
+): UndoOfEntry | undefined {
+  const original: FileState | undefined = entry.original
+    ? {
+        content: Buffer.from(entry.original.base64, 'base64'),
+        mode: entry.original.mode,
+        uid: entry.original.uid,
+        gid: entry.original.gid,
+      }
+    : undefined;
+  if (!current && !original) return undefined;
+  if (!current) return { target: original };
+  const unchanged = sha256(current.content) === entry.installedSha256;
+  if (entry.kind === 'edited') {
+    const text = current.content.toString('utf8');
+    const removed = entry.path === paths.pamSshd ? removePamHook(text, paths) : removeSshdBlocks(text, paths);
+    if (removed.text === text) return undefined;
+    const notes = removed.notes.map((n) => `${entry.path}: ${n}`);
+    const asBefore = !!original && Buffer.from(removed.text).equals(original.content);
+    if (!unchanged && !asBefore && notes.length === 0)
+      notes.push(`${entry.path} was edited after install: removed only keymaker's lines, kept the rest`);
+    return {
+      target: { ...current, content: Buffer.from(removed.text) },
+      note: notes.length > 0 ? notes.join('; ') : undefined,
+    };
+  }
+  if (unchanged) return { target: original };
+  return {
+    target: original,
+    note: `${entry.path} was edited after install; ${original ? 'restored the original' : 'removed it'} anyway`,
+  };
+}
+
+/** The plan as --dry-run and --json show it: contents summarized, every step listed. */
+export interface InstallPlanSummary {
+  user: { name: string; create: boolean };
+  sshd: InstallPlan['sshd']['mode'];
+  schedule: InstallPlan['schedule']['kind'];
+  config: HostConfig;
+  dirs: { path: string; mode: string; owner: string }[];
+  files: { path: string; purpose: string; mode: string; owner: string; bytes: number }[];
+  restores: string[];
+  steps: InstallStepSummary[];
+  warnings: string[];
+}
+
+export function describeInstallPlan(plan: InstallPlan): InstallPlanSummary {
   return {
     user: plan.user,
     sshd: plan.sshd.mode,
@@ -319,6 +530,7 @@ export function describeInstallPlan(plan: InstallPlan): Record<string, unknown> 
       bytes: f.content.length,
     })),
     restores: plan.restores,
+    steps: plan.steps.map(summarizeStep),
     warnings: plan.warnings,
   };
 }

@@ -1,0 +1,61 @@
+// The one applier: runs steps in order, keeps each one's undo, and on any failure undoes what was done in
+// reverse order and says what failed. It knows nothing of step kinds: `perform` does one step and returns
+// its undo. What survives a crash is the install state the plan's writeJournal steps put on disk.
+import { firstLine, HostError, isKeymakerError } from '@keymaker/core';
+
+export interface StepResult {
+  /** Undoes the step; absent when the step changed nothing. */
+  undo?: () => void;
+  /** Paths the step wrote, restored or removed. */
+  changed?: string[];
+  /** What happened, for the result (a reload's message). */
+  message?: string;
+}
+
+export interface StepRunner<S> {
+  perform(step: S): StepResult | void;
+  /** "writing /etc/pam.d/sshd": what the error says the run was doing. */
+  activity(step: S): string;
+  /** Whether the step changes the machine; a failure before the first one that does is reported as it is. */
+  changes(step: S): boolean;
+}
+
+export interface AppliedStep<S> {
+  step: S;
+  result: StepResult;
+}
+
+/** Applies every step, or none: the run's steps are undone in reverse order when one fails. */
+export function applySteps<S>(steps: readonly S[], runner: StepRunner<S>, operation: string): AppliedStep<S>[] {
+  const done: AppliedStep<S>[] = [];
+  let changing = false;
+  for (const step of steps) {
+    changing ||= runner.changes(step);
+    try {
+      done.push({ step, result: runner.perform(step) ?? {} });
+    } catch (error) {
+      if (!changing) throw error; // nothing was changed: the check's own message says it
+      throw rollBack(done, error, `${operation} failed while ${runner.activity(step)}`);
+    }
+  }
+  return done;
+}
+
+function rollBack<S>(done: AppliedStep<S>[], error: unknown, what: string): HostError {
+  const problems: string[] = [];
+  for (const { result } of [...done].reverse()) {
+    if (!result.undo) continue;
+    try {
+      result.undo();
+    } catch (e) {
+      problems.push(firstLine(e instanceof Error ? e.message : String(e)));
+    }
+  }
+  const reason = isKeymakerError(error)
+    ? error.message
+    : firstLine(error instanceof Error ? error.message : String(error));
+  const undo =
+    problems.length === 0 ? 'every file was restored as it was' : `restoring failed too (${problems.join('; ')})`;
+  const code = isKeymakerError(error) ? error.code : 'SYSTEM_COMMAND_FAILED';
+  return new HostError(code, `${what}: ${reason.replace(/^refusing to install: /, '')}; ${undo}`, { cause: error });
+}

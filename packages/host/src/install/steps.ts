@@ -1,0 +1,176 @@
+// The steps install is made of: each a typed change the planner (plan.ts) decides and lists, whose undo
+// the applier (apply-steps.ts) keeps until the run succeeds. A new kind of change (an nsswitch edit, a
+// systemd socket unit, a PAM session line, a detached agent) is a new member of InstallStep, a case in
+// performStep (step-handlers.ts) and a line in describeStep; the applier itself does not change.
+import type { FileState } from '../system/host-system';
+import type { InstallJournal } from './journal';
+import type { SafePathTarget } from './safe-path';
+import type { DropInInclude, SshdProbe } from './sshd-config';
+
+/** A check that changes nothing; the ones before the first change also run in --dry-run. */
+export type ValidateStep =
+  | { kind: 'validate'; check: 'safePaths'; targets: SafePathTarget[] }
+  | {
+      kind: 'validate';
+      /** sshd -t and -T on a temp copy of the configuration keymaker is about to switch to. */
+      check: 'sshdCandidate';
+      mainText: string;
+      dropIn?: { content: Buffer; include: DropInInclude };
+      sshdConfigDirEntries: string[];
+      user: string;
+      authenticationMethods: string;
+      /** What the candidate must not weaken, probe by probe. */
+      baseline: { probe: SshdProbe; settings: Map<string, string> }[];
+    }
+  | { kind: 'validate'; check: 'cronSyntax'; path: string; content: string }
+  /** sshd -t and -T on the live files, after the switch and before the reload. */
+  | { kind: 'validate'; check: 'sshdLive'; user: string; authenticationMethods: string };
+
+export interface CreateSystemUserStep {
+  kind: 'createSystemUser';
+  name: string;
+  shell: string;
+  comment: string;
+}
+
+export interface MakeDirectoryStep {
+  kind: 'makeDirectory';
+  path: string;
+  mode: number;
+  owner: string;
+  group: string;
+}
+
+/** Writes the install state (journal.ts); it names what a crashed run may have changed, before it changes. */
+export interface WriteJournalStep {
+  kind: 'writeJournal';
+  stage: 'intent' | 'final';
+  journal: InstallJournal;
+}
+
+export interface WriteFileStep {
+  kind: 'writeFile';
+  path: string;
+  content: Buffer;
+  mode: number;
+  owner: string;
+  group: string;
+  purpose: string;
+  /** Somebody else's file (sshd_config, pam.d/sshd): a symlink to it is written through, not replaced. */
+  writeThrough: boolean;
+  /** Whether the file existed (for the log line). */
+  existed: boolean;
+}
+
+/** A file an earlier install wrote that this one does not: back to what the journal says it was. */
+export interface RestoreFileStep {
+  kind: 'restoreFile';
+  path: string;
+  /** undefined: remove it. */
+  target: FileState | undefined;
+  writeThrough: boolean;
+  note?: string;
+}
+
+export interface EnableServiceStep {
+  kind: 'enableService';
+  unit: string;
+  /** Enabled by an earlier install already: a rollback leaves it enabled. */
+  wasEnabled: boolean;
+}
+
+export interface DisableServiceStep {
+  kind: 'disableService';
+  unit: string;
+}
+
+export interface ReloadSshdStep {
+  kind: 'reloadSshd';
+}
+
+export type InstallStep =
+  | ValidateStep
+  | CreateSystemUserStep
+  | MakeDirectoryStep
+  | WriteJournalStep
+  | WriteFileStep
+  | RestoreFileStep
+  | EnableServiceStep
+  | DisableServiceStep
+  | ReloadSshdStep;
+
+export type InstallStepKind = InstallStep['kind'];
+
+/** Whether the step changes the machine (the dry run stops before the first that does). */
+export const changesMachine = (step: InstallStep): boolean => step.kind !== 'validate';
+
+const VALIDATIONS: Record<ValidateStep['check'], string> = {
+  safePaths: "check sshd's safe-path rule on what sshd, PAM and the schedule run or read",
+  sshdCandidate: "check the sshd configuration with keymaker's settings (sshd -t, sshd -T, never weaker authentication)",
+  cronSyntax: 'check the group sync cron schedule (crontab -n)',
+  sshdLive: 'check the live sshd configuration (sshd -t, sshd -T)',
+};
+
+const octal = (mode: number) => mode.toString(8).padStart(4, '0');
+
+/** One line for people: what the step does. */
+export function describeStep(step: InstallStep): string {
+  switch (step.kind) {
+    case 'validate':
+      return VALIDATIONS[step.check];
+    case 'createSystemUser':
+      return `create the locked system user ${step.name} (shell ${step.shell}, no home)`;
+    case 'makeDirectory':
+      return `create the directory ${step.path} (${octal(step.mode)} ${step.owner}:${step.group})`;
+    case 'writeJournal':
+      return step.stage === 'intent'
+        ? 'write the install state (what uninstall undoes), before the files change'
+        : 'write the final install state';
+    case 'writeFile':
+      return `${step.existed ? 'update' : 'write'} ${step.path} (${octal(step.mode)} ${step.owner}:${step.group}, ${step.content.length} bytes): ${step.purpose}`;
+    case 'restoreFile':
+      return `${step.target ? 'restore' : 'remove'} ${step.path} (no longer used)`;
+    case 'enableService':
+      return `enable and start ${step.unit} (systemctl daemon-reload; systemctl enable --now)`;
+    case 'disableService':
+      return `disable and stop ${step.unit} (systemctl disable --now)`;
+    case 'reloadSshd':
+      return 'reload sshd';
+  }
+}
+
+/** What the error says install was doing when a step failed ("install failed while ..."). */
+export function stepActivity(step: InstallStep): string {
+  switch (step.kind) {
+    case 'validate':
+      return step.check === 'sshdLive' ? 'checking the live sshd configuration' : 'checking';
+    case 'createSystemUser':
+      return `creating the user ${step.name}`;
+    case 'makeDirectory':
+      return 'creating directories';
+    case 'writeJournal':
+      return 'writing the install state';
+    case 'writeFile':
+      return `writing ${step.path}`;
+    case 'restoreFile':
+      return `restoring ${step.path}`;
+    case 'enableService':
+      return 'enabling the group sync timer';
+    case 'disableService':
+      return `disabling ${step.unit}`;
+    case 'reloadSshd':
+      return 'reloading sshd';
+  }
+}
+
+/** A step as --json shows it: its kind, its path or unit when it has one, and the line people read. */
+export interface InstallStepSummary {
+  kind: InstallStepKind;
+  description: string;
+  path?: string;
+}
+
+export function summarizeStep(step: InstallStep): InstallStepSummary {
+  const p = 'path' in step && typeof step.path === 'string' ? step.path : 'unit' in step ? step.unit : undefined;
+  return { kind: step.kind, description: describeStep(step), ...(p ? { path: p } : {}) };
+}
