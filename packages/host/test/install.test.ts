@@ -26,6 +26,8 @@ import {
   type InstallSnapshot,
   type PathInfo,
   type RunResult,
+  applySteps,
+  summarizeStep,
 } from '../src/install/index';
 
 const P = DEFAULT_PATHS;
@@ -65,6 +67,25 @@ account    required     pam_sepermit.so
 account    include      password-auth
 `;
 
+/** The directories of a fresh machine (the in-memory one, and the planner's snapshot of it). */
+const MACHINE_DIRS = [
+  '/',
+  '/etc',
+  '/etc/ssh',
+  '/etc/ssh/sshd_config.d',
+  '/etc/pam.d',
+  '/etc/cron.d',
+  '/usr',
+  '/usr/bin',
+  '/usr/local',
+  '/usr/local/lib',
+  '/usr/local/sbin',
+  '/var',
+  '/var/lib',
+  '/run',
+  '/run/sshd',
+];
+
 const file = (content: string, mode = 0o644): FileState => ({ content: Buffer.from(content), mode, uid: 0, gid: 0 });
 
 function snapshot(over: Partial<InstallSnapshot> = {}, files: Record<string, string> = {}): InstallSnapshot {
@@ -77,7 +98,7 @@ function snapshot(over: Partial<InstallSnapshot> = {}, files: Record<string, str
     sshdConfigDirEntries: [],
     systemdRunning: false,
     userExists: false,
-    existingDirs: ['/', '/etc', '/etc/ssh', '/etc/ssh/sshd_config.d', '/etc/pam.d', '/etc/cron.d', '/usr', '/usr/local'],
+    existingDirs: MACHINE_DIRS,
     nologinShell: '/usr/sbin/nologin',
     bundle: Buffer.from('// bundle\n'),
     ...over,
@@ -288,23 +309,7 @@ class FakeMachine implements HostSystem {
   alive = true;
 
   constructor() {
-    for (const d of [
-      '/',
-      '/etc',
-      '/etc/ssh',
-      '/etc/ssh/sshd_config.d',
-      '/etc/pam.d',
-      '/etc/cron.d',
-      '/usr',
-      '/usr/bin',
-      '/usr/local',
-      '/usr/local/lib',
-      '/usr/local/sbin',
-      '/var',
-      '/var/lib',
-      '/run',
-      '/run/sshd',
-    ]) {
+    for (const d of MACHINE_DIRS) {
       this.nodes.set(d, { type: 'dir', content: Buffer.alloc(0), mode: 0o755, uid: 0, gid: 0 });
     }
     this.put('/etc/ssh/sshd_config', DEBIAN_SSHD);
@@ -1014,5 +1019,148 @@ describe('install never weakens authentication (issue 13, point 2)', () => {
     expect(message.split('\n')).toHaveLength(1);
     expect(m.dump()).toEqual(pristine);
     expect(m.commands.filter((c) => c.startsWith('useradd'))).toEqual([]);
+  });
+});
+
+describe('install as steps: the planner lists every change, the applier undoes them in reverse', () => {
+  const listed = (plan: ReturnType<typeof planInstall>) =>
+    plan.steps.map((s) => {
+      const { kind, path: p } = summarizeStep(s);
+      return p ? `${kind} ${p}` : s.kind === 'validate' ? `validate ${s.check}` : kind;
+    });
+
+  test('a fresh install: the checks, the user, the directories, the intent journal, the files (sshd last), the live check, the final journal, the reload', () => {
+    expect(listed(planInstall(snapshot(), options))).toEqual([
+      'validate safePaths',
+      'validate sshdCandidate',
+      `validate ${P.cronFile}`,
+      'createSystemUser',
+      'makeDirectory /etc/keymaker',
+      `makeDirectory ${P.libDir}`,
+      `makeDirectory ${P.stateDir}`,
+      'makeDirectory /var/cache',
+      `makeDirectory ${P.cacheDir}`,
+      `writeJournal`,
+      `writeFile ${P.configFile}`,
+      `writeFile ${P.hostBundle}`,
+      `writeFile ${P.authorizedKeysCommand}`,
+      `writeFile ${P.pamCreateAccountCommand}`,
+      `writeFile ${P.syncGroupsCommand}`,
+      `writeFile ${P.cronFile}`,
+      `writeFile ${P.pamSshd}`,
+      `writeFile ${P.sshdDropIn}`,
+      'validate sshdLive',
+      'writeJournal',
+      'reloadSshd',
+    ]);
+  });
+
+  test('every step reads as one line, and the intent journal names every file before any is written', () => {
+    const plan = planInstall(snapshot(), options);
+    const lines = plan.steps.map((s) => summarizeStep(s).description);
+    expect(lines).toContain('create the locked system user keymaker (shell /usr/sbin/nologin, no home)');
+    expect(lines).toContain(`create the directory ${P.cacheDir} (0750 root:keymaker)`);
+    expect(lines.every((l) => l.length > 0 && !l.includes('\n'))).toBe(true);
+    const intent = plan.steps.find((s) => s.kind === 'writeJournal');
+    expect(intent?.kind === 'writeJournal' && intent.journal.files.map((f) => f.path)).toEqual(
+      plan.files.map((f) => f.path),
+    );
+  });
+
+  test('an idempotent re-install plans only the checks: nothing to write, no journal, no reload', () => {
+    const m = new FakeMachine();
+    runInstall(m, runOptions, quiet);
+    const again = runInstall(m, { ...runOptions, dryRun: true }, quiet);
+    expect(again.plan.steps.map((s) => s.kind)).toEqual(['validate', 'validate', 'validate', 'validate']);
+    expect(again.plan.steps.map((s) => s.description).at(-1)).toBe(
+      'check the live sshd configuration (sshd -t, sshd -T)',
+    );
+  });
+
+  test('a dry run runs the checks, lists every step and changes nothing', () => {
+    const m = new FakeMachine();
+    const pristine = m.dump();
+    const r = runInstall(m, { ...runOptions, dryRun: true }, quiet);
+    expect(r.plan.steps.map((s) => s.kind)).toContain('createSystemUser');
+    expect(r.plan.steps.filter((s) => s.kind === 'writeFile')).toHaveLength(r.plan.files.length);
+    expect(m.commands.some((c) => c.startsWith('/usr/sbin/sshd -t -f /etc/ssh/.keymaker-candidate-'))).toBe(true);
+    expect(m.dump()).toEqual(pristine);
+  });
+
+  test('a failure in step k undoes steps k-1..1 in reverse order, and says which step failed', () => {
+    const events: string[] = [];
+    const steps = [1, 2, 3, 4, 5];
+    const run = () =>
+      applySteps(
+        steps,
+        {
+          perform: (n) => {
+            events.push(`do ${n}`);
+            if (n === 4) throw new Error('boom');
+            return n === 2 ? {} : { undo: () => void events.push(`undo ${n}`) };
+          },
+          activity: (n) => `doing ${n}`,
+          changes: () => true,
+        },
+        'test',
+      );
+    expect(run).toThrow('test failed while doing 4: boom; every file was restored as it was');
+    expect(events).toEqual(['do 1', 'do 2', 'do 3', 'do 4', 'undo 3', 'undo 1']);
+  });
+
+  test('a check that fails before any change is reported as it is, with nothing to undo', () => {
+    const run = () =>
+      applySteps(
+        ['check', 'change'],
+        {
+          perform: (s) => {
+            if (s === 'check') throw new Error('refusing to install: no');
+            return {};
+          },
+          activity: (s) => s,
+          changes: (s) => s === 'change',
+        },
+        'test',
+      );
+    expect(run).toThrow(/^refusing to install: no$/);
+  });
+
+  test('an install that loses power after any of its writes is undone by uninstall from the journal', () => {
+    const full = new FakeMachine();
+    runInstall(full, runOptions, quiet);
+    const writes = full.commands.filter((c) => c.startsWith('write ') && !c.includes('.keymaker-candidate-'));
+    expect(writes.length).toBeGreaterThanOrEqual(10);
+    // The last write is the final journal: after it, install is done.
+    for (let k = 1; k < writes.length; k++) {
+      const m = new FakeMachine();
+      const pristine = m.dump();
+      const machine = {
+        writeFileAtomic: m.writeFileAtomic.bind(m),
+        run: m.run.bind(m),
+        removeFile: m.removeFile.bind(m),
+        removeEmptyDir: m.removeEmptyDir.bind(m),
+      };
+      let written = 0;
+      let down = false;
+      const powerCut = () => {
+        down = true;
+        throw new Error('power cut');
+      };
+      m.writeFileAtomic = (p, ...rest) => {
+        if (down || (!p.includes('.keymaker-candidate-') && ++written > k)) powerCut();
+        machine.writeFileAtomic(p, ...rest);
+      };
+      m.run = (argv: string[]) => (down ? powerCut() : machine.run(argv));
+      m.removeFile = (p) => (down ? powerCut() : machine.removeFile(p));
+      m.removeEmptyDir = (p) => (down ? powerCut() : machine.removeEmptyDir(p));
+      expect(() => runInstall(m, runOptions, quiet)).toThrow(/power cut/);
+      // Back on: nothing of the rollback ran; the journal on disk is all uninstall has.
+      Object.assign(m, machine);
+      const what = `power cut after write ${k} (${writes[k - 1]})`;
+      expect({ what, journal: m.nodes.has(journalPath(P)) }).toEqual({ what, journal: true });
+      runUninstall(m, uninstallOptions, quiet);
+      expect({ what, machine: m.dump() }).toEqual({ what, machine: pristine });
+      expect({ what, user: m.users.has('keymaker') }).toEqual({ what, user: false });
+    }
   });
 });

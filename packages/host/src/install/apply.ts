@@ -180,7 +180,8 @@ export function runInstall(sys: HostSystem, opts: InstallRunOptions, log: Instal
   for (const w of plan.warnings) log(`warning: ${w}`);
   const applied = applySteps(plan.steps.slice(checks.length), runner, 'install');
   const reload =
-    applied.find((a) => a.step.kind === 'reloadSshd')?.result.message ?? 'sshd configuration unchanged; no reload needed';
+    applied.find((a) => a.step.kind === 'reloadSshd')?.result.message ??
+    'sshd configuration unchanged; no reload needed';
   if (!applied.some((a) => a.step.kind === 'reloadSshd')) log(reload);
   return {
     dryRun: false,

@@ -2,7 +2,14 @@ import * as path from 'node:path';
 import { HostError, InputError, linuxNameProblem } from '@keymaker/core';
 import { DEFAULT_HOST_CONFIG, parseHostConfig, serializeHostConfig, type HostConfig } from '../config/host-config';
 import type { HostPaths } from '../system/paths';
-import { originalOf, serializeJournal, sha256, type InstallJournal, type JournalDir, type JournalFile } from './journal';
+import {
+  originalOf,
+  serializeJournal,
+  sha256,
+  type InstallJournal,
+  type JournalDir,
+  type JournalFile,
+} from './journal';
 import { insertPamHook, removePamHook } from './pam';
 import type { SafePathTarget } from './safe-path';
 import { summarizeStep, type InstallStep, type InstallStepSummary } from './steps';
@@ -298,7 +305,9 @@ const isSshdPath = (paths: HostPaths, p: string) => p === paths.sshdConfig || p 
 type IdOf = (name: string) => number | undefined;
 
 function sameFile(a: FileState | undefined, f: PlannedFile, uidOf: IdOf, gidOf: IdOf): boolean {
-  return !!a && a.content.equals(f.content) && a.mode === f.mode && a.uid === uidOf(f.owner) && a.gid === gidOf(f.group);
+  return (
+    !!a && a.content.equals(f.content) && a.mode === f.mode && a.uid === uidOf(f.owner) && a.gid === gidOf(f.group)
+  );
 }
 
 /**
@@ -328,7 +337,12 @@ function installSteps(snapshot: InstallSnapshot, options: InstallOptions, plan: 
   if (cron) steps.push({ kind: 'validate', check: 'cronSyntax', path: cron.path, content: cron.content.toString() });
 
   if (plan.user.create)
-    steps.push({ kind: 'createSystemUser', name: user, shell: snapshot.nologinShell, comment: 'Keymaker SSH key lookup' });
+    steps.push({
+      kind: 'createSystemUser',
+      name: user,
+      shell: snapshot.nologinShell,
+      comment: 'Keymaker SSH key lookup',
+    });
 
   // Directories, parents first; each one created is recorded, so uninstall removes it again.
   const previous = snapshot.journal;
@@ -346,15 +360,13 @@ function installSteps(snapshot: InstallSnapshot, options: InstallOptions, plan: 
     ensureDir({ path: path.dirname(f.path), mode: 0o755, owner: 'root', group: 'root', recursive: false });
 
   const previousEntry = new Map((previous?.files ?? []).map((f) => [f.path, f]));
-  const journalFiles = plan.files.map(
-    (f): JournalFile => ({
-      path: f.path,
-      // null ("did not exist") from the first install must survive a re-install
-      original: previousEntry.has(f.path) ? previousEntry.get(f.path)!.original : originalOf(snapshot.files[f.path]),
-      installedSha256: sha256(f.content),
-      kind: f.kind,
-    }),
-  );
+  const journalFiles = plan.files.map((f): JournalFile => ({
+    path: f.path,
+    // null ("did not exist") from the first install must survive a re-install
+    original: previousEntry.has(f.path) ? previousEntry.get(f.path)!.original : originalOf(snapshot.files[f.path]),
+    installedSha256: sha256(f.content),
+    kind: f.kind,
+  }));
   const pendingRestores = plan.restores.map((p) => previousEntry.get(p)!);
   const intent: InstallJournal = {
     version: 1,

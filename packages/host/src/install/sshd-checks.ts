@@ -28,7 +28,6 @@ export interface SshdOptions {
   sshdPidFile?: string;
 }
 
-
 export const isSystemdRunning = (sys: HostSystem) => sys.stat('/run/systemd/system')?.type === 'dir';
 
 export function sshdRun(sys: HostSystem, sshd: string, args: string[]) {

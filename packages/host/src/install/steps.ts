@@ -106,7 +106,8 @@ export const changesMachine = (step: InstallStep): boolean => step.kind !== 'val
 
 const VALIDATIONS: Record<ValidateStep['check'], string> = {
   safePaths: "check sshd's safe-path rule on what sshd, PAM and the schedule run or read",
-  sshdCandidate: "check the sshd configuration with keymaker's settings (sshd -t, sshd -T, never weaker authentication)",
+  sshdCandidate:
+    "check the sshd configuration with keymaker's settings (sshd -t, sshd -T, never weaker authentication)",
   cronSyntax: 'check the group sync cron schedule (crontab -n)',
   sshdLive: 'check the live sshd configuration (sshd -t, sshd -T)',
 };
