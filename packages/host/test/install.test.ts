@@ -27,6 +27,7 @@ import {
   type PathInfo,
   type RunResult,
   applySteps,
+  planUninstall,
   summarizeStep,
 } from '../src/install/index';
 
@@ -1162,5 +1163,30 @@ describe('install as steps: the planner lists every change, the applier undoes t
       expect({ what, machine: m.dump() }).toEqual({ what, machine: pristine });
       expect({ what, user: m.users.has('keymaker') }).toEqual({ what, user: false });
     }
+  });
+
+  test('uninstall: sshd switched off and checked first (undone as a whole), then the files with the journal shrinking, the state, the directories, the user', () => {
+    const m = new FakeMachine();
+    runInstall(m, runOptions, quiet);
+    const journal = JSON.parse(m.text(journalPath(P))!) as Parameters<typeof planUninstall>[0];
+    const current = Object.fromEntries(journal.files.map((f) => [f.path, m.readFile(f.path)]));
+    const plan = planUninstall(journal, current, P, false);
+    const names = (steps: typeof plan.switchOff) =>
+      steps.map((s) => {
+        const p = summarizeStep(s).path;
+        return s.kind === 'writeJournal' ? `writeJournal ${s.journal.files.length}` : p ? `${s.kind} ${p}` : s.kind;
+      });
+    expect(names(plan.switchOff)).toEqual([`restoreFile ${P.sshdDropIn}`, 'validate', 'reloadSshd']);
+    const files = journal.files.length;
+    const others = journal.files.filter((f) => f.path !== P.sshdConfig && f.path !== P.sshdDropIn);
+    expect(others).toHaveLength(files - 1); // the drop-in: sshd_config itself is not touched
+    expect(names(plan.cleanUp)).toEqual([
+      `writeJournal ${files - 1}`,
+      ...others.flatMap((f, i) => [`restoreFile ${f.path}`, `writeJournal ${files - 2 - i}`]),
+      `removeFile ${journalPath(P)}`,
+      ...[...journal.dirs].reverse().map((d) => `removeDirectory ${d.path}`),
+      'removeSystemUser',
+    ]);
+    expect(plan.untouched).toEqual([]);
   });
 });

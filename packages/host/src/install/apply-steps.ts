@@ -18,6 +18,13 @@ export interface StepRunner<S> {
   activity(step: S): string;
   /** Whether the step changes the machine; a failure before the first one that does is reported as it is. */
   changes(step: S): boolean;
+  /** A failure whose own message already says that everything is as it was (once the rollback succeeded). */
+  reportsItself?(step: S, error: unknown): boolean;
+}
+
+export interface ApplyOptions {
+  /** false: stop at the first failure and leave what was done (uninstall after sshd was switched off). */
+  rollBack?: boolean;
 }
 
 export interface AppliedStep<S> {
@@ -26,7 +33,12 @@ export interface AppliedStep<S> {
 }
 
 /** Applies every step, or none: the run's steps are undone in reverse order when one fails. */
-export function applySteps<S>(steps: readonly S[], runner: StepRunner<S>, operation: string): AppliedStep<S>[] {
+export function applySteps<S>(
+  steps: readonly S[],
+  runner: StepRunner<S>,
+  operation: string,
+  { rollBack = true }: ApplyOptions = {},
+): AppliedStep<S>[] {
   const done: AppliedStep<S>[] = [];
   let changing = false;
   for (const step of steps) {
@@ -34,14 +46,17 @@ export function applySteps<S>(steps: readonly S[], runner: StepRunner<S>, operat
     try {
       done.push({ step, result: runner.perform(step) ?? {} });
     } catch (error) {
-      if (!changing) throw error; // nothing was changed: the check's own message says it
-      throw rollBack(done, error, `${operation} failed while ${runner.activity(step)}`);
+      if (!changing || !rollBack) throw error; // nothing was changed, or what was done stays
+      const problems = undoAll(done);
+      if (problems.length === 0 && runner.reportsItself?.(step, error)) throw error;
+      throw failure(error, problems, `${operation} failed while ${runner.activity(step)}`);
     }
   }
   return done;
 }
 
-function rollBack<S>(done: AppliedStep<S>[], error: unknown, what: string): HostError {
+/** Undoes every step done, last first; returns what could not be undone. */
+function undoAll<S>(done: AppliedStep<S>[]): string[] {
   const problems: string[] = [];
   for (const { result } of [...done].reverse()) {
     if (!result.undo) continue;
@@ -51,6 +66,10 @@ function rollBack<S>(done: AppliedStep<S>[], error: unknown, what: string): Host
       problems.push(firstLine(e instanceof Error ? e.message : String(e)));
     }
   }
+  return problems;
+}
+
+function failure(error: unknown, problems: string[], what: string): HostError {
   const reason = isKeymakerError(error)
     ? error.message
     : firstLine(error instanceof Error ? error.message : String(error));

@@ -1,32 +1,23 @@
 import * as path from 'node:path';
-import { firstLine, HostError, InputError } from '@keymaker/core';
+import { InputError } from '@keymaker/core';
 import type { FileState, HostSystem } from '../system/host-system';
 import type { HostPaths } from '../system/paths';
 import { applySteps } from './apply-steps';
-import { editedPaths, readJournal, requireRoot, restoreFile, writeJournal, writeThrough } from './file-ops';
-import { journalPath, type InstallJournal, type JournalFile } from './journal';
+import { editedPaths, readJournal, requireRoot, writeThrough } from './file-ops';
+import { journalPath, type InstallJournal } from './journal';
 import {
   describeInstallPlan,
   dirsToSnapshot,
   pathsToSnapshot,
   planInstall,
-  undoJournalEntry,
+  planUninstall,
   type InstallOptions,
   type InstallPlanSummary,
   type InstallSnapshot,
-  type UndoOfEntry,
 } from './plan';
-import {
-  effectiveSshdConfig,
-  gatherBaseline,
-  isSystemdRunning,
-  reloadSshd,
-  sshdFileArgs,
-  sshdRun,
-  type SshdOptions,
-} from './sshd-checks';
+import { effectiveSshdConfig, gatherBaseline, isSystemdRunning, type SshdOptions } from './sshd-checks';
 import { performStep } from './step-handlers';
-import { changesMachine, stepActivity } from './steps';
+import { changesMachine, describeStep, stepActivity, type InstallStep } from './steps';
 
 export type { ReloadStrategy, SshdOptions } from './sshd-checks';
 export { reloadSshd } from './sshd-checks';
@@ -158,7 +149,7 @@ export function runInstall(sys: HostSystem, opts: InstallRunOptions, log: Instal
   const { journal: previous } = readJournal(sys, paths);
   if (!opts.dryRun) removeStrayTemps(sys, paths, previous, log);
   const plan = planInstall(gatherSnapshot(sys, opts, previous), opts);
-  const ctx = { sys, paths, sshd: opts, log };
+  const ctx = { sys, paths, sshd: opts, log, warn: (w: string) => log(`warning: ${w}`) };
   const runner = {
     perform: (step: (typeof plan.steps)[number]) => performStep(ctx, step),
     activity: stepActivity,
@@ -195,9 +186,9 @@ export function runInstall(sys: HostSystem, opts: InstallRunOptions, log: Instal
 // ---------------------------------------------------------------- uninstall
 
 /**
- * `keymaker uninstall`: undoes what the journal lists. sshd first (IAM logins
- * stop), validated with sshd -t before the reload; then PAM, the schedule, the
- * files, directories and the user install created. Resumable: the journal
+ * `keymaker uninstall`: undoes what the journal lists (planUninstall). sshd first (IAM logins
+ * stop), validated with sshd -t before the reload and put back as a whole if sshd rejects it; then
+ * the schedule, the files, directories and the user install created. Resumable: the journal
  * shrinks as each step is done; without a journal there is nothing to do.
  */
 export function runUninstall(sys: HostSystem, opts: UninstallRunOptions, log: InstallLog): UninstallResult {
@@ -210,19 +201,11 @@ export function runUninstall(sys: HostSystem, opts: UninstallRunOptions, log: In
     log(`nothing to uninstall: no install state at ${journalPath(paths)}`);
     return { dryRun: opts.dryRun, nothingToDo: true, changed: [], userRemoved: false, reload: 'not needed', warnings };
   }
-  const isSshd = (p: string) => p === paths.sshdConfig || p === paths.sshdDropIn;
-  const actions = journal.files.map((e) => ({ entry: e, action: undoJournalEntry(e, sys.readFile(e.path), paths) }));
+  const current = Object.fromEntries(journal.files.map((e) => [e.path, sys.readFile(e.path)]));
+  const plan = planUninstall(journal, current, paths, isSystemdRunning(sys));
   if (opts.dryRun) {
-    for (const { entry, action } of actions) {
-      log(
-        action
-          ? `would ${action.target ? 'restore' : 'remove'} ${entry.path}`
-          : `would leave ${entry.path} (already as before install)`,
-      );
-    }
-    for (const d of [...journal.dirs].reverse())
-      log(`would remove ${d.path}${d.recursive ? ' and its contents' : ' if empty'}`);
-    if (journal.user.created) log(`would remove the user ${journal.user.name}`);
+    for (const p of plan.untouched) log(`would leave ${p} (already as before install)`);
+    for (const step of [...plan.switchOff, ...plan.cleanUp]) log(`would ${describeStep(step)}`);
     return {
       dryRun: true,
       nothingToDo: false,
@@ -232,69 +215,27 @@ export function runUninstall(sys: HostSystem, opts: UninstallRunOptions, log: In
       warnings,
     };
   }
-
-  const changed: string[] = [];
-  let remaining = [...journal.files];
-  const apply = ({ entry, action }: { entry: JournalFile; action: UndoOfEntry | undefined }) => {
-    if (action) {
-      restoreFile(sys, paths, entry.path, action.target);
-      changed.push(entry.path);
-      if (action.note) warnings.push(action.note);
-      log(`${action.target ? 'restored' : 'removed'} ${entry.path}`);
-    }
-    remaining = remaining.filter((e) => e.path !== entry.path);
-    writeJournal(sys, paths, { ...journal, files: remaining });
+  const ctx = { sys, paths, sshd: opts, log, warn: (w: string) => void warnings.push(w) };
+  const runner = {
+    perform: (step: InstallStep) => performStep(ctx, step),
+    activity: stepActivity,
+    changes: changesMachine,
+    // "uninstall stopped: ... keymaker's settings are still in place" once the sshd files are back.
+    reportsItself: (step: InstallStep) => step.kind === 'validate',
   };
-
-  // 1. sshd: the switch that turns IAM logins off. Never reload a config sshd -t rejects.
-  const sshdActions = actions.filter((a) => isSshd(a.entry.path));
-  const sshdBefore = sshdActions.map((a) => ({ path: a.entry.path, state: sys.readFile(a.entry.path) }));
-  let reload = 'sshd configuration unchanged; no reload needed';
-  if (sshdActions.some((a) => a.action)) {
-    for (const a of sshdActions) if (a.action) restoreFile(sys, paths, a.entry.path, a.action.target);
-    const check = sshdRun(sys, opts.sshd, ['-t', ...sshdFileArgs(paths)]);
-    if (check.code !== 0) {
-      for (const b of sshdBefore) restoreFile(sys, paths, b.path, b.state);
-      throw new HostError(
-        'SSHD_CONFIG_INVALID',
-        `uninstall stopped: with keymaker's settings removed, sshd -t rejects the configuration (${firstLine(check.stderr.trim())}); keymaker's settings are still in place: fix the sshd configuration, then run uninstall again`,
-      );
-    }
-    reload = reloadSshd(sys, opts, paths);
-    log(reload);
-  }
-  for (const a of sshdActions) apply(a);
-
-  // 2. The schedule, then every other file.
-  if (journal.systemdTimer && isSystemdRunning(sys)) {
-    const r = sys.run(['systemctl', 'disable', '--now', journal.systemdTimer]);
-    if (r.code !== 0)
-      warnings.push(`systemctl disable --now ${journal.systemdTimer} failed: ${firstLine(r.stderr.trim())}`);
-  }
-  for (const a of actions) if (!isSshd(a.entry.path)) apply(a);
-  if (journal.systemdTimer && isSystemdRunning(sys)) sys.run(['systemctl', 'daemon-reload']);
-
-  // 3. The state file, directories install created, the lookup user.
-  sys.removeFile(journalPath(paths));
-  for (const d of [...journal.dirs].reverse()) {
-    if (!sys.stat(d.path)) continue;
-    if (d.recursive) sys.removeTree(d.path);
-    else if (!sys.removeEmptyDir(d.path)) {
-      warnings.push(`left ${d.path}: it holds files keymaker did not write`);
-      continue;
-    }
-    changed.push(d.path);
-  }
-  let userRemoved = false;
-  if (journal.user.created && sys.userIds(journal.user.name)) {
-    const r = sys.run(['userdel', journal.user.name]);
-    if (r.code === 0) {
-      userRemoved = true;
-      log(`removed the user ${journal.user.name}`);
-    } else {
-      warnings.push(`userdel ${journal.user.name} failed (${firstLine(r.stderr.trim())}); remove it by hand`);
-    }
-  }
+  const applied = [
+    ...applySteps(plan.switchOff, runner, 'uninstall'),
+    ...applySteps(plan.cleanUp, runner, 'uninstall', { rollBack: false }),
+  ];
   for (const w of warnings) log(`warning: ${w}`);
-  return { dryRun: false, nothingToDo: false, changed, userRemoved, reload, warnings };
+  return {
+    dryRun: false,
+    nothingToDo: false,
+    changed: applied.flatMap((a) => a.result.changed ?? []),
+    userRemoved: applied.some((a) => a.step.kind === 'removeSystemUser' && a.result.message === 'removed'),
+    reload:
+      applied.find((a) => a.step.kind === 'reloadSshd')?.result.message ??
+      'sshd configuration unchanged; no reload needed',
+    warnings,
+  };
 }

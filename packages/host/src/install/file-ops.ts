@@ -54,10 +54,6 @@ export function writeThrough(sys: HostSystem, p: string): string {
 /** The administrator's files keymaker edits (its lines in them); every other file in the journal is keymaker's own. */
 export const editedPaths = (paths: HostPaths) => [paths.sshdConfig, paths.pamSshd];
 
-export function restoreFile(sys: HostSystem, paths: HostPaths, p: string, state: FileState | undefined): void {
-  restoreState(sys, editedPaths(paths).includes(p) ? writeThrough(sys, p) : p, state);
-}
-
 export function ids(sys: HostSystem, owner: string, group: string): { uid: number; gid: number } {
   const uid = /^\d+$/.test(owner) ? Number(owner) : owner === 'root' ? 0 : sys.userIds(owner)?.uid;
   const gid = /^\d+$/.test(group) ? Number(group) : group === 'root' ? 0 : sys.groupId(group);

@@ -3,6 +3,7 @@ import { HostError, InputError, linuxNameProblem } from '@keymaker/core';
 import { DEFAULT_HOST_CONFIG, parseHostConfig, serializeHostConfig, type HostConfig } from '../config/host-config';
 import type { HostPaths } from '../system/paths';
 import {
+  journalPath,
   originalOf,
   serializeJournal,
   sha256,
@@ -411,6 +412,7 @@ function installSteps(snapshot: InstallSnapshot, options: InstallOptions, plan: 
       path: entry.path,
       target: undo.target,
       writeThrough: entry.kind === 'edited',
+      reason: 'no longer used',
       note: undo.note,
     });
   }
@@ -512,6 +514,62 @@ export function undoJournalEntry(
     target: original,
     note: `${entry.path} was edited after install; ${original ? 'restored the original' : 'removed it'} anyway`,
   };
+}
+
+/** Uninstall's steps, from the install state and the files as they are now. */
+export interface UninstallPlan {
+  /** sshd back without keymaker's settings, checked, reloaded: IAM logins stop. Undone as a whole on failure. */
+  switchOff: InstallStep[];
+  /** Everything else, the install state shrinking as it goes, so a stopped uninstall resumes. */
+  cleanUp: InstallStep[];
+  /** Journal entries already as they were before install. */
+  untouched: string[];
+}
+
+export function planUninstall(
+  journal: InstallJournal,
+  current: Record<string, FileState | undefined>,
+  paths: HostPaths,
+  systemdRunning: boolean,
+): UninstallPlan {
+  const entries = journal.files.map((entry) => ({ entry, undo: undoJournalEntry(entry, current[entry.path], paths) }));
+  const restore = ({ entry, undo }: (typeof entries)[number]): InstallStep[] =>
+    undo
+      ? [
+          {
+            kind: 'restoreFile',
+            path: entry.path,
+            target: undo.target,
+            writeThrough: entry.kind === 'edited',
+            note: undo.note,
+          },
+        ]
+      : [];
+  const sshd = entries.filter((e) => isSshdPath(paths, e.entry.path));
+  const others = entries.filter((e) => !isSshdPath(paths, e.entry.path));
+  const switchOff: InstallStep[] = sshd.some((e) => e.undo)
+    ? [...sshd.flatMap(restore), { kind: 'validate', check: 'sshdWithoutKeymaker' }, { kind: 'reloadSshd' }]
+    : [];
+
+  const cleanUp: InstallStep[] = [];
+  let remaining = [...journal.files];
+  const done = (entry: JournalFile) => {
+    remaining = remaining.filter((e) => e.path !== entry.path);
+    cleanUp.push({ kind: 'writeJournal', stage: 'progress', journal: { ...journal, files: remaining } });
+  };
+  for (const { entry } of sshd) done(entry);
+  const timer = journal.systemdTimer && systemdRunning ? journal.systemdTimer : undefined;
+  if (timer) cleanUp.push({ kind: 'disableService', unit: timer });
+  for (const e of others) {
+    cleanUp.push(...restore(e));
+    done(e.entry);
+  }
+  if (timer) cleanUp.push({ kind: 'reloadServiceManager' });
+  cleanUp.push({ kind: 'removeFile', path: journalPath(paths) });
+  for (const d of [...journal.dirs].reverse())
+    cleanUp.push({ kind: 'removeDirectory', path: d.path, recursive: d.recursive });
+  if (journal.user.created) cleanUp.push({ kind: 'removeSystemUser', name: journal.user.name });
+  return { switchOff, cleanUp, untouched: entries.filter((e) => !e.undo).map((e) => e.entry.path) };
 }
 
 /** The plan as --dry-run and --json show it: contents summarized, every step listed. */

@@ -7,7 +7,7 @@ import type { StepResult } from './apply-steps';
 import { ids, restoreState, writeJournal, writeThrough } from './file-ops';
 import { journalPath } from './journal';
 import { assertSafePaths } from './safe-path';
-import { reloadSshd, validateCandidate, validateLive, type SshdOptions } from './sshd-checks';
+import { reloadSshd, sshdFileArgs, sshdRun, validateCandidate, validateLive, type SshdOptions } from './sshd-checks';
 import type { InstallStep, ValidateStep } from './steps';
 import { cronLinesForSyntaxCheck } from './templates';
 
@@ -16,6 +16,8 @@ export interface StepContext {
   paths: HostPaths;
   sshd: SshdOptions;
   log: (line: string) => void;
+  /** A problem that does not stop the run (install logs it at once; uninstall lists it at the end). */
+  warn: (line: string) => void;
 }
 
 function run(sys: HostSystem, argv: string[]): void {
@@ -54,6 +56,15 @@ function validate(ctx: StepContext, step: ValidateStep): void {
         { ...ctx.sshd, user: step.user, authenticationMethods: step.authenticationMethods },
         ctx.paths,
       );
+    case 'sshdWithoutKeymaker': {
+      const check = sshdRun(ctx.sys, ctx.sshd.sshd, ['-t', ...sshdFileArgs(ctx.paths)]);
+      if (check.code !== 0)
+        throw new HostError(
+          'SSHD_CONFIG_INVALID',
+          `uninstall stopped: with keymaker's settings removed, sshd -t rejects the configuration (${firstLine(check.stderr.trim())}); keymaker's settings are still in place: fix the sshd configuration, then run uninstall again`,
+        );
+      return;
+    }
   }
 }
 
@@ -110,17 +121,45 @@ export function performStep(ctx: StepContext, step: InstallStep): StepResult {
     case 'restoreFile': {
       const undo = fileUndo(ctx, step.path, step.writeThrough);
       restoreState(sys, step.writeThrough ? writeThrough(sys, step.path) : step.path, step.target);
-      log(`${step.target ? 'restored' : 'removed'} ${step.path} (no longer used)`);
-      if (step.note) log(`warning: ${step.note}`);
+      log(`${step.target ? 'restored' : 'removed'} ${step.path}${step.reason ? ` (${step.reason})` : ''}`);
+      if (step.note) ctx.warn(step.note);
       return { undo, changed: [step.path] };
     }
     case 'enableService':
       run(sys, ['systemctl', 'daemon-reload']);
       run(sys, ['systemctl', 'enable', '--now', step.unit]);
       return step.wasEnabled ? {} : { undo: () => void sys.run(['systemctl', 'disable', '--now', step.unit]) };
-    case 'disableService':
-      sys.run(['systemctl', 'disable', '--now', step.unit]);
+    case 'disableService': {
+      const r = sys.run(['systemctl', 'disable', '--now', step.unit]);
+      if (r.code !== 0) ctx.warn(`systemctl disable --now ${step.unit} failed: ${firstLine(r.stderr.trim())}`);
       return {};
+    }
+    case 'reloadServiceManager':
+      sys.run(['systemctl', 'daemon-reload']);
+      return {};
+    case 'removeFile': {
+      const undo = fileUndo(ctx, step.path, false);
+      sys.removeFile(step.path);
+      return { undo };
+    }
+    case 'removeDirectory':
+      if (!sys.stat(step.path)) return {};
+      if (step.recursive) sys.removeTree(step.path);
+      else if (!sys.removeEmptyDir(step.path)) {
+        ctx.warn(`left ${step.path}: it holds files keymaker did not write`);
+        return {};
+      }
+      return { changed: [step.path] };
+    case 'removeSystemUser': {
+      if (!sys.userIds(step.name)) return {};
+      const r = sys.run(['userdel', step.name]);
+      if (r.code !== 0) {
+        ctx.warn(`userdel ${step.name} failed (${firstLine(r.stderr.trim())}); remove it by hand`);
+        return {};
+      }
+      log(`removed the user ${step.name}`);
+      return { message: 'removed' };
+    }
     case 'reloadSshd': {
       const message = reloadSshd(sys, ctx.sshd, paths);
       log(message);

@@ -24,7 +24,9 @@ export type ValidateStep =
     }
   | { kind: 'validate'; check: 'cronSyntax'; path: string; content: string }
   /** sshd -t and -T on the live files, after the switch and before the reload. */
-  | { kind: 'validate'; check: 'sshdLive'; user: string; authenticationMethods: string };
+  | { kind: 'validate'; check: 'sshdLive'; user: string; authenticationMethods: string }
+  /** Uninstall: sshd -t on the live files with keymaker's settings taken out, before the reload. */
+  | { kind: 'validate'; check: 'sshdWithoutKeymaker' };
 
 export interface CreateSystemUserStep {
   kind: 'createSystemUser';
@@ -44,7 +46,8 @@ export interface MakeDirectoryStep {
 /** Writes the install state (journal.ts); it names what a crashed run may have changed, before it changes. */
 export interface WriteJournalStep {
   kind: 'writeJournal';
-  stage: 'intent' | 'final';
+  /** progress: uninstall's, shrinking as each file is restored, so a stopped uninstall resumes. */
+  stage: 'intent' | 'final' | 'progress';
   journal: InstallJournal;
 }
 
@@ -69,6 +72,8 @@ export interface RestoreFileStep {
   /** undefined: remove it. */
   target: FileState | undefined;
   writeThrough: boolean;
+  /** Why, for the log line ("no longer used"). */
+  reason?: string;
   note?: string;
 }
 
@@ -88,6 +93,30 @@ export interface ReloadSshdStep {
   kind: 'reloadSshd';
 }
 
+/** systemctl daemon-reload, after unit files went away. */
+export interface ReloadServiceManagerStep {
+  kind: 'reloadServiceManager';
+}
+
+export interface RemoveFileStep {
+  kind: 'removeFile';
+  path: string;
+}
+
+/** A directory install created; one that is not keymaker's alone is left, with a warning. */
+export interface RemoveDirectoryStep {
+  kind: 'removeDirectory';
+  path: string;
+  /** With its contents (keymaker's own cache). */
+  recursive: boolean;
+}
+
+/** The lookup user install created; a failure is a warning (remove it by hand). */
+export interface RemoveSystemUserStep {
+  kind: 'removeSystemUser';
+  name: string;
+}
+
 export type InstallStep =
   | ValidateStep
   | CreateSystemUserStep
@@ -97,7 +126,11 @@ export type InstallStep =
   | RestoreFileStep
   | EnableServiceStep
   | DisableServiceStep
-  | ReloadSshdStep;
+  | ReloadSshdStep
+  | ReloadServiceManagerStep
+  | RemoveFileStep
+  | RemoveDirectoryStep
+  | RemoveSystemUserStep;
 
 export type InstallStepKind = InstallStep['kind'];
 
@@ -110,6 +143,7 @@ const VALIDATIONS: Record<ValidateStep['check'], string> = {
     "check the sshd configuration with keymaker's settings (sshd -t, sshd -T, never weaker authentication)",
   cronSyntax: 'check the group sync cron schedule (crontab -n)',
   sshdLive: 'check the live sshd configuration (sshd -t, sshd -T)',
+  sshdWithoutKeymaker: "check the sshd configuration without keymaker's settings (sshd -t)",
 };
 
 const octal = (mode: number) => mode.toString(8).padStart(4, '0');
@@ -126,17 +160,27 @@ export function describeStep(step: InstallStep): string {
     case 'writeJournal':
       return step.stage === 'intent'
         ? 'write the install state (what uninstall undoes), before the files change'
-        : 'write the final install state';
+        : step.stage === 'final'
+          ? 'write the final install state'
+          : `write the install state (${step.journal.files.length} file(s) left to restore)`;
     case 'writeFile':
       return `${step.existed ? 'update' : 'write'} ${step.path} (${octal(step.mode)} ${step.owner}:${step.group}, ${step.content.length} bytes): ${step.purpose}`;
     case 'restoreFile':
-      return `${step.target ? 'restore' : 'remove'} ${step.path} (no longer used)`;
+      return `${step.target ? 'restore' : 'remove'} ${step.path}${step.reason ? ` (${step.reason})` : ''}`;
     case 'enableService':
       return `enable and start ${step.unit} (systemctl daemon-reload; systemctl enable --now)`;
     case 'disableService':
       return `disable and stop ${step.unit} (systemctl disable --now)`;
     case 'reloadSshd':
       return 'reload sshd';
+    case 'reloadServiceManager':
+      return 'reload systemd units (systemctl daemon-reload)';
+    case 'removeFile':
+      return `remove ${step.path}`;
+    case 'removeDirectory':
+      return `remove ${step.path}${step.recursive ? ' and its contents' : ' if empty'}`;
+    case 'removeSystemUser':
+      return `remove the user ${step.name}`;
   }
 }
 
@@ -144,7 +188,9 @@ export function describeStep(step: InstallStep): string {
 export function stepActivity(step: InstallStep): string {
   switch (step.kind) {
     case 'validate':
-      return step.check === 'sshdLive' ? 'checking the live sshd configuration' : 'checking';
+      return step.check === 'sshdLive' || step.check === 'sshdWithoutKeymaker'
+        ? 'checking the live sshd configuration'
+        : 'checking';
     case 'createSystemUser':
       return `creating the user ${step.name}`;
     case 'makeDirectory':
@@ -161,6 +207,14 @@ export function stepActivity(step: InstallStep): string {
       return `disabling ${step.unit}`;
     case 'reloadSshd':
       return 'reloading sshd';
+    case 'reloadServiceManager':
+      return 'reloading systemd units';
+    case 'removeFile':
+      return `removing ${step.path}`;
+    case 'removeDirectory':
+      return `removing ${step.path}`;
+    case 'removeSystemUser':
+      return `removing the user ${step.name}`;
   }
 }
 
