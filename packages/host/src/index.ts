@@ -35,13 +35,14 @@ export type { HostCliRuntime, HostCliRuntimeOptions } from './commands/cli-runti
 // keymaker install / uninstall: plan, then apply with one rollback.
 export { nodeHostSystem } from './system/host-system';
 export type { FileState, HostSystem, PathInfo, RunResult } from './system/host-system';
-export { planInstall } from './install/plan';
+export { planInstall, planUninstall } from './install/plan';
 export type {
   InstallOptions,
   InstallPlan,
   InstallPlanSummary,
   InstallSnapshot,
   PlannedDir,
+  UninstallPlan,
   PlannedFile,
 } from './install/plan';
 export type {
@@ -52,7 +53,11 @@ export type {
   InstallStepKind,
   InstallStepSummary,
   MakeDirectoryStep,
+  ReloadServiceManagerStep,
   ReloadSshdStep,
+  RemoveDirectoryStep,
+  RemoveFileStep,
+  RemoveSystemUserStep,
   RestoreFileStep,
   ValidateStep,
   WriteFileStep,
