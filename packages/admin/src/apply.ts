@@ -1,3 +1,7 @@
+/*
+ * Applies a configure plan (plan.ts) step by step with the client of each step's side, and retries what IAM's
+ * eventual consistency refuses for a moment. All decisions were made by the planner; this file only calls IAM.
+ */
 import {
   AddRoleToInstanceProfileCommand,
   AttachRolePolicyCommand,
@@ -14,11 +18,6 @@ import { AwsError, KeymakerError } from '@keymaker/core';
 import type { ConfigureOptions } from './options';
 import { planConfigure, type Plan, type PlanStep } from './plan';
 import { adminCall, readConfigureState, type ConfigureClients, type ConfigureState } from './state';
-
-/**
- * Applies a configure plan (plan.ts) step by step with the client of each step's side, and retries what IAM's
- * eventual consistency refuses for a moment. All decisions were made by the planner; this file only calls IAM.
- */
 
 export interface ApplyOptions {
   /**

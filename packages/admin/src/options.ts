@@ -1,3 +1,7 @@
+/*
+ * `configure`'s options as a command line or a script passes them, validated into one typed ConfigureOptions:
+ * IAM names checked against IAM's rules, the instance role as a name or an ARN, defaults filled in.
+ */
 import {
   InputError,
   RoleConfigError,
@@ -14,11 +18,6 @@ import {
   type UidScheme,
 } from '@keymaker/core';
 
-/**
- * `configure`'s options as a command line or a script passes them, validated into one typed ConfigureOptions:
- * IAM names checked against IAM's rules, the instance role as a name or an ARN, defaults filled in.
- */
-
 export const DEFAULT_ID_RESOLVER_IAM_ROLE = 'KeymakerIdResolver';
 export const DEFAULT_INSTANCE_IAM_POLICY = 'KeymakerInstanceIAMReadAccess';
 
@@ -26,6 +25,7 @@ export const DEFAULT_INSTANCE_IAM_POLICY = 'KeymakerInstanceIAMReadAccess';
 export interface RawConfigureOptions {
   instanceIamRole?: unknown;
   requireIamGroup?: unknown;
+  sudoIamGroup?: unknown;
   usernameSuffix?: unknown;
   crossAccountProfile?: unknown;
   idResolverIamRole?: unknown;
@@ -50,6 +50,7 @@ export interface InstanceRoleRef {
 export interface ConfigureOptions {
   instanceRole: InstanceRoleRef;
   requireIamGroup?: string;
+  sudoIamGroup?: string;
   usernameSuffix?: string;
   crossAccountProfile?: string;
   idResolverIamRole: string;
@@ -61,6 +62,7 @@ export interface ConfigureOptions {
 const OPTION_KEYS: Record<keyof RawConfigureOptions & string, string> = {
   instanceIamRole: 'instance-iam-role',
   requireIamGroup: 'require-iam-group',
+  sudoIamGroup: 'sudo-iam-group',
   usernameSuffix: 'username-suffix',
   crossAccountProfile: 'cross-account-profile',
   idResolverIamRole: 'id-resolver-iam-role',
@@ -201,6 +203,7 @@ export function parseConfigureOptions(raw: RawConfigureOptions): ConfigureOption
 
   const fields = [
     ['requireIamGroup', 'requireIamGroup', 'pass an IAM group name (1-128 of A-Z a-z 0-9 +=,.@_-)'],
+    ['sudoIamGroup', 'sudoIamGroup', 'pass an IAM group name (1-128 of A-Z a-z 0-9 +=,.@_-)'],
     ['usernameSuffix', 'linuxUserSuffix', 'use at most 63 of A-Z a-z 0-9 +=,.@_- (e.g. @example.com)'],
     ['linuxGroupPrefix', 'linuxGroupPrefix', 'use a non-empty prefix of A-Z a-z 0-9 +=.@_- (default keymaker_)'],
     ['uidScheme', 'uidScheme', 'pass wide (default) or legacy'],
@@ -232,6 +235,7 @@ export function roleConfigFor(
   if (options.usernameSuffix !== undefined) config.linuxUserSuffix = options.usernameSuffix;
   if (options.linuxGroupPrefix !== undefined) config.linuxGroupPrefix = options.linuxGroupPrefix;
   if (options.uidScheme !== undefined) config.uidScheme = options.uidScheme;
+  if (options.sudoIamGroup !== undefined) config.sudoIamGroup = options.sudoIamGroup;
   try {
     return assertValidRoleConfig(config);
   } catch (error) {

@@ -1,3 +1,7 @@
+/*
+ * Reads what IAM holds today (policy and its versions, roles, instance profile, the role description) so the
+ * planner can compute the difference. Read-only; every failure is mapped to a KeymakerError naming the call.
+ */
 import {
   GetInstanceProfileCommand,
   GetPolicyCommand,
@@ -23,11 +27,6 @@ import {
 import type { ConfigureOptions } from './options';
 import { profileNotFound } from './options';
 import { parsePolicyDocument } from './policies';
-
-/**
- * Reads what IAM holds today (policy and its versions, roles, instance profile, the role description) so the
- * planner can compute the difference. Read-only; every failure is mapped to a KeymakerError naming the call.
- */
 
 export interface AwsClients {
   iam: IAMClient;

@@ -194,6 +194,17 @@ describe('awsProfileExists', () => {
   });
 });
 
+describe('configure --sudo-iam-group', () => {
+  it('writes keymaker_sudo_iam_group into the role description and refuses a bad name', () => {
+    const plan = planConfigure(freshState(), opts({ sudoIamGroup: 'ops-admins' }));
+    const description = plan.steps.find((s) => s.action === 'updateRoleDescription')!.detail as { description: string };
+    expect(description.description).toContain('keymaker_sudo_iam_group=ops-admins');
+    expect(() => parseConfigureOptions({ instanceIamRole: 'web', 'sudo-iam-group': 'a/b' })).toThrow(
+      /^--sudo-iam-group "a\/b"/,
+    );
+  });
+});
+
 describe('planConfigure, single account', () => {
   it('fresh account: every step, in order', () => {
     const plan = planConfigure(freshState(), opts({ requireIamGroup: 'ssh-users' }));

@@ -1,3 +1,7 @@
+/*
+ * The IAM side of a login: users, their SSH keys and the groups they are in, as the role config's naming rules
+ * see them. Every listing reads all pages and every answer is shape-checked before anyone trusts it.
+ */
 import {
   GetGroupCommand,
   GetSSHPublicKeyCommand,
@@ -14,11 +18,6 @@ import { iamUserNameForLinuxUser, linuxGroupNameForIamGroup, linuxUserNameForIam
 import type { ResolvedRoleConfig } from './role-config';
 import { parseSshPublicKey, type SshPublicKey } from './ssh-key';
 import { unixIdFor } from './uid';
-
-/**
- * The IAM side of a login: users, their SSH keys and the groups they are in, as the role config's naming rules
- * see them. Every listing reads all pages and every answer is shape-checked before anyone trusts it.
- */
 
 export interface IamUser {
   userName: string;

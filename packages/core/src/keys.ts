@@ -1,3 +1,7 @@
+/*
+ * A user's own SSH keys in IAM (upload, list, enable, disable, delete): the calls `keymaker upload_key` and
+ * friends make, with IAM's errors turned into what a person can act on.
+ */
 import {
   DeleteSSHPublicKeyCommand,
   GetSSHPublicKeyCommand,
@@ -11,11 +15,6 @@ import { IamDirectory, type SshKeySummary } from './directory';
 import { assertIamUserName } from './names';
 import { resolveRoleConfig } from './role-config';
 import { parseSshPublicKey } from './ssh-key';
-
-/**
- * A user's own SSH keys in IAM (upload, list, enable, disable, delete): the calls `keymaker upload_key` and
- * friends make, with IAM's errors turned into what a person can act on.
- */
 
 /** IAM's per-user SSH key quota. */
 export const SSH_KEY_QUOTA = 5;

@@ -1,3 +1,8 @@
+/*
+ * From the instance's credentials to its keymaker config: who am I (GetCallerIdentity), which role, what its
+ * description says (role-config.ts), and the credentials of the ID-resolver account when the users live there.
+ * Fails closed: any doubt is an error, never an empty config.
+ */
 import { GetRoleCommand, type IAMClient } from '@aws-sdk/client-iam';
 import { AssumeRoleCommand, GetCallerIdentityCommand, type STSClient } from '@aws-sdk/client-sts';
 import { awsCall, requireString, unexpectedAnswer } from './aws';
@@ -11,12 +16,6 @@ import {
   type ResolvedRoleConfig,
   type RoleConfig,
 } from './role-config';
-
-/**
- * From the instance's credentials to its keymaker config: who am I (GetCallerIdentity), which role, what its
- * description says (role-config.ts), and the credentials of the ID-resolver account when the users live there.
- * Fails closed: any doubt is an error, never an empty config.
- */
 
 export type CallerKind = 'assumed-role' | 'user' | 'root' | 'other';
 

@@ -21,6 +21,8 @@ export interface RoleConfig {
   linuxGroupPrefix?: string;
   /** keymaker_uid_scheme: how UIDs/GIDs derive from IAM unique IDs. */
   uidScheme?: UidScheme;
+  /** keymaker_sudo_iam_group: members of this IAM group get sudo (NOPASSWD: ALL) on every host of the role. */
+  sudoIamGroup?: string;
 }
 
 export type ResolvedRoleConfig = Required<Pick<RoleConfig, 'linuxUserSuffix' | 'linuxGroupPrefix' | 'uidScheme'>> &
@@ -40,6 +42,7 @@ export const ROLE_CONFIG_TOKENS: ReadonlyArray<readonly [token: string, field: F
   ['keymaker_linux_user_suffix', 'linuxUserSuffix'],
   ['keymaker_linux_group_prefix', 'linuxGroupPrefix'],
   ['keymaker_uid_scheme', 'uidScheme'],
+  ['keymaker_sudo_iam_group', 'sudoIamGroup'],
 ];
 const FIELD_BY_TOKEN = new Map(ROLE_CONFIG_TOKENS.map(([token, field]) => [token, field]));
 const TOKEN_BY_FIELD = new Map(ROLE_CONFIG_TOKENS.map(([token, field]) => [field, token]));
@@ -55,6 +58,7 @@ export function roleConfigValueProblem(field: keyof RoleConfig, value: string): 
     case 'idResolverIamRole':
       return iamRoleNameProblem(value) && 'it is not a valid IAM role name (1-64 of A-Z a-z 0-9 +=,.@_-)';
     case 'requireIamGroup':
+    case 'sudoIamGroup':
       return iamGroupNameProblem(value) && 'it is not a valid IAM group name (1-128 of A-Z a-z 0-9 +=,.@_-)';
     case 'linuxUserSuffix':
       if (!IAM_NAME_CHARS.test(value)) return 'a suffix may contain only A-Z a-z 0-9 +=,.@_-';

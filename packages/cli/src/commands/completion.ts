@@ -1,8 +1,7 @@
+/* `keymaker completion bash|zsh`. */
 import type { Argv } from 'yargs';
 import type { GlobalOptions } from '../context';
 import { completionScript } from '../help';
-
-/** `keymaker completion bash|zsh`. */
 
 const SHELLS = ['bash', 'zsh'] as const;
 

@@ -16,6 +16,7 @@ export function registerConfigureCommand(cli: Argv<GlobalOptions>): Argv<GlobalO
           describe: 'instance role name, or its ARN in another account',
         })
         .option('require-iam-group', { type: 'string', describe: 'only members of this IAM group may log in' })
+        .option('sudo-iam-group', { type: 'string', describe: 'members of this IAM group get sudo on every host' })
         .option('username-suffix', { type: 'string', describe: 'IAM user name = Linux name + this suffix' })
         .option('cross-account-profile', { type: 'string', describe: 'AWS profile for the instance role account' })
         .option('id-resolver-iam-role', {

@@ -1,3 +1,7 @@
+/*
+ * The key commands a person runs on a workstation (upload_key, list_keys, enable/disable/delete_key): where the
+ * public key comes from (a file, ssh-agent, a default key), then one call in core.
+ */
 import { execFile } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
@@ -11,11 +15,6 @@ import {
   type KeyListing,
 } from '@keymaker/core';
 import type { CommandContext } from '../context';
-
-/**
- * The key commands a person runs on a workstation (upload_key, list_keys, enable/disable/delete_key): where the
- * public key comes from (a file, ssh-agent, a default key), then one call in core.
- */
 
 function run(file: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {

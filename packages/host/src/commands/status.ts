@@ -113,6 +113,7 @@ const ROLE_TOKENS: Record<keyof RoleConfig, string> = {
   linuxUserSuffix: 'keymaker_linux_user_suffix',
   linuxGroupPrefix: 'keymaker_linux_group_prefix',
   uidScheme: 'keymaker_uid_scheme',
+  sudoIamGroup: 'keymaker_sudo_iam_group',
 };
 
 /** The `sshd -T` keywords keymaker depends on, in the order status shows them. */
