@@ -1,4 +1,5 @@
 // A raw Varlink client for the agent's tests: sends bytes, collects NUL-terminated replies.
+import * as http from 'node:http';
 import * as net from 'node:net';
 
 export interface RawConnection {
@@ -89,4 +90,17 @@ export async function call(
   } finally {
     conn.close();
   }
+}
+
+/** One GET on the agent's keys socket (HTTP over a Unix socket): status and body. */
+export function httpGet(socketPath: string, target: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const request = http.request({ socketPath, path: target }, (response) => {
+      let body = '';
+      response.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
+      response.on('end', () => resolve({ status: response.statusCode ?? 0, body }));
+    });
+    request.on('error', reject);
+    request.end();
+  });
 }

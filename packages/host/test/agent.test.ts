@@ -3,7 +3,6 @@
 import * as crypto from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import * as fs from 'node:fs';
-import * as http from 'node:http';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { AwsError, resolveRoleConfig, unixIdFor, type IamDirectory, type SshPublicKey } from '@keymaker/core';
@@ -14,7 +13,7 @@ import { RefusedError, type KeysSource } from '../src/agent/keys-server';
 import type { LocalAccounts } from '../src/accounts/local-accounts';
 import type { RuntimeSystem } from '../src/system/runtime-system';
 import { createMemorySyslog } from '../src/system/syslog';
-import { call } from './agent-client';
+import { call, httpGet as get } from './agent-client';
 
 function ed25519Line(): string {
   const { publicKey } = crypto.generateKeyPairSync('ed25519');
@@ -88,18 +87,6 @@ const localAccounts = (names: string[]): LocalAccounts => ({
   groups: async () => [],
 });
 
-function get(socketPath: string, target: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const request = http.request({ socketPath, path: target }, (response) => {
-      let body = '';
-      response.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
-      response.on('end', () => resolve({ status: response.statusCode ?? 0, body }));
-    });
-    request.on('error', reject);
-    request.end();
-  });
-}
-
 describe('keymaker agent (composition, fakes)', () => {
   const SERVICE = 'io.keymaker.unittest';
   const aliceLine = ed25519Line();
@@ -140,6 +127,7 @@ describe('keymaker agent (composition, fakes)', () => {
         syslog,
         signals,
         accounts: localAccounts(['carol']),
+        statPath: async () => undefined,
         connect: async () => {
           if (connectFails) throw connectFails;
           return { config: resolveRoleConfig(roleConfig), directory: {} as IamDirectory } satisfies AgentDirectory;
@@ -174,6 +162,7 @@ describe('keymaker agent (composition, fakes)', () => {
 
   test('a user deleted from IAM stops resolving and gets no keys after one refresh', async () => {
     expect((await record('alice'))[0]).toHaveProperty('parameters.record.userName', 'alice');
+    expect((await get(keysSocket, '/keys/alice')).status).toBe(200);
     delete iam.users.alice;
     // Until the refresh the positive cache answers (the revocation delay is the refresh interval).
     expect((await record('alice'))[0]).toHaveProperty('parameters.record.userName', 'alice');

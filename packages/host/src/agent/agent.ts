@@ -22,6 +22,7 @@ import { GetentAccounts, type LocalAccounts } from '../accounts/local-accounts';
 import { awsOptionsFor, loadHostConfig, applyAwsEnvironment, resolveWithConfig } from '../config/host-aws';
 import { hostReservedNames, type HostConfig } from '../config/host-config';
 import { DEFAULT_PATHS } from '../system/paths';
+import { assertTrustedFile, runtimeTrustedFiles, type StatPath } from '../system/trusted-files';
 import { realRuntimeSystem, type RuntimeSystem } from '../system/runtime-system';
 import { createLoggerSyslog, type Syslog } from '../system/syslog';
 import {
@@ -85,6 +86,8 @@ export interface AgentDeps {
   /** Where SIGHUP/SIGTERM/SIGINT come from. Default process. */
   signals?: AgentSignals;
   now?: () => number;
+  /** For the trusted-file checks of the host config and credentials files (tests). */
+  statPath?: StatPath;
 }
 
 export type AgentSignal = 'SIGHUP' | 'SIGTERM' | 'SIGINT';
@@ -308,6 +311,8 @@ export async function runAgent(options: AgentOptions, deps: AgentDeps): Promise<
   let lastRefresh: AgentStatus['lastRefresh'];
 
   const logIdentity = (event: IdentityEvent) => {
+    // A revoked or expired user gets no keys from that moment: drop sshd's short-lived answer too.
+    if (event.type === 'revoked' || event.type === 'expired') keysServer.service.answers.invalidate(event.name);
     const line = formatIdentityEvent(event);
     syslog.log(line.level, line.message);
   };
@@ -380,6 +385,9 @@ export async function runAgent(options: AgentOptions, deps: AgentDeps): Promise<
   async function runReload(): Promise<void> {
     try {
       const host = await loadHostConfig(deps.sys, configFile);
+      // The same checks as the hooks: root-owned, not writable by others (else anyone could pick the IAM account).
+      for (const file of runtimeTrustedFiles(configFile, host, host.authorizedKeysCommandUser))
+        await assertTrustedFile(file, deps.statPath);
       const directory = await connect(host);
       const key = JSON.stringify({ host, role: directory.config });
       configLoadedAt = now();
