@@ -11,6 +11,8 @@ have /usr/sbin/sshd || need+=(openssh-server)
 { have ssh && have ssh-keygen; } || need+=(openssh-client)
 have /usr/sbin/cron || need+=(cron)
 have ip || need+=(iproute2)
+# sudo: the sudoers drop-in is checked with the real visudo (issue 12).
+have /usr/sbin/visudo || need+=(sudo)
 { have unshare && have nsenter && have setsid && have findmnt; } || need+=(util-linux)
 # The agent's e2e tests resolve users through the real NSS module (it needs no systemd as PID 1).
 compgen -G '/lib/*/libnss_systemd.so.2' >/dev/null || compgen -G '/usr/lib/*/libnss_systemd.so.2' >/dev/null || need+=(libnss-systemd)

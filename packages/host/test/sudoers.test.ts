@@ -1,0 +1,29 @@
+import { SUDO_LINUX_GROUP, sudoConfWithDynamicGroups, sudoersDropIn } from '../src/install/sudoers';
+
+test('members of the keymaker sudo group get sudo without a password prompt; nothing else is granted', () => {
+  const lines = sudoersDropIn()
+    .split('\n')
+    .filter((l) => l !== '' && !l.startsWith('#'));
+  expect(lines).toEqual([`%${SUDO_LINUX_GROUP} ALL=(ALL:ALL) NOPASSWD: ALL`]);
+});
+
+test.each(['sudo ALL', '%wheel', 'a\nroot ALL=(ALL) ALL'])(
+  'a group name that would change the rule is refused: %j',
+  (g) => {
+    expect(() => sudoersDropIn(g)).toThrow(/not a Linux group name/);
+  },
+);
+
+test('sudo.conf gets dynamic group lookups so a revoked group ends sudo in open sessions', () => {
+  const edit = sudoConfWithDynamicGroups('# sudo.conf\nSet disable_coredump true');
+  expect(edit.changed).toBe(true);
+  expect(edit.text.startsWith('# sudo.conf\nSet disable_coredump true\n')).toBe(true);
+  expect(edit.text.split('\n')).toContain('Set group_source dynamic');
+  expect(sudoConfWithDynamicGroups(edit.text)).toEqual({ text: edit.text, changed: false });
+});
+
+test("an administrator's own group_source stays, with a note saying what it costs", () => {
+  const edit = sudoConfWithDynamicGroups('Set group_source static\n');
+  expect(edit).toMatchObject({ text: 'Set group_source static\n', changed: false });
+  expect(edit.note).toMatch(/keeps sudo in sessions already open/);
+});
