@@ -64,7 +64,7 @@ export type {
   WriteJournalStep,
 } from './install/steps';
 export type { InstallJournal, JournalDir, JournalFile, JournalOriginal } from './install/journal';
-export type { SafePathTarget } from './install/safe-path';
+export type { SafePathTarget } from './system/root-owned';
 export type { DropInInclude, SshdProbe } from './install/sshd-config';
 export { runInstall, runUninstall } from './install/apply';
 export type {
@@ -109,4 +109,4 @@ export type { GroupEntry, LocalAccounts, LocalAdmin, NewAccount, PasswdEntry } f
 export type { ManagedAccount, ManagedAccountsStore } from './accounts/managed-accounts';
 export type { LoginGuard } from './login/pam-guard';
 export type { LogLevel, Syslog } from './system/syslog';
-export type { PathStat, StatPath } from './system/trusted-files';
+export type { PathStat, StatPath } from './system/root-owned';

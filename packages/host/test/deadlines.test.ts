@@ -12,7 +12,7 @@ import { realRuntimeSystem, runProcess } from '../src/system/runtime-system';
 import { systemdService } from '../src/install/templates';
 import { DEFAULT_PATHS } from '../src/system/paths';
 import { createLoggerSyslog } from '../src/system/syslog';
-import type { StatPath } from '../src/system/trusted-files';
+import type { StatPath } from '../src/system/root-owned';
 
 jest.setTimeout(30_000);
 

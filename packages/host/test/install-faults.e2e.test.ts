@@ -5,15 +5,18 @@
 // bytes live. (A failing `sshd -t` and a failing reload: install.e2e.test.ts.)
 import { expect } from '@jest/globals';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { EXIT_CODES } from '@keymaker/core';
 import { createSandbox, describeWithSandbox, type ExecResult, type Sandbox } from '../../../tools/sandbox/sandbox';
 import { DEFAULT_PATHS } from '../src/system/paths';
-import { REPO_ROOT } from './e2e-host';
+import { bundleEntry, REPO_ROOT } from './e2e-host';
 
 jest.setTimeout(180_000);
 
 const CLI = path.join(REPO_ROOT, 'packages/cli/dist/keymaker.js');
+/** The host bundle `keymaker install` copies by default (next to the CLI). */
+const HOST_BUNDLE = path.join(REPO_ROOT, 'packages/cli/dist/keymaker-host.js');
 const KEYMAKER_PATHS = [
   '/etc/keymaker',
   DEFAULT_PATHS.sshdDropIn,
@@ -42,6 +45,8 @@ describeWithSandbox('install interrupted or out of disk', () => {
   let originalDropIns: string;
   let installedPam: string;
   let installedDropIn: string;
+  /** install-fault-entry.ts bundled: the same install, through a HostSystem that pauses after a write. */
+  let faultyInstall: string;
 
   const installArgs = () => ['install', '--region', 'us-east-1', '--sshd-pid-file', `/run/sshd-${port}.pid`];
   const keymaker = (args: string[]): Promise<ExecResult> => sb.exec(['node', CLI, ...args]);
@@ -85,12 +90,15 @@ describeWithSandbox('install interrupted or out of disk', () => {
     );
   }
 
+  /** install as `keymaker install` runs it, reporting each write on stderr and stopping after the Nth. */
+  const installPausingAfterWrite = (n: number) =>
+    ['node', faultyInstall, String(n), `/run/sshd-${port}.pid`, HOST_BUNDLE].map((a) => `'${a}'`).join(' ');
+
   /** Runs install until it reports its Nth write, then SIGKILLs it (all inside the sandbox). */
   async function installKilledAfterWrite(n: number): Promise<string> {
-    const argv = ['node', CLI, ...installArgs()].map((a) => `'${a}'`).join(' ');
     const script = `
       rm -f /run/install-fault.err
-      KEYMAKER_TEST_PAUSE_AFTER_WRITE=${n} ${argv} 2>/run/install-fault.err >/dev/null &
+      ${installPausingAfterWrite(n)} 2>/run/install-fault.err >/dev/null &
       pid=$!
       for i in $(seq 1 400); do grep -q 'paused after write' /run/install-fault.err && break; kill -0 $pid 2>/dev/null || break; sleep 0.025; done
       kill -9 $pid 2>/dev/null; wait $pid; echo "exit $?"; cat /run/install-fault.err`;
@@ -99,6 +107,10 @@ describeWithSandbox('install interrupted or out of disk', () => {
 
   beforeAll(async () => {
     if (!fs.existsSync(CLI)) throw new Error(`${CLI} is missing: build first (cd packages/cli && npx tsup)`);
+    faultyInstall = await bundleEntry(
+      path.join(__dirname, 'install-fault-entry.ts'),
+      path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'keymaker-install-fault.')), 'install-fault-entry.mjs'),
+    );
     sb = await createSandbox();
     ({ port } = await sb.startSshd());
     for (const p of SYSTEM_FILES) original[p] = fs.readFileSync(sb.hostPath(p));
@@ -110,11 +122,7 @@ describeWithSandbox('install interrupted or out of disk', () => {
 
   test('killed after each of its writes: sshd -t passes on the live config, and uninstall (or install again) restores or completes it', async () => {
     // A full run lists every write it makes.
-    const full = await sb.exec([
-      'bash',
-      '-c',
-      `KEYMAKER_TEST_PAUSE_AFTER_WRITE=1000 node ${CLI} ${installArgs().join(' ')}`,
-    ]);
+    const full = await sb.exec(['bash', '-c', installPausingAfterWrite(1000)]);
     expect(full.code).toBe(0);
     const writes = full.stderr
       .split('\n')

@@ -819,6 +819,23 @@ describe('safe-path rule', () => {
       '/root, a parent directory of the Node binary /root/node, is not searchable by other users (mode 700)',
     );
   });
+  test('a group-writable parent: named, with the chmod fix', () => {
+    const m = machineWith({ '/opt': [0o775, 0] });
+    m.put('/opt/node', 'ELF', 0o755);
+    expect(safePathProblem(m, { path: '/opt/node', what: 'the Node binary', needOthers: 'exec' })?.message).toBe(
+      'refusing to install: /opt, a parent directory of the Node binary /opt/node, is group-writable, and sshd refuses to run commands below it (its safe-path rule); install Node and keymaker under a root-owned directory such as /usr/local, or fix with chmod go-w /opt',
+    );
+  });
+  test('a symlink is judged by its real path', () => {
+    const m = machineWith({ '/home': [0o755, 0], '/home/u': [0o755, 1000] });
+    m.put('/usr/local/bin/node', 'ELF', 0o755);
+    m.symlink('/usr/local/bin/node', '/home/u/node');
+    expect(
+      safePathProblem(m, { path: '/usr/local/bin/node', what: 'the Node binary', needOthers: 'exec' })?.message,
+    ).toContain(
+      '/home/u, a parent directory of the Node binary /home/u/node (real path of /usr/local/bin/node), is owned by uid 1000, not root',
+    );
+  });
   test('paths that do not exist yet are checked as far as they exist', () => {
     const m = new FakeMachine();
     expect(

@@ -13,7 +13,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { lookupAuthorizedKeys, runLookup } from '../src/login/keys-lookup';
 import { readManagedAccounts, serializeManagedAccounts } from '../src/accounts/managed-accounts';
-import type { StatPath } from '../src/system/trusted-files';
+import type { StatPath } from '../src/system/root-owned';
 import { createMemorySyslog } from '../src/system/syslog';
 import { ED25519, FakeHost, newIam, resolutionFor } from './fakes';
 

@@ -1,7 +1,7 @@
 import { promises as fs } from 'node:fs';
 import { HostError, isValidLinuxName } from '@keymaker/core';
 import { nodeHostSystem, type HostSystem } from '../system/host-system';
-import { assertTrustedFile, lstatPath, type StatPath } from '../system/trusted-files';
+import { assertTrustedFile, lstatPath, type StatPath } from '../system/root-owned';
 
 /**
  * The record of the local accounts keymaker manages (issue 13, point 4):

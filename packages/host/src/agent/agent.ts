@@ -22,7 +22,7 @@ import { GetentAccounts, type LocalAccounts } from '../accounts/local-accounts';
 import { awsOptionsFor, loadHostConfig, applyAwsEnvironment, resolveWithConfig } from '../config/host-aws';
 import { hostReservedNames, type HostConfig } from '../config/host-config';
 import { DEFAULT_PATHS } from '../system/paths';
-import { assertTrustedFile, runtimeTrustedFiles, type StatPath } from '../system/trusted-files';
+import { assertTrustedFile, runtimeTrustedFiles, type StatPath } from '../system/root-owned';
 import { realRuntimeSystem, type RuntimeSystem } from '../system/runtime-system';
 import { createLoggerSyslog, type Syslog } from '../system/syslog';
 import {

@@ -4,7 +4,7 @@ import type { HostConfig } from '../config/host-config';
 import { realRuntimeSystem, type RuntimeSystem } from '../system/runtime-system';
 import { DEFAULT_PATHS } from '../system/paths';
 import { applyAwsEnvironment, awsOptionsFor, loadHostConfig, resolveWithConfig } from '../config/host-aws';
-import { assertTrustedFile, runtimeTrustedFiles, type StatPath } from '../system/trusted-files';
+import { assertTrustedFile, runtimeTrustedFiles, type StatPath } from '../system/root-owned';
 
 /**
  * `get_uid`, `get_groups` and `get_authorized_keys` run by a person on an

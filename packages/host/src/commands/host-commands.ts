@@ -26,7 +26,7 @@ import {
 import { runGroupSync, type SyncReport } from '../accounts/group-sync';
 import { createLoggerSyslog, type Syslog } from '../system/syslog';
 import { fileGuardStore, loginGuard, type LoginGuard } from '../login/pam-guard';
-import { assertTrustedFile, runtimeTrustedFiles, type StatPath } from '../system/trusted-files';
+import { assertTrustedFile, runtimeTrustedFiles, type StatPath } from '../system/root-owned';
 import { FileCacheStore } from '../system/cache-store';
 import { planAdoption } from '../accounts/adopt';
 import { fileManagedAccounts, type ManagedAccountsStore } from '../accounts/managed-accounts';

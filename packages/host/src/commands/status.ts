@@ -20,7 +20,7 @@ import { nodeHostSystem, type HostSystem } from '../system/host-system';
 import { readManagedAccounts } from '../accounts/managed-accounts';
 import { DEFAULT_PATHS, type HostPaths } from '../system/paths';
 import { applyAwsEnvironment, awsOptionsFor } from '../config/host-aws';
-import type { StatPath } from '../system/trusted-files';
+import type { StatPath } from '../system/root-owned';
 
 /**
  * `keymaker status` (alias `doctor`): what a host admin checks first. Read-only: it reads the host

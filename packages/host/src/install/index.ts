@@ -1,5 +1,5 @@
 export * from '../system/host-system';
-export * from './safe-path';
+export * from '../system/root-owned';
 export * from './sshd-config';
 export * from './pam';
 export * from './templates';

@@ -12,7 +12,7 @@ import {
   type JournalFile,
 } from './journal';
 import { insertPamHook, removePamHook } from './pam';
-import type { SafePathTarget } from './safe-path';
+import type { SafePathTarget } from '../system/root-owned';
 import { summarizeStep, type InstallStep, type InstallStepSummary } from './steps';
 import {
   composeAuthenticationMethods,

@@ -6,7 +6,7 @@ import type { HostPaths } from '../system/paths';
 import type { StepResult } from './apply-steps';
 import { ids, restoreState, writeJournal, writeThrough } from './file-ops';
 import { journalPath } from './journal';
-import { assertSafePaths } from './safe-path';
+import { assertSafePaths } from '../system/root-owned';
 import { reloadSshd, sshdFileArgs, sshdRun, validateCandidate, validateLive, type SshdOptions } from './sshd-checks';
 import type { InstallStep, ValidateStep } from './steps';
 import { cronLinesForSyntaxCheck } from './templates';

@@ -4,7 +4,7 @@
 // performStep (step-handlers.ts) and a line in describeStep; the applier itself does not change.
 import type { FileState } from '../system/host-system';
 import type { InstallJournal } from './journal';
-import type { SafePathTarget } from './safe-path';
+import type { SafePathTarget } from '../system/root-owned';
 import type { DropInInclude, SshdProbe } from './sshd-config';
 
 /** A check that changes nothing; the ones before the first change also run in --dry-run. */

@@ -1,7 +1,7 @@
 import { constants, promises as fs } from 'node:fs';
-import * as crypto from 'node:crypto';
 import * as path from 'node:path';
 import { AccessRefusedError, HostError, isKeymakerError } from '@keymaker/core';
+import { writeFileAtomic } from '../system/atomic-write';
 import type { Syslog } from '../system/syslog';
 
 /**
@@ -183,21 +183,8 @@ export function fileLookupGuard(options: FileLookupGuardOptions = {}): LookupGua
       }
       if ((await fs.readdir(dir)).length >= policy.maxNames) return;
     }
-    const tmp = path.join(dir, `.${name}.${process.pid}.${crypto.randomBytes(4).toString('hex')}`);
-    const handle = await fs.open(
-      tmp,
-      constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
-      0o600,
-    );
-    try {
-      await handle.writeFile(`${JSON.stringify(state)}\n`);
-    } finally {
-      await handle.close();
-    }
-    await fs.rename(tmp, file).catch(async (error) => {
-      await fs.rm(tmp, { force: true });
-      throw error;
-    });
+    // Not fsynced: a lost update only forgets a little rate-limit state, and this runs on every lookup.
+    writeFileAtomic(file, `${JSON.stringify(state)}\n`, { mode: 0o600, durable: false });
   }
 
   return {

@@ -1,8 +1,8 @@
 import { constants, promises as fs } from 'node:fs';
-import * as crypto from 'node:crypto';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { AccessRefusedError, HostError, isKeymakerError, isValidLinuxName, type ErrorCode } from '@keymaker/core';
+import { writeFileAtomic } from '../system/atomic-write';
 import { acquireShortLock } from '../system/lock';
 
 /**
@@ -419,33 +419,6 @@ async function readStateFile(file: string): Promise<string | undefined | null> {
   }
 }
 
-async function writeStateFile(file: string, text: string): Promise<void> {
-  const tmp = path.join(
-    path.dirname(file),
-    `.${path.basename(file)}.${process.pid}.${crypto.randomBytes(4).toString('hex')}`,
-  );
-  const handle = await fs.open(
-    tmp,
-    constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
-    0o600,
-  );
-  try {
-    await handle.writeFile(text);
-    await handle.sync();
-  } catch (error) {
-    await handle.close();
-    await fs.rm(tmp, { force: true });
-    throw error;
-  }
-  await handle.close();
-  try {
-    await fs.rename(tmp, file);
-  } catch (error) {
-    await fs.rm(tmp, { force: true });
-    throw error;
-  }
-}
-
 export interface FileGuardStoreOptions {
   dir?: string;
   policy?: PamGuardPolicy;
@@ -473,7 +446,7 @@ export function fileGuardStore(options: FileGuardStoreOptions = {}): GuardStore 
         const nowMs = now();
         const current = text === null ? emptyGuardState(nowMs) : parseGuardState(text, nowMs, policy);
         const { state, result } = change(current, nowMs);
-        await writeStateFile(file, serializeGuardState(state));
+        writeFileAtomic(file, serializeGuardState(state), { mode: 0o600 });
         return result;
       } finally {
         await lock.release();

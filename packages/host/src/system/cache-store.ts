@@ -1,6 +1,8 @@
 import { constants, promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import type { CacheStore } from '@keymaker/core';
+import { writeFileAtomic } from './atomic-write';
+import { isRootOwned } from './root-owned';
 
 /**
  * The login-to-login cache of the instance's role config and ID-resolver
@@ -24,10 +26,6 @@ export interface FileCacheStoreOptions {
 const KEY = /^[a-z0-9][a-z0-9-]{0,63}$/;
 const MAX_BYTES = 64 * 1024;
 
-function trusted(stat: { uid: number; mode: number }): boolean {
-  return stat.uid === 0 && (stat.mode & 0o022) === 0;
-}
-
 export class FileCacheStore implements CacheStore {
   constructor(private readonly options: FileCacheStoreOptions) {}
 
@@ -41,11 +39,11 @@ export class FileCacheStore implements CacheStore {
     let handle: fs.FileHandle | undefined;
     try {
       const dirStat = await fs.lstat(this.options.dir);
-      if (!dirStat.isDirectory() || !trusted(dirStat)) return undefined;
+      if (!dirStat.isDirectory() || !isRootOwned(dirStat)) return undefined;
       // O_NOFOLLOW: a symlink planted in place of the file is a miss, not a redirect.
       handle = await fs.open(file, constants.O_RDONLY | constants.O_NOFOLLOW);
       const stat = await handle.stat();
-      if (!stat.isFile() || !trusted(stat) || stat.size > MAX_BYTES) return undefined;
+      if (!stat.isFile() || !isRootOwned(stat) || stat.size > MAX_BYTES) return undefined;
       return JSON.parse(await handle.readFile('utf8'));
     } catch {
       return undefined;
@@ -64,23 +62,12 @@ export class FileCacheStore implements CacheStore {
       await fs.mkdir(dir, { mode: 0o700 });
       dirStat = await fs.lstat(dir);
     }
-    if (!dirStat.isDirectory() || !trusted(dirStat)) return;
+    if (!dirStat.isDirectory() || !isRootOwned(dirStat)) return;
     const file = this.fileFor(key);
-    const temp = path.join(dir, `.${key}.${process.pid}.tmp`);
-    const mode = dirStat.gid === 0 ? 0o600 : 0o640;
-    const handle = await fs.open(
-      temp,
-      constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
-      0o600,
-    );
-    try {
-      await handle.writeFile(`${JSON.stringify(value)}\n`);
-      await handle.chown(0, dirStat.gid);
-      await handle.chmod(mode);
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await fs.rename(temp, file);
+    writeFileAtomic(file, `${JSON.stringify(value)}\n`, {
+      mode: dirStat.gid === 0 ? 0o600 : 0o640,
+      uid: 0,
+      gid: dirStat.gid,
+    });
   }
 }

@@ -1,7 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
-import * as path from 'node:path';
+import { writeFileAtomic } from './atomic-write';
 
 /**
  * Everything install/uninstall does to the machine goes through this narrow
@@ -38,7 +38,7 @@ export interface HostSystem {
   lstat(p: string): PathInfo | undefined;
   realpath(p: string): string;
   readdir(p: string): string[] | undefined;
-  /** Temp file in the same directory, fsync, chown, chmod, rename over p. */
+  /** Replaces p atomically with the given owner and mode (atomic-write.ts). */
   writeFileAtomic(p: string, content: Buffer | string, mode: number, uid: number, gid: number): void;
   /** Sets mode and owner of an existing path. */
   setOwnerMode(p: string, mode: number, uid: number, gid: number): void;
@@ -76,27 +76,7 @@ function getent(db: 'passwd' | 'group', name: string): string[] | undefined {
   return r.stdout.trim().split(':');
 }
 
-/**
- * Test-only fault hook, for the kill-mid-install tests: with
- * KEYMAKER_TEST_PAUSE_AFTER_WRITE=N the process reports each atomic write on
- * stderr and stops for good after the Nth, so a test can SIGKILL it between
- * two writes. Unset (always, outside tests) it does nothing.
- */
-function testPauseAfterWrite(): ((p: string) => void) | undefined {
-  const n = Number(process.env.KEYMAKER_TEST_PAUSE_AFTER_WRITE);
-  if (!Number.isInteger(n) || n < 1) return undefined;
-  let writes = 0;
-  return (p) => {
-    writes += 1;
-    fs.writeSync(2, `keymaker-test: write ${writes}: ${p}\n`);
-    if (writes !== n) return;
-    fs.writeSync(2, `keymaker-test: paused after write ${writes}\n`);
-    for (;;) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 60_000);
-  };
-}
-
 export function nodeHostSystem(): HostSystem {
-  const afterWrite = testPauseAfterWrite();
   return {
     getuid: () => process.getuid?.() ?? -1,
     readFile(p) {
@@ -135,33 +115,7 @@ export function nodeHostSystem(): HostSystem {
       }
     },
     writeFileAtomic(p, content, mode, uid, gid) {
-      const tmp = path.join(path.dirname(p), `.${path.basename(p)}.keymaker-${crypto.randomBytes(6).toString('hex')}`);
-      const fd = fs.openSync(tmp, 'wx', 0o600);
-      try {
-        fs.writeFileSync(fd, content);
-        fs.fchownSync(fd, uid, gid);
-        fs.fchmodSync(fd, mode);
-        fs.fsyncSync(fd);
-      } catch (error) {
-        fs.closeSync(fd);
-        fs.rmSync(tmp, { force: true });
-        throw error;
-      }
-      fs.closeSync(fd);
-      try {
-        fs.renameSync(tmp, p);
-      } catch (error) {
-        fs.rmSync(tmp, { force: true });
-        throw error;
-      }
-      // The rename is durable once the directory is synced.
-      const dirFd = fs.openSync(path.dirname(p), 'r');
-      try {
-        fs.fsyncSync(dirFd);
-      } finally {
-        fs.closeSync(dirFd);
-      }
-      afterWrite?.(p);
+      writeFileAtomic(p, content, { mode, uid, gid });
     },
     setOwnerMode(p, mode, uid, gid) {
       fs.chownSync(p, uid, gid);

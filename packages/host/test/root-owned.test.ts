@@ -1,5 +1,12 @@
 // Files the root-run hook and sync (and the lookup) read must be changeable by root only.
-import { assertTrustedFile, runtimeTrustedFiles, type PathStat } from '../src/system/trusted-files';
+import {
+  assertTrustedFile,
+  directoriesAbove,
+  isRootOwned,
+  rootOwnedProblem,
+  runtimeTrustedFiles,
+  type PathStat,
+} from '../src/system/root-owned';
 
 const dir = (uid = 0, mode = 0o755): PathStat => ({ isFile: false, isDirectory: true, isSymlink: false, uid, mode });
 const file = (uid = 0, mode = 0o644): PathStat => ({ isFile: true, isDirectory: false, isSymlink: false, uid, mode });
@@ -60,4 +67,34 @@ test('credentials are checked with their own fix (root:LOOKUPUSER 640)', () => {
       'keymaker',
     ),
   ).toEqual([CONFIG, { path: '/etc/keymaker/credentials', fixOwner: 'root:keymaker', fixMode: '640' }]);
+});
+
+describe('the one rule (rootOwnedProblem) under every check', () => {
+  test('root-owned and not group/world-writable passes; each breach is named', () => {
+    expect(rootOwnedProblem({ uid: 0, mode: 0o755 })).toBeUndefined();
+    expect(rootOwnedProblem({ uid: 0, mode: 0o1755 })).toBeUndefined();
+    expect(rootOwnedProblem({ uid: 1000, mode: 0o755 })).toEqual({ kind: 'owner', uid: 1000 });
+    expect(rootOwnedProblem({ uid: 0, mode: 0o775 })).toEqual({ kind: 'group-writable' });
+    expect(rootOwnedProblem({ uid: 0, mode: 0o777 })).toEqual({ kind: 'world-writable' });
+    expect(isRootOwned({ uid: 0, mode: 0o40755 })).toBe(true);
+    expect(isRootOwned({ uid: 0, mode: 0o40775 })).toBe(false);
+  });
+  test('directoriesAbove lists every directory up to /', () => {
+    expect(directoriesAbove('/etc/keymaker/config.json')).toEqual(['/etc/keymaker', '/etc', '/']);
+  });
+  test('a group-writable parent is refused by the runtime check', async () => {
+    await expect(
+      assertTrustedFile(CONFIG, fs({ ...base, '/etc': dir(0, 0o775), [CONFIG.path]: file() })),
+    ).rejects.toThrow('its directory /etc is group-writable');
+  });
+  test('a symlink to a root-owned file is followed and its real path checked in full', async () => {
+    const link = { isFile: false, isDirectory: false, isSymlink: true, uid: 0, mode: 0o777 };
+    // The link's own real path does not exist on this machine: a dangling link is refused.
+    await expect(
+      assertTrustedFile(
+        { ...CONFIG, path: '/nonexistent-keymaker/config.json' },
+        fs({ ...base, '/nonexistent-keymaker/config.json': link }),
+      ),
+    ).rejects.toThrow('is a dangling symlink');
+  });
 });
