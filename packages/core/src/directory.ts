@@ -14,7 +14,7 @@ import {
 } from '@aws-sdk/client-iam';
 import { awsCall, collectPages, requireArray, requireString, unexpectedAnswer } from './aws';
 import { AccessRefusedError, AwsError, isKeymakerError } from './errors';
-import { iamUserNameForLinuxUser, linuxGroupNameForIamGroup, linuxUserNameForIamUser } from './names';
+import { iamUserNameForLinuxUser, linuxNameOfIamGroup, linuxUserNameForIamUser } from './names';
 import type { ResolvedRoleConfig } from './role-config';
 import { parseSshPublicKey, type SshPublicKey } from './ssh-key';
 import { unixIdFor } from './uid';
@@ -239,7 +239,7 @@ export class IamDirectory {
   private toLinuxGroups(groups: IamGroup[]): LinuxGroup[] {
     const result: LinuxGroup[] = [];
     for (const group of groups) {
-      const linuxName = linuxGroupNameForIamGroup(group.groupName, this.config.linuxGroupPrefix);
+      const linuxName = linuxNameOfIamGroup(group.groupName, this.config);
       if (linuxName) result.push({ ...group, linuxName, gid: unixIdFor(group.groupId, this.config.uidScheme) });
     }
     return result;

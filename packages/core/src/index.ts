@@ -26,10 +26,12 @@ export {
   isAccountId,
   isReservedLinuxName,
   isValidLinuxName,
+  linuxNameOfIamGroup,
   linuxNameProblem,
   linuxUserNameForIamUser,
   parseArn,
   parseRoleArn,
+  SUDO_LINUX_GROUP,
 } from './names';
 export type { ParsedArn } from './names';
 // Names never given to an IAM user.

@@ -124,6 +124,22 @@ export function linuxGroupNameForIamGroup(iamGroupName: string, prefix: string):
   return isValidLinuxName(linuxName) ? linuxName : undefined;
 }
 
+/** The Linux group whose members get sudo: the members of keymaker_sudo_iam_group (issue 12). */
+export const SUDO_LINUX_GROUP = 'keymaker-sudo';
+
+/**
+ * The Linux group an IAM group becomes on a host: the sudo IAM group is always SUDO_LINUX_GROUP (only that, even
+ * when it also has the prefix, so one IAM group never gives two Linux groups the same GID); a prefixed group is
+ * its name without the prefix; any other group is not mirrored.
+ */
+export function linuxNameOfIamGroup(
+  iamGroupName: string,
+  config: { linuxGroupPrefix: string; sudoIamGroup?: string },
+): string | undefined {
+  if (config.sudoIamGroup !== undefined && iamGroupName === config.sudoIamGroup) return SUDO_LINUX_GROUP;
+  return linuxGroupNameForIamGroup(iamGroupName, config.linuxGroupPrefix);
+}
+
 const ACCOUNT_ID = /^\d{12}$/;
 export function isAccountId(value: string): boolean {
   return ACCOUNT_ID.test(value);

@@ -20,6 +20,7 @@ import {
   IamDirectory,
   resolveDirectory,
   resolveRoleConfig,
+  unixIdFor,
   uploadSshPublicKey,
   type CacheStore,
   type KeymakerError,
@@ -202,6 +203,23 @@ describe('IamDirectory groups', () => {
     const groups = await d.listLinuxGroups();
     expect(groups.map((g) => g.linuxName)).toEqual(['devs']);
     expect((await d.getGroupMembers('keymaker_devs')).map((u) => u.userName)).toEqual(['u1', 'u2']);
+  });
+
+  it('mirrors the sudo IAM group as keymaker-sudo, with the GID its unique ID derives', async () => {
+    iamMock.on(ListGroupsCommand).resolves({
+      Groups: [
+        { GroupName: 'keymaker_devs', GroupId: 'AGPADEVS', Path: '/', Arn: 'x', CreateDate: new Date() },
+        { GroupName: 'ops-admins', GroupId: 'AGPAOPSADMINS', Path: '/', Arn: 'x', CreateDate: new Date() },
+      ],
+    });
+    const groups = await directory({ sudoIamGroup: 'ops-admins' }).listLinuxGroups();
+    expect(groups.map((g) => [g.linuxName, g.groupName])).toEqual([
+      ['devs', 'keymaker_devs'],
+      ['keymaker-sudo', 'ops-admins'],
+    ]);
+    expect(groups[1]!.gid).toBe(unixIdFor('AGPAOPSADMINS', 'wide'));
+    // Without the token the same group is not mirrored at all.
+    expect((await directory().listLinuxGroups()).map((g) => g.linuxName)).toEqual(['devs']);
   });
 
   it('treats a truncated page without a marker as an error', async () => {

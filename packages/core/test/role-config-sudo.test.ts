@@ -1,4 +1,10 @@
-import { parseRoleDescription, RoleConfigError } from '@keymaker/core';
+import {
+  isReservedLinuxName,
+  linuxNameOfIamGroup,
+  parseRoleDescription,
+  RoleConfigError,
+  SUDO_LINUX_GROUP,
+} from '@keymaker/core';
 import { serializeRoleConfig } from '../src/role-config';
 
 // Issue 12: sudo from an IAM group, configured like every other token.
@@ -18,4 +24,15 @@ test.each([
 ])('a bad or mistyped sudo token fails closed: %s', (description, message) => {
   expect(() => parseRoleDescription(description)).toThrow(RoleConfigError);
   expect(() => parseRoleDescription(description)).toThrow(message);
+});
+
+test('the sudo IAM group becomes keymaker-sudo only, even with the prefix; other groups keep the prefix rule', () => {
+  const config = { linuxGroupPrefix: 'keymaker_', sudoIamGroup: 'keymaker_admins' };
+  expect(linuxNameOfIamGroup('keymaker_admins', config)).toBe(SUDO_LINUX_GROUP);
+  expect(linuxNameOfIamGroup('keymaker_devs', config)).toBe('devs');
+  expect(linuxNameOfIamGroup('ops-admins', config)).toBeUndefined();
+  expect(linuxNameOfIamGroup('ops-admins', { linuxGroupPrefix: 'keymaker_', sudoIamGroup: 'ops-admins' })).toBe(
+    'keymaker-sudo',
+  );
+  expect(isReservedLinuxName(SUDO_LINUX_GROUP)).toBe(false);
 });

@@ -39,6 +39,7 @@ import {
   isKeymakerError,
   isReservedLinuxName,
   isValidLinuxName,
+  linuxNameOfIamGroup,
   linuxUserNameForIamUser,
   unixIdFor,
   type IamDirectory,
@@ -126,13 +127,10 @@ export class IamDirectorySource implements DirectorySource {
       throw error;
     }
     const required = this.directory.config.requireIamGroup;
-    const prefix = this.directory.config.linuxGroupPrefix;
     const prefixed: DirectoryGroup[] = [];
     for (const group of groups) {
-      if (prefix.length === 0 || !group.groupName.startsWith(prefix)) continue;
-      const linuxName = group.groupName.slice(prefix.length);
-      if (isValidLinuxName(linuxName))
-        prefixed.push({ iamGroupName: group.groupName, linuxName, groupId: group.groupId });
+      const linuxName = linuxNameOfIamGroup(group.groupName, this.directory.config);
+      if (linuxName) prefixed.push({ iamGroupName: group.groupName, linuxName, groupId: group.groupId });
     }
     return { inRequiredGroup: !required || groups.some((group) => group.groupName === required), groups: prefixed };
   }

@@ -13,11 +13,10 @@
  * Revocation inside open sessions: sudo by default trusts the session's kernel groups, which keep a removed group
  * until logout. `Set group_source dynamic` in /etc/sudo.conf makes sudo ask NSS at every call.
  */
-import { HostError } from '@keymaker/core';
+import { HostError, SUDO_LINUX_GROUP } from '@keymaker/core';
 import type { HostSystem } from '../system/host-system';
 
-/** The Linux group whose members get sudo; its members come from keymaker_sudo_iam_group. */
-export const SUDO_LINUX_GROUP = 'keymaker-sudo';
+export { SUDO_LINUX_GROUP };
 export const SUDOERS_DROP_IN = '/etc/sudoers.d/keymaker';
 export const SUDO_CONF = '/etc/sudo.conf';
 
