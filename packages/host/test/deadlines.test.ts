@@ -8,7 +8,8 @@ import * as path from 'node:path';
 import { createDeadline } from '@keymaker/core';
 import { getAuthorizedKeysCommand } from '../src/commands/host-commands';
 import { DEFAULT_HOST_CONFIG } from '../src/config/host-config';
-import { realRuntimeSystem, runProcess } from '../src/system/runtime-system';
+import { ShadowUtilsAdmin } from '../src/accounts/local-accounts';
+import { realRuntimeSystem, runProcess, withAbortSignal, type RuntimeSystem } from '../src/system/runtime-system';
 import { systemdService } from '../src/install/templates';
 import { DEFAULT_PATHS } from '../src/system/paths';
 import { createLoggerSyslog } from '../src/system/syslog';
@@ -93,6 +94,42 @@ describe('RuntimeSystem.run under a deadline', () => {
       runProcess(['true'], { signal: deadline.signal, onSpawn: () => (spawned = true) }),
     ).rejects.toMatchObject({ code: 'DEADLINE_EXCEEDED' });
     expect(spawned).toBe(false);
+  });
+});
+
+describe('account creation under a deadline (issue 10 point 4)', () => {
+  it('a useradd still running when the deadline fires is killed, and gone before addUser rejects', async () => {
+    // A stand-in useradd that never finishes: the real useradd would change this machine's /etc/passwd.
+    const fake = path.join(dir, 'useradd');
+    fs.writeFileSync(fake, '#!/bin/sh\necho "$@" > "$0.args"\nexec sleep 60\n', { mode: 0o755 });
+    const deadline = createDeadline(300);
+    let pid: number | undefined;
+    // The fault comes through the system interface: ShadowUtilsAdmin's own argv, run by the real runProcess.
+    const sys: RuntimeSystem = withAbortSignal(
+      {
+        run: (argv, options) =>
+          runProcess(argv[0] === 'useradd' ? [fake, ...argv.slice(1)] : argv, {
+            ...options,
+            onSpawn: (p) => (pid = p),
+          }),
+        readFile: (p) => realRuntimeSystem.readFile(p),
+      },
+      deadline.signal,
+    );
+    const started = Date.now();
+    const added = new ShadowUtilsAdmin(sys).addUser({
+      name: 'bob',
+      uid: 1879048193,
+      gid: 1879048193,
+      privateGroup: 'create',
+      groups: [],
+      comment: 'IAM user bob',
+    });
+    await expect(added).rejects.toMatchObject({ code: 'DEADLINE_EXCEEDED' });
+    expect(Date.now() - started).toBeLessThan(300 + SLACK_MS);
+    // It really was useradd's command line that ran, and that process is gone.
+    expect(fs.readFileSync(`${fake}.args`, 'utf8')).toMatch(/--uid 1879048193 .*-- bob$/m);
+    expect(alive(pid!)).toBe(false);
   });
 });
 
