@@ -1,11 +1,4 @@
-import { IAMClient } from '@aws-sdk/client-iam';
-import { STSClient } from '@aws-sdk/client-sts';
-import { resolveAwsSettings, type AwsConfigLookup } from './aws-config';
-import { raceSignal, formatSeconds, type Deadline } from './deadline';
-import { AwsError, DeadlineError } from './errors';
-import type { TemporaryCredentials } from './resolve';
-
-/**
+/*
  * Client construction in one place, so every command and the login hook get
  * the same region and profile rules, timeouts and retry policy. Building a
  * client makes no network call; it reads the shared config files only to
@@ -13,6 +6,13 @@ import type { TemporaryCredentials } from './resolve';
  * Endpoints (AWS_ENDPOINT_URL_IAM / AWS_ENDPOINT_URL_STS) and credentials
  * follow the SDK's usual env/file/default chain unless given here.
  */
+import { IAMClient } from '@aws-sdk/client-iam';
+import { STSClient } from '@aws-sdk/client-sts';
+import { resolveAwsSettings, type AwsConfigLookup } from './aws-config';
+import { raceSignal, formatSeconds, type Deadline } from './deadline';
+import { AwsError, DeadlineError } from './errors';
+import type { TemporaryCredentials } from './resolve';
+
 export interface AwsClientOptions {
   /** Explicit region; else AWS_REGION, AWS_DEFAULT_REGION, the profile's region, then us-east-1. */
   region?: string;

@@ -1,9 +1,4 @@
-import * as fs from 'node:fs';
-import * as os from 'node:os';
-import * as path from 'node:path';
-import { InputError } from './errors';
-
-/**
+/*
  * The AWS conventions every keymaker client follows, as the AWS CLI and boto3
  * do: a region from the option, AWS_REGION, AWS_DEFAULT_REGION or the
  * profile's `region`, else us-east-1 (IAM and STS are global services; their
@@ -12,6 +7,11 @@ import { InputError } from './errors';
  * command stops naming it. The SDK alone would fall through to other
  * credential sources and blame a missing region or credentials instead.
  */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { InputError } from './errors';
+
 export const GLOBAL_SIGNING_REGION = 'us-east-1';
 
 export interface AwsConfigLookup {

@@ -1,11 +1,11 @@
-import { DeadlineError } from './errors';
-
-/**
+/*
  * An overall deadline: one AbortSignal that fires after `ms`. Clients built
  * with it pass the signal to every SDK call, so a hung request is cancelled
  * (its socket closed) rather than merely outrun. The timer is unref'd: it
  * never keeps a finished process alive.
  */
+import { DeadlineError } from './errors';
+
 export interface Deadline {
   readonly ms: number;
   readonly signal: AbortSignal;

@@ -1,4 +1,4 @@
-/**
+/*
  * Linux user names keymaker never gives an IAM user: the service accounts that
  * distribution packages create (often only when installed, after keymaker has
  * run), and the base system accounts. An IAM user "postgres" must not own the

@@ -1,13 +1,13 @@
-import { RoleConfigError } from './errors';
-import { iamGroupNameProblem, iamRoleNameProblem, isAccountId, IAM_USER_NAME_MAX, LINUX_NAME_MAX } from './names';
-import { UID_SCHEMES, type UidScheme } from './uid';
-
-/**
+/*
  * Keymaker's configuration lives in the instance role's IAM description as
  * `keymaker_<name>=<value>` tokens, as in keymaker 1.x. Tokens are separated by
  * spaces and/or commas, may sit in free text, and values may be single- or
  * double-quoted.
  */
+import { RoleConfigError } from './errors';
+import { iamGroupNameProblem, iamRoleNameProblem, isAccountId, IAM_USER_NAME_MAX, LINUX_NAME_MAX } from './names';
+import { UID_SCHEMES, type UidScheme } from './uid';
+
 export interface RoleConfig {
   /** keymaker_id_resolver_account: the 12-digit account that holds the IAM users. */
   idResolverAccount?: string;

@@ -1,6 +1,4 @@
-import { createHash } from 'node:crypto';
-
-/**
+/*
  * UID/GID derivation from an IAM unique ID (user AIDA..., group AGPA...).
  *
  * legacy: keymaker 1.x, bit for bit: 2000 + (last two bytes of SHA-256, read
@@ -18,6 +16,8 @@ import { createHash } from 'node:crypto';
  *   1,000 users: 0.19%; 10,000 users: 17%. (legacy: 1,000 users: ~100%.)
  *   A collision is detected at account creation and refused, never merged.
  */
+import { createHash } from 'node:crypto';
+
 export const UID_SCHEMES = ['wide', 'legacy'] as const;
 export type UidScheme = (typeof UID_SCHEMES)[number];
 

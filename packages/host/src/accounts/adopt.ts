@@ -1,14 +1,4 @@
-import {
-  isInManagedRange,
-  isReservedLinuxName,
-  linuxUserNameForIamUser,
-  type IamUser,
-  type UidScheme,
-} from '@keymaker/core';
-import type { PasswdEntry } from './local-accounts';
-import { recordedAccount, type ManagedAccount } from './managed-accounts';
-
-/**
+/*
  * `keymaker install --adopt-legacy-accounts` (issue 13, point 4): the accounts
  * that exist on the host from before the record of managed accounts (made by
  * keymaker 1.x, or by this version before the record existed) get no keys and
@@ -19,6 +9,16 @@ import { recordedAccount, type ManagedAccount } from './managed-accounts';
  * taken over before the upgrade would be adopted too, which is why it is not
  * automatic.
  */
+import {
+  isInManagedRange,
+  isReservedLinuxName,
+  linuxUserNameForIamUser,
+  type IamUser,
+  type UidScheme,
+} from '@keymaker/core';
+import type { PasswdEntry } from './local-accounts';
+import { recordedAccount, type ManagedAccount } from './managed-accounts';
+
 export interface AdoptionOptions {
   uidScheme: UidScheme;
   linuxUserSuffix: string;

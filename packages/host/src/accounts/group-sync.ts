@@ -1,17 +1,4 @@
-import {
-  isInManagedRange,
-  isReservedLinuxName,
-  linuxUserNameForIamUser,
-  type IamDirectory,
-  type IamUser,
-  type LinuxGroup,
-  type Resolution,
-  type UidScheme,
-} from '@keymaker/core';
-import type { GroupEntry, LocalAccounts, LocalAdmin, NewAccount, PasswdEntry } from './local-accounts';
-import { recordedAccount, type ManagedAccount, type ManagedAccountsStore } from './managed-accounts';
-
-/**
+/*
  * Group sync (keymaker sync_groups): every IAM group with the prefix becomes
  * a Linux group (prefix stripped, derived GID) whose keymaker-managed
  * members match IAM. Three steps, so a failed read can change nothing:
@@ -33,6 +20,19 @@ import { recordedAccount, type ManagedAccount, type ManagedAccountsStore } from 
  * derived from its IAM unique ID and the record names that unique ID (a
  * same-named pre-existing user, or a re-created IAM user, is not it).
  */
+import {
+  isInManagedRange,
+  isReservedLinuxName,
+  linuxUserNameForIamUser,
+  type IamDirectory,
+  type IamUser,
+  type LinuxGroup,
+  type Resolution,
+  type UidScheme,
+} from '@keymaker/core';
+import type { GroupEntry, LocalAccounts, LocalAdmin, NewAccount, PasswdEntry } from './local-accounts';
+import { recordedAccount, type ManagedAccount, type ManagedAccountsStore } from './managed-accounts';
+
 export interface IamGroupState extends LinuxGroup {
   members: IamUser[];
 }

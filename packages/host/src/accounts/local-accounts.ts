@@ -1,11 +1,11 @@
-import { assertLinuxUserName, HostError, isValidLinuxName } from '@keymaker/core';
-import { realRuntimeSystem, type RuntimeSystem } from '../system/runtime-system';
-
-/**
+/*
  * Local users and groups as NSS sees them (getent), and the shadow-utils
  * commands that change them. Reads and writes are separate interfaces so a
  * planner can be handed only what it may use.
  */
+import { assertLinuxUserName, HostError, isValidLinuxName } from '@keymaker/core';
+import { realRuntimeSystem, type RuntimeSystem } from '../system/runtime-system';
+
 export interface PasswdEntry {
   name: string;
   uid: number;

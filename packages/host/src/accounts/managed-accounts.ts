@@ -1,9 +1,4 @@
-import { promises as fs } from 'node:fs';
-import { HostError, isValidLinuxName } from '@keymaker/core';
-import { nodeHostSystem, type HostSystem } from '../system/host-system';
-import { assertTrustedFile, lstatPath, type StatPath } from '../system/root-owned';
-
-/**
+/*
  * The record of the local accounts keymaker manages (issue 13, point 4):
  * /etc/keymaker/managed-accounts, root:root 0644, one line per account,
  * `NAME:UID:IAM_USER_ID`. A UID equal to the one derived from an IAM user's
@@ -21,6 +16,11 @@ import { assertTrustedFile, lstatPath, type StatPath } from '../system/root-owne
  * and then no existing account is managed. Parsed strictly: one line keymaker
  * cannot read refuses the whole record (fail closed).
  */
+import { promises as fs } from 'node:fs';
+import { HostError, isValidLinuxName } from '@keymaker/core';
+import { nodeHostSystem, type HostSystem } from '../system/host-system';
+import { assertTrustedFile, lstatPath, type StatPath } from '../system/root-owned';
+
 export interface ManagedAccount {
   name: string;
   uid: number;

@@ -1,3 +1,9 @@
+/*
+ * How the runtime (lookup, PAM hook, sync) turns /etc/keymaker/config.json
+ * into AWS clients. sshd and pam_exec give us an empty or foreign
+ * environment, so the config file is the source of truth; a missing file
+ * means defaults plus whatever the SDK finds (instance role).
+ */
 import {
   createIamClient,
   createStsClient,
@@ -13,12 +19,6 @@ import { fromInstanceMetadata } from '@smithy/credential-provider-imds';
 import { DEFAULT_HOST_CONFIG, parseHostConfig, type HostConfig } from './host-config';
 import type { RuntimeSystem } from '../system/runtime-system';
 
-/**
- * How the runtime (lookup, PAM hook, sync) turns /etc/keymaker/config.json
- * into AWS clients. sshd and pam_exec give us an empty or foreign
- * environment, so the config file is the source of truth; a missing file
- * means defaults plus whatever the SDK finds (instance role).
- */
 export async function loadHostConfig(sys: RuntimeSystem, path: string): Promise<HostConfig> {
   const text = await sys.readFile(path);
   if (text === undefined) return { ...DEFAULT_HOST_CONFIG };

@@ -1,11 +1,11 @@
-import { InputError, isValidLinuxName } from '@keymaker/core';
-
-/**
+/*
  * /etc/keymaker/config.json: what the login-time processes need and sshd will
  * not pass in the environment (sshd resets it). Written by `keymaker install`,
  * root-owned, mode 0644. Parsed strictly: an unknown or ill-typed field is an
  * error, so a typo never silently changes behaviour.
  */
+import { InputError, isValidLinuxName } from '@keymaker/core';
+
 export interface HostConfig {
   version: 1;
   /** AWS region used to sign IAM/STS calls. */

@@ -1,3 +1,10 @@
+/*
+ * Just-in-time account creation, run by pam_exec (as root) in sshd's PAM auth
+ * stage for a login name that has no local account yet. The account is created
+ * only for a confirmed IAM user: it exists, has at least one active valid key,
+ * and passes the required group. The connection that creates the account
+ * still fails (sshd looked the user up before PAM ran); the next one logs in.
+ */
 import {
   AccessRefusedError,
   assertLinuxUserName,
@@ -12,13 +19,6 @@ import type { ManagedAccountsStore } from '../accounts/managed-accounts';
 import type { LoginGuard } from './pam-guard';
 import { classifyGroup, privateGroupFor } from '../accounts/group-sync';
 
-/**
- * Just-in-time account creation, run by pam_exec (as root) in sshd's PAM auth
- * stage for a login name that has no local account yet. The account is created
- * only for a confirmed IAM user: it exists, has at least one active valid key,
- * and passes the required group. The connection that creates the account
- * still fails (sshd looked the user up before PAM ran); the next one logs in.
- */
 export interface CreateAccountDeps {
   accounts: LocalAccounts;
   admin: LocalAdmin;

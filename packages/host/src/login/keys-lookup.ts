@@ -1,24 +1,4 @@
-import {
-  AccessRefusedError,
-  assertLinuxUserName,
-  assertNotReservedName,
-  DeadlineError,
-  exitCodeFor,
-  formatError,
-  isInManagedRange,
-  isKeymakerError,
-  UID_SCHEMES,
-  withDeadline,
-  type Deadline,
-  type Resolution,
-  type UidScheme,
-} from '@keymaker/core';
-import type { LocalAccounts, PasswdEntry } from '../accounts/local-accounts';
-import type { LookupGuard } from './lookup-guard';
-import { recordedAccount, type ManagedAccount } from '../accounts/managed-accounts';
-import type { Syslog } from '../system/syslog';
-
-/**
+/*
  * The AuthorizedKeysCommand: what sshd runs at every login. It prints one
  * authorized_keys line per active, valid IAM key and exits 0, or prints
  * nothing and exits non-zero. It never prints a partial answer.
@@ -44,6 +24,26 @@ import type { Syslog } from '../system/syslog';
  *     the same name exists, and refuses an IAM user that was deleted and
  *     re-created under the same name (new unique ID) the old account's home.
  */
+import {
+  AccessRefusedError,
+  assertLinuxUserName,
+  assertNotReservedName,
+  DeadlineError,
+  exitCodeFor,
+  formatError,
+  isInManagedRange,
+  isKeymakerError,
+  UID_SCHEMES,
+  withDeadline,
+  type Deadline,
+  type Resolution,
+  type UidScheme,
+} from '@keymaker/core';
+import type { LocalAccounts, PasswdEntry } from '../accounts/local-accounts';
+import type { LookupGuard } from './lookup-guard';
+import { recordedAccount, type ManagedAccount } from '../accounts/managed-accounts';
+import type { Syslog } from '../system/syslog';
+
 export interface LookupRequest {
   /** The Linux login name sshd passes as %u. */
   user: string;

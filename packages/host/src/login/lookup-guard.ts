@@ -1,10 +1,4 @@
-import { constants, promises as fs } from 'node:fs';
-import * as path from 'node:path';
-import { AccessRefusedError, HostError, isKeymakerError } from '@keymaker/core';
-import { writeFileAtomic } from '../system/atomic-write';
-import type { Syslog } from '../system/syslog';
-
-/**
+/*
  * The lookup's per-name cache and limit (issue 13, point 8). sshd runs the
  * lookup once per offered key (and twice for the key that logs in), each a
  * new process: 50 wrong keys offered for one managed name cost 50 lookups,
@@ -43,6 +37,12 @@ import type { Syslog } from '../system/syslog';
  * logs in. Concurrent lookups of one name may lose an update (last rename
  * wins), so the limit is approximate under a burst of parallel offers.
  */
+import { constants, promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import { AccessRefusedError, HostError, isKeymakerError } from '@keymaker/core';
+import { writeFileAtomic } from '../system/atomic-write';
+import type { Syslog } from '../system/syslog';
+
 export interface LookupGuardPolicy {
   listedTtlMs: number;
   burst: number;

@@ -1,11 +1,4 @@
-import { constants, promises as fs } from 'node:fs';
-import * as net from 'node:net';
-import * as path from 'node:path';
-import { AccessRefusedError, HostError, isKeymakerError, isValidLinuxName, type ErrorCode } from '@keymaker/core';
-import { writeFileAtomic } from '../system/atomic-write';
-import { acquireShortLock } from '../system/lock';
-
-/**
+/*
  * Abuse protection for the PAM hook. sshd runs it in the auth stage for ANY
  * name a client sends, before authentication, so without a limit every
  * connection attempt with a made-up name would cost IAM calls (and IAM
@@ -40,6 +33,13 @@ import { acquireShortLock } from '../system/lock';
  * bucket that refilled is dropped; past the cap the least recently used go).
  * An administrator can clear it with `rm /run/keymaker/pam-state.json`.
  */
+import { constants, promises as fs } from 'node:fs';
+import * as net from 'node:net';
+import * as path from 'node:path';
+import { AccessRefusedError, HostError, isKeymakerError, isValidLinuxName, type ErrorCode } from '@keymaker/core';
+import { writeFileAtomic } from '../system/atomic-write';
+import { acquireShortLock } from '../system/lock';
+
 export interface PamGuardPolicy {
   /** The global bucket (IAM throttling is shared by every host of the account). */
   burst: number;

@@ -1,10 +1,4 @@
-import { constants, promises as fs } from 'node:fs';
-import * as path from 'node:path';
-import type { CacheStore } from '@keymaker/core';
-import { writeFileAtomic } from './atomic-write';
-import { isRootOwned } from './root-owned';
-
-/**
+/*
  * The login-to-login cache of the instance's role config and ID-resolver
  * credentials (/var/cache/keymaker). Only root writes it: the group sync
  * (every few minutes) and the PAM hook keep it warm; the lookup, which runs
@@ -17,6 +11,12 @@ import { isRootOwned } from './root-owned';
  * trusts a file only when it and its directory are root-owned and not group-
  * or world-writable; anything else reads as a miss (a live IAM lookup).
  */
+import { constants, promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import type { CacheStore } from '@keymaker/core';
+import { writeFileAtomic } from './atomic-write';
+import { isRootOwned } from './root-owned';
+
 export interface FileCacheStoreOptions {
   dir: string;
   /** Root processes write; the lookup only reads. */

@@ -1,13 +1,13 @@
+/*
+ * Everything install/uninstall does to the machine goes through this narrow
+ * interface, so the same code runs on a host and against a fake in unit tests.
+ * Synchronous on purpose: a handful of small files and commands, run in order.
+ */
 import { spawnSync } from 'node:child_process';
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import { writeFileAtomic } from './atomic-write';
 
-/**
- * Everything install/uninstall does to the machine goes through this narrow
- * interface, so the same code runs on a host and against a fake in unit tests.
- * Synchronous on purpose: a handful of small files and commands, run in order.
- */
 export interface FileState {
   content: Buffer;
   /** Permission bits (& 0o7777). */

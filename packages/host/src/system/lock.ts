@@ -1,8 +1,4 @@
-import { spawn } from 'node:child_process';
-import { existsSync, promises as fs, constants } from 'node:fs';
-import { HostError } from '@keymaker/core';
-
-/**
+/*
  * Two locks, for two kinds of critical section.
  *
  * acquireLock: a kernel lock (flock(2)) on an open lock file, held for seconds to minutes, so that
@@ -20,6 +16,10 @@ import { HostError } from '@keymaker/core';
  * A holder that died is detected by its pid, and since no holder keeps it long, a lock older than
  * maxHoldMs is stale whatever its pid says: a reused pid delays waiters by that much at most.
  */
+import { spawn } from 'node:child_process';
+import { existsSync, promises as fs, constants } from 'node:fs';
+import { HostError } from '@keymaker/core';
+
 export interface HeldLock {
   release(): Promise<void>;
 }

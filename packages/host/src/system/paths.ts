@@ -1,4 +1,4 @@
-/**
+/*
  * Where keymaker lives on a host. sshd and PAM execute these as root or as the
  * lookup user, so every file and every parent directory must be root-owned and
  * not group- or world-writable (sshd's safe-path rule).

@@ -1,11 +1,11 @@
+/*
+ * The one door from the runtime to the machine: processes (always an
+ * argument array, never a shell) and files. Unit tests pass a fake.
+ */
 import { spawn } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import { DeadlineError } from '@keymaker/core';
 
-/**
- * The one door from the runtime to the machine: processes (always an
- * argument array, never a shell) and files. Unit tests pass a fake.
- */
 export interface ProcessResult {
   code: number;
   stdout: string;

@@ -1,11 +1,11 @@
-import { runProcess, type ProcessOptions, type ProcessResult } from './runtime-system';
-
-/**
+/*
  * Where the login-time commands report what they decided. sshd discards the
  * lookup's stderr, so decisions go to syslog (facility authpriv, tag keymaker,
  * with the pid): journald or rsyslog put them next to sshd's own lines.
  * Messages hold names, fingerprints and reasons; never key bodies or credentials.
  */
+import { runProcess, type ProcessOptions, type ProcessResult } from './runtime-system';
+
 export type LogLevel = 'info' | 'notice' | 'warning' | 'err';
 
 export interface Syslog {
