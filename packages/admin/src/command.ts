@@ -1,13 +1,6 @@
 import type { IAMClient } from '@aws-sdk/client-iam';
 import type { STSClient } from '@aws-sdk/client-sts';
-import {
-  createIamClient,
-  createStsClient,
-  exitCodeFor,
-  formatError,
-  isKeymakerError,
-  type Deadline,
-} from '@keymaker/core';
+import { createIamClient, createStsClient, describeError, type Deadline } from '@keymaker/core';
 import { configure, type ApplyOptions } from './apply';
 import {
   assertAwsProfileExists,
@@ -130,19 +123,11 @@ export async function runConfigureCommand(
     }
     return { exitCode: 0, stdout: lines, stderr: [] };
   } catch (error) {
-    const exitCode = exitCodeFor(error);
-    const line = formatError(error);
+    const report = describeError(error);
     if (json) {
-      const doc = {
-        ok: false,
-        error: {
-          code: isKeymakerError(error) ? error.code : 'INTERNAL',
-          exitCode,
-          message: line.replace(/^keymaker: /, ''),
-        },
-      };
-      return { exitCode, stdout: [JSON.stringify(doc, null, 2)], stderr: [line] };
+      const doc = { ok: false, error: { code: report.code, exitCode: report.exitCode, message: report.message } };
+      return { exitCode: report.exitCode, stdout: [JSON.stringify(doc, null, 2)], stderr: [report.line] };
     }
-    return { exitCode, stdout: [], stderr: [line] };
+    return { exitCode: report.exitCode, stdout: [], stderr: [report.line] };
   }
 }

@@ -1,4 +1,4 @@
-import { EXIT_CODES, formatError } from '@keymaker/core';
+import { EXIT_CODES } from '@keymaker/core';
 import {
   getAuthorizedKeysCommand,
   pamCreateAccountCommand,
@@ -6,58 +6,66 @@ import {
   syncGroupsCommand,
   type HostCommandEnv,
 } from '@keymaker/host';
+import { hostCommandName, type HostCommandName } from './host-command-names';
+import { runBoundary } from './run';
 
 /**
  * The host entry: the commands that sshd, PAM and the sync schedule run.
  * Built as one self-contained file (dist/keymaker-host.js, copied by
  * `keymaker install` to a root-owned path); no yargs, nothing else loaded.
- * Each reads /etc/keymaker/config.json, not the environment.
+ * Each reads /etc/keymaker/config.json, not the environment. Each goes
+ * through the one command boundary (run.ts), as the yargs commands do.
  */
 type HostCommand = (args: string[], env: HostCommandEnv) => Promise<number>;
 
-const COMMANDS: Record<string, HostCommand> = {
+const COMMANDS: Record<HostCommandName, HostCommand> = {
   get_authorized_keys: (args, env) => getAuthorizedKeysCommand(args, env),
   // pam_exec passes PAM_USER, PAM_RHOST, PAM_TYPE in the environment; no arguments.
-  pam_create_account: (args) =>
-    args.length === 0 ? pamCreateAccountCommand(process.env) : usage('pam_create_account'),
-  sync_groups: (args) => {
+  pam_create_account: (args, env) =>
+    args.length === 0 ? pamCreateAccountCommand(process.env, env) : usage('pam_create_account', env),
+  sync_groups: (args, env) => {
     const options = parseSyncArgs(args);
-    return options ? syncGroupsCommand(options) : usage('sync_groups [--dry-run] [--json] [--config PATH]');
+    return options ? syncGroupsCommand(options, env) : usage('sync_groups [--dry-run] [--json] [--config PATH]', env);
   },
 };
-const ALIASES: Record<string, string> = {
-  'get-authorized-keys': 'get_authorized_keys',
-  'pam-create-account': 'pam_create_account',
-  'sync-groups': 'sync_groups',
-};
 
-async function usage(text: string): Promise<number> {
-  process.stderr.write(`usage: keymaker ${text}\n`);
+function stderrOf(env: HostCommandEnv): (text: string) => void {
+  return env.stderr ?? ((text: string) => process.stderr.write(text));
+}
+
+async function usage(text: string, env: HostCommandEnv): Promise<number> {
+  stderrOf(env)(`usage: keymaker ${text}\n`);
   return EXIT_CODES.USAGE;
 }
 
-export function isHostCommand(name: string | undefined): boolean {
-  return name !== undefined && (name in COMMANDS || name in ALIASES);
+/**
+ * Runs a host command and returns its exit code; `argv` starts with the command name. `env`: from
+ * the yargs CLI and tests. `debug`: stack traces on a throw (default: a --debug argument).
+ */
+export async function runHostCommand(
+  argv: string[],
+  env: HostCommandEnv = {},
+  debug = argv.includes('--debug'),
+): Promise<number> {
+  const [spelling, ...args] = argv;
+  const name = hostCommandName(spelling);
+  if (!name) {
+    stderrOf(env)(`keymaker: unknown host command ${JSON.stringify(spelling ?? '')}\n`);
+    return EXIT_CODES.USAGE;
+  }
+  return runBoundary(() => COMMANDS[name](args, env), { debug, stderr: env.stderr });
 }
 
-/** Runs a host command; `argv` starts with the command name. `env`: only from the yargs CLI (flags, --config). */
-export async function main(argv: string[], env: HostCommandEnv = {}): Promise<void> {
-  const [name, ...args] = argv;
-  const command = name ? COMMANDS[ALIASES[name] ?? name] : undefined;
-  if (!command) {
-    process.stderr.write(`keymaker: unknown host command ${JSON.stringify(name ?? '')}\n`);
-    process.exitCode = EXIT_CODES.USAGE;
-  } else {
-    try {
-      process.exitCode = await command(args, env);
-    } catch (error) {
-      process.stderr.write(`${formatError(error)}\n`);
-      process.exitCode = EXIT_CODES.INTERNAL;
-    }
-  }
-  // Keep-alive sockets must not hold sshd waiting once the answer is out.
+/** Ends the process once stdout is written: keep-alive sockets must not hold sshd waiting once the answer is out. */
+export async function exitWhenWritten(): Promise<void> {
   await new Promise<void>((resolve) => process.stdout.write('', () => resolve()));
   process.exit();
+}
+
+/** The bundle's main: runs a host command, sets the exit code, exits. */
+export async function main(argv: string[], env: HostCommandEnv = {}): Promise<void> {
+  process.exitCode = await runHostCommand(argv, env);
+  await exitWhenWritten();
 }
 
 // Run directly as the installed bundle: `node keymaker-host.mjs COMMAND ARGS...`.

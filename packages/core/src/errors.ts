@@ -140,9 +140,44 @@ export function exitCodeFor(error: unknown): number {
 
 /** The one line a person sees: never a stack trace. */
 export function formatError(error: unknown): string {
-  if (error instanceof KeymakerError) return `keymaker: ${error.message}`;
+  return `keymaker: ${errorMessage(error)}`;
+}
+
+/** formatError's line without its "keymaker: " prefix: for syslog lines and JSON messages, which say who speaks. */
+export function errorMessage(error: unknown): string {
+  if (error instanceof KeymakerError) return error.message;
   const message = error instanceof Error ? error.message : String(error);
-  return `keymaker: unexpected error: ${firstLine(message)} (run with --debug for details)`;
+  return `unexpected error: ${firstLine(message)} (run with --debug for details)`;
+}
+
+/** What every command boundary tells about a failure: the stable code, the exit code and the text. */
+export interface ErrorReport {
+  /** The error's code; INTERNAL for anything that is not a KeymakerError. */
+  code: string;
+  exitCode: number;
+  /** formatError's line (for stderr). */
+  line: string;
+  /** The same without the prefix (for syslog and --json). */
+  message: string;
+}
+
+/** The one mapping of an error to what a boundary prints, logs and exits with. */
+export function describeError(error: unknown): ErrorReport {
+  const message = errorMessage(error);
+  return {
+    code: isKeymakerError(error) ? error.code : 'INTERNAL',
+    exitCode: exitCodeFor(error),
+    line: `keymaker: ${message}`,
+    message,
+  };
+}
+
+/** --debug's extra lines: the stack, and the cause's stack when there is one. */
+export function debugLines(error: unknown): string[] {
+  const lines = [error instanceof Error ? (error.stack ?? String(error)) : String(error)];
+  const cause = error instanceof Error ? error.cause : undefined;
+  if (cause instanceof Error && cause.stack) lines.push(`caused by: ${cause.stack}`);
+  return lines;
 }
 
 export function firstLine(text: string): string {

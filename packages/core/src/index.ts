@@ -12,12 +12,15 @@ export {
   InputError,
   KeymakerError,
   RoleConfigError,
+  debugLines,
+  describeError,
+  errorMessage,
   exitCodeFor,
   firstLine,
   formatError,
   isKeymakerError,
 } from './errors';
-export type { ErrorCode, KeymakerErrorOptions } from './errors';
+export type { ErrorCode, ErrorReport, KeymakerErrorOptions } from './errors';
 // Linux and IAM names.
 export {
   assertLinuxUserName,

@@ -5,7 +5,7 @@
  * double-quoted.
  */
 import { RoleConfigError } from './errors';
-import { iamGroupNameProblem, iamRoleNameProblem, isAccountId, IAM_USER_NAME_MAX, LINUX_NAME_MAX } from './names';
+import { iamGroupNameProblem, iamRoleNameProblem, isAccountId, IAM_USER_NAME_MAX } from './names';
 import { UID_SCHEMES, type UidScheme } from './uid';
 
 export interface RoleConfig {
@@ -45,7 +45,6 @@ export const ROLE_CONFIG_TOKENS: ReadonlyArray<readonly [token: string, field: F
   ['keymaker_sudo_iam_group', 'sudoIamGroup'],
 ];
 const FIELD_BY_TOKEN = new Map(ROLE_CONFIG_TOKENS.map(([token, field]) => [token, field]));
-const TOKEN_BY_FIELD = new Map(ROLE_CONFIG_TOKENS.map(([token, field]) => [field, token]));
 
 /** Characters a suffix or prefix may hold: those IAM names allow. */
 const IAM_NAME_CHARS = /^[A-Za-z0-9+=,.@_-]*$/;
@@ -287,13 +286,4 @@ export function applyRoleConfigToDescription(description: string | undefined, co
       `cannot rewrite the role description: the result would not read back as the requested configuration; fix the description by hand`,
     );
   return result;
-}
-
-export function tokenForField(field: Field): string {
-  return TOKEN_BY_FIELD.get(field)!;
-}
-
-/** Longest Linux name that still fits IAM's user-name limit with this suffix. */
-export function maxLinuxNameLengthForSuffix(suffix: string): number {
-  return Math.min(LINUX_NAME_MAX, IAM_USER_NAME_MAX - suffix.length);
 }

@@ -1,4 +1,5 @@
 import { createContext, explicitAwsFlags, type CommandContext, type GlobalOptions } from '../context';
+import { runCommand } from '../run';
 
 /** --config of the host commands run through the CLI. */
 export const hostConfigOption = {
@@ -21,23 +22,20 @@ export async function hostOrClientContext(args: GlobalOptions & { config?: strin
 export async function authorizedKeysThroughCli(
   args: GlobalOptions & { user: string; fingerprint?: string; config?: string },
 ): Promise<void> {
-  const { main } = await import('../host-entry');
+  const { runHostCommand, exitWhenWritten } = await import('../host-entry');
   const argv = [
     'get_authorized_keys',
     args.user,
     ...(args.fingerprint ? [args.fingerprint] : []),
     ...(args.debug ? ['--debug'] : []),
   ];
-  let aws;
-  try {
-    aws = explicitAwsFlags(args);
-  } catch (error) {
-    const { exitCodeFor, formatError } = await import('@keymaker/core');
-    process.stderr.write(`${formatError(error)}\n`);
-    process.exitCode = exitCodeFor(error);
-    return;
-  }
-  await main(argv, { aws, ...(args.config ? { paths: { configFile: args.config } } : {}) });
+  await runCommand(args.debug, () =>
+    runHostCommand(argv, {
+      aws: explicitAwsFlags(args),
+      ...(args.config ? { paths: { configFile: args.config } } : {}),
+    }),
+  );
+  await exitWhenWritten();
 }
 
 /** `get_uid USER`: the UID keymaker gives the Linux user (from the IAM user's unique ID). */

@@ -1,7 +1,7 @@
 import type { Argv } from 'yargs';
 import type { GlobalOptions } from '../context';
 
-/** `keymaker sync_groups`: the same code the schedule runs through the host entry. */
+/** `keymaker sync_groups`: the same code, and the same argument parser, the schedule runs through the host entry. */
 export function registerSyncCommand(cli: Argv<GlobalOptions>): Argv<GlobalOptions> {
   return cli.command(
     ['sync_groups', 'sync-groups'],
@@ -11,12 +11,11 @@ export function registerSyncCommand(cli: Argv<GlobalOptions>): Argv<GlobalOption
         .option('dry-run', { type: 'boolean', describe: 'print what would change, change nothing' })
         .option('config', { type: 'string', describe: 'host config file (default /etc/keymaker/config.json)' }),
     async (args) => {
-      const { syncGroupsCommand } = await import('@keymaker/host');
-      process.exitCode = await syncGroupsCommand({
-        dryRun: Boolean(args['dry-run']),
-        json: Boolean(args.json),
-        config: typeof args.config === 'string' ? args.config : undefined,
-      });
+      // The lean entry's parser (parseSyncArgs) reads the options, here as on the schedule: one parse of them.
+      const { runHostCommand } = await import('../host-entry');
+      const argv = ['sync_groups', ...(args['dry-run'] ? ['--dry-run'] : []), ...(args.json ? ['--json'] : [])];
+      if (typeof args.config === 'string') argv.push(`--config=${args.config}`);
+      process.exitCode = await runHostCommand(argv, {}, Boolean(args.debug));
     },
   );
 }

@@ -282,10 +282,6 @@ export function planGroupSync(iam: IamSyncState, local: LocalSyncState, options:
   return plan;
 }
 
-export function planIsEmpty(plan: SyncPlan): boolean {
-  return plan.createGroups.length === 0 && plan.createUsers.length === 0 && plan.memberships.length === 0;
-}
-
 /** Bounded parallelism for the per-group / per-user reads. */
 async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
   const results: R[] = new Array<R>(items.length);

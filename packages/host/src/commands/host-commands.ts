@@ -1,8 +1,7 @@
 import {
   DeadlineError,
+  describeError,
   EXIT_CODES,
-  exitCodeFor,
-  formatError,
   HostError,
   isKeymakerError,
   withDeadline,
@@ -83,11 +82,12 @@ async function prepare(env: HostCommandEnv, echo: boolean): Promise<Runtime | { 
       await assertTrustedFile(file, env.statPath);
     }
   } catch (error) {
+    const report = describeError(error);
     const syslog = env.syslog ?? createLoggerSyslog({});
-    syslog.log('err', `cannot read the host config: ${formatError(error).replace(/^keymaker: /, '')}`);
-    stderr(`${formatError(error)}\n`);
+    syslog.log('err', `cannot read the host config: ${report.message}`);
+    stderr(`${report.line}\n`);
     await syslog.flush();
-    return { code: exitCodeFor(error) };
+    return { code: report.exitCode };
   }
   applyAwsEnvironment(config);
   const syslog =
@@ -268,6 +268,7 @@ export async function pamCreateAccountCommand(pamEnv: NodeJS.ProcessEnv, env: Ho
       rt.syslog.log('warning', `create_account ${who} group skipped: ${skipped}`);
     return PAM_EXIT_CREATED;
   } catch (error) {
+    const report = describeError(error);
     const reason = !isKeymakerError(error)
       ? 'INTERNAL'
       : error.details.rateLimited
@@ -276,11 +277,8 @@ export async function pamCreateAccountCommand(pamEnv: NodeJS.ProcessEnv, env: Ho
           ? `${error.code} remembered=yes`
           : error.code;
     // Nothing more on stdout: the client must not learn whether an IAM user exists.
-    rt.syslog.log(
-      'warning',
-      `create_account ${who} decision=refused reason=${reason}: ${formatError(error).replace(/^keymaker: /, '')}`,
-    );
-    return exitCodeFor(error);
+    rt.syslog.log('warning', `create_account ${who} decision=refused reason=${reason}: ${report.message}`);
+    return report.exitCode;
   } finally {
     await flushWithin(rt, 2000);
   }
@@ -366,21 +364,19 @@ export async function syncGroupsCommand(options: SyncCommandOptions, env: HostCo
     if (options.json) rt.stdout(`${JSON.stringify(report)}\n`);
     return syncExitCode(report);
   } catch (error) {
+    const report = describeError(error);
     // A failed read lands here before any change: say so.
-    rt.stderr(`${formatError(error)}\n`);
+    rt.stderr(`${report.line}\n`);
     // Stopped at the deadline: the read may have been done and some changes applied.
     if (isKeymakerError(error, 'DEADLINE_EXCEEDED'))
       rt.stderr('sync_groups: stopped; any change already applied stands, the next run completes the rest\n');
     else if (!isKeymakerError(error, 'LOCKED')) rt.stderr('sync_groups: nothing was changed\n');
     rt.syslog.log(
       'warning',
-      `sync_groups failed${isKeymakerError(error, 'DEADLINE_EXCEEDED') ? ' at its deadline' : ', nothing changed'}: ${formatError(error).replace(/^keymaker: /, '')}`,
+      `sync_groups failed${isKeymakerError(error, 'DEADLINE_EXCEEDED') ? ' at its deadline' : ', nothing changed'}: ${report.message}`,
     );
-    if (options.json)
-      rt.stdout(
-        `${JSON.stringify({ error: isKeymakerError(error) ? error.code : 'INTERNAL', message: formatError(error) })}\n`,
-      );
-    return exitCodeFor(error);
+    if (options.json) rt.stdout(`${JSON.stringify({ error: report.code, message: report.line })}\n`);
+    return report.exitCode;
   } finally {
     await flushWithin(rt, 2000);
   }
@@ -468,12 +464,10 @@ export async function adoptLegacyAccountsCommand(
       );
     return { code: 0, adopted: adopted.adopt.map((a) => a.name) };
   } catch (error) {
-    rt.stderr(`${formatError(error)}\n`);
-    rt.syslog.log(
-      'warning',
-      `adopt_accounts failed, nothing recorded: ${formatError(error).replace(/^keymaker: /, '')}`,
-    );
-    return { code: exitCodeFor(error), adopted: [] };
+    const report = describeError(error);
+    rt.stderr(`${report.line}\n`);
+    rt.syslog.log('warning', `adopt_accounts failed, nothing recorded: ${report.message}`);
+    return { code: report.exitCode, adopted: [] };
   } finally {
     await flushWithin(rt, 2000);
   }

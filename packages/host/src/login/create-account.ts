@@ -10,8 +10,6 @@ import {
   assertLinuxUserName,
   assertNotReservedName,
   HostError,
-  InputError,
-  isKeymakerError,
   type Resolution,
 } from '@keymaker/core';
 import type { LocalAccounts, LocalAdmin, NewAccount } from '../accounts/local-accounts';
@@ -179,7 +177,3 @@ export const ACCOUNT_CREATED_MESSAGE = FIRST_LOGIN_MESSAGE;
 /** Exit codes of pam_create_account that are not errors (1.x used the same two). */
 export const PAM_EXIT_CREATED = 75;
 export const PAM_EXIT_EXISTS = 77;
-
-export function isRefusal(error: unknown): boolean {
-  return error instanceof AccessRefusedError || error instanceof InputError || isKeymakerError(error, 'NO_SUCH_USER');
-}

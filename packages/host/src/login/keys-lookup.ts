@@ -30,7 +30,7 @@ import {
   assertNotReservedName,
   DeadlineError,
   exitCodeFor,
-  formatError,
+  errorMessage,
   isInManagedRange,
   isKeymakerError,
   UID_SCHEMES,
@@ -219,10 +219,7 @@ export async function runLookup(request: LookupRequest, io: LookupIo, options: R
     );
     return 0;
   } catch (error) {
-    options.syslog.log(
-      'warning',
-      `lookup ${who} decision=refused reason=${reasonOf(error)}: ${formatError(error).replace(/^keymaker: /, '')}`,
-    );
+    options.syslog.log('warning', `lookup ${who} decision=refused reason=${reasonOf(error)}: ${errorMessage(error)}`);
     return exitCodeFor(error);
   }
 }
