@@ -21,7 +21,7 @@ module.exports = {
     {
       ...base,
       displayName: 'integration',
-      testMatch: ['<rootDir>/packages/*/test/**/*.int.test.ts'],
+      testMatch: ['<rootDir>/packages/*/test/**/*.int.test.ts', '<rootDir>/tools/**/*.int.test.ts'],
       globalSetup: '<rootDir>/tools/moto/jest-global-setup.cjs',
       globalTeardown: '<rootDir>/tools/moto/jest-global-teardown.cjs',
     },
