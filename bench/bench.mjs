@@ -4,10 +4,13 @@
 // throw-away sandbox (tools/sandbox/run.sh + bench/phase.mjs), and writes the markdown report.
 //
 //   node bench/bench.mjs [--runs 20] [--delay-runs 10] [--delay-ms 50] [--steady-runs 3] [--users 1000] [--groups 50]
-//                        [--out-dir bench/results] [--no-latest] [--command "npm run bench"]
+//                        [--net-runs 5] [--rtts 20,80] [--out-dir bench/results] [--no-latest] [--command "npm run bench"]
+//   --net-runs 0 skips the network-model phase (tools/netmodel: TLS + RTT in front of moto); --net-only runs
+//   it alone and prints its raw JSON.
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
+import http from 'node:http';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
@@ -26,10 +29,13 @@ function parseArgs(argv) {
     delayRuns: 10,
     delayMs: 50,
     steadyRuns: 3,
+    netRuns: 5,
+    rtts: '20,80',
     users: 1000,
     groups: 50,
     outDir: path.join(HERE, 'results'),
     latest: true,
+    netOnly: false,
     command: undefined,
   };
   for (let i = 0; i < argv.length; i++) {
@@ -38,9 +44,14 @@ function parseArgs(argv) {
       out.latest = false;
       continue;
     }
+    if (k === '--net-only') {
+      out.netOnly = true;
+      continue;
+    }
     const key = k.replace(/^--/, '').replace(/-([a-z])/g, (_, c) => c.toUpperCase());
     const v = argv[++i];
     if (!(key in out)) throw new Error(`unknown option ${k}`);
+    if (key === 'rtts' && !/^\d+(,\d+)*$/.test(v ?? '')) throw new Error('--rtts takes milliseconds like 20,80');
     out[key] = typeof out[key] === 'number' ? Number(v) : v;
   }
   return out;
@@ -48,6 +59,20 @@ function parseArgs(argv) {
 
 const args = parseArgs(process.argv.slice(2));
 const log = (msg) => process.stderr.write(`[bench] ${msg}\n`);
+
+/** Plain-HTTP control of the network model for the sandboxed phase: /reset, /stats, /rtt?ms=N. */
+function netmodelControl(model) {
+  return http.createServer((req, res) => {
+    const url = new URL(req.url, 'http://control');
+    let body;
+    if (url.pathname === '/reset') body = (model.reset(), { ok: true });
+    else if (url.pathname === '/stats') body = model.stats();
+    else if (url.pathname === '/rtt' && /^\d+$/.test(url.searchParams.get('ms') ?? ''))
+      body = (model.setRtt(Number(url.searchParams.get('ms'))), { rttMs: Number(url.searchParams.get('ms')) });
+    if (!body) return res.writeHead(404).end();
+    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+  });
+}
 
 function sandboxPhase(phase, extra, env) {
   const out = path.join(WORK, `${phase}.json`);
@@ -183,6 +208,11 @@ async function main() {
     if (seedCode !== 0) throw new Error('seeding failed');
     const seed = JSON.parse(fs.readFileSync(path.join(WORK, 'seed.json'), 'utf8'));
     const env = { proxy: proxyUrl };
+    if (args.netOnly) {
+      // For working on the network model: that phase alone, its raw JSON on stdout, no report.
+      process.stdout.write(`${JSON.stringify(await netloginPhase(env), null, 2)}\n`);
+      return;
+    }
     const lookup = await sandboxPhase(
       'lookup',
       ['--runs', String(args.runs), '--delay-runs', String(args.delayRuns), '--delay-ms', String(args.delayMs)],
@@ -190,6 +220,7 @@ async function main() {
     );
     const syncOurs = await sandboxPhase('sync-ours', ['--steady-runs', String(args.steadyRuns)], env);
     const syncOrig = await sandboxPhase('sync-orig', ['--steady-runs', String(args.steadyRuns)], env);
+    const netlogin = args.netRuns > 0 ? await netloginPhase(env) : undefined;
     const data = {
       args,
       command: process.env.BENCH_COMMAND ?? `node bench/bench.mjs ${process.argv.slice(2).join(' ')}`.trim(),
@@ -198,6 +229,7 @@ async function main() {
       lookup,
       syncOurs,
       syncOrig,
+      netlogin,
       totalSeconds: (Date.now() - started) / 1000,
     };
     fs.writeFileSync(path.join(WORK, 'results.json'), `${JSON.stringify(data, null, 2)}\n`);
@@ -216,6 +248,41 @@ async function main() {
     server.close();
     server.closeAllConnections?.();
     await moto.stop();
+  }
+}
+
+/** The login command at realistic RTTs, over TLS, through tools/netmodel in front of the counting proxy. */
+async function netloginPhase(env) {
+  const { startNetModel } = require(path.join(REPO, 'tools/netmodel/netmodel.cjs'));
+  const caDir = path.join(WORK, 'netmodel-ca');
+  fs.rmSync(caDir, { recursive: true, force: true });
+  const model = await startNetModel({ dir: caDir, target: env.proxy });
+  // The lookup user must read the CA file: bench/.work is the repo's, so open the path to it.
+  for (let dir = caDir; dir !== REPO && dir.startsWith(`${REPO}/`); dir = path.dirname(dir))
+    fs.chmodSync(dir, fs.statSync(dir).mode | 0o055);
+  const control = netmodelControl(model);
+  await new Promise((resolve) => control.listen(0, '127.0.0.1', resolve));
+  log(`network model at ${model.url} (control http://127.0.0.1:${control.address().port})`);
+  try {
+    return await sandboxPhase(
+      'netlogin',
+      [
+        '--netmodel',
+        model.url,
+        '--netmodel-control',
+        `http://127.0.0.1:${control.address().port}`,
+        '--ca-file',
+        model.caFile,
+        '--net-runs',
+        String(args.netRuns),
+        '--rtts',
+        args.rtts,
+      ],
+      env,
+    );
+  } finally {
+    control.close();
+    await model.close();
   }
 }
 

@@ -7,6 +7,8 @@
 //   node bench/phase.mjs lookup      --seed S.json --proxy URL --out R.json [--runs 20] [--delay-runs 10] [--delay-ms 50]
 //   node bench/phase.mjs sync-ours   --seed S.json --proxy URL --out R.json [--steady-runs 3]
 //   node bench/phase.mjs sync-orig   --seed S.json --proxy URL --out R.json [--steady-runs 3]
+//   node bench/phase.mjs netlogin    --seed S.json --proxy URL --out R.json --netmodel URL --netmodel-control URL
+//                                    --ca-file CA.pem [--net-runs 5] [--rtts 20,80]
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -24,11 +26,11 @@ const CACHE_DIRS = (process.env.BENCH_CACHE_DIRS ?? '/var/cache/keymaker').split
 const SSHD_PATH = '/usr/bin:/bin:/usr/sbin:/sbin';
 
 function parseArgs(argv) {
-  const out = { phase: argv[0], runs: 20, delayRuns: 10, delayMs: 50, steadyRuns: 3 };
+  const out = { phase: argv[0], runs: 20, delayRuns: 10, delayMs: 50, steadyRuns: 3, netRuns: 5, rtts: '20,80' };
   for (let i = 1; i < argv.length; i += 2) {
     const [k, v] = [argv[i], argv[i + 1]];
     const key = k.replace(/^--/, '').replace(/-([a-z])/g, (_, c) => c.toUpperCase());
-    out[key] = ['runs', 'delayRuns', 'delayMs', 'steadyRuns'].includes(key) ? Number(v) : v;
+    out[key] = ['runs', 'delayRuns', 'delayMs', 'steadyRuns', 'netRuns'].includes(key) ? Number(v) : v;
   }
   return out;
 }
@@ -112,17 +114,18 @@ function cacheFiles() {
 }
 
 // ---------------------------------------------------------------- environment of the tools
+/** The role session's credentials as an AWS credentials file. */
+function credentialsIni() {
+  const c = seed.credentials;
+  return `[default]\naws_access_key_id = ${c.accessKeyId}\naws_secret_access_key = ${c.secretAccessKey}\naws_session_token = ${c.sessionToken}\n`;
+}
+
 function writeHostConfig() {
   fs.mkdirSync('/etc/keymaker', { recursive: true, mode: 0o755 });
   // Host commands take credentials from the host config's one source only (never the environment):
   // the instance role's credentials in a file, as on a host without IMDS.
-  const c = seed.credentials;
   const sharedCredentialsFile = '/etc/keymaker/credentials';
-  fs.writeFileSync(
-    sharedCredentialsFile,
-    `[default]\naws_access_key_id = ${c.accessKeyId}\naws_secret_access_key = ${c.secretAccessKey}\naws_session_token = ${c.sessionToken}\n`,
-    { mode: 0o600 },
-  );
+  fs.writeFileSync(sharedCredentialsFile, credentialsIni(), { mode: 0o600 });
   const config = {
     version: 1,
     region: 'us-east-1',
@@ -176,12 +179,16 @@ const tools = {
   orig: { argv: (cmd) => [ORIG, ...cmd], env: origEnv },
 };
 
-/** One measured process: proxy counters reset before, read after. */
-async function measured(tool, cmd, { before } = {}) {
-  before?.();
+/**
+ * One measured process: proxy counters reset before, read after; `counters` (optional) adds another
+ * set of counters reset and read the same way (the network model's).
+ */
+async function measuredArgv(argv, env, counters) {
   await proxy('/__bench/reset');
-  const r = await run(tools[tool].argv(cmd), { env: tools[tool].env });
+  await counters?.reset();
+  const r = await run(argv, { env });
   const p = await proxy('/__bench/stats');
+  const more = (await counters?.read()) ?? {};
   return {
     ms: r.ms,
     code: r.code,
@@ -193,7 +200,13 @@ async function measured(tool, cmd, { before } = {}) {
     maxInFlight: p.maxInFlight,
     byAction: p.byAction,
     outsideIamMs: r.ms - p.busyMs,
+    ...more,
   };
+}
+
+async function measured(tool, cmd, { before } = {}) {
+  before?.();
+  return measuredArgv(tools[tool].argv(cmd), tools[tool].env);
 }
 
 function summarise(runs) {
@@ -267,10 +280,8 @@ async function concurrent(tool, n, { cold = false } = {}) {
 }
 
 // ---------------------------------------------------------------- phases
-async function lookupPhase() {
-  writeHostConfig();
-  await startSyslogSink();
-  // sshd only runs the lookup for a user that exists locally: alice's account, with the UID both tools derive.
+/** sshd only runs the lookup for a user that exists locally: alice's account, with the UID both tools derive. */
+function addAlice() {
   sh([
     'useradd',
     '--no-create-home',
@@ -283,6 +294,12 @@ async function lookupPhase() {
     '/bin/bash',
     'alice',
   ]);
+}
+
+async function lookupPhase() {
+  writeHostConfig();
+  await startSyslogSink();
+  addAlice();
   recordManaged([{ ...seed.alice, name: 'alice' }]);
   const result = { phase: 'lookup', delayMs: args.delayMs, cacheDirs: CACHE_DIRS };
 
@@ -479,10 +496,151 @@ async function syncPhase(tool) {
   return result;
 }
 
+// ---------------------------------------------------------------- the network model (issue 14)
+// tool → delay relay (RTT/2 each way) → TLS terminator (test CA) → counting proxy → moto; see
+// tools/netmodel/netmodel.cjs. Ours is installed with `keymaker install` and run as sshd runs it:
+// the AuthorizedKeysCommand from `sshd -T`, as the AuthorizedKeysCommandUser, with sshd's reset
+// environment plus NODE_EXTRA_CA_CERTS (the one addition the test CA needs; real IAM's CA is in Node's
+// bundle). keymaker 1.1.0 runs as root (its installer sets AuthorizedKeysCommandUser root) with
+// AWS_CA_BUNDLE.
+async function netmodel(pathname) {
+  const res = await fetch(`${args.netmodelControl}${pathname}`);
+  return res.json();
+}
+
+function sshdSetting(text, name) {
+  const line = text.split('\n').find((l) => l.toLowerCase().startsWith(`${name} `));
+  return line?.slice(name.length + 1).trim();
+}
+
+/** sshd's %f for alice's first active key: SHA256:<unpadded base64 of the blob's digest>. */
+async function fingerprintOf(keyLine) {
+  const { createHash } = await import('node:crypto');
+  const blob = Buffer.from(keyLine.trim().split(/\s+/)[1], 'base64');
+  return `SHA256:${createHash('sha256').update(blob).digest('base64').replace(/=+$/, '')}`;
+}
+
+function installOurs() {
+  const credentialsFile = '/root/bench-credentials';
+  fs.writeFileSync(credentialsFile, credentialsIni(), { mode: 0o600 });
+  const cli = path.join(REPO, 'packages/cli/dist/keymaker.js');
+  const r = spawnSync(
+    NODE,
+    [
+      cli,
+      'install',
+      '--region',
+      'us-east-1',
+      '--reload',
+      'none',
+      '--iam-endpoint',
+      args.netmodel,
+      '--sts-endpoint',
+      args.netmodel,
+      '--credentials-file',
+      credentialsFile,
+    ],
+    { encoding: 'utf8', env: { PATH: SSHD_PATH, NODE_EXTRA_CA_CERTS: args.caFile } },
+  );
+  if (r.status !== 0) throw new Error(`keymaker install failed (${r.status}): ${r.stderr}`);
+  // Log lines go to the sandbox's syslog listener (there is no /dev/log here).
+  const config = JSON.parse(fs.readFileSync(HOST_CONFIG, 'utf8'));
+  fs.writeFileSync(HOST_CONFIG, `${JSON.stringify({ ...config, syslogSocket: SYSLOG_SOCKET }, null, 2)}\n`);
+  const t = sh(['/usr/sbin/sshd', '-T', '-C', 'user=alice,host=localhost,addr=127.0.0.1']);
+  const command = sshdSetting(t, 'authorizedkeyscommand');
+  const user = sshdSetting(t, 'authorizedkeyscommanduser');
+  if (!command || !user) throw new Error(`sshd -T shows no AuthorizedKeysCommand after install:\n${t}`);
+  return { command: command.split(/\s+/)[0], user, config: { ...config, syslogSocket: SYSLOG_SOCKET } };
+}
+
+async function netloginPhase() {
+  await startSyslogSink();
+  addAlice();
+  const installed = installOurs();
+  recordManaged([{ ...seed.alice, name: 'alice' }]);
+  const fingerprint = await fingerprintOf(seed.alice.active[0]);
+  const caEnv = { NODE_EXTRA_CA_CERTS: args.caFile };
+  const modes = {
+    // compat: a fresh process per login, the installed wrapper, as the lookup user.
+    compat: {
+      argv: [
+        'setpriv',
+        `--reuid=${installed.user}`,
+        `--regid=${installed.user}`,
+        '--clear-groups',
+        '--',
+        installed.command,
+        'alice',
+        fingerprint,
+      ],
+      env: { PATH: SSHD_PATH, ...caEnv },
+    },
+    orig: {
+      argv: [ORIG, 'get_authorized_keys', 'alice'],
+      env: {
+        ...origEnv,
+        AWS_ENDPOINT_URL_IAM: args.netmodel,
+        AWS_ENDPOINT_URL_STS: args.netmodel,
+        AWS_CA_BUNDLE: args.caFile,
+      },
+    },
+    // HOOK (agent mode, issue 14): once `install --mode agent` lands, add
+    //   agent: { argv: [<the AuthorizedKeysCommand it installs>, 'alice', fingerprint], env: ... }
+    // with the agent started before the rounds; the rest (rounds, counters, report) is mode-agnostic.
+  };
+  // "warm": as after the scheduled sync ran (root writes the cache; the lookup only reads it).
+  const sync = await run([NODE, OURS_HOST, 'sync_groups'], { env: { PATH: SSHD_PATH, ...caEnv } });
+  if (sync.code !== 0) log(`warming the cache with sync_groups: exit ${sync.code} ${sync.stderr.slice(0, 300)}`);
+
+  const netCounters = {
+    reset: () => netmodel('/reset'),
+    read: async () => {
+      const { connections, clientHellos, fullHandshakes, resumedSessions } = await netmodel('/stats');
+      return { connections, clientHellos, fullHandshakes, resumedSessions };
+    },
+  };
+  const once = (mode) => measuredArgv(modes[mode].argv, modes[mode].env, netCounters);
+  const result = {
+    phase: 'netlogin',
+    installed: { command: installed.command, user: installed.user },
+    fingerprint,
+    rtts: {},
+  };
+  const names = Object.keys(modes).filter((m) => m !== 'orig');
+  for (const rtt of String(args.rtts).split(',').map(Number)) {
+    await netmodel(`/rtt?ms=${rtt}`);
+    for (const mode of Object.keys(modes)) await once(mode); // page cache, connections settle
+    const runs = Object.fromEntries(Object.keys(modes).map((m) => [m, []]));
+    for (let i = 0; i < args.netRuns; i++) {
+      // Interleaved, the order alternating each round, so drift on a loaded machine hits both.
+      const order = i % 2 ? [...Object.keys(modes)].reverse() : Object.keys(modes);
+      for (const mode of order) runs[mode].push(await once(mode));
+    }
+    const perMode = {};
+    for (const [mode, rs] of Object.entries(runs)) {
+      perMode[mode] = {
+        ...summarise(rs),
+        connections: stats(rs.map((r) => r.connections)),
+        clientHellos: stats(rs.map((r) => r.clientHellos)),
+        fullHandshakes: stats(rs.map((r) => r.fullHandshakes)),
+        resumedSessions: stats(rs.map((r) => r.resumedSessions)),
+      };
+      if (mode !== 'orig') perMode[mode].roundRatio = stats(rs.map((r, i) => r.ms / runs.orig[i].ms));
+      log(
+        `RTT ${rtt} ms, ${mode}: median ${perMode[mode].wallMs.median?.toFixed(0)} ms, p95 ${perMode[mode].wallMs.p95?.toFixed(0)} ms, ${perMode[mode].requests.median} requests, ${perMode[mode].connections.median} TCP, ${perMode[mode].clientHellos.median} TLS handshakes, ok=${perMode[mode].allOk}`,
+      );
+    }
+    result.rtts[rtt] = { modes: names, ...perMode };
+  }
+  await netmodel('/rtt?ms=0');
+  return result;
+}
+
 let result;
 if (args.phase === 'lookup') result = await lookupPhase();
 else if (args.phase === 'sync-ours') result = await syncPhase('ours');
 else if (args.phase === 'sync-orig') result = await syncPhase('orig');
+else if (args.phase === 'netlogin') result = await netloginPhase();
 else throw new Error(`unknown phase ${args.phase}`);
 fs.writeFileSync(args.out, `${JSON.stringify(result, null, 2)}\n`);
 process.exit(0);

@@ -15,6 +15,52 @@ function actions(byAction) {
     .join(', ');
 }
 
+/** The login command through tools/netmodel (TLS, RTT), interleaved with 1.1.0: one row block per RTT. */
+function renderNetlogin(d, push, row) {
+  const n = d.netlogin;
+  const rtts = Object.keys(n.rtts).map(Number);
+  const v1 = `keymaker ${d.versions.keymaker1}`;
+  push('## Login command over a modelled network (TLS, RTT), interleaved with ' + v1, '');
+  push(
+    `Each tool reaches moto through \`tools/netmodel\`: a relay delaying each direction by RTT/2 per segment, then a TLS terminator with a throw-away CA made for this run, keeping connections alive as IAM does, then the counting proxy. ours, compat mode: the installed AuthorizedKeysCommand (\`${n.installed.command}\` from \`sshd -T\`, a fresh process per login) run as the AuthorizedKeysCommandUser \`${n.installed.user}\` with sshd's reset environment plus \`NODE_EXTRA_CA_CERTS\` for the test CA, cache warm (as after the scheduled sync); ${v1}: as root with \`AWS_CA_BUNDLE\`. ${d.args.netRuns} rounds per RTT, the order alternating each round; the ratio is ours / ${v1} per round, then its median. Agent mode: not measured yet.`,
+    '',
+  );
+  row('RTT', 'figure', 'ours, compat mode', v1, 'ratio');
+  row('---', '---', '---:', '---:', '---:');
+  for (const rtt of rtts) {
+    const r = n.rtts[rtt];
+    for (const mode of r.modes) {
+      const o = r[mode];
+      const g = r.orig;
+      const label = r.modes.length > 1 ? `${mode}: ` : '';
+      row(
+        `${rtt} ms`,
+        `${label}login command, median`,
+        ms(o.wallMs.median),
+        ms(g.wallMs.median),
+        r2(o.roundRatio?.median),
+      );
+      row(
+        `${rtt} ms`,
+        `${label}login command, p95`,
+        ms(o.wallMs.p95),
+        ms(g.wallMs.p95),
+        r2(ratio(o.wallMs.p95, g.wallMs.p95)),
+      );
+      const count = (label2, key) =>
+        row(`${rtt} ms`, `${label}${label2}`, fmt(o[key].median, 0), fmt(g[key].median, 0), '');
+      count('IAM/STS requests per login', 'requests');
+      count('sequential round trips (waves)', 'waves');
+      count('TCP connections per login', 'connections');
+      count('TLS handshakes per login (ClientHello)', 'clientHellos');
+      row(`${rtt} ms`, `${label}right keys every run`, o.allOk ? 'yes' : 'NO', g.allOk ? 'yes' : 'NO', '');
+    }
+  }
+  const first = n.rtts[rtts[0]];
+  row('', 'requests', actions(first[first.modes[0]].byAction), actions(first.orig.byAction), '');
+  push('');
+}
+
 export function renderReport(d) {
   const L = d.lookup;
   const z = L.zero;
@@ -182,6 +228,8 @@ export function renderReport(d) {
       '',
     );
   }
+
+  if (d.netlogin) renderNetlogin(d, push, row);
 
   push('## Targets (ratios against the original, this run)', '');
   row('target', 'measured', 'verdict');
