@@ -4,22 +4,10 @@
  * planner can be handed only what it may use.
  */
 import { assertLinuxUserName, HostError, isValidLinuxName } from '@keymaker/core';
+import { parseGroupLine, parsePasswdLine, type GroupEntry, type PasswdEntry } from '../system/nss-entries';
 import { realRuntimeSystem, type RuntimeSystem } from '../system/runtime-system';
 
-export interface PasswdEntry {
-  name: string;
-  uid: number;
-  gid: number;
-  gecos: string;
-  home: string;
-  shell: string;
-}
-
-export interface GroupEntry {
-  name: string;
-  gid: number;
-  members: string[];
-}
+export type { GroupEntry, PasswdEntry };
 
 export interface LocalAccounts {
   user(name: string): Promise<PasswdEntry | undefined>;
@@ -54,22 +42,6 @@ export interface LocalAdmin {
   addUser(account: NewAccount): Promise<void>;
   /** Replaces the group's whole member list in one step (gpasswd -M). */
   setGroupMembers(group: string, members: string[]): Promise<void>;
-}
-
-export function parsePasswdLine(line: string): PasswdEntry | undefined {
-  const fields = line.split(':');
-  if (fields.length !== 7) return undefined;
-  const [name, , uid, gid, gecos, home, shell] = fields as [string, string, string, string, string, string, string];
-  if (!/^\d+$/.test(uid) || !/^\d+$/.test(gid) || !name) return undefined;
-  return { name, uid: Number(uid), gid: Number(gid), gecos, home, shell };
-}
-
-export function parseGroupLine(line: string): GroupEntry | undefined {
-  const fields = line.split(':');
-  if (fields.length !== 4) return undefined;
-  const [name, , gid, members] = fields as [string, string, string, string];
-  if (!/^\d+$/.test(gid) || !name) return undefined;
-  return { name, gid: Number(gid), members: members ? members.split(',').filter(Boolean) : [] };
 }
 
 function parseLines<T>(text: string, parse: (line: string) => T | undefined, what: string): T[] {

@@ -1,4 +1,5 @@
 import * as path from 'node:path';
+import { parseGroupLine, parsePasswdLine } from '../system/nss-entries';
 import { DEFAULT_PATHS, type HostPaths } from '../system/paths';
 
 /**
@@ -428,6 +429,11 @@ const MAX_PROBES = 40;
 
 const sample = (pattern: string) => pattern.replace(/[*?]/g, 'x');
 
+/** The entries of a passwd or group file; lines that are not entries (blank, malformed) are skipped. */
+function entriesOf<T>(text: string, parse: (line: string) => T | undefined): T[] {
+  return text.split('\n').flatMap((line) => parse(line) ?? []);
+}
+
 /**
  * The connections to compare before and after: globally, a user with no account yet (the managed
  * user), root, a plain local user, and every user, group member, address and host named in a Match
@@ -436,11 +442,10 @@ const sample = (pattern: string) => pattern.replace(/[*?]/g, 'x');
  */
 export function sshdProbes(configTexts: string[], passwd = '', group = ''): SshdProbe[] {
   const users: string[] = [NEW_USER_PROBE, 'root'];
-  const plain = passwd
-    .split('\n')
-    .map((l) => l.split(':'))
-    .find((f) => f.length >= 7 && Number(f[2]) >= 1000 && Number(f[2]) < 60000);
-  if (plain) users.push(plain[0]!);
+  const passwdEntries = entriesOf(passwd, parsePasswdLine);
+  const groupEntries = entriesOf(group, parseGroupLine);
+  const plain = passwdEntries.find((u) => u.uid >= 1000 && u.uid < 60000);
+  if (plain) users.push(plain.name);
   const addrs: string[] = [];
   const hosts: string[] = [];
   for (const text of configTexts) {
@@ -457,17 +462,11 @@ export function sshdProbes(configTexts: string[], passwd = '', group = ''): Sshd
         else if (criterion === 'group') {
           for (const g of patterns) {
             const re = globToRegExp(g);
-            const entry = group
-              .split('\n')
-              .map((l) => l.split(':'))
-              .find((f) => f.length >= 4 && re.test(f[0]!));
+            const entry = groupEntries.find((g) => re.test(g.name));
             if (!entry) continue;
-            users.push(...entry[3]!.split(',').filter(Boolean).slice(0, 3));
-            const primary = passwd
-              .split('\n')
-              .map((l) => l.split(':'))
-              .find((f) => f.length >= 7 && f[3] === entry[2]);
-            if (primary) users.push(primary[0]!);
+            users.push(...entry.members.slice(0, 3));
+            const primary = passwdEntries.find((u) => u.gid === entry.gid);
+            if (primary) users.push(primary.name);
           }
         }
       }

@@ -7,6 +7,7 @@ import { spawnSync } from 'node:child_process';
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import { writeFileAtomic } from './atomic-write';
+import { parseGroupLine, parsePasswdLine } from './nss-entries';
 
 export interface FileState {
   content: Buffer;
@@ -70,10 +71,11 @@ function missing(error: unknown): boolean {
   return code === 'ENOENT' || code === 'ENOTDIR';
 }
 
-function getent(db: 'passwd' | 'group', name: string): string[] | undefined {
+/** One getent entry by name; undefined when there is none (or getent printed no line it could parse). */
+function getent<T>(db: 'passwd' | 'group', name: string, parse: (line: string) => T | undefined): T | undefined {
   const r = spawnSync('getent', [db, '--', name], { encoding: 'utf8' });
   if (r.status !== 0) return undefined;
-  return r.stdout.trim().split(':');
+  return parse(r.stdout.trim());
 }
 
 export function nodeHostSystem(): HostSystem {
@@ -152,12 +154,11 @@ export function nodeHostSystem(): HostSystem {
       return { code: r.status ?? 128, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
     },
     userIds(name) {
-      const fields = getent('passwd', name);
-      return fields ? { uid: Number(fields[2]), gid: Number(fields[3]) } : undefined;
+      const entry = getent('passwd', name, parsePasswdLine);
+      return entry ? { uid: entry.uid, gid: entry.gid } : undefined;
     },
     groupId(name) {
-      const fields = getent('group', name);
-      return fields ? Number(fields[2]) : undefined;
+      return getent('group', name, parseGroupLine)?.gid;
     },
     processAlive(pid) {
       try {
