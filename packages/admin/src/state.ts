@@ -19,6 +19,7 @@ import {
   isKeymakerError,
   parseArn,
   requireString,
+  awsCall,
   toAwsError,
   unexpectedAnswer,
   type CallerIdentity,
@@ -109,12 +110,9 @@ export function toAdminError(error: unknown, operation: string): KeymakerError {
   return toAwsError(error, operation);
 }
 
-export async function adminCall<T>(operation: string, call: () => Promise<T>): Promise<T> {
-  try {
-    return await call();
-  } catch (error) {
-    throw toAdminError(error, operation);
-  }
+/** awsCall with the admin's mapping (a missing profile named). */
+export function adminCall<T>(operation: string, call: () => Promise<T>): Promise<T> {
+  return awsCall(operation, call, { classify: toAdminError });
 }
 
 async function missingIsUndefined<T>(operation: string, call: () => Promise<T>): Promise<T | undefined> {

@@ -83,12 +83,33 @@ function permissionFor(operation: string): string {
   return IAM_ACTIONS[operation] ?? `iam:${operation}`;
 }
 
-/** Runs one SDK call and maps its failure. */
-export async function awsCall<T>(operation: string, call: () => Promise<T>): Promise<T> {
+/** What a NoSuchEntity means in a call about one IAM user or one of its keys. */
+export interface MissingEntity {
+  code: 'NO_SUCH_USER' | 'NO_SUCH_KEY';
+  message: string;
+}
+
+export interface AwsCallOptions {
+  /** The user or key a NoSuchEntity names here, instead of a bare entity. */
+  missing?: MissingEntity;
+  /** The mapping to use (default toAwsError); a caller may add its own cases in front of it. */
+  classify?: (error: unknown, operation: string) => KeymakerError;
+}
+
+/** Runs one SDK call and maps its failure: the one wrapper every IAM/STS call in keymaker goes through. */
+export async function awsCall<T>(operation: string, call: () => Promise<T>, options: AwsCallOptions = {}): Promise<T> {
   try {
     return await call();
   } catch (error) {
-    throw toAwsError(error, operation);
+    const mapped = (options.classify ?? toAwsError)(error, operation);
+    if (options.missing && mapped.code === 'NO_SUCH_ENTITY') {
+      throw new AwsError(options.missing.code, options.missing.message, {
+        cause: mapped,
+        operation,
+        awsCode: mapped instanceof AwsError ? mapped.awsCode : undefined,
+      });
+    }
+    throw mapped;
   }
 }
 

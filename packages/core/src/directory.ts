@@ -12,8 +12,8 @@ import {
   ListUsersCommand,
   type IAMClient,
 } from '@aws-sdk/client-iam';
-import { awsCall, collectPages, requireArray, requireString, unexpectedAnswer } from './aws';
-import { AccessRefusedError, AwsError, isKeymakerError } from './errors';
+import { awsCall, collectPages, requireArray, requireString, unexpectedAnswer, type MissingEntity } from './aws';
+import { AccessRefusedError, isKeymakerError } from './errors';
 import { iamUserNameForLinuxUser, linuxNameOfIamGroup, linuxUserNameForIamUser } from './names';
 import type { ResolvedRoleConfig } from './role-config';
 import { parseSshPublicKey, type SshPublicKey } from './ssh-key';
@@ -246,25 +246,13 @@ export class IamDirectory {
   }
 
   /** A per-user call: NoSuchEntity names the user (or the key) rather than a bare entity. */
-  private async call<T>(operation: string, iamUserName: string, run: () => Promise<T>): Promise<T> {
-    try {
-      return await awsCall(operation, run);
-    } catch (error) {
-      if (isKeymakerError(error, 'NO_SUCH_ENTITY')) {
-        // The key list just named this key, so here the missing entity is the key.
-        const isKey = operation === 'GetSSHPublicKey';
-        throw new AwsError(
-          isKey ? 'NO_SUCH_KEY' : 'NO_SUCH_USER',
-          isKey ? `no such SSH key for IAM user ${iamUserName}` : `no such IAM user: ${iamUserName}`,
-          {
-            cause: error,
-            operation,
-            awsCode: (error as AwsError).awsCode,
-          },
-        );
-      }
-      throw error;
-    }
+  private call<T>(operation: string, iamUserName: string, run: () => Promise<T>): Promise<T> {
+    // The key list just named this key, so here the missing entity is the key.
+    const missing: MissingEntity =
+      operation === 'GetSSHPublicKey'
+        ? { code: 'NO_SUCH_KEY', message: `no such SSH key for IAM user ${iamUserName}` }
+        : { code: 'NO_SUCH_USER', message: `no such IAM user: ${iamUserName}` };
+    return awsCall(operation, run, { missing });
   }
 }
 

@@ -64,7 +64,8 @@ export type { AwsConfigLookup } from './aws-config';
 export { createDeadline, withDeadline } from './deadline';
 export type { Deadline, WithDeadlineOptions } from './deadline';
 // AWS call plumbing shared with @keymaker/admin.
-export { collectPages, requireString, toAwsError, unexpectedAnswer } from './aws';
+export { awsCall, collectPages, requireString, toAwsError, unexpectedAnswer } from './aws';
+export type { AwsCallOptions, MissingEntity } from './aws';
 export type { Page } from './aws';
 // Which IAM directory a host resolves users in.
 export {

@@ -9,7 +9,7 @@ import {
   UploadSSHPublicKeyCommand,
   type IAMClient,
 } from '@aws-sdk/client-iam';
-import { awsCall, requireString, unexpectedAnswer } from './aws';
+import { awsCall, requireString, unexpectedAnswer, type MissingEntity } from './aws';
 import { AwsError, InputError, isKeymakerError } from './errors';
 import { IamDirectory, type SshKeySummary } from './directory';
 import { assertIamUserName } from './names';
@@ -38,16 +38,15 @@ async function keyCall<T>(
   keyId: string | undefined,
   run: () => Promise<T>,
 ): Promise<T> {
+  const missing: MissingEntity = keyId
+    ? {
+        code: 'NO_SUCH_KEY',
+        message: `no SSH key ${keyId} for IAM user ${userName}; run "keymaker list_keys --user ${userName}" to see the IDs`,
+      }
+    : { code: 'NO_SUCH_USER', message: `no such IAM user: ${userName}` };
   try {
-    return await awsCall(operation, run);
+    return await awsCall(operation, run, { missing });
   } catch (error) {
-    if (isKeymakerError(error, 'NO_SUCH_ENTITY')) {
-      const code = keyId ? 'NO_SUCH_KEY' : 'NO_SUCH_USER';
-      const message = keyId
-        ? `no SSH key ${keyId} for IAM user ${userName}; run "keymaker list_keys --user ${userName}" to see the IDs`
-        : `no such IAM user: ${userName}`;
-      throw new AwsError(code, message, { cause: error, operation, awsCode: (error as AwsError).awsCode });
-    }
     if (isKeymakerError(error, 'LIMIT_EXCEEDED') && operation === 'UploadSSHPublicKey') {
       throw new AwsError(
         'KEY_QUOTA_EXCEEDED',

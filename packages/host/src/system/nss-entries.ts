@@ -1,6 +1,7 @@
 // The passwd and group lines getent(1) prints (and /etc/passwd, /etc/group hold), parsed in one
 // place: install's user lookup, the sshd probes and the account reads all read them the same way.
 // A line that is not exactly the format is undefined, never a half-read entry.
+/** One passwd entry (getent passwd, /etc/passwd). */
 export interface PasswdEntry {
   name: string;
   uid: number;
