@@ -9,6 +9,9 @@ const moduleNameMapper = {
   '^@keymaker/(core|host|admin)$': '<rootDir>/packages/$1/src/index.ts',
 };
 const base = { rootDir: __dirname, transform, moduleNameMapper, testEnvironment: 'node' };
+// Real processes on a shared 2-core machine: jest's 5 s default fails slow starts, not behaviour. Tests that
+// bound a wait assert that bound themselves.
+const slow = { testTimeout: 60_000 };
 
 module.exports = {
   projects: [
@@ -21,6 +24,7 @@ module.exports = {
     {
       ...base,
       displayName: 'integration',
+      ...slow,
       testMatch: ['<rootDir>/packages/*/test/**/*.int.test.ts', '<rootDir>/tools/**/*.int.test.ts'],
       globalSetup: '<rootDir>/tools/moto/jest-global-setup.cjs',
       globalTeardown: '<rootDir>/tools/moto/jest-global-teardown.cjs',
@@ -28,6 +32,7 @@ module.exports = {
     {
       ...base,
       displayName: 'e2e',
+      ...slow,
       testMatch: ['<rootDir>/packages/*/test/**/*.e2e.test.ts'],
       globalSetup: '<rootDir>/tools/moto/jest-global-setup.cjs',
       globalTeardown: '<rootDir>/tools/moto/jest-global-teardown.cjs',

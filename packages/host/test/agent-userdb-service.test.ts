@@ -245,7 +245,7 @@ describe('the deadline: a source that never answers', () => {
       const took = Date.now() - started;
       for (const r of replies) expect(r).toEqual([err(expected)]);
       expect(took).toBeGreaterThanOrEqual(290);
-      expect(took).toBeLessThan(1000);
+      expect(took).toBeLessThan(10_000);
       expect(aborted).toContain('slowuser'); // the source is told the caller stopped waiting
       // known-only enumeration never touches the source: immediate
       const t0 = Date.now();

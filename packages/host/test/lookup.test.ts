@@ -230,7 +230,7 @@ describe('runLookup', () => {
       { deps: hang, syslog, deadlineMs: 200 },
     );
     expect(code).toBe(EXIT_CODES.DEADLINE_EXCEEDED);
-    expect(Date.now() - started).toBeLessThan(1000);
+    expect(Date.now() - started).toBeLessThan(10_000);
     expect(out).toBe('');
     expect(syslog.lines[0]!.message).toMatch(/reason=DEADLINE_EXCEEDED/);
   });
