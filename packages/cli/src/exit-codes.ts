@@ -41,6 +41,8 @@ export const EXIT_CODE_MEANINGS: Record<ErrorCode, string> & Record<string, stri
   UNSUPPORTED_HOST: 'this host lacks what keymaker needs (e.g. sshd with PAM)',
   WEAKER_AUTHENTICATION: "install refused: keymaker's sshd settings would let somebody log in with less than before",
   STATUS_PROBLEMS: 'keymaker status found a problem (its table or --json names every failing check)',
+  AGENT_MODE_UNAVAILABLE:
+    'install --mode agent cannot work on this host (libnss-systemd missing, or an nsswitch.conf line stops before systemd)',
 };
 
 export interface ExitCodeRow {

@@ -7,6 +7,7 @@ export const HOST_COMMAND_ALIASES = {
   get_authorized_keys: 'get-authorized-keys',
   pam_create_account: 'pam-create-account',
   sync_groups: 'sync-groups',
+  agent: 'agent',
 } as const;
 
 export type HostCommandName = keyof typeof HOST_COMMAND_ALIASES;

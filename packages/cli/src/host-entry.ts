@@ -1,5 +1,6 @@
 import { EXIT_CODES } from '@keymaker/core';
 import {
+  agentCommand,
   getAuthorizedKeysCommand,
   pamCreateAccountCommand,
   parseSyncArgs,
@@ -23,11 +24,28 @@ const COMMANDS: Record<HostCommandName, HostCommand> = {
   // pam_exec passes PAM_USER, PAM_RHOST, PAM_TYPE in the environment; no arguments.
   pam_create_account: (args, env) =>
     args.length === 0 ? pamCreateAccountCommand(process.env, env) : usage('pam_create_account', env),
+  // Agent mode's resident service, as its systemd unit (or install's detached start) runs it from this bundle.
+  agent: (args, env) => {
+    const options = parseAgentArgs(args);
+    return options ? agentCommand(options) : usage('agent [--config PATH] [--keys-socket-gid GID]', env);
+  },
   sync_groups: (args, env) => {
     const options = parseSyncArgs(args);
     return options ? syncGroupsCommand(options, env) : usage('sync_groups [--dry-run] [--json] [--config PATH]', env);
   },
 };
+
+function parseAgentArgs(args: string[]): { configFile?: string; keysSocketGid?: number } | undefined {
+  const options: { configFile?: string; keysSocketGid?: number } = {};
+  for (let i = 0; i < args.length; i += 2) {
+    const value = args[i + 1];
+    if (value === undefined) return undefined;
+    if (args[i] === '--config') options.configFile = value;
+    else if (args[i] === '--keys-socket-gid' && /^[0-9]{1,10}$/.test(value)) options.keysSocketGid = Number(value);
+    else return undefined;
+  }
+  return options;
+}
 
 function stderrOf(env: HostCommandEnv): (text: string) => void {
   return env.stderr ?? ((text: string) => process.stderr.write(text));

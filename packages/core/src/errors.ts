@@ -39,6 +39,7 @@ export const EXIT_CODES = {
   UNSUPPORTED_HOST: 48,
   WEAKER_AUTHENTICATION: 49,
   STATUS_PROBLEMS: 50,
+  AGENT_MODE_UNAVAILABLE: 51,
 } as const;
 
 export type ErrorCode = keyof typeof EXIT_CODES;

@@ -12,10 +12,13 @@ import {
   makeSshKeyPair,
   motoEndpoint,
 } from '../../../tools/moto/seed';
+import { KEYS_CLIENT_SCRIPT } from '../src/agent/keys-client-script';
 import { KeysServer, IamKeysSource } from '../src/agent/keys-server';
 import type { Clock } from '../src/agent/keys-cache';
 
-const CLIENT = path.join(__dirname, '../src/agent/keymaker-keys-client.sh');
+// The script as install writes it, run from a private file.
+const CLIENT = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'keymaker-keys-client-')), 'keymaker-keys-client');
+fs.writeFileSync(CLIENT, KEYS_CLIENT_SCRIPT, { mode: 0o755 });
 
 function runClient(
   socket: string,
@@ -34,7 +37,7 @@ function runClient(
   });
 }
 
-describe('keys server against moto, through keymaker-keys-client.sh', () => {
+describe('keys server against moto, through keymaker-keys-client', () => {
   const endpoint = motoEndpoint();
   const seed = iamClient(endpoint);
   const suffix = Math.random().toString(36).slice(2, 8);

@@ -8,6 +8,7 @@ import { runCommand } from '../run';
 
 const RELOAD_CHOICES = ['auto', 'systemd', 'service', 'pidfile', 'none'] as const;
 const SCHEDULE_CHOICES = ['auto', 'systemd', 'cron'] as const;
+const MODE_CHOICES = ['compat', 'agent'] as const;
 
 interface SshdArgs {
   reload: (typeof RELOAD_CHOICES)[number];
@@ -26,6 +27,7 @@ interface InstallArgs extends SshdArgs {
   'credentials-file'?: string;
   'sync-interval'?: number;
   schedule: (typeof SCHEDULE_CHOICES)[number];
+  mode: (typeof MODE_CHOICES)[number];
   node?: string;
   bundle?: string;
   'adopt-legacy-accounts'?: boolean;
@@ -111,6 +113,12 @@ export function registerInstallCommands(cli: Argv<GlobalOptions>): Argv<GlobalOp
             describe: 'AWS credentials file to copy to /etc/keymaker/credentials (root:USER 0640)',
           })
           .option('sync-interval', { type: 'number', describe: 'group sync period in minutes, 1-59 (default 5)' })
+          .option('mode', {
+            choices: MODE_CHOICES,
+            default: 'compat' as const,
+            describe:
+              'compat: the account is made through PAM at the first connection, groups synced on a schedule; agent: `keymaker agent` serves users through NSS (libnss-systemd) and keys to sshd, so the first connection logs in',
+          })
           .option('schedule', {
             choices: SCHEDULE_CHOICES,
             default: 'auto' as const,
@@ -149,6 +157,7 @@ export function registerInstallCommands(cli: Argv<GlobalOptions>): Argv<GlobalOp
               nodePath: fs.realpathSync(path.resolve(nodeArg)),
               force: Boolean(a.force),
               schedule: a.schedule,
+              mode: a.mode,
               syncIntervalMinutes: positiveInteger(a['sync-interval'], '--sync-interval'),
               region,
               iamEndpoint: a['iam-endpoint'] ?? (process.env.AWS_ENDPOINT_URL_IAM || undefined),

@@ -1,6 +1,6 @@
 // `keymaker agent`: the long-running host service that composes the pieces in this directory.
 //   - the userdb Varlink service (NSS: libnss-systemd asks it) over an IamIdentitySource,
-//   - the keys server (sshd's AuthorizedKeysCommand through keymaker-keys-client.sh) over IamKeysSource,
+//   - the keys server (sshd's AuthorizedKeysCommand through keymaker-keys-client (keys-client-script.ts)) over IamKeysSource,
 //   - the role description (and the host config) re-read on a schedule and on SIGHUP,
 //   - a background refresh of only the users this host has seen (revocation at that interval),
 //   - every decision to syslog authpriv, a status answer for `keymaker status`, clean shutdown.
@@ -22,6 +22,8 @@ import { GetentAccounts, type LocalAccounts } from '../accounts/local-accounts';
 import { awsOptionsFor, loadHostConfig, applyAwsEnvironment, resolveWithConfig } from '../config/host-aws';
 import { hostReservedNames, type HostConfig } from '../config/host-config';
 import { DEFAULT_PATHS } from '../system/paths';
+import { KEYS_FD_NAME, USERDB_FD_NAME } from '../install/agent-units';
+import { listenFds } from './listen-fds';
 import { assertTrustedFile, runtimeTrustedFiles, type StatPath } from '../system/root-owned';
 import { realRuntimeSystem, type RuntimeSystem } from '../system/runtime-system';
 import { createLoggerSyslog, type Syslog } from '../system/syslog';
@@ -57,6 +59,11 @@ export interface AgentOptions {
   keysSocket?: string;
   /** Group owning the keys socket (the AuthorizedKeysCommandUser's). */
   keysSocketGid?: number;
+  /**
+   * Sockets systemd passed (listen-fds.ts), by FileDescriptorName: "userdb" and "keys" are used instead of
+   * creating the socket files, so a login arriving while the agent starts waits in the listen queue.
+   */
+  listenFds?: Map<string, number>;
   /** Background refresh of the known users (revocation delay). Default 300 s. */
   refreshSeconds?: number;
   /** Role description (and host config) re-read. Default the refresh interval. */
@@ -443,6 +450,7 @@ export async function runAgent(options: AgentOptions, deps: AgentDeps): Promise<
       source: identity,
       serviceName,
       directory: path.dirname(userdbSocket),
+      fd: options.listenFds?.get(USERDB_FD_NAME),
       version,
       log: (event) => {
         if (event.type === 'bad-record' || event.type === 'handler-error')
@@ -451,7 +459,8 @@ export async function runAgent(options: AgentOptions, deps: AgentDeps): Promise<
           syslog.log('notice', `agent userdb: ${event.method} missed its deadline (${event.ms} ms)`);
       },
     }));
-    await keysServer.listen({ path: keysSocket, gid: options.keysSocketGid });
+    const keysFd = options.listenFds?.get(KEYS_FD_NAME);
+    await keysServer.listen(keysFd === undefined ? { path: keysSocket, gid: options.keysSocketGid } : { fd: keysFd });
   } catch (error) {
     await userdb?.close();
     throw error;
@@ -556,7 +565,7 @@ export async function agentCommand(
     socket: syslogSocket,
     echo: echo ? (line) => process.stderr.write(`${line}\n`) : undefined,
   });
-  const agent = await runAgent(options, { sys, syslog });
+  const agent = await runAgent({ listenFds: listenFds(process.env, process.pid), ...options }, { sys, syslog });
   await agent.stopped;
   return 0;
 }

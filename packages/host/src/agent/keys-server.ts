@@ -1,5 +1,5 @@
 // The agent's answer to sshd's AuthorizedKeysCommand: HTTP/1.1 on a Unix socket, so the command sshd
-// runs can be `curl --unix-socket` (keymaker-keys-client.sh), which starts in a few milliseconds.
+// runs can be `curl --unix-socket` (keymaker-keys-client (keys-client-script.ts)), which starts in a few milliseconds.
 //
 //   GET /keys/<user>[?fingerprint=SHA256:...]
 //     200 text/plain   one authorized_keys line per active, valid IAM key (possibly none); with a

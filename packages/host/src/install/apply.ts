@@ -4,6 +4,7 @@ import type { FileState, HostSystem } from '../system/host-system';
 import type { HostPaths } from '../system/paths';
 import { applySteps } from './apply-steps';
 import { editedPaths, readJournal, requireRoot, writeThrough } from './file-ops';
+import { findNssSystemd } from './agent-mode';
 import { journalPath, type InstallJournal } from './journal';
 import {
   describeInstallPlan,
@@ -131,6 +132,7 @@ function gatherSnapshot(
     journal,
     bundle: bundle.content,
     credentials,
+    nssSystemdLibrary: opts.mode === 'agent' ? findNssSystemd(sys) : undefined,
   };
 }
 

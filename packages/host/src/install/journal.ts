@@ -42,6 +42,8 @@ export interface InstallJournal {
   dirs: JournalDir[];
   /** A systemd timer install enabled. */
   systemdTimer?: string;
+  /** Agent mode: the socket units install enabled, or the pid file of the agent it started detached. */
+  agent?: { units: string[]; pidFile?: string };
 }
 
 export function journalPath(paths: HostPaths): string {
@@ -87,7 +89,11 @@ export function parseJournal(text: string, source: string): InstallJournal {
     ) &&
     Array.isArray(j.dirs) &&
     j.dirs.every((d) => typeof d.path === 'string' && path.isAbsolute(d.path) && typeof d.recursive === 'boolean') &&
-    (j.systemdTimer === undefined || typeof j.systemdTimer === 'string');
+    (j.systemdTimer === undefined || typeof j.systemdTimer === 'string') &&
+    (j.agent === undefined ||
+      (Array.isArray(j.agent.units) &&
+        j.agent.units.every((u) => typeof u === 'string') &&
+        (j.agent.pidFile === undefined || (typeof j.agent.pidFile === 'string' && path.isAbsolute(j.agent.pidFile)))));
   if (!ok)
     throw new HostError(
       'INVALID_ARGUMENT',

@@ -33,13 +33,15 @@ function isOurLine(line: string, paths: HostPaths): boolean {
  */
 export function removePamHook(text: string, paths: HostPaths): RemovedLines {
   const notes: string[] = [];
-  const kept = text.split('\n').filter((line) => {
-    if (!isOurLine(line, paths)) return true;
-    const t = line.trim();
-    if (t !== PAM_COMMENT && t !== pamHookLine(paths))
-      notes.push(`removed ${JSON.stringify(t)}: it runs keymaker's hook but is not the line keymaker wrote`);
-    return false;
-  });
+  const kept = removeMkhomedirSession(text)
+    .split('\n')
+    .filter((line) => {
+      if (!isOurLine(line, paths)) return true;
+      const t = line.trim();
+      if (t !== PAM_COMMENT && t !== pamHookLine(paths))
+        notes.push(`removed ${JSON.stringify(t)}: it runs keymaker's hook but is not the line keymaker wrote`);
+      return false;
+    });
   return { text: kept.join('\n'), notes };
 }
 
@@ -71,5 +73,35 @@ export function insertPamHook(text: string, paths: HostPaths): string {
     if (lines[at - 1] === '') at -= 1;
   }
   lines.splice(at, 0, PAM_COMMENT, pamHookLine(paths));
+  return lines.join('\n');
+}
+
+/**
+ * Agent mode's session line: the account exists through NSS before the login, so pam_mkhomedir in the session
+ * stage makes the home (owner and mode from the record) on her first connection. Appended at the end of the file
+ * with keymaker's comment, so removing both lines gives back the file byte for byte.
+ */
+export const MKHOMEDIR_COMMENT =
+  '# keymaker: create the home of an IAM user at her first login ("keymaker uninstall" removes this)';
+export const MKHOMEDIR_LINE = 'session optional pam_mkhomedir.so skel=/etc/skel umask=0077';
+
+/** Removes keymaker's comment and the session line right after it; an administrator's own pam_mkhomedir stays. */
+export function removeMkhomedirSession(text: string): string {
+  const lines = text.split('\n');
+  const kept: string[] = [];
+  for (let i = 0; i < lines.length; i++) {
+    if (lines[i]!.trim() === MKHOMEDIR_COMMENT) {
+      if (lines[i + 1]?.trim() === MKHOMEDIR_LINE) i++;
+      continue;
+    }
+    kept.push(lines[i]!);
+  }
+  return kept.join('\n');
+}
+
+export function insertMkhomedirSession(text: string): string {
+  const lines = removeMkhomedirSession(text).split('\n');
+  const at = lines[lines.length - 1] === '' ? lines.length - 1 : lines.length;
+  lines.splice(at, 0, MKHOMEDIR_COMMENT, MKHOMEDIR_LINE);
   return lines.join('\n');
 }

@@ -11,15 +11,21 @@ import {
   type JournalDir,
   type JournalFile,
 } from './journal';
-import { insertPamHook, removePamHook } from './pam';
+import { agentInstallPaths, type InstallMode } from './agent-mode';
+import { agentKeysSocketUnit, agentServiceUnit, agentSocketUnit, AGENT_KEYS_SOCKET, AGENT_SOCKET } from './agent-units';
+import { addSystemdToNsswitch } from './nsswitch';
+import { insertMkhomedirSession, insertPamHook, removePamHook } from './pam';
 import type { SafePathTarget } from '../system/root-owned';
+import { KEYS_CLIENT_SCRIPT } from '../agent/keys-client-script';
 import { summarizeStep, type InstallStep, type InstallStepSummary } from './steps';
 import {
   composeAuthenticationMethods,
   findDropInInclude,
   insertSshdBlock,
   KEYMAKER_AUTHENTICATION_METHODS,
+  expectedAgentSettings,
   removeSshdBlocks,
+  renderAgentSshdDropIn,
   renderSshdDropIn,
   sshdSettingLines,
   type DropInInclude,
@@ -53,6 +59,8 @@ export interface InstallOptions {
   stsEndpoint?: string;
   deadlineMs?: number;
   profile?: string;
+  /** compat (default): JIT account through PAM, group sync. agent: NSS and keys from `keymaker agent`. */
+  mode?: InstallMode;
 }
 
 /** What is on the machine now; gathered by the applier, so planning is pure. */
@@ -81,6 +89,8 @@ export interface InstallSnapshot {
   bundle: Buffer;
   /** AWS shared credentials file to install, for hosts without an instance role. */
   credentials?: Buffer;
+  /** Where libnss_systemd.so.2 is, undefined when it is not installed (agent mode needs it). */
+  nssSystemdLibrary?: string;
 }
 
 export interface PlannedFile {
@@ -111,7 +121,8 @@ export interface InstallPlan {
   restores: string[];
   /** authenticationMethods: what keymaker writes, composed with the administrator's (sshd-config.ts). */
   sshd: { mode: 'drop-in' | 'main-config'; include?: DropInInclude; authenticationMethods: string };
-  schedule: { kind: 'systemd' | 'cron'; timer?: string };
+  schedule: { kind: 'systemd' | 'cron' | 'none'; timer?: string };
+  mode: InstallMode;
   config: HostConfig;
   /** What sshd, PAM and the schedule run or read: checked against sshd's safe-path rule first. */
   safePathTargets: SafePathTarget[];
@@ -161,7 +172,9 @@ export function planInstall(snapshot: InstallSnapshot, options: InstallOptions):
   const warnings: string[] = [];
 
   const existingCommand = snapshot.effectiveAuthorizedKeysCommand;
-  if (existingCommand && existingCommand.split(/\s+/)[0] !== paths.authorizedKeysCommand) {
+  const agent = agentInstallPaths(paths);
+  const ours = [paths.authorizedKeysCommand, agent.keysClient];
+  if (existingCommand && !ours.includes(existingCommand.split(/\s+/)[0]!)) {
     if (!options.force) {
       throw new HostError(
         'EXISTING_AUTHORIZED_KEYS_COMMAND',
@@ -201,6 +214,7 @@ export function planInstall(snapshot: InstallSnapshot, options: InstallOptions):
   const credentialBytes = snapshot.credentials ?? keptCredentials;
   if (credentialBytes) add(credentials, credentialBytes, 0o640, 'AWS credentials for the lookup', { group: user });
   add(paths.hostBundle, snapshot.bundle, 0o644, 'host bundle (lookup, PAM hook, group sync)');
+  if (options.mode === 'agent') return planAgentInstall(snapshot, options, { config, files, add, warnings, pamState });
   add(paths.authorizedKeysCommand, authorizedKeysWrapper(paths, options.nodePath), 0o755, 'AuthorizedKeysCommand');
   add(
     paths.pamCreateAccountCommand,
@@ -271,20 +285,16 @@ export function planInstall(snapshot: InstallSnapshot, options: InstallOptions):
   const restores = (snapshot.journal?.files ?? []).map((f) => f.path).filter((p) => !planned.has(p));
 
   const dirs: PlannedDir[] = [
-    { path: path.dirname(paths.configFile), mode: 0o755, owner: 'root', group: 'root', recursive: false },
-    { path: paths.libDir, mode: 0o755, owner: 'root', group: 'root', recursive: false },
-    { path: paths.stateDir, mode: 0o700, owner: 'root', group: 'root', recursive: false },
+    ...keymakerDirs(paths),
     // Written by root (sync, PAM hook), read by the lookup user; nobody else.
     { path: paths.cacheDir, mode: 0o750, owner: 'root', group: user, recursive: true },
   ];
 
   const safePathTargets: SafePathTarget[] = [
-    { path: options.nodePath, what: 'the Node binary', needOthers: 'exec' },
-    { path: paths.hostBundle, what: 'the host bundle', needOthers: 'read' },
+    ...commonSafePathTargets(options),
     { path: paths.authorizedKeysCommand, what: 'the AuthorizedKeysCommand', needOthers: 'exec' },
     { path: paths.pamCreateAccountCommand, what: 'the PAM hook', needOthers: 'none' },
     { path: paths.syncGroupsCommand, what: 'the group sync command', needOthers: 'none' },
-    { path: paths.configFile, what: 'the host config', needOthers: 'read' },
   ];
 
   const plan: Omit<InstallPlan, 'steps'> = {
@@ -294,6 +304,143 @@ export function planInstall(snapshot: InstallSnapshot, options: InstallOptions):
     restores,
     sshd: { mode: include ? 'drop-in' : 'main-config', include, authenticationMethods },
     schedule: { kind: scheduleKind, timer: scheduleKind === 'systemd' ? SYNC_TIMER : undefined },
+    mode: 'compat',
+    config,
+    safePathTargets,
+    warnings,
+  };
+  return { ...plan, steps: installSteps(snapshot, options, plan) };
+}
+
+interface AgentPlanParts {
+  config: HostConfig;
+  files: PlannedFile[];
+  add: (p: string, content: string | Buffer, mode: number, purpose: string, extra?: Partial<PlannedFile>) => void;
+  warnings: string[];
+  pamState: FileState;
+}
+
+/** The directories both modes install: config, bundle, install state. */
+function keymakerDirs(paths: HostPaths): PlannedDir[] {
+  return [
+    { path: path.dirname(paths.configFile), mode: 0o755, owner: 'root', group: 'root', recursive: false },
+    { path: paths.libDir, mode: 0o755, owner: 'root', group: 'root', recursive: false },
+    { path: paths.stateDir, mode: 0o700, owner: 'root', group: 'root', recursive: false },
+  ];
+}
+
+/** What sshd runs or reads in both modes, for the safe-path check; each mode adds its commands. */
+function commonSafePathTargets(options: InstallOptions): SafePathTarget[] {
+  return [
+    { path: options.nodePath, what: 'the Node binary', needOthers: 'exec' },
+    { path: options.paths.hostBundle, what: 'the host bundle', needOthers: 'read' },
+    { path: options.paths.configFile, what: 'the host config', needOthers: 'read' },
+  ];
+}
+
+const agentUnavailable = (why: string) =>
+  new HostError(
+    'AGENT_MODE_UNAVAILABLE',
+    `refusing --mode agent: ${why}; nothing was changed (--mode compat works here)`,
+  );
+
+/**
+ * Agent mode: nsswitch gets `systemd` (journaled, restored byte for byte), the keys client is the
+ * AuthorizedKeysCommand, pam_mkhomedir makes the home in the session stage, and the agent serves both
+ * (socket units under systemd, else started detached). No PAM account hook, no group sync schedule, and
+ * sshd's authentication settings are left as they are.
+ */
+function planAgentInstall(snapshot: InstallSnapshot, options: InstallOptions, parts: AgentPlanParts): InstallPlan {
+  const { paths, user } = options;
+  const { config, files, add, warnings, pamState } = parts;
+  const agent = agentInstallPaths(paths);
+  if (!snapshot.nssSystemdLibrary)
+    throw agentUnavailable(
+      'libnss-systemd is not installed (no libnss_systemd.so.2 under /lib*/ or /usr/lib*/); install it (Debian: apt-get install libnss-systemd)',
+    );
+  const nsswitch = snapshot.files[agent.nsswitch];
+  const edit = addSystemdToNsswitch(nsswitch?.content.toString('utf8') ?? '');
+  if (edit.blocked.length > 0)
+    throw agentUnavailable(
+      `${agent.nsswitch} stops the lookup before systemd could be asked (${edit.blocked.map((b) => JSON.stringify(b.line)).join(', ')})`,
+    );
+  const mainState = snapshot.files[paths.sshdConfig]!;
+  const mainText = mainState.content.toString('utf8');
+  const include = findDropInInclude(mainText, paths);
+  if (!include)
+    throw agentUnavailable(
+      `${paths.sshdConfig} has no Include of ${paths.sshdConfigDir}/*.conf (agent mode's Match block must end its own file)`,
+    );
+
+  add(agent.keysClient, KEYS_CLIENT_SCRIPT, 0o755, 'AuthorizedKeysCommand (asks the agent)');
+  // 'owned': uninstall puts back the original bytes from the journal, not a reversed edit.
+  if (edit.text !== (nsswitch?.content.toString('utf8') ?? ''))
+    add(
+      agent.nsswitch,
+      edit.text,
+      nsswitch?.mode ?? 0o644,
+      `NSS asks the agent (systemd on ${edit.changed.join(', ')})`,
+      {
+        owner: String(nsswitch?.uid ?? 0),
+        group: String(nsswitch?.gid ?? 0),
+      },
+    );
+  const pamText = removePamHook(pamState.content.toString('utf8'), paths);
+  warnings.push(...pamText.notes.map((n) => `${paths.pamSshd}: ${n}`));
+  add(paths.pamSshd, insertMkhomedirSession(pamText.text), pamState.mode, 'PAM session line (pam_mkhomedir)', {
+    kind: 'edited',
+    owner: String(pamState.uid),
+    group: String(pamState.gid),
+  });
+  if (snapshot.systemdRunning) {
+    const unitOptions = {
+      nodePath: options.nodePath,
+      agentEntry: paths.hostBundle,
+      configFile: paths.configFile,
+      user,
+      userdbSocket: agent.userdbSocket,
+      keysSocket: agent.keysSocket,
+      keysSocketGroup: user,
+    };
+    add(agent.units.socket, agentSocketUnit(unitOptions), 0o644, 'agent userdb socket unit');
+    add(agent.units.keysSocket, agentKeysSocketUnit(unitOptions), 0o644, 'agent keys socket unit');
+    add(agent.units.service, agentServiceUnit(unitOptions), 0o644, 'agent service unit');
+  } else {
+    warnings.push('systemd is not PID 1: the agent is started detached, as root, and nothing restarts it if it stops');
+  }
+  // An earlier compat install's block in sshd_config goes; the drop-in is replaced whole.
+  const { text: stripped, notes } = removeSshdBlocks(mainText, paths);
+  warnings.push(...notes.map((n) => `${paths.sshdConfig}: ${n}`));
+  if (stripped !== mainText)
+    add(paths.sshdConfig, stripped, mainState.mode, 'sshd settings', {
+      kind: 'edited',
+      owner: String(mainState.uid),
+      group: String(mainState.gid),
+    });
+  add(paths.sshdDropIn, renderAgentSshdDropIn(agent.keysClient, user), 0o644, 'sshd settings (agent mode drop-in)');
+
+  const planned = new Set(files.map((f) => f.path));
+  const restores = (snapshot.journal?.files ?? []).map((f) => f.path).filter((p) => !planned.has(p));
+  const dirs: PlannedDir[] = [...keymakerDirs(paths)];
+  // The detached agent's keys socket directory: root's, not writable by anyone else (keys-server.ts checks).
+  if (!snapshot.systemdRunning)
+    dirs.push({ path: path.dirname(agent.keysSocket), mode: 0o755, owner: 'root', group: 'root', recursive: true });
+  const safePathTargets: SafePathTarget[] = [
+    ...commonSafePathTargets(options),
+    { path: agent.keysClient, what: 'the AuthorizedKeysCommand', needOthers: 'exec' },
+  ];
+  const plan: Omit<InstallPlan, 'steps'> = {
+    user: { name: user, create: !snapshot.userExists },
+    dirs,
+    files,
+    restores,
+    sshd: {
+      mode: 'drop-in',
+      include,
+      authenticationMethods: snapshot.baseline?.[0]?.settings.get('authenticationmethods') ?? 'any',
+    },
+    schedule: { kind: 'none' },
+    mode: 'agent',
     config,
     safePathTargets,
     warnings,
@@ -321,6 +468,8 @@ function installSteps(snapshot: InstallSnapshot, options: InstallOptions, plan: 
   const { paths, user } = options;
   const steps: InstallStep[] = [];
   const planned = (p: string) => plan.files.find((f) => f.path === p);
+  const agentPaths = agentInstallPaths(paths);
+  const expected = plan.mode === 'agent' ? expectedAgentSettings(agentPaths.keysClient, user) : undefined;
 
   steps.push({ kind: 'validate', check: 'safePaths', targets: plan.safePathTargets });
   const dropIn = planned(paths.sshdDropIn);
@@ -333,6 +482,7 @@ function installSteps(snapshot: InstallSnapshot, options: InstallOptions, plan: 
     user,
     authenticationMethods: plan.sshd.authenticationMethods,
     baseline: snapshot.baseline ?? [],
+    ...(expected ? { expected } : {}),
   });
   const cron = planned(paths.cronFile);
   if (cron) steps.push({ kind: 'validate', check: 'cronSyntax', path: cron.path, content: cron.content.toString() });
@@ -369,12 +519,20 @@ function installSteps(snapshot: InstallSnapshot, options: InstallOptions, plan: 
     kind: f.kind,
   }));
   const pendingRestores = plan.restores.map((p) => previousEntry.get(p)!);
+  // In the intent already, so uninstall stops an agent a crashed run started.
+  const plannedAgent: InstallJournal['agent'] =
+    plan.mode !== 'agent'
+      ? previous?.agent
+      : snapshot.systemdRunning
+        ? { units: [AGENT_SOCKET, AGENT_KEYS_SOCKET] }
+        : { units: [], pidFile: agentPaths.pidFile };
   const intent: InstallJournal = {
     version: 1,
     user: { name: user, created: (previous?.user.name === user && previous.user.created) || plan.user.create },
     files: [...journalFiles, ...pendingRestores],
     dirs: [...(previous?.dirs ?? []), ...newDirs.filter((d) => !previous?.dirs.some((p) => p.path === d.path))],
     systemdTimer: previous?.systemdTimer,
+    ...(plannedAgent ? { agent: plannedAgent } : {}),
   };
   const unchanged = (j: InstallJournal) => !!previous && serializeJournal(j) === serializeJournal(previous);
   if (!unchanged(intent)) steps.push({ kind: 'writeJournal', stage: 'intent', journal: intent });
@@ -416,17 +574,47 @@ function installSteps(snapshot: InstallSnapshot, options: InstallOptions, plan: 
       note: undo.note,
     });
   }
-  steps.push({ kind: 'validate', check: 'sshdLive', user, authenticationMethods: plan.sshd.authenticationMethods });
+  steps.push({
+    kind: 'validate',
+    check: 'sshdLive',
+    user,
+    authenticationMethods: plan.sshd.authenticationMethods,
+    ...(expected ? { expected } : {}),
+  });
+
+  let agent = plannedAgent;
+  if (plan.mode === 'agent') {
+    if (snapshot.systemdRunning) {
+      for (const unit of plannedAgent?.units ?? [])
+        steps.push({ kind: 'enableService', unit, wasEnabled: !!previous?.agent?.units.includes(unit) });
+    } else {
+      steps.push({
+        kind: 'startAgent',
+        command: [options.nodePath, paths.hostBundle, 'agent', '--config', paths.configFile],
+        keysSocketGroup: user,
+        keysSocket: agentPaths.keysSocket,
+        pidFile: agentPaths.pidFile,
+        logFile: agentPaths.logFile,
+      });
+    }
+    // A local account must keep its authorized_keys: the Match block did not swallow later lines.
+    steps.push({ kind: 'validate', check: 'sshdMatch', probes: [{ user: 'root', managed: false }] });
+  } else if (agent) {
+    if (agent.pidFile) steps.push({ kind: 'stopAgent', pidFile: agent.pidFile });
+    if (snapshot.systemdRunning) for (const unit of agent.units) steps.push({ kind: 'disableService', unit });
+    agent = undefined;
+  }
 
   let systemdTimer = previous?.systemdTimer;
   if (plan.schedule.kind === 'systemd' && snapshot.systemdRunning) {
     steps.push({ kind: 'enableService', unit: SYNC_TIMER, wasEnabled: systemdTimer === SYNC_TIMER });
     systemdTimer = SYNC_TIMER;
-  } else if (plan.schedule.kind === 'cron' && systemdTimer && snapshot.systemdRunning) {
+  } else if (plan.schedule.kind !== 'systemd' && systemdTimer && snapshot.systemdRunning) {
     steps.push({ kind: 'disableService', unit: systemdTimer });
     systemdTimer = undefined;
   }
-  const final: InstallJournal = { ...intent, files: journalFiles, systemdTimer };
+  const final: InstallJournal = { ...intent, files: journalFiles, systemdTimer, agent };
+  if (!agent) delete final.agent;
   if (!unchanged(final)) steps.push({ kind: 'writeJournal', stage: 'final', journal: final });
   if (sshdChanges) steps.push({ kind: 'reloadSshd' });
   return steps;
@@ -449,6 +637,9 @@ export function pathsToSnapshot(paths: HostPaths, journal?: InstallJournal): str
       paths.pamSshd,
       paths.sshdConfig,
       paths.sshdDropIn,
+      agentInstallPaths(paths).keysClient,
+      agentInstallPaths(paths).nsswitch,
+      ...Object.values(agentInstallPaths(paths).units),
       ...(journal?.files.map((f) => f.path) ?? []),
     ]),
   ];
@@ -463,7 +654,8 @@ export function dirsToSnapshot(paths: HostPaths, journal?: InstallJournal): stri
       if (d === path.dirname(d)) break;
     }
   };
-  for (const d of [path.dirname(paths.configFile), paths.libDir, paths.stateDir, paths.cacheDir]) up(d);
+  const agentSocketDir = path.dirname(agentInstallPaths(paths).keysSocket);
+  for (const d of [path.dirname(paths.configFile), paths.libDir, paths.stateDir, paths.cacheDir, agentSocketDir]) up(d);
   for (const p of pathsToSnapshot(paths, journal)) up(path.dirname(p));
   return [...dirs];
 }
@@ -560,11 +752,15 @@ export function planUninstall(
   for (const { entry } of sshd) done(entry);
   const timer = journal.systemdTimer && systemdRunning ? journal.systemdTimer : undefined;
   if (timer) cleanUp.push({ kind: 'disableService', unit: timer });
+  // The agent stops after sshd no longer asks it, before its units and files go.
+  if (journal.agent?.pidFile) cleanUp.push({ kind: 'stopAgent', pidFile: journal.agent.pidFile });
+  const agentUnits = systemdRunning ? (journal.agent?.units ?? []) : [];
+  for (const unit of agentUnits) cleanUp.push({ kind: 'disableService', unit });
   for (const e of others) {
     cleanUp.push(...restore(e));
     done(e.entry);
   }
-  if (timer) cleanUp.push({ kind: 'reloadServiceManager' });
+  if (timer || agentUnits.length > 0) cleanUp.push({ kind: 'reloadServiceManager' });
   cleanUp.push({ kind: 'removeFile', path: journalPath(paths) });
   for (const d of [...journal.dirs].reverse())
     cleanUp.push({ kind: 'removeDirectory', path: d.path, recursive: d.recursive });

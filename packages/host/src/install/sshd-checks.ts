@@ -170,7 +170,7 @@ export function validateCandidate(
     }
     const problems = effectiveSettingProblems(
       effectiveSshdConfig(sys, opts, paths, tempMain),
-      expectedEffectiveSettings(paths, step.user, step.authenticationMethods),
+      step.expected ?? expectedEffectiveSettings(paths, step.user, step.authenticationMethods),
     );
     if (problems.length > 0) {
       throw new HostError(
@@ -201,7 +201,7 @@ export function validateCandidate(
 /** After the switch: the live config as sshd will read it at reload. */
 export function validateLive(
   sys: HostSystem,
-  opts: SshdOptions & { user?: string; authenticationMethods?: string },
+  opts: SshdOptions & { user?: string; authenticationMethods?: string; expected?: Record<string, string> },
   paths: HostPaths,
 ): void {
   const check = sshdRun(sys, opts.sshd, ['-t', ...sshdFileArgs(paths)]);
@@ -213,7 +213,7 @@ export function validateLive(
   if (opts.user) {
     const problems = effectiveSettingProblems(
       effectiveSshdConfig(sys, opts, paths, undefined, false),
-      expectedEffectiveSettings(paths, opts.user, opts.authenticationMethods),
+      opts.expected ?? expectedEffectiveSettings(paths, opts.user, opts.authenticationMethods),
     );
     if (problems.length > 0)
       throw new HostError(
@@ -277,4 +277,28 @@ export function reloadSshd(sys: HostSystem, opts: SshdOptions, paths: HostPaths)
     }
   }
   return `reloaded sshd (SIGHUP to pid ${pid} from ${pidFile})`;
+}
+
+/**
+ * Agent mode: `sshd -T -C user=NAME` per probe. A managed user must get `AuthorizedKeysFile none` (her own
+ * authorized_keys is never read) and a local one must not (the Match block did not swallow later lines).
+ */
+export function validateMatch(
+  sys: HostSystem,
+  opts: SshdOptions,
+  paths: HostPaths,
+  probes: { user: string; managed: boolean }[],
+): void {
+  for (const probe of probes) {
+    const spec = `user=${probe.user},host=keymaker-install-check,addr=127.0.0.1`;
+    const r = sshdRun(sys, opts.sshd, ['-T', ...sshdFileArgs(paths), '-C', spec]);
+    if (r.code !== 0)
+      throw new HostError('SSHD_CONFIG_INVALID', `sshd -T -C ${spec} failed: ${firstLine(r.stderr.trim())}`);
+    const files = parseSshdT(r.stdout).get('authorizedkeysfile');
+    if ((files === 'none') !== probe.managed)
+      throw new HostError(
+        'SSHD_CONFIG_INVALID',
+        `sshd -T -C user=${probe.user} shows AuthorizedKeysFile ${files ?? '(unset)'}; expected ${probe.managed ? 'none (a managed user)' : 'the usual files (a local user)'}`,
+      );
+  }
 }

@@ -499,3 +499,30 @@ export function baselineMain(mainConfig: string, dirEntries: string[], paths: Ho
   const include = findDropInInclude(stripped, paths);
   return include ? candidateMainForDropIn(stripped, include, dirEntries, paths, emptyDropIn) : stripped;
 }
+
+/** The group every agent-served user is in (iam-identity-source.ts); sshd's `Match Group` names it. */
+export const AGENT_MANAGED_GROUP = 'keymaker-users';
+
+/**
+ * Agent mode's drop-in: the keys come from the agent through its curl client; an IAM user's own
+ * ~/.ssh/authorized_keys is never read (`AuthorizedKeysFile none` for the managed group), so a key
+ * planted there logs nobody in. No PAM account hook, so KbdInteractiveAuthentication and
+ * AuthenticationMethods are the administrator's. The Match block is last: in an Included file it ends
+ * at the end of that file (OpenSSH 9.2, checked), and install verifies it with `sshd -T -C`.
+ */
+export function renderAgentSshdDropIn(keysClient: string, lookupUser: string): string {
+  return [
+    '# Keymaker (agent mode): SSH logins backed by IAM users and keys.',
+    '# Written by "keymaker install"; "keymaker uninstall" removes it. Do not edit.',
+    `AuthorizedKeysCommand ${keysClient} %u %f`,
+    `AuthorizedKeysCommandUser ${lookupUser}`,
+    `Match Group ${AGENT_MANAGED_GROUP}`,
+    '    AuthorizedKeysFile none',
+    '',
+  ].join('\n');
+}
+
+/** What `sshd -T` must print once the agent-mode drop-in is in effect. */
+export function expectedAgentSettings(keysClient: string, lookupUser: string): Record<string, string> {
+  return { authorizedkeyscommand: `${keysClient} %u %f`, authorizedkeyscommanduser: lookupUser };
+}

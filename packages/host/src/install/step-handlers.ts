@@ -7,8 +7,16 @@ import type { StepResult } from './apply-steps';
 import { ids, restoreState, writeJournal, writeThrough } from './file-ops';
 import { journalPath } from './journal';
 import { assertSafePaths } from '../system/root-owned';
-import { reloadSshd, sshdFileArgs, sshdRun, validateCandidate, validateLive, type SshdOptions } from './sshd-checks';
-import type { InstallStep, ValidateStep } from './steps';
+import {
+  reloadSshd,
+  sshdFileArgs,
+  sshdRun,
+  validateCandidate,
+  validateLive,
+  validateMatch,
+  type SshdOptions,
+} from './sshd-checks';
+import type { InstallStep, StartAgentStep, ValidateStep } from './steps';
 import { cronLinesForSyntaxCheck } from './templates';
 
 export interface StepContext {
@@ -53,9 +61,11 @@ function validate(ctx: StepContext, step: ValidateStep): void {
     case 'sshdLive':
       return validateLive(
         ctx.sys,
-        { ...ctx.sshd, user: step.user, authenticationMethods: step.authenticationMethods },
+        { ...ctx.sshd, user: step.user, authenticationMethods: step.authenticationMethods, expected: step.expected },
         ctx.paths,
       );
+    case 'sshdMatch':
+      return validateMatch(ctx.sys, ctx.sshd, ctx.paths, step.probes);
     case 'sshdWithoutKeymaker': {
       const check = sshdRun(ctx.sys, ctx.sshd.sshd, ['-t', ...sshdFileArgs(ctx.paths)]);
       if (check.code !== 0)
@@ -72,6 +82,77 @@ function validate(ctx: StepContext, step: ValidateStep): void {
 function fileUndo(ctx: StepContext, p: string, through: boolean): () => void {
   const before = ctx.sys.readFile(p);
   return () => restoreState(ctx.sys, through ? writeThrough(ctx.sys, p) : p, before);
+}
+
+/** How long install waits for a detached agent's keys socket to answer. */
+const AGENT_READY_MS = 20_000;
+
+function agentPid(sys: HostSystem, pidFile: string): number | undefined {
+  const text = sys.readFile(pidFile)?.content.toString('utf8').trim() ?? '';
+  if (!/^[1-9][0-9]{0,9}$/.test(text)) return undefined;
+  const pid = Number(text);
+  // A recycled pid is somebody else's process: only a node process is ours to stop.
+  return sys.processAlive(pid) && sys.processName(pid) === 'node' ? pid : undefined;
+}
+
+function stopAgent(sys: HostSystem, pidFile: string): boolean {
+  const pid = agentPid(sys, pidFile);
+  if (pid !== undefined) {
+    sys.signal(pid, 'SIGTERM');
+    for (let waited = 0; sys.processAlive(pid) && waited < 5000; waited += 100) sys.sleep(100);
+    if (sys.processAlive(pid)) sys.signal(pid, 'SIGKILL');
+  }
+  sys.removeFile(pidFile);
+  return pid !== undefined;
+}
+
+/**
+ * Starts `keymaker agent` in its own session, output appended to the log file, and waits until its keys socket
+ * answers GET /status. It runs as root: the userdb socket goes in the root-owned /run/systemd/userdb, which the
+ * unprivileged user cannot write (the systemd units give it the sockets instead).
+ */
+function startAgent(ctx: StepContext, step: StartAgentStep): () => void {
+  const { sys } = ctx;
+  const gid = sys.groupId(step.keysSocketGroup);
+  if (gid === undefined)
+    throw new HostError('SYSTEM_COMMAND_FAILED', `the group ${step.keysSocketGroup} does not exist`);
+  stopAgent(sys, step.pidFile);
+  const script = 'log=$1 pid=$2; shift 2; setsid "$@" </dev/null >>"$log" 2>&1 & echo $! >"$pid"';
+  run(sys, [
+    'sh',
+    '-c',
+    script,
+    'keymaker-start-agent',
+    step.logFile,
+    step.pidFile,
+    ...step.command,
+    '--keys-socket-gid',
+    String(gid),
+  ]);
+  const undo = () => void stopAgent(sys, step.pidFile);
+  const status = [
+    'curl',
+    '-q',
+    '-s',
+    '--fail',
+    '--max-time',
+    '1',
+    '--unix-socket',
+    step.keysSocket,
+    'http://localhost/status',
+  ];
+  for (let waited = 0; ; waited += 100) {
+    if (sys.run(status).code === 0) return undo;
+    if (agentPid(sys, step.pidFile) === undefined || waited >= AGENT_READY_MS) {
+      undo();
+      const log = sys.readFile(step.logFile)?.content.toString('utf8').trim().split('\n').slice(-1)[0] ?? '';
+      throw new HostError(
+        'SYSTEM_COMMAND_FAILED',
+        `the keymaker agent did not start: ${log || 'no output'} (see ${step.logFile})`,
+      );
+    }
+    sys.sleep(100);
+  }
 }
 
 export function performStep(ctx: StepContext, step: InstallStep): StepResult {
@@ -160,6 +241,16 @@ export function performStep(ctx: StepContext, step: InstallStep): StepResult {
       log(`removed the user ${step.name}`);
       return { message: 'removed' };
     }
+    case 'startAgent': {
+      const undo = startAgent(ctx, step);
+      log(
+        `started the keymaker agent (pid ${agentPid(sys, step.pidFile) ?? '?'}, log ${step.logFile}); systemd is not running, so nothing will restart it if it stops: run "keymaker install --mode agent" again, or run "keymaker agent" under a supervisor`,
+      );
+      return { undo };
+    }
+    case 'stopAgent':
+      if (stopAgent(sys, step.pidFile)) log('stopped the keymaker agent');
+      return {};
     case 'reloadSshd': {
       const message = reloadSshd(sys, ctx.sshd, paths);
       log(message);

@@ -21,10 +21,20 @@ export type ValidateStep =
       authenticationMethods: string;
       /** What the candidate must not weaken, probe by probe. */
       baseline: { probe: SshdProbe; settings: Map<string, string> }[];
+      /** The effective settings sshd -T must show; default compat mode's (expectedEffectiveSettings). */
+      expected?: Record<string, string>;
     }
   | { kind: 'validate'; check: 'cronSyntax'; path: string; content: string }
   /** sshd -t and -T on the live files, after the switch and before the reload. */
-  | { kind: 'validate'; check: 'sshdLive'; user: string; authenticationMethods: string }
+  | {
+      kind: 'validate';
+      check: 'sshdLive';
+      user: string;
+      authenticationMethods: string;
+      expected?: Record<string, string>;
+    }
+  /** Agent mode: `sshd -T -C user=NAME` shows AuthorizedKeysFile none for a managed user only (issue 12). */
+  | { kind: 'validate'; check: 'sshdMatch'; probes: { user: string; managed: boolean }[] }
   /** Uninstall: sshd -t on the live files with keymaker's settings taken out, before the reload. */
   | { kind: 'validate'; check: 'sshdWithoutKeymaker' };
 
@@ -117,6 +127,28 @@ export interface RemoveSystemUserStep {
   name: string;
 }
 
+/**
+ * Agent mode without systemd as PID 1: `keymaker agent` started detached, its pid in pidFile. Nothing
+ * restarts it; install says so.
+ */
+export interface StartAgentStep {
+  kind: 'startAgent';
+  /** node, the host bundle, `agent --config PATH`. */
+  command: string[];
+  /** The group whose members may connect to the keys socket (the AuthorizedKeysCommandUser's). */
+  keysSocketGroup: string;
+  /** The keys socket: install waits until it answers. */
+  keysSocket: string;
+  pidFile: string;
+  logFile: string;
+}
+
+/** Stops the detached agent named by its pid file (a stale pid file is removed). */
+export interface StopAgentStep {
+  kind: 'stopAgent';
+  pidFile: string;
+}
+
 export type InstallStep =
   | ValidateStep
   | CreateSystemUserStep
@@ -130,7 +162,9 @@ export type InstallStep =
   | ReloadServiceManagerStep
   | RemoveFileStep
   | RemoveDirectoryStep
-  | RemoveSystemUserStep;
+  | RemoveSystemUserStep
+  | StartAgentStep
+  | StopAgentStep;
 
 export type InstallStepKind = InstallStep['kind'];
 
@@ -144,6 +178,7 @@ const VALIDATIONS: Record<ValidateStep['check'], string> = {
   cronSyntax: 'check the group sync cron schedule (crontab -n)',
   sshdLive: 'check the live sshd configuration (sshd -t, sshd -T)',
   sshdWithoutKeymaker: "check the sshd configuration without keymaker's settings (sshd -t)",
+  sshdMatch: 'check that AuthorizedKeysFile is none for a managed user only (sshd -T -C user=...)',
 };
 
 const octal = (mode: number) => mode.toString(8).padStart(4, '0');
@@ -181,6 +216,10 @@ export function describeStep(step: InstallStep): string {
       return `remove ${step.path}${step.recursive ? ' and its contents' : ' if empty'}`;
     case 'removeSystemUser':
       return `remove the user ${step.name}`;
+    case 'startAgent':
+      return `start the keymaker agent detached (pid in ${step.pidFile}; nothing restarts it)`;
+    case 'stopAgent':
+      return `stop the keymaker agent (pid in ${step.pidFile})`;
   }
 }
 
@@ -188,7 +227,7 @@ export function describeStep(step: InstallStep): string {
 export function stepActivity(step: InstallStep): string {
   switch (step.kind) {
     case 'validate':
-      return step.check === 'sshdLive' || step.check === 'sshdWithoutKeymaker'
+      return step.check === 'sshdLive' || step.check === 'sshdWithoutKeymaker' || step.check === 'sshdMatch'
         ? 'checking the live sshd configuration'
         : 'checking';
     case 'createSystemUser':
@@ -202,7 +241,7 @@ export function stepActivity(step: InstallStep): string {
     case 'restoreFile':
       return `restoring ${step.path}`;
     case 'enableService':
-      return 'enabling the group sync timer';
+      return `enabling ${step.unit}`;
     case 'disableService':
       return `disabling ${step.unit}`;
     case 'reloadSshd':
@@ -215,6 +254,10 @@ export function stepActivity(step: InstallStep): string {
       return `removing ${step.path}`;
     case 'removeSystemUser':
       return `removing the user ${step.name}`;
+    case 'startAgent':
+      return 'starting the keymaker agent';
+    case 'stopAgent':
+      return 'stopping the keymaker agent';
   }
 }
 

@@ -1,0 +1,122 @@
+// The install planner's agent mode: what it refuses, what it writes, and that uninstall's inverse of each
+// edited file is the original byte for byte.
+import { isKeymakerError } from '@keymaker/core';
+import { agentInstallPaths } from '../src/install/agent-mode';
+import { planInstall, planUninstall, type InstallSnapshot } from '../src/install/plan';
+import { insertMkhomedirSession, MKHOMEDIR_LINE, removePamHook } from '../src/install/pam';
+import { DEFAULT_PATHS } from '../src/system/paths';
+import type { FileState } from '../src/system/host-system';
+
+const P = DEFAULT_PATHS;
+const A = agentInstallPaths(P);
+const SSHD = 'Include /etc/ssh/sshd_config.d/*.conf\nUsePAM yes\nKbdInteractiveAuthentication no\n';
+const PAM = '@include common-auth\naccount required pam_nologin.so\n@include common-session\n';
+const NSS = 'passwd:         files\ngroup:          files\nshadow:         files\nhosts: files dns\n';
+const state = (content: string): FileState => ({ content: Buffer.from(content), mode: 0o644, uid: 0, gid: 0 });
+
+function agentSnapshot(over: Partial<InstallSnapshot> = {}, nss = NSS): InstallSnapshot {
+  return {
+    files: { [P.sshdConfig]: state(SSHD), [P.pamSshd]: state(PAM), [A.nsswitch]: state(nss) },
+    sshdConfigDirEntries: [],
+    systemdRunning: false,
+    userExists: false,
+    existingDirs: [
+      '/',
+      '/etc',
+      '/etc/ssh',
+      '/etc/ssh/sshd_config.d',
+      '/etc/pam.d',
+      '/usr',
+      '/usr/local',
+      '/usr/local/sbin',
+      '/usr/local/lib',
+      '/var',
+      '/var/lib',
+      '/run',
+    ],
+    nologinShell: '/usr/sbin/nologin',
+    bundle: Buffer.from('// bundle\n'),
+    nssSystemdLibrary: '/lib/x86_64-linux-gnu/libnss_systemd.so.2',
+    ...over,
+  };
+}
+const options = {
+  paths: P,
+  user: 'keymaker',
+  nodePath: '/usr/bin/node',
+  force: false,
+  schedule: 'auto' as const,
+  mode: 'agent' as const,
+};
+const content = (plan: ReturnType<typeof planInstall>, p: string) =>
+  plan.files.find((f) => f.path === p)?.content.toString();
+
+function refusal(snap: InstallSnapshot): { code: string; message: string } {
+  try {
+    planInstall(snap, options);
+  } catch (error) {
+    if (isKeymakerError(error)) return { code: error.code, message: error.message };
+    throw error;
+  }
+  throw new Error('planInstall did not refuse');
+}
+
+describe('install --mode agent: planning', () => {
+  test('without libnss-systemd, or with an nsswitch line that stops before systemd: refused, distinct code', () => {
+    const missing = refusal(agentSnapshot({ nssSystemdLibrary: undefined }));
+    expect(missing.code).toBe('AGENT_MODE_UNAVAILABLE');
+    expect(missing.message).toContain('libnss-systemd is not installed');
+    const blocked = refusal(agentSnapshot({}, 'passwd: files [NOTFOUND=return] ldap\ngroup: files\nshadow: files\n'));
+    expect(blocked.code).toBe('AGENT_MODE_UNAVAILABLE');
+    expect(blocked.message).toContain('[NOTFOUND=return]');
+  });
+
+  test('nsswitch, the keys client, the mkhomedir session line and the drop-in; no PAM hook, no schedule', () => {
+    const plan = planInstall(agentSnapshot(), options);
+    expect(content(plan, A.nsswitch)).toBe(
+      'passwd:         files systemd\ngroup:          files systemd\nshadow:         files systemd\nhosts: files dns\n',
+    );
+    expect(content(plan, A.keysClient)).toMatch(/^#!\/bin\/sh\n/);
+    expect(content(plan, P.pamSshd)).toContain(`\n${MKHOMEDIR_LINE}\n`);
+    expect(content(plan, P.pamSshd)).not.toContain('pam_exec');
+    const dropIn = content(plan, P.sshdDropIn)!;
+    expect(dropIn).toContain(`AuthorizedKeysCommand ${A.keysClient} %u %f\nAuthorizedKeysCommandUser keymaker\n`);
+    expect(dropIn.endsWith('Match Group keymaker-users\n    AuthorizedKeysFile none\n')).toBe(true);
+    expect(dropIn).not.toMatch(/Kbd|AuthenticationMethods|UsePAM/);
+    for (const absent of [P.pamCreateAccountCommand, P.syncGroupsCommand, P.cronFile, P.authorizedKeysCommand])
+      expect(content(plan, absent)).toBeUndefined();
+    const kinds = plan.steps.map((s) => (s.kind === 'validate' ? s.check : s.kind));
+    // The agent is up before sshd is reloaded, and the Match block is checked with sshd -T -C.
+    expect(kinds.indexOf('startAgent')).toBeLessThan(kinds.indexOf('reloadSshd'));
+    expect(kinds).toContain('sshdMatch');
+    expect(plan.steps.find((s) => s.kind === 'writeJournal' && s.stage === 'intent')).toMatchObject({
+      journal: { agent: { units: [], pidFile: A.pidFile } },
+    });
+  });
+
+  test('under systemd: the units are written and the two sockets enabled, nothing started detached', () => {
+    const plan = planInstall(agentSnapshot({ systemdRunning: true }), options);
+    expect(content(plan, A.units.service)).toContain(`ExecStart=/usr/bin/node ${P.hostBundle} agent --config`);
+    const enabled = plan.steps.flatMap((s) => (s.kind === 'enableService' ? [s.unit] : []));
+    expect(enabled).toEqual(['keymaker-agent.socket', 'keymaker-agent-keys.socket']);
+    expect(plan.steps.some((s) => s.kind === 'startAgent')).toBe(false);
+  });
+
+  test('uninstall puts back nsswitch.conf and pam.d/sshd byte for byte and stops the agent', () => {
+    const plan = planInstall(agentSnapshot(), options);
+    const final = plan.steps.filter((s) => s.kind === 'writeJournal').pop();
+    if (final?.kind !== 'writeJournal') throw new Error('no journal');
+    const current = Object.fromEntries(plan.files.map((f) => [f.path, state(f.content.toString())]));
+    const undo = planUninstall(final.journal, current, P, false);
+    const steps = [...undo.switchOff, ...undo.cleanUp];
+    const restored = (p: string) =>
+      steps.flatMap((s) => (s.kind === 'restoreFile' && s.path === p ? [s.target?.content.toString()] : []));
+    expect(restored(A.nsswitch)).toEqual([NSS]);
+    expect(restored(P.pamSshd)).toEqual([PAM]);
+    expect(steps.some((s) => s.kind === 'stopAgent')).toBe(true);
+  });
+
+  test('the mkhomedir line comes out exactly, also with a PAM file that has no final newline', () => {
+    for (const text of [PAM, PAM.trimEnd(), '']) expect(removePamHook(insertMkhomedirSession(text), P).text).toBe(text);
+  });
+});
