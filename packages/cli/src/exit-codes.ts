@@ -1,10 +1,10 @@
-import { EXIT_CODES, type ErrorCode } from '@keymaker/core';
-
-/**
+/*
  * What each exit code means, for the README table and the man page.
  * Typed by ErrorCode: a code added to EXIT_CODES without a meaning here fails the typecheck and the unit test.
  * (Extra keys are tolerated so a meaning can land before its code.)
  */
+import { EXIT_CODES, type ErrorCode } from '@keymaker/core';
+
 export const EXIT_CODE_MEANINGS: Record<ErrorCode, string> & Record<string, string> = {
   INTERNAL: 'unexpected error (a bug); rerun with --debug for details',
   USAGE: 'bad command line: unknown command or option, missing argument',

@@ -1,11 +1,11 @@
-import type { Argv } from 'yargs';
-
-/**
+/*
  * The one command table: group, synopsis, examples and argument names of every
  * command. Help (grouped listing, per-command usage and examples), usage
  * errors and the man page are all generated from it plus each command's
  * yargs description.
  */
+import type { Argv } from 'yargs';
+
 export type CommandGroup = 'client' | 'host' | 'admin' | 'other';
 
 export interface CommandDoc {

@@ -1,4 +1,4 @@
-/**
+/*
  * The commands sshd, PAM and the sync schedule run, by every spelling: the one table behind the
  * lean host entry (host-entry.ts) and the `keymaker` launcher's choice of it (keymaker.ts).
  * Imported by the launcher before anything else loads: keep it free of imports.

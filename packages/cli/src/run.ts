@@ -1,11 +1,11 @@
-import { debugLines, describeError } from '@keymaker/core';
-
-/**
+/*
  * The one command boundary, for the yargs commands and the lean host entry alike (so it imports
  * core only: the lean bundle stays free of yargs). A command body returns its exit code (nothing
  * means 0) or throws; a throw becomes core's describeError: formatError's one line on stderr
  * (with --debug, the stack and its cause's too) and exitCodeFor's code.
  */
+import { debugLines, describeError } from '@keymaker/core';
+
 export interface BoundaryOptions {
   debug?: boolean;
   /** Default: process.stderr (tests pass a sink). */

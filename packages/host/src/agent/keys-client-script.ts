@@ -1,4 +1,4 @@
-/**
+/*
  * sshd's AuthorizedKeysCommand in agent mode, as the text install writes to a root-owned path
  * (keymaker-keys-client next to the compat wrapper). A POSIX sh script around `curl --unix-socket`:
  * it starts in a few milliseconds where a node client needs ~100 (measured; see the script's comment).

@@ -1,3 +1,10 @@
+/*
+ * `get_uid`, `get_groups` and `get_authorized_keys` run by a person on an
+ * instance: they must answer what the installed hooks answer, so they read
+ * the host config the same way (trusted-file checks, credentials and config
+ * files, profile, endpoints, region, the read-only cache). On a machine
+ * without a host config file they are client commands: undefined here.
+ */
 import type { AwsClientOptions, Resolution } from '@keymaker/core';
 import { FileCacheStore } from '../system/cache-store';
 import type { HostConfig } from '../config/host-config';
@@ -6,13 +13,6 @@ import { DEFAULT_PATHS } from '../system/paths';
 import { applyAwsEnvironment, awsOptionsFor, loadHostConfig, resolveWithConfig } from '../config/host-aws';
 import { assertTrustedFile, runtimeTrustedFiles, type StatPath } from '../system/root-owned';
 
-/**
- * `get_uid`, `get_groups` and `get_authorized_keys` run by a person on an
- * instance: they must answer what the installed hooks answer, so they read
- * the host config the same way (trusted-file checks, credentials and config
- * files, profile, endpoints, region, the read-only cache). On a machine
- * without a host config file they are client commands: undefined here.
- */
 export interface HostCliRuntime {
   configFile: string;
   config: HostConfig;

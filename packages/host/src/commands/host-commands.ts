@@ -1,3 +1,9 @@
+/*
+ * The bodies of the three commands sshd, PAM and the sync schedule run. They
+ * read the host config (never the caller's environment, which sshd resets and
+ * pam_exec fills with PAM items), log decisions to syslog, and return an exit
+ * code. The lean host entry and the yargs CLI both call these.
+ */
 import {
   DeadlineError,
   describeError,
@@ -30,12 +36,6 @@ import { FileCacheStore } from '../system/cache-store';
 import { planAdoption } from '../accounts/adopt';
 import { fileManagedAccounts, type ManagedAccountsStore } from '../accounts/managed-accounts';
 
-/**
- * The bodies of the three commands sshd, PAM and the sync schedule run. They
- * read the host config (never the caller's environment, which sshd resets and
- * pam_exec fills with PAM items), log decisions to syslog, and return an exit
- * code. The lean host entry and the yargs CLI both call these.
- */
 export interface HostCommandEnv {
   paths?: Partial<HostPaths>;
   sys?: RuntimeSystem;

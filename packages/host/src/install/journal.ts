@@ -1,15 +1,15 @@
+/*
+ * /var/lib/keymaker/install-state.json (root, 0600): what install changed, so
+ * uninstall can undo it byte for byte and a second install keeps the
+ * pre-install originals. Written before each change (an intent log): after a
+ * crash half-way, uninstall still knows every path that may have been touched.
+ */
 import * as crypto from 'node:crypto';
 import * as path from 'node:path';
 import { HostError } from '@keymaker/core';
 import type { HostPaths } from '../system/paths';
 import type { FileState } from '../system/host-system';
 
-/**
- * /var/lib/keymaker/install-state.json (root, 0600): what install changed, so
- * uninstall can undo it byte for byte and a second install keeps the
- * pre-install originals. Written before each change (an intent log): after a
- * crash half-way, uninstall still knows every path that may have been touched.
- */
 export interface JournalOriginal {
   base64: string;
   mode: number;

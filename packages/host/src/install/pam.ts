@@ -1,13 +1,13 @@
-import type { HostPaths } from '../system/paths';
-import type { RemovedLines } from './sshd-config';
-
-/**
+/*
  * /etc/pam.d/sshd: the just-in-time account hook. sshd runs the PAM auth stage
  * (through keyboard-interactive) even for a user it does not know, so a
  * pam_exec line there can create the account of a confirmed IAM user; the
  * connection still fails and the next one logs in. `optional` so the hook can
  * never let anybody in by itself.
  */
+import type { HostPaths } from '../system/paths';
+import type { RemovedLines } from './sshd-config';
+
 export const PAM_COMMENT =
   '# keymaker: create the account of an IAM user at the first connection ("keymaker uninstall" removes this)';
 
