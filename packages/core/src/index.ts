@@ -48,6 +48,7 @@ export {
   assertValidRoleConfig,
   parseRoleDescription,
   resolveRoleConfig,
+  ROLE_CONFIG_TOKENS,
   roleConfigValueProblem,
 } from './role-config';
 export type { ResolvedRoleConfig, RoleConfig } from './role-config';

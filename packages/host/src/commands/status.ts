@@ -7,6 +7,7 @@ import {
   getCallerIdentity,
   isKeymakerError,
   loadInstanceConfig,
+  ROLE_CONFIG_TOKENS,
   withDeadline,
   type CallerIdentity,
   type RoleConfig,
@@ -105,17 +106,6 @@ export interface StatusReport {
   checks: StatusCheck[];
 }
 
-/** The role-description token of each role-config field (core's names). */
-const ROLE_TOKENS: Record<keyof RoleConfig, string> = {
-  idResolverAccount: 'keymaker_id_resolver_account',
-  idResolverIamRole: 'keymaker_id_resolver_iam_role',
-  requireIamGroup: 'keymaker_require_iam_group',
-  linuxUserSuffix: 'keymaker_linux_user_suffix',
-  linuxGroupPrefix: 'keymaker_linux_group_prefix',
-  uidScheme: 'keymaker_uid_scheme',
-  sudoIamGroup: 'keymaker_sudo_iam_group',
-};
-
 /** The `sshd -T` keywords keymaker depends on, in the order status shows them. */
 export const STATUS_SSHD_SETTINGS = [
   'authorizedkeyscommand',
@@ -183,9 +173,12 @@ function roleConfigCheck(facts: StatusFacts): StatusCheck {
     const items = fact.problems.map((problem) => ({ name: 'problem', value: problem, ok: false }));
     return check('roleConfig', title, 'problem', `role ${fact.roleName}: ${fact.error.message}`, items, fact.error);
   }
-  const items = (Object.keys(ROLE_TOKENS) as Array<keyof RoleConfig>)
-    .filter((field) => fact.config[field] !== undefined)
-    .map((field) => ({ name: ROLE_TOKENS[field], value: fact.config[field]!, ok: true }));
+  // Core's token table, so a new token shows here without a second list to keep in step.
+  const items = ROLE_CONFIG_TOKENS.filter(([, field]) => fact.config[field] !== undefined).map(([token, field]) => ({
+    name: token,
+    value: fact.config[field]!,
+    ok: true,
+  }));
   const summary =
     items.length === 0
       ? `role ${fact.roleName}: no keymaker tokens (the defaults apply)`
