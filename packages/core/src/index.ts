@@ -46,12 +46,14 @@ export type { UidScheme } from './uid';
 export {
   applyRoleConfigToDescription,
   assertValidRoleConfig,
+  efsHomeProblem,
+  parseEfsHome,
   parseRoleDescription,
   resolveRoleConfig,
   ROLE_CONFIG_TOKENS,
   roleConfigValueProblem,
 } from './role-config';
-export type { ResolvedRoleConfig, RoleConfig } from './role-config';
+export type { EfsHome, ResolvedRoleConfig, RoleConfig } from './role-config';
 // SSH public key validation.
 export { SSH_KEY_TYPES, parseSshPublicKey } from './ssh-key';
 export type { SshKeyParseResult, SshKeyType, SshPublicKey } from './ssh-key';

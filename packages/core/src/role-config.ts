@@ -23,6 +23,8 @@ export interface RoleConfig {
   uidScheme?: UidScheme;
   /** keymaker_sudo_iam_group: members of this IAM group get sudo (NOPASSWD: ALL) on every host of the role. */
   sudoIamGroup?: string;
+  /** keymaker_efs_home: FS_ID[:/PATH], the EFS file system (and directory in it) that holds managed users' homes. */
+  efsHome?: string;
 }
 
 export type ResolvedRoleConfig = Required<Pick<RoleConfig, 'linuxUserSuffix' | 'linuxGroupPrefix' | 'uidScheme'>> &
@@ -43,6 +45,7 @@ export const ROLE_CONFIG_TOKENS: ReadonlyArray<readonly [token: string, field: F
   ['keymaker_linux_group_prefix', 'linuxGroupPrefix'],
   ['keymaker_uid_scheme', 'uidScheme'],
   ['keymaker_sudo_iam_group', 'sudoIamGroup'],
+  ['keymaker_efs_home', 'efsHome'],
 ];
 const FIELD_BY_TOKEN = new Map(ROLE_CONFIG_TOKENS.map(([token, field]) => [token, field]));
 
@@ -69,11 +72,49 @@ export function roleConfigValueProblem(field: keyof RoleConfig, value: string): 
       if (!IAM_NAME_CHARS.test(value) || value.includes(',')) return 'a prefix may contain only A-Z a-z 0-9 +=.@_-';
       if (value.length > 127) return 'a prefix leaves no room for a group name in 128 characters';
       return undefined;
+    case 'efsHome':
+      return efsHomeProblem(value);
     case 'uidScheme':
       return (UID_SCHEMES as readonly string[]).includes(value)
         ? undefined
         : `known schemes: ${UID_SCHEMES.join(', ')}`;
   }
+}
+
+/** An EFS home location: the file system, and the directory in it that holds the homes ("/" for its root). */
+export interface EfsHome {
+  fileSystemId: string;
+  path: string;
+}
+
+const EFS_FILE_SYSTEM_ID = /^fs-[0-9a-f]{8,17}$/;
+
+/** Why FS_ID[:/PATH] is not a usable EFS home location, or undefined. */
+export function efsHomeProblem(value: string): string | undefined {
+  const colon = value.indexOf(':');
+  const id = colon < 0 ? value : value.slice(0, colon);
+  if (!EFS_FILE_SYSTEM_ID.test(id))
+    return 'an EFS file system ID is fs- and 8 to 17 lower-case hex digits (FS_ID[:/PATH], e.g. fs-0123456789abcdef0:/home)';
+  if (colon < 0) return undefined;
+  const p = value.slice(colon + 1);
+  if (!p.startsWith('/')) return 'the path after ":" must be absolute (FS_ID:/PATH)';
+  // Normalized: no empty, "." or ".." segment and no trailing slash, so every host names the same directory.
+  const segments = p.split('/').slice(1);
+  if (p !== '/' && segments.some((s) => s === '' || s === '.' || s === '..'))
+    return 'the path must be normalized (no //, /./, /../ or trailing /)';
+  if (!/^[A-Za-z0-9._/+@=-]+$/.test(p)) return 'the path may contain only A-Z a-z 0-9 . _ - + @ = and /';
+  if (p.length > 255) return 'the path is longer than 255 characters';
+  return undefined;
+}
+
+/** Parses FS_ID[:/PATH] (validated as efsHomeProblem says); the path defaults to the file system's root. */
+export function parseEfsHome(value: string): EfsHome {
+  const problem = efsHomeProblem(value);
+  if (problem) throw new RoleConfigError(`invalid EFS home ${JSON.stringify(value)}: ${problem}`);
+  const colon = value.indexOf(':');
+  return colon < 0
+    ? { fileSystemId: value, path: '/' }
+    : { fileSystemId: value.slice(0, colon), path: value.slice(colon + 1) };
 }
 
 interface FoundToken {
