@@ -120,3 +120,17 @@ describe('install --mode agent: planning', () => {
     for (const text of [PAM, PAM.trimEnd(), '']) expect(removePamHook(insertMkhomedirSession(text), P).text).toBe(text);
   });
 });
+
+test('agent mode writes the sudoers drop-in and sudo.conf too, checked by visudo before and after the switch', () => {
+  const snap = agentSnapshot({ sudo: { visudo: '/usr/sbin/visudo' } });
+  snap.files[P.sudoers] = { ...state('root ALL=(ALL:ALL) ALL\n@includedir /etc/sudoers.d\n'), mode: 0o440 };
+  snap.existingDirs.push('/etc/sudoers.d');
+  const plan = planInstall(snap, options);
+  expect(content(plan, P.sudoersDropIn)).toContain('%keymaker-sudo ALL=(ALL:ALL) NOPASSWD: ALL');
+  expect(content(plan, P.sudoConf)).toContain('Set group_source dynamic');
+  const checks = plan.steps.flatMap((s) =>
+    s.kind === 'validate' ? [s.check] : s.kind === 'writeFile' ? [s.path] : [],
+  );
+  expect(checks.indexOf('sudoersCandidate')).toBeLessThan(checks.indexOf(P.sudoersDropIn));
+  expect(checks.indexOf('sudoersLive')).toBeGreaterThan(checks.indexOf(P.sudoConf));
+});

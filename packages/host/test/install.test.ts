@@ -1207,3 +1207,145 @@ describe('install as steps: the planner lists every change, the applier undoes t
     expect(plan.untouched).toEqual([]);
   });
 });
+
+describe('sudo from the IAM group (issue 12): the sudoers drop-in and sudo.conf, in both modes', () => {
+  const SUDOERS = 'Defaults env_reset\nroot ALL=(ALL:ALL) ALL\n@includedir /etc/sudoers.d\n';
+  const SUDO_CONF = '# sudo.conf\nSet disable_coredump false';
+  /** A machine with sudo installed: visudo, /etc/sudoers reading /etc/sudoers.d, an admin's sudo.conf. */
+  function sudoMachine(sudoers = SUDOERS, conf: string | undefined = SUDO_CONF): FakeMachine {
+    const m = new FakeMachine();
+    m.put('/usr/sbin/visudo', 'ELF', 0o755);
+    m.nodes.set('/etc/sudoers.d', { type: 'dir', content: Buffer.alloc(0), mode: 0o755, uid: 0, gid: 0 });
+    m.put(P.sudoers, sudoers, 0o440);
+    if (conf !== undefined) m.put(P.sudoConf, conf);
+    return m;
+  }
+  const logged = () => {
+    const lines: string[] = [];
+    return { lines, log: (l: string) => void lines.push(l) };
+  };
+  const sudoSteps = (steps: { kind: string; description: string; path?: string }[]) =>
+    steps.filter((s) => /sudo|visudo/.test(`${s.path ?? ''} ${s.description}`)).map((s) => s.description);
+
+  test('the drop-in (0440 root) checked by visudo -cf before the switch and the policy by visudo -c after; uninstall gives back both files byte for byte', () => {
+    const m = sudoMachine();
+    const pristine = m.dump();
+    const result = runInstall(m, runOptions, quiet);
+    expect(m.nodes.get(P.sudoersDropIn)).toMatchObject({ type: 'file', mode: 0o440, uid: 0, gid: 0 });
+    expect(m.text(P.sudoersDropIn)).toContain('%keymaker-sudo ALL=(ALL:ALL) NOPASSWD: ALL\n');
+    expect(m.text(P.sudoConf)!.startsWith(`${SUDO_CONF}\n`)).toBe(true);
+    expect(m.text(P.sudoConf)!.split('\n')).toContain('Set group_source dynamic');
+    const candidate = m.commands.findIndex((c) => /^\/usr\/sbin\/visudo -cf \/etc\/sudoers\.d\/\.keymaker-/.test(c));
+    const write = m.commands.indexOf(`write ${P.sudoersDropIn}`);
+    const live = m.commands.lastIndexOf('/usr/sbin/visudo -c');
+    expect(candidate).toBeGreaterThanOrEqual(0);
+    expect(candidate).toBeLessThan(write);
+    expect(live).toBeGreaterThan(write);
+    expect([...m.nodes.keys()].filter((k) => k.startsWith('/etc/sudoers.d/.'))).toEqual([]);
+    expect(sudoSteps(result.plan.steps)).toEqual([
+      "check keymaker's sudoers drop-in (visudo -cf on a copy)",
+      expect.stringMatching(/^write \/etc\/sudoers\.d\/keymaker \(0440 root:root, \d+ bytes\)/),
+      expect.stringMatching(/^update \/etc\/sudo\.conf \(0644 0:0, \d+ bytes\): sudo reads group membership/),
+      'check the live sudo policy (visudo -c)',
+    ]);
+    runUninstall(m, uninstallOptions, quiet);
+    expect(m.dump()).toEqual(pristine);
+  });
+
+  test('a re-install plans no sudo change; a dry run lists the sudo steps and changes nothing', () => {
+    const m = sudoMachine();
+    const pristine = m.dump();
+    const dry = runInstall(m, { ...runOptions, dryRun: true }, quiet);
+    expect(sudoSteps(dry.plan.steps)).toHaveLength(4);
+    expect(m.dump()).toEqual(pristine);
+    runInstall(m, runOptions, quiet);
+    const again = runInstall(m, { ...runOptions, dryRun: true }, quiet);
+    expect(sudoSteps(again.plan.steps)).toEqual(["check keymaker's sudoers drop-in (visudo -cf on a copy)"]);
+  });
+
+  test("an administrator's own group_source stays, with a warning; a created sudo.conf is removed again", () => {
+    const own = sudoMachine(SUDOERS, 'Set group_source static\n');
+    const { lines, log } = logged();
+    runInstall(own, runOptions, log);
+    expect(own.text(P.sudoConf)).toBe('Set group_source static\n');
+    expect(lines.join('\n')).toMatch(/warning: \/etc\/sudo\.conf has "Set group_source static": .*open/);
+
+    const none = sudoMachine(SUDOERS, undefined);
+    const pristine = none.dump();
+    runInstall(none, runOptions, quiet);
+    expect(none.text(P.sudoConf)).toContain('Set group_source dynamic');
+    runUninstall(none, uninstallOptions, quiet);
+    expect(none.dump()).toEqual(pristine);
+  });
+
+  test('lines an administrator added to sudo.conf after install survive uninstall', () => {
+    const m = sudoMachine();
+    runInstall(m, runOptions, quiet);
+    m.put(P.sudoConf, `${m.text(P.sudoConf)}\nSet probe_interfaces false\n`);
+    runUninstall(m, uninstallOptions, quiet);
+    expect(m.text(P.sudoConf)).toBe(`${SUDO_CONF}\nSet probe_interfaces false\n`);
+  });
+
+  test.each([
+    ['sudo is not installed', (m: FakeMachine) => m.nodes.delete('/usr/sbin/visudo'), /sudo is not installed/],
+    [
+      '/etc/sudoers has no @includedir /etc/sudoers.d',
+      (m: FakeMachine) => m.put(P.sudoers, 'root ALL=(ALL:ALL) ALL\n', 0o440),
+      /\/etc\/sudoers has no "@includedir \/etc\/sudoers\.d"/,
+    ],
+    [
+      'the sudo policy is broken already',
+      (m: FakeMachine) =>
+        m.fail.set('/usr/sbin/visudo -c', {
+          code: 1,
+          stdout: '',
+          stderr: '>>> /etc/sudoers: syntax error near line 2 <<<',
+        }),
+      /visudo -c rejects this host's sudo policy as it is \(>>> \/etc\/sudoers: syntax error/,
+    ],
+  ])('%s: install says so, leaves sudo alone, and installs the rest', (_what, arrange, warning) => {
+    const m = sudoMachine();
+    arrange(m);
+    const sudoersBefore = m.text(P.sudoers);
+    const { lines, log } = logged();
+    runInstall(m, runOptions, log);
+    expect(lines.filter((l) => l.startsWith('warning:')).join('\n')).toMatch(warning);
+    expect(lines.join('\n')).toMatch(/members of keymaker_sudo_iam_group get no sudo on this host/);
+    expect(m.nodes.has(P.sudoersDropIn)).toBe(false);
+    expect(m.text(P.sudoConf)).toBe(SUDO_CONF);
+    expect(m.text(P.sudoers)).toBe(sudoersBefore);
+    expect(m.text(P.sshdDropIn)).toContain('AuthorizedKeysCommand');
+  });
+
+  test('#includedir (the older spelling) counts', () => {
+    const m = sudoMachine('root ALL=(ALL:ALL) ALL\n#includedir /etc/sudoers.d\n');
+    runInstall(m, runOptions, quiet);
+    expect(m.nodes.has(P.sudoersDropIn)).toBe(true);
+  });
+
+  test('visudo -cf refusing the drop-in stops install before any change', () => {
+    const m = sudoMachine();
+    const pristine = m.dump();
+    m.fail.set('/usr/sbin/visudo -cf', { code: 1, stdout: '', stderr: 'parse error in drop-in' });
+    expect(() => runInstall(m, runOptions, quiet)).toThrow(
+      /visudo refused the new \/etc\/sudoers\.d\/keymaker, nothing changed: parse error/,
+    );
+    expect(m.dump()).toEqual(pristine);
+  });
+
+  test('visudo -c refusing the live policy after the switch rolls the whole install back', () => {
+    const m = sudoMachine();
+    const pristine = m.dump();
+    const real = m.run.bind(m);
+    let checks = 0;
+    // The first `visudo -c` (the policy as it was) passes; the one after the switch fails.
+    m.run = (argv: string[]) =>
+      argv.join(' ') === '/usr/sbin/visudo -c' && ++checks > 1
+        ? { code: 1, stdout: '', stderr: 'sudoers: alias loop' }
+        : real(argv);
+    expect(() => runInstall(m, runOptions, quiet)).toThrow(
+      /install failed while checking the live sudo policy: visudo refused the sudo policy .*alias loop; every file was restored/,
+    );
+    expect(m.dump()).toEqual(pristine);
+  });
+});

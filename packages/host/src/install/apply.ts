@@ -18,6 +18,7 @@ import {
 } from './plan';
 import { effectiveSshdConfig, gatherBaseline, isSystemdRunning, type SshdOptions } from './sshd-checks';
 import { performStep } from './step-handlers';
+import { sudoOnHost } from './sudoers';
 import { changesMachine, describeStep, stepActivity, type InstallStep } from './steps';
 
 export type { ReloadStrategy, SshdOptions } from './sshd-checks';
@@ -133,6 +134,7 @@ function gatherSnapshot(
     bundle: bundle.content,
     credentials,
     nssSystemdLibrary: opts.mode === 'agent' ? findNssSystemd(sys) : undefined,
+    sudo: sudoOnHost(sys),
   };
 }
 

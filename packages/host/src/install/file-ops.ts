@@ -52,7 +52,7 @@ export function writeThrough(sys: HostSystem, p: string): string {
 }
 
 /** The administrator's files keymaker edits (its lines in them); every other file in the journal is keymaker's own. */
-export const editedPaths = (paths: HostPaths) => [paths.sshdConfig, paths.pamSshd];
+export const editedPaths = (paths: HostPaths) => [paths.sshdConfig, paths.pamSshd, paths.sudoConf];
 
 export function ids(sys: HostSystem, owner: string, group: string): { uid: number; gid: number } {
   const uid = /^\d+$/.test(owner) ? Number(owner) : owner === 'root' ? 0 : sys.userIds(owner)?.uid;

@@ -33,6 +33,13 @@ import {
 } from './sshd-config';
 import type { FileState } from '../system/host-system';
 import {
+  removeDynamicGroups,
+  sudoConfWithDynamicGroups,
+  sudoersDropIn,
+  sudoersIncludesDir,
+  type SudoOnHost,
+} from './sudoers';
+import {
   authorizedKeysWrapper,
   cronFile,
   pamCreateAccountWrapper,
@@ -91,6 +98,8 @@ export interface InstallSnapshot {
   credentials?: Buffer;
   /** Where libnss_systemd.so.2 is, undefined when it is not installed (agent mode needs it). */
   nssSystemdLibrary?: string;
+  /** visudo and whether the sudo policy is valid as it is; undefined when sudo is not installed. */
+  sudo?: SudoOnHost;
 }
 
 export interface PlannedFile {
@@ -214,6 +223,7 @@ export function planInstall(snapshot: InstallSnapshot, options: InstallOptions):
   const credentialBytes = snapshot.credentials ?? keptCredentials;
   if (credentialBytes) add(credentials, credentialBytes, 0o640, 'AWS credentials for the lookup', { group: user });
   add(paths.hostBundle, snapshot.bundle, 0o644, 'host bundle (lookup, PAM hook, group sync)');
+  addSudo(snapshot, paths, add, warnings);
   if (options.mode === 'agent') return planAgentInstall(snapshot, options, { config, files, add, warnings, pamState });
   add(paths.authorizedKeysCommand, authorizedKeysWrapper(paths, options.nodePath), 0o755, 'AuthorizedKeysCommand');
   add(
@@ -318,6 +328,53 @@ interface AgentPlanParts {
   add: (p: string, content: string | Buffer, mode: number, purpose: string, extra?: Partial<PlannedFile>) => void;
   warnings: string[];
   pamState: FileState;
+}
+
+/**
+ * sudo for the members of keymaker_sudo_iam_group, in both modes (sudoers.ts): the drop-in naming the Linux group
+ * keymaker-sudo (empty, so granting nothing, until the role names a sudo IAM group), and group_source dynamic in
+ * sudo.conf. Only where it can work; otherwise a warning says why and sudo is left as it is.
+ */
+function addSudo(snapshot: InstallSnapshot, paths: HostPaths, add: AgentPlanParts['add'], warnings: string[]): void {
+  const why = 'members of keymaker_sudo_iam_group get no sudo on this host';
+  const sudo = snapshot.sudo;
+  if (!sudo) {
+    warnings.push(`sudo is not installed (no visudo): ${why}; install sudo, then run keymaker install again`);
+    return;
+  }
+  if (sudo.policyProblem) {
+    warnings.push(
+      `visudo -c rejects this host's sudo policy as it is (${sudo.policyProblem}): keymaker leaves sudo alone and ${why}; fix the policy, then run keymaker install again`,
+    );
+    return;
+  }
+  const dir = path.dirname(paths.sudoersDropIn);
+  if (!sudoersIncludesDir(snapshot.files[paths.sudoers]?.content.toString('utf8') ?? '', dir)) {
+    warnings.push(
+      `${paths.sudoers} has no "@includedir ${dir}", so sudo would never read keymaker's drop-in: ${why}; add that line (visudo), then run keymaker install again`,
+    );
+    return;
+  }
+  add(paths.sudoersDropIn, sudoersDropIn(), 0o440, 'sudo for the members of keymaker_sudo_iam_group (keymaker-sudo)');
+  const conf = snapshot.files[paths.sudoConf];
+  // An earlier install's line goes first, so a re-install plans the same bytes and an admin's own setting wins.
+  const edit = sudoConfWithDynamicGroups(
+    removeDynamicGroups(conf?.content.toString('utf8') ?? '').text,
+    paths.sudoConf,
+  );
+  if (edit.note) warnings.push(edit.note);
+  if (edit.changed)
+    add(
+      paths.sudoConf,
+      edit.text,
+      conf?.mode ?? 0o644,
+      'sudo reads group membership at each call (group_source dynamic)',
+      {
+        kind: 'edited',
+        owner: String(conf?.uid ?? 0),
+        group: String(conf?.gid ?? 0),
+      },
+    );
 }
 
 /** The directories both modes install: config, bundle, install state. */
@@ -486,6 +543,10 @@ function installSteps(snapshot: InstallSnapshot, options: InstallOptions, plan: 
   });
   const cron = planned(paths.cronFile);
   if (cron) steps.push({ kind: 'validate', check: 'cronSyntax', path: cron.path, content: cron.content.toString() });
+  const sudoers = planned(paths.sudoersDropIn);
+  const visudo = snapshot.sudo?.visudo;
+  if (sudoers && visudo)
+    steps.push({ kind: 'validate', check: 'sudoersCandidate', visudo, path: sudoers.path, content: sudoers.content });
 
   if (plan.user.create)
     steps.push({
@@ -545,10 +606,13 @@ function installSteps(snapshot: InstallSnapshot, options: InstallOptions, plan: 
   const uidOf = idOf(snapshot.lookupUserIds?.uid);
   const gidOf = idOf(snapshot.lookupUserIds?.gid);
   let sshdChanges = false;
+  let sudoChanges = false;
+  const isSudoPath = (p: string) => p === paths.sudoersDropIn || p === paths.sudoConf;
   for (const f of plan.files) {
     const before = snapshot.files[f.path];
     if (sameFile(before, f, uidOf, gidOf)) continue;
     sshdChanges ||= isSshdPath(paths, f.path);
+    sudoChanges ||= isSudoPath(f.path);
     steps.push({
       kind: 'writeFile',
       path: f.path,
@@ -565,6 +629,7 @@ function installSteps(snapshot: InstallSnapshot, options: InstallOptions, plan: 
     const undo = undoJournalEntry(entry, snapshot.files[entry.path], paths);
     if (!undo) continue;
     sshdChanges ||= isSshdPath(paths, entry.path);
+    sudoChanges ||= isSudoPath(entry.path);
     steps.push({
       kind: 'restoreFile',
       path: entry.path,
@@ -574,6 +639,7 @@ function installSteps(snapshot: InstallSnapshot, options: InstallOptions, plan: 
       note: undo.note,
     });
   }
+  if (sudoChanges && visudo) steps.push({ kind: 'validate', check: 'sudoersLive', visudo, path: paths.sudoersDropIn });
   steps.push({
     kind: 'validate',
     check: 'sshdLive',
@@ -639,6 +705,9 @@ export function pathsToSnapshot(paths: HostPaths, journal?: InstallJournal): str
       paths.sshdDropIn,
       agentInstallPaths(paths).keysClient,
       agentInstallPaths(paths).nsswitch,
+      paths.sudoers,
+      paths.sudoersDropIn,
+      paths.sudoConf,
       ...Object.values(agentInstallPaths(paths).units),
       ...(journal?.files.map((f) => f.path) ?? []),
     ]),
@@ -690,9 +759,16 @@ export function undoJournalEntry(
   const unchanged = sha256(current.content) === entry.installedSha256;
   if (entry.kind === 'edited') {
     const text = current.content.toString('utf8');
-    const removed = entry.path === paths.pamSshd ? removePamHook(text, paths) : removeSshdBlocks(text, paths);
+    const removed =
+      entry.path === paths.pamSshd
+        ? removePamHook(text, paths)
+        : entry.path === paths.sudoConf
+          ? removeDynamicGroups(text)
+          : removeSshdBlocks(text, paths);
     if (removed.text === text) return undefined;
     const notes = removed.notes.map((n) => `${entry.path}: ${n}`);
+    // A file install created that holds nothing else goes again.
+    if (!original && removed.text === '') return { target: undefined, note: notes.join('; ') || undefined };
     const asBefore = !!original && Buffer.from(removed.text).equals(original.content);
     if (!unchanged && !asBefore && notes.length === 0)
       notes.push(`${entry.path} was edited after install: removed only keymaker's lines, kept the rest`);

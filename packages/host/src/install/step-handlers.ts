@@ -17,6 +17,7 @@ import {
   type SshdOptions,
 } from './sshd-checks';
 import type { InstallStep, StartAgentStep, ValidateStep } from './steps';
+import { checkSudoersCandidate, checkSudoersPolicy } from './sudoers';
 import { cronLinesForSyntaxCheck } from './templates';
 
 export interface StepContext {
@@ -66,6 +67,10 @@ function validate(ctx: StepContext, step: ValidateStep): void {
       );
     case 'sshdMatch':
       return validateMatch(ctx.sys, ctx.sshd, ctx.paths, step.probes);
+    case 'sudoersCandidate':
+      return checkSudoersCandidate(ctx.sys, step.path, step.content, step.visudo);
+    case 'sudoersLive':
+      return checkSudoersPolicy(ctx.sys, step.path, step.visudo);
     case 'sshdWithoutKeymaker': {
       const check = sshdRun(ctx.sys, ctx.sshd.sshd, ['-t', ...sshdFileArgs(ctx.paths)]);
       if (check.code !== 0)

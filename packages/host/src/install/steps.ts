@@ -36,7 +36,11 @@ export type ValidateStep =
   /** Agent mode: `sshd -T -C user=NAME` shows AuthorizedKeysFile none for a managed user only (issue 12). */
   | { kind: 'validate'; check: 'sshdMatch'; probes: { user: string; managed: boolean }[] }
   /** Uninstall: sshd -t on the live files with keymaker's settings taken out, before the reload. */
-  | { kind: 'validate'; check: 'sshdWithoutKeymaker' };
+  | { kind: 'validate'; check: 'sshdWithoutKeymaker' }
+  /** visudo -cf on a dotted temp copy of the sudoers drop-in keymaker is about to switch to (sudoers.ts). */
+  | { kind: 'validate'; check: 'sudoersCandidate'; visudo: string; path: string; content: Buffer }
+  /** visudo -c on the live sudo policy, after the switch: a failure rolls the install back. */
+  | { kind: 'validate'; check: 'sudoersLive'; visudo: string; path: string };
 
 export interface CreateSystemUserStep {
   kind: 'createSystemUser';
@@ -179,6 +183,8 @@ const VALIDATIONS: Record<ValidateStep['check'], string> = {
   sshdLive: 'check the live sshd configuration (sshd -t, sshd -T)',
   sshdWithoutKeymaker: "check the sshd configuration without keymaker's settings (sshd -t)",
   sshdMatch: 'check that AuthorizedKeysFile is none for a managed user only (sshd -T -C user=...)',
+  sudoersCandidate: "check keymaker's sudoers drop-in (visudo -cf on a copy)",
+  sudoersLive: 'check the live sudo policy (visudo -c)',
 };
 
 const octal = (mode: number) => mode.toString(8).padStart(4, '0');
@@ -229,7 +235,9 @@ export function stepActivity(step: InstallStep): string {
     case 'validate':
       return step.check === 'sshdLive' || step.check === 'sshdWithoutKeymaker' || step.check === 'sshdMatch'
         ? 'checking the live sshd configuration'
-        : 'checking';
+        : step.check === 'sudoersLive'
+          ? 'checking the live sudo policy'
+          : 'checking';
     case 'createSystemUser':
       return `creating the user ${step.name}`;
     case 'makeDirectory':

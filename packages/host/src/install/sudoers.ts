@@ -11,17 +11,24 @@
  * written when the first check fails.
  *
  * Revocation inside open sessions: sudo by default trusts the session's kernel groups, which keep a removed group
- * until logout. `Set group_source dynamic` in /etc/sudo.conf makes sudo ask NSS at every call.
+ * until logout. `Set group_source dynamic` in /etc/sudo.conf makes sudo ask NSS at every call. Install adds that
+ * line under a marker comment, so uninstall takes out exactly those two lines and the file is back byte for byte.
+ *
+ * Install (plan.ts) writes the drop-in only where it can work: sudo installed, its policy valid as it is, and
+ * /etc/sudoers reading the drop-in directory (@includedir); otherwise it says why and leaves sudo alone.
  */
-import { HostError, SUDO_LINUX_GROUP } from '@keymaker/core';
+import * as path from 'node:path';
+import { firstLine, HostError, SUDO_LINUX_GROUP } from '@keymaker/core';
 import type { HostSystem } from '../system/host-system';
 
 export { SUDO_LINUX_GROUP };
-export const SUDOERS_DROP_IN = '/etc/sudoers.d/keymaker';
-export const SUDO_CONF = '/etc/sudo.conf';
 
 const HEADER =
   '# Written by keymaker install: members of the IAM group keymaker_sudo_iam_group ("keymaker uninstall" removes this)';
+/** The comment install puts above its group_source line in sudo.conf (what uninstall looks for). */
+const SUDO_CONF_MARKER =
+  '# keymaker: sudo asks NSS for groups at every call, so a revoked group ends sudo in open sessions';
+const DYNAMIC = 'Set group_source dynamic';
 
 export function sudoersDropIn(group: string = SUDO_LINUX_GROUP): string {
   if (!/^[a-z_][a-z0-9_-]{0,31}$/.test(group)) {
@@ -38,7 +45,7 @@ export interface SudoConfEdit {
 }
 
 /** Adds `Set group_source dynamic` unless the file already sets group_source (an administrator's choice stays). */
-export function sudoConfWithDynamicGroups(text: string): SudoConfEdit {
+export function sudoConfWithDynamicGroups(text: string, file = '/etc/sudo.conf'): SudoConfEdit {
   const existing = text.split('\n').find((line) => /^\s*Set\s+group_source\s/i.test(line));
   if (existing !== undefined) {
     const dynamic = /^\s*Set\s+group_source\s+dynamic\s*$/i.test(existing);
@@ -47,14 +54,87 @@ export function sudoConfWithDynamicGroups(text: string): SudoConfEdit {
       : {
           text,
           changed: false,
-          note: `${SUDO_CONF} has "${existing.trim()}": a user removed from the sudo IAM group keeps sudo in sessions already open until they end`,
+          note: `${file} has "${existing.trim()}": a user removed from the sudo IAM group keeps sudo in sessions already open until they end`,
         };
   }
-  const base = text === '' || text.endsWith('\n') ? text : `${text}\n`;
-  return {
-    text: `${base}# keymaker: sudo asks NSS for groups at every call, so a revoked group ends sudo in open sessions\nSet group_source dynamic\n`,
-    changed: true,
-  };
+  // A last line without its newline keeps it that way, so taking the two lines out gives back the same bytes.
+  const lines = `${SUDO_CONF_MARKER}\n${DYNAMIC}`;
+  return { text: text === '' || text.endsWith('\n') ? `${text}${lines}\n` : `${text}\n${lines}`, changed: true };
+}
+
+/** Takes out the two lines sudoConfWithDynamicGroups added (marker + setting), and nothing else. */
+export function removeDynamicGroups(text: string): { text: string; notes: string[] } {
+  const lines = text.split('\n');
+  const out: string[] = [];
+  const notes: string[] = [];
+  for (let i = 0; i < lines.length; i++) {
+    if (lines[i] !== SUDO_CONF_MARKER) {
+      out.push(lines[i]!);
+      continue;
+    }
+    if (lines[i + 1]?.trim() === DYNAMIC) i++;
+    else notes.push(`keymaker's comment was no longer above "${DYNAMIC}": removed the comment only`);
+  }
+  return { text: out.join('\n'), notes };
+}
+
+/** Whether the sudoers text reads `dir` (`@includedir` or the older `#includedir`, on a line of its own). */
+export function sudoersIncludesDir(sudoers: string, dir: string): boolean {
+  const want = path.normalize(dir).replace(/\/$/, '');
+  return sudoers.split('\n').some((line) => {
+    const m = /^\s*[@#]includedir\s+(\S+)\s*$/.exec(line);
+    return !!m && path.normalize(m[1]!).replace(/\/$/, '') === want;
+  });
+}
+
+/** Where visudo is on this host, undefined when sudo is not installed. */
+export function findVisudo(sys: HostSystem): string | undefined {
+  return ['/usr/sbin/visudo', '/usr/bin/visudo', '/sbin/visudo'].find((p) => sys.stat(p)?.type === 'file');
+}
+
+/** visudo's first complaint, undefined when it accepts. */
+export function visudoProblem(sys: HostSystem, args: string[], visudo = 'visudo'): string | undefined {
+  const result = sys.run([visudo, ...args], { timeoutMs: 10_000 });
+  if (result.code === 0) return undefined;
+  return firstLine((result.stderr || result.stdout).trim()) || `visudo exited ${result.code}`;
+}
+
+/** sudo on this host, as install's planner needs it. */
+export interface SudoOnHost {
+  visudo: string;
+  /** `visudo -c` rejects the policy as it is (before keymaker touches it). */
+  policyProblem?: string;
+}
+
+export function sudoOnHost(sys: HostSystem): SudoOnHost | undefined {
+  const visudo = findVisudo(sys);
+  if (!visudo) return undefined;
+  const policyProblem = visudoProblem(sys, ['-c'], visudo);
+  return policyProblem ? { visudo, policyProblem } : { visudo };
+}
+
+/**
+ * `visudo -cf` on the new bytes at a temp name beside `file` (dotted, so @includedir skips it; a stray one is
+ * removed by the next install), removed afterwards. Throws what visudo said; changes nothing.
+ */
+export function checkSudoersCandidate(sys: HostSystem, file: string, content: Buffer | string, visudo = 'visudo') {
+  const temp = `${path.dirname(file)}/.keymaker-candidate-${sys.randomName()}`;
+  sys.writeFileAtomic(temp, content, 0o440, 0, 0);
+  let problem: string | undefined;
+  try {
+    problem = visudoProblem(sys, ['-cf', temp], visudo);
+  } finally {
+    sys.removeFile(temp);
+  }
+  if (problem)
+    throw new HostError('SYSTEM_COMMAND_FAILED', `visudo refused the new ${file}, nothing changed: ${problem}`);
+}
+
+/** `visudo -c` on the live policy; throws what visudo said. */
+export function checkSudoersPolicy(sys: HostSystem, file: string, visudo = 'visudo'): void {
+  const problem = visudoProblem(sys, ['-c'], visudo);
+  if (problem)
+    throw new HostError('SYSTEM_COMMAND_FAILED', `visudo refused the sudo policy with the new ${file}: ${problem}`);
 }
 
 export interface WriteSudoersResult {
@@ -62,36 +142,25 @@ export interface WriteSudoersResult {
   previous?: Buffer;
 }
 
-function visudo(sys: HostSystem, args: string[]): string | undefined {
-  const result = sys.run(['visudo', ...args], { timeoutMs: 10_000 });
-  if (result.code === 0) return undefined;
-  return (result.stderr || result.stdout).trim().split('\n')[0] ?? `visudo exited ${result.code}`;
-}
-
 /**
  * Switches `path` to `content` (root:root 0440) only if sudo accepts both the file and the whole policy with it;
  * otherwise the machine keeps the old file and the error says why.
  */
-export function writeSudoersFile(sys: HostSystem, path: string, content: string): WriteSudoersResult {
-  const previous = sys.readFile(path);
-  const dir = path.slice(0, path.lastIndexOf('/')) || '/';
-  const temp = `${dir}/.keymaker-${sys.randomName()}.tmp`;
-  sys.writeFileAtomic(temp, content, 0o440, 0, 0);
-  const fileProblem = visudo(sys, ['-cf', temp]);
-  if (fileProblem) {
-    sys.removeFile(temp);
-    throw new HostError('SYSTEM_COMMAND_FAILED', `visudo refused the new ${path}, nothing changed: ${fileProblem}`);
-  }
-  sys.removeFile(temp);
-  sys.writeFileAtomic(path, content, 0o440, 0, 0);
-  const policyProblem = visudo(sys, ['-c']);
-  if (policyProblem) {
-    if (previous) sys.writeFileAtomic(path, previous.content, previous.mode, previous.uid, previous.gid);
-    else sys.removeFile(path);
-    throw new HostError(
-      'SYSTEM_COMMAND_FAILED',
-      `visudo refused the sudo policy with the new ${path}; the old one is back: ${policyProblem}`,
-    );
+export function writeSudoersFile(
+  sys: HostSystem,
+  file: string,
+  content: string,
+  visudo = 'visudo',
+): WriteSudoersResult {
+  const previous = sys.readFile(file);
+  checkSudoersCandidate(sys, file, content, visudo);
+  sys.writeFileAtomic(file, content, 0o440, 0, 0);
+  try {
+    checkSudoersPolicy(sys, file, visudo);
+  } catch (error) {
+    if (previous) sys.writeFileAtomic(file, previous.content, previous.mode, previous.uid, previous.gid);
+    else sys.removeFile(file);
+    throw new HostError('SYSTEM_COMMAND_FAILED', `${(error as Error).message}; the old one is back`);
   }
   return previous ? { previous: previous.content } : {};
 }

@@ -32,6 +32,12 @@ export interface HostPaths {
    * the sync and `install --adopt-legacy-accounts`; read by the lookup. Uninstall leaves it.
    */
   managedAccounts: string;
+  /** sudo's main policy: install checks that it reads sudoersDropIn's directory (@includedir). */
+  sudoers: string;
+  /** keymaker's sudoers drop-in: sudo for the members of keymaker_sudo_iam_group (install/sudoers.ts). */
+  sudoersDropIn: string;
+  /** sudo's front-end config: install adds `Set group_source dynamic` (revocation in open sessions). */
+  sudoConf: string;
 }
 
 export const DEFAULT_PATHS: HostPaths = {
@@ -51,4 +57,7 @@ export const DEFAULT_PATHS: HostPaths = {
   cacheDir: '/var/cache/keymaker',
   syncLock: '/run/keymaker-sync-groups.lock',
   managedAccounts: '/etc/keymaker/managed-accounts',
+  sudoers: '/etc/sudoers',
+  sudoersDropIn: '/etc/sudoers.d/keymaker',
+  sudoConf: '/etc/sudo.conf',
 };
