@@ -14,6 +14,7 @@ import {
   parseArn,
   parseRoleArn,
   roleConfigValueProblem,
+  UID_SCHEMES,
   type RoleConfig,
   type UidScheme,
 } from '@keymaker/core';
@@ -201,20 +202,28 @@ export function parseConfigureOptions(raw: RawConfigureOptions): ConfigureOption
   const options: ConfigureOptions = { instanceRole, idResolverIamRole, instanceIamPolicy };
   if (crossAccountProfile !== undefined) options.crossAccountProfile = crossAccountProfile;
 
-  const fields = [
-    ['requireIamGroup', 'requireIamGroup', 'pass an IAM group name (1-128 of A-Z a-z 0-9 +=,.@_-)'],
-    ['sudoIamGroup', 'sudoIamGroup', 'pass an IAM group name (1-128 of A-Z a-z 0-9 +=,.@_-)'],
-    ['usernameSuffix', 'linuxUserSuffix', 'use at most 63 of A-Z a-z 0-9 +=,.@_- (e.g. @example.com)'],
-    ['linuxGroupPrefix', 'linuxGroupPrefix', 'use a non-empty prefix of A-Z a-z 0-9 +=.@_- (default keymaker_)'],
-    ['uidScheme', 'uidScheme', 'pass wide (default) or legacy'],
-  ] as const;
-  for (const [key, field, fix] of fields) {
+  // Each value is checked as the role description will hold it; the first bad one throws.
+  const checked = (key: keyof typeof OPTION_KEYS, field: keyof RoleConfig, fix: string): string | undefined => {
     const value = stringOption(raw, key);
-    if (value === undefined) continue;
+    if (value === undefined) return undefined;
     const problem = roleConfigValueProblem(field, value);
     if (problem) throw invalid(OPTION_KEYS[key]!, value, problem, fix);
-    (options as unknown as Record<string, string>)[key] = value;
-  }
+    return value;
+  };
+  const groupFix = 'pass an IAM group name (1-128 of A-Z a-z 0-9 +=,.@_-)';
+  const requireIamGroup = checked('requireIamGroup', 'requireIamGroup', groupFix);
+  if (requireIamGroup !== undefined) options.requireIamGroup = requireIamGroup;
+  const sudoIamGroup = checked('sudoIamGroup', 'sudoIamGroup', groupFix);
+  if (sudoIamGroup !== undefined) options.sudoIamGroup = sudoIamGroup;
+  const suffixFix = 'use at most 63 of A-Z a-z 0-9 +=,.@_- (e.g. @example.com)';
+  const usernameSuffix = checked('usernameSuffix', 'linuxUserSuffix', suffixFix);
+  if (usernameSuffix !== undefined) options.usernameSuffix = usernameSuffix;
+  const prefixFix = 'use a non-empty prefix of A-Z a-z 0-9 +=.@_- (default keymaker_)';
+  const linuxGroupPrefix = checked('linuxGroupPrefix', 'linuxGroupPrefix', prefixFix);
+  if (linuxGroupPrefix !== undefined) options.linuxGroupPrefix = linuxGroupPrefix;
+  const uidScheme = checked('uidScheme', 'uidScheme', 'pass wide (default) or legacy');
+  const scheme = UID_SCHEMES.find((known) => known === uidScheme); // checked above: found when given
+  if (scheme !== undefined) options.uidScheme = scheme;
   if (options.usernameSuffix === '') delete options.usernameSuffix; // an empty suffix is the default
   // The tokens must also survive the round trip through a role description.
   assertValidRoleConfig(roleConfigFor(options));

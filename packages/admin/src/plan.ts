@@ -37,7 +37,7 @@ export type PlanStep = StepBase &
         detail: { policyArn: string; document: PolicyDocument; setAsDefault: true; replacesVersionId?: string };
       }
     | { action: 'deletePolicyVersion'; detail: { policyArn: string; versionId: string } }
-    | { action: 'createRole'; detail: { roleName: string; path: string; trustPolicy: Record<string, unknown> } }
+    | { action: 'createRole'; detail: { roleName: string; path: string; trustPolicy: PolicyDocument } }
     | { action: 'updateAssumeRolePolicy'; detail: { roleName: string; trustPolicy: Record<string, unknown> } }
     | {
         action: 'updateRoleDescription';
@@ -143,7 +143,7 @@ function roleSteps(
       action: 'createRole',
       target: role.arn,
       summary: `create role ${role.name} in account ${account}, trusted by ${principalText}`,
-      detail: { roleName: role.name, path: role.path, trustPolicy: trustPolicy as unknown as Record<string, unknown> },
+      detail: { roleName: role.name, path: role.path, trustPolicy },
     });
     return;
   }

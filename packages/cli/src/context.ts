@@ -10,6 +10,33 @@ import {
 } from '@keymaker/core';
 import type { IAMClient } from '@aws-sdk/client-iam';
 import type { STSClient } from '@aws-sdk/client-sts';
+import type { Argv, InferredOptionTypes } from 'yargs';
+import type { CommandRegistry } from './help';
+
+/** The options every command takes, as yargs defines them (main.ts registers them, global). */
+export const GLOBAL_OPTIONS = {
+  region: { type: 'string', global: true, describe: 'AWS region (default: AWS_REGION / your AWS config)' },
+  profile: {
+    type: 'string',
+    global: true,
+    describe: 'AWS profile from ~/.aws/config or ~/.aws/credentials (default: AWS_PROFILE)',
+  },
+  timeout: {
+    type: 'string',
+    requiresArg: true,
+    global: true,
+    describe: 'give up on AWS after this many SECONDS (default 30; connect timeout 5)',
+  },
+  json: { type: 'boolean', global: true, describe: 'machine-readable output on stdout' },
+  debug: { type: 'boolean', global: true, describe: 'show stack traces and details on errors' },
+} as const;
+
+/** What yargs parses GLOBAL_OPTIONS into: where every command's builder starts. */
+export type GlobalArgs = InferredOptionTypes<typeof GLOBAL_OPTIONS>;
+/** The CLI as the command groups see it. */
+export type Cli = Argv<GlobalArgs>;
+/** What a command group registers its commands on (help.ts documents each). */
+export type Commands = CommandRegistry<GlobalArgs>;
 
 /** What every command gets: global options, AWS clients built lazily, and output sinks. */
 export interface GlobalOptions {

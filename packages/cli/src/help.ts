@@ -4,7 +4,7 @@
  * errors and the man page are all generated from it plus each command's
  * yargs description.
  */
-import type { Argv } from 'yargs';
+import type { ArgumentsCamelCase, Argv } from 'yargs';
 
 export type CommandGroup = 'client' | 'host' | 'admin' | 'other';
 
@@ -179,46 +179,60 @@ export interface Documented {
 }
 
 /**
- * Makes every `cli.command(...)` also documented from COMMAND_TABLE: the
- * command's help gets the table's synopsis and examples, and the registry
- * records name, aliases and description for the grouped listing and the
- * man page. A command missing from the table is a programming error.
+ * What a command group registers its commands on: yargs' own `command(names, description, builder,
+ * handler)`, typed the same way (the handler's arguments are what the builder declares), and
+ * documented from COMMAND_TABLE on the way.
  */
-export function documentCommands<T>(cli: Argv<T>, scriptName = 'keymaker'): Documented {
+export interface CommandRegistry<T> {
+  command<U>(
+    names: string | readonly string[],
+    description: string,
+    builder: (y: Argv<T>) => Argv<U>,
+    handler: (args: ArgumentsCamelCase<NoInfer<U>>) => void | Promise<void>,
+  ): CommandRegistry<T>;
+}
+
+/**
+ * Registers every command of `groups` on `cli`, each also documented from COMMAND_TABLE: the
+ * command's help gets the table's synopsis and examples, and the registry records name, aliases
+ * and description for the grouped listing and the man page. A command missing from the table is
+ * a programming error.
+ */
+export function documentCommands<T>(
+  cli: Argv<T>,
+  groups: ReadonlyArray<(registry: CommandRegistry<T>) => CommandRegistry<T>>,
+  scriptName = 'keymaker',
+): { cli: Argv<T>; docs: Documented } {
   const commands: RegisteredCommand[] = [];
   let active: RegisteredCommand | undefined;
-  const register = cli.command.bind(cli) as (...args: unknown[]) => Argv<T>;
-  (cli as unknown as { command: (...args: unknown[]) => Argv<T> }).command = (
-    cmd: unknown,
-    description: unknown,
-    builder?: unknown,
-    ...rest: unknown[]
-  ) => {
-    const names = (Array.isArray(cmd) ? cmd : [cmd]).map(String);
-    const { name, positionals } = parseCommandString(names[0] ?? '');
-    const doc = COMMAND_TABLE[name];
-    if (!doc) throw new Error(`command ${name} has no entry in COMMAND_TABLE (packages/cli/src/help.ts)`);
-    const entry: RegisteredCommand = {
-      name,
-      aliases: names.slice(1).map((alias) => parseCommandString(alias).name),
-      description: typeof description === 'string' ? description : '',
-      positionals,
-      doc,
-    };
-    commands.push(entry);
-    const documentedBuilder = (y: Argv<T>, helpOrVersionSet?: boolean) => {
-      active = entry;
-      let out = y.usage(`${scriptName} ${doc.synopsis}\n\n${entry.description}`);
-      // kubectl's layout: a comment line, then the command on a line of its own (never wrapped into a column).
-      for (const [line, what] of doc.examples) out = out.example(`# ${what}`, '').example(line, '');
-      if (typeof builder === 'function')
-        return (builder as (y: Argv<T>, h?: boolean) => Argv<T>)(out, helpOrVersionSet);
-      if (builder && typeof builder === 'object') return out.options(builder as Record<string, never>);
-      return out;
-    };
-    return register(cmd, description, documentedBuilder, ...rest);
+  let registered = cli;
+  const registry: CommandRegistry<T> = {
+    command(cmd, description, builder, handler) {
+      const names = typeof cmd === 'string' ? [cmd] : [...cmd];
+      const { name, positionals } = parseCommandString(names[0] ?? '');
+      const doc = COMMAND_TABLE[name];
+      if (!doc) throw new Error(`command ${name} has no entry in COMMAND_TABLE (packages/cli/src/help.ts)`);
+      const entry: RegisteredCommand = {
+        name,
+        aliases: names.slice(1).map((alias) => parseCommandString(alias).name),
+        description,
+        positionals,
+        doc,
+      };
+      commands.push(entry);
+      const documentedBuilder = (y: Argv<T>) => {
+        active = entry;
+        let out = y.usage(`${scriptName} ${doc.synopsis}\n\n${entry.description}`);
+        // kubectl's layout: a comment line, then the command on a line of its own (never wrapped into a column).
+        for (const [line, what] of doc.examples) out = out.example(`# ${what}`, '').example(line, '');
+        return builder(out);
+      };
+      registered = registered.command(cmd, description, documentedBuilder, handler);
+      return registry;
+    },
   };
-  return { commands, active: () => active };
+  for (const register of groups) register(registry);
+  return { cli: registered, docs: { commands, active: () => active } };
 }
 
 /** The grouped command listing that replaces yargs' flat "Commands:" section. */

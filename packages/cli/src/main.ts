@@ -1,9 +1,8 @@
 import { createRequire } from 'node:module';
-import type { Argv } from 'yargs';
 import type YargsFactory from 'yargs';
 import { EXIT_CODES } from '@keymaker/core';
 import pkg from '../package.json';
-import type { GlobalOptions } from './context';
+import { GLOBAL_OPTIONS, type Cli, type Commands } from './context';
 import { registerKeyCommands } from './commands/index';
 import { registerConfigureCommand } from './commands/configure';
 import { registerSyncCommand } from './commands/sync';
@@ -19,7 +18,7 @@ import { documentCommands, groupHelpText, helpWidth, usageErrorLine, type Docume
 const yargs = createRequire(__filename)('yargs') as typeof YargsFactory;
 
 /** Each group registers its commands; add a group with one line here. */
-const COMMAND_GROUPS: Array<(cli: Argv<GlobalOptions>) => Argv<GlobalOptions>> = [
+const COMMAND_GROUPS: Array<(commands: Commands) => Commands> = [
   registerKeyCommands,
   registerConfigureCommand,
   registerSyncCommand,
@@ -37,33 +36,17 @@ export interface CliOptions {
   width?: number;
 }
 
-export function buildCli(argv: string[], options: CliOptions = {}): Argv<GlobalOptions> {
+export function buildCli(argv: string[], options: CliOptions = {}): Cli {
   return createCli(argv, options).cli;
 }
 
 /** The yargs instance and the registry of its documented commands (for grouped help and the man page). */
-export function createCli(
-  argv: string[],
-  options: CliOptions = {},
-): { cli: Argv<GlobalOptions>; docs: Documented; width: number } {
+export function createCli(argv: string[], options: CliOptions = {}): { cli: Cli; docs: Documented; width: number } {
   const width = options.width ?? helpWidth();
   const cli = yargs(argv)
     .scriptName('keymaker')
     .usage(`${DESCRIPTION}\n\nUsage: keymaker <command> [options]`)
-    .option('region', { type: 'string', global: true, describe: 'AWS region (default: AWS_REGION / your AWS config)' })
-    .option('profile', {
-      type: 'string',
-      global: true,
-      describe: 'AWS profile from ~/.aws/config or ~/.aws/credentials (default: AWS_PROFILE)',
-    })
-    .option('timeout', {
-      type: 'string',
-      requiresArg: true,
-      global: true,
-      describe: 'give up on AWS after this many SECONDS (default 30; connect timeout 5)',
-    })
-    .option('json', { type: 'boolean', global: true, describe: 'machine-readable output on stdout' })
-    .option('debug', { type: 'boolean', global: true, describe: 'show stack traces and details on errors' })
+    .options(GLOBAL_OPTIONS)
     .version(pkg.version)
     .help()
     .alias('help', 'h')
@@ -76,10 +59,9 @@ export function createCli(
       process.stderr.write(`${usageErrorLine(message, docs.active())}\n`);
       void y;
       process.exit(EXIT_CODES.USAGE);
-    }) as unknown as Argv<GlobalOptions>;
-  const docs: Documented = documentCommands(cli);
-  const built = COMMAND_GROUPS.reduce((next, register) => register(next), cli).demandCommand(1, 'name a command');
-  return { cli: built, docs, width };
+    });
+  const { cli: withCommands, docs } = documentCommands(cli, COMMAND_GROUPS);
+  return { cli: withCommands.demandCommand(1, 'name a command'), docs, width };
 }
 
 /** `keymaker help CMD ...` is `keymaker CMD ... --help` (as in gh and kubectl). */

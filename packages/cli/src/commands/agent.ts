@@ -1,6 +1,5 @@
-import type { Argv } from 'yargs';
 import { InputError } from '@keymaker/core';
-import type { GlobalOptions } from '../context';
+import type { Commands } from '../context';
 import { runCommand } from '../run';
 
 function seconds(value: unknown): number | undefined {
@@ -12,8 +11,8 @@ function seconds(value: unknown): number | undefined {
 }
 
 /** `keymaker agent`: the host's long-running identity service, in the foreground (for any supervisor). */
-export function registerAgentCommand(cli: Argv<GlobalOptions>): Argv<GlobalOptions> {
-  return cli.command(
+export function registerAgentCommand(commands: Commands): Commands {
+  return commands.command(
     'agent',
     'Run the keymaker agent in the foreground: IAM users for NSS (userdb) and sshd keys over Unix sockets',
     (y) =>

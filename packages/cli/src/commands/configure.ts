@@ -1,11 +1,10 @@
-import type { Argv } from 'yargs';
 import { createClientFactory, runConfigureCommand } from '@keymaker/admin';
-import { awsOptionsFromFlags, type GlobalOptions } from '../context';
+import { awsOptionsFromFlags, type Commands } from '../context';
 import { runCommand } from '../run';
 
 /** `keymaker configure`: administrator setup of IAM (policy, roles, role description). */
-export function registerConfigureCommand(cli: Argv<GlobalOptions>): Argv<GlobalOptions> {
-  return cli.command(
+export function registerConfigureCommand(commands: Commands): Commands {
+  return commands.command(
     'configure',
     'Set up IAM for keymaker hosts: the read policy, the instance role and its description (cross-account too)',
     (y) =>
@@ -40,7 +39,7 @@ export function registerConfigureCommand(cli: Argv<GlobalOptions>): Argv<GlobalO
         })
         .option('dry-run', { type: 'boolean', describe: 'print the plan; change nothing' }),
     (args) =>
-      runCommand((args as GlobalOptions).debug, async () => {
+      runCommand(args.debug, async () => {
         // --region, --profile and --timeout as for every command; a bad --timeout fails here, before any call.
         const aws = awsOptionsFromFlags(args);
         const factory = createClientFactory({ region: aws.region, profile: aws.profile, deadline: aws.deadline });

@@ -1,18 +1,11 @@
-import type { Argv } from 'yargs';
-import { createContext, type GlobalOptions } from '../context';
+import { createContext, type CommandContext, type Commands, type GlobalOptions } from '../context';
 import { runCommand } from '../run';
 import { deleteKey, listKeys, setKeyStatus, uploadKey } from './keys';
 import { authorizedKeysThroughCli, getGroups, getUid, hostConfigOption, hostOrClientContext } from './identity';
 
-// yargs infers argument types per builder; handlers declare what they read.
-// eslint-disable-next-line @typescript-eslint/no-explicit-any -- yargs' inferred positional types do not match the handlers' yet (issue 10, point 7)
-type Handler = (args: any) => Promise<void>;
-
-/** Wraps a command body: builds the context, maps failures to exit codes. */
-export function handler<A>(
-  body: (ctx: ReturnType<typeof createContext>, args: A & GlobalOptions) => Promise<number | void>,
-): Handler {
-  return (args: A & GlobalOptions) => runCommand(args.debug, () => body(createContext(args), args));
+/** A key command's body with its context (clients built from the global flags), through the boundary. */
+function withContext(args: GlobalOptions, body: (ctx: CommandContext) => Promise<number | void>): Promise<void> {
+  return runCommand(args.debug, () => body(createContext(args)));
 }
 
 const userOption = {
@@ -27,8 +20,8 @@ const keyIdPositional = {
 const linuxUserPositional = { type: 'string', demandOption: true, describe: 'Linux user name' } as const;
 
 /** Every command keeps keymaker 1.x's underscore name; the kebab-case spelling is an alias. */
-export function registerKeyCommands(cli: Argv<GlobalOptions>): Argv<GlobalOptions> {
-  return cli
+export function registerKeyCommands(commands: Commands): Commands {
+  return commands
     .command(
       ['upload_key', 'upload-key'],
       'Upload a public SSH key to an IAM user (from ssh-agent, or --identity FILE)',
@@ -36,31 +29,31 @@ export function registerKeyCommands(cli: Argv<GlobalOptions>): Argv<GlobalOption
         y
           .option('identity', { alias: 'i', type: 'string', describe: 'public or private key file' })
           .option('user', userOption),
-      handler<{ identity?: string; user?: string }>((ctx, args) => uploadKey(ctx, args)),
+      (args) => withContext(args, (ctx) => uploadKey(ctx, args)),
     )
     .command(
       ['list_keys', 'list-keys'],
       "List an IAM user's SSH public keys",
       (y) => y.option('user', userOption),
-      handler<{ user?: string }>((ctx, args) => listKeys(ctx, args)),
+      (args) => withContext(args, (ctx) => listKeys(ctx, args)),
     )
     .command(
       ['enable_key <id>', 'enable-key'],
       'Enable an SSH public key',
       (y) => y.positional('id', keyIdPositional).option('user', userOption),
-      handler<{ id: string; user?: string }>((ctx, args) => setKeyStatus(ctx, args, 'Active')),
+      (args) => withContext(args, (ctx) => setKeyStatus(ctx, args, 'Active')),
     )
     .command(
       ['disable_key <id>', 'disable-key'],
       'Disable an SSH public key',
       (y) => y.positional('id', keyIdPositional).option('user', userOption),
-      handler<{ id: string; user?: string }>((ctx, args) => setKeyStatus(ctx, args, 'Inactive')),
+      (args) => withContext(args, (ctx) => setKeyStatus(ctx, args, 'Inactive')),
     )
     .command(
       ['delete_key <id>', 'delete-key'],
       'Delete an SSH public key',
       (y) => y.positional('id', keyIdPositional).option('user', userOption),
-      handler<{ id: string; user?: string }>((ctx, args) => deleteKey(ctx, args)),
+      (args) => withContext(args, (ctx) => deleteKey(ctx, args)),
     )
     .command(
       ['get_authorized_keys <user> [fingerprint]', 'get-authorized-keys'],
@@ -74,7 +67,7 @@ export function registerKeyCommands(cli: Argv<GlobalOptions>): Argv<GlobalOption
           })
           .option('config', hostConfigOption),
       // sshd's call (no flags) is intercepted by the lean entry before yargs loads; flags and --help come here.
-      (args) => authorizedKeysThroughCli(args as never),
+      (args) => authorizedKeysThroughCli(args),
     )
     .command(
       ['get_uid <user>', 'get-uid'],

@@ -3,35 +3,12 @@ import * as path from 'node:path';
 import type { Argv } from 'yargs';
 import { InputError } from '@keymaker/core';
 import type { InstallPlanSummary } from '@keymaker/host';
-import type { GlobalOptions } from '../context';
+import type { Commands } from '../context';
 import { runCommand } from '../run';
 
 const RELOAD_CHOICES = ['auto', 'systemd', 'service', 'pidfile', 'none'] as const;
 const SCHEDULE_CHOICES = ['auto', 'systemd', 'cron'] as const;
 const MODE_CHOICES = ['compat', 'agent'] as const;
-
-interface SshdArgs {
-  reload: (typeof RELOAD_CHOICES)[number];
-  'sshd-pid-file'?: string;
-  sshd: string;
-  'dry-run'?: boolean;
-}
-
-interface InstallArgs extends SshdArgs {
-  user: string;
-  force?: boolean;
-  'iam-endpoint'?: string;
-  'sts-endpoint'?: string;
-  'deadline-ms'?: number;
-  profile?: string;
-  'credentials-file'?: string;
-  'sync-interval'?: number;
-  schedule: (typeof SCHEDULE_CHOICES)[number];
-  mode: (typeof MODE_CHOICES)[number];
-  node?: string;
-  bundle?: string;
-  'adopt-legacy-accounts'?: boolean;
-}
 
 function sshdOptions<T>(y: Argv<T>) {
   return y
@@ -88,8 +65,8 @@ function positiveInteger(value: number | undefined, flag: string): number | unde
 
 const log = (line: string) => process.stderr.write(`keymaker: ${line}\n`);
 
-export function registerInstallCommands(cli: Argv<GlobalOptions>): Argv<GlobalOptions> {
-  return cli
+export function registerInstallCommands(commands: Commands): Commands {
+  return commands
     .command(
       'install',
       'Set up this host: sshd AuthorizedKeysCommand, the PAM account hook, the group-sync schedule (root)',
@@ -139,7 +116,7 @@ export function registerInstallCommands(cli: Argv<GlobalOptions>): Argv<GlobalOp
           }),
       (args) =>
         runCommand(args.debug, async () => {
-          const a = args as unknown as InstallArgs & GlobalOptions;
+          const a = args;
           const { runInstall, nodeHostSystem, DEFAULT_PATHS, adoptLegacyAccountsCommand } =
             await import('@keymaker/host');
           const nodeArg = a.node ?? process.execPath;
@@ -194,7 +171,7 @@ export function registerInstallCommands(cli: Argv<GlobalOptions>): Argv<GlobalOp
       (y) => sshdOptions(y),
       (args) =>
         runCommand(args.debug, async () => {
-          const a = args as unknown as SshdArgs & GlobalOptions;
+          const a = args;
           const { runUninstall, nodeHostSystem, DEFAULT_PATHS } = await import('@keymaker/host');
           const result = runUninstall(
             nodeHostSystem(),

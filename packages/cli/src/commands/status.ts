@@ -1,10 +1,9 @@
-import type { Argv } from 'yargs';
-import type { GlobalOptions } from '../context';
+import type { Commands } from '../context';
 import { runCommand } from '../run';
 
 /** `keymaker status` (alias `doctor`): what a host admin checks first; read-only, exits non-zero on any problem. */
-export function registerStatusCommand(cli: Argv<GlobalOptions>): Argv<GlobalOptions> {
-  return cli.command(
+export function registerStatusCommand(commands: Commands): Commands {
+  return commands.command(
     ['status', 'doctor'],
     "Check this host: the host config, the credentials' identity, the role config, sshd's settings, the install (read-only)",
     (y) =>

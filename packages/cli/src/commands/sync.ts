@@ -1,9 +1,8 @@
-import type { Argv } from 'yargs';
-import type { GlobalOptions } from '../context';
+import type { Commands } from '../context';
 
 /** `keymaker sync_groups`: the same code, and the same argument parser, the schedule runs through the host entry. */
-export function registerSyncCommand(cli: Argv<GlobalOptions>): Argv<GlobalOptions> {
-  return cli.command(
+export function registerSyncCommand(commands: Commands): Commands {
+  return commands.command(
     ['sync_groups', 'sync-groups'],
     'Make the Linux groups match the IAM groups with the prefix (run as root; cron/systemd run it on schedule)',
     (y) =>
