@@ -27,7 +27,9 @@ const COMMANDS: Record<HostCommandName, HostCommand> = {
   // Agent mode's resident service, as its systemd unit (or install's detached start) runs it from this bundle.
   agent: (args, env) => {
     const options = parseAgentArgs(args);
-    return options ? agentCommand(options) : usage('agent [--config PATH] [--keys-socket-gid GID]', env);
+    return options
+      ? agentCommand(options)
+      : usage('agent [--config PATH] [--keys-socket-gid GID] [--refresh-seconds 1-3600]', env);
   },
   sync_groups: (args, env) => {
     const options = parseSyncArgs(args);
@@ -35,13 +37,19 @@ const COMMANDS: Record<HostCommandName, HostCommand> = {
   },
 };
 
-function parseAgentArgs(args: string[]): { configFile?: string; keysSocketGid?: number } | undefined {
-  const options: { configFile?: string; keysSocketGid?: number } = {};
+type AgentArgs = { configFile?: string; keysSocketGid?: number; refreshSeconds?: number };
+
+/** The revocation delay (how often the agent re-checks its users), as `keymaker agent --refresh-seconds` takes it. */
+const isRefreshSeconds = (value: string) => /^[1-9][0-9]{0,3}$/.test(value) && Number(value) <= 3600;
+
+function parseAgentArgs(args: string[]): AgentArgs | undefined {
+  const options: AgentArgs = {};
   for (let i = 0; i < args.length; i += 2) {
     const value = args[i + 1];
     if (value === undefined) return undefined;
     if (args[i] === '--config') options.configFile = value;
     else if (args[i] === '--keys-socket-gid' && /^[0-9]{1,10}$/.test(value)) options.keysSocketGid = Number(value);
+    else if (args[i] === '--refresh-seconds' && isRefreshSeconds(value)) options.refreshSeconds = Number(value);
     else return undefined;
   }
   return options;
