@@ -4,7 +4,7 @@
 // throw-away sandbox (tools/sandbox/run.sh + bench/phase.mjs), and writes the markdown report.
 //
 //   node bench/bench.mjs [--runs 20] [--delay-runs 10] [--delay-ms 50] [--steady-runs 3] [--users 1000] [--groups 50]
-//                        [--net-runs 5] [--rtts 20,80] [--out-dir bench/results] [--no-latest] [--command "npm run bench"]
+//                        [--net-runs 5] [--rtts 0,20,80] [--out-dir bench/results] [--no-latest] [--command "npm run bench"]
 //   --net-runs 0 skips the network-model phase (tools/netmodel: TLS + RTT in front of moto); --net-only runs
 //   it alone and prints its raw JSON.
 import { spawn, spawnSync } from 'node:child_process';
@@ -30,7 +30,7 @@ function parseArgs(argv) {
     delayMs: 50,
     steadyRuns: 3,
     netRuns: 5,
-    rtts: '20,80',
+    rtts: '0,20,80',
     users: 1000,
     groups: 50,
     outDir: path.join(HERE, 'results'),
@@ -174,7 +174,7 @@ async function main() {
   fs.mkdirSync(WORK, { recursive: true });
   const started = Date.now();
   // Collected before moto starts (spawnSync blocks the loop that drains moto's log pipe).
-  const info = { machine: machineInfo(), versions: versions(), bundle: bundleInfo() };
+  const info = { machine: machineInfo(), versions: versions(), bundle: bundleInfo(), loadAverageStart: os.loadavg() };
   const { startMoto } = require(path.join(REPO, 'tools/moto/server.cjs'));
   const moto = await startMoto({ repoRoot: REPO });
   log(`moto at ${moto.endpoint}`);
@@ -210,7 +210,9 @@ async function main() {
     const env = { proxy: proxyUrl };
     if (args.netOnly) {
       // For working on the network model: that phase alone, its raw JSON on stdout, no report.
-      process.stdout.write(`${JSON.stringify(await netloginPhase(env), null, 2)}\n`);
+      const netlogin = await netloginPhase(env);
+      const agentNss = await sandboxPhase('agent-nss', ['--runs', String(Math.max(args.runs, 20))], env);
+      process.stdout.write(`${JSON.stringify({ netlogin, agentNss }, null, 2)}\n`);
       return;
     }
     const lookup = await sandboxPhase(
@@ -221,6 +223,9 @@ async function main() {
     const syncOurs = await sandboxPhase('sync-ours', ['--steady-runs', String(args.steadyRuns)], env);
     const syncOrig = await sandboxPhase('sync-orig', ['--steady-runs', String(args.steadyRuns)], env);
     const netlogin = args.netRuns > 0 ? await netloginPhase(env) : undefined;
+    // The agent's NSS answer and memory (agent mode): with the network-model phase, in a sandbox of its own.
+    const agentNss =
+      args.netRuns > 0 ? await sandboxPhase('agent-nss', ['--runs', String(Math.max(args.runs, 20))], env) : undefined;
     const data = {
       args,
       command: process.env.BENCH_COMMAND ?? `node bench/bench.mjs ${process.argv.slice(2).join(' ')}`.trim(),
@@ -230,6 +235,8 @@ async function main() {
       syncOurs,
       syncOrig,
       netlogin,
+      agentNss,
+      loadAverage: os.loadavg(),
       totalSeconds: (Date.now() - started) / 1000,
     };
     fs.writeFileSync(path.join(WORK, 'results.json'), `${JSON.stringify(data, null, 2)}\n`);

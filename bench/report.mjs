@@ -15,50 +15,237 @@ function actions(byAction) {
     .join(', ');
 }
 
-/** The login command through tools/netmodel (TLS, RTT), interleaved with 1.1.0: one row block per RTT. */
-function renderNetlogin(d, push, row) {
+// Issue 14's goals for the login path and the agent (ratios against keymaker 1.1.0, one run).
+export const NET_TARGETS = {
+  agentRatio: 0.1,
+  compatRatio: 0.25,
+  wavesPerLogin: 1,
+  requestsBothCalls: 3,
+  agentHandshakes: 0,
+  getentRatio: 2,
+  agentRssMiB: 60,
+};
+
+const MODE_LABEL = { agent: 'ours, agent mode', compat: 'ours, compat mode' };
+
+/**
+ * The login command through tools/netmodel (TLS, RTT), interleaved with 1.1.0: one row block per RTT,
+ * a column per mode, the ratio of each of ours to 1.1.0, and the goal.
+ */
+export function renderNetlogin(d, push, row) {
   const n = d.netlogin;
+  const T = NET_TARGETS;
   const rtts = Object.keys(n.rtts).map(Number);
   const v1 = `keymaker ${d.versions.keymaker1}`;
+  // agent mode first (the new path), then compat.
+  const modes = [...n.rtts[rtts[0]].modes].sort((a, b) => (a === 'agent' ? -1 : b === 'agent' ? 1 : 0));
+  const hasAgent = modes.includes('agent');
   push('## Login command over a modelled network (TLS, RTT), interleaved with ' + v1, '');
   push(
-    `Each tool reaches moto through \`tools/netmodel\`: a relay delaying each direction by RTT/2 per segment, then a TLS terminator with a throw-away CA made for this run, keeping connections alive as IAM does, then the counting proxy. ours, compat mode: the installed AuthorizedKeysCommand (\`${n.installed.command}\` from \`sshd -T\`, a fresh process per login) run as the AuthorizedKeysCommandUser \`${n.installed.user}\` with sshd's reset environment plus \`NODE_EXTRA_CA_CERTS\` for the test CA, cache warm (as after the scheduled sync); ${v1}: as root with \`AWS_CA_BUNDLE\`. ${d.args.netRuns} rounds per RTT, the order alternating each round; the ratio is ours / ${v1} per round, then its median. Agent mode: not measured yet.`,
+    `Each tool reaches moto through \`tools/netmodel\`: a relay delaying each direction by RTT/2 per segment, then a TLS terminator with a throw-away CA made for this run, keeping connections alive as IAM does, then the counting proxy (RTT 0 = the local emulator behind the TLS terminator). ours, compat mode: the AuthorizedKeysCommand \`keymaker install --mode compat\` wrote (\`${n.installed.command}\` from \`sshd -T\`, a fresh process per login), cache warm (as after the scheduled sync), with \`NODE_EXTRA_CA_CERTS\` for the test CA.${hasAgent ? ` ours, agent mode: \`keymaker install --mode agent\` on the same sandbox (the agent started detached, warm: one login before the rounds), its AuthorizedKeysCommand \`${n.agent.command}\` (a curl script on the agent's socket) with sshd's reset environment and nothing added; the agent serves only names with no local account, so it logs in ${n.agent.loginUser}, an IAM-only user with alice's key set; agent logins are at least 5 s apart (sshd's second call is answered from a 5 s cache, which must not answer the next login).` : ''} Both as the AuthorizedKeysCommandUser \`${n.installed.user}\`; ${v1}: as root with \`AWS_CA_BUNDLE\`. One login = sshd's two calls: with \`%f\`, then without (1.1.0 takes \`%u\` only); "login command" times the first. ${d.args.netRuns} rounds per RTT, the order alternating each round; the ratio is ours / ${v1} per round, then its median (p95 rows: p95 / p95).`,
     '',
   );
-  row('RTT', 'figure', 'ours, compat mode', v1, 'ratio');
-  row('---', '---', '---:', '---:', '---:');
+  const cols = modes.map((m) => MODE_LABEL[m] ?? m);
+  row('RTT', 'figure', ...cols, v1, ...modes.map((m) => `ratio ${m}`), 'target');
+  row('---', '---', ...modes.map(() => '---:'), '---:', ...modes.map(() => '---:'), '---');
   for (const rtt of rtts) {
     const r = n.rtts[rtt];
-    for (const mode of r.modes) {
-      const o = r[mode];
-      const g = r.orig;
-      const label = r.modes.length > 1 ? `${mode}: ` : '';
+    const g = r.orig;
+    const at = `${rtt} ms`;
+    const line = (label, get, show, ratios, target = '') =>
       row(
-        `${rtt} ms`,
-        `${label}login command, median`,
-        ms(o.wallMs.median),
-        ms(g.wallMs.median),
-        r2(o.roundRatio?.median),
+        at,
+        label,
+        ...modes.map((m) => show(get(r[m]))),
+        show(get(g)),
+        ...modes.map((m) => ratios?.(r[m]) ?? ''),
+        target,
       );
-      row(
-        `${rtt} ms`,
-        `${label}login command, p95`,
-        ms(o.wallMs.p95),
-        ms(g.wallMs.p95),
-        r2(ratio(o.wallMs.p95, g.wallMs.p95)),
-      );
-      const count = (label2, key) =>
-        row(`${rtt} ms`, `${label}${label2}`, fmt(o[key].median, 0), fmt(g[key].median, 0), '');
-      count('IAM/STS requests per login', 'requests');
-      count('sequential round trips (waves)', 'waves');
-      count('TCP connections per login', 'connections');
-      count('TLS handshakes per login (ClientHello)', 'clientHellos');
-      row(`${rtt} ms`, `${label}right keys every run`, o.allOk ? 'yes' : 'NO', g.allOk ? 'yes' : 'NO', '');
-    }
+    const count = (x) => fmt(x, 0);
+    line(
+      'login command, median',
+      (o) => o.wallMs.median,
+      ms,
+      (o) => r2(o.roundRatio?.median),
+      `agent ≤ ${T.agentRatio} ×, compat ≤ ${T.compatRatio} ×`,
+    );
+    line(
+      'login command, p95',
+      (o) => o.wallMs.p95,
+      ms,
+      (o) => r2(ratio(o.wallMs.p95, g.wallMs.p95)),
+    );
+    line('second call of the login, median', (o) => o.secondMs?.median, ms);
+    line('IAM/STS requests, first call', (o) => o.requests.median, count);
+    line(
+      'IAM/STS requests per login, both calls',
+      (o) => o.both?.requests.median,
+      count,
+      undefined,
+      `≤ ${T.requestsBothCalls} (1.1.0: 14)`,
+    );
+    line(
+      'IAM round trips (waves), first call',
+      (o) => o.waves.median,
+      count,
+      undefined,
+      `${T.wavesPerLogin} (1.1.0: 7)`,
+    );
+    line('IAM round trips, both calls', (o) => o.both?.waves.median, count);
+    line('TCP connections per login, both calls', (o) => o.both?.connections.median, count);
+    line(
+      'TLS handshakes per login (ClientHello), both calls',
+      (o) => o.both?.clientHellos.median,
+      count,
+      undefined,
+      `agent, warm: ${T.agentHandshakes}`,
+    );
+    line(
+      'right keys, every run',
+      (o) => o.allOk,
+      (ok) => (ok ? 'yes' : 'NO'),
+    );
   }
   const first = n.rtts[rtts[0]];
-  row('', 'requests', actions(first[first.modes[0]].byAction), actions(first.orig.byAction), '');
+  row(
+    '',
+    'requests of the first call',
+    ...modes.map((m) => actions(first[m].byAction)),
+    actions(first.orig.byAction),
+    ...modes.map(() => ''),
+    '',
+  );
   push('');
+  if (n.agent?.memoryAfterRounds)
+    push(`The agent's VmRSS after these rounds: ${mib(n.agent.memoryAfterRounds.rssKb)}.`, '');
+}
+
+/** `getent passwd` through the agent vs a files user, and the agent's memory with every seeded user resolved. */
+export function renderAgentNss(d, push, row) {
+  const a = d.agentNss;
+  const T = NET_TARGETS;
+  const g = a.getent;
+  const m = a.memory ?? {};
+  push('## Agent mode: NSS answers and memory', '');
+  push(
+    `A sandbox of its own: \`keymaker install --mode agent\` straight on the counting proxy (no network model), role \`${d.seed.openRole ?? 'bench-agent-open'}\` (no required group, so every seeded user can resolve), nsswitch \`${a.nsswitchPasswd?.replace(/\s+/g, ' ')}\`, the real libnss-systemd (\`${a.nssSystemd?.split('\n')[0]}\`). \`getent passwd ${a.servedUser?.name}\` (served by the agent, warm) vs \`getent passwd ${a.filesUser?.name}\` (a files user), ${g.runs} rounds interleaved, a process each (fork+exec included), sshd's PATH only; ratio = median of the per-round ratios. Memory: VmRSS of the agent process from /proc/PID/status.${m.floodGuardPatch ? ` For "1,000 users resolved" the installed agent is replaced by the same bundle and command line with one constant changed (flood guard ${m.floodGuardPatch}): the agent admits 20 new names at once, then 12 per minute, so 1,000 resolutions would take 80 minutes. Every seeded user is then asked for once over the agent's userdb socket (Varlink \`GetUserRecord\`, what libnss-systemd sends; 8 at a time, asked again while the agent answers "not yet").` : ''}`,
+    '',
+  );
+  row('figure', 'agent', 'files user / baseline', 'ratio', 'target');
+  row('---', '---:', '---:', '---:', '---');
+  row(
+    '`getent passwd NAME`, median',
+    ms(g.agent.median),
+    ms(g.files.median),
+    r2(g.roundRatio.median),
+    `≤ ${T.getentRatio} × a files lookup`,
+  );
+  row('`getent passwd NAME`, p95', ms(g.agent.p95), ms(g.files.p95), r2(ratio(g.agent.p95, g.files.p95)), '');
+  row('right answer, every run', g.allOk ? 'yes' : 'NO', g.allOk ? 'yes' : 'NO', '', '');
+  row('agent VmRSS, just installed (config loaded, 1 user)', mib(a.memoryStarted?.rssKb), '', '', '');
+  row('agent VmRSS after the getent rounds', mib(a.memoryInstalledAfterGetent?.rssKb), '', '', '');
+  if (m.unavailable) {
+    row('agent VmRSS, 1,000 users resolved', `not measured: ${m.unavailable}`, '', '', `≤ ${T.agentRssMiB} MiB`);
+  } else {
+    row('agent VmRSS before resolving (flood guard raised)', mib(m.started?.rssKb), '', '', '');
+    row(
+      `agent VmRSS, ${m.resolved} of ${m.users} users resolved`,
+      mib(m.after?.rssKb),
+      '',
+      '',
+      `≤ ${T.agentRssMiB} MiB`,
+    );
+    row('agent VmHWM (peak) then', mib(m.after?.hwmKb), '', '', '');
+    row(
+      `resolving ${m.users} users: wall, IAM requests`,
+      `${ms(m.resolveMs)}, ${fmt(m.requests, 0)} (${actions(m.byAction)})`,
+      '',
+      '',
+      '',
+    );
+    if (m.refused?.length)
+      row(
+        'not resolved',
+        `${m.refused.map(([k, v]) => `${k.split('.').pop()}: ${v}`).join(', ')}${m.notResolved?.length ? ` (${m.notResolved.map((x) => `\`${x.replace(/\|/g, '\\|')}\``).join('; ')})` : ''}`,
+        '',
+        '',
+        '',
+      );
+    if (m.caches)
+      row("agent's caches then (its /status)", `users ${m.caches.users}, negative ${m.caches.negative}`, '', '', '');
+  }
+  push('');
+}
+
+/** Issue 14's goals, for the Targets table. */
+export function netTargetRows(d, row) {
+  const T = NET_TARGETS;
+  const n = d.netlogin;
+  if (!n) return;
+  const rtts = Object.keys(n.rtts).map(Number);
+  const far = rtts.filter((r) => r > 0);
+  const modes = n.rtts[rtts[0]].modes;
+  for (const mode of ['agent', 'compat'].filter((m) => modes.includes(m))) {
+    const goal = mode === 'agent' ? T.agentRatio : T.compatRatio;
+    const rs = far.map((rtt) => n.rtts[rtt][mode].roundRatio?.median);
+    row(
+      `login command, ${mode} mode, at ${far.join(' and ')} ms RTT ≤ ${goal} × keymaker 1.1.0`,
+      far
+        .map(
+          (rtt, i) =>
+            `${rtt} ms: ${r2(rs[i])} (${ms(n.rtts[rtt][mode].wallMs.median)} vs ${ms(n.rtts[rtt].orig.wallMs.median)})`,
+        )
+        .join('; '),
+      yes(rs.length > 0 && rs.every((x) => x <= goal)),
+    );
+  }
+  const lead = modes.includes('agent') ? 'agent' : modes[0];
+  const all = rtts.map((rtt) => n.rtts[rtt][lead]);
+  const maxOf = (get) => Math.max(...all.map(get));
+  row(
+    `IAM round trips per login (warm), ${lead} mode = ${T.wavesPerLogin}`,
+    `${fmt(
+      maxOf((o) => o.waves.max),
+      0,
+    )} (max over every run); 1.1.0: ${fmt(n.rtts[rtts[0]].orig.waves.median, 0)}`,
+    yes(maxOf((o) => o.waves.max) <= T.wavesPerLogin),
+  );
+  row(
+    `IAM requests per login, both sshd calls, ${lead} mode ≤ ${T.requestsBothCalls}`,
+    `${fmt(
+      maxOf((o) => o.both?.requests.max),
+      0,
+    )} (max); 1.1.0: ${fmt(n.rtts[rtts[0]].orig.both?.requests.median, 0)}`,
+    yes(maxOf((o) => o.both?.requests.max) <= T.requestsBothCalls),
+  );
+  if (modes.includes('agent'))
+    row(
+      `TLS handshakes per login, agent mode warm = ${T.agentHandshakes}`,
+      `${fmt(
+        maxOf((o) => o.both?.clientHellos.max),
+        0,
+      )} (max over both calls of every run); TCP connections ${fmt(
+        maxOf((o) => o.both?.connections.max),
+        0,
+      )}`,
+      yes(maxOf((o) => o.both?.clientHellos.max) <= T.agentHandshakes),
+    );
+  const a = d.agentNss;
+  if (a) {
+    row(
+      `\`getent passwd\` through the agent ≤ ${T.getentRatio} × a files lookup`,
+      `${r2(a.getent.roundRatio.median)} × (${ms(a.getent.agent.median)} vs ${ms(a.getent.files.median)})`,
+      yes(a.getent.roundRatio.median <= T.getentRatio),
+    );
+    const m = a.memory ?? {};
+    row(
+      `memory of the agent, 1,000 cached users (reported; goal ≤ ${T.agentRssMiB} MiB RSS)`,
+      m.unavailable
+        ? `not measured (${m.unavailable}); just installed: ${mib(a.memoryStarted?.rssKb)}`
+        : `${mib(m.after?.rssKb)} VmRSS with ${m.resolved} users resolved (${mib(m.started?.rssKb)} before; installed agent with 1 user: ${mib(a.memoryStarted?.rssKb)})`,
+      m.unavailable ? 'not measured' : yes(m.after?.rssKb / 1024 <= T.agentRssMiB),
+    );
+  }
 }
 
 export function renderReport(d) {
@@ -77,6 +264,10 @@ export function renderReport(d) {
   push(
     `Produced ${when} by \`${d.command ?? 'npm run bench'}\` (whole run ${fmt(d.totalSeconds, 0)} s), commit \`${d.versions.commit}\`${d.versions.dirty ? ' with uncommitted changes under packages/' : ''}.`,
   );
+  if (d.loadAverageStart || d.loadAverage)
+    push(
+      `Load average (1, 5, 15 min) at the start ${(d.loadAverageStart ?? []).map((x) => x.toFixed(2)).join(' / ') || '—'}, at the end ${(d.loadAverage ?? []).map((x) => x.toFixed(2)).join(' / ') || '—'} on ${d.machine.nproc} CPUs: on a loaded, shared machine compare the ratios of this run, not its absolute figures.`,
+    );
   push(
     'Both tools ran in the same run, on the same machine, against the same moto server through the same counting proxy (`bench/proxy.mjs`); see `bench/README.md` for what each figure means.',
     '',
@@ -230,6 +421,7 @@ export function renderReport(d) {
   }
 
   if (d.netlogin) renderNetlogin(d, push, row);
+  if (d.agentNss) renderAgentNss(d, push, row);
 
   push('## Targets (ratios against the original, this run)', '');
   row('target', 'measured', 'verdict');
@@ -294,6 +486,7 @@ export function renderReport(d) {
     `cold cache ${cc.oursCold.ok}/20, warm ${cc.oursWarm.ok}/20`,
     yes(cc.oursCold.ok === 20 && cc.oursWarm.ok === 20),
   );
+  netTargetRows(d, row);
   push('');
 
   push('## Checks and findings', '');

@@ -12,7 +12,12 @@
 //     in ssh_users (must be refused);
 //   - role `bench-instance`, description
 //     `keymaker_require_iam_group=ssh_users keymaker_uid_scheme=legacy` (1.x ignores the token it does not know);
-//   - AssumeRole credentials for that role (session i-0bench0000000000): what an EC2 instance profile hands out.
+//   - AssumeRole credentials for that role (session i-0bench0000000000): what an EC2 instance profile hands out;
+//   - for the agent-mode rows: u0002 ("the agent's alice") has alice's three keys (same bodies and statuses) and
+//     is in ssh_users, but gets no local account (the agent serves only names that have none); u0003..u0999 get
+//     one shared active key (moto does not check duplicates), so that every user can resolve through the
+//     agent; role `bench-agent-open` (description `keymaker_uid_scheme=legacy`, no required group) and its
+//     credentials, for the agent's memory row (all 1,000 users resolved).
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
@@ -32,6 +37,9 @@ import { AssumeRoleCommand, GetCallerIdentityCommand, STSClient } from '@aws-sdk
 
 const ROLE_NAME = 'bench-instance';
 const ROLE_DESCRIPTION = 'keymaker_require_iam_group=ssh_users keymaker_uid_scheme=legacy';
+const OPEN_ROLE_NAME = 'bench-agent-open';
+const OPEN_ROLE_DESCRIPTION = 'keymaker_uid_scheme=legacy';
+const AGENT_USER = 'u0002';
 const SESSION_NAME = 'i-0bench0000000000';
 const CONCURRENCY = 12;
 
@@ -56,7 +64,7 @@ export function legacyUnixId(uniqueId) {
   return 2000 + Math.floor(digest.readUInt16LE(digest.length - 2) / 2);
 }
 
-async function mapLimit(items, limit, fn) {
+export async function mapLimit(items, limit, fn) {
   const results = new Array(items.length);
   let next = 0;
   await Promise.all(
@@ -157,26 +165,51 @@ async function main() {
   const outsider = { name: 'u0001', key: makeKeyIn(keyDir2(), 'u0001') };
   await iam.send(new UploadSSHPublicKeyCommand({ UserName: outsider.name, SSHPublicKeyBody: outsider.key }));
 
+  // The agent's alice: alice's key set on an IAM-only user in the required group.
+  for (const [i, body] of [...alice.active, ...alice.inactive].entries()) {
+    const out = await iam.send(new UploadSSHPublicKeyCommand({ UserName: AGENT_USER, SSHPublicKeyBody: body }));
+    if (i >= alice.active.length)
+      await iam.send(
+        new UpdateSSHPublicKeyCommand({
+          UserName: AGENT_USER,
+          SSHPublicKeyId: out.SSHPublicKey.SSHPublicKeyId,
+          Status: 'Inactive',
+        }),
+      );
+  }
+  await iam.send(new AddUserToGroupCommand({ GroupName: 'ssh_users', UserName: AGENT_USER }));
+  groups.find((g) => g.name === 'ssh_users').members.push(AGENT_USER);
+  const fleetKey = makeKeyIn(keyDir2(), 'fleet');
+  const rest = users.filter((u) => !['alice', outsider.name, AGENT_USER].includes(u.name));
+  await mapLimit(rest, CONCURRENCY, (u) =>
+    iam.send(new UploadSSHPublicKeyCommand({ UserName: u.name, SSHPublicKeyBody: fleetKey })),
+  );
+
   const trust = {
     Version: '2012-10-17',
     Statement: [{ Effect: 'Allow', Principal: { Service: 'ec2.amazonaws.com' }, Action: 'sts:AssumeRole' }],
   };
-  const role = await iam.send(
-    new CreateRoleCommand({
-      RoleName: ROLE_NAME,
-      Description: ROLE_DESCRIPTION,
-      AssumeRolePolicyDocument: JSON.stringify(trust),
-    }),
-  );
-  const assumed = await sts.send(
-    new AssumeRoleCommand({ RoleArn: role.Role.Arn, RoleSessionName: SESSION_NAME, DurationSeconds: 43200 }),
-  );
-  const credentials = {
-    accessKeyId: assumed.Credentials.AccessKeyId,
-    secretAccessKey: assumed.Credentials.SecretAccessKey,
-    sessionToken: assumed.Credentials.SessionToken,
-    expiration: assumed.Credentials.Expiration?.toISOString?.() ?? String(assumed.Credentials.Expiration),
+  /** A role with this description, and the credentials of an instance's session of it. */
+  const roleSession = async (RoleName, Description) => {
+    const created = await iam.send(
+      new CreateRoleCommand({ RoleName, Description, AssumeRolePolicyDocument: JSON.stringify(trust) }),
+    );
+    const assumed = await sts.send(
+      new AssumeRoleCommand({ RoleArn: created.Role.Arn, RoleSessionName: SESSION_NAME, DurationSeconds: 43200 }),
+    );
+    const c = assumed.Credentials;
+    return {
+      role: created.Role,
+      credentials: {
+        accessKeyId: c.AccessKeyId,
+        secretAccessKey: c.SecretAccessKey,
+        sessionToken: c.SessionToken,
+        expiration: c.Expiration?.toISOString?.() ?? String(c.Expiration),
+      },
+    };
   };
+  const { role, credentials } = await roleSession(ROLE_NAME, ROLE_DESCRIPTION);
+  const { credentials: openCredentials } = await roleSession(OPEN_ROLE_NAME, OPEN_ROLE_DESCRIPTION);
   const { expiration: _ignored, ...sdkCredentials } = credentials;
   const asRole = new STSClient({ ...clientOptions, credentials: sdkCredentials });
   const identity = await asRole.send(new GetCallerIdentityCommand({}));
@@ -188,13 +221,15 @@ async function main() {
     seededInMs: Date.now() - started,
     accountId: identity.Account,
     callerArn: identity.Arn,
-    role: { name: ROLE_NAME, arn: role.Role.Arn, description: ROLE_DESCRIPTION },
+    role: { name: ROLE_NAME, arn: role.Arn, description: ROLE_DESCRIPTION },
     credentials,
     requiredGroup: 'ssh_users',
     users,
     groups: groups.map((g) => ({ ...g, prefixed: g.name.startsWith('keymaker_'), gid: legacyUnixId(g.groupId) })),
     alice: { ...alice, uid: users[0].uid, userId: users[0].userId },
     outsider,
+    agentUser: { name: AGENT_USER, uid: users.find((u) => u.name === AGENT_USER).uid },
+    openRole: { name: OPEN_ROLE_NAME, description: OPEN_ROLE_DESCRIPTION, credentials: openCredentials },
   };
   fs.writeFileSync(args.out, `${JSON.stringify(seed, null, 2)}\n`);
   process.stderr.write(
