@@ -41,7 +41,7 @@ test('the sockets exist before sshd starts, NSS may connect to userdb, only the 
   expect(setting(keys, 'Service')).toEqual([AGENT_SERVICE]);
 });
 
-test('the service runs unprivileged and hardened, with writable state and cache of its own', () => {
+test('the service runs unprivileged and hardened, with writable state and cache of its own, and only CAP_KILL', () => {
   const unit = agentServiceUnit(OPTIONS);
   expect(setting(unit, 'User')).toEqual(['keymaker']);
   expect(setting(unit, 'ExecStart')).toEqual([
@@ -53,7 +53,9 @@ test('the service runs unprivileged and hardened, with writable state and cache 
     ['PrivateTmp', 'yes'],
     ['StateDirectory', 'keymaker-agent'],
     ['CacheDirectory', 'keymaker-agent'],
-    ['CapabilityBoundingSet', ''],
+    // Ending a revoked user's processes is the one privileged act (end-sessions.ts).
+    ['CapabilityBoundingSet', 'CAP_KILL'],
+    ['AmbientCapabilities', 'CAP_KILL'],
   ]) {
     expect(setting(unit, key!)).toEqual([value]);
   }

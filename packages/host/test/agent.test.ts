@@ -11,6 +11,7 @@ import { bypassingUserdb, runAgent, type AgentDirectory, type RunningAgent } fro
 import type { DirectorySource } from '../src/agent/iam-identity-source';
 import { RefusedError, type KeysSource } from '../src/agent/keys-server';
 import type { LocalAccounts } from '../src/accounts/local-accounts';
+import type { ProcessTable } from '../src/agent/end-sessions';
 import type { RuntimeSystem } from '../src/system/runtime-system';
 import { createMemorySyslog } from '../src/system/syslog';
 import { call, httpGet as get } from './agent-client';
@@ -75,6 +76,11 @@ class FakeIam {
   }
 }
 
+async function until(condition: () => boolean): Promise<void> {
+  for (let i = 0; i < 200 && !condition(); i++) await new Promise((resolve) => setTimeout(resolve, 5));
+  expect(condition()).toBe(true);
+}
+
 const localAccounts = (names: string[]): LocalAccounts => ({
   user: async (name) =>
     names.includes(name)
@@ -100,6 +106,15 @@ describe('keymaker agent (composition, fakes)', () => {
   let agent: RunningAgent;
   let userdbSocket: string;
   let keysSocket: string;
+  let processTable: { pid: number; uids: number[] }[];
+  const processes: ProcessTable = {
+    list: async () => processTable,
+    kill: (pid) => {
+      const before = processTable.length;
+      processTable = processTable.filter((p) => p.pid !== pid);
+      return processTable.length < before;
+    },
+  };
 
   const sys: RuntimeSystem = {
     run: async () => ({ code: 1, stdout: '', stderr: 'no processes in this test' }),
@@ -120,6 +135,7 @@ describe('keymaker agent (composition, fakes)', () => {
     });
     signals = new EventEmitter();
     syslog = createMemorySyslog();
+    processTable = [];
     agent = await runAgent(
       { configFile: '/etc/keymaker/config.json', userdbSocket, keysSocket, refreshSeconds: 300 },
       {
@@ -128,6 +144,7 @@ describe('keymaker agent (composition, fakes)', () => {
         signals,
         accounts: localAccounts(['carol']),
         statPath: async () => undefined,
+        processes,
         connect: async () => {
           if (connectFails) throw connectFails;
           return { config: resolveRoleConfig(roleConfig), directory: {} as IamDirectory } satisfies AgentDirectory;
@@ -166,11 +183,22 @@ describe('keymaker agent (composition, fakes)', () => {
     delete iam.users.alice;
     // Until the refresh the positive cache answers (the revocation delay is the refresh interval).
     expect((await record('alice'))[0]).toHaveProperty('parameters.record.userName', 'alice');
+    // Her session (sshd's child and her shell) and another user's process are running.
+    const uid = unixIdFor('AIDAALICE0000000001', 'wide');
+    processTable = [
+      { pid: 501, uids: [uid, uid, uid, uid] },
+      { pid: 502, uids: [uid, uid, uid, uid] },
+      { pid: 503, uids: [1000, 1000, 1000, 1000] },
+    ];
     const report = await agent.refresh();
     expect(report?.revoked).toEqual([{ name: 'alice', iamUserName: 'alice', reason: 'no-iam-user' }]);
     expect((await record('alice'))[0]).toMatchObject({ error: 'io.systemd.UserDatabase.NoRecordFound' });
     expect(await get(keysSocket, '/keys/alice')).toEqual({ status: 404, body: '' });
-    expect(syslog.lines.some((l) => l.message.includes('revoked alice (IAM user alice): no-iam-user'))).toBe(true);
+    expect(
+      syslog.lines.some((l) => l.message.includes(`revoked alice (IAM user alice, uid ${uid}): no-iam-user`)),
+    ).toBe(true);
+    await until(() => syslog.lines.some((l) => l.message.includes('ended 2 process(es)')));
+    expect(processTable.map((p) => p.pid)).toEqual([503]);
     expect(agent.status().lastRefresh).toMatchObject({ checked: 1, revoked: 1 });
   });
 
@@ -208,6 +236,18 @@ describe('keymaker agent (composition, fakes)', () => {
     await agent.reload();
     expect(agent.status().state).toBe('serving');
     expect(await get(keysSocket, '/keys/alice')).toEqual({ status: 200, body: `${aliceLine}\n` });
+  });
+
+  test('IAM throttling or timing out a re-read keeps the last configuration (bounded), a denial closes', async () => {
+    await record('alice');
+    connectFails = new AwsError('THROTTLED', 'GetRole: Rate exceeded');
+    await agent.reload();
+    expect(agent.status()).toMatchObject({ state: 'serving', caches: { users: 1 } });
+    expect(await get(keysSocket, '/keys/alice')).toEqual({ status: 200, body: `${aliceLine}\n` });
+    expect(syslog.lines.some((l) => l.message.includes('last configuration kept: GetRole: Rate exceeded'))).toBe(true);
+    connectFails = new AwsError('ACCESS_DENIED', 'GetRole: AccessDenied');
+    await agent.reload();
+    expect(agent.status().state).toBe('closed');
   });
 
   test('GET /status on the keys socket reports version, uptime, caches and IAM calls', async () => {

@@ -90,6 +90,11 @@ export function registerInstallCommands(commands: Commands): Commands {
             describe: 'AWS credentials file to copy to /etc/keymaker/credentials (root:USER 0640)',
           })
           .option('sync-interval', { type: 'number', describe: 'group sync period in minutes, 1-59 (default 5)' })
+          .option('agent-refresh-seconds', {
+            type: 'number',
+            describe:
+              'agent mode: how often the agent re-checks the IAM users it has seen, 1-3600 s (default 300); a removed user loses access within this time',
+          })
           .option('mode', {
             choices: MODE_CHOICES,
             default: 'compat' as const,
@@ -136,6 +141,7 @@ export function registerInstallCommands(commands: Commands): Commands {
               schedule: a.schedule,
               mode: a.mode,
               syncIntervalMinutes: positiveInteger(a['sync-interval'], '--sync-interval'),
+              agentRefreshSeconds: positiveInteger(a['agent-refresh-seconds'], '--agent-refresh-seconds'),
               region,
               iamEndpoint: a['iam-endpoint'] ?? (process.env.AWS_ENDPOINT_URL_IAM || undefined),
               stsEndpoint: a['sts-endpoint'] ?? (process.env.AWS_ENDPOINT_URL_STS || undefined),

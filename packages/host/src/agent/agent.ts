@@ -16,8 +16,16 @@
 // ask this very agent again (and wait for its own answer). Every getent the agent runs goes through
 // env(1) with SYSTEMD_BYPASS_USERDB=<service name>, which makes libnss-systemd skip this service for
 // that lookup (runProcess gives children a fixed environment, so the variable is set per command).
+import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
-import { isKeymakerError, type IamDirectory, type ResolvedRoleConfig } from '@keymaker/core';
+import {
+  DeadlineError,
+  isKeymakerError,
+  withDeadline,
+  type ErrorCode,
+  type IamDirectory,
+  type ResolvedRoleConfig,
+} from '@keymaker/core';
 import { GetentAccounts, type LocalAccounts } from '../accounts/local-accounts';
 import { awsOptionsFor, loadHostConfig, applyAwsEnvironment, resolveWithConfig } from '../config/host-aws';
 import { hostReservedNames, type HostConfig } from '../config/host-config';
@@ -36,6 +44,7 @@ import {
 } from './iam-identity-source';
 import { IamKeysSource, KeysServer, RefusedError, type KeysEvent, type KeysSource } from './keys-server';
 import type { ResolvedGroup, ResolvedUser } from './userdb-records';
+import { ENDING_REFUSALS, endProcessesOf, procProcessTable, type ProcessTable } from './end-sessions';
 import {
   DEFAULT_USERDB_SERVICE,
   USERDB_DIR,
@@ -75,6 +84,19 @@ export interface AgentOptions {
   version?: string;
 }
 
+/** A reload that hangs (IAM stalled) gives up after this; the agent never waits on it forever. */
+const RELOAD_DEADLINE_MS = 60_000;
+
+/** Failures that say "IAM could not answer now", not "the configuration is different or bad". */
+const TRANSIENT_RELOAD_FAILURES: ReadonlySet<ErrorCode> = new Set([
+  'THROTTLED',
+  'NETWORK',
+  'DEADLINE_EXCEEDED',
+  'AWS_ERROR',
+]);
+const transientReloadFailure = (error: unknown): boolean =>
+  isKeymakerError(error) && TRANSIENT_RELOAD_FAILURES.has(error.code);
+
 /** The configuration-dependent part, built from one host config. */
 export interface AgentDirectory {
   config: ResolvedRoleConfig;
@@ -95,6 +117,8 @@ export interface AgentDeps {
   now?: () => number;
   /** For the trusted-file checks of the host config and credentials files (tests). */
   statPath?: StatPath;
+  /** The processes a revocation ends (end-sessions.ts). Default the real /proc. */
+  processes?: ProcessTable;
 }
 
 export type AgentSignal = 'SIGHUP' | 'SIGTERM' | 'SIGINT';
@@ -233,7 +257,7 @@ export function formatIdentityEvent(event: IdentityEvent): { level: 'info' | 'no
     case 'revoked':
       return {
         level: 'notice',
-        message: `agent: revoked ${event.name} (IAM user ${event.iamUserName}): ${event.reason}`,
+        message: `agent: revoked ${event.name} (IAM user ${event.iamUserName}, uid ${event.uid}): ${event.reason}`,
       };
     case 'expired':
       return {
@@ -317,12 +341,38 @@ export async function runAgent(options: AgentOptions, deps: AgentDeps): Promise<
   let configLoadedAt: number | undefined;
   let lastRefresh: AgentStatus['lastRefresh'];
 
+  const processes = deps.processes ?? procProcessTable(fs);
   const logIdentity = (event: IdentityEvent) => {
     // A revoked or expired user gets no keys from that moment: drop sshd's short-lived answer too.
     if (event.type === 'revoked' || event.type === 'expired') keysServer.service.answers.invalidate(event.name);
     const line = formatIdentityEvent(event);
     syslog.log(line.level, line.message);
+    if (event.type === 'revoked' && ENDING_REFUSALS.has(event.reason)) void endSessions(event);
   };
+
+  /** IAM says she is out: her sessions and processes end too (her files stay). */
+  async function endSessions(event: Extract<IdentityEvent, { type: 'revoked' }>): Promise<void> {
+    const who = `${event.name} (IAM user ${event.iamUserName}, uid ${event.uid})`;
+    try {
+      // A local account that holds this UID is not hers to end (and not the agent's to touch).
+      const local = await accounts.userByUid(event.uid);
+      if (local) {
+        syslog.log(
+          'warning',
+          `agent: revoked ${who}: uid ${event.uid} is local account ${local.name}'s; no process ended`,
+        );
+        return;
+      }
+      const result = await endProcessesOf(event.uid, processes);
+      if (result.ended + result.left > 0)
+        syslog.log(
+          result.left > 0 ? 'err' : 'notice',
+          `agent: revoked ${who}: ended ${result.ended} process(es)${result.left > 0 ? `; ${result.left} could not be signalled (the agent needs CAP_KILL)` : ''}`,
+        );
+    } catch (error) {
+      syslog.log('err', `agent: revoked ${who}: ending her processes failed: ${messageOf(error)}`);
+    }
+  }
 
   // ---- the delegates the servers hold: the current generation, or nothing (closed) ----
   const identity: IdentitySource = {
@@ -395,7 +445,28 @@ export async function runAgent(options: AgentOptions, deps: AgentDeps): Promise<
       // The same checks as the hooks: root-owned, not writable by others (else anyone could pick the IAM account).
       for (const file of runtimeTrustedFiles(configFile, host, host.authorizedKeysCommandUser))
         await assertTrustedFile(file, deps.statPath);
-      const directory = await connect(host);
+      let directory: AgentDirectory;
+      try {
+        // The directory's clients outlive the reload, so the deadline bounds the wait, not their requests.
+        directory = await withDeadline(
+          RELOAD_DEADLINE_MS,
+          () => connect(host),
+          () => new DeadlineError(`re-reading the role description took over ${RELOAD_DEADLINE_MS / 1000} s`),
+        );
+      } catch (error) {
+        // IAM slow or failing for a moment: the configuration did not change, it could not be re-read. Keep
+        // serving the last one (its users still expire on their own schedule) for a bounded time, then close.
+        const keptFor = configLoadedAt === undefined ? Infinity : now() - configLoadedAt;
+        if (generation && transientReloadFailure(error) && keptFor < reloadSeconds * 3000) {
+          stats.error(error);
+          syslog.log(
+            'warning',
+            `agent: re-reading the role description failed, last configuration kept: ${messageOf(error)}`,
+          );
+          return;
+        }
+        throw error;
+      }
       const key = JSON.stringify({ host, role: directory.config });
       configLoadedAt = now();
       if (generation?.key === key) return;
@@ -555,8 +626,11 @@ export async function agentCommand(
   sys: RuntimeSystem = realRuntimeSystem,
 ): Promise<number> {
   let syslogSocket: string | undefined;
+  let refreshSeconds: number | undefined;
   try {
-    syslogSocket = (await loadHostConfig(sys, options.configFile ?? DEFAULT_PATHS.configFile)).syslogSocket;
+    const host = await loadHostConfig(sys, options.configFile ?? DEFAULT_PATHS.configFile);
+    syslogSocket = host.syslogSocket;
+    refreshSeconds = host.agentRefreshSeconds;
   } catch {
     /* runAgent logs why it is closed */
   }
@@ -565,7 +639,15 @@ export async function agentCommand(
     socket: syslogSocket,
     echo: echo ? (line) => process.stderr.write(`${line}\n`) : undefined,
   });
-  const agent = await runAgent({ listenFds: listenFds(process.env, process.pid), ...options }, { sys, syslog });
+  // A --refresh-seconds on the command line wins over the host config's agentRefreshSeconds.
+  const agent = await runAgent(
+    {
+      listenFds: listenFds(process.env, process.pid),
+      ...options,
+      refreshSeconds: options.refreshSeconds ?? refreshSeconds,
+    },
+    { sys, syslog },
+  );
   await agent.stopped;
   return 0;
 }

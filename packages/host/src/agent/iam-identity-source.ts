@@ -154,7 +154,7 @@ export type IdentityEvent =
   | { type: 'refused'; name: string; reason: RefusalReason; iamUserName?: string; uid?: number; other?: string }
   | { type: 'rate-limited'; name: string; scope: 'name' | 'global' }
   | { type: 'error'; name: string; error: unknown; kept: boolean }
-  | { type: 'revoked'; name: string; reason: RefusalReason; iamUserName: string }
+  | { type: 'revoked'; name: string; reason: RefusalReason; iamUserName: string; uid: number }
   | { type: 'expired'; name: string; iamUserName: string; verifiedAt: number }
   | { type: 'changed'; name: string; iamUserName: string; what: string[] }
   | { type: 'group-dropped'; name: string; group: string; reason: string };
@@ -698,7 +698,13 @@ export class IamIdentitySource implements IdentitySource {
     this.negative.set(name, refusal.reason, this.negativeTtl);
     if (previous) {
       this.users.delete(name);
-      this.log({ type: 'revoked', name, reason: refusal.reason, iamUserName: previous.user.iamUserName });
+      this.log({
+        type: 'revoked',
+        name,
+        reason: refusal.reason,
+        iamUserName: previous.user.iamUserName,
+        uid: previous.user.uid,
+      });
       return { kind: 'refused', reason: refusal.reason, revoked: previous.user.iamUserName };
     }
     this.log({

@@ -43,6 +43,12 @@ export interface HostConfig {
   cacheTtlSeconds: number;
   /** Syslog socket instead of /dev/log (hosts without a syslog daemon on /dev/log, tests). */
   syslogSocket?: string;
+  /**
+   * Agent mode: how often the agent re-checks the IAM users this host has seen, seconds (1-3600, default 300).
+   * It is the revocation delay: a user removed from IAM or from the required group stops resolving, gets no
+   * keys and has her processes ended within this time.
+   */
+  agentRefreshSeconds?: number;
 }
 
 export const DEFAULT_HOST_CONFIG: HostConfig = {
@@ -74,6 +80,7 @@ const FIELDS: Record<keyof HostConfig, FieldType> = {
   reservedNames: 'string[]',
   cacheTtlSeconds: 'number',
   syslogSocket: 'string',
+  agentRefreshSeconds: 'number',
 };
 
 function typeOk(value: unknown, type: FieldType): boolean {
@@ -113,6 +120,15 @@ export function parseHostConfig(text: string, source = 'host config'): HostConfi
     if (value !== undefined && !/^https?:\/\/[^\s/]+(\/\S*)?$/.test(value))
       problems.push(`${key} must be an http(s) URL`);
   }
+  if (
+    config.agentRefreshSeconds !== undefined &&
+    !(
+      Number.isInteger(config.agentRefreshSeconds) &&
+      config.agentRefreshSeconds >= 1 &&
+      config.agentRefreshSeconds <= 3600
+    )
+  )
+    problems.push('agentRefreshSeconds must be a whole number 1-3600');
   if (config.syslogSocket !== undefined && !config.syslogSocket.startsWith('/'))
     problems.push('syslogSocket must be an absolute path');
   // Host commands never read root's own ~/.aws (issue 13, point 1): a profile needs a file of its own.

@@ -148,7 +148,9 @@ export function agentServiceUnit(o: AgentUnitOptions): string {
     'RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6',
     'RestrictNamespaces=yes',
     'LockPersonality=yes',
-    'CapabilityBoundingSet=',
+    // Its one privilege: ending the processes of a user IAM revoked (agent/end-sessions.ts).
+    'CapabilityBoundingSet=CAP_KILL',
+    'AmbientCapabilities=CAP_KILL',
     'SystemCallArchitectures=native',
     '',
     '[Install]',

@@ -61,6 +61,8 @@ export interface InstallOptions {
   force: boolean;
   schedule: 'auto' | 'systemd' | 'cron';
   syncIntervalMinutes?: number;
+  /** Agent mode: the agent's refresh (revocation) interval, seconds. */
+  agentRefreshSeconds?: number;
   region?: string;
   iamEndpoint?: string;
   stsEndpoint?: string;
@@ -165,6 +167,7 @@ function hostConfigFor(snapshot: InstallSnapshot, options: InstallOptions, warni
   set('deadlineMs', options.deadlineMs);
   set('profile', options.profile);
   set('syncIntervalMinutes', options.syncIntervalMinutes);
+  set('agentRefreshSeconds', options.agentRefreshSeconds);
   config.authorizedKeysCommandUser = options.user;
   if (snapshot.credentials) config.sharedCredentialsFile = credentialsPath(options.paths);
   // Validates the whole config exactly as the lookup will read it.
