@@ -77,13 +77,16 @@ describe('install --mode agent: planning', () => {
       'passwd:         files systemd\ngroup:          files systemd\nshadow:         files systemd\nhosts: files dns\n',
     );
     expect(content(plan, A.keysClient)).toMatch(/^#!\/bin\/sh\n/);
+    // /etc/passwd accounts (1.x migrations) go from the keys client to the compat lookup, which stays installed.
+    expect(content(plan, A.keysClient)).toContain(`\nfallback=${P.authorizedKeysCommand}\n`);
+    expect(content(plan, P.authorizedKeysCommand)).toContain(' get_authorized_keys "$@"');
     expect(content(plan, P.pamSshd)).toContain(`\n${MKHOMEDIR_LINE}\n`);
     expect(content(plan, P.pamSshd)).not.toContain('pam_exec');
     const dropIn = content(plan, P.sshdDropIn)!;
     expect(dropIn).toContain(`AuthorizedKeysCommand ${A.keysClient} %u %f\nAuthorizedKeysCommandUser keymaker\n`);
     expect(dropIn.endsWith('Match Group keymaker-users\n    AuthorizedKeysFile none\n')).toBe(true);
     expect(dropIn).not.toMatch(/Kbd|AuthenticationMethods|UsePAM/);
-    for (const absent of [P.pamCreateAccountCommand, P.syncGroupsCommand, P.cronFile, P.authorizedKeysCommand])
+    for (const absent of [P.pamCreateAccountCommand, P.syncGroupsCommand, P.cronFile])
       expect(content(plan, absent)).toBeUndefined();
     const kinds = plan.steps.map((s) => (s.kind === 'validate' ? s.check : s.kind));
     // The agent is up before sshd is reloaded, and the Match block is checked with sshd -T -C.

@@ -12,7 +12,7 @@ import {
   makeSshKeyPair,
   motoEndpoint,
 } from '../../../tools/moto/seed';
-import { KEYS_CLIENT_SCRIPT } from '../src/agent/keys-client-script';
+import { KEYS_CLIENT_SCRIPT, keysClientScript } from '../src/agent/keys-client-script';
 import { KeysServer, IamKeysSource } from '../src/agent/keys-server';
 import type { Clock } from '../src/agent/keys-cache';
 
@@ -174,5 +174,70 @@ describe('keys server against moto, through keymaker-keys-client', () => {
   test('agent not reachable: exit 7, nothing printed', async () => {
     const result = await runClient(path.join(tmp, 'absent.sock'), [user]);
     expect(result).toMatchObject({ code: 7, stdout: '' });
+  });
+});
+
+// The compat lookup the installed client hands /etc/passwd accounts to: here a script that prints what it got.
+describe('keymaker-keys-client with the compat lookup as fallback', () => {
+  let tmp: string;
+  let client: string;
+  let status = 200;
+  let body = '';
+  let socket: string;
+  let server: import('node:http').Server;
+  beforeAll(async () => {
+    tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'keymaker-keys-fallback-'));
+    const fallback = path.join(tmp, 'compat-lookup');
+    fs.writeFileSync(fallback, '#!/bin/sh\necho "compat lookup: $*"\n', { mode: 0o755 });
+    client = path.join(tmp, 'keymaker-keys-client');
+    fs.writeFileSync(client, keysClientScript(fallback), { mode: 0o755 });
+    socket = path.join(tmp, 'keys.sock');
+    const http = await import('node:http');
+    server = http.createServer((_request, response) => {
+      response.writeHead(status, { 'Content-Length': Buffer.byteLength(body) });
+      response.end(body);
+    });
+    await new Promise<void>((resolve) => server.listen(socket, resolve));
+  });
+  afterAll(async () => {
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    fs.rmSync(tmp, { recursive: true, force: true });
+  });
+  const run = (sock: string, args: string[]) =>
+    new Promise<{ code: number; stdout: string }>((resolve) => {
+      execFile('/bin/sh', [client, ...args], { env: { KEYMAKER_KEYS_SOCKET: sock } }, (error, stdout) =>
+        resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, stdout }),
+      );
+    });
+  const fp = `SHA256:${'A'.repeat(43)}`;
+
+  test("the agent's lines, exactly (no blank line added), and nothing from the compat lookup", async () => {
+    status = 200;
+    body = 'ssh-ed25519 AAAA1\nssh-ed25519 AAAA2\n';
+    expect(await run(socket, ['alice', fp])).toEqual({ code: 0, stdout: body });
+    body = '';
+    expect(await run(socket, ['alice'])).toEqual({ code: 0, stdout: '' });
+  });
+
+  test('421 (an /etc/passwd account): the compat lookup answers, with both arguments', async () => {
+    status = 421;
+    body = '';
+    expect(await run(socket, ['legacy', fp])).toEqual({ code: 0, stdout: `compat lookup: legacy ${fp}\n` });
+    expect(await run(socket, ['legacy'])).toEqual({ code: 0, stdout: 'compat lookup: legacy\n' });
+  });
+
+  test('no agent running (exit 7): the compat lookup answers', async () => {
+    expect(await run(path.join(tmp, 'absent.sock'), ['legacy'])).toEqual({
+      code: 0,
+      stdout: 'compat lookup: legacy\n',
+    });
+  });
+
+  test('a refusal or doubt never falls back: 404 and 503 print nothing, exit 22', async () => {
+    for (const s of [404, 503, 400]) {
+      status = s;
+      body = 'ssh-ed25519 AAAA-not-to-be-printed\n';
+      expect(await run(socket, ['alice'])).toEqual({ code: 22, stdout: '' });
+    }
   });
 });

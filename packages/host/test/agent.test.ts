@@ -170,7 +170,8 @@ describe('keymaker agent (composition, fakes)', () => {
     // A local account: no answer from the agent, and no IAM call for it.
     const before = iam.calls;
     expect((await record('carol'))[0]).toMatchObject({ error: 'io.systemd.UserDatabase.NoRecordFound' });
-    expect(await get(keysSocket, '/keys/carol')).toEqual({ status: 404, body: '' });
+    // Not the agent's to answer: 421 sends the keys client to the compat lookup.
+    expect(await get(keysSocket, '/keys/carol')).toEqual({ status: 421, body: '' });
     expect(iam.calls).toBe(before);
     expect(syslog.lines.some((l) => l.message.includes('refused carol: local-account'))).toBe(true);
     expect((await get(keysSocket, '/keys/reserved')).status).toBe(404);

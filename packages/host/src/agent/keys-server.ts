@@ -395,6 +395,8 @@ export class KeysServer {
           // One write: every line or nothing.
           if (answer.status === 200) send(200, answer.lines.length > 0 ? `${answer.lines.join('\n')}\n` : '');
           else if (answer.status === 404 && answer.code === 'INVALID_FINGERPRINT') send(400);
+          // Not the agent's to answer (an /etc/passwd account): the client asks the compat lookup.
+          else if (answer.status === 404 && answer.code === 'LOCAL_ACCOUNT') send(421);
           else send(answer.status);
         });
       },

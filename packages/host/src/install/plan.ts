@@ -16,7 +16,7 @@ import { agentKeysSocketUnit, agentServiceUnit, agentSocketUnit, AGENT_KEYS_SOCK
 import { addSystemdToNsswitch } from './nsswitch';
 import { insertMkhomedirSession, insertPamHook, removePamHook } from './pam';
 import type { SafePathTarget } from '../system/root-owned';
-import { KEYS_CLIENT_SCRIPT } from '../agent/keys-client-script';
+import { keysClientScript } from '../agent/keys-client-script';
 import { summarizeStep, type InstallStep, type InstallStepSummary } from './steps';
 import {
   composeAuthenticationMethods,
@@ -432,7 +432,19 @@ function planAgentInstall(snapshot: InstallSnapshot, options: InstallOptions, pa
       `${paths.sshdConfig} has no Include of ${paths.sshdConfigDir}/*.conf (agent mode's Match block must end its own file)`,
     );
 
-  add(agent.keysClient, KEYS_CLIENT_SCRIPT, 0o755, 'AuthorizedKeysCommand (asks the agent)');
+  // The compat lookup stays installed: the keys client hands it /etc/passwd accounts (1.x migrations).
+  add(
+    paths.authorizedKeysCommand,
+    authorizedKeysWrapper(paths, options.nodePath),
+    0o755,
+    'compat lookup (local accounts)',
+  );
+  add(
+    agent.keysClient,
+    keysClientScript(paths.authorizedKeysCommand),
+    0o755,
+    'AuthorizedKeysCommand (asks the agent; local accounts go to the compat lookup)',
+  );
   // 'owned': uninstall puts back the original bytes from the journal, not a reversed edit.
   if (edit.text !== (nsswitch?.content.toString('utf8') ?? ''))
     add(
@@ -488,6 +500,11 @@ function planAgentInstall(snapshot: InstallSnapshot, options: InstallOptions, pa
   const safePathTargets: SafePathTarget[] = [
     ...commonSafePathTargets(options),
     { path: agent.keysClient, what: 'the AuthorizedKeysCommand', needOthers: 'exec' },
+    {
+      path: paths.authorizedKeysCommand,
+      what: 'the compat lookup the keys client hands local accounts',
+      needOthers: 'exec',
+    },
   ];
   const plan: Omit<InstallPlan, 'steps'> = {
     user: { name: user, create: !snapshot.userExists },
