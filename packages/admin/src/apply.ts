@@ -14,7 +14,7 @@ import {
   UpdateRoleDescriptionCommand,
   type IAMClient,
 } from '@aws-sdk/client-iam';
-import { AwsError, KeymakerError } from '@keymaker/core';
+import { AwsError, errorForCode, isKeymakerError } from '@keymaker/core';
 import type { ConfigureOptions } from './options';
 import { planConfigure, type Plan, type PlanStep } from './plan';
 import { adminCall, readConfigureState, type ConfigureClients, type ConfigureState } from './state';
@@ -186,16 +186,14 @@ export async function applyPlan(
 }
 
 function withProgress(error: unknown, step: PlanStep, done: number, total: number): unknown {
-  if (!(error instanceof KeymakerError)) return error;
+  if (!isKeymakerError(error)) return error;
   const note =
     done === 0 ? 'nothing was changed' : `${done} of ${total} changes were made; run configure again to finish`;
-  const Ctor = error instanceof AwsError ? AwsError : KeymakerError;
-  const wrapped = new Ctor(error.code, `${error.message} (at: ${step.summary}; ${note})`, {
-    cause: error,
-    details: { ...error.details, failedStep: step.action, applied: done, total },
-    ...(error instanceof AwsError ? { awsCode: error.awsCode, operation: error.operation } : {}),
-  });
-  return wrapped;
+  const message = `${error.message} (at: ${step.summary}; ${note})`;
+  const options = { cause: error, details: { ...error.details, failedStep: step.action, applied: done, total } };
+  return error instanceof AwsError
+    ? new AwsError(error.code, message, { ...options, awsCode: error.awsCode, operation: error.operation })
+    : errorForCode(error.code, message, options);
 }
 
 export interface ConfigureResult {

@@ -3,6 +3,7 @@
  * IAM names checked against IAM's rules, the instance role as a name or an ARN, defaults filled in.
  */
 import {
+  AwsError,
   InputError,
   RoleConfigError,
   awsProfileExists as coreAwsProfileExists,
@@ -268,7 +269,7 @@ export function awsProfileExists(profile: string, lookup: ProfileLookupEnv = {})
 }
 
 /** The same UNKNOWN_PROFILE error as --profile / AWS_PROFILE, naming the files looked in. */
-export function profileNotFound(profile: string, lookup: ProfileLookupEnv = {}): InputError {
+export function profileNotFound(profile: string, lookup: ProfileLookupEnv = {}): AwsError {
   return unknownProfileError(profile, '--cross-account-profile', lookup);
 }
 

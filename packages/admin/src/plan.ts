@@ -1,4 +1,4 @@
-import { InputError, applyRoleConfigToDescription, type RoleConfig } from '@keymaker/core';
+import { AwsError, InputError, applyRoleConfigToDescription, type RoleConfig } from '@keymaker/core';
 import { roleConfigFor, type ConfigureOptions } from './options';
 import {
   ASSUME_ROLE_ACTION,
@@ -104,7 +104,7 @@ function policySteps(
   if (policy.versions.length >= IAM_POLICY_VERSION_LIMIT) {
     const oldest = oldestNonDefault(policy);
     if (!oldest) {
-      throw new InputError(
+      throw new AwsError(
         'LIMIT_EXCEEDED',
         `policy ${policy.arn} has ${policy.versions.length} versions and none can be deleted; delete one by hand`,
       );

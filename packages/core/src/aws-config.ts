@@ -10,7 +10,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { InputError } from './errors';
+import { AwsError } from './errors';
 
 export const GLOBAL_SIGNING_REGION = 'us-east-1';
 
@@ -73,9 +73,9 @@ export function awsProfileExists(profile: string, lookup: AwsConfigLookup = {}):
 }
 
 /** `--profile NAME` (or AWS_PROFILE) names a profile that is in neither file. */
-export function unknownProfileError(profile: string, source: string, lookup: AwsConfigLookup = {}): InputError {
+export function unknownProfileError(profile: string, source: string, lookup: AwsConfigLookup = {}): AwsError {
   const { configFile, credentialsFile } = awsConfigFiles(lookup);
-  return new InputError(
+  return new AwsError(
     'UNKNOWN_PROFILE',
     `AWS profile ${JSON.stringify(profile)} (${source}) not found in ${configFile} or ${credentialsFile}; ` +
       'create it (aws configure --profile NAME) or name an existing one',

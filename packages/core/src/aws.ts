@@ -1,13 +1,13 @@
-import { AwsError, DeadlineError, KeymakerError, firstLine, type ErrorCode } from './errors';
+import { AwsError, DeadlineError, firstLine, isKeymakerError, type AwsErrorCode, type KeymakerError } from './errors';
 
 /** Maps what an AWS SDK v3 call threw to a typed KeymakerError (idempotent). */
 export function toAwsError(error: unknown, operation: string): KeymakerError {
-  if (error instanceof KeymakerError) return error;
+  if (isKeymakerError(error)) return error;
   const err = (error ?? {}) as { name?: string; code?: string; message?: string; Code?: string; $metadata?: unknown };
   const rawName = String(err.Code ?? err.name ?? '');
   const name = rawName.replace(/Exception$/, '');
   const message = firstLine(String(err.message ?? error));
-  const make = (code: ErrorCode, text: string) =>
+  const make = (code: AwsErrorCode, text: string) =>
     new AwsError(code, text, { cause: error, awsCode: rawName || undefined, operation });
 
   switch (name) {

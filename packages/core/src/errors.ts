@@ -66,8 +66,9 @@ function isBranded(value: unknown): value is KeymakerError {
   );
 }
 
-export class KeymakerError extends Error {
-  readonly code: ErrorCode;
+/** `C`: the codes this class accepts (a subclass narrows it to its own). */
+export class KeymakerError<C extends ErrorCode = ErrorCode> extends Error {
+  readonly code: C;
   readonly details: Record<string, unknown>;
   declare readonly [KEYMAKER_ERROR_BRAND]: true;
 
@@ -77,7 +78,7 @@ export class KeymakerError extends Error {
     return Function.prototype[Symbol.hasInstance].call(this, value);
   }
 
-  constructor(code: ErrorCode, message: string, options: KeymakerErrorOptions = {}) {
+  constructor(code: C, message: string, options: KeymakerErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = new.target.name;
     this.code = code;
@@ -90,22 +91,83 @@ export class KeymakerError extends Error {
 }
 Object.defineProperty(KeymakerError.prototype, KEYMAKER_ERROR_BRAND, { value: true });
 
+/*
+ * Each subclass accepts only its own codes (the lists below), so a code is filed once: a caller
+ * picks the class by what went wrong, and the compiler refuses a code from another class.
+ * errorForCode files a code that is only known at run time (a remembered refusal).
+ */
+
+/** InputError's codes: what a person or a script handed over (arguments, names, files, keys). */
+export const INPUT_ERROR_CODES = [
+  'USAGE',
+  'INVALID_ARGUMENT',
+  'INVALID_USERNAME',
+  'INVALID_SSH_KEY',
+  'FILE_NOT_FOUND',
+] as const satisfies readonly ErrorCode[];
+export type InputErrorCode = (typeof INPUT_ERROR_CODES)[number];
+
+/**
+ * AwsError's codes: what IAM or STS answered (or a guard's cached or local stand-in for that
+ * answer), or why no call could be made (credentials, region, profile, role).
+ */
+export const AWS_ERROR_CODES = [
+  'NO_SUCH_USER',
+  'NO_SUCH_KEY',
+  'NO_SUCH_ENTITY',
+  'KEY_QUOTA_EXCEEDED',
+  'LIMIT_EXCEEDED',
+  'ACCESS_DENIED',
+  'THROTTLED',
+  'NO_CREDENTIALS',
+  'NO_REGION',
+  'ROLE_CREDENTIALS',
+  'NETWORK',
+  'AWS_ERROR',
+  'NO_INSTANCE_ROLE',
+  'UNKNOWN_PROFILE',
+] as const satisfies readonly ErrorCode[];
+/** AWS's refusal of what we sent keeps the input code, and stays an AwsError so its awsCode is kept. */
+export type AwsRejectedInputCode = 'INVALID_ARGUMENT' | 'INVALID_SSH_KEY';
+export type AwsErrorCode = (typeof AWS_ERROR_CODES)[number] | AwsRejectedInputCode;
+
+/** AccessRefusedError's codes: a login refused on purpose. */
+export const REFUSAL_CODES = ['NOT_MANAGED', 'NOT_IN_REQUIRED_GROUP'] as const satisfies readonly ErrorCode[];
+export type RefusalCode = (typeof REFUSAL_CODES)[number];
+
+/** HostError's codes: the machine (files, sshd, PAM, useradd, locks, the install). */
+export const HOST_ERROR_CODES = [
+  'NOT_ROOT',
+  'UNSAFE_PATH',
+  'SSHD_CONFIG_INVALID',
+  'SYSTEM_COMMAND_FAILED',
+  'UID_CONFLICT',
+  'LOCKED',
+  'EXISTING_AUTHORIZED_KEYS_COMMAND',
+  'GROUP_NOT_MANAGED',
+  'UNSUPPORTED_HOST',
+  'WEAKER_AUTHENTICATION',
+  'STATUS_PROBLEMS',
+  'AGENT_MODE_UNAVAILABLE',
+] as const satisfies readonly ErrorCode[];
+export type HostErrorCode = (typeof HOST_ERROR_CODES)[number];
+
 /** Bad input from a person or a script: arguments, names, files, keys. */
-export class InputError extends KeymakerError {}
+export class InputError extends KeymakerError<InputErrorCode> {}
 
 /** A role description whose keymaker tokens cannot be trusted. */
-export class RoleConfigError extends KeymakerError {
+export class RoleConfigError extends KeymakerError<'INVALID_ROLE_CONFIG'> {
   constructor(message: string, options: KeymakerErrorOptions = {}) {
     super('INVALID_ROLE_CONFIG', message, options);
   }
 }
 
-/** An AWS call failed; `awsCode` is the service's error code when there was one. */
-export class AwsError extends KeymakerError {
+/** An AWS call failed, or could not be made; `awsCode` is the service's error code when there was one. */
+export class AwsError extends KeymakerError<AwsErrorCode> {
   readonly awsCode?: string;
   readonly operation?: string;
   constructor(
-    code: ErrorCode,
+    code: AwsErrorCode,
     message: string,
     options: KeymakerErrorOptions & { awsCode?: string; operation?: string } = {},
   ) {
@@ -116,15 +178,30 @@ export class AwsError extends KeymakerError {
 }
 
 /** A login that is refused on purpose (not managed, not in the required group). */
-export class AccessRefusedError extends KeymakerError {}
+export class AccessRefusedError extends KeymakerError<RefusalCode> {}
 
 /** Something on the host: files, sshd, PAM, useradd, locks. */
-export class HostError extends KeymakerError {}
+export class HostError extends KeymakerError<HostErrorCode> {}
 
-export class DeadlineError extends KeymakerError {
+export class DeadlineError extends KeymakerError<'DEADLINE_EXCEEDED'> {
   constructor(message: string, options: KeymakerErrorOptions = {}) {
     super('DEADLINE_EXCEEDED', message, options);
   }
+}
+
+function isOneOf<T extends string>(codes: readonly T[], code: string): code is T {
+  return (codes as readonly string[]).includes(code);
+}
+
+/** The error of the class that owns `code`, for a code known only at run time. */
+export function errorForCode(code: ErrorCode, message: string, options: KeymakerErrorOptions = {}): KeymakerError {
+  if (isOneOf(INPUT_ERROR_CODES, code)) return new InputError(code, message, options);
+  if (isOneOf(AWS_ERROR_CODES, code)) return new AwsError(code, message, options);
+  if (isOneOf(REFUSAL_CODES, code)) return new AccessRefusedError(code, message, options);
+  if (isOneOf(HOST_ERROR_CODES, code)) return new HostError(code, message, options);
+  if (code === 'INVALID_ROLE_CONFIG') return new RoleConfigError(message, options);
+  if (code === 'DEADLINE_EXCEEDED') return new DeadlineError(message, options);
+  return new KeymakerError(code, message, options);
 }
 
 export function isKeymakerError(error: unknown, code?: ErrorCode): error is KeymakerError {

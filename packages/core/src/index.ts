@@ -14,13 +14,23 @@ export {
   RoleConfigError,
   debugLines,
   describeError,
+  errorForCode,
   errorMessage,
   exitCodeFor,
   firstLine,
   formatError,
   isKeymakerError,
 } from './errors';
-export type { ErrorCode, ErrorReport, KeymakerErrorOptions } from './errors';
+export type {
+  AwsErrorCode,
+  AwsRejectedInputCode,
+  ErrorCode,
+  ErrorReport,
+  HostErrorCode,
+  InputErrorCode,
+  KeymakerErrorOptions,
+  RefusalCode,
+} from './errors';
 // Linux and IAM names.
 export {
   assertLinuxUserName,

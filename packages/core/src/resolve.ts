@@ -6,7 +6,7 @@
 import { GetRoleCommand, type IAMClient } from '@aws-sdk/client-iam';
 import { AssumeRoleCommand, GetCallerIdentityCommand, type STSClient } from '@aws-sdk/client-sts';
 import { awsCall, requireString, unexpectedAnswer } from './aws';
-import { HostError, InputError, RoleConfigError } from './errors';
+import { AwsError, RoleConfigError } from './errors';
 import { IamDirectory } from './directory';
 import { isAccountId, parseArn } from './names';
 import {
@@ -97,8 +97,8 @@ export async function loadInstanceConfig(
  * account root (root's own ~/.aws, AWS_* variables) have no role, and taking them as "no config"
  * would drop keymaker_require_iam_group. So for the host they are an error (fail closed).
  */
-export function notARoleError(caller: CallerIdentity): HostError {
-  return new HostError(
+export function notARoleError(caller: CallerIdentity): AwsError {
+  return new AwsError(
     'NO_INSTANCE_ROLE',
     `the AWS credentials in use are ${caller.arn}, not a role's: keymaker's host commands must run with the instance role ` +
       "(or the role credentials named in /etc/keymaker/config.json); they never use root's own AWS credentials",
@@ -306,12 +306,12 @@ export async function currentIamUserName(sts: STSClient): Promise<string> {
   const caller = await getCallerIdentity(sts);
   if (caller.kind === 'user' && caller.name) return caller.name;
   if (caller.kind === 'assumed-role') {
-    throw new InputError(
+    throw new AwsError(
       'ROLE_CREDENTIALS',
       `you are signed in with role credentials (${caller.name}), which have no IAM user; pass --user NAME`,
     );
   }
-  throw new InputError(
+  throw new AwsError(
     'ROLE_CREDENTIALS',
     `the current credentials (${caller.arn}) are not an IAM user's; pass --user NAME`,
   );

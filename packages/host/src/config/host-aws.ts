@@ -7,7 +7,7 @@
 import {
   createIamClient,
   createStsClient,
-  HostError,
+  AwsError,
   resolveDirectory,
   type AwsClientOptions,
   type CredentialProvider,
@@ -73,7 +73,7 @@ export function hostCredentialProvider(config: HostConfig): CredentialProvider {
   if (config.profile) {
     return () =>
       Promise.reject(
-        new HostError(
+        new AwsError(
           'NO_CREDENTIALS',
           `the host config names profile ${JSON.stringify(config.profile)} but no sharedCredentialsFile or sharedConfigFile; ` +
             "keymaker's host commands never read root's own ~/.aws: run keymaker install --credentials-file FILE --profile NAME",

@@ -1,7 +1,7 @@
 // The one applier: runs steps in order, keeps each one's undo, and on any failure undoes what was done in
 // reverse order and says what failed. It knows nothing of step kinds: `perform` does one step and returns
 // its undo. What survives a crash is the install state the plan's writeJournal steps put on disk.
-import { firstLine, HostError, isKeymakerError } from '@keymaker/core';
+import { errorForCode, firstLine, isKeymakerError, type KeymakerError } from '@keymaker/core';
 
 export interface StepResult {
   /** Undoes the step; absent when the step changed nothing. */
@@ -69,12 +69,12 @@ function undoAll<S>(done: AppliedStep<S>[]): string[] {
   return problems;
 }
 
-function failure(error: unknown, problems: string[], what: string): HostError {
+function failure(error: unknown, problems: string[], what: string): KeymakerError {
   const reason = isKeymakerError(error)
     ? error.message
     : firstLine(error instanceof Error ? error.message : String(error));
   const undo =
     problems.length === 0 ? 'every file was restored as it was' : `restoring failed too (${problems.join('; ')})`;
   const code = isKeymakerError(error) ? error.code : 'SYSTEM_COMMAND_FAILED';
-  return new HostError(code, `${what}: ${reason.replace(/^refusing to install: /, '')}; ${undo}`, { cause: error });
+  return errorForCode(code, `${what}: ${reason.replace(/^refusing to install: /, '')}; ${undo}`, { cause: error });
 }

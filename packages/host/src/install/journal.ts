@@ -6,7 +6,7 @@
  */
 import * as crypto from 'node:crypto';
 import * as path from 'node:path';
-import { HostError } from '@keymaker/core';
+import { InputError } from '@keymaker/core';
 import type { HostPaths } from '../system/paths';
 import type { FileState } from '../system/host-system';
 
@@ -63,7 +63,7 @@ export function parseJournal(text: string, source: string): InstallJournal {
   try {
     raw = JSON.parse(text);
   } catch {
-    throw new HostError(
+    throw new InputError(
       'INVALID_ARGUMENT',
       `${source} is not valid JSON; restore it from a backup or remove keymaker's files by hand`,
     );
@@ -95,7 +95,7 @@ export function parseJournal(text: string, source: string): InstallJournal {
         j.agent.units.every((u) => typeof u === 'string') &&
         (j.agent.pidFile === undefined || (typeof j.agent.pidFile === 'string' && path.isAbsolute(j.agent.pidFile)))));
   if (!ok)
-    throw new HostError(
+    throw new InputError(
       'INVALID_ARGUMENT',
       `${source} is not a keymaker install state file; restore it from a backup or remove keymaker's files by hand`,
     );

@@ -5,13 +5,7 @@
  * and passes the required group. The connection that creates the account
  * still fails (sshd looked the user up before PAM ran); the next one logs in.
  */
-import {
-  AccessRefusedError,
-  assertLinuxUserName,
-  assertNotReservedName,
-  HostError,
-  type Resolution,
-} from '@keymaker/core';
+import { AwsError, assertLinuxUserName, assertNotReservedName, HostError, type Resolution } from '@keymaker/core';
 import type { LocalAccounts, LocalAdmin, NewAccount } from '../accounts/local-accounts';
 import type { ManagedAccountsStore } from '../accounts/managed-accounts';
 import type { LoginGuard } from './pam-guard';
@@ -153,7 +147,7 @@ async function confirmIamUser(name: string, deps: CreateAccountDeps) {
     directory.linuxGroupsForUser(directory.iamUserNameFor(name)),
   ]);
   if (authorized.keys.length === 0) {
-    throw new AccessRefusedError(
+    throw new AwsError(
       'NO_SUCH_KEY',
       `IAM user ${authorized.iamUserName} has no active, valid SSH key; no account created`,
     );

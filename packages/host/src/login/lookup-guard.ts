@@ -39,7 +39,7 @@
  */
 import { constants, promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import { AccessRefusedError, HostError, isKeymakerError } from '@keymaker/core';
+import { AwsError, isKeymakerError } from '@keymaker/core';
 import { writeFileAtomic } from '../system/atomic-write';
 import type { Syslog } from '../system/syslog';
 
@@ -199,14 +199,14 @@ export function fileLookupGuard(options: FileLookupGuardOptions = {}): LookupGua
         nowMs - state.listedAtMs < policy.listedTtlMs &&
         !state.listed.includes(fingerprint)
       ) {
-        throw new AccessRefusedError(
+        throw new AwsError(
           'NO_SUCH_KEY',
           `the offered key is not among the ${state.listed.length} IAM listed for ${name} ${Math.round((nowMs - state.listedAtMs) / 1000)} s ago; refused without an IAM call`,
           { details: { cached: true } },
         );
       }
       if (state.tokens < 1) {
-        throw new HostError(
+        throw new AwsError(
           'THROTTLED',
           `too many key lookups for ${name} (limit ${policy.burst}, then 1 every ${policy.refillIntervalMs / 1000} s); refused without an IAM call`,
           { details: { rateLimited: true } },

@@ -36,7 +36,7 @@
 import { constants, promises as fs } from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
-import { AccessRefusedError, HostError, isKeymakerError, isValidLinuxName, type ErrorCode } from '@keymaker/core';
+import { AwsError, HostError, errorForCode, isKeymakerError, isValidLinuxName, type ErrorCode } from '@keymaker/core';
 import { writeFileAtomic } from '../system/atomic-write';
 import { acquireShortLock } from '../system/lock';
 
@@ -491,7 +491,8 @@ export function loginGuard(store: GuardStore, policy: PamGuardPolicy = PAM_GUARD
         return { state: r.state, result: r.admission };
       });
       if (admission.kind === 'remembered') {
-        throw new AccessRefusedError(
+        // The remembered answer again, filed as it was first (IAM's NO_SUCH_*, a refusal's NOT_IN_REQUIRED_GROUP).
+        throw errorForCode(
           admission.code,
           `${name} was refused by IAM (${admission.code}) within the last ${Math.round(policy.negativeTtlMs / 60_000)} minutes; refused again without an IAM call (remembered ${Math.ceil(admission.remainingMs / 1000)} s more)`,
           { details: { remembered: true } },
@@ -504,7 +505,7 @@ export function loginGuard(store: GuardStore, policy: PamGuardPolicy = PAM_GUARD
             : admission.scope === 'name'
               ? [`for ${name}`, policy.nameBurst, policy.nameRefillIntervalMs]
               : ['on this host', policy.burst, policy.refillIntervalMs];
-        throw new HostError(
+        throw new AwsError(
           'THROTTLED',
           `too many account-creation lookups ${what} (limit ${burst}, then 1 every ${intervalMs / 1000} s); refused without an IAM call, try again in ${Math.ceil(admission.retryInMs / 1000)} s`,
           { details: { rateLimited: true, scope: admission.scope } },
