@@ -120,6 +120,20 @@ describeWithSandbox('keymaker install --mode agent on a real sshd and libnss-sys
     expect(await files('root')).not.toBe('none');
   });
 
+  test('keymaker status: agent mode, the agent serving, NSS wired, the keys client in effect', async () => {
+    const r = await keymaker(sb, ['status', '--json']);
+    const report = JSON.parse(r.stdout) as { checks: { id: string; status: string; summary: string }[] };
+    const byId = Object.fromEntries(report.checks.map((c) => [c.id, c]));
+    expect(byId.agent).toMatchObject({ status: 'ok', summary: expect.stringMatching(/^serving/) });
+    expect(byId.nss).toMatchObject({ status: 'ok' });
+    expect(byId.install).toMatchObject({ status: 'ok', summary: expect.stringContaining('agent mode') });
+    expect(byId.sshd).toMatchObject({ status: 'ok' });
+    expect({ code: r.code, problems: report.checks.filter((c) => c.status === 'problem') }).toEqual({
+      code: 0,
+      problems: [],
+    });
+  });
+
   test('an unknown name is refused', async () => {
     const r = await sb.ssh('nosuchiamuser', { identityFile: alice.privateKeyPath, command: 'id -un', batch: true });
     expect(r.code).toBe(255);

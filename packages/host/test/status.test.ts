@@ -34,7 +34,13 @@ function goodFacts(): StatusFacts {
         pubkeyauthentication: 'yes',
       },
     },
-    install: { state: 'installed', journal: '/var/lib/keymaker/install-state.json', files: 7, lookupUser: 'keymaker' },
+    install: {
+      state: 'installed',
+      journal: '/var/lib/keymaker/install-state.json',
+      files: 7,
+      lookupUser: 'keymaker',
+      mode: 'compat',
+    },
     managedAccounts: { state: 'read', file: DEFAULT_PATHS.managedAccounts, count: 3, exists: true },
   };
 }

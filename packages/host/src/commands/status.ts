@@ -22,6 +22,18 @@ import { readManagedAccounts } from '../accounts/managed-accounts';
 import { DEFAULT_PATHS, type HostPaths } from '../system/paths';
 import { applyAwsEnvironment, awsOptionsFor } from '../config/host-aws';
 import type { StatPath } from '../system/root-owned';
+import { agentInstallPaths } from '../install/agent-mode';
+import {
+  agentCheckRow,
+  gatherAgent,
+  gatherNss,
+  gatherSshdCommandLine,
+  nssCheckRow,
+  sshdCommandLineProblem,
+  type AgentFact,
+  type NssFact,
+  type SshdCommandLineFact,
+} from './status-agent';
 
 /**
  * `keymaker status` (alias `doctor`): what a host admin checks first. Read-only: it reads the host
@@ -59,7 +71,7 @@ export type SshdFact =
 
 /** Install's journal in the state directory. */
 export type InstallFact =
-  | { state: 'installed'; journal: string; files: number; lookupUser: string }
+  | { state: 'installed'; journal: string; files: number; lookupUser: string; mode: 'compat' | 'agent' }
   | { state: 'absent'; journal: string }
   | { state: 'unreadable'; journal: string; error: StatusError };
 
@@ -78,9 +90,17 @@ export interface StatusFacts {
   sshd: SshdFact;
   install: InstallFact;
   managedAccounts: ManagedAccountsFact;
+  /** Agent mode's AuthorizedKeysCommand (the keys client). */
+  keysClient?: string;
+  /** Unit drop-ins that start sshd with its own -o AuthorizedKeysCommand (EC2 Instance Connect). */
+  sshdCommandLine?: SshdCommandLineFact[];
+  /** Agent mode only. */
+  agent?: AgentFact;
+  nss?: NssFact;
 }
 
-export type StatusCheckId = 'hostConfig' | 'credentials' | 'roleConfig' | 'sshd' | 'install' | 'managedAccounts';
+export type StatusCheckId =
+  'hostConfig' | 'credentials' | 'roleConfig' | 'sshd' | 'install' | 'managedAccounts' | 'agent' | 'nss';
 export type StatusCheckState = 'ok' | 'problem' | 'skipped';
 
 export interface StatusItem {
@@ -186,6 +206,9 @@ function roleConfigCheck(facts: StatusFacts): StatusCheck {
   return check('roleConfig', title, 'ok', summary, items);
 }
 
+const agentMode = (facts: StatusFacts): boolean =>
+  facts.install.state === 'installed' && facts.install.mode === 'agent';
+
 function lookupUserOf(facts: StatusFacts): string {
   if (facts.hostConfig.state === 'ok') return facts.hostConfig.config.authorizedKeysCommandUser;
   if (facts.install.state === 'installed') return facts.install.lookupUser;
@@ -200,17 +223,19 @@ function sshdSettingProblem(key: string, value: string | undefined, facts: Statu
     case 'authorizedkeyscommand': {
       if (value === undefined || value === 'none') return 'is not set: sshd never asks keymaker for keys';
       const program = value.trim().split(/\s+/)[0];
-      return program === facts.authorizedKeysCommand
-        ? undefined
-        : `is another program's (${program}), not keymaker's ${facts.authorizedKeysCommand}`;
+      const ours = agentMode(facts) && facts.keysClient ? facts.keysClient : facts.authorizedKeysCommand;
+      return program === ours ? undefined : `is another program's (${program}), not keymaker's ${ours}`;
     }
     case 'authorizedkeyscommanduser':
       return want(lookupUserOf(facts));
     case 'usepam':
-    case 'kbdinteractiveauthentication':
     case 'pubkeyauthentication':
       return want('yes');
+    // Agent mode changes neither: the first login needs no keyboard-interactive step.
+    case 'kbdinteractiveauthentication':
+      return agentMode(facts) ? undefined : want('yes');
     case 'authenticationmethods':
+      if (agentMode(facts)) return undefined;
       return value === undefined || isKeymakerAuthenticationMethods(value)
         ? undefined
         : `is "${value}", not keymaker's (keyboard-interactive:pam before publickey, for the first login)`;
@@ -238,6 +263,12 @@ function sshdCheck(facts: StatusFacts): StatusCheck {
     items.push({ name: key, value: value ?? '(not shown by this sshd)', ok: problem === undefined });
     if (problem) problems.push(`${key} ${problem}`);
   }
+  const commandLine = sshdCommandLineProblem(facts.sshdCommandLine ?? []);
+  if (commandLine) {
+    problems.push(commandLine);
+    for (const f of facts.sshdCommandLine ?? [])
+      items.push({ name: 'command line', value: `${f.file}: -o ${f.command}`, ok: false });
+  }
   return problems.length === 0
     ? check('sshd', title, 'ok', "sshd -T: keymaker's AuthorizedKeysCommand and settings are in effect", items)
     : check('sshd', title, 'problem', `sshd -T: ${problems.join('; ')}`, items);
@@ -247,7 +278,8 @@ function installCheck(facts: StatusFacts): StatusCheck {
   const title = 'install';
   const fact = facts.install;
   if (fact.state === 'installed')
-    return check('install', title, 'ok', `installed (${fact.journal}: ${fact.files} file(s))`, [
+    return check('install', title, 'ok', `installed, ${fact.mode} mode (${fact.journal}: ${fact.files} file(s))`, [
+      { name: 'mode', value: fact.mode, ok: true },
       { name: 'lookupUser', value: fact.lookupUser, ok: true },
     ]);
   if (fact.state === 'absent')
@@ -269,6 +301,10 @@ function managedAccountsCheck(facts: StatusFacts): StatusCheck {
   );
 }
 
+function fromRow(id: StatusCheckId, title: string, row: ReturnType<typeof agentCheckRow>): StatusCheck {
+  return check(id, title, row.status, row.summary, row.items);
+}
+
 /** The pure planner: every check's row from the gathered facts, and the exit code. */
 export function assessStatus(facts: StatusFacts): StatusReport {
   const checks = [
@@ -278,6 +314,8 @@ export function assessStatus(facts: StatusFacts): StatusReport {
     sshdCheck(facts),
     installCheck(facts),
     managedAccountsCheck(facts),
+    ...(facts.agent ? [fromRow('agent', 'agent', agentCheckRow(facts.agent))] : []),
+    ...(facts.nss ? [fromRow('nss', 'NSS', nssCheckRow(facts.nss))] : []),
   ];
   const ok = checks.every((c) => c.status !== 'problem');
   return { ok, exitCode: ok ? 0 : EXIT_CODES.STATUS_PROBLEMS, checks };
@@ -324,6 +362,10 @@ export interface StatusEnv {
   env?: NodeJS.ProcessEnv;
   /** Overall deadline of the AWS calls, ms (default 15 s). */
   deadlineMs?: number;
+  /** Where systemd unit drop-ins are looked for (tests). */
+  unitDirs?: string[];
+  /** The agent's keys socket (tests; default agent mode's). */
+  agentSocket?: string;
   stdout?: (text: string) => void;
 }
 
@@ -388,7 +430,13 @@ function gatherInstall(host: HostSystem, paths: HostPaths): InstallFact {
     const state = host.readFile(journal);
     if (!state) return { state: 'absent', journal };
     const parsed = parseJournal(state.content.toString('utf8'), journal);
-    return { state: 'installed', journal, files: parsed.files.length, lookupUser: parsed.user.name };
+    return {
+      state: 'installed',
+      journal,
+      files: parsed.files.length,
+      lookupUser: parsed.user.name,
+      mode: parsed.agent ? 'agent' : 'compat',
+    };
   } catch (error) {
     return { state: 'unreadable', journal, error: errorFact(error) };
   }
@@ -432,14 +480,25 @@ export async function gatherStatusFacts(options: StatusCommandOptions, env: Stat
     if (hostConfig.state === 'missing') applyAwsEnvironment(config, env.env);
     aws = await gatherAws(config, env.deadlineMs ?? STATUS_AWS_DEADLINE_MS);
   }
+  const install = gatherInstall(host, paths);
+  const agentPaths = agentInstallPaths(paths);
+  const agentMode = install.state === 'installed' && install.mode === 'agent';
   return {
     configFile,
     authorizedKeysCommand: paths.authorizedKeysCommand,
+    keysClient: agentPaths.keysClient,
     hostConfig,
     ...aws,
     sshd: gatherSshd(host, paths, options),
-    install: gatherInstall(host, paths),
+    sshdCommandLine: options.skipSshd ? [] : gatherSshdCommandLine(host, env.unitDirs),
+    install,
     managedAccounts: await gatherManagedAccounts(host, paths.managedAccounts, env.statPath),
+    ...(agentMode
+      ? {
+          agent: await gatherAgent(env.agentSocket ?? agentPaths.keysSocket),
+          nss: gatherNss(host, agentPaths.nsswitch),
+        }
+      : {}),
   };
 }
 
