@@ -1,86 +1,24 @@
-import { AwsError, DeadlineError, firstLine, isKeymakerError, type AwsErrorCode, type KeymakerError } from './errors';
+import { classifyAwsFailure, type AwsFailure } from './aws-error-classes';
+import { AwsError, DeadlineError, firstLine, isKeymakerError, type KeymakerError } from './errors';
 
-/** Maps what an AWS SDK v3 call threw to a typed KeymakerError (idempotent). */
+/** Maps what an AWS SDK v3 call threw to a typed KeymakerError (idempotent), by AWS_ERROR_CLASSES. */
 export function toAwsError(error: unknown, operation: string): KeymakerError {
   if (isKeymakerError(error)) return error;
   const err = (error ?? {}) as { name?: string; code?: string; message?: string; Code?: string; $metadata?: unknown };
   const rawName = String(err.Code ?? err.name ?? '');
-  const name = rawName.replace(/Exception$/, '');
-  const message = firstLine(String(err.message ?? error));
-  const make = (code: AwsErrorCode, text: string) =>
-    new AwsError(code, text, { cause: error, awsCode: rawName || undefined, operation });
-
-  switch (name) {
-    case 'NoSuchEntity':
-      return make('NO_SUCH_ENTITY', `${operation}: ${message}`);
-    case 'LimitExceeded':
-      return make('LIMIT_EXCEEDED', `${operation}: ${message}`);
-    case 'AccessDenied':
-    case 'UnauthorizedOperation':
-    case 'AccessDeniedError':
-      return make(
-        'ACCESS_DENIED',
-        `${operation} was denied: ${message}; grant the permission ${permissionFor(operation)}`,
-      );
-    case 'Throttling':
-    case 'RequestLimitExceeded':
-    case 'TooManyRequests':
-    case 'SlowDown':
-      return make('THROTTLED', `${operation} was throttled by AWS; try again later`);
-    case 'InvalidClientTokenId':
-    case 'ExpiredToken':
-    case 'SignatureDoesNotMatch':
-    case 'UnrecognizedClient':
-      return make('NO_CREDENTIALS', `AWS credentials were refused (${rawName}); refresh or fix your credentials`);
-    case 'CredentialsProviderError':
-      return make(
-        'NO_CREDENTIALS',
-        'no AWS credentials found; configure them (AWS_PROFILE, aws configure, or an instance role)',
-      );
-    case 'TimeoutError':
-    case 'RequestTimeout':
-      return make('NETWORK', `${operation} timed out: ${message}`);
-    case 'DuplicateSSHPublicKey':
-    case 'UnrecognizedPublicKeyEncoding':
-    case 'InvalidPublicKey':
-      return make('INVALID_SSH_KEY', `${operation}: ${message}`);
-    case 'ValidationError':
-    case 'InvalidInput':
-    case 'MalformedPolicyDocument':
-      return make('INVALID_ARGUMENT', `${operation}: ${message}`);
-    case 'EntityAlreadyExists':
-      return make('AWS_ERROR', `${operation}: ${message}`);
-    default:
-      break;
-  }
-  if (/Region is missing/i.test(message)) {
-    return make('NO_REGION', 'no AWS region set; set AWS_REGION or pass --region');
-  }
-  if (/Could not load credentials|credential/i.test(message) && !err.$metadata) {
-    return make(
-      'NO_CREDENTIALS',
-      'no AWS credentials found; configure them (AWS_PROFILE, aws configure, or an instance role)',
-    );
-  }
-  const sysCode = String(err.code ?? '');
-  if (
-    /^(ECONNREFUSED|ECONNRESET|ETIMEDOUT|ENOTFOUND|EAI_AGAIN|EHOSTUNREACH|ENETUNREACH|EPIPE|ECONNABORTED)$/.test(
-      sysCode,
-    ) ||
-    /socket hang up/i.test(message)
-  ) {
-    return make('NETWORK', `${operation} could not reach AWS: ${sysCode || message}`);
-  }
-  if (name === 'AbortError') return new DeadlineError(`${operation} was cut off by the deadline`, { cause: error });
-  return make('AWS_ERROR', `${operation} failed: ${rawName ? `${rawName}: ` : ''}${message}`);
-}
-
-const IAM_ACTIONS: Record<string, string> = {
-  GetCallerIdentity: 'sts:GetCallerIdentity',
-  AssumeRole: 'sts:AssumeRole',
-};
-function permissionFor(operation: string): string {
-  return IAM_ACTIONS[operation] ?? `iam:${operation}`;
+  const failure: AwsFailure = {
+    rawName,
+    name: rawName.replace(/Exception$/, ''),
+    message: firstLine(String(err.message ?? error)),
+    systemCode: String(err.code ?? ''),
+    answered: Boolean(err.$metadata),
+    operation,
+  };
+  const row = classifyAwsFailure(failure);
+  if (!row && failure.name === 'AbortError')
+    return new DeadlineError(`${operation} was cut off by the deadline`, { cause: error });
+  const text = row ? row.text(failure) : `${operation} failed: ${rawName ? `${rawName}: ` : ''}${failure.message}`;
+  return new AwsError(row?.code ?? 'AWS_ERROR', text, { cause: error, awsCode: rawName || undefined, operation });
 }
 
 /** What a NoSuchEntity means in a call about one IAM user or one of its keys. */
