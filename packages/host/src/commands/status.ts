@@ -16,7 +16,7 @@ import { loadHostCliRuntime } from './cli-runtime';
 import { DEFAULT_HOST_CONFIG, type HostConfig } from '../config/host-config';
 import { realRuntimeSystem, type RuntimeSystem } from '../system/runtime-system';
 import { journalPath, parseJournal } from '../install/journal';
-import { isKeymakerAuthenticationMethods, parseSshdT } from '../install/sshd-config';
+import { isKeymakerAuthenticationMethods, parseSshdT, SSHD_SETTINGS } from '../install/sshd-config';
 import { nodeHostSystem, type HostSystem } from '../system/host-system';
 import { readManagedAccounts } from '../accounts/managed-accounts';
 import { DEFAULT_PATHS, type HostPaths } from '../system/paths';
@@ -128,11 +128,8 @@ export interface StatusReport {
 
 /** The `sshd -T` keywords keymaker depends on, in the order status shows them. */
 export const STATUS_SSHD_SETTINGS = [
-  'authorizedkeyscommand',
-  'authorizedkeyscommanduser',
-  'usepam',
-  'kbdinteractiveauthentication',
-  'authenticationmethods',
+  ...SSHD_SETTINGS.map((s) => s.keyword.toLowerCase()),
+  // Not written by keymaker (an administrator's choice), but IAM users log in with keys.
   'pubkeyauthentication',
 ] as const;
 

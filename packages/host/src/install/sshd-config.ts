@@ -13,22 +13,42 @@ export const SSHD_BLOCK_BEGIN = '# BEGIN keymaker (written by "keymaker install"
 export const SSHD_BLOCK_END = '# END keymaker';
 const BEGIN_PREFIX = '# BEGIN keymaker';
 
+/** What keymaker's sshd settings are made of on one host. */
+export interface SshdSettingInputs {
+  /** The program sshd runs for keys: the lookup wrapper (compat) or the keys client (agent). */
+  keysCommand: string;
+  lookupUser: string;
+  authenticationMethods: string;
+}
+
+/**
+ * The one table of the sshd settings keymaker needs, in the order it writes them: the writer's
+ * lines (keyword value), install's `sshd -T` check and status's (keyword lower-cased) all read it.
+ * `agent`: whether agent mode writes it too (it adds no PAM hook, so it leaves the rest alone).
+ */
+export const SSHD_SETTINGS = [
+  { keyword: 'AuthorizedKeysCommand', agent: true, value: (s: SshdSettingInputs) => `${s.keysCommand} %u %f` },
+  { keyword: 'AuthorizedKeysCommandUser', agent: true, value: (s: SshdSettingInputs) => s.lookupUser },
+  // keyboard-interactive through PAM is what runs the account-creation hook for a
+  // user who does not exist yet; the key is still required to log in, and so is every method an
+  // administrator's AuthenticationMethods required (composeAuthenticationMethods).
+  { keyword: 'UsePAM', agent: false, value: () => 'yes' },
+  { keyword: 'KbdInteractiveAuthentication', agent: false, value: () => 'yes' },
+  { keyword: 'AuthenticationMethods', agent: false, value: (s: SshdSettingInputs) => s.authenticationMethods },
+] as const;
+
+function settingsFor(mode: 'compat' | 'agent', inputs: SshdSettingInputs): Array<[keyword: string, value: string]> {
+  return SSHD_SETTINGS.filter((s) => mode === 'compat' || s.agent).map((s) => [s.keyword, s.value(inputs)]);
+}
+
 /** The settings keymaker needs, as sshd_config lines. */
 export function sshdSettingLines(
   paths: HostPaths,
   lookupUser: string,
   authenticationMethods = KEYMAKER_AUTHENTICATION_METHODS,
 ): string[] {
-  return [
-    `AuthorizedKeysCommand ${paths.authorizedKeysCommand} %u %f`,
-    `AuthorizedKeysCommandUser ${lookupUser}`,
-    // keyboard-interactive through PAM is what runs the account-creation hook for a
-    // user who does not exist yet; the key is still required to log in, and so is every method an
-    // administrator's AuthenticationMethods required (composeAuthenticationMethods).
-    'UsePAM yes',
-    'KbdInteractiveAuthentication yes',
-    `AuthenticationMethods ${authenticationMethods}`,
-  ];
+  const inputs = { keysCommand: paths.authorizedKeysCommand, lookupUser, authenticationMethods };
+  return settingsFor('compat', inputs).map(([keyword, value]) => `${keyword} ${value}`);
 }
 
 /** What `sshd -T` must print for those settings once they are in effect (keys are lower-case). */
@@ -37,13 +57,12 @@ export function expectedEffectiveSettings(
   lookupUser: string,
   authenticationMethods = KEYMAKER_AUTHENTICATION_METHODS,
 ): Record<string, string> {
-  return {
-    authorizedkeyscommand: `${paths.authorizedKeysCommand} %u %f`,
-    authorizedkeyscommanduser: lookupUser,
-    usepam: 'yes',
-    kbdinteractiveauthentication: 'yes',
-    authenticationmethods: authenticationMethods,
-  };
+  const inputs = { keysCommand: paths.authorizedKeysCommand, lookupUser, authenticationMethods };
+  return sshdTExpectations(settingsFor('compat', inputs));
+}
+
+function sshdTExpectations(settings: Array<[keyword: string, value: string]>): Record<string, string> {
+  return Object.fromEntries(settings.map(([keyword, value]) => [keyword.toLowerCase(), value]));
 }
 
 export function renderSshdDropIn(
@@ -514,8 +533,7 @@ export function renderAgentSshdDropIn(keysClient: string, lookupUser: string): s
   return [
     '# Keymaker (agent mode): SSH logins backed by IAM users and keys.',
     '# Written by "keymaker install"; "keymaker uninstall" removes it. Do not edit.',
-    `AuthorizedKeysCommand ${keysClient} %u %f`,
-    `AuthorizedKeysCommandUser ${lookupUser}`,
+    ...agentSettings(keysClient, lookupUser).map(([keyword, value]) => `${keyword} ${value}`),
     `Match Group ${AGENT_MANAGED_GROUP}`,
     '    AuthorizedKeysFile none',
     '',
@@ -524,5 +542,10 @@ export function renderAgentSshdDropIn(keysClient: string, lookupUser: string): s
 
 /** What `sshd -T` must print once the agent-mode drop-in is in effect. */
 export function expectedAgentSettings(keysClient: string, lookupUser: string): Record<string, string> {
-  return { authorizedkeyscommand: `${keysClient} %u %f`, authorizedkeyscommanduser: lookupUser };
+  return sshdTExpectations(agentSettings(keysClient, lookupUser));
+}
+
+function agentSettings(keysClient: string, lookupUser: string): Array<[keyword: string, value: string]> {
+  // Agent mode writes no AuthenticationMethods: the value is never read.
+  return settingsFor('agent', { keysCommand: keysClient, lookupUser, authenticationMethods: '' });
 }
