@@ -869,10 +869,15 @@ async function agentNssPhase() {
     }
   };
   for (let i = 0; i < 50 && alive(pid); i++) await sleep(100);
-  const argv = [...cmdline.slice(0, bundleAt), opened, ...cmdline.slice(bundleAt + 1)];
+  // BENCH_AGENT_NODE_FLAGS (e.g. --trace-gc): node flags for this agent only, to see what its memory is.
+  const nodeFlags = (process.env.BENCH_AGENT_NODE_FLAGS ?? '').split(/\s+/).filter(Boolean);
+  result.memory.nodeFlags = nodeFlags;
+  const argv = [cmdline[0], ...nodeFlags, ...cmdline.slice(1, bundleAt), opened, ...cmdline.slice(bundleAt + 1)];
+  const agentLog = fs.openSync('/run/bench-agent-open.log', 'a');
   const child = spawn(argv[0], argv.slice(1), {
     detached: true,
-    stdio: ['ignore', 'ignore', fs.openSync('/run/bench-agent-open.log', 'a')],
+    // stdout too: --trace-gc writes there.
+    stdio: ['ignore', agentLog, agentLog],
     env: { PATH: SSHD_PATH },
   });
   child.unref();
@@ -933,6 +938,12 @@ async function agentNssPhase() {
   log(
     `agent memory: ${result.memory.resolved}/${seed.users.length} resolved in ${result.memory.resolveMs.toFixed(0)} ms (${p.requests} IAM requests), VmRSS ${(result.memory.after.rssKb / 1024).toFixed(1)} MiB (started ${(result.memory.started.rssKb / 1024).toFixed(1)} MiB)`,
   );
+  // With --trace-gc: the last full collections (live heap after a mark-compact).
+  result.memory.majorGcs = fs
+    .readFileSync('/run/bench-agent-open.log', 'utf8')
+    .split('\n')
+    .filter((l) => /Mark-Compact/.test(l))
+    .slice(-3);
   child.kill('SIGTERM');
   return result;
 }

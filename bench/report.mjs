@@ -171,6 +171,16 @@ export function renderAgentNss(d, push, row) {
         '',
         '',
       );
+    if (m.nodeFlags?.length)
+      row('node flags of that agent (`BENCH_AGENT_NODE_FLAGS`)', `\`${m.nodeFlags.join(' ')}\``, '', '', '');
+    if (m.majorGcs?.length)
+      row(
+        'its last full collections (`--trace-gc`)',
+        m.majorGcs.map((l) => `\`${l.trim().replace(/^\[[^\]]*\]\s*/, '')}\``).join('<br>'),
+        '',
+        '',
+        '',
+      );
     if (m.caches)
       row("agent's caches then (its /status)", `users ${m.caches.users}, negative ${m.caches.negative}`, '', '', '');
   }
