@@ -175,8 +175,11 @@ export function renderAgentNss(d, push, row) {
       row('node flags of that agent (`BENCH_AGENT_NODE_FLAGS`)', `\`${m.nodeFlags.join(' ')}\``, '', '', '');
     if (m.majorGcs?.length)
       row(
-        'its last full collections (`--trace-gc`)',
-        m.majorGcs.map((l) => `\`${l.trim().replace(/^\[[^\]]*\]\s*/, '')}\``).join('<br>'),
+        'its last full collections (`--trace-gc`): heap used (committed) before → after, MB',
+        m.majorGcs
+          .map((l) => /([\d.]+ ms): (Mark-Compact [\d.]+ \([\d.]+\) -> [\d.]+ \([\d.]+\) MB)/.exec(l))
+          .map((x) => (x ? `${x[1]}: ${x[2]}` : '?'))
+          .join('; '),
         '',
         '',
         '',
