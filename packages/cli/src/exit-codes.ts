@@ -43,6 +43,8 @@ export const EXIT_CODE_MEANINGS: Record<ErrorCode, string> & Record<string, stri
   STATUS_PROBLEMS: 'keymaker status found a problem (its table or --json names every failing check)',
   AGENT_MODE_UNAVAILABLE:
     'install --mode agent cannot work on this host (libnss-systemd missing, or an nsswitch.conf line stops before systemd)',
+  EFS_HOME_REFUSED:
+    'a home on the EFS share is refused (share not mounted, symlink, owned by another UID, UID collision): login refused',
 };
 
 export interface ExitCodeRow {

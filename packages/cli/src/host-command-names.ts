@@ -6,6 +6,7 @@
 export const HOST_COMMAND_ALIASES = {
   get_authorized_keys: 'get-authorized-keys',
   pam_create_account: 'pam-create-account',
+  pam_efs_home: 'pam-efs-home',
   sync_groups: 'sync-groups',
   agent: 'agent',
 } as const;
@@ -24,4 +25,8 @@ export function hostCommandName(spelling: string | undefined): HostCommandName |
  * sync_groups from the launcher goes through yargs (its help, the global flags); the schedule
  * runs the installed bundle directly.
  */
-export const LEAN_FROM_LAUNCHER: ReadonlySet<HostCommandName> = new Set(['get_authorized_keys', 'pam_create_account']);
+export const LEAN_FROM_LAUNCHER: ReadonlySet<HostCommandName> = new Set([
+  'get_authorized_keys',
+  'pam_create_account',
+  'pam_efs_home',
+]);

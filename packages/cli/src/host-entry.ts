@@ -3,6 +3,7 @@ import {
   agentCommand,
   getAuthorizedKeysCommand,
   pamCreateAccountCommand,
+  pamEfsHomeCommand,
   parseSyncArgs,
   syncGroupsCommand,
   type HostCommandEnv,
@@ -24,6 +25,8 @@ const COMMANDS: Record<HostCommandName, HostCommand> = {
   // pam_exec passes PAM_USER, PAM_RHOST, PAM_TYPE in the environment; no arguments.
   pam_create_account: (args, env) =>
     args.length === 0 ? pamCreateAccountCommand(process.env, env) : usage('pam_create_account', env),
+  // pam_exec in the session stage when homes live on EFS: PAM_USER, PAM_TYPE in the environment.
+  pam_efs_home: (args, env) => (args.length === 0 ? pamEfsHomeCommand(process.env, env) : usage('pam_efs_home', env)),
   // Agent mode's resident service, as its systemd unit (or install's detached start) runs it from this bundle.
   agent: (args, env) => {
     const options = parseAgentArgs(args);

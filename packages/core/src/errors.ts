@@ -40,6 +40,7 @@ export const EXIT_CODES = {
   WEAKER_AUTHENTICATION: 49,
   STATUS_PROBLEMS: 50,
   AGENT_MODE_UNAVAILABLE: 51,
+  EFS_HOME_REFUSED: 55,
 } as const;
 
 export type ErrorCode = keyof typeof EXIT_CODES;
@@ -149,6 +150,7 @@ export const HOST_ERROR_CODES = [
   'WEAKER_AUTHENTICATION',
   'STATUS_PROBLEMS',
   'AGENT_MODE_UNAVAILABLE',
+  'EFS_HOME_REFUSED',
 ] as const satisfies readonly ErrorCode[];
 export type HostErrorCode = (typeof HOST_ERROR_CODES)[number];
 

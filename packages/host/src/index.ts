@@ -13,6 +13,7 @@ export {
   adoptLegacyAccountsCommand,
   getAuthorizedKeysCommand,
   pamCreateAccountCommand,
+  pamEfsHomeCommand,
   parseSyncArgs,
   syncGroupsCommand,
 } from './commands/host-commands';

@@ -208,3 +208,50 @@ test('a record that cannot be written creates no account', async () => {
   await expect(run(host)).rejects.toThrow('EACCES');
   expect(host.users_).toEqual([]);
 });
+
+describe('homes on EFS (issue 15)', () => {
+  function runWithEfs(host: FakeHost, efsHome: NonNullable<Parameters<typeof createAccountForLogin>[1]['efsHome']>) {
+    return createAccountForLogin(
+      'bob',
+      {
+        accounts: host,
+        admin: host,
+        resolve: async () => resolutionFor(iam, {}),
+        lock: (body) => body(),
+        managed: host,
+        efsHome,
+      },
+      { allowedExistingGroups: [] },
+    );
+  }
+
+  test('share not mounted: no IAM call, no account (fail closed)', async () => {
+    seedBob();
+    const host = new FakeHost();
+    const refused = new Error('the EFS home share is not mounted');
+    const made: string[] = [];
+    await expect(
+      runWithEfs(host, {
+        assertReady: () => {
+          throw refused;
+        },
+        make: (a) => (made.push(a.name), 'x'),
+      }),
+    ).rejects.toBe(refused);
+    expect(host.changes).toEqual([]);
+    expect(iamMock.calls()).toHaveLength(0);
+    expect(made).toEqual([]);
+  });
+
+  test('the home is made once the account exists, with its derived uid and gid', async () => {
+    seedBob();
+    const host = new FakeHost();
+    const made: unknown[] = [];
+    const outcome = await runWithEfs(host, {
+      assertReady: () => undefined,
+      make: (a) => (made.push({ ...a, after: [...host.changes] }), '/home/keymaker/bob created by user'),
+    });
+    expect(outcome).toMatchObject({ kind: 'created', home: '/home/keymaker/bob created by user' });
+    expect(made).toEqual([{ name: 'bob', uid: UID, gid: UID, after: [`useradd bob ${UID} `] }]);
+  });
+});

@@ -2,7 +2,7 @@ import { expect } from '@jest/globals';
 import { EXIT_CODES, parseRoleDescription, RoleConfigError } from '@keymaker/core';
 import { DEFAULT_HOST_CONFIG } from '../src/config/host-config';
 import { DEFAULT_PATHS } from '../src/system/paths';
-import { assessStatus, formatStatusTable, type StatusCheckId, type StatusFacts } from '../src/commands/status';
+import { assessStatus, formatStatusTable, mountOf, type StatusCheckId, type StatusFacts } from '../src/commands/status';
 
 const AKC = DEFAULT_PATHS.authorizedKeysCommand;
 
@@ -224,5 +224,45 @@ describe('assessStatus', () => {
     const row = assessStatus(facts).checks.find((c) => c.id === 'roleConfig')!;
     expect(row).toMatchObject({ status: 'ok', items: [] });
     expect(row.summary).toContain('no keymaker tokens');
+  });
+});
+
+describe('the EFS home row (issue 15)', () => {
+  it('shows the mount when homes live on EFS, and is a problem while nothing is mounted', () => {
+    const mounted = assessStatus({
+      ...goodFacts(),
+      efsHome: {
+        efsHome: 'fs-01234567',
+        base: '/home/keymaker',
+        mounted: true,
+        source: 'fs-01234567.efs.eu-west-1.amazonaws.com:/',
+        fstype: 'nfs4',
+      },
+    });
+    expect(mounted.ok).toBe(true);
+    expect(formatStatusTable(mounted)).toMatch(/^efs home +ok +mounted on \/home\/keymaker from fs-01234567\.efs/m);
+    const missing = assessStatus({
+      ...goodFacts(),
+      efsHome: { efsHome: 'fs-01234567', base: '/home/keymaker', mounted: false },
+    });
+    expect(missing.ok).toBe(false);
+    expect(missing.checks.pop()).toMatchObject({
+      id: 'efsHome',
+      status: 'problem',
+      summary: expect.stringMatching(/managed logins are refused/),
+    });
+    expect(assessStatus(goodFacts()).checks.map((c) => c.id)).not.toContain('efsHome');
+  });
+
+  it('reads the source and type of the mount on top from mountinfo', () => {
+    const info = [
+      '22 1 0:21 / /home rw - tmpfs sandbox-home rw',
+      '40 22 0:40 / /home/keymaker rw,nosuid - fuse.fuse-nfs fuse-nfs rw',
+      '41 40 0:41 / /home/keymaker rw - nfs4 fs-1.efs.eu-west-1.amazonaws.com:/ rw',
+      '42 1 0:42 / /with\\040space rw - tmpfs x rw',
+    ].join('\n');
+    expect(mountOf(info, '/home/keymaker')).toEqual({ fstype: 'nfs4', source: 'fs-1.efs.eu-west-1.amazonaws.com:/' });
+    expect(mountOf(info, '/with space')).toEqual({ fstype: 'tmpfs', source: 'x' });
+    expect(mountOf(info, '/nope')).toBeUndefined();
   });
 });

@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Argv } from 'yargs';
-import { InputError } from '@keymaker/core';
+import { efsHomeProblem, InputError } from '@keymaker/core';
 import type { InstallPlanSummary } from '@keymaker/host';
 import type { Commands } from '../context';
 import { runCommand } from '../run';
@@ -63,6 +63,14 @@ function positiveInteger(value: number | undefined, flag: string): number | unde
   return value;
 }
 
+/** --efs-home, checked like the role token (one line naming the flag and the form). */
+function efsHomeOption(value: string | undefined): string | undefined {
+  if (value === undefined) return undefined;
+  const problem = efsHomeProblem(value);
+  if (problem) throw new InputError('INVALID_ARGUMENT', `--efs-home ${JSON.stringify(value)}: ${problem}`);
+  return value;
+}
+
 const log = (line: string) => process.stderr.write(`keymaker: ${line}\n`);
 
 export function registerInstallCommands(commands: Commands): Commands {
@@ -114,6 +122,11 @@ export function registerInstallCommands(commands: Commands): Commands {
             type: 'string',
             describe: 'host bundle to install (default: keymaker-host.js next to this CLI)',
           })
+          .option('efs-home', {
+            type: 'string',
+            describe:
+              "FS_ID[:/PATH]: managed users' homes on this EFS file system, mounted on /home/keymaker before sshd (amazon-efs-utils with TLS when installed, else NFSv4.1); managed logins are refused while it is not mounted",
+          })
           .option('adopt-legacy-accounts', {
             type: 'boolean',
             describe:
@@ -147,6 +160,7 @@ export function registerInstallCommands(commands: Commands): Commands {
               stsEndpoint: a['sts-endpoint'] ?? (process.env.AWS_ENDPOINT_URL_STS || undefined),
               deadlineMs: positiveInteger(a['deadline-ms'], '--deadline-ms'),
               profile: a.profile,
+              efsHome: efsHomeOption(a['efs-home']),
               bundleSource: path.resolve(a.bundle ?? defaultBundle()),
               credentialsSource: a['credentials-file'] ? path.resolve(a['credentials-file']) : undefined,
               sshd: a.sshd,

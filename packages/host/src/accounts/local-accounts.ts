@@ -116,8 +116,19 @@ function assertId(id: number): number {
 }
 
 /** shadow-utils, spawned with argument arrays; every name is validated again right here. */
+export interface ShadowUtilsOptions {
+  /**
+   * Homes on EFS (issue 15): new accounts get BASE/NAME, and useradd makes no home; the home is made by
+   * accounts/efs-home.ts (as the user, one mkdir, skeleton only into it), never by useradd as root.
+   */
+  efsHomeBase?: string;
+}
+
 export class ShadowUtilsAdmin implements LocalAdmin {
-  constructor(private readonly sys: RuntimeSystem = realRuntimeSystem) {}
+  constructor(
+    private readonly sys: RuntimeSystem = realRuntimeSystem,
+    private readonly options: ShadowUtilsOptions = {},
+  ) {}
 
   /** Whether groupadd knows --users (shadow-utils 4.9+); learnt on first use. */
   private groupaddUsers: boolean | undefined;
@@ -174,7 +185,9 @@ export class ShadowUtilsAdmin implements LocalAdmin {
       '--uid',
       String(assertId(account.uid)),
       ...primary,
-      '--create-home',
+      ...(this.options.efsHomeBase
+        ? ['--home-dir', `${this.options.efsHomeBase}/${assertLinuxUserName(account.name)}`, '--no-create-home']
+        : ['--create-home']),
       '--shell',
       '/bin/bash',
       '--comment',

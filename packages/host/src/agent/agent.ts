@@ -28,7 +28,7 @@ import {
 } from '@keymaker/core';
 import { GetentAccounts, type LocalAccounts } from '../accounts/local-accounts';
 import { awsOptionsFor, loadHostConfig, applyAwsEnvironment, resolveWithConfig } from '../config/host-aws';
-import { hostReservedNames, type HostConfig } from '../config/host-config';
+import { efsHomeBaseOf, hostReservedNames, type HostConfig } from '../config/host-config';
 import { DEFAULT_PATHS } from '../system/paths';
 import { KEYS_FD_NAME, USERDB_FD_NAME } from '../install/agent-units';
 import { listenFds } from './listen-fds';
@@ -429,7 +429,8 @@ export async function runAgent(options: AgentOptions, deps: AgentDeps): Promise<
         accounts,
         managedGroup: { name: options.managedGroupName, gid: options.managedGroupGid ?? DEFAULT_MANAGED_GROUP_GID },
         reservedNames: hostReservedNames(host),
-        homeBase: options.homeBase,
+        // Homes on EFS: below the share's mount point (the session hook makes them there).
+        homeBase: options.homeBase ?? efsHomeBaseOf(host),
         shell: options.shell,
         refreshIntervalMs: refreshSeconds * 1000,
         log: logIdentity,

@@ -10,11 +10,14 @@ import {
   EXIT_CODES,
   HostError,
   isKeymakerError,
+  isValidLinuxName,
   withDeadline,
   type AwsClientOptions,
 } from '@keymaker/core';
 import { createAccountForLogin, FIRST_LOGIN_MESSAGE, PAM_EXIT_CREATED, PAM_EXIT_EXISTS } from '../login/create-account';
-import { hostReservedNames, type HostConfig } from '../config/host-config';
+import { efsHomeBaseOf, hostReservedNames, type HostConfig } from '../config/host-config';
+import { assertShareMounted, ensureEfsHome, type EfsHomeIo } from '../accounts/efs-home';
+import { nodeEfsHomeIo } from '../accounts/efs-home-io';
 import { realRuntimeSystem, withAbortSignal, type RuntimeSystem } from '../system/runtime-system';
 import { GetentAccounts, ShadowUtilsAdmin, type LocalAccounts, type LocalAdmin } from '../accounts/local-accounts';
 import { withLock } from '../system/lock';
@@ -55,6 +58,8 @@ export interface HostCommandEnv {
   aws?: AwsClientOptions;
   /** keymaker's record of managed accounts (default: the file at paths.managedAccounts, trusted-file rules). */
   managed?: ManagedAccountsStore;
+  /** The file operations of the EFS home hook (default: the real ones, setpriv for "as the user"). */
+  efsHomeIo?: EfsHomeIo;
 }
 
 interface Runtime {
@@ -105,7 +110,7 @@ async function prepare(env: HostCommandEnv, echo: boolean): Promise<Runtime | { 
     config,
     syslog,
     accounts: env.accounts ?? new GetentAccounts(sys),
-    admin: env.admin ?? new ShadowUtilsAdmin(sys),
+    admin: env.admin ?? new ShadowUtilsAdmin(sys, { efsHomeBase: efsHomeBaseOf(config) }),
     managed: env.managed ?? fileManagedAccounts(paths.managedAccounts, { stat: env.statPath }),
     stdout: env.stdout ?? ((text: string) => process.stdout.write(text)),
     stderr,
@@ -212,6 +217,58 @@ export async function getAuthorizedKeysCommand(args: string[], env: HostCommandE
  * codes: refused or failed (exitCodeFor). Never 0 in the auth stage: the
  * hook must not be what lets a login through.
  */
+/** Compat account creation's home step when homes live on EFS (none otherwise). */
+function efsHomeStep(config: HostConfig, env: HostCommandEnv) {
+  const base = efsHomeBaseOf(config);
+  if (!base) return undefined;
+  const io = env.efsHomeIo ?? nodeEfsHomeIo();
+  return {
+    assertReady: () => assertShareMounted(io, base),
+    make: (account: { name: string; uid: number; gid: number }) => {
+      const verdict = ensureEfsHome(io, { ...account, home: `${base}/${account.name}` }, { base });
+      return verdict.kind === 'created'
+        ? `${base}/${account.name} created by ${verdict.by}${verdict.skeletonProblem ? ` (skeleton: ${verdict.skeletonProblem})` : ''}`
+        : `${base}/${account.name} ${verdict.kind}`;
+    },
+  };
+}
+
+/**
+ * pam_efs_home: pam_exec in the session stage (`required`) when homes live on EFS (issue 15). For a user whose
+ * home is directly below the share's base it checks the share is mounted and the home is hers, or makes it
+ * (accounts/efs-home.ts); a non-zero exit refuses the session. Every other user (local accounts) passes untouched.
+ */
+export async function pamEfsHomeCommand(pamEnv: NodeJS.ProcessEnv, env: HostCommandEnv = {}): Promise<number> {
+  if (pamEnv.PAM_TYPE !== undefined && pamEnv.PAM_TYPE !== 'open_session') return 0;
+  const user = pamEnv.PAM_USER ?? '';
+  const rt = await prepare(env, false);
+  if ('code' in rt) return rt.code;
+  const who = `user=${JSON.stringify(user)} rhost=${JSON.stringify(pamEnv.PAM_RHOST ?? '-')}`;
+  try {
+    const base = efsHomeBaseOf(rt.config);
+    if (!base) return 0;
+    if ((env.uid ?? process.getuid?.()) !== 0) throw new HostError('NOT_ROOT', 'pam_efs_home must run as root');
+    const entry = isValidLinuxName(user) ? await rt.accounts.user(user) : undefined;
+    if (!entry) return 0; // not an account: PAM's other modules decide, nothing here to make
+    const verdict = ensureEfsHome(env.efsHomeIo ?? nodeEfsHomeIo(), entry, { base });
+    if (verdict.kind === 'created')
+      rt.syslog.log(
+        'notice',
+        `efs_home ${who} decision=created home=${entry.home} uid=${entry.uid} by=${verdict.by}${verdict.skeletonProblem ? ` skeleton_problem=${JSON.stringify(verdict.skeletonProblem)}` : ''}`,
+      );
+    return 0;
+  } catch (error) {
+    const report = describeError(error);
+    rt.syslog.log(
+      'warning',
+      `efs_home ${who} decision=refused reason=${isKeymakerError(error) ? error.code : 'INTERNAL'}: ${report.message}`,
+    );
+    return report.exitCode;
+  } finally {
+    await flushWithin(rt, 2000);
+  }
+}
+
 export async function pamCreateAccountCommand(pamEnv: NodeJS.ProcessEnv, env: HostCommandEnv = {}): Promise<number> {
   const type = pamEnv.PAM_TYPE;
   if (type !== undefined && type !== 'auth') return 0; // configured in another stage: nothing to do
@@ -245,6 +302,7 @@ export async function pamCreateAccountCommand(pamEnv: NodeJS.ProcessEnv, env: Ho
             lock: (body) => withLock(rt.paths.syncLock, { waitMs: 5000 }, body),
             guard: env.pamGuard ?? loginGuard(fileGuardStore()),
             managed: rt.managed,
+            efsHome: efsHomeStep(rt.config, env),
           },
           {
             allowedExistingGroups: rt.config.allowedExistingGroups,
@@ -262,7 +320,7 @@ export async function pamCreateAccountCommand(pamEnv: NodeJS.ProcessEnv, env: Ho
     }
     rt.syslog.log(
       'notice',
-      `create_account ${who} decision=created uid=${outcome.uid} iam_user=${outcome.iamUserName} groups=${outcome.groups.join(',') || '-'}`,
+      `create_account ${who} decision=created uid=${outcome.uid} iam_user=${outcome.iamUserName} groups=${outcome.groups.join(',') || '-'}${outcome.home ? ` home=${JSON.stringify(outcome.home)}` : ''}`,
     );
     for (const skipped of outcome.skippedGroups)
       rt.syslog.log('warning', `create_account ${who} group skipped: ${skipped}`);

@@ -13,7 +13,8 @@ import {
   type RoleConfig,
 } from '@keymaker/core';
 import { loadHostCliRuntime } from './cli-runtime';
-import { DEFAULT_HOST_CONFIG, type HostConfig } from '../config/host-config';
+import { DEFAULT_HOST_CONFIG, efsHomeBaseOf, type HostConfig } from '../config/host-config';
+import { isMountPoint } from '../system/mounts';
 import { realRuntimeSystem, type RuntimeSystem } from '../system/runtime-system';
 import { journalPath, parseJournal } from '../install/journal';
 import { isKeymakerAuthenticationMethods, parseSshdT, SSHD_SETTINGS } from '../install/sshd-config';
@@ -97,10 +98,21 @@ export interface StatusFacts {
   /** Agent mode only. */
   agent?: AgentFact;
   nss?: NssFact;
+  /** Homes on EFS (host config efsHome); undefined when they are not. */
+  efsHome?: EfsHomeFact;
+}
+
+/** The EFS home share: whether something is mounted on its base, and what (from /proc/self/mountinfo). */
+export interface EfsHomeFact {
+  efsHome: string;
+  base: string;
+  mounted: boolean;
+  source?: string;
+  fstype?: string;
 }
 
 export type StatusCheckId =
-  'hostConfig' | 'credentials' | 'roleConfig' | 'sshd' | 'install' | 'managedAccounts' | 'agent' | 'nss';
+  'hostConfig' | 'credentials' | 'roleConfig' | 'sshd' | 'install' | 'managedAccounts' | 'agent' | 'nss' | 'efsHome';
 export type StatusCheckState = 'ok' | 'problem' | 'skipped';
 
 export interface StatusItem {
@@ -302,6 +314,37 @@ function fromRow(id: StatusCheckId, title: string, row: ReturnType<typeof agentC
   return check(id, title, row.status, row.summary, row.items);
 }
 
+function efsHomeCheck(fact: EfsHomeFact): StatusCheck {
+  const title = 'efs home';
+  const items = [
+    { name: 'efsHome', value: fact.efsHome, ok: true },
+    { name: 'base', value: fact.base, ok: fact.mounted },
+    ...(fact.source ? [{ name: 'source', value: `${fact.source} (${fact.fstype ?? '?'})`, ok: true }] : []),
+  ];
+  return fact.mounted
+    ? check('efsHome', title, 'ok', `mounted on ${fact.base}${fact.source ? ` from ${fact.source}` : ''}`, items)
+    : check(
+        'efsHome',
+        title,
+        'problem',
+        `nothing is mounted on ${fact.base}: managed logins are refused until the share is mounted`,
+        items,
+      );
+}
+
+/** The mount on a path in /proc/self/mountinfo (the last one: the one on top), or undefined. */
+export function mountOf(mountinfo: string, where: string): { source: string; fstype: string } | undefined {
+  const unescape = (s: string) => s.replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8)));
+  let found: { source: string; fstype: string } | undefined;
+  for (const line of mountinfo.split('\n')) {
+    const fields = line.split(' ');
+    const dash = fields.indexOf('-');
+    if (dash < 0 || fields.length < dash + 3 || unescape(fields[4] ?? '') !== where) continue;
+    found = { fstype: fields[dash + 1]!, source: unescape(fields[dash + 2]!) };
+  }
+  return found;
+}
+
 /** The pure planner: every check's row from the gathered facts, and the exit code. */
 export function assessStatus(facts: StatusFacts): StatusReport {
   const checks = [
@@ -313,6 +356,7 @@ export function assessStatus(facts: StatusFacts): StatusReport {
     managedAccountsCheck(facts),
     ...(facts.agent ? [fromRow('agent', 'agent', agentCheckRow(facts.agent))] : []),
     ...(facts.nss ? [fromRow('nss', 'NSS', nssCheckRow(facts.nss))] : []),
+    ...(facts.efsHome ? [efsHomeCheck(facts.efsHome)] : []),
   ];
   const ok = checks.every((c) => c.status !== 'problem');
   return { ok, exitCode: ok ? 0 : EXIT_CODES.STATUS_PROBLEMS, checks };
@@ -496,7 +540,18 @@ export async function gatherStatusFacts(options: StatusCommandOptions, env: Stat
           nss: gatherNss(host, agentPaths.nsswitch),
         }
       : {}),
+    ...(hostConfig.state === 'ok' ? gatherEfsHome(host, hostConfig.config) : {}),
   };
+}
+
+function gatherEfsHome(host: HostSystem, config: HostConfig): { efsHome?: EfsHomeFact } {
+  const base = efsHomeBaseOf(config);
+  if (!config.efsHome || !base) return {};
+  const mounted = isMountPoint((p) => host.stat(p), base);
+  const mount = mounted
+    ? mountOf(host.readFile('/proc/self/mountinfo')?.content.toString('utf8') ?? '', base)
+    : undefined;
+  return { efsHome: { efsHome: config.efsHome, base, mounted, ...(mount ?? {}) } };
 }
 
 /** `keymaker status [--config PATH] [--sshd PATH] [--skip-sshd] [--json]`: the table or JSON on stdout; the exit code. */

@@ -4,7 +4,7 @@
  * root-owned, mode 0644. Parsed strictly: an unknown or ill-typed field is an
  * error, so a typo never silently changes behaviour.
  */
-import { InputError, isValidLinuxName } from '@keymaker/core';
+import { efsHomeProblem, InputError, isValidLinuxName } from '@keymaker/core';
 
 export interface HostConfig {
   version: 1;
@@ -49,6 +49,13 @@ export interface HostConfig {
    * keys and has her processes ended within this time.
    */
   agentRefreshSeconds?: number;
+  /** FS_ID[:/PATH]: managed users' homes live on this EFS file system (install --efs-home, issue 15). */
+  efsHome?: string;
+  /**
+   * Where that share is mounted, the base of managed homes (BASE/NAME). With efsHome set, a managed login is
+   * refused while nothing is mounted there (fail closed). Default /home/keymaker.
+   */
+  efsHomeBase?: string;
 }
 
 export const DEFAULT_HOST_CONFIG: HostConfig = {
@@ -81,6 +88,8 @@ const FIELDS: Record<keyof HostConfig, FieldType> = {
   cacheTtlSeconds: 'number',
   syslogSocket: 'string',
   agentRefreshSeconds: 'number',
+  efsHome: 'string',
+  efsHomeBase: 'string',
 };
 
 function typeOk(value: unknown, type: FieldType): boolean {
@@ -131,6 +140,13 @@ export function parseHostConfig(text: string, source = 'host config'): HostConfi
     problems.push('agentRefreshSeconds must be a whole number 1-3600');
   if (config.syslogSocket !== undefined && !config.syslogSocket.startsWith('/'))
     problems.push('syslogSocket must be an absolute path');
+  if (typeof config.efsHome === 'string') {
+    const problem = efsHomeProblem(config.efsHome);
+    if (problem) problems.push(`efsHome: ${problem}`);
+  }
+  if (typeof config.efsHomeBase === 'string' && !isNormalizedAbsolute(config.efsHomeBase))
+    problems.push('efsHomeBase must be a normalized absolute path below / (e.g. /home/keymaker)');
+  if (config.efsHomeBase !== undefined && config.efsHome === undefined) problems.push('efsHomeBase needs efsHome');
   // Host commands never read root's own ~/.aws (issue 13, point 1): a profile needs a file of its own.
   if (
     config.profile !== undefined &&
@@ -153,6 +169,18 @@ export function parseHostConfig(text: string, source = 'host config'): HostConfi
   }
   return config;
 }
+
+function isNormalizedAbsolute(p: string): boolean {
+  return /^(\/[A-Za-z0-9._+@=-]+)+$/.test(p) && !p.split('/').some((s) => s === '.' || s === '..');
+}
+
+/** The base of managed homes when they live on EFS, else undefined. */
+export function efsHomeBaseOf(config: HostConfig): string | undefined {
+  return config.efsHome === undefined ? undefined : (config.efsHomeBase ?? DEFAULT_EFS_HOME_BASE);
+}
+
+/** Where the EFS share is mounted unless the host config says otherwise. */
+export const DEFAULT_EFS_HOME_BASE = '/home/keymaker';
 
 /** Every name the host reserves besides core's list: the config's reservedNames and the AuthorizedKeysCommandUser. */
 export function hostReservedNames(config: HostConfig): string[] {

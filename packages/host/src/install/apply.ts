@@ -5,6 +5,7 @@ import type { HostPaths } from '../system/paths';
 import { applySteps } from './apply-steps';
 import { editedPaths, readJournal, requireRoot, writeThrough } from './file-ops';
 import { findNssSystemd } from './agent-mode';
+import { MOUNT_EFS_HELPERS } from './efs-mount';
 import { journalPath, type InstallJournal } from './journal';
 import {
   describeInstallPlan,
@@ -135,6 +136,7 @@ function gatherSnapshot(
     credentials,
     nssSystemdLibrary: opts.mode === 'agent' ? findNssSystemd(sys) : undefined,
     sudo: sudoOnHost(sys),
+    efsUtils: MOUNT_EFS_HELPERS.some((p) => sys.stat(p)?.type === 'file'),
   };
 }
 

@@ -44,6 +44,8 @@ export interface InstallJournal {
   systemdTimer?: string;
   /** Agent mode: the socket units install enabled, or the pid file of the agent it started detached. */
   agent?: { units: string[]; pidFile?: string };
+  /** The EFS home share install mounts: its mount unit under systemd, else its fstab line (issue 15). */
+  efsMount?: { mountPoint: string; unit?: string };
 }
 
 export function journalPath(paths: HostPaths): string {
@@ -93,7 +95,12 @@ export function parseJournal(text: string, source: string): InstallJournal {
     (j.agent === undefined ||
       (Array.isArray(j.agent.units) &&
         j.agent.units.every((u) => typeof u === 'string') &&
-        (j.agent.pidFile === undefined || (typeof j.agent.pidFile === 'string' && path.isAbsolute(j.agent.pidFile)))));
+        (j.agent.pidFile === undefined ||
+          (typeof j.agent.pidFile === 'string' && path.isAbsolute(j.agent.pidFile))))) &&
+    (j.efsMount === undefined ||
+      (typeof j.efsMount.mountPoint === 'string' &&
+        path.isAbsolute(j.efsMount.mountPoint) &&
+        (j.efsMount.unit === undefined || /^[A-Za-z0-9:_.\\-]+\.mount$/.test(j.efsMount.unit))));
   if (!ok)
     throw new InputError(
       'INVALID_ARGUMENT',

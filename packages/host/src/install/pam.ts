@@ -33,7 +33,7 @@ function isOurLine(line: string, paths: HostPaths): boolean {
  */
 export function removePamHook(text: string, paths: HostPaths): RemovedLines {
   const notes: string[] = [];
-  const kept = removeMkhomedirSession(text)
+  const kept = removeEfsHomeSession(removeMkhomedirSession(text), paths)
     .split('\n')
     .filter((line) => {
       if (!isOurLine(line, paths)) return true;
@@ -103,5 +103,37 @@ export function insertMkhomedirSession(text: string): string {
   const lines = removeMkhomedirSession(text).split('\n');
   const at = lines[lines.length - 1] === '' ? lines.length - 1 : lines.length;
   lines.splice(at, 0, MKHOMEDIR_COMMENT, MKHOMEDIR_LINE);
+  return lines.join('\n');
+}
+
+/**
+ * Homes on EFS (issue 15): the session stage runs keymaker's home hook instead of pam_mkhomedir, in both modes.
+ * `required`: while the share is not mounted, or the home is a symlink or somebody else's, the hook fails and so
+ * does the session of a user whose home is on the share; other users' sessions are not its business (it exits 0).
+ */
+export const EFS_HOME_COMMENT =
+  '# keymaker: check and create the home of an IAM user on the EFS share ("keymaker uninstall" removes this)';
+
+export function efsHomeSessionLine(paths: HostPaths): string {
+  return `session required pam_exec.so quiet type=open_session ${paths.efsHomeCommand}`;
+}
+
+export function removeEfsHomeSession(text: string, paths: HostPaths): string {
+  const lines = text.split('\n');
+  const kept: string[] = [];
+  for (let i = 0; i < lines.length; i++) {
+    if (lines[i]!.trim() === EFS_HOME_COMMENT) {
+      if (lines[i + 1]?.trim() === efsHomeSessionLine(paths)) i++;
+      continue;
+    }
+    kept.push(lines[i]!);
+  }
+  return kept.join('\n');
+}
+
+export function insertEfsHomeSession(text: string, paths: HostPaths): string {
+  const lines = removeEfsHomeSession(text, paths).split('\n');
+  const at = lines[lines.length - 1] === '' ? lines.length - 1 : lines.length;
+  lines.splice(at, 0, EFS_HOME_COMMENT, efsHomeSessionLine(paths));
   return lines.join('\n');
 }

@@ -1,6 +1,14 @@
 import * as path from 'node:path';
 import { HostError, InputError, linuxNameProblem } from '@keymaker/core';
-import { DEFAULT_HOST_CONFIG, parseHostConfig, serializeHostConfig, type HostConfig } from '../config/host-config';
+import {
+  DEFAULT_EFS_HOME_BASE,
+  DEFAULT_HOST_CONFIG,
+  efsHomeBaseOf,
+  parseHostConfig,
+  serializeHostConfig,
+  type HostConfig,
+} from '../config/host-config';
+import { insertFstabBlock, mountUnitName, planEfsMount, removeFstabBlock, type EfsMount } from './efs-mount';
 import type { HostPaths } from '../system/paths';
 import {
   journalPath,
@@ -14,7 +22,7 @@ import {
 import { agentInstallPaths, type InstallMode } from './agent-mode';
 import { agentKeysSocketUnit, agentServiceUnit, agentSocketUnit, AGENT_KEYS_SOCKET, AGENT_SOCKET } from './agent-units';
 import { addSystemdToNsswitch } from './nsswitch';
-import { insertMkhomedirSession, insertPamHook, removePamHook } from './pam';
+import { insertEfsHomeSession, insertMkhomedirSession, insertPamHook, removePamHook } from './pam';
 import type { SafePathTarget } from '../system/root-owned';
 import { keysClientScript } from '../agent/keys-client-script';
 import { summarizeStep, type InstallStep, type InstallStepSummary } from './steps';
@@ -42,6 +50,7 @@ import {
 import {
   authorizedKeysWrapper,
   cronFile,
+  efsHomeWrapper,
   pamCreateAccountWrapper,
   SYNC_TIMER,
   syncGroupsWrapper,
@@ -70,6 +79,8 @@ export interface InstallOptions {
   profile?: string;
   /** compat (default): JIT account through PAM, group sync. agent: NSS and keys from `keymaker agent`. */
   mode?: InstallMode;
+  /** FS_ID[:/PATH]: managed users' homes on this EFS file system (issue 15). */
+  efsHome?: string;
 }
 
 /** What is on the machine now; gathered by the applier, so planning is pure. */
@@ -102,6 +113,8 @@ export interface InstallSnapshot {
   nssSystemdLibrary?: string;
   /** visudo and whether the sudo policy is valid as it is; undefined when sudo is not installed. */
   sudo?: SudoOnHost;
+  /** amazon-efs-utils' mount.efs is installed (then the EFS share is mounted with it, over TLS). */
+  efsUtils?: boolean;
 }
 
 export interface PlannedFile {
@@ -137,6 +150,8 @@ export interface InstallPlan {
   config: HostConfig;
   /** What sshd, PAM and the schedule run or read: checked against sshd's safe-path rule first. */
   safePathTargets: SafePathTarget[];
+  /** The EFS home share, when homes live there (efs-mount.ts). */
+  efsMount?: EfsMount;
   /** Everything install does, in order: the checks, then each change with its undo (steps.ts). */
   steps: InstallStep[];
   warnings: string[];
@@ -168,6 +183,7 @@ function hostConfigFor(snapshot: InstallSnapshot, options: InstallOptions, warni
   set('profile', options.profile);
   set('syncIntervalMinutes', options.syncIntervalMinutes);
   set('agentRefreshSeconds', options.agentRefreshSeconds);
+  set('efsHome', options.efsHome);
   config.authorizedKeysCommandUser = options.user;
   if (snapshot.credentials) config.sharedCredentialsFile = credentialsPath(options.paths);
   // Validates the whole config exactly as the lookup will read it.
@@ -227,7 +243,9 @@ export function planInstall(snapshot: InstallSnapshot, options: InstallOptions):
   if (credentialBytes) add(credentials, credentialBytes, 0o640, 'AWS credentials for the lookup', { group: user });
   add(paths.hostBundle, snapshot.bundle, 0o644, 'host bundle (lookup, PAM hook, group sync)');
   addSudo(snapshot, paths, add, warnings);
-  if (options.mode === 'agent') return planAgentInstall(snapshot, options, { config, files, add, warnings, pamState });
+  const efsMount = planEfsHomeFiles(snapshot, options, config, add);
+  if (options.mode === 'agent')
+    return planAgentInstall(snapshot, options, { config, files, add, warnings, pamState, efsMount });
   add(paths.authorizedKeysCommand, authorizedKeysWrapper(paths, options.nodePath), 0o755, 'AuthorizedKeysCommand');
   add(
     paths.pamCreateAccountCommand,
@@ -260,7 +278,8 @@ export function planInstall(snapshot: InstallSnapshot, options: InstallOptions):
 
   const pamText = removePamHook(pamState.content.toString('utf8'), paths);
   warnings.push(...pamText.notes.map((n) => `${paths.pamSshd}: ${n}`));
-  add(paths.pamSshd, insertPamHook(pamText.text, paths), pamState.mode, 'PAM hook line', {
+  const withHook = insertPamHook(pamText.text, paths);
+  add(paths.pamSshd, efsMount ? insertEfsHomeSession(withHook, paths) : withHook, pamState.mode, 'PAM hook line', {
     kind: 'edited',
     owner: String(pamState.uid),
     group: String(pamState.gid),
@@ -298,7 +317,7 @@ export function planInstall(snapshot: InstallSnapshot, options: InstallOptions):
   const restores = (snapshot.journal?.files ?? []).map((f) => f.path).filter((p) => !planned.has(p));
 
   const dirs: PlannedDir[] = [
-    ...keymakerDirs(paths),
+    ...keymakerDirs(paths, config),
     // Written by root (sync, PAM hook), read by the lookup user; nobody else.
     { path: paths.cacheDir, mode: 0o750, owner: 'root', group: user, recursive: true },
   ];
@@ -308,6 +327,7 @@ export function planInstall(snapshot: InstallSnapshot, options: InstallOptions):
     { path: paths.authorizedKeysCommand, what: 'the AuthorizedKeysCommand', needOthers: 'exec' },
     { path: paths.pamCreateAccountCommand, what: 'the PAM hook', needOthers: 'none' },
     { path: paths.syncGroupsCommand, what: 'the group sync command', needOthers: 'none' },
+    ...(efsMount ? [{ path: paths.efsHomeCommand, what: 'the EFS home hook', needOthers: 'none' as const }] : []),
   ];
 
   const plan: Omit<InstallPlan, 'steps'> = {
@@ -321,6 +341,7 @@ export function planInstall(snapshot: InstallSnapshot, options: InstallOptions):
     config,
     safePathTargets,
     warnings,
+    ...(efsMount ? { efsMount } : {}),
   };
   return { ...plan, steps: installSteps(snapshot, options, plan) };
 }
@@ -331,6 +352,7 @@ interface AgentPlanParts {
   add: (p: string, content: string | Buffer, mode: number, purpose: string, extra?: Partial<PlannedFile>) => void;
   warnings: string[];
   pamState: FileState;
+  efsMount?: EfsMount;
 }
 
 /**
@@ -380,13 +402,52 @@ function addSudo(snapshot: InstallSnapshot, paths: HostPaths, add: AgentPlanPart
     );
 }
 
-/** The directories both modes install: config, bundle, install state. */
-function keymakerDirs(paths: HostPaths): PlannedDir[] {
+/** The directories both modes install: config, bundle, install state, and the EFS mount point. */
+function keymakerDirs(paths: HostPaths, config: HostConfig): PlannedDir[] {
+  const efsBase = efsHomeBaseOf(config);
   return [
     { path: path.dirname(paths.configFile), mode: 0o755, owner: 'root', group: 'root', recursive: false },
     { path: paths.libDir, mode: 0o755, owner: 'root', group: 'root', recursive: false },
     { path: paths.stateDir, mode: 0o700, owner: 'root', group: 'root', recursive: false },
+    ...(efsBase ? [{ path: efsBase, mode: 0o755, owner: 'root', group: 'root', recursive: false }] : []),
   ];
+}
+
+/**
+ * Homes on EFS: the mount (a systemd unit, or keymaker's block in fstab, edited in place and taken out again on
+ * uninstall) and the session hook's wrapper. The hook line itself goes in with each mode's PAM edit.
+ */
+function planEfsHomeFiles(
+  snapshot: InstallSnapshot,
+  options: InstallOptions,
+  config: HostConfig,
+  add: AgentPlanParts['add'],
+): EfsMount | undefined {
+  const base = efsHomeBaseOf(config);
+  if (!config.efsHome || !base) return undefined;
+  const { paths } = options;
+  const mount = planEfsMount({
+    efsHome: config.efsHome,
+    mountPoint: base,
+    region: config.region,
+    efsUtils: !!snapshot.efsUtils,
+    systemd: snapshot.systemdRunning,
+    systemdDir: paths.systemdDir,
+  });
+  if (mount.unit) {
+    add(mount.unit.path, mount.unit.text, 0o644, `EFS home share mount unit (${mount.what})`);
+  } else {
+    const fstab = snapshot.files[paths.fstab];
+    add(
+      paths.fstab,
+      insertFstabBlock(fstab?.content.toString('utf8') ?? '', mount.fstabLine!),
+      fstab?.mode ?? 0o644,
+      `EFS home share mount line (${mount.what})`,
+      { kind: 'edited', owner: String(fstab?.uid ?? 0), group: String(fstab?.gid ?? 0) },
+    );
+  }
+  add(paths.efsHomeCommand, efsHomeWrapper(paths, options.nodePath), 0o755, 'PAM session hook (homes on EFS)');
+  return mount;
 }
 
 /** What sshd runs or reads in both modes, for the safe-path check; each mode adds its commands. */
@@ -412,7 +473,7 @@ const agentUnavailable = (why: string) =>
  */
 function planAgentInstall(snapshot: InstallSnapshot, options: InstallOptions, parts: AgentPlanParts): InstallPlan {
   const { paths, user } = options;
-  const { config, files, add, warnings, pamState } = parts;
+  const { config, files, add, warnings, pamState, efsMount } = parts;
   const agent = agentInstallPaths(paths);
   if (!snapshot.nssSystemdLibrary)
     throw agentUnavailable(
@@ -459,7 +520,9 @@ function planAgentInstall(snapshot: InstallSnapshot, options: InstallOptions, pa
     );
   const pamText = removePamHook(pamState.content.toString('utf8'), paths);
   warnings.push(...pamText.notes.map((n) => `${paths.pamSshd}: ${n}`));
-  add(paths.pamSshd, insertMkhomedirSession(pamText.text), pamState.mode, 'PAM session line (pam_mkhomedir)', {
+  // Homes on EFS: keymaker's hook makes the home (as the user, under root squash) instead of pam_mkhomedir.
+  const session = efsMount ? insertEfsHomeSession(pamText.text, paths) : insertMkhomedirSession(pamText.text);
+  add(paths.pamSshd, session, pamState.mode, `PAM session line (${efsMount ? 'EFS home hook' : 'pam_mkhomedir'})`, {
     kind: 'edited',
     owner: String(pamState.uid),
     group: String(pamState.gid),
@@ -493,7 +556,7 @@ function planAgentInstall(snapshot: InstallSnapshot, options: InstallOptions, pa
 
   const planned = new Set(files.map((f) => f.path));
   const restores = (snapshot.journal?.files ?? []).map((f) => f.path).filter((p) => !planned.has(p));
-  const dirs: PlannedDir[] = [...keymakerDirs(paths)];
+  const dirs: PlannedDir[] = [...keymakerDirs(paths, config)];
   // The detached agent's keys socket directory: root's, not writable by anyone else (keys-server.ts checks).
   if (!snapshot.systemdRunning)
     dirs.push({ path: path.dirname(agent.keysSocket), mode: 0o755, owner: 'root', group: 'root', recursive: true });
@@ -505,6 +568,7 @@ function planAgentInstall(snapshot: InstallSnapshot, options: InstallOptions, pa
       what: 'the compat lookup the keys client hands local accounts',
       needOthers: 'exec',
     },
+    ...(efsMount ? [{ path: paths.efsHomeCommand, what: 'the EFS home hook', needOthers: 'none' as const }] : []),
   ];
   const plan: Omit<InstallPlan, 'steps'> = {
     user: { name: user, create: !snapshot.userExists },
@@ -521,6 +585,7 @@ function planAgentInstall(snapshot: InstallSnapshot, options: InstallOptions, pa
     config,
     safePathTargets,
     warnings,
+    ...(efsMount ? { efsMount } : {}),
   };
   return { ...plan, steps: installSteps(snapshot, options, plan) };
 }
@@ -607,6 +672,10 @@ function installSteps(snapshot: InstallSnapshot, options: InstallOptions, plan: 
       : snapshot.systemdRunning
         ? { units: [AGENT_SOCKET, AGENT_KEYS_SOCKET] }
         : { units: [], pidFile: agentPaths.pidFile };
+  // The share, in the intent already: uninstall unmounts what a crashed run mounted.
+  const plannedEfs: InstallJournal['efsMount'] = plan.efsMount
+    ? { mountPoint: plan.efsMount.where, ...(plan.efsMount.unit ? { unit: plan.efsMount.unit.name } : {}) }
+    : previous?.efsMount;
   const intent: InstallJournal = {
     version: 1,
     user: { name: user, created: (previous?.user.name === user && previous.user.created) || plan.user.create },
@@ -614,6 +683,7 @@ function installSteps(snapshot: InstallSnapshot, options: InstallOptions, plan: 
     dirs: [...(previous?.dirs ?? []), ...newDirs.filter((d) => !previous?.dirs.some((p) => p.path === d.path))],
     systemdTimer: previous?.systemdTimer,
     ...(plannedAgent ? { agent: plannedAgent } : {}),
+    ...(plannedEfs ? { efsMount: plannedEfs } : {}),
   };
   const unchanged = (j: InstallJournal) => !!previous && serializeJournal(j) === serializeJournal(previous);
   if (!unchanged(intent)) steps.push({ kind: 'writeJournal', stage: 'intent', journal: intent });
@@ -660,6 +730,14 @@ function installSteps(snapshot: InstallSnapshot, options: InstallOptions, plan: 
     });
   }
   if (sudoChanges && visudo) steps.push({ kind: 'validate', check: 'sudoersLive', visudo, path: paths.sudoersDropIn });
+  // The share is mounted before sshd is reloaded: the hooks refuse managed logins until it is.
+  if (plan.efsMount?.unit)
+    steps.push({
+      kind: 'enableService',
+      unit: plan.efsMount.unit.name,
+      wasEnabled: previous?.efsMount?.unit === plan.efsMount.unit.name,
+    });
+  else if (plan.efsMount) steps.push({ kind: 'mountFilesystem', mountPoint: plan.efsMount.where });
   steps.push({
     kind: 'validate',
     check: 'sshdLive',
@@ -723,6 +801,9 @@ export function pathsToSnapshot(paths: HostPaths, journal?: InstallJournal): str
       paths.pamSshd,
       paths.sshdConfig,
       paths.sshdDropIn,
+      paths.fstab,
+      paths.efsHomeCommand,
+      path.join(paths.systemdDir, mountUnitName(DEFAULT_EFS_HOME_BASE)),
       agentInstallPaths(paths).keysClient,
       agentInstallPaths(paths).nsswitch,
       paths.sudoers,
@@ -784,7 +865,9 @@ export function undoJournalEntry(
         ? removePamHook(text, paths)
         : entry.path === paths.sudoConf
           ? removeDynamicGroups(text)
-          : removeSshdBlocks(text, paths);
+          : entry.path === paths.fstab
+            ? removeFstabBlock(text)
+            : removeSshdBlocks(text, paths);
     if (removed.text === text) return undefined;
     const notes = removed.notes.map((n) => `${entry.path}: ${n}`);
     // A file install created that holds nothing else goes again.
@@ -852,11 +935,16 @@ export function planUninstall(
   if (journal.agent?.pidFile) cleanUp.push({ kind: 'stopAgent', pidFile: journal.agent.pidFile });
   const agentUnits = systemdRunning ? (journal.agent?.units ?? []) : [];
   for (const unit of agentUnits) cleanUp.push({ kind: 'disableService', unit });
+  // The EFS share, once no login uses it: stopping its unit unmounts it; without systemd, umount.
+  const efs = journal.efsMount;
+  const efsUnit = efs?.unit && systemdRunning ? efs.unit : undefined;
+  if (efsUnit) cleanUp.push({ kind: 'disableService', unit: efsUnit });
+  else if (efs && !efs.unit) cleanUp.push({ kind: 'unmountFilesystem', mountPoint: efs.mountPoint });
   for (const e of others) {
     cleanUp.push(...restore(e));
     done(e.entry);
   }
-  if (timer || agentUnits.length > 0) cleanUp.push({ kind: 'reloadServiceManager' });
+  if (timer || agentUnits.length > 0 || efsUnit) cleanUp.push({ kind: 'reloadServiceManager' });
   cleanUp.push({ kind: 'removeFile', path: journalPath(paths) });
   for (const d of [...journal.dirs].reverse())
     cleanUp.push({ kind: 'removeDirectory', path: d.path, recursive: d.recursive });

@@ -7,6 +7,7 @@ import type { StepResult } from './apply-steps';
 import { ids, restoreState, writeJournal, writeThrough } from './file-ops';
 import { journalPath } from './journal';
 import { assertSafePaths } from '../system/root-owned';
+import { isMountPoint } from '../system/mounts';
 import {
   reloadSshd,
   sshdFileArgs,
@@ -256,6 +257,31 @@ export function performStep(ctx: StepContext, step: InstallStep): StepResult {
     case 'stopAgent':
       if (stopAgent(sys, step.pidFile)) log('stopped the keymaker agent');
       return {};
+    case 'mountFilesystem': {
+      const mounted = () => isMountPoint((p) => sys.stat(p), step.mountPoint);
+      if (mounted()) {
+        log(`${step.mountPoint} is mounted already`);
+        return {};
+      }
+      run(sys, ['mount', step.mountPoint]);
+      if (!mounted())
+        throw new HostError(
+          'SYSTEM_COMMAND_FAILED',
+          `mount ${step.mountPoint} reported success but nothing is mounted there`,
+        );
+      log(`mounted ${step.mountPoint}`);
+      return { undo: () => void sys.run(['umount', step.mountPoint]) };
+    }
+    case 'unmountFilesystem': {
+      if (!isMountPoint((p) => sys.stat(p), step.mountPoint)) return {};
+      const r = sys.run(['umount', step.mountPoint]);
+      if (r.code !== 0)
+        ctx.warn(
+          `umount ${step.mountPoint} failed (${firstLine(r.stderr.trim())}); unmount it by hand once no one uses it`,
+        );
+      else log(`unmounted ${step.mountPoint}`);
+      return {};
+    }
     case 'reloadSshd': {
       const message = reloadSshd(sys, ctx.sshd, paths);
       log(message);

@@ -153,6 +153,18 @@ export interface StopAgentStep {
   pidFile: string;
 }
 
+/** Without systemd: `mount MOUNTPOINT` from keymaker's fstab line (the EFS home share); undone by umount. */
+export interface MountFilesystemStep {
+  kind: 'mountFilesystem';
+  mountPoint: string;
+}
+
+/** Uninstall without systemd: `umount MOUNTPOINT` when something is mounted there; a busy share is a warning. */
+export interface UnmountFilesystemStep {
+  kind: 'unmountFilesystem';
+  mountPoint: string;
+}
+
 export type InstallStep =
   | ValidateStep
   | CreateSystemUserStep
@@ -168,7 +180,9 @@ export type InstallStep =
   | RemoveDirectoryStep
   | RemoveSystemUserStep
   | StartAgentStep
-  | StopAgentStep;
+  | StopAgentStep
+  | MountFilesystemStep
+  | UnmountFilesystemStep;
 
 export type InstallStepKind = InstallStep['kind'];
 
@@ -226,6 +240,10 @@ export function describeStep(step: InstallStep): string {
       return `start the keymaker agent detached (pid in ${step.pidFile}; nothing restarts it)`;
     case 'stopAgent':
       return `stop the keymaker agent (pid in ${step.pidFile})`;
+    case 'mountFilesystem':
+      return `mount ${step.mountPoint} (the EFS home share, from /etc/fstab)`;
+    case 'unmountFilesystem':
+      return `unmount ${step.mountPoint} (the EFS home share)`;
   }
 }
 
@@ -266,6 +284,10 @@ export function stepActivity(step: InstallStep): string {
       return 'starting the keymaker agent';
     case 'stopAgent':
       return 'stopping the keymaker agent';
+    case 'mountFilesystem':
+      return `mounting ${step.mountPoint}`;
+    case 'unmountFilesystem':
+      return `unmounting ${step.mountPoint}`;
   }
 }
 

@@ -30,6 +30,15 @@ export function pamCreateAccountWrapper(paths: HostPaths, nodePath: string): str
   return wrapper(paths, nodePath, 'pam_exec hook that creates the account of an IAM user', 'pam_create_account');
 }
 
+export function efsHomeWrapper(paths: HostPaths, nodePath: string): string {
+  return wrapper(
+    paths,
+    nodePath,
+    'pam_exec session hook that checks and creates a home on the EFS share',
+    'pam_efs_home',
+  );
+}
+
 /**
  * `--jitter SECONDS` (cron only) sleeps a random time first: IAM's rate limit
  * is per account, and a fleet whose clocks agree would otherwise call at once.

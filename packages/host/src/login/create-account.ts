@@ -21,6 +21,11 @@ export interface CreateAccountDeps {
   guard?: LoginGuard;
   /** keymaker's record of the accounts it manages: a created account is recorded (under the lock) before useradd. */
   managed: ManagedAccountsStore;
+  /**
+   * Homes on EFS: checked before anything is made (the share must be mounted, else no account: fail closed), and
+   * run once the account exists to make its home (accounts/efs-home.ts); what it throws refuses the login.
+   */
+  efsHome?: { assertReady: () => void; make: (account: { name: string; uid: number; gid: number }) => string };
 }
 
 export interface CreateAccountOptions {
@@ -33,7 +38,16 @@ export interface CreateAccountOptions {
 
 export type CreateAccountOutcome =
   | { kind: 'exists'; name: string }
-  | { kind: 'created'; name: string; uid: number; iamUserName: string; groups: string[]; skippedGroups: string[] };
+  | {
+      kind: 'created';
+      name: string;
+      uid: number;
+      iamUserName: string;
+      groups: string[];
+      skippedGroups: string[];
+      /** Homes on EFS: what the home step did ("created by user", "exists"). */
+      home?: string;
+    };
 
 /** Validates the name, refuses existing accounts, confirms the IAM user, then creates the account. */
 export async function createAccountForLogin(
@@ -45,6 +59,7 @@ export async function createAccountForLogin(
   if (await deps.accounts.user(name)) return { kind: 'exists', name };
   // A package's service account name is never created for an IAM user (before any IAM call).
   assertNotReservedName(name, options.reservedNames);
+  deps.efsHome?.assertReady();
 
   // Past this point every attempt costs IAM calls: remembered refusals and the rate limit come first.
   await deps.guard?.admit(name, options.source);
@@ -135,7 +150,16 @@ export async function createAccountForLogin(
     // then failed names no account; the next connection's creation makes it and finds it in place.
     await deps.managed.recordManaged([{ name, uid, iamUserId: authorized.user!.userId }]);
     await deps.admin.addUser(account);
-    return { kind: 'created', name, uid, iamUserName: authorized.iamUserName, groups, skippedGroups } as const;
+    const home = deps.efsHome?.make({ name, uid, gid: uid });
+    return {
+      kind: 'created',
+      name,
+      uid,
+      iamUserName: authorized.iamUserName,
+      groups,
+      skippedGroups,
+      ...(home ? { home } : {}),
+    } as const;
   });
 }
 

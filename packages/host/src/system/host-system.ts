@@ -22,6 +22,8 @@ export interface PathInfo {
   mode: number;
   uid: number;
   gid: number;
+  /** The device: a mount point's differs from its parent's. */
+  dev?: number;
 }
 
 export interface RunResult {
@@ -63,7 +65,7 @@ export interface HostSystem {
 
 function info(st: fs.Stats): PathInfo {
   const type = st.isFile() ? 'file' : st.isDirectory() ? 'dir' : st.isSymbolicLink() ? 'symlink' : 'other';
-  return { type, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid };
+  return { type, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, dev: st.dev };
 }
 
 function missing(error: unknown): boolean {

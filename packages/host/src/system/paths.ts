@@ -38,6 +38,10 @@ export interface HostPaths {
   sudoersDropIn: string;
   /** sudo's front-end config: install adds `Set group_source dynamic` (revocation in open sessions). */
   sudoConf: string;
+  /** pam_exec target in the session stage when homes live on EFS: refuses while the share is away, makes the home. */
+  efsHomeCommand: string;
+  /** The file systems table (the EFS mount where systemd is not PID 1). */
+  fstab: string;
 }
 
 export const DEFAULT_PATHS: HostPaths = {
@@ -60,4 +64,6 @@ export const DEFAULT_PATHS: HostPaths = {
   sudoers: '/etc/sudoers',
   sudoersDropIn: '/etc/sudoers.d/keymaker',
   sudoConf: '/etc/sudo.conf',
+  efsHomeCommand: '/usr/local/sbin/keymaker-efs-home',
+  fstab: '/etc/fstab',
 };
