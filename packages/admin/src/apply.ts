@@ -4,7 +4,9 @@
  */
 import {
   AddRoleToInstanceProfileCommand,
+  AttachGroupPolicyCommand,
   AttachRolePolicyCommand,
+  CreateGroupCommand,
   CreateInstanceProfileCommand,
   CreatePolicyCommand,
   CreatePolicyVersionCommand,
@@ -46,6 +48,7 @@ function runStep(iam: IAMClient, step: PlanStep): [operation: string, call: () =
               PolicyName: step.detail.policyName,
               PolicyDocument: JSON.stringify(step.detail.document),
               Description:
+                step.detail.description ??
                 'Keymaker: what EC2 instances need to resolve SSH logins from IAM (managed by keymaker configure)',
             }),
           ),
@@ -128,6 +131,16 @@ function runStep(iam: IAMClient, step: PlanStep): [operation: string, call: () =
         'AttachRolePolicy',
         () =>
           iam.send(new AttachRolePolicyCommand({ RoleName: step.detail.roleName, PolicyArn: step.detail.policyArn })),
+      ];
+    case 'createGroup':
+      return ['CreateGroup', () => iam.send(new CreateGroupCommand({ GroupName: step.detail.groupName }))];
+    case 'attachGroupPolicy':
+      return [
+        'AttachGroupPolicy',
+        () =>
+          iam.send(
+            new AttachGroupPolicyCommand({ GroupName: step.detail.groupName, PolicyArn: step.detail.policyArn }),
+          ),
       ];
   }
 }

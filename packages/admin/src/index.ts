@@ -3,14 +3,26 @@
 // two differ, so a change to the public API shows in review.
 
 // Options of keymaker configure, validated.
-export { DEFAULT_ID_RESOLVER_IAM_ROLE, DEFAULT_INSTANCE_IAM_POLICY, parseConfigureOptions } from './options';
-export type { ConfigureOptions, InstanceRoleRef, ProfileLookupEnv, RawConfigureOptions } from './options';
+export {
+  DEFAULT_ID_RESOLVER_IAM_ROLE,
+  DEFAULT_INSTANCE_IAM_POLICY,
+  DEFAULT_SELF_SERVICE_IAM_POLICY,
+  parseConfigureOptions,
+} from './options';
+export type {
+  ConfigureOptions,
+  InstanceRoleRef,
+  ProfileLookupEnv,
+  RawConfigureOptions,
+  SelfServiceOptions,
+} from './options';
 // What configure reads from IAM (read-only).
 export { readConfigureState } from './state';
 export type {
   AwsClients,
   ConfigureClients,
   ConfigureState,
+  GroupState,
   InstanceProfileState,
   ManagedPolicyState,
   PolicyVersionState,
@@ -38,5 +50,12 @@ export {
   instancePolicyDocument,
   resolverPolicyDocument,
   resolverTrustPolicy,
+  selfServicePolicyDocument,
 } from './policies';
-export type { InstancePolicyOptions, PolicyDocument, PolicyStatement, StringOrList } from './policies';
+export type {
+  InstancePolicyOptions,
+  PolicyDocument,
+  PolicyStatement,
+  SelfServicePolicyOptions,
+  StringOrList,
+} from './policies';

@@ -19,9 +19,11 @@ import {
   type RoleConfig,
   type UidScheme,
 } from '@keymaker/core';
+import { DEFAULT_SELF_SERVICE_IAM_POLICY } from './policies';
 
 export const DEFAULT_ID_RESOLVER_IAM_ROLE = 'KeymakerIdResolver';
 export const DEFAULT_INSTANCE_IAM_POLICY = 'KeymakerInstanceIAMReadAccess';
+export { DEFAULT_SELF_SERVICE_IAM_POLICY };
 
 /** Options as a command line or a script hands them over (camelCase or kebab-case keys). */
 export interface RawConfigureOptions {
@@ -34,6 +36,10 @@ export interface RawConfigureOptions {
   instanceIamPolicy?: unknown;
   uidScheme?: unknown;
   linuxGroupPrefix?: unknown;
+  /** IAM group whose members may manage their own SSH keys (the self-service policy is attached to it). */
+  selfServiceGroup?: unknown;
+  /** false (--no-mfa): uploads by self-service members need no MFA. Default true. */
+  mfa?: unknown;
   [key: string]: unknown;
 }
 
@@ -59,6 +65,17 @@ export interface ConfigureOptions {
   instanceIamPolicy: string;
   uidScheme?: UidScheme;
   linuxGroupPrefix?: string;
+  /** --self-service-group: the policy letting each member manage only her own SSH keys, attached to the group. */
+  selfService?: SelfServiceOptions;
+}
+
+export interface SelfServiceOptions {
+  /** The IAM group, in the account of the IAM users (the current credentials'). */
+  group: string;
+  /** Uploads need MFA (aws:MultiFactorAuthPresent); false with --no-mfa. */
+  requireMfa: boolean;
+  /** The managed policy's name. */
+  policyName: string;
 }
 
 const OPTION_KEYS: Record<keyof RawConfigureOptions & string, string> = {
@@ -71,6 +88,7 @@ const OPTION_KEYS: Record<keyof RawConfigureOptions & string, string> = {
   instanceIamPolicy: 'instance-iam-policy',
   uidScheme: 'uid-scheme',
   linuxGroupPrefix: 'linux-group-prefix',
+  selfServiceGroup: 'self-service-group',
 };
 
 function invalid(option: string, value: string, problem: string, fix: string): InputError {
@@ -226,9 +244,27 @@ export function parseConfigureOptions(raw: RawConfigureOptions): ConfigureOption
   const scheme = UID_SCHEMES.find((known) => known === uidScheme); // checked above: found when given
   if (scheme !== undefined) options.uidScheme = scheme;
   if (options.usernameSuffix === '') delete options.usernameSuffix; // an empty suffix is the default
+  const selfService = selfServiceOption(raw, checked('selfServiceGroup', 'requireIamGroup', groupFix));
+  if (selfService) options.selfService = selfService;
   // The tokens must also survive the round trip through a role description.
   assertValidRoleConfig(roleConfigFor(options));
   return options;
+}
+
+/** --self-service-group GROUP [--no-mfa]; --no-mfa alone is refused (it would silently do nothing). */
+function selfServiceOption(raw: RawConfigureOptions, group: string | undefined): SelfServiceOptions | undefined {
+  const mfa = raw.mfa ?? (raw['no-mfa'] === true || raw.noMfa === true ? false : undefined);
+  if (mfa !== undefined && typeof mfa !== 'boolean')
+    throw new InputError('INVALID_ARGUMENT', '--mfa takes no value; pass --no-mfa to let uploads go without MFA');
+  if (group === undefined) {
+    if (mfa === false)
+      throw new InputError(
+        'USAGE',
+        '--no-mfa applies to --self-service-group only; pass --self-service-group GROUP with it, or drop it',
+      );
+    return undefined;
+  }
+  return { group, requireMfa: mfa !== false, policyName: DEFAULT_SELF_SERVICE_IAM_POLICY };
 }
 
 /** The keymaker_* tokens configure writes, without the resolver pair (set by the plan when cross-account). */

@@ -8,6 +8,7 @@ import {
   policiesEqual,
   resolverPolicyDocument,
   resolverTrustPolicy,
+  selfServicePolicyDocument,
   trustPolicyAllows,
   withTrustStatement,
   type PolicyDocument,
@@ -31,7 +32,11 @@ export interface StepBase {
 
 export type PlanStep = StepBase &
   (
-    | { action: 'createPolicy'; detail: { policyName: string; document: PolicyDocument } }
+    | {
+        action: 'createPolicy';
+        /** description: what IAM shows for the policy; absent for the instance policy (apply.ts's text). */
+        detail: { policyName: string; document: PolicyDocument; description?: string };
+      }
     | {
         action: 'createPolicyVersion';
         detail: { policyArn: string; document: PolicyDocument; setAsDefault: true; replacesVersionId?: string };
@@ -46,6 +51,8 @@ export type PlanStep = StepBase &
     | { action: 'createInstanceProfile'; detail: { instanceProfileName: string; path: string } }
     | { action: 'addRoleToInstanceProfile'; detail: { instanceProfileName: string; roleName: string } }
     | { action: 'attachRolePolicy'; detail: { roleName: string; policyArn: string } }
+    | { action: 'createGroup'; detail: { groupName: string } }
+    | { action: 'attachGroupPolicy'; detail: { groupName: string; policyArn: string } }
   );
 
 export type PlanAction = PlanStep['action'];
@@ -55,8 +62,8 @@ export interface Plan {
   accounts: { instance: string; resolver?: string };
   instanceRoleArn: string;
   resolverRoleArn?: string;
-  /** Managed policy ARNs, per side. */
-  policyArns: { instance: string; resolver?: string };
+  /** Managed policy ARNs, per side, and the self-service policy's. */
+  policyArns: { instance: string; resolver?: string; selfService?: string };
   /** The keymaker_* tokens the instance role's description carries after the plan. */
   config: RoleConfig;
   /** In order; empty when IAM already matches the options. */
@@ -90,13 +97,14 @@ function policySteps(
   account: string,
   policy: ManagedPolicyState,
   document: PolicyDocument,
+  description?: string,
 ): void {
   if (!policy.exists) {
     list.add(side, {
       action: 'createPolicy',
       target: policy.arn,
       summary: `create managed policy ${policy.name} in account ${account}`,
-      detail: { policyName: policy.name, document },
+      detail: { policyName: policy.name, document, ...(description ? { description } : {}) },
     });
     return;
   }
@@ -171,6 +179,34 @@ function attachStep(list: StepList, side: Side, account: string, role: RoleState
     target: role.arn,
     summary: `attach policy ${policy.name} to role ${role.name} in account ${account}`,
     detail: { roleName: role.name, policyArn: policy.arn },
+  });
+}
+
+/**
+ * --self-service-group: the policy letting each member manage only her own SSH keys (policies.ts), created or
+ * brought to the wanted document, the group created when missing, and the policy attached to it. Runs with the
+ * current credentials: the account of the IAM users.
+ */
+function selfServiceSteps(list: StepList, state: ConfigureState, requireMfa: boolean): void {
+  const { accountId, group, policy } = state.selfService!;
+  const side: Side = state.crossAccount ? 'resolver' : 'instance';
+  const document = selfServicePolicyDocument({ partition: state.partition, accountId, requireMfa });
+  const description = `Keymaker: members of ${group.name} manage only their own SSH keys${requireMfa ? ' (uploads need MFA)' : ''} (managed by keymaker configure)`;
+  policySteps(list, side, accountId, policy, document, description);
+  if (!group.exists) {
+    list.add(side, {
+      action: 'createGroup',
+      target: `arn:${state.partition}:iam::${accountId}:group/${group.name}`,
+      summary: `create IAM group ${group.name} in account ${accountId}`,
+      detail: { groupName: group.name },
+    });
+  }
+  if (group.attachedPolicyArns.includes(policy.arn)) return;
+  list.add(side, {
+    action: 'attachGroupPolicy',
+    target: `arn:${state.partition}:iam::${accountId}:group/${group.name}`,
+    summary: `attach policy ${policy.name} to IAM group ${group.name} in account ${accountId} (its members manage only their own SSH keys${requireMfa ? ', uploads with MFA' : ', uploads without MFA (--no-mfa)'})`,
+    detail: { groupName: group.name, policyArn: policy.arn },
   });
 }
 
@@ -270,6 +306,7 @@ export function planConfigure(state: ConfigureState, options: ConfigureOptions):
     );
     attachStep(list, 'resolver', resolver.accountId, resolver.role, resolver.policy);
   }
+  if (state.selfService && options.selfService) selfServiceSteps(list, state, options.selfService.requireMfa);
   if (description !== previousDescription) {
     list.add('instance', {
       action: 'updateRoleDescription',
@@ -284,7 +321,11 @@ export function planConfigure(state: ConfigureState, options: ConfigureOptions):
     accounts: { instance: instance.accountId, ...(resolver ? { resolver: resolver.accountId } : {}) },
     instanceRoleArn,
     ...(resolverRoleArn ? { resolverRoleArn } : {}),
-    policyArns: { instance: instance.policy.arn, ...(resolver ? { resolver: resolver.policy.arn } : {}) },
+    policyArns: {
+      instance: instance.policy.arn,
+      ...(resolver ? { resolver: resolver.policy.arn } : {}),
+      ...(state.selfService ? { selfService: state.selfService.policy.arn } : {}),
+    },
     config,
     steps: list.steps,
   };

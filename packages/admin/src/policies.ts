@@ -119,6 +119,58 @@ export function resolverPolicyDocument(): PolicyDocument {
   return instancePolicyDocument();
 }
 
+/** Default name of the self-service policy (configure --self-service-group). */
+export const DEFAULT_SELF_SERVICE_IAM_POLICY = 'KeymakerSelfServiceSSHKeys';
+
+export interface SelfServicePolicyOptions {
+  partition?: string;
+  /** The 12-digit account that holds the IAM users (and the group the policy is attached to). */
+  accountId: string;
+  /** Uploads need MFA in the signed-in session (aws:MultiFactorAuthPresent). Default true. */
+  requireMfa?: boolean;
+}
+
+/**
+ * Who may grant access (issue 12): whoever can put an SSH key on an IAM user can log in as that user, so the
+ * members of the self-service group may manage only their OWN keys: the one resource is the caller's own user
+ * (`${aws:username}`, users at path /). List and read, enable/disable (UpdateSSHPublicKey) and delete need no
+ * MFA (a stolen session can only lock its owner out); an upload, the one call that grants a login, needs MFA
+ * unless requireMfa is false. A session without MFA (long-term access keys) has no aws:MultiFactorAuthPresent,
+ * and the Bool condition then fails: no upload.
+ */
+export function selfServicePolicyDocument(options: SelfServicePolicyOptions): PolicyDocument {
+  const partition = options.partition ?? 'aws';
+  if (!/^\d{12}$/.test(options.accountId))
+    throw new TypeError(`accountId must be 12 digits, got ${JSON.stringify(options.accountId)}`);
+  if (!/^aws(-[a-z]+)*$/.test(partition)) throw new TypeError(`not an AWS partition: ${JSON.stringify(partition)}`);
+  const ownUser = `arn:${partition}:iam::${options.accountId}:user/\${aws:username}`;
+  const upload: PolicyStatement = {
+    Sid: options.requireMfa === false ? 'KeymakerUploadOwnSshKeys' : 'KeymakerUploadOwnSshKeysWithMfa',
+    Effect: 'Allow',
+    Action: 'iam:UploadSSHPublicKey',
+    Resource: ownUser,
+  };
+  if (options.requireMfa !== false) upload.Condition = { Bool: { 'aws:MultiFactorAuthPresent': 'true' } };
+  return {
+    Version: POLICY_LANGUAGE_VERSION,
+    Statement: [
+      {
+        Sid: 'KeymakerReadOwnSshKeys',
+        Effect: 'Allow',
+        Action: ['iam:ListSSHPublicKeys', 'iam:GetSSHPublicKey'],
+        Resource: ownUser,
+      },
+      {
+        Sid: 'KeymakerEnableDisableDeleteOwnSshKeys',
+        Effect: 'Allow',
+        Action: ['iam:UpdateSSHPublicKey', 'iam:DeleteSSHPublicKey'],
+        Resource: ownUser,
+      },
+      upload,
+    ],
+  };
+}
+
 export const EC2_SERVICE_PRINCIPAL = 'ec2.amazonaws.com';
 
 /** Trust policy of the instance role: EC2 may assume it (for the instance profile). */

@@ -3,7 +3,9 @@
  * planner can compute the difference. Read-only; every failure is mapped to a KeymakerError naming the call.
  */
 import {
+  GetGroupCommand,
   GetInstanceProfileCommand,
+  ListAttachedGroupPoliciesCommand,
   GetPolicyCommand,
   GetPolicyVersionCommand,
   GetRoleCommand,
@@ -79,6 +81,12 @@ export interface InstanceProfileState {
   roleNames: string[];
 }
 
+export interface GroupState {
+  name: string;
+  exists: boolean;
+  attachedPolicyArns: string[];
+}
+
 export interface ConfigureState {
   /** Who runs configure (the current credentials). */
   caller: CallerIdentity;
@@ -95,6 +103,12 @@ export interface ConfigureState {
     accountId: string;
     policy: ManagedPolicyState;
     role: RoleState;
+  };
+  /** --self-service-group: the group and its policy, in the account of the IAM users (the current credentials'). */
+  selfService?: {
+    accountId: string;
+    group: GroupState;
+    policy: ManagedPolicyState;
   };
 }
 
@@ -211,6 +225,24 @@ export async function readInstanceProfile(iam: IAMClient, name: string): Promise
   };
 }
 
+export async function readGroup(iam: IAMClient, name: string): Promise<GroupState> {
+  const got = await missingIsUndefined('GetGroup', () => iam.send(new GetGroupCommand({ GroupName: name })));
+  if (!got) return { name, exists: false, attachedPolicyArns: [] };
+  const attachedPolicyArns = await collectPages('ListAttachedGroupPolicies', async (marker) => {
+    const out = await adminCall('ListAttachedGroupPolicies', () =>
+      iam.send(new ListAttachedGroupPoliciesCommand({ GroupName: name, Marker: marker })),
+    );
+    return {
+      items: (out.AttachedPolicies ?? []).map((p) =>
+        requireString(p.PolicyArn, 'ListAttachedGroupPolicies', 'PolicyArn'),
+      ),
+      isTruncated: out.IsTruncated,
+      marker: out.Marker,
+    };
+  });
+  return { name, exists: true, attachedPolicyArns };
+}
+
 function partitionOf(caller: CallerIdentity): string {
   return parseArn(caller.arn)?.partition ?? 'aws';
 }
@@ -287,6 +319,15 @@ export async function readConfigureState(
       ),
     ]);
     state.resolver = { accountId: resolverAccount, policy: resolverPolicy, role: resolverRole };
+  }
+  if (options.selfService) {
+    // The IAM users are in the current account (single-account, or the ID-resolver account).
+    const { group, policyName } = options.selfService;
+    const [groupState, policyState] = await Promise.all([
+      readGroup(clients.iam, group),
+      readManagedPolicy(clients.iam, policyArn(partition, caller.accountId, policyName), policyName),
+    ]);
+    state.selfService = { accountId: caller.accountId, group: groupState, policy: policyState };
   }
   return state;
 }

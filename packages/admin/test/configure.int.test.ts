@@ -4,7 +4,9 @@ import * as path from 'node:path';
 import {
   CreatePolicyCommand,
   CreatePolicyVersionCommand,
+  CreateGroupCommand,
   GetInstanceProfileCommand,
+  ListAttachedGroupPoliciesCommand,
   GetPolicyCommand,
   GetPolicyVersionCommand,
   GetRoleCommand,
@@ -21,6 +23,7 @@ import {
   resolverPolicyDocument,
   resolverTrustPolicy,
   runConfigureCommand,
+  selfServicePolicyDocument,
   type ClientFactory,
   type ConfigureCommandOptions,
   type Plan,
@@ -112,6 +115,45 @@ async function attached(client: IAMClient, name: string): Promise<string[]> {
 }
 
 const policyArnA = `arn:aws:iam::${DEFAULT_ACCOUNT_ID}:policy/${POLICY}`;
+
+describe('keymaker configure --self-service-group (who may grant access)', () => {
+  const selfServiceArn = `arn:aws:iam::${DEFAULT_ACCOUNT_ID}:policy/KeymakerSelfServiceSSHKeys`;
+  const groupPolicies = async (group: string) =>
+    ((await iam.send(new ListAttachedGroupPoliciesCommand({ GroupName: group }))).AttachedPolicies ?? []).map(
+      (p) => p.PolicyArn!,
+    );
+
+  it('creates the least-privilege policy, attaches it to the group; a second run changes nothing', async () => {
+    await iam.send(new CreateGroupCommand({ GroupName: 'engineers' }));
+    const options = { instanceIamRole: 'keymaker-instance', 'self-service-group': 'engineers' };
+    const first = await run(options);
+    expect({ code: first.exitCode, stderr: first.stderr }).toEqual({ code: 0, stderr: [] });
+    expect(first.stdout.join('\n')).toMatch(/attach policy KeymakerSelfServiceSSHKeys to IAM group engineers/);
+    expect(await policyDocument(iam, selfServiceArn)).toEqual(
+      selfServicePolicyDocument({ accountId: DEFAULT_ACCOUNT_ID }),
+    );
+    expect(await groupPolicies('engineers')).toEqual([selfServiceArn]);
+    // The self-service group is no role token: the description does not name it.
+    expect((await role(iam, 'keymaker-instance')).Description ?? '').not.toMatch(/engineers/);
+
+    const second = await run({ ...options, json: true });
+    const json = JSON.parse(second.stdout.join('\n')) as ConfigureJson;
+    expect(json).toMatchObject({ ok: true, changed: false, nothingToChange: true });
+    expect(await versions(iam, selfServiceArn)).toEqual([{ id: 'v1', isDefault: true }]);
+  });
+
+  it('--no-mfa: a new default version without the MFA condition; a missing group is created', async () => {
+    const options = { instanceIamRole: 'keymaker-instance', 'self-service-group': 'new-team' };
+    expect((await run(options)).exitCode).toBe(0);
+    expect(await groupPolicies('new-team')).toEqual([selfServiceArn]);
+    const noMfa = await run({ ...options, mfa: false, json: true });
+    const json = JSON.parse(noMfa.stdout.join('\n')) as ConfigureJson;
+    expect(json.plan.steps.map((s) => s.action)).toEqual(['createPolicyVersion']);
+    const document = await policyDocument(iam, selfServiceArn);
+    expect(document).toEqual(selfServicePolicyDocument({ accountId: DEFAULT_ACCOUNT_ID, requireMfa: false }));
+    expect(JSON.stringify(document)).not.toContain('MultiFactorAuthPresent');
+  });
+});
 
 describe('keymaker configure, single account', () => {
   it('sets up a fresh account: policy, role, instance profile, attachment, description', async () => {

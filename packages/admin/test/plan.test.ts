@@ -10,6 +10,8 @@ import {
   planToJson,
   resolverPolicyDocument,
   resolverTrustPolicy,
+  selfServicePolicyDocument,
+  DEFAULT_SELF_SERVICE_IAM_POLICY,
   type ConfigureOptions,
   type ConfigureState,
   type ManagedPolicyState,
@@ -205,6 +207,73 @@ describe('configure --sudo-iam-group', () => {
   });
 });
 
+describe('configure --self-service-group (who may grant access, issue 12)', () => {
+  const ssArn = (acct = A) => `arn:aws:iam::${acct}:policy/${DEFAULT_SELF_SERVICE_IAM_POLICY}`;
+  const withSelfService = (state: ConfigureState, over: Partial<NonNullable<ConfigureState['selfService']>> = {}) => ({
+    ...state,
+    selfService: {
+      accountId: A,
+      group: { name: 'engineers', exists: true, attachedPolicyArns: [] },
+      policy: { name: DEFAULT_SELF_SERVICE_IAM_POLICY, arn: ssArn(), exists: false, versions: [] },
+      ...over,
+    },
+  });
+
+  it('parses --self-service-group and --no-mfa (yargs gives mfa: false); --no-mfa alone is refused', () => {
+    expect(opts({ 'self-service-group': 'engineers' }).selfService).toEqual({
+      group: 'engineers',
+      requireMfa: true,
+      policyName: DEFAULT_SELF_SERVICE_IAM_POLICY,
+    });
+    expect(opts({ 'self-service-group': 'engineers', mfa: false }).selfService?.requireMfa).toBe(false);
+    expect(() => opts({ mfa: false })).toThrow(/^--no-mfa applies to --self-service-group only/);
+    expect(() => opts({ 'self-service-group': 'a/b' })).toThrow(/^--self-service-group "a\/b"/);
+    expect(opts({}).selfService).toBeUndefined();
+  });
+
+  it('creates the policy, attaches it to the group, leaves the role description alone', () => {
+    const plan = planConfigure(
+      withSelfService(configuredState('web hosts')),
+      opts({ 'self-service-group': 'engineers' }),
+    );
+    expect(plan.steps.map((s) => `${s.action} ${s.target}`)).toEqual([
+      `createPolicy ${ssArn()}`,
+      `attachGroupPolicy arn:aws:iam::${A}:group/engineers`,
+    ]);
+    expect(plan.steps[0]!.detail).toMatchObject({
+      policyName: DEFAULT_SELF_SERVICE_IAM_POLICY,
+      document: selfServicePolicyDocument({ accountId: A }),
+    });
+    expect(plan.policyArns.selfService).toBe(ssArn());
+  });
+
+  it('a missing group is created first; the plan is idempotent once IAM holds it all', () => {
+    const options = opts({ 'self-service-group': 'engineers' });
+    const missing = planConfigure(
+      withSelfService(configuredState('web hosts'), {
+        group: { name: 'engineers', exists: false, attachedPolicyArns: [] },
+      }),
+      options,
+    );
+    expect(missing.steps.map((s) => s.action)).toEqual(['createPolicy', 'createGroup', 'attachGroupPolicy']);
+    const done = withSelfService(configuredState('web hosts'), {
+      group: { name: 'engineers', exists: true, attachedPolicyArns: [ssArn()] },
+      policy: {
+        ...policy(selfServicePolicyDocument({ accountId: A })),
+        name: DEFAULT_SELF_SERVICE_IAM_POLICY,
+        arn: ssArn(),
+      },
+    });
+    expect(planConfigure(done, options).steps).toEqual([]);
+    // Switching MFA off (or back on) is a new policy version, nothing else.
+    const noMfa = planConfigure(done, opts({ 'self-service-group': 'engineers', mfa: false }));
+    expect(noMfa.steps.map((s) => s.action)).toEqual(['createPolicyVersion']);
+    expect(noMfa.steps[0]!.detail).toMatchObject({
+      document: selfServicePolicyDocument({ accountId: A, requireMfa: false }),
+    });
+  });
+});
+
 describe('planConfigure, single account', () => {
   it('fresh account: every step, in order', () => {
     const plan = planConfigure(freshState(), opts({ requireIamGroup: 'ssh-users' }));
@@ -381,6 +450,33 @@ describe('planConfigure, cross-account', () => {
       resolverRoleArn: resolverArn,
     });
     expect(formatPlan(plan)).toMatchSnapshot();
+  });
+
+  it("--self-service-group: the policy and the group are in the users' account, with the current credentials", () => {
+    const state: ConfigureState = {
+      ...crossState(),
+      selfService: {
+        accountId: A,
+        group: { name: 'engineers', exists: true, attachedPolicyArns: [] },
+        policy: {
+          name: 'KeymakerSelfServiceSSHKeys',
+          arn: `arn:aws:iam::${A}:policy/KeymakerSelfServiceSSHKeys`,
+          exists: false,
+          versions: [],
+        },
+      },
+    };
+    const plan = planConfigure(
+      state,
+      opts({ instanceIamRole: instanceRoleArn, crossAccountProfile: 'b', selfServiceGroup: 'engineers' }),
+    );
+    const selfService = plan.steps.filter((s) => s.action === 'attachGroupPolicy' || s.target.includes('SelfService'));
+    expect(selfService.map((s) => `${s.side}:${s.account}:${s.action}`)).toEqual([
+      `resolver:${A}:createPolicy`,
+      `resolver:${A}:attachGroupPolicy`,
+    ]);
+    expect(selfService[0]!.detail).toMatchObject({ document: selfServicePolicyDocument({ accountId: A }) });
+    expect(plan.steps.at(-1)!.action).toBe('updateRoleDescription');
   });
 
   it('an existing resolver role trusted by another instance role keeps that trust and gains this one', () => {

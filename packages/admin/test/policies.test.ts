@@ -4,6 +4,7 @@ import {
   instancePolicyDocument,
   resolverPolicyDocument,
   resolverTrustPolicy,
+  selfServicePolicyDocument,
 } from '@keymaker/admin';
 import {
   canonicalPolicyJson,
@@ -170,5 +171,42 @@ describe('trust policy helpers', () => {
     ]);
     expect(trustPolicyAllows(merged, { Service: 'ec2.amazonaws.com' })).toBe(true);
     expect(trustPolicyAllows(merged, { Service: 'lambda.amazonaws.com' })).toBe(true);
+  });
+});
+
+describe('the self-service policy (configure --self-service-group)', () => {
+  const ACCOUNT = '123456789012';
+
+  it('with MFA for uploads (the default)', () => {
+    expect(selfServicePolicyDocument({ accountId: ACCOUNT })).toMatchSnapshot();
+  });
+
+  it('--no-mfa', () => {
+    expect(selfServicePolicyDocument({ accountId: ACCOUNT, requireMfa: false })).toMatchSnapshot();
+  });
+
+  it("every statement is on the caller's own user only, and only SSH key actions", () => {
+    for (const requireMfa of [true, false]) {
+      for (const s of selfServicePolicyDocument({ accountId: ACCOUNT, requireMfa }).Statement) {
+        expect(s.Effect).toBe('Allow');
+        expect(s.Resource).toBe(`arn:aws:iam::${ACCOUNT}:user/\${aws:username}`);
+        for (const action of [s.Action].flat() as string[])
+          expect(action).toMatch(/^iam:(List|Get|Upload|Update|Delete)SSHPublicKeys?$/);
+      }
+    }
+  });
+
+  it('only the upload carries the MFA condition, and --no-mfa drops it', () => {
+    const conditioned = (requireMfa: boolean) =>
+      selfServicePolicyDocument({ accountId: ACCOUNT, requireMfa })
+        .Statement.filter((s) => s.Condition)
+        .map((s) => [s.Action, s.Condition]);
+    expect(conditioned(true)).toEqual([['iam:UploadSSHPublicKey', { Bool: { 'aws:MultiFactorAuthPresent': 'true' } }]]);
+    expect(conditioned(false)).toEqual([]);
+  });
+
+  it('refuses an account that is not 12 digits and a partition that is not one', () => {
+    expect(() => selfServicePolicyDocument({ accountId: '*' })).toThrow(/12 digits/);
+    expect(() => selfServicePolicyDocument({ accountId: ACCOUNT, partition: 'aws:*' })).toThrow(/partition/);
   });
 });

@@ -37,6 +37,14 @@ export function registerConfigureCommand(commands: Commands): Commands {
           type: 'string',
           describe: 'IAM group prefix for Linux groups (default keymaker_)',
         })
+        .option('self-service-group', {
+          type: 'string',
+          describe: 'attach a policy to this IAM group: each member manages only her own SSH keys',
+        })
+        .option('mfa', {
+          type: 'boolean',
+          describe: 'with --self-service-group: key uploads need MFA (default); --no-mfa lets them go without',
+        })
         .option('dry-run', { type: 'boolean', describe: 'print the plan; change nothing' }),
     (args) =>
       runCommand(args.debug, async () => {
