@@ -45,6 +45,8 @@ export const EXIT_CODE_MEANINGS: Record<ErrorCode, string> & Record<string, stri
     'install --mode agent cannot work on this host (libnss-systemd missing, or an nsswitch.conf line stops before systemd)',
   EFS_HOME_REFUSED:
     'a home on the EFS share is refused (share not mounted, symlink, owned by another UID, UID collision): login refused',
+  SYNC_PARTIAL:
+    'sync_groups applied every change it could, but at least one failed (named on stderr and in syslog); the next run retries it',
 };
 
 export interface ExitCodeRow {

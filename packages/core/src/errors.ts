@@ -41,6 +41,7 @@ export const EXIT_CODES = {
   STATUS_PROBLEMS: 50,
   AGENT_MODE_UNAVAILABLE: 51,
   EFS_HOME_REFUSED: 55,
+  SYNC_PARTIAL: 56,
 } as const;
 
 export type ErrorCode = keyof typeof EXIT_CODES;

@@ -54,6 +54,7 @@ export type {
   InstallStepKind,
   InstallStepSummary,
   MakeDirectoryStep,
+  MatchProbe,
   ReloadServiceManagerStep,
   ReloadSshdStep,
   RemoveDirectoryStep,
@@ -107,7 +108,13 @@ export type {
 // The narrow interfaces the commands take their side effects through (a host, or a test).
 export type { ProcessOptions, ProcessResult, RuntimeSystem } from './system/runtime-system';
 export type { GroupEntry, LocalAccounts, LocalAdmin, NewAccount, PasswdEntry } from './accounts/local-accounts';
-export type { ManagedAccount, ManagedAccountsStore } from './accounts/managed-accounts';
+export type {
+  ManagedAccount,
+  ManagedAccountsStore,
+  ManagedGroup,
+  ManagedGroupsStore,
+} from './accounts/managed-accounts';
+export { MANAGED_USERS_GROUP } from './accounts/managed-accounts';
 export type { LoginGuard } from './login/pam-guard';
 export type { LogLevel, Syslog } from './system/syslog';
 export type { PathStat, StatPath } from './system/root-owned';

@@ -65,7 +65,12 @@ test('creates the account with the derived UID, a private group and its prefixed
   const outcome = await run(host);
   expect(outcome).toMatchObject({ kind: 'created', uid: UID, groups: ['devs'] });
   // The private group comes with the user in one useradd: no step between them for a kill to split.
-  expect(host.changes).toEqual([`groupadd devs ${DEVS_GID}`, `useradd bob ${UID} devs`]);
+  // Every keymaker account is in keymaker-users (sshd reads no authorized_keys file for it), made on first use.
+  expect(host.changes).toEqual([
+    `groupadd devs ${DEVS_GID}`,
+    'groupadd --system keymaker-users',
+    `useradd bob ${UID} keymaker-users,devs`,
+  ]);
   expect(await host.group('bob')).toEqual({ name: 'bob', gid: UID, members: [] });
   expect(host.members('devs')).toEqual(['bob']);
 });
@@ -74,7 +79,10 @@ test('a private group left by a run killed between groupadd and useradd is reuse
   seedBob();
   const host = new FakeHost({ groups: [['bob', UID]] });
   expect(await run(host)).toMatchObject({ kind: 'created', uid: UID });
-  expect(host.changes).toEqual([`useradd bob ${UID}  (existing private group)`]);
+  expect(host.changes).toEqual([
+    'groupadd --system keymaker-users',
+    `useradd bob ${UID} keymaker-users (existing private group)`,
+  ]);
 });
 
 test('a same-name group with members, or with another gid, is not taken for a leftover private group', async () => {
@@ -252,6 +260,13 @@ describe('homes on EFS (issue 15)', () => {
       make: (a) => (made.push({ ...a, after: [...host.changes] }), '/home/keymaker/bob created by user'),
     });
     expect(outcome).toMatchObject({ kind: 'created', home: '/home/keymaker/bob created by user' });
-    expect(made).toEqual([{ name: 'bob', uid: UID, gid: UID, after: [`useradd bob ${UID} `] }]);
+    expect(made).toEqual([
+      {
+        name: 'bob',
+        uid: UID,
+        gid: UID,
+        after: ['groupadd --system keymaker-users', `useradd bob ${UID} keymaker-users`],
+      },
+    ]);
   });
 });

@@ -2,9 +2,15 @@
 import { IAMClient } from '@aws-sdk/client-iam';
 import { IamDirectory, resolveRoleConfig, unixIdFor, type Resolution, type RoleConfig } from '@keymaker/core';
 import type { GroupEntry, LocalAccounts, LocalAdmin, NewAccount, PasswdEntry } from '../src/accounts/local-accounts';
-import { mergeManagedAccounts, type ManagedAccount, type ManagedAccountsStore } from '../src/accounts/managed-accounts';
+import {
+  mergeManagedAccounts,
+  type ManagedAccount,
+  type ManagedAccountsStore,
+  type ManagedGroup,
+  type ManagedGroupsStore,
+} from '../src/accounts/managed-accounts';
 
-export class FakeHost implements LocalAccounts, LocalAdmin, ManagedAccountsStore {
+export class FakeHost implements LocalAccounts, LocalAdmin, ManagedAccountsStore, ManagedGroupsStore {
   users_: PasswdEntry[] = [];
   /** keymaker's record of managed accounts (managed-accounts.ts). */
   managed_: ManagedAccount[] = [];
@@ -73,6 +79,43 @@ export class FakeHost implements LocalAccounts, LocalAdmin, ManagedAccountsStore
     this.record(`members ${group} ${members.join(',')}`);
     this.groups_.find((g) => g.name === group)!.members = [...members];
   }
+  async addGroupMember(group: string, member: string) {
+    this.record(`gpasswd -a ${member} ${group}`);
+    const entry = this.groups_.find((g) => g.name === group);
+    if (!entry) throw new Error(`gpasswd: group '${group}' does not exist`);
+    if (!entry.members.includes(member)) entry.members.push(member);
+  }
+  async removeGroupMember(group: string, member: string) {
+    this.record(`gpasswd -d ${member} ${group}`);
+    const entry = this.groups_.find((g) => g.name === group);
+    if (!entry) throw new Error(`gpasswd: group '${group}' does not exist`);
+    entry.members = entry.members.filter((m) => m !== member);
+  }
+  async addSystemGroup(name: string) {
+    this.record(`groupadd --system ${name}`);
+    this.groups_.push({ name, gid: 900 + this.groups_.length, members: [] });
+  }
+  /** Names locked with usermod -L -e 1. */
+  locked = new Set<string>();
+  async lockUser(name: string) {
+    this.record(`usermod -L -e 1 ${name}`);
+    this.locked.add(name);
+  }
+  async unlockUser(name: string) {
+    this.record(`usermod -U -e '' ${name}`);
+    this.locked.delete(name);
+  }
+  async endSessions(name: string, uid: number) {
+    this.record(`end sessions ${name} ${uid}`);
+  }
+  /** The record of mirrored groups. */
+  managedGroups_: ManagedGroup[] = [];
+  async readManagedGroups() {
+    return this.managedGroups_.map((g) => ({ ...g }));
+  }
+  async writeManagedGroups(groups: readonly ManagedGroup[]) {
+    this.managedGroups_ = groups.map((g) => ({ ...g }));
+  }
   members(group: string) {
     return this.groups_.find((g) => g.name === group)?.members;
   }
@@ -122,3 +165,9 @@ export const DEVS_GROUP = {
   linuxName: 'devs',
   gid: wideUid('AGPADEVS000000000001'),
 };
+
+/** A membership change without its log subjects (the planner tests compare the changes themselves). */
+export function bareChange<T extends { subjects?: unknown }>(change: T): Omit<T, 'subjects'> {
+  const { subjects: _subjects, ...rest } = change;
+  return rest;
+}

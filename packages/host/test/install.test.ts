@@ -11,6 +11,7 @@ import {
   findDropInInclude,
   insertPamHook,
   insertSshdBlock,
+  appendSshdMatchBlock,
   journalPath,
   planInstall,
   runInstall,
@@ -141,7 +142,13 @@ describe('sshd config planning', () => {
     );
     expect(text.indexOf('# END keymaker')).toBeLessThan(text.indexOf('Match User backup'));
     expect(stripSshdBlock(text)).toBe(NO_INCLUDE_SSHD);
-    expect(insertSshdBlock(text, sshdSettingLines(P, 'keymaker'))).toBe(text);
+    expect(appendSshdMatchBlock(insertSshdBlock(text, sshdSettingLines(P, 'keymaker')))).toBe(text);
+    // The Match block for keymaker accounts goes last, in a block of its own, closed by Match all (issue 12).
+    expect(
+      text.endsWith(
+        '# BEGIN keymaker (written by "keymaker install"; "keymaker uninstall" removes it)\nMatch Group keymaker-users\n    AuthorizedKeysFile none\nMatch all\n# END keymaker\n',
+      ),
+    ).toBe(true);
     expect(planned(plan, P.sshdDropIn)).toBeUndefined();
   });
 
@@ -1010,7 +1017,8 @@ describe('install never weakens authentication (issue 13, point 2)', () => {
     const m = new FakeMachine();
     m.put(P.sshdConfig, `${DEBIAN_SSHD}Match User admin\n  AuthenticationMethods publickey,password\n`);
     runInstall(m, runOptions, quiet);
-    expect(m.commands.filter((c) => c.includes('-C user=admin,')).length).toBe(2); // baseline and candidate
+    // baseline, candidate, and the AuthorizedKeysFile check after the switch
+    expect(m.commands.filter((c) => c.includes('-C user=admin,')).length).toBe(3);
     expect(m.text(P.sshdDropIn)).toContain('\nAuthenticationMethods publickey keyboard-interactive:pam,publickey\n');
   });
 
@@ -1068,6 +1076,7 @@ describe('install as steps: the planner lists every change, the applier undoes t
       `writeFile ${P.pamSshd}`,
       `writeFile ${P.sshdDropIn}`,
       'validate sshdLive',
+      'validate sshdMatch',
       'writeJournal',
       'reloadSshd',
     ]);
@@ -1089,10 +1098,11 @@ describe('install as steps: the planner lists every change, the applier undoes t
     const m = new FakeMachine();
     runInstall(m, runOptions, quiet);
     const again = runInstall(m, { ...runOptions, dryRun: true }, quiet);
-    expect(again.plan.steps.map((s) => s.kind)).toEqual(['validate', 'validate', 'validate', 'validate']);
-    expect(again.plan.steps.map((s) => s.description).at(-1)).toBe(
+    expect(again.plan.steps.map((s) => s.kind)).toEqual(['validate', 'validate', 'validate', 'validate', 'validate']);
+    expect(again.plan.steps.map((s) => s.description).slice(-2)).toEqual([
       'check the live sshd configuration (sshd -t, sshd -T)',
-    );
+      'check that AuthorizedKeysFile is none for a keymaker account and unchanged for a local one (sshd -T -C user=...)',
+    ]);
   });
 
   test('a dry run runs the checks, lists every step and changes nothing', () => {

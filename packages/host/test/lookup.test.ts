@@ -123,6 +123,18 @@ describe('managed check', () => {
       expect((await lookupAuthorizedKeys({ user: 'alice' }, d)).lines).toEqual([ED25519]);
     });
 
+    test('marked locked by the sync (its IAM user is gone): no keys, before any AWS call (issue 12)', async () => {
+      seedAlice();
+      const host = new FakeHost({ users: [['alice', LEGACY_UID]] }).manage('alice', USER_ID);
+      host.managed_ = host.managed_.map((a) => ({ ...a, locked: true }));
+      const d = { ...deps(host, { uidScheme: 'legacy' }), managedAccounts: () => host.readManaged() };
+      await expect(lookupAuthorizedKeys({ user: 'alice' }, d)).rejects.toMatchObject({
+        code: 'NOT_MANAGED',
+        message: expect.stringMatching(/is locked/),
+      });
+      expect(iamMock.calls()).toHaveLength(0);
+    });
+
     test('a record another user could change is refused: nothing is managed', async () => {
       seedAlice();
       const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'keymaker-managed.'));

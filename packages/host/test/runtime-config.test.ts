@@ -56,8 +56,8 @@ test('sync_groups arguments and exit codes', () => {
     config: '/x.json',
   });
   expect(parseSyncArgs(['--force'])).toBeUndefined();
-  const base = { dryRun: false, changes: [], refused: [], skipped: [], failed: [] };
+  const base = { dryRun: false, changes: [], refused: [], skipped: [], failed: [], audit: [] };
   expect(syncExitCode(base)).toBe(0);
   expect(syncExitCode({ ...base, refused: [{ group: 'sudo', reason: 'x' }] })).toBe(EXIT_CODES.GROUP_NOT_MANAGED);
-  expect(syncExitCode({ ...base, failed: ['x'] })).toBe(EXIT_CODES.SYSTEM_COMMAND_FAILED);
+  expect(syncExitCode({ ...base, failed: ['x'] })).toBe(EXIT_CODES.SYNC_PARTIAL);
 });

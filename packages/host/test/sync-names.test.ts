@@ -1,6 +1,6 @@
 import { expect } from '@jest/globals';
 import { planGroupSync } from '../src/accounts/group-sync';
-import { DEVS_GROUP, FakeHost, SYNC_OPTIONS, wideUid } from './fakes';
+import { bareChange, DEVS_GROUP, FakeHost, SYNC_OPTIONS, wideUid } from './fakes';
 
 const uid = wideUid;
 const DEVS = DEVS_GROUP;
@@ -20,7 +20,7 @@ describe('sync and IAM name case (issue 13 point 10)', () => {
       { users: local.users_, groups: local.groups_, managed: local.managed_ },
       options,
     );
-    expect(plan.memberships).toEqual([]);
+    expect(plan.memberships.map(bareChange)).toEqual([]);
   });
 
   test('and is added to a group she joins later', () => {
@@ -33,7 +33,9 @@ describe('sync and IAM name case (issue 13 point 10)', () => {
       { users: local.users_, groups: local.groups_, managed: local.managed_ },
       options,
     );
-    expect(plan.memberships).toEqual([{ group: 'devs', members: ['alice.smith'], add: ['alice.smith'], remove: [] }]);
+    expect(plan.memberships.map(bareChange)).toEqual([
+      { group: 'devs', members: ['alice.smith'], add: ['alice.smith'], remove: [] },
+    ]);
   });
 
   test('an IAM member no Linux name can represent is skipped with a reason, never mapped', () => {
@@ -44,7 +46,7 @@ describe('sync and IAM name case (issue 13 point 10)', () => {
       { users: local.users_, groups: local.groups_, managed: local.managed_ },
       options,
     );
-    expect(plan.memberships).toEqual([]);
+    expect(plan.memberships.map(bareChange)).toEqual([]);
     expect(plan.skipped).toEqual([
       { user: 'bob+ops', group: 'devs', reason: expect.stringMatching(/no Linux user name/) },
     ]);

@@ -19,6 +19,25 @@
  * An IAM member is added only when its local account's UID equals the UID
  * derived from its IAM unique ID and the record names that unique ID (a
  * same-named pre-existing user, or a re-created IAM user, is not it).
+ *
+ * Revocation (issue 12). Every sync reads the complete list of IAM users
+ * allowed on the host (the required group's members, else every user). A
+ * recorded account whose IAM unique ID is not in it, or whose IAM user now
+ * maps to another Linux name (renamed), is locked (usermod -L -e 1: sshd, su
+ * and cron all stop in PAM's account stage), leaves keymaker's groups, and
+ * has its sessions and processes ended; its home and files stay, and the
+ * record marks it locked. The same unique ID back unlocks it and its groups
+ * come back. Any failed read throws before a change: nothing is locked or
+ * removed on a partial answer. Every recorded account is kept in
+ * keymaker-users (sshd reads no authorized_keys file for that group).
+ *
+ * Groups whose IAM group is gone: the record of mirrored groups
+ * (managed-accounts.ts) keeps each group keymaker mirrored; one no IAM group
+ * maps to any more loses its managed members (the group stays, so files keep
+ * their name), and an IAM group re-created under that name fills it again.
+ *
+ * Apply: each change on its own (one gpasswd per member), so one that fails is
+ * reported and every other still applies.
  */
 import {
   isInManagedRange,
@@ -31,7 +50,14 @@ import {
   type UidScheme,
 } from '@keymaker/core';
 import type { GroupEntry, LocalAccounts, LocalAdmin, NewAccount, PasswdEntry } from './local-accounts';
-import { recordedAccount, type ManagedAccount, type ManagedAccountsStore } from './managed-accounts';
+import {
+  MANAGED_USERS_GROUP,
+  recordedAccount,
+  type ManagedAccount,
+  type ManagedAccountsStore,
+  type ManagedGroup,
+  type ManagedGroupsStore,
+} from './managed-accounts';
 
 export interface IamGroupState extends LinuxGroup {
   members: IamUser[];
@@ -41,6 +67,11 @@ export interface IamSyncState {
   groups: IamGroupState[];
   /** Users to pre-provision (authorized, with an active key); undefined when pre-provisioning is off. */
   authorizedUsers?: IamUser[];
+  /**
+   * Every IAM user allowed on the host (the required group's members, else every user), all pages
+   * read. Undefined: no account is locked or unlocked by this plan.
+   */
+  allowedUsers?: IamUser[];
 }
 
 export interface LocalSyncState {
@@ -48,6 +79,8 @@ export interface LocalSyncState {
   groups: GroupEntry[];
   /** keymaker's record of the accounts it manages; absent: none (no existing account is managed). */
   managed?: readonly ManagedAccount[];
+  /** The record of the groups keymaker mirrors; absent: none known. */
+  managedGroups?: readonly ManagedGroup[];
 }
 
 export interface SyncOptions {
@@ -58,6 +91,19 @@ export interface SyncOptions {
   uidFor: (user: IamUser) => number;
   /** Names the host reserves on top of core's list (host config reservedNames). */
   reservedNames?: readonly string[];
+  /** The group every recorded account is kept in (keymaker-users); none: not maintained. */
+  managedUsersGroup?: string;
+  /** The role config's required IAM group, for the reasons the log gives. */
+  requiredGroup?: string;
+}
+
+/** Who a grant or revocation is about, for the log line. */
+export interface Subject {
+  user: string;
+  uid: number;
+  /** The IAM user's name (the last one known, from the account's comment, when she is gone). */
+  iamUser: string;
+  reason: string;
 }
 
 export interface GroupToCreate {
@@ -72,6 +118,8 @@ export interface MembershipChange {
   members: string[];
   add: string[];
   remove: string[];
+  /** Who each added or removed member is, and why (keyed by Linux name). */
+  subjects?: Record<string, Subject>;
 }
 
 export interface SyncNotice {
@@ -89,6 +137,14 @@ export interface SyncPlan {
   createGroups: GroupToCreate[];
   createUsers: AccountToCreate[];
   memberships: MembershipChange[];
+  /** Accounts whose IAM user is gone: lock, end sessions, mark locked. */
+  lock: Subject[];
+  /** Locked accounts whose IAM user (same unique ID) is back. */
+  unlock: Subject[];
+  /** The group every recorded account is kept in, when it must be created first. */
+  createUsersGroup?: string;
+  /** The new record of mirrored groups, when it changes. */
+  managedGroups?: ManagedGroup[];
   /** Groups keymaker must not touch (not created by it, GID taken...). */
   refused: SyncNotice[];
   /** Users left out (no local account yet, UID mismatch, UID taken...). */
@@ -106,9 +162,12 @@ export function classifyGroup(
   allowedExistingGroups: readonly string[],
   scheme: UidScheme,
   reservedNames: readonly string[] = [],
+  recorded: readonly Pick<ManagedGroup, 'name' | 'gid'>[] = [],
 ): GroupVerdict {
   if (byName) {
     if (byName.gid === group.gid && isInManagedRange(group.gid, scheme)) return { kind: 'owned', local: byName };
+    // keymaker mirrored this group for an IAM group of that name since deleted: a re-created one fills it again (same GID).
+    if (recorded.some((r) => r.name === byName.name && r.gid === byName.gid)) return { kind: 'owned', local: byName };
     if (allowedExistingGroups.includes(byName.name)) return { kind: 'allowed', local: byName };
     return {
       kind: 'refused',
@@ -157,15 +216,61 @@ function linuxNameOf(user: IamUser, options: SyncOptions): { name: string } | { 
   return { name };
 }
 
+/** The IAM user name an account was made for, from its comment ("keymaker IAM user NAME"), or "-". */
+function iamNameOf(account: PasswdEntry): string {
+  const m = /^keymaker IAM user (\S+)$/.exec(account.gecos);
+  return m ? m[1]! : '-';
+}
+
 export function planGroupSync(iam: IamSyncState, local: LocalSyncState, options: SyncOptions): SyncPlan {
-  const plan: SyncPlan = { createGroups: [], createUsers: [], memberships: [], refused: [], skipped: [] };
+  const plan: SyncPlan = {
+    createGroups: [],
+    createUsers: [],
+    memberships: [],
+    lock: [],
+    unlock: [],
+    refused: [],
+    skipped: [],
+  };
   const usersByName = new Map(local.users.map((user) => [user.name, user]));
   const usersByUid = new Map(local.users.map((user) => [user.uid, user]));
   const groupsByName = new Map(local.groups.map((group) => [group.name, group]));
   const groupsByGid = new Map(local.groups.map((group) => [group.gid, group]));
   const records = [...(local.managed ?? [])];
+  const recordedGroups = [...(local.managedGroups ?? [])];
   const managed = (user: PasswdEntry | undefined) =>
     user !== undefined && isInManagedRange(user.uid, options.uidScheme) && recordedAccount(records, user) !== undefined;
+
+  // Revocation first: an account locked now (or still locked) is in no keymaker group below.
+  const blocked = new Set<string>();
+  const byId = iam.allowedUsers && new Map(iam.allowedUsers.map((user) => [user.userId, user]));
+  for (const record of records) {
+    const account = usersByName.get(record.name);
+    if (!account || !managed(account) || account.uid !== record.uid) continue;
+    if (!byId) {
+      if (record.locked) blocked.add(record.name);
+      continue;
+    }
+    const user = byId.get(record.iamUserId);
+    const mapped = user && linuxNameOf(user, options);
+    const subject = { user: record.name, uid: record.uid, iamUser: user?.userName ?? iamNameOf(account) };
+    if (user && mapped && 'name' in mapped && mapped.name === record.name && options.uidFor(user) === record.uid) {
+      if (record.locked)
+        plan.unlock.push({
+          ...subject,
+          reason: `IAM user ${user.userName} (${user.userId}) is allowed on this host again`,
+        });
+      continue;
+    }
+    blocked.add(record.name);
+    if (record.locked) continue;
+    const reason = user
+      ? `IAM user ${record.iamUserId} is now ${user.userName}, which is not ${record.name} (renamed)`
+      : options.requiredGroup
+        ? `IAM user ${record.iamUserId} is gone or no longer in the required group ${options.requiredGroup}`
+        : `no IAM user has the unique ID ${record.iamUserId} any more (deleted or re-created)`;
+    plan.lock.push({ ...subject, reason });
+  }
 
   // Linux names of the IAM users this sync sees: a new group must not take one (it would block that
   // user's private group at her first login).
@@ -185,6 +290,7 @@ export function planGroupSync(iam: IamSyncState, local: LocalSyncState, options:
       options.allowedExistingGroups,
       options.uidScheme,
       options.reservedNames,
+      recordedGroups,
     );
     if (verdict.kind === 'refused') {
       plan.refused.push({ group: group.linuxName, reason: verdict.reason });
@@ -233,7 +339,7 @@ export function planGroupSync(iam: IamSyncState, local: LocalSyncState, options:
       gid: uid,
       privateGroup: privateGroup.kind,
       comment: `keymaker IAM user ${user.userName}`,
-      groups: [],
+      groups: options.managedUsersGroup ? [options.managedUsersGroup] : [],
       iamUserId: user.userId,
     };
     plan.createUsers.push(account);
@@ -244,10 +350,39 @@ export function planGroupSync(iam: IamSyncState, local: LocalSyncState, options:
     groupsByGid.set(uid, { name, gid: uid, members: [] });
   }
 
+  // Who a member change is about, for the log.
+  const subjectOf = (name: string, reason: string, iamUser?: IamUser): Subject => {
+    const account = usersByName.get(name)!;
+    return { user: name, uid: account.uid, iamUser: iamUser?.userName ?? iamNameOf(account), reason };
+  };
+  const pushChange = (
+    group: string,
+    current: string[],
+    wanted: Set<string>,
+    why: (name: string, added: boolean) => Subject,
+  ) => {
+    // Non-managed members (admins added by hand, system users) are always kept.
+    const kept = current.filter((name) => !managed(usersByName.get(name)));
+    const members = [...new Set([...kept, ...current.filter((name) => wanted.has(name)), ...[...wanted].sort()])];
+    const add = [...wanted].filter((name) => !current.includes(name)).sort();
+    const remove = current.filter((name) => !members.includes(name));
+    if (add.length === 0 && remove.length === 0) return;
+    for (const stale of current.filter((name) => !usersByName.has(name)))
+      plan.skipped.push({
+        user: stale,
+        group,
+        reason: 'no local account has that name: left as it is (keymaker changes members one by one around it)',
+      });
+    const subjects: Record<string, Subject> = {};
+    for (const name of add) subjects[name] = why(name, true);
+    for (const name of remove) subjects[name] = why(name, false);
+    plan.memberships.push({ group, members, add, remove, subjects });
+  };
+
   for (const group of iam.groups) {
     const entry = usable.get(group.linuxName);
     if (!entry) continue;
-    const wanted = new Set<string>();
+    const wanted = new Map<string, IamUser>();
     for (const member of group.members) {
       const mapped = linuxNameOf(member, options);
       if (!('name' in mapped)) {
@@ -269,15 +404,62 @@ export function planGroupSync(iam: IamSyncState, local: LocalSyncState, options:
         });
         continue;
       }
-      wanted.add(name);
+      if (blocked.has(name)) continue; // locked: in no keymaker group
+      wanted.set(name, member);
     }
-    const current = entry.members;
-    // Non-managed members (admins added by hand, system users) are always kept.
-    const kept = current.filter((name) => !managed(usersByName.get(name)));
-    const members = [...new Set([...kept, ...current.filter((name) => wanted.has(name)), ...[...wanted].sort()])];
-    const add = [...wanted].filter((name) => !current.includes(name)).sort();
-    const remove = current.filter((name) => !members.includes(name));
-    if (add.length > 0 || remove.length > 0) plan.memberships.push({ group: group.linuxName, members, add, remove });
+    pushChange(group.linuxName, entry.members, new Set(wanted.keys()), (name, added) =>
+      added
+        ? subjectOf(name, `member of IAM group ${group.groupName}`, wanted.get(name))
+        : subjectOf(
+            name,
+            blocked.has(name)
+              ? `account locked: ${plan.lock.find((l) => l.user === name)?.reason ?? 'its IAM user is gone'}`
+              : `not a member of IAM group ${group.groupName}`,
+          ),
+    );
+  }
+
+  // Groups keymaker mirrored whose IAM group no longer maps to them: emptied of managed members.
+  const nextRecord = new Map(recordedGroups.map((g) => [g.name, g]));
+  for (const group of iam.groups) {
+    const entry = usable.get(group.linuxName);
+    if (entry)
+      nextRecord.set(group.linuxName, {
+        name: group.linuxName,
+        gid: entry.gid,
+        iamGroupId: group.groupId,
+        iamGroupName: group.groupName,
+      });
+  }
+  for (const record of recordedGroups) {
+    if (usable.has(record.name)) continue;
+    const entry = groupsByName.get(record.name);
+    if (!entry || entry.gid !== record.gid) continue;
+    pushChange(record.name, entry.members, new Set(), (name) =>
+      subjectOf(name, `IAM group ${record.iamGroupName} is gone (deleted or renamed)`),
+    );
+  }
+  const serialized = (groups: Iterable<ManagedGroup>) =>
+    JSON.stringify([...groups].sort((a, b) => (a.name < b.name ? -1 : 1)));
+  if (serialized(nextRecord.values()) !== serialized(recordedGroups)) plan.managedGroups = [...nextRecord.values()];
+
+  // Every recorded account, locked or not, stays in keymaker-users: sshd never reads its authorized_keys.
+  if (options.managedUsersGroup) {
+    const name = options.managedUsersGroup;
+    const entry = groupsByName.get(name);
+    if (!entry) plan.createUsersGroup = name;
+    const current = entry?.members ?? [];
+    const missing = records
+      .filter((r) => !plan.createUsers.some((u) => u.name === r.name))
+      .map((r) => usersByName.get(r.name))
+      .filter((u): u is PasswdEntry => managed(u) && !current.includes(u!.name))
+      .map((u) => u.name)
+      .sort();
+    if (missing.length > 0) {
+      const subjects: Record<string, Subject> = {};
+      for (const user of missing) subjects[user] = subjectOf(user, 'keymaker account: authenticates only through IAM');
+      plan.memberships.push({ group: name, members: [...current, ...missing], add: missing, remove: [], subjects });
+    }
   }
   return plan;
 }
@@ -305,51 +487,90 @@ export async function readIamSyncState(
   directory: IamDirectory,
   options: { preProvision: boolean },
 ): Promise<IamSyncState> {
-  const groups = await directory.listLinuxGroups();
+  const required = directory.config.requireIamGroup;
+  const [groups, allowedUsers] = await Promise.all([
+    directory.listLinuxGroups(),
+    required ? directory.getGroupMembers(required) : directory.listUsers(),
+  ]);
   const withMembers = await mapLimit(groups, 8, async (group) => ({
     ...group,
     members: await directory.getGroupMembers(group.groupName),
   }));
   let authorizedUsers: IamUser[] | undefined;
   if (options.preProvision) {
-    const required = directory.config.requireIamGroup;
-    const candidates = required ? await directory.getGroupMembers(required) : await directory.listUsers();
-    const keyed = await mapLimit(candidates, 8, async (user) => ({
+    const keyed = await mapLimit(allowedUsers, 8, async (user) => ({
       user,
       active: (await directory.listSshPublicKeys(user.userName)).some((key) => key.status === 'Active'),
     }));
     authorizedUsers = keyed.filter((entry) => entry.active).map((entry) => entry.user);
   }
-  return { groups: withMembers, authorizedUsers };
+  return { groups: withMembers, authorizedUsers, allowedUsers };
 }
 
 export async function readLocalSyncState(
   accounts: LocalAccounts,
   managed?: ManagedAccountsStore,
+  managedGroups?: ManagedGroupsStore,
 ): Promise<LocalSyncState> {
-  const [users, groups, records] = await Promise.all([
+  const [users, groups, records, groupRecords] = await Promise.all([
     accounts.users(),
     accounts.groups(),
     managed?.readManaged() ?? [],
+    managedGroups?.readManagedGroups() ?? [],
   ]);
-  return { users, groups, managed: records };
+  return { users, groups, managed: records, managedGroups: groupRecords };
 }
 
 export interface ApplyResult {
   done: string[];
   failed: string[];
+  /** One line per grant or revocation applied: IAM user, Linux name, UID, reason (for authpriv). */
+  audit: string[];
+}
+
+const quoted = (text: string) => JSON.stringify(text);
+export function auditLine(kind: 'grant' | 'revoke', action: string, s: Subject): string {
+  return `${kind} ${action} user=${s.user} uid=${s.uid} iam_user=${s.iamUser} reason=${quoted(s.reason)}`;
 }
 
 /**
- * Applies a plan in order: groups, accounts, memberships. Stops at the first failure. Each new
- * account is recorded in `managed` before its useradd (no record: no account is created).
+ * Applies a plan: the record of groups, keymaker-users, new groups, new accounts, locks and
+ * unlocks, then every member change one by one. Each step on its own: a failure is reported and
+ * the rest still applies (a member change whose group or account failed to appear fails too, alone).
+ * Each new account is recorded in `managed` before its useradd (no record: no account is created).
  */
 export async function applySyncPlan(
   plan: SyncPlan,
   admin: LocalAdmin,
   managed?: ManagedAccountsStore,
+  managedGroups?: ManagedGroupsStore,
 ): Promise<ApplyResult> {
-  const done: string[] = [];
+  const result: ApplyResult = { done: [], failed: [], audit: [] };
+  const attempt = async (label: string, step: () => Promise<void>): Promise<boolean> => {
+    try {
+      await step();
+      return true;
+    } catch (error) {
+      result.failed.push(`${label}: ${(error as Error).message}`);
+      return false;
+    }
+  };
+  const step = async (label: string, body: () => Promise<void>, audit?: string[]) => {
+    if (!(await attempt(label, body))) return false;
+    result.done.push(label);
+    if (audit) result.audit.push(...audit);
+    return true;
+  };
+
+  // Recorded before the groups exist: a group keymaker made is known as keymaker's from then on.
+  const groupRecord = plan.managedGroups;
+  if (groupRecord && managedGroups)
+    await attempt('updating the record of mirrored groups', () => managedGroups.writeManagedGroups(groupRecord));
+  if (plan.createUsersGroup) {
+    const name = plan.createUsersGroup;
+    await step(`created group ${name}`, () => admin.addSystemGroup(name));
+  }
+
   // A new group whose members all exist already is created with them in one step.
   const newUsers = new Set(plan.createUsers.map((u) => u.name));
   const folded = new Map(
@@ -359,42 +580,88 @@ export async function applySyncPlan(
       )
       .map((m) => [m.group, m]),
   );
-  const membershipLabel = (m: SyncPlan['memberships'][number]) =>
+  const membershipLabel = (m: Pick<MembershipChange, 'group' | 'add' | 'remove'>) =>
     `group ${m.group}:${m.add.map((n) => ` +${n}`).join('')}${m.remove.map((n) => ` -${n}`).join('')}`;
-  const steps: [string, () => Promise<void>][] = [
-    ...plan.createGroups.map((g): [string, () => Promise<void>] => {
-      const members = folded.get(g.name);
-      const label = `created group ${g.name} (gid ${g.gid})${members ? `; ${membershipLabel(members)}` : ''}`;
-      return [label, () => admin.addGroup(g.name, g.gid, members?.members)];
-    }),
-    ...plan.createUsers.map((u): [string, () => Promise<void>] => [
-      `created account ${u.name} (uid ${u.uid})`,
-      async () => {
-        if (!managed) throw new Error('no record of managed accounts to write the account to');
-        const { iamUserId, ...account } = u;
-        await managed.recordManaged([{ name: u.name, uid: u.uid, iamUserId }]);
-        await admin.addUser(account);
-      },
-    ]),
-    ...plan.memberships
-      .filter((m) => !folded.has(m.group))
-      .map((m): [string, () => Promise<void>] => [membershipLabel(m), () => admin.setGroupMembers(m.group, m.members)]),
-  ];
-  for (const [label, step] of steps) {
-    try {
-      await step();
-      done.push(label);
-    } catch (error) {
-      return { done, failed: [`${label}: ${(error as Error).message}`] };
+  const memberAudit = (m: MembershipChange, name: string, added: boolean) => {
+    const subject = m.subjects?.[name];
+    return subject ? [auditLine(added ? 'grant' : 'revoke', `group=${m.group}`, subject)] : [];
+  };
+  for (const g of plan.createGroups) {
+    const members = folded.get(g.name);
+    const label = `created group ${g.name} (gid ${g.gid})${members ? `; ${membershipLabel(members)}` : ''}`;
+    const audit = members ? members.add.flatMap((name) => memberAudit(members, name, true)) : [];
+    await step(label, () => admin.addGroup(g.name, g.gid, members?.members), audit);
+  }
+  for (const u of plan.createUsers) {
+    await step(`created account ${u.name} (uid ${u.uid})`, async () => {
+      if (!managed) throw new Error('no record of managed accounts to write the account to');
+      const { iamUserId, ...account } = u;
+      await managed.recordManaged([{ name: u.name, uid: u.uid, iamUserId }]);
+      await admin.addUser(account);
+    });
+  }
+
+  // Locks: the lock first (no new login, su or cron job), then the mark, then her running processes.
+  // Each part is tried even when an earlier one failed: as much of the revocation as possible holds.
+  for (const s of plan.lock) {
+    const label = `locked account ${s.user} (uid ${s.uid}, IAM user ${s.iamUser})`;
+    const locked = await attempt(label, () => admin.lockUser(s.user));
+    if (locked)
+      await attempt(`${label}: marking it locked in the record`, async () => {
+        if (!managed) throw new Error('no record of managed accounts');
+        const entry = (await managed.readManaged()).find((a) => a.name === s.user && a.uid === s.uid);
+        if (entry) await managed.recordManaged([{ ...entry, locked: true }]);
+      });
+    const ended = await attempt(`ending the sessions of ${s.user} (uid ${s.uid})`, () =>
+      admin.endSessions(s.user, s.uid),
+    );
+    if (locked) {
+      result.done.push(`${label}; sessions ${ended ? 'ended' : 'NOT ended'}; home kept`);
+      result.audit.push(auditLine('revoke', 'lock', s));
     }
   }
-  return { done, failed: [] };
+  for (const s of plan.unlock) {
+    await step(
+      `unlocked account ${s.user} (uid ${s.uid}, IAM user ${s.iamUser})`,
+      async () => {
+        await admin.unlockUser(s.user);
+        if (!managed) throw new Error('no record of managed accounts');
+        const entry = (await managed.readManaged()).find((a) => a.name === s.user && a.uid === s.uid);
+        if (entry) await managed.recordManaged([{ name: entry.name, uid: entry.uid, iamUserId: entry.iamUserId }]);
+      },
+      [auditLine('grant', 'unlock', s)],
+    );
+  }
+
+  // Members one by one: a stale or odd member elsewhere in the group is never handed to gpasswd.
+  for (const m of plan.memberships.filter((x) => !folded.has(x.group))) {
+    const added: string[] = [];
+    const removed: string[] = [];
+    for (const name of m.remove) {
+      if (await attempt(`group ${m.group}: -${name}`, () => admin.removeGroupMember(m.group, name))) {
+        removed.push(name);
+        result.audit.push(...memberAudit(m, name, false));
+      }
+    }
+    for (const name of m.add) {
+      if (await attempt(`group ${m.group}: +${name}`, () => admin.addGroupMember(m.group, name))) {
+        added.push(name);
+        result.audit.push(...memberAudit(m, name, true));
+      }
+    }
+    if (added.length > 0 || removed.length > 0)
+      result.done.push(membershipLabel({ group: m.group, add: added, remove: removed }));
+  }
+  return result;
 }
 
 export function describePlan(plan: SyncPlan): string[] {
   return [
+    ...(plan.createUsersGroup ? [`create group ${plan.createUsersGroup}`] : []),
     ...plan.createGroups.map((g) => `create group ${g.name} (gid ${g.gid}) for IAM group ${g.iamGroupName}`),
     ...plan.createUsers.map((u) => `create account ${u.name} (uid ${u.uid})`),
+    ...plan.lock.map((s) => `lock account ${s.user} (uid ${s.uid}, IAM user ${s.iamUser}): ${s.reason}`),
+    ...plan.unlock.map((s) => `unlock account ${s.user} (uid ${s.uid}, IAM user ${s.iamUser}): ${s.reason}`),
     ...plan.memberships.map(
       (m) => `group ${m.group}:${m.add.map((n) => ` +${n}`).join('')}${m.remove.map((n) => ` -${n}`).join('')}`,
     ),
@@ -409,6 +676,8 @@ export interface SyncRunDeps {
   lock: <T>(body: () => Promise<T>) => Promise<T>;
   /** keymaker's record of the accounts it manages (read under the lock; written for each new account). */
   managed: ManagedAccountsStore;
+  /** The record of mirrored groups; none: deleted IAM groups are not noticed. */
+  managedGroups?: ManagedGroupsStore;
 }
 
 export interface SyncRunOptions {
@@ -426,6 +695,8 @@ export interface SyncReport {
   refused: SyncNotice[];
   skipped: SyncNotice[];
   failed: string[];
+  /** The grants and revocations applied (auditLine). */
+  audit: string[];
 }
 
 /** Read everything, plan, apply (unless dry-run), all under the lock. Read failures throw before any change. */
@@ -433,17 +704,19 @@ export async function runGroupSync(deps: SyncRunDeps, options: SyncRunOptions): 
   return deps.lock(async () => {
     const { directory, config } = await deps.resolve();
     const iamState = await readIamSyncState(directory, { preProvision: options.preProvisionAccounts });
-    const localState = await readLocalSyncState(deps.accounts, deps.managed);
+    const localState = await readLocalSyncState(deps.accounts, deps.managed, deps.managedGroups);
     const plan = planGroupSync(iamState, localState, {
       uidScheme: config.uidScheme,
       linuxUserSuffix: config.linuxUserSuffix,
       allowedExistingGroups: options.allowedExistingGroups,
       reservedNames: options.reservedNames,
       uidFor: (user) => directory.uidFor(user),
+      managedUsersGroup: MANAGED_USERS_GROUP,
+      requiredGroup: config.requireIamGroup,
     });
     const base = { refused: plan.refused, skipped: plan.skipped };
-    if (options.dryRun) return { dryRun: true, changes: describePlan(plan), failed: [], ...base };
-    const applied = await applySyncPlan(plan, deps.admin, deps.managed);
-    return { dryRun: false, changes: applied.done, failed: applied.failed, ...base };
+    if (options.dryRun) return { dryRun: true, changes: describePlan(plan), failed: [], audit: [], ...base };
+    const applied = await applySyncPlan(plan, deps.admin, deps.managed, deps.managedGroups);
+    return { dryRun: false, changes: applied.done, failed: applied.failed, audit: applied.audit, ...base };
   });
 }

@@ -42,6 +42,20 @@ export interface LocalAdmin {
   addUser(account: NewAccount): Promise<void>;
   /** Replaces the group's whole member list in one step (gpasswd -M). */
   setGroupMembers(group: string, members: string[]): Promise<void>;
+  /**
+   * One member in or out (gpasswd -a / -d): the sync changes members one by one, so a member
+   * gpasswd cannot handle (a stale name, a name outside its pattern) fails only its own change.
+   */
+  addGroupMember(group: string, member: string): Promise<void>;
+  removeGroupMember(group: string, member: string): Promise<void>;
+  /** A system group with no members and a GID of groupadd's choosing (keymaker-users). */
+  addSystemGroup(name: string): Promise<void>;
+  /** Password locked and account expired (usermod -L -e 1): sshd, su and cron refuse it in PAM's account stage. */
+  lockUser(name: string): Promise<void>;
+  /** Undoes lockUser (usermod -U -e ''); idempotent, like the lock. */
+  unlockUser(name: string): Promise<void>;
+  /** Ends every session and process of the account (loginctl terminate-user when logind runs, then SIGKILL to the rest). */
+  endSessions(name: string, uid: number): Promise<void>;
 }
 
 function parseLines<T>(text: string, parse: (line: string) => T | undefined, what: string): T[] {
@@ -198,6 +212,40 @@ export class ShadowUtilsAdmin implements LocalAdmin {
       '--',
       assertLinuxUserName(account.name),
     ]);
+  }
+  addGroupMember(group: string, member: string) {
+    return this.run(['gpasswd', '--add', assertLinuxUserName(member), '--', assertLinuxUserName(group)]);
+  }
+  removeGroupMember(group: string, member: string) {
+    return this.run(['gpasswd', '--delete', assertLinuxUserName(member), '--', assertLinuxUserName(group)]);
+  }
+  addSystemGroup(name: string) {
+    return this.run(['groupadd', '--system', '--', assertLinuxUserName(name)]);
+  }
+  lockUser(name: string) {
+    // -L alone leaves a key login working; the expiry (day 1 of 1970) is what PAM's account stage refuses.
+    return this.run(['usermod', '--lock', '--expiredate', '1', '--', assertLinuxUserName(name)]);
+  }
+  unlockUser(name: string) {
+    // usermod -U on a password that is only "!" refuses that part (it would be empty) but exits 0 and clears the expiry.
+    return this.run(['usermod', '--unlock', '--expiredate', '', '--', assertLinuxUserName(name)]);
+  }
+  async endSessions(name: string, uid: number) {
+    const user = assertLinuxUserName(name);
+    const id = String(assertId(uid));
+    // logind keeps /run/systemd/users/UID while it tracks the user: end her sessions (and their scopes) through it.
+    if ((await this.sys.readFile(`/run/systemd/users/${id}`)) !== undefined)
+      await this.run(['loginctl', 'terminate-user', '--', user]);
+    // Then whatever runs outside a session (nohup, screen, a cron job started before the lock), by real UID,
+    // again until none is left (a process forking between the scan and the kill); pkill exits 1 when none matched.
+    for (let round = 0; round < 5; round++) {
+      const killed = await this.sys.run(['pkill', '-KILL', '-U', id], { timeoutMs: 10_000 });
+      if (killed.code === 1) return;
+      if (killed.code !== 0)
+        throw new HostError('SYSTEM_COMMAND_FAILED', `pkill failed (exit ${killed.code}): ${killed.stderr.trim()}`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    throw new HostError('SYSTEM_COMMAND_FAILED', `processes of ${user} (uid ${id}) were still starting after 5 kills`);
   }
   setGroupMembers(group: string, members: string[]) {
     return this.run([

@@ -37,7 +37,13 @@ import { fileGuardStore, loginGuard, type LoginGuard } from '../login/pam-guard'
 import { assertTrustedFile, runtimeTrustedFiles, type StatPath } from '../system/root-owned';
 import { FileCacheStore } from '../system/cache-store';
 import { planAdoption } from '../accounts/adopt';
-import { fileManagedAccounts, type ManagedAccountsStore } from '../accounts/managed-accounts';
+import {
+  MANAGED_USERS_GROUP,
+  fileManagedAccounts,
+  fileManagedGroups,
+  type ManagedAccountsStore,
+  type ManagedGroupsStore,
+} from '../accounts/managed-accounts';
 
 export interface HostCommandEnv {
   paths?: Partial<HostPaths>;
@@ -60,6 +66,8 @@ export interface HostCommandEnv {
   managed?: ManagedAccountsStore;
   /** The file operations of the EFS home hook (default: the real ones, setpriv for "as the user"). */
   efsHomeIo?: EfsHomeIo;
+  /** The record of mirrored groups (default: the file at paths.managedGroups). */
+  managedGroups?: ManagedGroupsStore;
 }
 
 interface Runtime {
@@ -357,12 +365,12 @@ export function formatSyncReport(report: SyncReport): string[] {
   for (const refused of report.refused) lines.push(`sync_groups: refused group ${refused.group}: ${refused.reason}`);
   for (const skipped of report.skipped)
     lines.push(`sync_groups: skipped ${skipped.user}${skipped.group ? ` in ${skipped.group}` : ''}: ${skipped.reason}`);
-  for (const failed of report.failed) lines.push(`sync_groups: FAILED ${failed}; later steps not done`);
+  for (const failed of report.failed) lines.push(`sync_groups: FAILED ${failed}; every other change was applied`);
   return lines;
 }
 
 export function syncExitCode(report: SyncReport): number {
-  if (report.failed.length > 0) return EXIT_CODES.SYSTEM_COMMAND_FAILED;
+  if (report.failed.length > 0) return EXIT_CODES.SYNC_PARTIAL;
   if (report.refused.length > 0) return EXIT_CODES.GROUP_NOT_MANAGED;
   return 0;
 }
@@ -398,6 +406,7 @@ export async function syncGroupsCommand(options: SyncCommandOptions, env: HostCo
             resolve: () => resolveWithConfig(aws, rt.cache(options.dryRun ? 'read' : 'refresh')),
             lock: options.dryRun ? (body) => body() : (body) => withLock(rt.paths.syncLock, { waitMs: 0 }, body),
             managed: rt.managed,
+            managedGroups: env.managedGroups ?? fileManagedGroups(rt.paths.managedGroups, { stat: env.statPath }),
           },
           {
             dryRun: options.dryRun,
@@ -418,6 +427,8 @@ export async function syncGroupsCommand(options: SyncCommandOptions, env: HostCo
     if (!report.dryRun) {
       for (const line of lines)
         rt.syslog.log(line.includes('FAILED') || line.includes('refused') ? 'warning' : 'info', line);
+      // One authpriv line per grant and revocation, with the IAM user, Linux name, UID and reason.
+      for (const line of report.audit) rt.syslog.log('notice', `sync_groups: ${line}`);
     }
     if (options.json) rt.stdout(`${JSON.stringify(report)}\n`);
     return syncExitCode(report);
@@ -499,8 +510,15 @@ export async function adoptLegacyAccountsCommand(
             reservedNames: hostReservedNames(rt.config),
             uidFor: (user) => directory.uidFor(user),
           });
-          if (!options.dryRun)
+          if (!options.dryRun) {
             await rt.managed.recordManaged(plan.adopt.map(({ name, uid, iamUserId }) => ({ name, uid, iamUserId })));
+            // Adopted accounts authenticate only through IAM from now on, like the ones keymaker makes (issue 12).
+            if (plan.adopt.length > 0 && !(await rt.accounts.group(MANAGED_USERS_GROUP)))
+              await rt.admin.addSystemGroup(MANAGED_USERS_GROUP);
+            const members = (await rt.accounts.group(MANAGED_USERS_GROUP))?.members ?? [];
+            for (const a of plan.adopt)
+              if (!members.includes(a.name)) await rt.admin.addGroupMember(MANAGED_USERS_GROUP, a.name);
+          }
           return plan;
         };
         return options.dryRun ? body() : withLock(rt.paths.syncLock, { waitMs: 30_000 }, body);

@@ -6,6 +6,7 @@ import { applySteps } from './apply-steps';
 import { editedPaths, readJournal, requireRoot, writeThrough } from './file-ops';
 import { findNssSystemd } from './agent-mode';
 import { MOUNT_EFS_HELPERS } from './efs-mount';
+import { MANAGED_USERS_GROUP } from '../accounts/managed-accounts';
 import { journalPath, type InstallJournal } from './journal';
 import {
   describeInstallPlan,
@@ -137,7 +138,22 @@ function gatherSnapshot(
     nssSystemdLibrary: opts.mode === 'agent' ? findNssSystemd(sys) : undefined,
     sudo: sudoOnHost(sys),
     efsUtils: MOUNT_EFS_HELPERS.some((p) => sys.stat(p)?.type === 'file'),
+    managedUsers: managedUsers(sys),
   };
+}
+
+/** The members of keymaker-users that have a passwd entry (/etc/group and /etc/passwd: compat mode's accounts). */
+function managedUsers(sys: HostSystem): string[] {
+  const text = (p: string) => sys.readFile(p)?.content.toString('utf8') ?? '';
+  const names = new Set(
+    text('/etc/passwd')
+      .split('\n')
+      .map((line) => line.split(':')[0]),
+  );
+  const entry = text('/etc/group')
+    .split('\n')
+    .find((line) => line.startsWith(`${MANAGED_USERS_GROUP}:`));
+  return (entry?.split(':')[3] ?? '').split(',').filter((name) => name !== '' && names.has(name));
 }
 
 function nologinShell(sys: HostSystem): string {

@@ -25,12 +25,14 @@ import { addSystemdToNsswitch } from './nsswitch';
 import { insertEfsHomeSession, insertMkhomedirSession, insertPamHook, removePamHook } from './pam';
 import type { SafePathTarget } from '../system/root-owned';
 import { keysClientScript } from '../agent/keys-client-script';
-import { summarizeStep, type InstallStep, type InstallStepSummary } from './steps';
+import { summarizeStep, type InstallStep, type InstallStepSummary, type MatchProbe } from './steps';
 import {
+  appendSshdMatchBlock,
   composeAuthenticationMethods,
   findDropInInclude,
   insertSshdBlock,
   KEYMAKER_AUTHENTICATION_METHODS,
+  NEW_USER_PROBE,
   expectedAgentSettings,
   removeSshdBlocks,
   renderAgentSshdDropIn,
@@ -115,6 +117,8 @@ export interface InstallSnapshot {
   sudo?: SudoOnHost;
   /** amazon-efs-utils' mount.efs is installed (then the EFS share is mounted with it, over TLS). */
   efsUtils?: boolean;
+  /** Members of keymaker-users in /etc/group that have an account: the managed users sshdMatch asks about. */
+  managedUsers?: string[];
 }
 
 export interface PlannedFile {
@@ -310,7 +314,7 @@ export function planInstall(snapshot: InstallSnapshot, options: InstallOptions):
     if (stripped !== mainText) mainEdit(stripped); // a block left from an install before the Include existed
     add(paths.sshdDropIn, renderSshdDropIn(paths, user, authenticationMethods), 0o644, 'sshd settings (drop-in)');
   } else {
-    mainEdit(insertSshdBlock(stripped, sshdSettingLines(paths, user, authenticationMethods)));
+    mainEdit(appendSshdMatchBlock(insertSshdBlock(stripped, sshdSettingLines(paths, user, authenticationMethods))));
   }
 
   const planned = new Set(files.map((f) => f.path));
@@ -761,13 +765,16 @@ function installSteps(snapshot: InstallSnapshot, options: InstallOptions, plan: 
         logFile: agentPaths.logFile,
       });
     }
-    // A local account must keep its authorized_keys: the Match block did not swallow later lines.
-    steps.push({ kind: 'validate', check: 'sshdMatch', probes: [{ user: 'root', managed: false }] });
+    steps.push({ kind: 'validate', check: 'sshdMatch', probes: matchProbes(snapshot, plan.mode) });
   } else if (agent) {
     if (agent.pidFile) steps.push({ kind: 'stopAgent', pidFile: agent.pidFile });
     if (snapshot.systemdRunning) for (const unit of agent.units) steps.push({ kind: 'disableService', unit });
     agent = undefined;
   }
+
+  // Compat: the same check (after the switch, before the reload: the files are what sshd will read).
+  if (plan.mode !== 'agent')
+    steps.push({ kind: 'validate', check: 'sshdMatch', probes: matchProbes(snapshot, plan.mode) });
 
   let systemdTimer = previous?.systemdTimer;
   if (plan.schedule.kind === 'systemd' && snapshot.systemdRunning) {
@@ -782,6 +789,26 @@ function installSteps(snapshot: InstallSnapshot, options: InstallOptions, plan: 
   if (!unchanged(final)) steps.push({ kind: 'writeJournal', stage: 'final', journal: final });
   if (sshdChanges) steps.push({ kind: 'reloadSshd' });
   return steps;
+}
+
+/**
+ * Who the sshdMatch check asks about: root and the plain local user of the baseline keep the
+ * AuthorizedKeysFile they had without keymaker; a keymaker account (compat: a member of keymaker-users
+ * already; agent mode's users exist only through the agent) gets none.
+ */
+function matchProbes(snapshot: InstallSnapshot, mode: InstallMode): MatchProbe[] {
+  const probes: MatchProbe[] = [];
+  for (const { probe, settings } of snapshot.baseline ?? []) {
+    const user = /^user=([^,]+),/.exec(probe.spec ?? '')?.[1];
+    if (!user || user === NEW_USER_PROBE || probes.some((p) => p.user === user)) continue;
+    if (snapshot.managedUsers?.includes(user)) continue;
+    probes.push({ user, managed: false, spec: probe.spec, expect: settings.get('authorizedkeysfile') });
+    if (probes.length >= 2) break;
+  }
+  if (!probes.some((p) => p.user === 'root')) probes.unshift({ user: 'root', managed: false });
+  if (mode !== 'agent')
+    for (const user of (snapshot.managedUsers ?? []).slice(0, 2)) probes.push({ user, managed: true });
+  return probes;
 }
 
 /** Every path the planner may read or write, so the applier can snapshot them. */

@@ -16,7 +16,7 @@ import {
   sshdProbes,
   type SshdProbe,
 } from './sshd-config';
-import type { ValidateStep } from './steps';
+import type { MatchProbe, ValidateStep } from './steps';
 
 export type ReloadStrategy = 'auto' | 'systemd' | 'service' | 'pidfile' | 'none';
 
@@ -280,25 +280,26 @@ export function reloadSshd(sys: HostSystem, opts: SshdOptions, paths: HostPaths)
 }
 
 /**
- * Agent mode: `sshd -T -C user=NAME` per probe. A managed user must get `AuthorizedKeysFile none` (her own
- * authorized_keys is never read) and a local one must not (the Match block did not swallow later lines).
+ * `sshd -T -C user=NAME` per probe. A managed user must get `AuthorizedKeysFile none` (her own
+ * authorized_keys is never read); a local one must keep the administrator's setting (the Match block did
+ * not swallow later lines, nor change hers).
  */
-export function validateMatch(
-  sys: HostSystem,
-  opts: SshdOptions,
-  paths: HostPaths,
-  probes: { user: string; managed: boolean }[],
-): void {
+export function validateMatch(sys: HostSystem, opts: SshdOptions, paths: HostPaths, probes: MatchProbe[]): void {
   for (const probe of probes) {
-    const spec = `user=${probe.user},host=keymaker-install-check,addr=127.0.0.1`;
+    const spec = probe.spec ?? `user=${probe.user},host=keymaker-install-check,addr=127.0.0.1`;
     const r = sshdRun(sys, opts.sshd, ['-T', ...sshdFileArgs(paths), '-C', spec]);
     if (r.code !== 0)
       throw new HostError('SSHD_CONFIG_INVALID', `sshd -T -C ${spec} failed: ${firstLine(r.stderr.trim())}`);
     const files = parseSshdT(r.stdout).get('authorizedkeysfile');
-    if ((files === 'none') !== probe.managed)
+    const ok = probe.managed
+      ? files === 'none'
+      : probe.expect !== undefined
+        ? files === probe.expect
+        : files !== 'none';
+    if (!ok)
       throw new HostError(
         'SSHD_CONFIG_INVALID',
-        `sshd -T -C user=${probe.user} shows AuthorizedKeysFile ${files ?? '(unset)'}; expected ${probe.managed ? 'none (a managed user)' : 'the usual files (a local user)'}`,
+        `sshd -T -C user=${probe.user} shows AuthorizedKeysFile ${files ?? '(unset)'}; expected ${probe.managed ? 'none (a keymaker account authenticates only through IAM)' : `${probe.expect ?? 'the usual files'} (a local user keeps the administrator's setting)`}`,
       );
   }
 }

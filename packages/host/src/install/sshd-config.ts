@@ -1,6 +1,7 @@
 import * as path from 'node:path';
 import { parseGroupLine, parsePasswdLine } from '../system/nss-entries';
 import { DEFAULT_PATHS, type HostPaths } from '../system/paths';
+import { MANAGED_USERS_GROUP } from '../accounts/managed-accounts';
 
 /**
  * Pure text transforms of sshd's configuration. sshd keeps the FIRST value it
@@ -74,8 +75,28 @@ export function renderSshdDropIn(
     '# Keymaker: SSH logins backed by IAM users and keys.',
     '# Written by "keymaker install"; "keymaker uninstall" removes it. Do not edit.',
     ...sshdSettingLines(paths, lookupUser, authenticationMethods),
+    ...managedMatchLines(),
     '',
   ].join('\n');
+}
+
+/**
+ * Every keymaker account is in keymaker-users (compat mode: useradd -G, repaired by each sync), and
+ * sshd reads no authorized_keys file for that group: a key she plants in ~/.ssh logs nobody in, during
+ * her access or after it is revoked. `Match all` ends the block, so nothing read after it (a later
+ * drop-in, lines an administrator appends to sshd_config) lands in it. Local accounts are unchanged.
+ */
+export function managedMatchLines(): string[] {
+  return [`Match Group ${MANAGED_USERS_GROUP}`, '    AuthorizedKeysFile none', 'Match all'];
+}
+
+/** sshd_config without a drop-in: the Match block goes last, in a keymaker block of its own. */
+export function appendSshdMatchBlock(text: string): string {
+  const lines = text.split('\n');
+  const trailing = lines[lines.length - 1] === '' ? lines.pop() : undefined;
+  lines.push(SSHD_BLOCK_BEGIN, ...managedMatchLines(), SSHD_BLOCK_END);
+  if (trailing !== undefined) lines.push('');
+  return lines.join('\n');
 }
 
 function isBlankOrComment(line: string): boolean {
@@ -97,6 +118,7 @@ export function sshdTokens(line: string): string[] {
 function isKeymakerSettingLine(line: string, paths: HostPaths): boolean {
   const t = line.trim();
   if (/^AuthorizedKeysCommandUser \S+$/.test(t)) return true;
+  if (managedMatchLines().some((l) => l.trim() === t)) return true;
   if (/^AuthenticationMethods /.test(t))
     return isKeymakerAuthenticationMethods(t.slice('AuthenticationMethods '.length));
   return sshdSettingLines(paths, '-').some((setting) => setting === t);
@@ -520,7 +542,7 @@ export function baselineMain(mainConfig: string, dirEntries: string[], paths: Ho
 }
 
 /** The group every agent-served user is in (iam-identity-source.ts); sshd's `Match Group` names it. */
-export const AGENT_MANAGED_GROUP = 'keymaker-users';
+export const AGENT_MANAGED_GROUP = MANAGED_USERS_GROUP;
 
 /**
  * Agent mode's drop-in: the keys come from the agent through its curl client; an IAM user's own

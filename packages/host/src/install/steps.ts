@@ -33,8 +33,11 @@ export type ValidateStep =
       authenticationMethods: string;
       expected?: Record<string, string>;
     }
-  /** Agent mode: `sshd -T -C user=NAME` shows AuthorizedKeysFile none for a managed user only (issue 12). */
-  | { kind: 'validate'; check: 'sshdMatch'; probes: { user: string; managed: boolean }[] }
+  /**
+   * Both modes: `sshd -T -C user=NAME` shows AuthorizedKeysFile none for a managed user, and for a local
+   * one what it was without keymaker (`expect`, from the baseline at `spec`), or at least not none (issue 12).
+   */
+  | { kind: 'validate'; check: 'sshdMatch'; probes: MatchProbe[] }
   /** Uninstall: sshd -t on the live files with keymaker's settings taken out, before the reload. */
   | { kind: 'validate'; check: 'sshdWithoutKeymaker' }
   /** visudo -cf on a dotted temp copy of the sudoers drop-in keymaker is about to switch to (sudoers.ts). */
@@ -165,6 +168,16 @@ export interface UnmountFilesystemStep {
   mountPoint: string;
 }
 
+/** One connection the sshdMatch check asks `sshd -T -C` about. */
+export interface MatchProbe {
+  user: string;
+  managed: boolean;
+  /** The -C argument (default: user=USER with a fixed host and address). */
+  spec?: string;
+  /** A local user's AuthorizedKeysFile as it was without keymaker. */
+  expect?: string;
+}
+
 export type InstallStep =
   | ValidateStep
   | CreateSystemUserStep
@@ -196,7 +209,8 @@ const VALIDATIONS: Record<ValidateStep['check'], string> = {
   cronSyntax: 'check the group sync cron schedule (crontab -n)',
   sshdLive: 'check the live sshd configuration (sshd -t, sshd -T)',
   sshdWithoutKeymaker: "check the sshd configuration without keymaker's settings (sshd -t)",
-  sshdMatch: 'check that AuthorizedKeysFile is none for a managed user only (sshd -T -C user=...)',
+  sshdMatch:
+    'check that AuthorizedKeysFile is none for a keymaker account and unchanged for a local one (sshd -T -C user=...)',
   sudoersCandidate: "check keymaker's sudoers drop-in (visudo -cf on a copy)",
   sudoersLive: 'check the live sudo policy (visudo -c)',
 };

@@ -7,7 +7,7 @@
  */
 import { AwsError, assertLinuxUserName, assertNotReservedName, HostError, type Resolution } from '@keymaker/core';
 import type { LocalAccounts, LocalAdmin, NewAccount } from '../accounts/local-accounts';
-import type { ManagedAccountsStore } from '../accounts/managed-accounts';
+import { MANAGED_USERS_GROUP, type ManagedAccountsStore } from '../accounts/managed-accounts';
 import type { LoginGuard } from './pam-guard';
 import { classifyGroup, privateGroupFor } from '../accounts/group-sync';
 
@@ -136,6 +136,8 @@ export async function createAccountForLogin(
       groups.push(group.linuxName);
     }
     for (const group of toCreate) await deps.admin.addGroup(group.name, group.gid);
+    // Every keymaker account is in keymaker-users: sshd reads no authorized_keys file for it (only IAM keys count).
+    if (!(await deps.accounts.group(MANAGED_USERS_GROUP))) await deps.admin.addSystemGroup(MANAGED_USERS_GROUP);
 
     // One useradd makes the user and the private group; an interrupted older run's group is reused.
     const account: NewAccount = {
@@ -144,7 +146,7 @@ export async function createAccountForLogin(
       gid: uid,
       privateGroup: privateGroup.kind,
       comment: `keymaker IAM user ${authorized.iamUserName}`,
-      groups,
+      groups: [MANAGED_USERS_GROUP, ...groups],
     };
     // Recorded first: an account made but not recorded would never be served. An entry whose useradd
     // then failed names no account; the next connection's creation makes it and finds it in place.

@@ -122,6 +122,13 @@ async function assertRecordedAccount(local: PasswdEntry, deps: LookupDeps): Prom
       { uid: local.uid },
     );
   }
+  if (recorded.locked) {
+    // Locked by the sync (its IAM user is gone): no keys until the same IAM user is back and a sync unlocks it.
+    throw notManaged(
+      `local account ${local.name} (uid ${local.uid}) is locked: its IAM user (${recorded.iamUserId}) is gone or not allowed on this host; the next sync unlocks it if she is back`,
+      { uid: local.uid, locked: true },
+    );
+  }
   return recorded;
 }
 

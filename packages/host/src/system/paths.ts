@@ -42,6 +42,8 @@ export interface HostPaths {
   efsHomeCommand: string;
   /** The file systems table (the EFS mount where systemd is not PID 1). */
   fstab: string;
+  /** The Linux groups keymaker mirrors from IAM groups (managed-accounts.ts), root:root 0644: written by the sync. */
+  managedGroups: string;
 }
 
 export const DEFAULT_PATHS: HostPaths = {
@@ -66,4 +68,5 @@ export const DEFAULT_PATHS: HostPaths = {
   sudoConf: '/etc/sudo.conf',
   efsHomeCommand: '/usr/local/sbin/keymaker-efs-home',
   fstab: '/etc/fstab',
+  managedGroups: '/etc/keymaker/managed-groups',
 };
