@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The main job, end to end, on this machine (Linux, root): moto plays IAM, an IAM user gets an SSH
 # key, a sandboxed sshd (own mount + pid namespace; the machine's /etc and services are untouched)
-# gets `keymaker install`, then a first SSH connection creates the account (and fails, by design:
-# sshd looked the user up before it existed) and a second one logs in and runs `id`.
-# Exits 0 only if that second login worked.
+# gets `keymaker install` (agent mode: the IAM user logs in on her FIRST connection, served by the
+# agent through NSS), then the same host is reinstalled in compat mode, where a first SSH connection
+# creates the account (and fails, by design: sshd looked the user up before it existed) and a second
+# one logs in and runs `id`. Exits 0 only if both modes' logins worked.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
@@ -53,7 +54,7 @@ echo "alice's key: $(cut -d' ' -f1,2 "$work/alice.pub" | cut -c1-40)..." >&2
 
 port=$(node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
 
-step "sandbox: sshd on 127.0.0.1:$port, keymaker install, two logins"
+step "sandbox: sshd on 127.0.0.1:$port; keymaker install in agent mode, then in compat mode"
 set +e
 tools/sandbox/run.sh bash -s "$repo" "$endpoint" "$work" "$port" <<'INSIDE'
 set -euo pipefail
@@ -66,33 +67,54 @@ say "start sshd (Debian's stock config)"
 getent passwd alice >/dev/null && { echo "alice already exists?" >&2; exit 1; }
 say "alice has no local account: $(getent passwd alice || echo 'getent passwd alice -> nothing')"
 
-say "keymaker install"
+common=(--region us-east-1 --iam-endpoint "$endpoint" --sts-endpoint "$endpoint"
+  --credentials-file "$work/credentials" --deadline-ms 8000 --sshd-pid-file "/run/sshd-$port.pid")
+km() { node "$repo/packages/cli/dist/keymaker.js" "$@"; }
+reloaded() { for _ in $(seq 100); do [ "$(listening)" -gt "$1" ] && break; sleep 0.05; done; }
+fail() { say "$1 FAILED; sshd log:"; sed 's/^/      /' "/run/sshd-$port.log" >&2; exit 1; }
+
+say "keymaker install (the default: agent mode where libnss-systemd is available)"
 before=$(listening)
-node "$repo/packages/cli/dist/keymaker.js" install --region us-east-1 \
-  --iam-endpoint "$endpoint" --sts-endpoint "$endpoint" \
-  --credentials-file "$work/credentials" --deadline-ms 8000 --sshd-pid-file "/run/sshd-$port.pid"
-for _ in $(seq 100); do [ "$(listening)" -gt "$before" ] && break; sleep 0.05; done
+km install "${common[@]}"
+reloaded "$before"
 say "effective sshd settings (sshd -T):"
-sshd -T | grep -E '^(authorizedkeyscommand|authorizedkeyscommanduser|kbdinteractiveauthentication|authenticationmethods) ' | sed 's/^/      /' >&2
+sshd -T | grep -E '^(authorizedkeyscommand|authorizedkeyscommanduser) ' | sed 's/^/      /' >&2
+say "alice through NSS, served by the agent: $(getent passwd alice || echo 'not found')"
 
-say "first login as alice: the PAM hook creates the account; this connection fails by design"
-set +e
-"$repo/tools/sandbox/ssh-test.sh" alice "$work/alice" "$port" id 2>&1 | sed 's/^/      /' >&2
-set -e
-say "alice now: $(getent passwd alice || echo 'still no account')"
-
-say "second login as alice, running id"
+say "agent mode: FIRST login as alice, running id (one connection, publickey only)"
 set +e
 out=$("$repo/tools/sandbox/ssh-test.sh" alice "$work/alice" "$port" id 2>&1)
 rc=$?
 set -e
 printf '      %s\n' "$out" >&2
-if [ $rc -ne 0 ] || [[ $out != *"(alice)"* ]]; then
-  say "second login FAILED (exit $rc); sshd log:"
-  sed 's/^/      /' "/run/sshd-$port.log" >&2
-  exit 1
-fi
-say "second login worked"
+{ [ $rc -eq 0 ] && [[ $out == *"(alice)"* ]]; } || fail "agent mode first login"
+say "agent mode: first login worked; /etc/passwd has $(grep -c '^alice:' /etc/passwd || true) line(s) for alice"
+km status | sed 's/^/      /' >&2 || true
+
+say "keymaker uninstall, then keymaker install --mode compat (hosts without libnss-systemd, 1.x fleets)"
+before=$(listening)
+km uninstall --sshd-pid-file "/run/sshd-$port.pid"
+reloaded "$before"
+before=$(listening)
+km install "${common[@]}" --mode compat
+reloaded "$before"
+say "effective sshd settings (sshd -T):"
+sshd -T | grep -E '^(authorizedkeyscommand|authorizedkeyscommanduser|kbdinteractiveauthentication|authenticationmethods) ' | sed 's/^/      /' >&2
+
+say "compat mode: first login as alice: the PAM hook creates the account; this connection fails by design"
+set +e
+"$repo/tools/sandbox/ssh-test.sh" alice "$work/alice" "$port" id 2>&1 | sed 's/^/      /' >&2
+set -e
+say "alice now: $(getent passwd alice || echo 'still no account')"
+
+say "compat mode: second login as alice, running id"
+set +e
+out=$("$repo/tools/sandbox/ssh-test.sh" alice "$work/alice" "$port" id 2>&1)
+rc=$?
+set -e
+printf '      %s\n' "$out" >&2
+{ [ $rc -eq 0 ] && [[ $out == *"(alice)"* ]]; } || fail "compat mode second login"
+say "compat mode: second login worked"
 INSIDE
 rc=$?
 set -e
@@ -102,7 +124,7 @@ if [ "$(git_state)" != "$git_before" ]; then
   rc=1
 fi
 if [ $rc -eq 0 ]; then
-  step "demo passed: an IAM user with a key logged in over real SSH"
+  step "demo passed: an IAM user with a key logged in over real SSH, on her first connection in agent mode and in compat mode"
 else
   step "demo FAILED (exit $rc)"
 fi

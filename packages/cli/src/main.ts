@@ -51,6 +51,8 @@ export function createCli(argv: string[], options: CliOptions = {}): { cli: Cli;
     .help()
     .alias('help', 'h')
     .strict()
+    // An option given twice takes its last value, as in ssh and most CLIs (scripts append overrides).
+    .parserConfiguration({ 'duplicate-arguments-array': false })
     .recommendCommands()
     .wrap(width)
     .fail((message, error, y) => {

@@ -2,7 +2,7 @@
 // edited file is the original byte for byte.
 import { isKeymakerError } from '@keymaker/core';
 import { agentInstallPaths } from '../src/install/agent-mode';
-import { planInstall, planUninstall, type InstallSnapshot } from '../src/install/plan';
+import { chooseInstallMode, planInstall, planUninstall, type InstallSnapshot } from '../src/install/plan';
 import { insertMkhomedirSession, MKHOMEDIR_LINE, removePamHook } from '../src/install/pam';
 import { DEFAULT_PATHS } from '../src/system/paths';
 import type { FileState } from '../src/system/host-system';
@@ -136,4 +136,60 @@ test('agent mode writes the sudoers drop-in and sudo.conf too, checked by visudo
   );
   expect(checks.indexOf('sudoersCandidate')).toBeLessThan(checks.indexOf(P.sudoersDropIn));
   expect(checks.indexOf('sudoersLive')).toBeGreaterThan(checks.indexOf(P.sudoConf));
+});
+
+describe('install without --mode: the mode a host gets', () => {
+  const auto = { ...options, mode: 'auto' as const };
+  const modeOf = (snap: InstallSnapshot) => planInstall(snap, auto).mode;
+
+  test('a new host with libnss-systemd gets agent mode, and says why', () => {
+    const plan = planInstall(agentSnapshot(), auto);
+    expect(plan.mode).toBe('agent');
+    expect(plan.warnings).toContain('agent mode (libnss-systemd can serve IAM users here)');
+    expect(chooseInstallMode(agentSnapshot(), auto)).toEqual({
+      mode: 'agent',
+      why: 'libnss-systemd can serve IAM users here',
+    });
+  });
+
+  test('libnss-systemd missing on Debian: agent mode, with apt-get installing it before anything changes', () => {
+    const installer = { package: 'libnss-systemd', argv: ['/usr/bin/apt-get', 'install', '-y', 'libnss-systemd'] };
+    const plan = planInstall(agentSnapshot({ nssSystemdLibrary: undefined, nssSystemdInstaller: installer }), auto);
+    expect(plan.mode).toBe('agent');
+    const kinds = plan.steps.map((s) => s.kind);
+    // The first change: only checks before it (a dry run installs nothing), every file after it.
+    const at = kinds.indexOf('installPackage');
+    expect(at).toBeGreaterThan(0);
+    expect(kinds.slice(0, at).every((k) => k === 'validate')).toBe(true);
+    expect(plan.steps.find((s) => s.kind === 'installPackage')).toEqual({ kind: 'installPackage', ...installer });
+    // Present already: nothing to install.
+    expect(planInstall(agentSnapshot({ nssSystemdInstaller: installer }), auto).steps.map((s) => s.kind)).not.toContain(
+      'installPackage',
+    );
+  });
+
+  test('where agent mode cannot work, compat mode with the reason; an explicit --mode agent is refused instead', () => {
+    const cases: [Partial<InstallSnapshot>, string, RegExp][] = [
+      [{ nssSystemdLibrary: undefined }, NSS, /libnss-systemd is not installed/],
+      [{ authselect: true }, NSS, /managed by authselect/],
+      [{}, 'passwd: files [NOTFOUND=return] ldap\ngroup: files\nshadow: files\n', /stops the lookup/],
+    ];
+    for (const [over, nss, why] of cases) {
+      const plan = planInstall(agentSnapshot(over, nss), auto);
+      expect(plan.mode).toBe('compat');
+      expect(plan.warnings.join('\n')).toMatch(why);
+      const refused = refusal(agentSnapshot(over, nss));
+      expect(refused.code).toBe('AGENT_MODE_UNAVAILABLE');
+      expect(refused.message).toMatch(why);
+    }
+  });
+
+  test('a host installed before keeps its mode (an upgrade never switches it); --mode does', () => {
+    const compatJournal = { version: 1 as const, user: { name: 'keymaker', created: true }, files: [], dirs: [] };
+    expect(modeOf(agentSnapshot({ journal: compatJournal }))).toBe('compat');
+    expect(modeOf(agentSnapshot({ journal: { ...compatJournal, agent: { units: [], pidFile: A.pidFile } } }))).toBe(
+      'agent',
+    );
+    expect(planInstall(agentSnapshot({ journal: compatJournal }), options).mode).toBe('agent');
+  });
 });

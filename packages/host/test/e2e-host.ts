@@ -94,6 +94,10 @@ export function installArgs(endpoint: string, port: number): string[] {
     '8000',
     '--sshd-pid-file',
     `/run/sshd-${port}.pid`,
+    // The compat-mode suites' default (the sandbox has libnss-systemd, so "auto" would be agent); agent-mode
+    // suites append --mode agent, and the last one wins.
+    '--mode',
+    'compat',
   ];
 }
 

@@ -48,7 +48,15 @@ describeWithSandbox('install interrupted or out of disk', () => {
   /** install-fault-entry.ts bundled: the same install, through a HostSystem that pauses after a write. */
   let faultyInstall: string;
 
-  const installArgs = () => ['install', '--region', 'us-east-1', '--sshd-pid-file', `/run/sshd-${port}.pid`];
+  const installArgs = () => [
+    'install',
+    '--mode',
+    'compat',
+    '--region',
+    'us-east-1',
+    '--sshd-pid-file',
+    `/run/sshd-${port}.pid`,
+  ];
   const keymaker = (args: string[]): Promise<ExecResult> => sb.exec(['node', CLI, ...args]);
   const dropIns = async () =>
     (

@@ -163,7 +163,7 @@ describeWithSandbox('keymaker install / uninstall on a real sshd', () => {
 
   test('install twice leaves exactly what one install leaves; uninstall then leaves the original bytes', async () => {
     const sb = await newSandbox();
-    const args = ['install', '--region', 'us-east-1', '--reload', 'none'];
+    const args = ['install', '--mode', 'compat', '--region', 'us-east-1', '--reload', 'none'];
     expect((await keymaker(sb, args)).code).toBe(0);
     const once = await fingerprint(sb);
     const second = await keymaker(sb, [...args, '--json']);
@@ -194,6 +194,8 @@ describeWithSandbox('keymaker install / uninstall on a real sshd', () => {
     const before = await fingerprint(sb);
     const r = await keymaker(sb, [
       'install',
+      '--mode',
+      'compat',
       '--region',
       'us-east-1',
       '--reload',
@@ -221,6 +223,8 @@ describeWithSandbox('keymaker install / uninstall on a real sshd', () => {
     const before = await fingerprint(sb);
     const r = await keymaker(sb, [
       'install',
+      '--mode',
+      'compat',
       '--region',
       'us-east-1',
       '--reload',
@@ -246,7 +250,7 @@ describeWithSandbox('keymaker install / uninstall on a real sshd', () => {
     await sb.writeFile('/etc/ssh/sshd_config.d/10-typo.conf', 'PasswordAuthentcation no\n');
     const before = await fingerprint(sb);
     const listening = listeningCount(sb);
-    const r = await keymaker(sb, ['install', '--region', 'us-east-1']);
+    const r = await keymaker(sb, ['install', '--mode', 'compat', '--region', 'us-east-1']);
     expect(r.code).toBe(42);
     expect(r.stderr).toMatch(
       /^keymaker: refusing to install: sshd rejects the configuration on disk .*10-typo\.conf: line 1: Bad configuration option: PasswordAuthentcation; fix it first \(check with sshd -t\)\n$/,
@@ -261,7 +265,7 @@ describeWithSandbox('keymaker install / uninstall on a real sshd', () => {
     const sb = await newSandbox();
     await sb.writeFile('/etc/ssh/sshd_config.d/10-site.conf', 'KbdInteractiveAuthentication no\n');
     const before = await fingerprint(sb);
-    const r = await keymaker(sb, ['install', '--region', 'us-east-1', '--reload', 'none']);
+    const r = await keymaker(sb, ['install', '--mode', 'compat', '--region', 'us-east-1', '--reload', 'none']);
     expect(r.code).toBe(42);
     expect(r.stderr).toContain('sshd would still use kbdinteractiveauthentication is "no", not "yes"');
     expect(await fingerprint(sb)).toEqual(before);
@@ -273,7 +277,7 @@ describeWithSandbox('keymaker install / uninstall on a real sshd', () => {
       'AuthorizedKeysCommand /usr/share/ec2-instance-connect/eic_run_authorized_keys %u %f\nAuthorizedKeysCommandUser nobody\n';
     await sb.writeFile('/etc/ssh/sshd_config.d/60-ec2-instance-connect.conf', eic);
     const before = await fingerprint(sb);
-    const refused = await keymaker(sb, ['install', '--region', 'us-east-1', '--reload', 'none']);
+    const refused = await keymaker(sb, ['install', '--mode', 'compat', '--region', 'us-east-1', '--reload', 'none']);
     expect(refused.code).toBe(46);
     expect(refused.stderr).toContain(
       'sshd already runs an AuthorizedKeysCommand (/usr/share/ec2-instance-connect/eic_run_authorized_keys %u %f)',
@@ -281,7 +285,16 @@ describeWithSandbox('keymaker install / uninstall on a real sshd', () => {
     expect(refused.stderr).toContain('--force');
     expect(await fingerprint(sb)).toEqual(before);
 
-    const forced = await keymaker(sb, ['install', '--region', 'us-east-1', '--reload', 'none', '--force']);
+    const forced = await keymaker(sb, [
+      'install',
+      '--mode',
+      'compat',
+      '--region',
+      'us-east-1',
+      '--reload',
+      'none',
+      '--force',
+    ]);
     expect(forced.code).toBe(0);
     expect(await effective(sb, 'authorizedkeyscommand')).toBe('/usr/local/sbin/keymaker-authorized-keys %u %f');
     expect((await keymaker(sb, ['uninstall', '--reload', 'none'])).code).toBe(0);
@@ -295,7 +308,7 @@ describeWithSandbox('keymaker install / uninstall on a real sshd', () => {
     const main =
       '# site config\nPort 22\nKbdInteractiveAuthentication no\nUsePAM yes\nSubsystem sftp /usr/lib/openssh/sftp-server\nMatch User nobody\n  X11Forwarding no\n';
     await sb.writeFile('/etc/ssh/sshd_config', main);
-    const r = await keymaker(sb, ['install', '--region', 'us-east-1', '--reload', 'none']);
+    const r = await keymaker(sb, ['install', '--mode', 'compat', '--region', 'us-east-1', '--reload', 'none']);
     expect(r.code).toBe(0);
     expect(await sb.exists('/etc/ssh/sshd_config.d/50-keymaker.conf')).toBe(false);
     const installed = await sb.readFile('/etc/ssh/sshd_config');
@@ -313,7 +326,7 @@ describeWithSandbox('keymaker install / uninstall on a real sshd', () => {
       '# site config\nPort 22\nKbdInteractiveAuthentication no\nUsePAM yes\nSubsystem sftp /usr/lib/openssh/sftp-server\nMatch User nobody\n  X11Forwarding no\n';
     await sb.writeFile('/etc/ssh/sshd_config', main);
     const pam = hostFile('/etc/pam.d/sshd').toString();
-    const args = ['install', '--region', 'us-east-1', '--reload', 'none'];
+    const args = ['install', '--mode', 'compat', '--region', 'us-east-1', '--reload', 'none'];
     expect((await keymaker(sb, args)).code).toBe(0);
 
     const MFA = 'auth required pam_google_authenticator.so nullok';
@@ -366,7 +379,7 @@ describeWithSandbox('keymaker install / uninstall on a real sshd', () => {
       ).stdout;
     const before = await links();
 
-    const install = await keymaker(sb, ['install', '--region', 'us-east-1', '--reload', 'none']);
+    const install = await keymaker(sb, ['install', '--mode', 'compat', '--region', 'us-east-1', '--reload', 'none']);
     expect({ code: install.code, stderr: install.stderr }).toEqual({
       code: 0,
       stderr: expect.not.stringContaining('warning'),
@@ -390,6 +403,8 @@ describeWithSandbox('keymaker install / uninstall on a real sshd', () => {
     const before = await fingerprint(sb);
     const r = await keymaker(sb, [
       'install',
+      '--mode',
+      'compat',
       '--region',
       'us-east-1',
       '--reload',
@@ -433,7 +448,15 @@ describeWithSandbox('keymaker install / uninstall on a real sshd', () => {
     expect((await keyOnly()).code).toBe(255);
 
     const before = listeningCount(sb);
-    const r = await keymaker(sb, ['install', '--region', 'us-east-1', '--sshd-pid-file', `/run/sshd-${port}.pid`]);
+    const r = await keymaker(sb, [
+      'install',
+      '--mode',
+      'compat',
+      '--region',
+      'us-east-1',
+      '--sshd-pid-file',
+      `/run/sshd-${port}.pid`,
+    ]);
     expect({ code: r.code, stderr: r.stderr }).toEqual({
       code: 0,
       stderr: expect.stringContaining("kept sshd's AuthenticationMethods"),
@@ -460,7 +483,15 @@ describeWithSandbox('keymaker install / uninstall on a real sshd', () => {
     const admin = await userWithKey(sb, 'admin');
     const { port } = await sb.startSshd({ logLevel: 'VERBOSE' });
     const before = listeningCount(sb);
-    const r = await keymaker(sb, ['install', '--region', 'us-east-1', '--sshd-pid-file', `/run/sshd-${port}.pid`]);
+    const r = await keymaker(sb, [
+      'install',
+      '--mode',
+      'compat',
+      '--region',
+      'us-east-1',
+      '--sshd-pid-file',
+      `/run/sshd-${port}.pid`,
+    ]);
     expect(r.code).toBe(0);
     await waitForReload(sb, before);
     const forAdmin = (await sb.execOk(['sshd', '-T', '-C', 'user=admin,host=client.example.net,addr=203.0.113.10']))
@@ -478,7 +509,7 @@ describeWithSandbox('keymaker install / uninstall on a real sshd', () => {
       `${hostFile('/etc/ssh/sshd_config').toString()}Match User admin\n  AuthenticationMethods publickey,password keyboard-interactive\n`,
     );
     const untouched = await fingerprint(sb2);
-    const refused = await keymaker(sb2, ['install', '--region', 'us-east-1', '--reload', 'none']);
+    const refused = await keymaker(sb2, ['install', '--mode', 'compat', '--region', 'us-east-1', '--reload', 'none']);
     expect(refused.code).toBe(49);
     expect(refused.stderr).toMatch(
       /^keymaker: refusing to install: keymaker's sshd settings would weaken authentication for user admin, so nothing was changed: a login with keyboard-interactive would be accepted where sshd required publickey,password; fix: .*KbdInteractiveAuthentication no in that Match block\n$/,

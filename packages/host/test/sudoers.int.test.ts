@@ -48,6 +48,8 @@ maybe('when the whole policy fails after the switch, the old bytes come back', (
         ? { code: 1, stdout: '', stderr: 'parse error in /etc/sudoers' }
         : real.run(argv, opts),
   };
-  expect(() => writeSudoersFile(sys, path, sudoersDropIn())).toThrow(/visudo refused the sudo policy .*: parse error.*; the old one is back/);
+  expect(() => writeSudoersFile(sys, path, sudoersDropIn())).toThrow(
+    /visudo refused the sudo policy .*: parse error.*; the old one is back/,
+  );
   expect(readFileSync(path, 'utf8')).toBe('# the old policy\n');
 });

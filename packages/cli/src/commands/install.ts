@@ -8,7 +8,7 @@ import { runCommand } from '../run';
 
 const RELOAD_CHOICES = ['auto', 'systemd', 'service', 'pidfile', 'none'] as const;
 const SCHEDULE_CHOICES = ['auto', 'systemd', 'cron'] as const;
-const MODE_CHOICES = ['compat', 'agent'] as const;
+const MODE_CHOICES = ['auto', 'agent', 'compat'] as const;
 
 function sshdOptions<T>(y: Argv<T>) {
   return y
@@ -105,9 +105,9 @@ export function registerInstallCommands(commands: Commands): Commands {
           })
           .option('mode', {
             choices: MODE_CHOICES,
-            default: 'compat' as const,
+            default: 'auto' as const,
             describe:
-              'compat: the account is made through PAM at the first connection, groups synced on a schedule; agent: `keymaker agent` serves users through NSS (libnss-systemd) and keys to sshd, so the first connection logs in',
+              'agent: `keymaker agent` serves users through NSS (libnss-systemd, installed with apt-get where missing) and keys to sshd, so the first connection logs in; compat: the account is made through PAM at the first connection, groups synced on a schedule; auto: the mode this host has, else agent where it can work, else compat',
           })
           .option('schedule', {
             choices: SCHEDULE_CHOICES,

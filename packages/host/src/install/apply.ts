@@ -135,7 +135,11 @@ function gatherSnapshot(
     journal,
     bundle: bundle.content,
     credentials,
-    nssSystemdLibrary: opts.mode === 'agent' ? findNssSystemd(sys) : undefined,
+    nssSystemdLibrary: findNssSystemd(sys),
+    nssSystemdInstaller: aptInstaller(sys),
+    authselect:
+      sys.lstat('/etc/nsswitch.conf')?.type === 'symlink' &&
+      sys.realpath('/etc/nsswitch.conf').startsWith('/etc/authselect/'),
     sudo: sudoOnHost(sys),
     efsUtils: MOUNT_EFS_HELPERS.some((p) => sys.stat(p)?.type === 'file'),
     managedUsers: managedUsers(sys),
@@ -154,6 +158,16 @@ function managedUsers(sys: HostSystem): string[] {
     .split('\n')
     .find((line) => line.startsWith(`${MANAGED_USERS_GROUP}:`));
   return (entry?.split(':')[3] ?? '').split(',').filter((name) => name !== '' && names.has(name));
+}
+
+/** Debian and Ubuntu: apt-get installs libnss-systemd (other package managers: the administrator's job, said). */
+function aptInstaller(sys: HostSystem): InstallSnapshot['nssSystemdInstaller'] {
+  if (sys.stat('/etc/debian_version')?.type !== 'file' || sys.stat('/usr/bin/apt-get')?.type !== 'file')
+    return undefined;
+  return {
+    package: 'libnss-systemd',
+    argv: ['/usr/bin/apt-get', 'install', '-y', '--no-install-recommends', 'libnss-systemd'],
+  };
 }
 
 function nologinShell(sys: HostSystem): string {

@@ -79,8 +79,11 @@ export interface InstallOptions {
   stsEndpoint?: string;
   deadlineMs?: number;
   profile?: string;
-  /** compat (default): JIT account through PAM, group sync. agent: NSS and keys from `keymaker agent`. */
-  mode?: InstallMode;
+  /**
+   * agent: NSS and keys from `keymaker agent`. compat: JIT account through PAM, group sync. auto (the default):
+   * a host already installed keeps its mode; a new one gets agent mode where it can work (chooseInstallMode).
+   */
+  mode?: InstallMode | 'auto';
   /** FS_ID[:/PATH]: managed users' homes on this EFS file system (issue 15). */
   efsHome?: string;
 }
@@ -113,6 +116,10 @@ export interface InstallSnapshot {
   credentials?: Buffer;
   /** Where libnss_systemd.so.2 is, undefined when it is not installed (agent mode needs it). */
   nssSystemdLibrary?: string;
+  /** How this host installs libnss-systemd when it is missing (Debian's apt-get), if it can. */
+  nssSystemdInstaller?: { package: string; argv: string[] };
+  /** /etc/nsswitch.conf is authselect's (RHEL-likes): keymaker does not edit it behind authselect's back. */
+  authselect?: boolean;
   /** visudo and whether the sudo policy is valid as it is; undefined when sudo is not installed. */
   sudo?: SudoOnHost;
   /** amazon-efs-utils' mount.efs is installed (then the EFS share is mounted with it, over TLS). */
@@ -248,7 +255,9 @@ export function planInstall(snapshot: InstallSnapshot, options: InstallOptions):
   add(paths.hostBundle, snapshot.bundle, 0o644, 'host bundle (lookup, PAM hook, group sync)');
   addSudo(snapshot, paths, add, warnings);
   const efsMount = planEfsHomeFiles(snapshot, options, config, add);
-  if (options.mode === 'agent')
+  const chosen = chooseInstallMode(snapshot, options);
+  if (options.mode !== chosen.mode) warnings.push(`${chosen.mode} mode (${chosen.why})`);
+  if (chosen.mode === 'agent')
     return planAgentInstall(snapshot, options, { config, files, add, warnings, pamState, efsMount });
   add(paths.authorizedKeysCommand, authorizedKeysWrapper(paths, options.nodePath), 0o755, 'AuthorizedKeysCommand');
   add(
@@ -463,6 +472,41 @@ function commonSafePathTargets(options: InstallOptions): SafePathTarget[] {
   ];
 }
 
+/** Why agent mode cannot work on this host, or undefined when it can (pure: from the snapshot). */
+export function agentModeProblem(snapshot: InstallSnapshot, paths: HostPaths): string | undefined {
+  if (!snapshot.nssSystemdLibrary && !snapshot.nssSystemdInstaller)
+    return 'libnss-systemd is not installed (no libnss_systemd.so.2 under /lib*/ or /usr/lib*/) and this host has no apt-get to install it; install it (systemd >= 245)';
+  const nsswitchPath = agentInstallPaths(paths).nsswitch;
+  if (snapshot.authselect)
+    return `${nsswitchPath} is managed by authselect; select a profile whose passwd, group and shadow lines list systemd (authselect current), or use --mode compat`;
+  const edit = addSystemdToNsswitch(snapshot.files[nsswitchPath]?.content.toString('utf8') ?? '');
+  if (edit.blocked.length > 0)
+    return `${nsswitchPath} stops the lookup before systemd could be asked (${edit.blocked.map((b) => JSON.stringify(b.line)).join(', ')})`;
+  if (!findDropInInclude(snapshot.files[paths.sshdConfig]?.content.toString('utf8') ?? '', paths))
+    return `${paths.sshdConfig} has no Include of ${paths.sshdConfigDir}/*.conf (agent mode's Match block must end its own file)`;
+  return undefined;
+}
+
+/**
+ * The mode an install gets. An explicit --mode wins. Otherwise a host keymaker already installed keeps its mode
+ * (an upgrade never switches a fleet's hosts under it; --mode does), and a new host gets agent mode where it can
+ * work here, else compat mode with the reason.
+ */
+export function chooseInstallMode(
+  snapshot: InstallSnapshot,
+  options: Pick<InstallOptions, 'mode' | 'paths'>,
+): { mode: InstallMode; why: string } {
+  if (options.mode === 'agent' || options.mode === 'compat') return { mode: options.mode, why: '--mode' };
+  if (snapshot.journal)
+    return snapshot.journal.agent
+      ? { mode: 'agent', why: 'installed in agent mode before' }
+      : { mode: 'compat', why: 'installed in compat mode before; --mode agent switches' };
+  const problem = agentModeProblem(snapshot, options.paths);
+  return problem === undefined
+    ? { mode: 'agent', why: 'libnss-systemd can serve IAM users here' }
+    : { mode: 'compat', why: `agent mode cannot work here: ${problem}` };
+}
+
 const agentUnavailable = (why: string) =>
   new HostError(
     'AGENT_MODE_UNAVAILABLE',
@@ -479,23 +523,13 @@ function planAgentInstall(snapshot: InstallSnapshot, options: InstallOptions, pa
   const { paths, user } = options;
   const { config, files, add, warnings, pamState, efsMount } = parts;
   const agent = agentInstallPaths(paths);
-  if (!snapshot.nssSystemdLibrary)
-    throw agentUnavailable(
-      'libnss-systemd is not installed (no libnss_systemd.so.2 under /lib*/ or /usr/lib*/); install it (Debian: apt-get install libnss-systemd)',
-    );
+  const problem = agentModeProblem(snapshot, paths);
+  if (problem) throw agentUnavailable(problem);
   const nsswitch = snapshot.files[agent.nsswitch];
   const edit = addSystemdToNsswitch(nsswitch?.content.toString('utf8') ?? '');
-  if (edit.blocked.length > 0)
-    throw agentUnavailable(
-      `${agent.nsswitch} stops the lookup before systemd could be asked (${edit.blocked.map((b) => JSON.stringify(b.line)).join(', ')})`,
-    );
   const mainState = snapshot.files[paths.sshdConfig]!;
   const mainText = mainState.content.toString('utf8');
-  const include = findDropInInclude(mainText, paths);
-  if (!include)
-    throw agentUnavailable(
-      `${paths.sshdConfig} has no Include of ${paths.sshdConfigDir}/*.conf (agent mode's Match block must end its own file)`,
-    );
+  const include = findDropInInclude(mainText, paths)!;
 
   // The compat lookup stays installed: the keys client hands it /etc/passwd accounts (1.x migrations).
   add(
@@ -637,6 +671,8 @@ function installSteps(snapshot: InstallSnapshot, options: InstallOptions, plan: 
   if (sudoers && visudo)
     steps.push({ kind: 'validate', check: 'sudoersCandidate', visudo, path: sudoers.path, content: sudoers.content });
 
+  if (plan.mode === 'agent' && !snapshot.nssSystemdLibrary && snapshot.nssSystemdInstaller)
+    steps.push({ kind: 'installPackage', ...snapshot.nssSystemdInstaller });
   if (plan.user.create)
     steps.push({
       kind: 'createSystemUser',

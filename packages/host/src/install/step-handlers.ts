@@ -30,8 +30,8 @@ export interface StepContext {
   warn: (line: string) => void;
 }
 
-function run(sys: HostSystem, argv: string[]): void {
-  const r = sys.run(argv);
+function run(sys: HostSystem, argv: string[], timeoutMs?: number): void {
+  const r = sys.run(argv, timeoutMs === undefined ? undefined : { timeoutMs });
   if (r.code !== 0)
     throw new HostError('SYSTEM_COMMAND_FAILED', `${argv.join(' ')} failed: ${firstLine(r.stderr.trim())}`);
 }
@@ -167,6 +167,12 @@ export function performStep(ctx: StepContext, step: InstallStep): StepResult {
     case 'validate':
       validate(ctx, step);
       return {};
+    case 'installPackage': {
+      // The package manager's own environment: non-interactive, and no prompt can hang the install.
+      run(sys, ['env', 'DEBIAN_FRONTEND=noninteractive', ...step.argv], 600_000);
+      ctx.log(`installed ${step.package}`);
+      return {};
+    }
     case 'createSystemUser': {
       const r = sys.run([
         'useradd',

@@ -150,6 +150,16 @@ export interface StartAgentStep {
   logFile: string;
 }
 
+/**
+ * Agent mode on a host without libnss-systemd: the system package manager installs it (argv, e.g. apt-get install).
+ * Not undone on a rollback: a package that only adds an NSS module does nothing until nsswitch names it.
+ */
+export interface InstallPackageStep {
+  kind: 'installPackage';
+  package: string;
+  argv: string[];
+}
+
 /** Stops the detached agent named by its pid file (a stale pid file is removed). */
 export interface StopAgentStep {
   kind: 'stopAgent';
@@ -195,7 +205,8 @@ export type InstallStep =
   | StartAgentStep
   | StopAgentStep
   | MountFilesystemStep
-  | UnmountFilesystemStep;
+  | UnmountFilesystemStep
+  | InstallPackageStep;
 
 export type InstallStepKind = InstallStep['kind'];
 
@@ -222,6 +233,8 @@ export function describeStep(step: InstallStep): string {
   switch (step.kind) {
     case 'validate':
       return VALIDATIONS[step.check];
+    case 'installPackage':
+      return `install the package ${step.package} (${step.argv.join(' ')}); uninstall leaves it`;
     case 'createSystemUser':
       return `create the locked system user ${step.name} (shell ${step.shell}, no home)`;
     case 'makeDirectory':
@@ -302,6 +315,8 @@ export function stepActivity(step: InstallStep): string {
       return `mounting ${step.mountPoint}`;
     case 'unmountFilesystem':
       return `unmounting ${step.mountPoint}`;
+    case 'installPackage':
+      return `installing ${step.package}`;
   }
 }
 
