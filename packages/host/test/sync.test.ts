@@ -410,3 +410,55 @@ describe('runGroupSync against a mocked IAM', () => {
     expect(host.members('devs')).toEqual(['alice']);
   });
 });
+
+describe('the sudo group keymaker-sudo (issue 12)', () => {
+  const ADMINS = {
+    groupName: 'admins',
+    groupId: 'AGPAADMINS0000000000',
+    linuxName: 'keymaker-sudo',
+    gid: uid('AGPAADMINS0000000000'),
+  };
+
+  test('is created by keymaker with the managed members of the sudo IAM group; a removed member leaves it', () => {
+    const local = new FakeHost({
+      users: [
+        ['alice', uid(ALICE.userId)],
+        ['bob', uid(BOB.userId)],
+      ],
+    })
+      .manage('alice', ALICE.userId)
+      .manage('bob', BOB.userId);
+    const state = (members: (typeof ALICE)[]) => ({ groups: [{ ...ADMINS, members }] });
+    const first = planGroupSync(
+      state([ALICE, BOB]),
+      { users: local.users_, groups: local.groups_, managed: local.managed_ },
+      options,
+    );
+    expect(first.createGroups).toEqual([{ name: 'keymaker-sudo', gid: ADMINS.gid, iamGroupName: 'admins' }]);
+    const synced = [...local.groups_, { name: 'keymaker-sudo', gid: ADMINS.gid, members: ['alice', 'bob'] }];
+    const later = planGroupSync(
+      state([ALICE]),
+      { users: local.users_, groups: synced, managed: local.managed_ },
+      options,
+    );
+    expect(later.memberships.map(bareChange)).toEqual([
+      { group: 'keymaker-sudo', members: ['alice'], add: [], remove: ['bob'] },
+    ]);
+  });
+
+  test('a keymaker-sudo keymaker did not create (another GID) is refused, never taken over', () => {
+    const local = new FakeHost({
+      users: [['alice', uid(ALICE.userId)]],
+      groups: [['keymaker-sudo', 1001, ['root']]],
+    }).manage('alice', ALICE.userId);
+    const plan = planGroupSync(
+      { groups: [{ ...ADMINS, members: [ALICE] }] },
+      { users: local.users_, groups: local.groups_, managed: local.managed_ },
+      options,
+    );
+    expect(plan.memberships).toEqual([]);
+    expect(plan.refused).toEqual([
+      { group: 'keymaker-sudo', reason: expect.stringContaining('was not created by keymaker') },
+    ]);
+  });
+});
