@@ -41,6 +41,8 @@ echo "node $(node --version), npm $(npm --version)" >&2
 if [ "$(id -u)" = 0 ]; then
   step "system packages"
   bash tools/sandbox/install-deps.sh
+  # The EFS e2e tests' NFS server and FUSE client (built once into .toolchain/fuse-nfs; never fails the run).
+  bash tools/nfs/setup.sh
 fi
 
 step "npm dependencies (npm ci)"

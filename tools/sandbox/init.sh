@@ -34,6 +34,9 @@ if [[ -n ${KEYMAKER_SANDBOX_NODE:-} ]]; then
   mount --bind "$KEYMAKER_SANDBOX_NODE" /run/keymaker-sandbox/bin/node
 fi
 unset KEYMAKER_SANDBOX_NODE
+# A network namespace of its own (sandbox.ts network: 'private'): loopback up, nothing else.
+if [[ ${KEYMAKER_SANDBOX_NET:-} == private ]]; then ip link set lo up; fi
+unset KEYMAKER_SANDBOX_NET
 
 if (($#)); then
   set +e

@@ -98,6 +98,11 @@ export interface CreateSandboxOptions {
   tmpRoot?: string;
   /** Give up if the sandbox is not ready after this long. Default 10 s. */
   timeoutMs?: number;
+  /**
+   * 'private': a network namespace of its own, loopback only (servers on fixed ports such as rpcbind's 111 do
+   * not meet the host's or another sandbox's); sshd, exec and ssh with inside=true run in it. Default 'host'.
+   */
+  network?: 'host' | 'private';
 }
 
 const INIT = path.join(__dirname, 'init.sh');
@@ -294,10 +299,17 @@ export async function createSandbox(opts: CreateSandboxOptions = {}): Promise<Sa
   if (!support.ok) throw new Error(`sandbox not supported here: ${support.reason}`);
   installExitHook();
   const dir = fs.mkdtempSync(path.join(opts.tmpRoot ?? os.tmpdir(), 'keymaker-sandbox.'));
-  const unshare = spawn('unshare', ['--mount', '--pid', '--fork', '--kill-child', '--mount-proc', INIT, dir], {
+  const privateNet = opts.network === 'private';
+  const netFlag = privateNet ? ['--net'] : [];
+  const unshareArgs = ['--mount', ...netFlag, '--pid', '--fork', '--kill-child', '--mount-proc', INIT, dir];
+  const unshare = spawn('unshare', unshareArgs, {
     stdio: ['pipe', 'pipe', 'pipe'],
     // The Node running the tests (tools/toolchain.sh may have provisioned it) is the sandbox's node.
-    env: { ...BASE_ENV, KEYMAKER_SANDBOX_NODE: process.execPath },
+    env: {
+      ...BASE_ENV,
+      KEYMAKER_SANDBOX_NODE: process.execPath,
+      ...(privateNet ? { KEYMAKER_SANDBOX_NET: 'private' } : {}),
+    },
     cwd: '/',
   });
   live.set(unshare, dir);
@@ -368,11 +380,14 @@ export async function createSandbox(opts: CreateSandboxOptions = {}): Promise<Sa
   const exec = (argv: string[], o: ExecOptions = {}): Promise<ExecResult> => {
     if (destroyed) return Promise.reject(new Error('sandbox destroyed'));
     if (!argv.length) return Promise.reject(new Error('exec: empty argv'));
-    return run(['nsenter', `--target=${initPid}`, '--mount', '--pid', `--wd=${o.cwd ?? '/'}`, '--', ...argv], {
-      input: o.input,
-      env: { ...BASE_ENV, ...o.env },
-      timeoutMs: o.timeoutMs ?? 30_000,
-    });
+    return run(
+      ['nsenter', `--target=${initPid}`, '--mount', ...netFlag, '--pid', `--wd=${o.cwd ?? '/'}`, '--', ...argv],
+      {
+        input: o.input,
+        env: { ...BASE_ENV, ...o.env },
+        timeoutMs: o.timeoutMs ?? 30_000,
+      },
+    );
   };
   const execOk = async (argv: string[], o: ExecOptions = {}): Promise<ExecResult> => {
     const r = await exec(argv, o);
@@ -416,7 +431,7 @@ export async function createSandbox(opts: CreateSandboxOptions = {}): Promise<Sa
     if (o.logLevel) args.push('-o', `LogLevel=${o.logLevel}`);
     args.push(...(o.extraArgs ?? []));
     const before = log.length;
-    const p = spawn('nsenter', [`--target=${initPid}`, '--mount', '--pid', '--wd=/', '--', SSHD, ...args], {
+    const p = spawn('nsenter', [`--target=${initPid}`, '--mount', ...netFlag, '--pid', '--wd=/', '--', SSHD, ...args], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...BASE_ENV },
       cwd: '/',
