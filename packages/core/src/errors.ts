@@ -152,6 +152,7 @@ export const HOST_ERROR_CODES = [
   'STATUS_PROBLEMS',
   'AGENT_MODE_UNAVAILABLE',
   'EFS_HOME_REFUSED',
+  'SYNC_PARTIAL',
 ] as const satisfies readonly ErrorCode[];
 export type HostErrorCode = (typeof HOST_ERROR_CODES)[number];
 
