@@ -113,7 +113,13 @@ describeWithSandbox('existing local accounts and the record of managed accounts'
     expect({ code: second.code, out: second.stdout.trim() }).toEqual({ code: 0, out: 'bob' });
   });
 
-  test('after `keymaker install --adopt-legacy-accounts` the account is served', async () => {
+  test('after `keymaker install --adopt-legacy-accounts` the account is served, and only with IAM keys', async () => {
+    // Before adoption alice is a local account: her own authorized_keys works.
+    await sb.writeFile('/home/alice/.ssh/authorized_keys', `${pair.bob!.publicKey}\n`, 0o600, 'alice:alice');
+    await sb.execOk(['chown', 'alice:alice', '/home/alice/.ssh']);
+    await sb.execOk(['chmod', '700', '/home/alice/.ssh']);
+    const own = await sb.ssh('alice', { identityFile: pair.bob!.privateKeyPath, command: 'id -un', batch: true });
+    expect({ code: own.code, out: own.stdout.trim() }).toEqual({ code: 0, out: 'alice' });
     const r = await install(['--adopt-legacy-accounts']);
     expect(r.code).toBe(0);
     expect(r.stderr).toContain(`keymaker: adopted account alice (uid ${aliceUid}) for IAM user alice`);
@@ -122,6 +128,10 @@ describeWithSandbox('existing local accounts and the record of managed accounts'
     expect((await syslogLines(sb)).some((l) => /adopt_accounts adopted account alice/.test(l))).toBe(true);
     const login = await sb.ssh('alice', { identityFile: pair.alice!.privateKeyPath, command: 'id -un' });
     expect({ code: login.code, out: login.stdout.trim() }).toEqual({ code: 0, out: 'alice' });
+    // Adopted: in keymaker-users, so sshd no longer reads her authorized_keys (issue 12).
+    expect((await sb.execOk(['getent', 'group', 'keymaker-users'])).stdout).toMatch(/:(.*,)?alice(,|$)/m);
+    const planted = await sb.ssh('alice', { identityFile: pair.bob!.privateKeyPath, command: 'id -un', batch: true });
+    expect(planted.code).toBe(255);
   });
 
   test('uninstall leaves the record and says so', async () => {

@@ -8,6 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Sandbox } from '../../../tools/sandbox/sandbox';
 import { DEFAULT_PATHS } from '../src/system/paths';
+import { managedMatchLines } from '../src/install/sshd-config';
 import type { HostConfig } from '../src/config/host-config';
 
 export const REPO_ROOT = path.resolve(__dirname, '../../..');
@@ -158,6 +159,8 @@ export async function installByHand(
       'AuthorizedKeysCommandUser keymaker',
       'KbdInteractiveAuthentication yes',
       'AuthenticationMethods publickey keyboard-interactive:pam,publickey',
+      // As install writes it: keymaker accounts authenticate only through IAM (issue 12).
+      ...managedMatchLines(),
       '',
     ].join('\n'),
   );

@@ -6,6 +6,7 @@ import { GetGroupCommand, ListGroupsCommand, ListUsersCommand } from '@aws-sdk/c
 import { mockClient } from 'aws-sdk-client-mock';
 import { applySyncPlan, planGroupSync, runGroupSync, type IamSyncState } from '../src/accounts/group-sync';
 import { parseManagedAccounts, parseManagedGroups, serializeManagedAccounts } from '../src/accounts/managed-accounts';
+import { ShadowUtilsAdmin } from '../src/accounts/local-accounts';
 import { bareChange, DEVS_GROUP, FakeHost, newIam, resolutionFor, SYNC_OPTIONS, wideUid } from './fakes';
 
 const uid = wideUid;
@@ -299,5 +300,60 @@ describe('runGroupSync reads the allowed users in full before changing anything'
     ).rejects.toMatchObject({ code: 'THROTTLED' });
     expect(h.changes).toEqual([]);
     expect(h.managed_.some((a) => a.locked)).toBe(false);
+  });
+});
+
+describe('ShadowUtilsAdmin: the commands a revocation runs, as argument arrays', () => {
+  function fakeSys(pkillCodes: number[], logind = false) {
+    const argvs: string[][] = [];
+    return {
+      argvs,
+      sys: {
+        run: async (argv: string[]) => {
+          argvs.push(argv);
+          const code = argv[0] === 'pkill' ? (pkillCodes.shift() ?? 1) : 0;
+          return { code, stdout: '', stderr: code > 1 ? 'pkill: boom' : '' };
+        },
+        readFile: async (p: string) => (logind && p === '/run/systemd/users/2000000001' ? 'STATE=active\n' : undefined),
+      },
+    };
+  }
+
+  test('lock, unlock, one member in and out, keymaker-users', async () => {
+    const { sys, argvs } = fakeSys([]);
+    const admin = new ShadowUtilsAdmin(sys);
+    await admin.lockUser('alice');
+    await admin.unlockUser('alice');
+    await admin.addGroupMember('devs', 'alice');
+    await admin.removeGroupMember('devs', 'alice');
+    await admin.addSystemGroup('keymaker-users');
+    expect(argvs).toEqual([
+      ['usermod', '--lock', '--expiredate', '1', '--', 'alice'],
+      ['usermod', '--unlock', '--expiredate', '', '--', 'alice'],
+      ['gpasswd', '--add', 'alice', '--', 'devs'],
+      ['gpasswd', '--delete', 'alice', '--', 'devs'],
+      ['groupadd', '--system', '--', 'keymaker-users'],
+    ]);
+    expect(() => admin.lockUser('-rf')).toThrow(/invalid Linux user name/);
+  });
+
+  test('sessions: loginctl only when logind tracks her, then pkill by real UID until none is left', async () => {
+    const quiet = fakeSys([0, 0, 1]);
+    await new ShadowUtilsAdmin(quiet.sys).endSessions('alice', 2000000001);
+    expect(quiet.argvs).toEqual([
+      ['pkill', '-KILL', '-U', '2000000001'],
+      ['pkill', '-KILL', '-U', '2000000001'],
+      ['pkill', '-KILL', '-U', '2000000001'],
+    ]);
+    const logind = fakeSys([1], true);
+    await new ShadowUtilsAdmin(logind.sys).endSessions('alice', 2000000001);
+    expect(logind.argvs).toEqual([
+      ['loginctl', 'terminate-user', '--', 'alice'],
+      ['pkill', '-KILL', '-U', '2000000001'],
+    ]);
+    // pkill itself failing (exit 2/3) is an error, not "nothing left".
+    await expect(new ShadowUtilsAdmin(fakeSys([3]).sys).endSessions('alice', 2000000001)).rejects.toThrow(
+      /pkill failed/,
+    );
   });
 });
