@@ -130,14 +130,17 @@ export const SUDO_LINUX_GROUP = 'keymaker-sudo';
 /**
  * The Linux group an IAM group becomes on a host: the sudo IAM group is always SUDO_LINUX_GROUP (only that, even
  * when it also has the prefix, so one IAM group never gives two Linux groups the same GID); a prefixed group is
- * its name without the prefix; any other group is not mirrored.
+ * its name without the prefix, except that no other group becomes SUDO_LINUX_GROUP; any other group is not mirrored.
  */
 export function linuxNameOfIamGroup(
   iamGroupName: string,
   config: { linuxGroupPrefix: string; sudoIamGroup?: string },
 ): string | undefined {
   if (config.sudoIamGroup !== undefined && iamGroupName === config.sudoIamGroup) return SUDO_LINUX_GROUP;
-  return linuxGroupNameForIamGroup(iamGroupName, config.linuxGroupPrefix);
+  const linuxName = linuxGroupNameForIamGroup(iamGroupName, config.linuxGroupPrefix);
+  // The sudoers drop-in names SUDO_LINUX_GROUP: a prefixed group of that name (keymaker_keymaker-sudo) must not
+  // become it, or whoever may manage prefixed groups would hand out sudo.
+  return linuxName === SUDO_LINUX_GROUP ? undefined : linuxName;
 }
 
 const ACCOUNT_ID = /^\d{12}$/;

@@ -36,3 +36,11 @@ test('the sudo IAM group becomes keymaker-sudo only, even with the prefix; other
   );
   expect(isReservedLinuxName(SUDO_LINUX_GROUP)).toBe(false);
 });
+
+test('no other IAM group becomes keymaker-sudo: a prefixed group named after it is not mirrored (it would grant sudo)', () => {
+  for (const sudoIamGroup of ['ops-admins', undefined]) {
+    const config = { linuxGroupPrefix: 'keymaker_', sudoIamGroup };
+    expect(linuxNameOfIamGroup(`keymaker_${SUDO_LINUX_GROUP}`, config)).toBeUndefined();
+  }
+  expect(linuxNameOfIamGroup('km-keymaker-sudo', { linuxGroupPrefix: 'km-' })).toBeUndefined();
+});
