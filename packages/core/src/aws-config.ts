@@ -91,10 +91,25 @@ export interface AwsSettings {
   profile?: string;
 }
 
+/** A region someone named: the option, else AWS_REGION, else AWS_DEFAULT_REGION (blank is unset). */
+export function explicitRegion(
+  option: string | undefined,
+  env: NodeJS.ProcessEnv = process.env,
+): { region: string; regionSource: 'option' | 'AWS_REGION' | 'AWS_DEFAULT_REGION' } | undefined {
+  const named = (region: string | undefined) => (region && region.trim() ? region.trim() : undefined);
+  const explicit = named(option);
+  if (explicit) return { region: explicit, regionSource: 'option' };
+  const fromEnv = named(env.AWS_REGION);
+  if (fromEnv) return { region: fromEnv, regionSource: 'AWS_REGION' };
+  const fromDefaultEnv = named(env.AWS_DEFAULT_REGION);
+  if (fromDefaultEnv) return { region: fromDefaultEnv, regionSource: 'AWS_DEFAULT_REGION' };
+  return undefined;
+}
+
 /**
- * Region and profile for one client. Throws UNKNOWN_PROFILE for a named
- * profile that is in neither shared file. Reads the shared files only when a
- * profile is named or no region is set elsewhere.
+ * Region and profile for one client: explicitRegion, else the profile's region, else us-east-1.
+ * Throws UNKNOWN_PROFILE for a named profile that is in neither shared file. Reads the shared
+ * files only when a profile is named or no region is set elsewhere.
  */
 export function resolveAwsSettings(
   options: { region?: string; profile?: string },
@@ -109,15 +124,10 @@ export function resolveAwsSettings(
     if (!found.fromConfig && !found.fromCredentials) throw unknownProfileError(profile, source, lookup);
     section = found.fromConfig;
   }
-  const named = (region: string | undefined) => (region && region.trim() ? region.trim() : undefined);
-  const explicit = named(options.region);
-  if (explicit) return { region: explicit, regionSource: 'option', profile };
-  const fromEnv = named(env.AWS_REGION);
-  if (fromEnv) return { region: fromEnv, regionSource: 'AWS_REGION', profile };
-  const fromDefaultEnv = named(env.AWS_DEFAULT_REGION);
-  if (fromDefaultEnv) return { region: fromDefaultEnv, regionSource: 'AWS_DEFAULT_REGION', profile };
+  const explicit = explicitRegion(options.region, env);
+  if (explicit) return { ...explicit, profile };
   if (profile === undefined) section = profileSections('default', lookup).fromConfig;
-  const fromProfile = named(section?.region);
+  const fromProfile = section?.region?.trim() || undefined;
   if (fromProfile) return { region: fromProfile, regionSource: 'profile', profile };
   return { region: GLOBAL_SIGNING_REGION, regionSource: 'default', profile };
 }

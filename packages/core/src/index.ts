@@ -71,7 +71,7 @@ export type { SshKeyParseResult, SshKeyType, SshPublicKey } from './ssh-key';
 export { createIamClient, createStsClient } from './aws-clients';
 export type { AwsClientOptions, CredentialProvider } from './aws-clients';
 // Shared AWS config files (profiles).
-export { awsProfileExists, unknownProfileError } from './aws-config';
+export { awsProfileExists, explicitRegion, unknownProfileError } from './aws-config';
 export type { AwsConfigLookup } from './aws-config';
 // Deadlines that cancel.
 export { createDeadline, withDeadline } from './deadline';

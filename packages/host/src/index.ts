@@ -69,6 +69,8 @@ export type { InstallJournal, JournalDir, JournalFile, JournalOriginal } from '.
 export type { SafePathTarget } from './system/root-owned';
 export type { DropInInclude, SshdProbe } from './install/sshd-config';
 export { runInstall, runUninstall } from './install/apply';
+export { installOptionsFromFlags } from './install/install-flags';
+export type { InstallFlags, InstallMachine } from './install/install-flags';
 export type {
   InstallLog,
   InstallResult,

@@ -1,6 +1,6 @@
 // Test-only entry for install-faults.e2e.test.ts, bundled by the test and run inside the sandbox:
-// the install `keymaker install --region us-east-1 --sshd-pid-file PIDFILE` runs (same options,
-// same defaults as cli/src/commands/install.ts), through a HostSystem whose atomic write reports
+// the install `keymaker install --region us-east-1 --sshd-pid-file PIDFILE` runs (the options
+// built by the CLI's own installOptionsFromFlags), through a HostSystem whose atomic write reports
 // each write on stderr and stops for good after the Nth, so the test can SIGKILL it between two
 // writes. The fault lives here, in the test, not in the shipped HostSystem.
 //   node install-fault-entry.mjs N PIDFILE BUNDLE
@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import { formatError } from '@keymaker/core';
 import { runInstall } from '../src/install/apply';
 import { nodeHostSystem, type HostSystem } from '../src/system/host-system';
-import { DEFAULT_PATHS } from '../src/system/paths';
+import { installOptionsFromFlags } from '../src/install/install-flags';
 
 function pausingAfterWrite(sys: HostSystem, pauseAfter: number): HostSystem {
   let writes = 0;
@@ -27,27 +27,15 @@ function pausingAfterWrite(sys: HostSystem, pauseAfter: number): HostSystem {
 
 const [pauseAfter, sshdPidFile, bundleSource] = process.argv.slice(2);
 if (!pauseAfter || !sshdPidFile || !bundleSource) throw new Error('usage: install-fault-entry N PIDFILE BUNDLE');
-try {
-  runInstall(
-    pausingAfterWrite(nodeHostSystem(), Number(pauseAfter)),
-    {
-      paths: DEFAULT_PATHS,
-      user: 'keymaker',
-      nodePath: fs.realpathSync(process.execPath),
-      force: false,
-      schedule: 'auto',
-      region: 'us-east-1',
-      iamEndpoint: process.env.AWS_ENDPOINT_URL_IAM || undefined,
-      stsEndpoint: process.env.AWS_ENDPOINT_URL_STS || undefined,
-      bundleSource,
-      sshd: '/usr/sbin/sshd',
-      reload: 'auto',
-      sshdPidFile,
-      dryRun: false,
-    },
-    (line) => process.stderr.write(`keymaker: ${line}\n`),
-  );
-} catch (error) {
-  process.stderr.write(`${formatError(error)}\n`);
-  process.exitCode = 1;
-}
+// The CLI's own mapping of install's flags (defaults, endpoints from the environment), given only
+// the flags the test passes: `--region us-east-1 --sshd-pid-file PIDFILE --bundle BUNDLE`.
+installOptionsFromFlags({ region: 'us-east-1', sshdPidFile, bundle: bundleSource })
+  .then((options) =>
+    runInstall(pausingAfterWrite(nodeHostSystem(), Number(pauseAfter)), options, (line) =>
+      process.stderr.write(`keymaker: ${line}\n`),
+    ),
+  )
+  .catch((error: unknown) => {
+    process.stderr.write(`${formatError(error)}\n`);
+    process.exitCode = 1;
+  });

@@ -1,7 +1,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Argv } from 'yargs';
-import { efsHomeProblem, InputError } from '@keymaker/core';
 import type { InstallPlanSummary } from '@keymaker/host';
 import type { Commands } from '../context';
 import { runCommand } from '../run';
@@ -33,42 +32,6 @@ function sshdOptions<T>(y: Argv<T>) {
 function defaultBundle(): string {
   const entry = process.argv[1] ? fs.realpathSync(process.argv[1]) : '';
   return path.join(path.dirname(entry), 'keymaker-host.js');
-}
-
-/** The instance's region from IMDSv2, or undefined off EC2 (1 s budget). */
-async function regionFromInstanceMetadata(): Promise<string | undefined> {
-  const base = process.env.AWS_EC2_METADATA_SERVICE_ENDPOINT ?? 'http://169.254.169.254';
-  try {
-    const token = await fetch(`${base}/latest/api/token`, {
-      method: 'PUT',
-      headers: { 'X-aws-ec2-metadata-token-ttl-seconds': '60' },
-      signal: AbortSignal.timeout(1000),
-    });
-    if (!token.ok) return undefined;
-    const r = await fetch(`${base}/latest/meta-data/placement/region`, {
-      headers: { 'X-aws-ec2-metadata-token': await token.text() },
-      signal: AbortSignal.timeout(1000),
-    });
-    const region = r.ok ? (await r.text()).trim() : '';
-    return /^[a-z]{2}(-[a-z]+)+-\d+$/.test(region) ? region : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-function positiveInteger(value: number | undefined, flag: string): number | undefined {
-  if (value === undefined) return undefined;
-  if (!Number.isInteger(value))
-    throw new InputError('INVALID_ARGUMENT', `${flag} must be a whole number, got ${value}`);
-  return value;
-}
-
-/** --efs-home, checked like the role token (one line naming the flag and the form). */
-function efsHomeOption(value: string | undefined): string | undefined {
-  if (value === undefined) return undefined;
-  const problem = efsHomeProblem(value);
-  if (problem) throw new InputError('INVALID_ARGUMENT', `--efs-home ${JSON.stringify(value)}: ${problem}`);
-  return value;
 }
 
 const log = (line: string) => process.stderr.write(`keymaker: ${line}\n`);
@@ -135,41 +98,30 @@ export function registerInstallCommands(commands: Commands): Commands {
       (args) =>
         runCommand(args.debug, async () => {
           const a = args;
-          const { runInstall, nodeHostSystem, DEFAULT_PATHS, adoptLegacyAccountsCommand } =
+          const { runInstall, nodeHostSystem, installOptionsFromFlags, adoptLegacyAccountsCommand } =
             await import('@keymaker/host');
-          const nodeArg = a.node ?? process.execPath;
-          if (!fs.existsSync(nodeArg)) throw new InputError('FILE_NOT_FOUND', `--node ${nodeArg} not found`);
-          const region =
-            a.region ??
-            process.env.AWS_REGION ??
-            process.env.AWS_DEFAULT_REGION ??
-            (await regionFromInstanceMetadata());
-          const result = runInstall(
-            nodeHostSystem(),
-            {
-              paths: DEFAULT_PATHS,
-              user: a.user,
-              nodePath: fs.realpathSync(path.resolve(nodeArg)),
-              force: Boolean(a.force),
-              schedule: a.schedule,
-              mode: a.mode,
-              syncIntervalMinutes: positiveInteger(a['sync-interval'], '--sync-interval'),
-              agentRefreshSeconds: positiveInteger(a['agent-refresh-seconds'], '--agent-refresh-seconds'),
-              region,
-              iamEndpoint: a['iam-endpoint'] ?? (process.env.AWS_ENDPOINT_URL_IAM || undefined),
-              stsEndpoint: a['sts-endpoint'] ?? (process.env.AWS_ENDPOINT_URL_STS || undefined),
-              deadlineMs: positiveInteger(a['deadline-ms'], '--deadline-ms'),
-              profile: a.profile,
-              efsHome: efsHomeOption(a['efs-home']),
-              bundleSource: path.resolve(a.bundle ?? defaultBundle()),
-              credentialsSource: a['credentials-file'] ? path.resolve(a['credentials-file']) : undefined,
-              sshd: a.sshd,
-              reload: a.reload,
-              sshdPidFile: a['sshd-pid-file'],
-              dryRun: Boolean(a['dry-run']),
-            },
-            log,
-          );
+          const options = await installOptionsFromFlags({
+            user: a.user,
+            node: a.node,
+            force: a.force,
+            schedule: a.schedule,
+            mode: a.mode,
+            syncInterval: a['sync-interval'],
+            agentRefreshSeconds: a['agent-refresh-seconds'],
+            region: a.region,
+            iamEndpoint: a['iam-endpoint'],
+            stsEndpoint: a['sts-endpoint'],
+            deadlineMs: a['deadline-ms'],
+            profile: a.profile,
+            efsHome: a['efs-home'],
+            bundle: a.bundle ?? defaultBundle(),
+            credentialsFile: a['credentials-file'],
+            sshd: a.sshd,
+            reload: a.reload,
+            sshdPidFile: a['sshd-pid-file'],
+            dryRun: a['dry-run'],
+          });
+          const result = runInstall(nodeHostSystem(), options, log);
           if (a.json) {
             process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
           } else if (result.dryRun) {
