@@ -446,6 +446,22 @@ describe('the sudo group keymaker-sudo (issue 12)', () => {
     ]);
   });
 
+  test('once the role names no sudo IAM group, keymaker-sudo is emptied at the next sync (the drop-in still names it)', () => {
+    const local = new FakeHost({
+      users: [['alice', uid(ALICE.userId)]],
+      groups: [['keymaker-sudo', ADMINS.gid, ['alice', 'root']]],
+    }).manage('alice', ALICE.userId);
+    const record = { name: 'keymaker-sudo', gid: ADMINS.gid, iamGroupId: ADMINS.groupId, iamGroupName: 'admins' };
+    const plan = planGroupSync(
+      { groups: [] },
+      { users: local.users_, groups: local.groups_, managed: local.managed_, managedGroups: [record] },
+      options,
+    );
+    expect(plan.memberships.map(bareChange)).toEqual([
+      { group: 'keymaker-sudo', members: ['root'], add: [], remove: ['alice'] },
+    ]);
+  });
+
   test('a keymaker-sudo keymaker did not create (another GID) is refused, never taken over', () => {
     const local = new FakeHost({
       users: [['alice', uid(ALICE.userId)]],
