@@ -8,7 +8,12 @@ import { expect } from '@jest/globals';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { AddUserToGroupCommand, DeleteUserCommand, RemoveUserFromGroupCommand } from '@aws-sdk/client-iam';
+import {
+  AddUserToGroupCommand,
+  DeleteGroupCommand,
+  DeleteUserCommand,
+  RemoveUserFromGroupCommand,
+} from '@aws-sdk/client-iam';
 import { createSandbox, describeWithSandbox, type ExecResult, type Sandbox } from '../../../tools/sandbox/sandbox';
 import { createFaultProxy, type FaultProxy } from '../../../tools/faults/fault-proxy.cjs';
 import {
@@ -63,7 +68,11 @@ describeWithSandbox('agent mode over time: revocation, IAM hanging, floods, the 
     const endpoint = motoEndpoint();
     const admin = await credentialsForAccount(stsClient(endpoint), randomAccountId());
     iam = iamClient(endpoint, admin);
-    const role = await createRoleWithDescription(iam, 'keymaker-lifecycle', 'keymaker_require_iam_group=ssh-users');
+    const role = await createRoleWithDescription(
+      iam,
+      'keymaker-lifecycle',
+      'keymaker_require_iam_group=ssh-users keymaker_linux_group_prefix=lx-',
+    );
     const creds = await instanceRoleCredentials(stsClient(endpoint, admin), role.arn);
     [alice, bob, planted, local] = ['alice', 'bob', 'planted', 'local'].map((n) => makeSshKeyPair(tmp, n)) as [
       KeyPair,
@@ -74,6 +83,7 @@ describeWithSandbox('agent mode over time: revocation, IAM hanging, floods, the 
     await createUserWithKeys(iam, 'alice', [{ body: alice.publicKey, status: 'Active' }]);
     await createUserWithKeys(iam, 'bob', [{ body: bob.publicKey, status: 'Active' }]);
     await createGroupWithMembers(iam, 'ssh-users', ['alice', 'bob']);
+    await createGroupWithMembers(iam, 'lx-devs', ['alice']);
     proxy = await createFaultProxy({ target: endpoint }).start();
 
     sb = await createSandbox();
@@ -166,6 +176,22 @@ describeWithSandbox('agent mode over time: revocation, IAM hanging, floods, the 
     );
     console.log(`agent mode: deleted user stopped resolving ${Date.now() - changed} ms after the IAM change`);
     expect((await login('bob', bob)).code).toBe(255);
+  });
+
+  test('a deleted IAM group: its Linux group is gone from her groups within a refresh; re-created, it is back', async () => {
+    const groups = async () => (await sb.execOk(['id', '-Gn', 'alice'])).stdout.trim().split(' ');
+    expect(await groups()).toContain('devs');
+    expect((await sb.exec(['getent', 'group', 'devs'])).stdout).toMatch(/^devs:x:\d+:alice$/m);
+    const changed = Date.now();
+    await iam.send(new RemoveUserFromGroupCommand({ GroupName: 'lx-devs', UserName: 'alice' }));
+    await iam.send(new DeleteGroupCommand({ GroupName: 'lx-devs' }));
+    await until('devs gone', async () => ((await groups()).includes('devs') ? undefined : true), 60_000);
+    console.log(`agent mode: deleted IAM group left her groups ${Date.now() - changed} ms after the IAM change`);
+    expect((await sb.exec(['getent', 'group', 'devs'])).code).toBe(2);
+    // She herself is unaffected.
+    expect(await login('alice', alice)).toMatchObject({ code: 0, stdout: 'alice\n' });
+    await createGroupWithMembers(iam, 'lx-devs', ['alice']);
+    await until('devs back', async () => ((await groups()).includes('devs') ? true : undefined), 60_000);
   });
 
   test('IAM hanging: every NSS call is still answered within the deadline, from cache or "not found"', async () => {
