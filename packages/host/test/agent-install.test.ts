@@ -99,7 +99,9 @@ describe('install --mode agent: planning', () => {
 
   test('under systemd: the units are written and the two sockets enabled, nothing started detached', () => {
     const plan = planInstall(agentSnapshot({ systemdRunning: true }), options);
-    expect(content(plan, A.units.service)).toContain(`ExecStart=/usr/bin/node ${P.hostBundle} agent --config`);
+    expect(content(plan, A.units.service)).toContain(
+      `ExecStart=/usr/bin/node --max-semi-space-size=1 ${P.hostBundle} agent --config`,
+    );
     const enabled = plan.steps.flatMap((s) => (s.kind === 'enableService' ? [s.unit] : []));
     expect(enabled).toEqual(['keymaker-agent.socket', 'keymaker-agent-keys.socket']);
     expect(plan.steps.some((s) => s.kind === 'startAgent')).toBe(false);

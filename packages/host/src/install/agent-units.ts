@@ -9,6 +9,13 @@
  */
 import { InputError } from '@keymaker/core';
 
+/**
+ * Node flags of the agent process. A 1 MiB young generation: the agent allocates little and keeps little (its live
+ * heap is ~13 MB with 1,000 users), but V8's default semi-spaces grow to tens of MiB of RSS it never gives back
+ * (bench/: 130 MiB with 1,000 users without this flag, 72 MiB with it).
+ */
+export const AGENT_NODE_FLAGS = ['--max-semi-space-size=1'] as const;
+
 export interface AgentUnitOptions {
   /** Absolute path of the node binary the agent runs on. */
   nodePath: string;
@@ -125,7 +132,7 @@ export function agentServiceUnit(o: AgentUnitOptions): string {
     '',
     '[Service]',
     'Type=simple',
-    `ExecStart=${o.nodePath} ${o.agentEntry} agent --config ${o.configFile}`,
+    `ExecStart=${o.nodePath} ${AGENT_NODE_FLAGS.join(' ')} ${o.agentEntry} agent --config ${o.configFile}`,
     'ExecReload=/bin/kill -HUP $MAINPID',
     `User=${o.user}`,
     `Group=${o.user}`,

@@ -20,7 +20,14 @@ import {
   type JournalFile,
 } from './journal';
 import { agentInstallPaths, type InstallMode } from './agent-mode';
-import { agentKeysSocketUnit, agentServiceUnit, agentSocketUnit, AGENT_KEYS_SOCKET, AGENT_SOCKET } from './agent-units';
+import {
+  AGENT_NODE_FLAGS,
+  agentKeysSocketUnit,
+  agentServiceUnit,
+  agentSocketUnit,
+  AGENT_KEYS_SOCKET,
+  AGENT_SOCKET,
+} from './agent-units';
 import { addSystemdToNsswitch } from './nsswitch';
 import { insertEfsHomeSession, insertMkhomedirSession, insertPamHook, removePamHook } from './pam';
 import type { SafePathTarget } from '../system/root-owned';
@@ -794,7 +801,7 @@ function installSteps(snapshot: InstallSnapshot, options: InstallOptions, plan: 
     } else {
       steps.push({
         kind: 'startAgent',
-        command: [options.nodePath, paths.hostBundle, 'agent', '--config', paths.configFile],
+        command: [options.nodePath, ...AGENT_NODE_FLAGS, paths.hostBundle, 'agent', '--config', paths.configFile],
         keysSocketGroup: user,
         keysSocket: agentPaths.keysSocket,
         pidFile: agentPaths.pidFile,
