@@ -46,7 +46,7 @@ export const EXIT_CODE_MEANINGS: Record<ErrorCode, string> & Record<string, stri
   EFS_HOME_REFUSED:
     'a home on the EFS share is refused (share not mounted, symlink, owned by another UID, UID collision): login refused',
   SYNC_PARTIAL:
-    'sync_groups applied every change it could, but at least one failed (named on stderr and in syslog); the next run retries it',
+    'sync_groups applied every change it could, but a read or a change failed (named on stderr and in syslog); the next run retries it',
 };
 
 export interface ExitCodeRow {

@@ -273,7 +273,7 @@ describe('runGroupSync reads the allowed users in full before changing anything'
   const iamMock = mockClient(iam);
   beforeEach(() => iamMock.reset());
 
-  test('a throttled ListUsers page locks nobody and changes nothing', async () => {
+  test('a throttled ListUsers page locks nobody; with the group list failing too, the sync fails and changes nothing', async () => {
     iamMock.on(ListGroupsCommand).resolves({ Groups: [] });
     iamMock
       .on(ListUsersCommand)
@@ -285,7 +285,7 @@ describe('runGroupSync reads the allowed users in full before changing anything'
       .rejects(Object.assign(new Error('Rate exceeded'), { name: 'Throttling' }));
     iamMock.on(GetGroupCommand).rejects(new Error('no group is read'));
     const h = host();
-    await expect(
+    const sync = () =>
       runGroupSync(
         {
           accounts: h,
@@ -296,10 +296,19 @@ describe('runGroupSync reads the allowed users in full before changing anything'
           managedGroups: h,
         },
         { preProvisionAccounts: false, allowedExistingGroups: [] },
-      ),
-    ).rejects.toMatchObject({ code: 'THROTTLED' });
+      );
+    const report = await sync();
+    // alice is not on the first page: a partial list must not lock her.
+    expect(report.failed).toEqual([
+      expect.stringMatching(/^reading the IAM users .*no account was locked or unlocked/),
+    ]);
     expect(h.changes).toEqual([]);
     expect(h.managed_.some((a) => a.locked)).toBe(false);
+
+    // Nothing readable at all: the error itself, nothing changed.
+    iamMock.on(ListGroupsCommand).rejects(Object.assign(new Error('Rate exceeded'), { name: 'Throttling' }));
+    await expect(sync()).rejects.toMatchObject({ code: 'THROTTLED' });
+    expect(h.changes).toEqual([]);
   });
 });
 

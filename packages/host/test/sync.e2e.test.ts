@@ -119,20 +119,35 @@ describeWithSandbox('sync_groups on a real host', () => {
     expect((await members('devs'))!.sort()).toEqual(['bob', 'nobody']);
   });
 
-  test('a throttled IAM call in the middle of the read changes nothing', async () => {
+  test('a throttled read of one group leaves that group as it is; the other groups are synced; exit SYNC_PARTIAL', async () => {
     proxy.failWhen(/^(?=.*Action=GetGroup&)(?=.*GroupName=keymaker_ops)/);
     try {
       const r = await sync();
-      expect(r.code).toBe(EXIT_CODES.THROTTLED);
-      expect(r.stderr).toContain('nothing was changed');
-      expect((await members('devs'))!.sort()).toEqual(['bob', 'nobody']);
+      expect(r.code).toBe(EXIT_CODES.SYNC_PARTIAL);
+      expect(r.stderr).toMatch(/FAILED reading IAM group keymaker_ops: .*group ops left as it is/);
+      expect(r.stderr).toContain('group devs: +alice');
+      expect((await members('devs'))!.sort()).toEqual(['alice', 'bob', 'nobody']);
       expect(await members('ops')).toEqual(['bob']);
     } finally {
       proxy.failWhen(undefined);
     }
     const again = await sync();
-    expect(again.stderr).toContain('group devs: +alice');
+    expect(again.code).toBe(EXIT_CODES.GROUP_NOT_MANAGED);
     expect((await members('devs'))!.sort()).toEqual(['alice', 'bob', 'nobody']);
+  });
+
+  test('a throttled read of every group and of the allowed users changes nothing', async () => {
+    proxy.failWhen(/Action=(ListGroups|ListUsers)&/);
+    try {
+      await iam.send(new RemoveUserFromGroupCommand({ GroupName: 'keymaker_devs', UserName: 'alice' }));
+      const r = await sync();
+      expect(r.code).toBe(EXIT_CODES.THROTTLED);
+      expect(r.stderr).toContain('nothing was changed');
+      expect((await members('devs'))!.sort()).toEqual(['alice', 'bob', 'nobody']);
+    } finally {
+      proxy.failWhen(undefined);
+      await iam.send(new AddUserToGroupCommand({ GroupName: 'keymaker_devs', UserName: 'alice' }));
+    }
   });
 
   test('a second run while one holds the lock exits with LOCKED and changes nothing; the holder killed, the next run proceeds', async () => {

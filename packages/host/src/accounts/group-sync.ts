@@ -27,8 +27,9 @@
  * and cron all stop in PAM's account stage), leaves keymaker's groups, and
  * has its sessions and processes ended; its home and files stay, and the
  * record marks it locked. The same unique ID back unlocks it and its groups
- * come back. Any failed read throws before a change: nothing is locked or
- * removed on a partial answer. Every recorded account is kept in
+ * come back. Nothing is locked or removed on a partial answer: a failed read
+ * of the allowed users locks and unlocks nobody, a group whose members could
+ * not be read is left as it is, and no IAM group list means no group changes. Every recorded account is kept in
  * keymaker-users (sshd reads no authorized_keys file for that group).
  *
  * Groups whose IAM group is gone: the record of mirrored groups
@@ -72,6 +73,15 @@ export interface IamSyncState {
    * read. Undefined: no account is locked or unlocked by this plan.
    */
   allowedUsers?: IamUser[];
+  /**
+   * Linux names of prefixed IAM groups whose members could not be read: left exactly as they are
+   * (no member added or removed, not emptied, their record kept).
+   */
+  unreadGroups?: string[];
+  /** The IAM group list itself could not be read: no group is changed, created or emptied. */
+  groupsUnknown?: boolean;
+  /** What could not be read, one line each (the sync reports them as failures). */
+  readFailures?: string[];
 }
 
 export interface LocalSyncState {
@@ -431,8 +441,10 @@ export function planGroupSync(iam: IamSyncState, local: LocalSyncState, options:
         iamGroupName: group.groupName,
       });
   }
+  const unread = new Set(iam.unreadGroups ?? []);
   for (const record of recordedGroups) {
-    if (usable.has(record.name)) continue;
+    if (iam.groupsUnknown) break; // no IAM group list: none can be said to be gone
+    if (usable.has(record.name) || unread.has(record.name)) continue;
     const entry = groupsByName.get(record.name);
     if (!entry || entry.gid !== record.gid) continue;
     pushChange(record.name, entry.members, new Set(), (name) =>
@@ -479,32 +491,57 @@ async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T) => Promis
 }
 
 /**
- * Reads every prefixed group with all its members (every page), and the
- * authorized users when pre-provisioning. Throws on any failure: the caller
- * then changes nothing.
+ * Reads every prefixed group with all its members (every page; a group is read
+ * whole or not at all), the allowed users, and the authorized users when
+ * pre-provisioning. A part that fails is named in readFailures and left out;
+ * when neither the group list nor the allowed users can be read, it throws.
  */
 export async function readIamSyncState(
   directory: IamDirectory,
   options: { preProvision: boolean },
 ): Promise<IamSyncState> {
   const required = directory.config.requireIamGroup;
-  const [groups, allowedUsers] = await Promise.all([
+  const [groupList, allowed] = await Promise.allSettled([
     directory.listLinuxGroups(),
     required ? directory.getGroupMembers(required) : directory.listUsers(),
   ]);
-  const withMembers = await mapLimit(groups, 8, async (group) => ({
-    ...group,
-    members: await directory.getGroupMembers(group.groupName),
-  }));
+  // Nothing readable at all (no credentials, no network): the error itself, and nothing changes.
+  if (groupList.status === 'rejected' && allowed.status === 'rejected') throw groupList.reason;
+  const readFailures: string[] = [];
+  const why = (error: unknown) => (error instanceof Error ? error.message : String(error));
+  if (groupList.status === 'rejected') readFailures.push(`reading the IAM groups: ${why(groupList.reason)}`);
+  if (allowed.status === 'rejected')
+    readFailures.push(
+      `reading the IAM users allowed on this host (${required ? `group ${required}` : 'ListUsers'}): ${why(allowed.reason)}; no account was locked or unlocked`,
+    );
+  // Each group on its own: one that cannot be read is left as it is, the others are still synced.
+  const unreadGroups: string[] = [];
+  const read = await mapLimit(groupList.status === 'fulfilled' ? groupList.value : [], 8, async (group) => {
+    try {
+      return { ...group, members: await directory.getGroupMembers(group.groupName) };
+    } catch (error) {
+      unreadGroups.push(group.linuxName);
+      readFailures.push(`reading IAM group ${group.groupName}: ${why(error)}; group ${group.linuxName} left as it is`);
+      return undefined;
+    }
+  });
+  const allowedUsers = allowed.status === 'fulfilled' ? allowed.value : undefined;
   let authorizedUsers: IamUser[] | undefined;
-  if (options.preProvision) {
+  if (options.preProvision && allowedUsers) {
     const keyed = await mapLimit(allowedUsers, 8, async (user) => ({
       user,
       active: (await directory.listSshPublicKeys(user.userName)).some((key) => key.status === 'Active'),
     }));
     authorizedUsers = keyed.filter((entry) => entry.active).map((entry) => entry.user);
   }
-  return { groups: withMembers, authorizedUsers, allowedUsers };
+  return {
+    groups: read.filter((g): g is IamGroupState => g !== undefined),
+    authorizedUsers,
+    allowedUsers,
+    unreadGroups,
+    groupsUnknown: groupList.status === 'rejected',
+    readFailures,
+  };
 }
 
 export async function readLocalSyncState(
@@ -699,7 +736,11 @@ export interface SyncReport {
   audit: string[];
 }
 
-/** Read everything, plan, apply (unless dry-run), all under the lock. Read failures throw before any change. */
+/**
+ * Read everything, plan, apply (unless dry-run), all under the lock. What could not be read is left
+ * as it is and reported as a failure (a group whose members did not come: that group; the allowed
+ * users: every lock and unlock); when nothing could be read the error is thrown before any change.
+ */
 export async function runGroupSync(deps: SyncRunDeps, options: SyncRunOptions): Promise<SyncReport> {
   return deps.lock(async () => {
     const { directory, config } = await deps.resolve();
@@ -715,8 +756,15 @@ export async function runGroupSync(deps: SyncRunDeps, options: SyncRunOptions): 
       requiredGroup: config.requireIamGroup,
     });
     const base = { refused: plan.refused, skipped: plan.skipped };
-    if (options.dryRun) return { dryRun: true, changes: describePlan(plan), failed: [], audit: [], ...base };
+    const unread = iamState.readFailures ?? [];
+    if (options.dryRun) return { dryRun: true, changes: describePlan(plan), failed: unread, audit: [], ...base };
     const applied = await applySyncPlan(plan, deps.admin, deps.managed, deps.managedGroups);
-    return { dryRun: false, changes: applied.done, failed: applied.failed, audit: applied.audit, ...base };
+    return {
+      dryRun: false,
+      changes: applied.done,
+      failed: [...unread, ...applied.failed],
+      audit: applied.audit,
+      ...base,
+    };
   });
 }
