@@ -583,6 +583,31 @@ describe('applier on an in-memory machine', () => {
     expect(m.commands.filter((c) => c.startsWith('useradd'))).toEqual([]);
   });
 
+  test('a local user whose AuthorizedKeysFile would change, or a keymaker account whose would not be none: install is rolled back (issue 12)', () => {
+    const m = new FakeMachine();
+    const pristine = m.dump();
+    // What a Match block swallowing later lines would look like for root.
+    m.fail.set('/usr/sbin/sshd -T -C user=root,', { code: 0, stdout: 'authorizedkeysfile none\n', stderr: '' });
+    expect(() => runInstall(m, runOptions, quiet)).toThrow(
+      /sshd -T -C user=root shows AuthorizedKeysFile none; expected the usual files \(a local user keeps the administrator's setting\)/,
+    );
+    expect(m.dump()).toEqual(pristine);
+
+    const k = new FakeMachine();
+    k.put('/etc/passwd', `${k.text('/etc/passwd') ?? ''}alice:x:2000000001:2000000001::/home/alice:/bin/bash\n`);
+    k.put('/etc/group', `${k.text('/etc/group') ?? ''}keymaker-users:x:990:alice\n`);
+    const before = k.dump();
+    k.fail.set('/usr/sbin/sshd -T -C user=alice,', {
+      code: 0,
+      stdout: 'authorizedkeysfile .ssh/authorized_keys\n',
+      stderr: '',
+    });
+    expect(() => runInstall(k, runOptions, quiet)).toThrow(
+      /sshd -T -C user=alice shows AuthorizedKeysFile \.ssh\/authorized_keys; expected none \(a keymaker account authenticates only through IAM\)/,
+    );
+    expect(k.dump()).toEqual(before);
+  });
+
   test('a failing crontab -n dry run changes nothing', () => {
     const m = new FakeMachine();
     const pristine = m.dump();
