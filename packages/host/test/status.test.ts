@@ -188,6 +188,16 @@ describe('assessStatus', () => {
     expect(statuses(facts)).toMatchObject({ hostConfig: 'problem', credentials: 'skipped', roleConfig: 'skipped' });
   });
 
+  it('locked accounts are counted in the managed-accounts row, which stays ok (issue 12)', () => {
+    const facts = goodFacts();
+    facts.managedAccounts = { state: 'read', file: DEFAULT_PATHS.managedAccounts, count: 3, exists: true, locked: 2 };
+    const row = assessStatus(facts).checks.find((c) => c.id === 'managedAccounts')!;
+    expect(row).toMatchObject({
+      status: 'ok',
+      summary: expect.stringContaining(', 2 locked (their IAM user is gone)'),
+    });
+  });
+
   it('a skipped sshd check is no problem', () => {
     const facts = goodFacts();
     facts.sshd = { state: 'skipped' };

@@ -78,7 +78,13 @@ export type InstallFact =
 
 /** The record of managed accounts, read with the lookup's trusted-file rules. */
 export type ManagedAccountsFact =
-  | { state: 'read'; file: string; count: number; exists: boolean }
+  | {
+      state: 'read';
+      file: string;
+      count: number;
+      exists: boolean;
+      /** Locked by the sync (IAM user gone). */ locked?: number;
+    }
   | { state: 'refused'; file: string; error: StatusError };
 
 export interface StatusFacts {
@@ -305,8 +311,13 @@ function managedAccountsCheck(facts: StatusFacts): StatusCheck {
     'managedAccounts',
     title,
     'ok',
-    fact.exists ? `${fact.count} account(s) in ${fact.file}` : `0 accounts (no ${fact.file} yet)`,
-    [{ name: 'count', value: String(fact.count), ok: true }],
+    fact.exists
+      ? `${fact.count} account(s) in ${fact.file}${fact.locked ? `, ${fact.locked} locked (their IAM user is gone)` : ''}`
+      : `0 accounts (no ${fact.file} yet)`,
+    [
+      { name: 'count', value: String(fact.count), ok: true },
+      { name: 'locked', value: String(fact.locked ?? 0), ok: true },
+    ],
   );
 }
 
@@ -491,7 +502,7 @@ async function gatherManagedAccounts(
   try {
     const accounts = await readManagedAccounts(file, statPath);
     const exists = host.lstat(file) !== undefined;
-    return { state: 'read', file, count: accounts.length, exists };
+    return { state: 'read', file, count: accounts.length, exists, locked: accounts.filter((a) => a.locked).length };
   } catch (error) {
     return { state: 'refused', file, error: errorFact(error) };
   }
