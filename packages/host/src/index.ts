@@ -14,6 +14,7 @@ export {
   getAuthorizedKeysCommand,
   pamCreateAccountCommand,
   pamEfsHomeCommand,
+  efsHomeFromRoleCommand,
   parseSyncArgs,
   syncGroupsCommand,
 } from './commands/host-commands';

@@ -265,3 +265,86 @@ d.each(['root_squash', 'no_root_squash'] as const)('homes on an NFS share (%s)',
     }
   });
 });
+
+// The install side for real: `keymaker install --efs-home` writes keymaker's fstab block (no systemd here), mounts
+// the share (mount(8) reaches the NFS server through fuse-nfs: a `mount` earlier on PATH stands in for
+// mount.nfs4, which has no kernel client here), puts the session hook in PAM, and status shows the mount;
+// uninstall unmounts it and gives fstab and pam.d/sshd back byte for byte.
+d('keymaker install --efs-home (fstab, no systemd)', () => {
+  let sb: Sandbox;
+  const CLI = path.join(REPO_ROOT, 'packages/cli/dist/keymaker.js');
+  const keymaker = (args: string[]) => sb.exec(['node', CLI, ...args], { timeoutMs: 60_000 });
+
+  beforeAll(async () => {
+    sb = await createSandbox({ network: 'private' });
+    await sb.execOk(['mkdir', '-p', '-m', '1777', EXPORT]);
+    await sb.execOk([path.join(REPO_ROOT, 'tools/nfs/start-server.sh'), EXPORT, 'no_root_squash']);
+    await sb.writeFile(
+      '/usr/local/sbin/mount',
+      `#!/bin/sh\nif [ "$#" = 1 ] && [ "$1" = ${BASE} ]; then exec ${path.join(REPO_ROOT, 'tools/nfs/mount.sh')} ${FUSE_NFS} ${EXPORT} ${BASE}; fi\nexec /usr/bin/mount "$@"\n`,
+      0o755,
+    );
+  });
+  afterAll(async () => {
+    await sb?.destroy();
+  });
+
+  test('install mounts the share before sshd; status shows it; uninstall unmounts and restores', async () => {
+    const before = { fstab: await sb.readFile('/etc/fstab'), pam: await sb.readFile('/etc/pam.d/sshd') };
+    const args = ['install', '--mode', 'compat', '--region', 'eu-west-1', '--reload', 'none'];
+    const installed = await keymaker([...args, '--efs-home', 'fs-0123456789abcdef0:/homes']);
+    expect(installed.code).toBe(0);
+    expect(installed.stderr).toMatch(/mounted \/home\/keymaker/);
+    const fstab = await sb.readFile('/etc/fstab');
+    expect(fstab.startsWith(before.fstab)).toBe(true);
+    expect(fstab.slice(before.fstab.length)).toBe(
+      '# BEGIN keymaker efs home ("keymaker uninstall" removes this block)\n' +
+        'fs-0123456789abcdef0.efs.eu-west-1.amazonaws.com:/homes /home/keymaker nfs4 nfsvers=4.1,rsize=1048576,wsize=1048576,hard,timeo=600,retrans=2,noresvport,_netdev 0 0\n' +
+        '# END keymaker efs home\n',
+    );
+    expect((await sb.execOk(['findmnt', '-n', '-o', 'FSTYPE', BASE])).stdout.trim()).toBe('fuse.fuse-nfs');
+    expect(await sb.readFile('/etc/pam.d/sshd')).toContain(efsHomeSessionLine(DEFAULT_PATHS));
+    expect(JSON.parse(await sb.readFile(DEFAULT_PATHS.configFile))).toMatchObject({
+      efsHome: 'fs-0123456789abcdef0:/homes',
+    });
+
+    const status = await keymaker(['status', '--skip-sshd', '--json']);
+    const row = (
+      JSON.parse(status.stdout) as { checks: { id: string; status: string; summary: string }[] }
+    ).checks.find((c) => c.id === 'efsHome');
+    expect(row?.status).toBe('ok');
+    expect(row?.summary).toMatch(/^mounted on \/home\/keymaker from nfs:\/\/127\.0\.0\.1/);
+
+    // Installed again: nothing changes, the share is mounted already.
+    const again = await keymaker([...args, '--json']);
+    expect(again.code).toBe(0);
+    expect(again.stderr).toContain('/home/keymaker is mounted already');
+
+    const removed = await keymaker(['uninstall', '--reload', 'none']);
+    expect(removed.code).toBe(0);
+    expect(await sb.readFile('/etc/fstab')).toBe(before.fstab);
+    expect(await sb.readFile('/etc/pam.d/sshd')).toBe(before.pam);
+    expect((await sb.exec(['findmnt', BASE])).code).not.toBe(0);
+    expect((await sb.exec(['test', '-e', BASE])).code).toBe(1);
+    // The homes on the share are never touched: the export still holds what it held.
+    expect((await sb.execOk(['test', '-d', EXPORT])).code).toBe(0);
+  });
+
+  test('--efs-home role without a readable role: the rest is installed, the share is not, and install says why', async () => {
+    const r = await keymaker([
+      'install',
+      '--mode',
+      'compat',
+      '--region',
+      'eu-west-1',
+      '--reload',
+      'none',
+      '--efs-home',
+      'role',
+    ]);
+    expect(r.code).toBe(EXIT_CODES.INVALID_ROLE_CONFIG);
+    expect(r.stderr).toMatch(/--efs-home role: the role description could not be read .*run keymaker install again/);
+    expect(await sb.readFile('/etc/fstab')).not.toContain('keymaker');
+    expect((await keymaker(['uninstall', '--reload', 'none'])).code).toBe(0);
+  });
+});

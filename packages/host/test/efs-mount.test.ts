@@ -10,7 +10,7 @@ import {
   removeFstabBlock,
 } from '../src/install/efs-mount';
 import { efsHomeSessionLine, MKHOMEDIR_LINE } from '../src/install/pam';
-import { planInstall, planUninstall, type InstallSnapshot } from '../src/install/plan';
+import { dirsToSnapshot, planInstall, planUninstall, type InstallSnapshot } from '../src/install/plan';
 import type { InstallStep } from '../src/install/steps';
 import type { FileState } from '../src/system/host-system';
 import { DEFAULT_PATHS } from '../src/system/paths';
@@ -158,6 +158,29 @@ describe('install --efs-home', () => {
     expect(pam).toContain(efsHomeSessionLine(P));
     expect(pam).not.toContain(MKHOMEDIR_LINE);
     expect(plan.safePathTargets.map((t) => t.path)).toContain(P.efsHomeCommand);
+  });
+
+  test('install looks at the mount point and its parents, so /home is never planned as new', () => {
+    expect(dirsToSnapshot(P)).toEqual(expect.arrayContaining(['/home', '/home/keymaker']));
+    const plan = planInstall(
+      snapshot({
+        existingDirs: [
+          '/',
+          '/etc',
+          '/etc/ssh',
+          '/etc/ssh/sshd_config.d',
+          '/etc/pam.d',
+          '/usr',
+          '/usr/local',
+          '/var',
+          '/home',
+        ],
+      }),
+      options,
+    );
+    const made = plan.steps.flatMap((s) => (s.kind === 'makeDirectory' ? [s.path] : []));
+    expect(made).toContain('/home/keymaker');
+    expect(made).not.toContain('/home');
   });
 
   test('without --efs-home nothing of it is planned', () => {

@@ -1,6 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Argv } from 'yargs';
+import { RoleConfigError } from '@keymaker/core';
 import type { InstallPlanSummary } from '@keymaker/host';
 import type { Commands } from '../context';
 import { runCommand } from '../run';
@@ -88,7 +89,7 @@ export function registerInstallCommands(commands: Commands): Commands {
           .option('efs-home', {
             type: 'string',
             describe:
-              "FS_ID[:/PATH]: managed users' homes on this EFS file system, mounted on /home/keymaker before sshd (amazon-efs-utils with TLS when installed, else NFSv4.1); managed logins are refused while it is not mounted",
+              "FS_ID[:/PATH], or role (the role's keymaker_efs_home): managed users' homes on this EFS file system, mounted on /home/keymaker before sshd (amazon-efs-utils with TLS when installed, else NFSv4.1); managed logins are refused while it is not mounted",
           })
           .option('adopt-legacy-accounts', {
             type: 'boolean',
@@ -98,8 +99,13 @@ export function registerInstallCommands(commands: Commands): Commands {
       (args) =>
         runCommand(args.debug, async () => {
           const a = args;
-          const { runInstall, nodeHostSystem, installOptionsFromFlags, adoptLegacyAccountsCommand } =
-            await import('@keymaker/host');
+          const {
+            runInstall,
+            nodeHostSystem,
+            installOptionsFromFlags,
+            adoptLegacyAccountsCommand,
+            efsHomeFromRoleCommand,
+          } = await import('@keymaker/host');
           const options = await installOptionsFromFlags({
             user: a.user,
             node: a.node,
@@ -121,7 +127,18 @@ export function registerInstallCommands(commands: Commands): Commands {
             sshdPidFile: a['sshd-pid-file'],
             dryRun: a['dry-run'],
           });
-          const result = runInstall(nodeHostSystem(), options, log);
+          let result = runInstall(nodeHostSystem(), options, log);
+          // --efs-home role: the fleet's share from its role's keymaker_efs_home, read (as the hooks read it) with
+          // the host config this install just wrote; then the share is installed on top.
+          if (!result.dryRun && a['efs-home'] === 'role') {
+            const fromRole = await efsHomeFromRoleCommand();
+            if (!fromRole.efsHome)
+              throw new RoleConfigError(
+                `--efs-home role: ${fromRole.error ? `the role description could not be read (${fromRole.error})` : 'the role names no keymaker_efs_home'}; everything else is installed: set the token (or pass --efs-home FS_ID[:/PATH]) and run keymaker install again`,
+              );
+            log(`the role names keymaker_efs_home=${fromRole.efsHome}: installing the EFS home share`);
+            result = runInstall(nodeHostSystem(), { ...options, efsHome: fromRole.efsHome }, log);
+          }
           if (a.json) {
             process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
           } else if (result.dryRun) {

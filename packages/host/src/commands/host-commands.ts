@@ -471,6 +471,35 @@ export interface AdoptCommandOptions {
 }
 
 /**
+ * After `keymaker install` without --efs-home: the role's keymaker_efs_home, read through the host config's
+ * credentials as the hooks read it (cache 'read': nothing written), within the lookup's deadline. So a fleet gets
+ * its EFS home share from its role. `error` when the role could not be read (install says so and goes on: the
+ * hooks fail closed on the same error).
+ */
+export async function efsHomeFromRoleCommand(env: HostCommandEnv = {}): Promise<{ efsHome?: string; error?: string }> {
+  const rt = await prepare(env, false);
+  if ('code' in rt) return { error: 'the host config could not be read' };
+  try {
+    const limitMs = rt.config.deadlineMs;
+    const config = await withDeadline(
+      limitMs,
+      async (signal, deadline) => {
+        bindToDeadline(rt, env, signal);
+        const aws = { ...awsOptionsFor(rt.config, limitMs), deadline, ...env.aws };
+        return (await resolveWithConfig(aws, rt.cache('read'))).config;
+      },
+      () => new DeadlineError(`reading the role description did not finish within ${limitMs} ms`),
+      { settleMs: SETTLE_MS },
+    );
+    return config.efsHome ? { efsHome: config.efsHome } : {};
+  } catch (error) {
+    return { error: describeError(error).message };
+  } finally {
+    await flushWithin(rt, 2000);
+  }
+}
+
+/**
  * `keymaker install --adopt-legacy-accounts` (after the install itself): records in the record of
  * managed accounts the existing local accounts whose UID equals, now, the UID derived from their
  * IAM user (adopt.ts). IAM is read (never written) through the host config's credentials, as the

@@ -55,9 +55,9 @@ function positiveInteger(value: number | undefined, flag: string): number | unde
   return value;
 }
 
-/** --efs-home, checked like the role token (one line naming the flag and the form). */
+/** --efs-home, checked like the role token (one line naming the flag and the form); "role" is read after install. */
 function efsHomeOption(value: string | undefined): string | undefined {
-  if (value === undefined) return undefined;
+  if (value === undefined || value === 'role') return undefined;
   const problem = efsHomeProblem(value);
   if (problem) throw new InputError('INVALID_ARGUMENT', `--efs-home ${JSON.stringify(value)}: ${problem}`);
   return value;

@@ -897,6 +897,8 @@ export function dirsToSnapshot(paths: HostPaths, journal?: InstallJournal): stri
   const agentSocketDir = path.dirname(agentInstallPaths(paths).keysSocket);
   for (const d of [path.dirname(paths.configFile), paths.libDir, paths.stateDir, paths.cacheDir, agentSocketDir]) up(d);
   for (const p of pathsToSnapshot(paths, journal)) up(path.dirname(p));
+  // The EFS home share's mount point and its parents (/home exists: it must not be planned as new).
+  up(journal?.efsMount?.mountPoint ?? DEFAULT_EFS_HOME_BASE);
   return [...dirs];
 }
 
