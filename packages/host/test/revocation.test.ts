@@ -273,6 +273,28 @@ describe('runGroupSync reads the allowed users in full before changing anything'
   const iamMock = mockClient(iam);
   beforeEach(() => iamMock.reset());
 
+  test('a required group that no longer exists allows nobody: every account is locked (NoSuchEntity is an answer)', async () => {
+    iamMock.on(ListGroupsCommand).resolves({ Groups: [] });
+    iamMock
+      .on(GetGroupCommand, { GroupName: 'ssh-users' })
+      .rejects(Object.assign(new Error('The group with name ssh-users cannot be found.'), { name: 'NoSuchEntity' }));
+    const h = host();
+    const report = await runGroupSync(
+      {
+        accounts: h,
+        admin: h,
+        resolve: async () => resolutionFor(iam, { requireIamGroup: 'ssh-users' }),
+        lock: (b) => b(),
+        managed: h,
+        managedGroups: h,
+      },
+      { preProvisionAccounts: false, allowedExistingGroups: [] },
+    );
+    expect(report.failed).toEqual([]);
+    expect(h.locked).toEqual(new Set(['alice', 'bob']));
+    expect(report.audit.filter((l) => l.startsWith('revoke lock'))).toHaveLength(2);
+  });
+
   test('a throttled ListUsers page locks nobody; with the group list failing too, the sync fails and changes nothing', async () => {
     iamMock.on(ListGroupsCommand).resolves({ Groups: [] });
     iamMock

@@ -42,6 +42,7 @@
  */
 import {
   isInManagedRange,
+  isKeymakerError,
   isReservedLinuxName,
   linuxUserNameForIamUser,
   type IamDirectory,
@@ -503,7 +504,13 @@ export async function readIamSyncState(
   const required = directory.config.requireIamGroup;
   const [groupList, allowed] = await Promise.allSettled([
     directory.listLinuxGroups(),
-    required ? directory.getGroupMembers(required) : directory.listUsers(),
+    // A required group that does not exist (deleted, or a mistyped token) is a definite answer: nobody is allowed.
+    required
+      ? directory.getGroupMembers(required).catch((error: unknown) => {
+          if (isKeymakerError(error, 'NO_SUCH_ENTITY')) return [];
+          throw error;
+        })
+      : directory.listUsers(),
   ]);
   // Nothing readable at all (no credentials, no network): the error itself, and nothing changes.
   if (groupList.status === 'rejected' && allowed.status === 'rejected') throw groupList.reason;
