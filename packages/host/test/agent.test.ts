@@ -136,7 +136,10 @@ describe('keymaker agent (composition, fakes)', () => {
     signals = new EventEmitter();
     syslog = createMemorySyslog();
     processTable = [];
-    agent = await runAgent(
+    agent = await start();
+  });
+  const start = () =>
+    runAgent(
       { configFile: '/etc/keymaker/config.json', userdbSocket, keysSocket, refreshSeconds: 300 },
       {
         sys,
@@ -153,10 +156,19 @@ describe('keymaker agent (composition, fakes)', () => {
         keysSource: () => iam.keys(),
       },
     );
-  });
   afterEach(async () => {
     await agent.stop();
     fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  test("homes on EFS: an IAM user's home is below the share's mount point (issue 15)", async () => {
+    await agent.stop();
+    configText = JSON.stringify({ version: 1, efsHome: 'fs-0123456789abcdef0' });
+    agent = await start();
+    const [reply] = await record('alice');
+    expect(reply).toMatchObject({
+      parameters: { record: { userName: 'alice', homeDirectory: '/home/keymaker/alice' } },
+    });
   });
 
   test('an IAM user resolves over Varlink and gets her keys; unknown, local and reserved names do not', async () => {
