@@ -150,6 +150,8 @@ describeWithSandbox('keymaker install --mode agent on a real sshd and libnss-sys
     expect(fs.readFileSync(sb.hostPath('/etc/nsswitch.conf'), 'utf8')).toBe(NSSWITCH);
     expect(fs.readFileSync(sb.hostPath('/etc/pam.d/sshd')).equals(pamBefore)).toBe(true);
     expect(await sb.exists('/run/keymaker-agent.pid')).toBe(false);
+    // No keymaker state left behind: the detached agent's log went with it.
+    expect(await sb.exists('/var/lib/keymaker')).toBe(false);
     expect((await sb.exec(['kill', '-0', pid])).code).not.toBe(0);
     expect(await sb.exists('/etc/ssh/sshd_config.d/50-keymaker.conf')).toBe(false);
     expect(await passwdEntry(sb, 'alice')).toBeUndefined();

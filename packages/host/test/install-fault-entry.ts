@@ -1,5 +1,5 @@
 // Test-only entry for install-faults.e2e.test.ts, bundled by the test and run inside the sandbox:
-// the install `keymaker install --region us-east-1 --sshd-pid-file PIDFILE` runs (the options
+// the install `keymaker install --mode compat --region us-east-1 --sshd-pid-file PIDFILE` runs (the options
 // built by the CLI's own installOptionsFromFlags), through a HostSystem whose atomic write reports
 // each write on stderr and stops for good after the Nth, so the test can SIGKILL it between two
 // writes. The fault lives here, in the test, not in the shipped HostSystem.
@@ -28,8 +28,8 @@ function pausingAfterWrite(sys: HostSystem, pauseAfter: number): HostSystem {
 const [pauseAfter, sshdPidFile, bundleSource] = process.argv.slice(2);
 if (!pauseAfter || !sshdPidFile || !bundleSource) throw new Error('usage: install-fault-entry N PIDFILE BUNDLE');
 // The CLI's own mapping of install's flags (defaults, endpoints from the environment), given only
-// the flags the test passes: `--region us-east-1 --sshd-pid-file PIDFILE --bundle BUNDLE`.
-installOptionsFromFlags({ region: 'us-east-1', sshdPidFile, bundle: bundleSource })
+// the flags the test passes: `--mode compat --region us-east-1 --sshd-pid-file PIDFILE --bundle BUNDLE`.
+installOptionsFromFlags({ mode: 'compat', region: 'us-east-1', sshdPidFile, bundle: bundleSource })
   .then((options) =>
     runInstall(pausingAfterWrite(nodeHostSystem(), Number(pauseAfter)), options, (line) =>
       process.stderr.write(`keymaker: ${line}\n`),

@@ -810,7 +810,7 @@ function installSteps(snapshot: InstallSnapshot, options: InstallOptions, plan: 
     }
     steps.push({ kind: 'validate', check: 'sshdMatch', probes: matchProbes(snapshot, plan.mode) });
   } else if (agent) {
-    if (agent.pidFile) steps.push({ kind: 'stopAgent', pidFile: agent.pidFile });
+    if (agent.pidFile) steps.push({ kind: 'stopAgent', pidFile: agent.pidFile, logFile: agentPaths.logFile });
     if (snapshot.systemdRunning) for (const unit of agent.units) steps.push({ kind: 'disableService', unit });
     agent = undefined;
   }
@@ -1004,7 +1004,8 @@ export function planUninstall(
   const timer = journal.systemdTimer && systemdRunning ? journal.systemdTimer : undefined;
   if (timer) cleanUp.push({ kind: 'disableService', unit: timer });
   // The agent stops after sshd no longer asks it, before its units and files go.
-  if (journal.agent?.pidFile) cleanUp.push({ kind: 'stopAgent', pidFile: journal.agent.pidFile });
+  if (journal.agent?.pidFile)
+    cleanUp.push({ kind: 'stopAgent', pidFile: journal.agent.pidFile, logFile: agentInstallPaths(paths).logFile });
   const agentUnits = systemdRunning ? (journal.agent?.units ?? []) : [];
   for (const unit of agentUnits) cleanUp.push({ kind: 'disableService', unit });
   // The EFS share, once no login uses it: stopping its unit unmounts it; without systemd, umount.

@@ -262,6 +262,7 @@ export function performStep(ctx: StepContext, step: InstallStep): StepResult {
     }
     case 'stopAgent':
       if (stopAgent(sys, step.pidFile)) log('stopped the keymaker agent');
+      if (step.logFile && sys.lstat(step.logFile)?.type === 'file') sys.removeFile(step.logFile);
       return {};
     case 'mountFilesystem': {
       const mounted = () => isMountPoint((p) => sys.stat(p), step.mountPoint);

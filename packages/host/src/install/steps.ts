@@ -164,6 +164,8 @@ export interface InstallPackageStep {
 export interface StopAgentStep {
   kind: 'stopAgent';
   pidFile: string;
+  /** The detached agent's output file, removed once it stopped (so uninstall leaves no keymaker state behind). */
+  logFile?: string;
 }
 
 /** Without systemd: `mount MOUNTPOINT` from keymaker's fstab line (the EFS home share); undone by umount. */
