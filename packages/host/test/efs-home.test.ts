@@ -1,6 +1,8 @@
 // Safe home creation on the EFS share (issue 15), against an in-memory share: which homes are accepted,
 // which refused, who makes a new one (the user; root only where it is not squashed), races and UID collisions.
-import { isKeymakerError } from '@keymaker/core';
+import { EXIT_CODES, isKeymakerError } from '@keymaker/core';
+import { pamEfsHomeCommand } from '../src/commands/host-commands';
+import { createMemorySyslog } from '../src/system/syslog';
 import { assertShareMounted, ensureEfsHome, type CreateOutcome, type EfsHomeIo } from '../src/accounts/efs-home';
 import type { PathInfo } from '../src/system/host-system';
 import { ShadowUtilsAdmin } from '../src/accounts/local-accounts';
@@ -192,4 +194,59 @@ test('useradd: BASE/NAME and no home of its own when homes live on EFS; --create
   expect(argvs[0]).not.toContain('--create-home');
   expect(argvs[1]).toContain('--create-home');
   expect(argvs[1]).not.toContain('--home-dir');
+});
+
+describe('pam_efs_home (the session hook command)', () => {
+  const entry = (name: string, home: string) => ({
+    name,
+    uid: 2_000_001,
+    gid: 2_000_001,
+    gecos: '',
+    home,
+    shell: '/bin/sh',
+  });
+  const accounts = (home: string) => ({
+    user: async (name: string) => entry(name, home),
+    userByUid: async () => undefined,
+    group: async () => undefined,
+    groupByGid: async () => undefined,
+    users: async () => [],
+    groups: async () => [],
+  });
+  const env = (configText: string | undefined, home: string, io?: EfsHomeIo) => ({
+    sys: { run: async () => ({ code: 1, stdout: '', stderr: '' }), readFile: async () => configText },
+    accounts: accounts(home),
+    syslog: createMemorySyslog(),
+    statPath: async () => undefined,
+    stderr: () => undefined,
+    uid: 0,
+    efsHomeIo: io,
+  });
+  const pam = (user: string, type = 'open_session') => ({ PAM_USER: user, PAM_TYPE: type });
+
+  test('a host config that cannot be read refuses a home on the share, never a local account', async () => {
+    expect(await pamEfsHomeCommand(pam('alice'), env('{ broken', `${BASE}/alice`))).toBe(EXIT_CODES.INVALID_ARGUMENT);
+    expect(await pamEfsHomeCommand(pam('root'), env('{ broken', '/root'))).toBe(0);
+  });
+
+  test('only open_session, only with efsHome configured, only for homes below the base', async () => {
+    const config = JSON.stringify({ version: 1, efsHome: 'fs-01234567' });
+    const unmounted = share({ mounted: false });
+    expect(await pamEfsHomeCommand(pam('alice', 'close_session'), env(config, `${BASE}/alice`, unmounted.io))).toBe(0);
+    expect(
+      await pamEfsHomeCommand(pam('alice'), env(JSON.stringify({ version: 1 }), `${BASE}/alice`, unmounted.io)),
+    ).toBe(0);
+    expect(await pamEfsHomeCommand(pam('carol'), env(config, '/home/carol', unmounted.io))).toBe(0);
+    const refused = env(config, `${BASE}/alice`, unmounted.io);
+    expect(await pamEfsHomeCommand(pam('alice'), refused)).toBe(EXIT_CODES.EFS_HOME_REFUSED);
+    expect(refused.syslog.lines.map((l) => l.message).join('\n')).toMatch(
+      /efs_home user="alice" .*decision=refused reason=EFS_HOME_REFUSED/,
+    );
+    const mounted = share();
+    const made = env(config, `${BASE}/alice`, mounted.io);
+    expect(await pamEfsHomeCommand(pam('alice'), made)).toBe(0);
+    expect(made.syslog.lines.map((l) => l.message).join('\n')).toMatch(
+      /decision=created home=\/home\/keymaker\/alice .*by=user/,
+    );
+  });
 });

@@ -4,6 +4,7 @@
  * pam_exec fills with PAM items), log decisions to syslog, and return an exit
  * code. The lean host entry and the yargs CLI both call these.
  */
+import * as path from 'node:path';
 import {
   DeadlineError,
   describeError,
@@ -15,7 +16,7 @@ import {
   type AwsClientOptions,
 } from '@keymaker/core';
 import { createAccountForLogin, FIRST_LOGIN_MESSAGE, PAM_EXIT_CREATED, PAM_EXIT_EXISTS } from '../login/create-account';
-import { efsHomeBaseOf, hostReservedNames, type HostConfig } from '../config/host-config';
+import { DEFAULT_EFS_HOME_BASE, efsHomeBaseOf, hostReservedNames, type HostConfig } from '../config/host-config';
 import { assertShareMounted, ensureEfsHome, type EfsHomeIo } from '../accounts/efs-home';
 import { nodeEfsHomeIo } from '../accounts/efs-home-io';
 import { realRuntimeSystem, withAbortSignal, type RuntimeSystem } from '../system/runtime-system';
@@ -250,7 +251,14 @@ export async function pamEfsHomeCommand(pamEnv: NodeJS.ProcessEnv, env: HostComm
   if (pamEnv.PAM_TYPE !== undefined && pamEnv.PAM_TYPE !== 'open_session') return 0;
   const user = pamEnv.PAM_USER ?? '';
   const rt = await prepare(env, false);
-  if ('code' in rt) return rt.code;
+  if ('code' in rt) {
+    // No host config to read (prepare logged why): refuse only a home on the default share base, so a broken
+    // config never locks local accounts (root's included) out of their sessions.
+    const entry = isValidLinuxName(user)
+      ? await (env.accounts ?? new GetentAccounts(env.sys ?? realRuntimeSystem)).user(user).catch(() => undefined)
+      : undefined;
+    return entry && path.posix.dirname(entry.home) === DEFAULT_EFS_HOME_BASE ? rt.code : 0;
+  }
   const who = `user=${JSON.stringify(user)} rhost=${JSON.stringify(pamEnv.PAM_RHOST ?? '-')}`;
   try {
     const base = efsHomeBaseOf(rt.config);
