@@ -24,6 +24,7 @@ import { MAX_REQUESTS_PER_LOOKUP, PAM_GUARD_POLICY } from '../src/login/pam-guar
 import { DEFAULT_PATHS } from '../src/system/paths';
 import {
   bundleEntry,
+  credentialsFileText,
   installArgs,
   randomAccountId,
   REPO_ROOT,
@@ -158,11 +159,7 @@ describeWithSandbox('abuse of an installed host', () => {
     // Pre-existing local users: a cloud image's default user, and one made by hand in the legacy range.
     await sb.execOk(['useradd', '--create-home', 'ubuntu']);
     await sb.execOk(['useradd', '--create-home', '--uid', String(LEGACY_UID), 'legacy']);
-    await sb.writeFile(
-      '/root/aws-credentials',
-      `[default]\naws_access_key_id = ${creds.accessKeyId}\naws_secret_access_key = ${creds.secretAccessKey}\naws_session_token = ${creds.sessionToken}\n`,
-      0o600,
-    );
+    await sb.writeFile('/root/aws-credentials', credentialsFileText(creds), 0o600);
     ({ port } = await sb.startSshd());
     const install = await sb.exec(['node', CLI, ...installArgs(proxy.url, port)]);
     expect({ code: install.code, stderr: install.stderr }).toEqual({

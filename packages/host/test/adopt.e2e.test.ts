@@ -22,6 +22,7 @@ import {
 } from '../../../tools/moto/seed';
 import { DEFAULT_PATHS } from '../src/system/paths';
 import {
+  credentialsFileText,
   installArgs,
   randomAccountId,
   REPO_ROOT,
@@ -66,11 +67,7 @@ describeWithSandbox('existing local accounts and the record of managed accounts'
     sb = await createSandbox();
     // The hand-made local account whose UID IAM alice derives (what grinding UIDs would reach).
     await sb.execOk(['useradd', '--create-home', '--uid', String(aliceUid), '--shell', '/bin/bash', 'alice']);
-    await sb.writeFile(
-      '/root/aws-credentials',
-      `[default]\naws_access_key_id = ${creds.accessKeyId}\naws_secret_access_key = ${creds.secretAccessKey}\naws_session_token = ${creds.sessionToken}\n`,
-      0o600,
-    );
+    await sb.writeFile('/root/aws-credentials', credentialsFileText(creds), 0o600);
     ({ port } = await sb.startSshd());
     const r = await install();
     expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: expect.stringContaining('reloaded sshd') });

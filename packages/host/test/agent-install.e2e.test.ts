@@ -18,7 +18,7 @@ import {
   motoEndpoint,
   stsClient,
 } from '../../../tools/moto/seed';
-import { installArgs, passwdEntry, randomAccountId, REPO_ROOT } from './e2e-host';
+import { credentialsFileText, installArgs, passwdEntry, randomAccountId, REPO_ROOT } from './e2e-host';
 
 jest.setTimeout(180_000);
 
@@ -62,11 +62,7 @@ describeWithSandbox('keymaker install --mode agent on a real sshd and libnss-sys
 
     sb = await createSandbox();
     await sb.writeFile('/etc/nsswitch.conf', NSSWITCH, 0o644);
-    await sb.writeFile(
-      '/root/aws-credentials',
-      `[default]\naws_access_key_id = ${creds.accessKeyId}\naws_secret_access_key = ${creds.secretAccessKey}\naws_session_token = ${creds.sessionToken}\n`,
-      0o600,
-    );
+    await sb.writeFile('/root/aws-credentials', credentialsFileText(creds), 0o600);
     pamBefore = fs.readFileSync(sb.hostPath('/etc/pam.d/sshd'));
     ({ port } = await sb.startSshd());
   });

@@ -27,7 +27,7 @@ import {
   motoEndpoint,
   stsClient,
 } from '../../../tools/moto/seed';
-import { installArgs, passwdEntry, randomAccountId, REPO_ROOT } from './e2e-host';
+import { credentialsFileText, installArgs, passwdEntry, randomAccountId, REPO_ROOT } from './e2e-host';
 
 jest.setTimeout(240_000);
 
@@ -88,11 +88,7 @@ describeWithSandbox('agent mode over time: revocation, IAM hanging, floods, the 
 
     sb = await createSandbox();
     await sb.writeFile('/etc/nsswitch.conf', NSSWITCH, 0o644);
-    await sb.writeFile(
-      '/root/aws-credentials',
-      `[default]\naws_access_key_id = ${creds.accessKeyId}\naws_secret_access_key = ${creds.secretAccessKey}\naws_session_token = ${creds.sessionToken}\n`,
-      0o600,
-    );
+    await sb.writeFile('/root/aws-credentials', credentialsFileText(creds), 0o600);
     // A local user with her own authorized_keys: agent mode must leave her alone.
     await sb.execOk(['useradd', '-m', '-s', '/bin/sh', 'localuser']);
     await sb.execOk(['install', '-d', '-m', '700', '-o', 'localuser', '-g', 'localuser', '/home/localuser/.ssh']);

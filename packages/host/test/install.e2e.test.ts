@@ -17,7 +17,7 @@ import {
   stsClient,
 } from '../../../tools/moto/seed';
 import type { InstallResult } from '../src/install/apply';
-import { installArgs } from './e2e-host';
+import { credentialsFileText, installArgs } from './e2e-host';
 
 jest.setTimeout(120_000);
 
@@ -105,11 +105,7 @@ describeWithSandbox('keymaker install / uninstall on a real sshd', () => {
     await createUserWithKeys(iam, 'alice', [{ body: alice.publicKey, status: 'Active' }]);
 
     const sb = await newSandbox();
-    await sb.writeFile(
-      '/root/aws-credentials',
-      `[default]\naws_access_key_id = ${creds.accessKeyId}\naws_secret_access_key = ${creds.secretAccessKey}\naws_session_token = ${creds.sessionToken}\n`,
-      0o600,
-    );
+    await sb.writeFile('/root/aws-credentials', credentialsFileText(creds), 0o600);
     const { port } = await sb.startSshd();
     let before = listeningCount(sb);
     const install = await keymaker(sb, [...installArgs(endpoint, port)]);

@@ -29,7 +29,14 @@ import {
   stsClient,
 } from '../../../tools/moto/seed';
 import { DEFAULT_PATHS } from '../src/system/paths';
-import { installArgs, randomAccountId, startSyslogListener, SYSLOG_SOCKET, syslogLines } from './e2e-host';
+import {
+  credentialsFileText,
+  installArgs,
+  randomAccountId,
+  startSyslogListener,
+  SYSLOG_SOCKET,
+  syslogLines,
+} from './e2e-host';
 
 jest.setTimeout(180_000);
 
@@ -82,11 +89,7 @@ describeWithSandbox('revocation that revokes (compat mode, real sshd)', () => {
     await createGroupWithMembers(iam, 'keymaker_ops', ['bob']);
 
     sb = await createSandbox();
-    await sb.writeFile(
-      '/root/aws-credentials',
-      `[default]\naws_access_key_id = ${creds.accessKeyId}\naws_secret_access_key = ${creds.secretAccessKey}\naws_session_token = ${creds.sessionToken}\n`,
-      0o600,
-    );
+    await sb.writeFile('/root/aws-credentials', credentialsFileText(creds), 0o600);
     // A local account with her own authorized_keys: keymaker must not change how she logs in.
     await sb.execOk(['useradd', '--create-home', '--shell', '/bin/bash', 'carol']);
     await sb.writeFile('/home/carol/.ssh/authorized_keys', `${key.local!.publicKey}\n`, 0o600, 'carol:carol');

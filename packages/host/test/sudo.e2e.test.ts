@@ -21,7 +21,7 @@ import {
   stsClient,
 } from '../../../tools/moto/seed';
 import { DEFAULT_PATHS } from '../src/system/paths';
-import { installArgs, randomAccountId, REPO_ROOT } from './e2e-host';
+import { credentialsFileText, installArgs, randomAccountId, REPO_ROOT } from './e2e-host';
 
 jest.setTimeout(240_000);
 
@@ -95,7 +95,7 @@ async function world(tmp: string, extraTokens: string): Promise<World> {
   await createUserWithKeys(iam, 'bob', [{ body: bob.publicKey, status: 'Active' }]);
   await createGroupWithMembers(iam, 'admins', ['alice']);
   await createGroupWithMembers(iam, 'ssh-users', ['alice', 'bob']);
-  const credentials = `[default]\naws_access_key_id = ${creds.accessKeyId}\naws_secret_access_key = ${creds.secretAccessKey}\naws_session_token = ${creds.sessionToken}\n`;
+  const credentials = credentialsFileText(creds);
   return { endpoint, iam, alice, bob, credentials };
 }
 
