@@ -269,6 +269,9 @@ describeWithSandbox('abuse of an installed host', () => {
       [DEFAULT_PATHS.cronFile]: 'root:root 644',
       [DEFAULT_PATHS.sshdDropIn]: 'root:root 644',
       [DEFAULT_PATHS.pamSshd]: 'root:root 644',
+      // sudo from the IAM group: the drop-in as sudo wants it, and sudo.conf's group_source line.
+      [DEFAULT_PATHS.sudoersDropIn]: 'root:root 440',
+      [DEFAULT_PATHS.sudoConf]: 'root:root 644',
     };
     const files = journal.files.map((f) => f.path);
     expect(files.sort()).toEqual(Object.keys(expected).sort());
