@@ -148,7 +148,7 @@ asRoot('keymaker agent (real process, moto)', () => {
       10_000,
     );
     expect(await get(keysSocket, '/keys/alice')).toEqual({ status: 404, body: '' });
-    expect(stderr).toMatch(/revoked alice \(IAM user alice\)/);
+    expect(stderr).toMatch(/revoked alice \(IAM user alice, uid \d+\): no-iam-user/);
   });
 
   test('SIGTERM: exit 0, both socket files removed', async () => {
