@@ -7,7 +7,7 @@
 #   - fuse-nfs (not packaged by Debian), built from its source tarball into .toolchain/fuse-nfs/ (gitignored),
 #     once: a later run finds .toolchain/fuse-nfs/bin/fuse-nfs and returns at once.
 # The tarball: $KEYMAKER_FUSE_NFS_SRC, else ../shared/tools/fuse-nfs-src.tar.gz next to the repository (or its main
-# checkout, from a git worktree).
+# checkout, from a git worktree; or the local repository it was cloned from).
 # Never fails the caller's run: on any failure it prints why and exits 0; the e2e test then skips and says why
 # (it writes the reason to .toolchain/fuse-nfs/UNAVAILABLE).
 set -uo pipefail
@@ -61,10 +61,14 @@ fi
 
 if [[ ! -x $out/bin/fuse-nfs ]]; then
   # Next to the repository, or next to its main checkout when this is a git worktree.
+  # Or next to the checkout this one was cloned from (a fresh clone of a local repository, as CI makes).
   common=$(git -C "$repo" rev-parse --path-format=absolute --git-common-dir 2>/dev/null || true)
+  origin=$(git -C "$repo" remote get-url origin 2>/dev/null || true)
+  [[ $origin == /* && -d $origin ]] || origin=
   src=
   for candidate in "${KEYMAKER_FUSE_NFS_SRC:-}" "$repo/../shared/tools/fuse-nfs-src.tar.gz" \
-    ${common:+"$(dirname "$common")/../shared/tools/fuse-nfs-src.tar.gz"}; do
+    ${common:+"$(dirname "$common")/../shared/tools/fuse-nfs-src.tar.gz"} \
+    ${origin:+"$origin/../shared/tools/fuse-nfs-src.tar.gz"}; do
     if [[ -n $candidate && -r $candidate ]]; then src=$candidate && break; fi
   done
   [[ -n $src ]] || fail "fuse-nfs source not found (../shared/tools/fuse-nfs-src.tar.gz next to the repository; or set KEYMAKER_FUSE_NFS_SRC to its tarball)"
