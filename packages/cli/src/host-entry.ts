@@ -1,12 +1,15 @@
 import { EXIT_CODES } from '@keymaker/core';
 import {
   agentCommand,
+  flushHostCommandSyslog,
   getAuthorizedKeysCommand,
+  hostCommandSyslog,
   pamCreateAccountCommand,
   pamEfsHomeCommand,
   parseSyncArgs,
   syncGroupsCommand,
   type HostCommandEnv,
+  type HostCommandResult,
 } from '@keymaker/host';
 import { hostCommandName, type HostCommandName } from './host-command-names';
 import { runBoundary } from './run';
@@ -16,27 +19,28 @@ import { runBoundary } from './run';
  * Built as one self-contained file (dist/keymaker-host.js, copied by
  * `keymaker install` to a root-owned path); no yargs, nothing else loaded.
  * Each reads /etc/keymaker/config.json, not the environment. Each goes
- * through the one command boundary (run.ts), as the yargs commands do.
+ * through the one command boundary (run.ts), as the yargs commands do;
+ * this entry makes the run's syslog writer and flushes it after.
  */
-type HostCommand = (args: string[], env: HostCommandEnv) => Promise<number>;
+type HostCommand = (args: string[], env: HostCommandEnv) => Promise<HostCommandResult>;
 
 const COMMANDS: Record<HostCommandName, HostCommand> = {
   get_authorized_keys: (args, env) => getAuthorizedKeysCommand(args, env),
   // pam_exec passes PAM_USER, PAM_RHOST, PAM_TYPE in the environment; no arguments.
   pam_create_account: (args, env) =>
-    args.length === 0 ? pamCreateAccountCommand(process.env, env) : usage('pam_create_account', env),
+    args.length === 0 ? pamCreateAccountCommand(process.env, env) : usage('pam_create_account'),
   // pam_exec in the session stage when homes live on EFS: PAM_USER, PAM_TYPE in the environment.
-  pam_efs_home: (args, env) => (args.length === 0 ? pamEfsHomeCommand(process.env, env) : usage('pam_efs_home', env)),
+  pam_efs_home: (args, env) => (args.length === 0 ? pamEfsHomeCommand(process.env, env) : usage('pam_efs_home')),
   // Agent mode's resident service, as its systemd unit (or install's detached start) runs it from this bundle.
   agent: (args, env) => {
     const options = parseAgentArgs(args);
     return options
-      ? agentCommand(options)
-      : usage('agent [--config PATH] [--keys-socket-gid GID] [--refresh-seconds 1-3600]', env);
+      ? agentCommand(options).then((exitCode) => ({ exitCode }))
+      : usage('agent [--config PATH] [--keys-socket-gid GID] [--refresh-seconds 1-3600]');
   },
   sync_groups: (args, env) => {
     const options = parseSyncArgs(args);
-    return options ? syncGroupsCommand(options, env) : usage('sync_groups [--dry-run] [--json] [--config PATH]', env);
+    return options ? syncGroupsCommand(options, env) : usage('sync_groups [--dry-run] [--json] [--config PATH]');
   },
 };
 
@@ -62,9 +66,8 @@ function stderrOf(env: HostCommandEnv): (text: string) => void {
   return env.stderr ?? ((text: string) => process.stderr.write(text));
 }
 
-async function usage(text: string, env: HostCommandEnv): Promise<number> {
-  stderrOf(env)(`usage: keymaker ${text}\n`);
-  return EXIT_CODES.USAGE;
+async function usage(text: string): Promise<HostCommandResult> {
+  return { exitCode: EXIT_CODES.USAGE, stderr: [`usage: keymaker ${text}`] };
 }
 
 /**
@@ -82,7 +85,16 @@ export async function runHostCommand(
     stderrOf(env)(`keymaker: unknown host command ${JSON.stringify(spelling ?? '')}\n`);
     return EXIT_CODES.USAGE;
   }
-  return runBoundary(() => COMMANDS[name](args, env), { debug, stderr: env.stderr });
+  const syslog = env.syslog ?? hostCommandSyslog();
+  try {
+    return await runBoundary(() => COMMANDS[name](args, { ...env, syslog }), {
+      debug,
+      stderr: env.stderr,
+      stdout: env.stdout,
+    });
+  } finally {
+    await flushHostCommandSyslog(syslog, stderrOf(env));
+  }
 }
 
 /** Ends the process once stdout is written: keep-alive sockets must not hold sshd waiting once the answer is out. */

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { EXIT_CODES, HostError, InputError } from '@keymaker/core';
+import { EXIT_CODES, HostError, InputError, withFailureOutput } from '@keymaker/core';
 import type { LogLevel, Syslog } from '@keymaker/host';
 import { runBoundary } from '../src/run';
 import { runHostCommand } from '../src/host-entry';
@@ -47,6 +47,50 @@ describe('runBoundary', () => {
     );
     expect(code).toBe(EXIT_CODES.INTERNAL);
     expect(stderr.text()).toBe('keymaker: unexpected error: x is undefined (run with --debug for details)\n');
+  });
+
+  it("writes a command's result: its stderr lines in order, then its stdout, and its exit code", async () => {
+    const stderr = sink();
+    const stdout = sink();
+    const code = await runBoundary(async () => ({ exitCode: 3, stderr: ['one', 'two'], stdout: '{"a":1}\n' }), {
+      stderr: stderr.write,
+      stdout: stdout.write,
+    });
+    expect(code).toBe(3);
+    expect(stderr.text()).toBe('one\ntwo\n');
+    expect(stdout.text()).toBe('{"a":1}\n');
+  });
+
+  it('writes a typed error’s line, then the lines and the data the command attached to it', async () => {
+    const stderr = sink();
+    const stdout = sink();
+    const code = await runBoundary(
+      async () => {
+        const error = new HostError('LOCKED', 'another sync_groups is running');
+        throw withFailureOutput(error, {
+          extraLines: ['sync_groups: nothing was changed'],
+          stdout: '{"error":"LOCKED"}\n',
+        });
+      },
+      { stderr: stderr.write, stdout: stdout.write },
+    );
+    expect(code).toBe(EXIT_CODES.LOCKED);
+    expect(stderr.text()).toBe('keymaker: another sync_groups is running\nsync_groups: nothing was changed\n');
+    expect(stdout.text()).toBe('{"error":"LOCKED"}\n');
+  });
+
+  it('keeps the attached lines of an unexpected error too, after the INTERNAL line', async () => {
+    const stderr = sink();
+    const code = await runBoundary(
+      async () => {
+        throw withFailureOutput(new TypeError('boom'), { extraLines: ['sync_groups: nothing was changed'] });
+      },
+      { stderr: stderr.write, stdout: () => undefined },
+    );
+    expect(code).toBe(EXIT_CODES.INTERNAL);
+    expect(stderr.text()).toBe(
+      'keymaker: unexpected error: boom (run with --debug for details)\nsync_groups: nothing was changed\n',
+    );
   });
 
   it('adds the stack and the cause’s stack with --debug', async () => {
@@ -99,6 +143,14 @@ describe('the lean host entry', () => {
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  it('flushes the syslog writer it made once the outcome is written, not before', async () => {
+    const events: string[] = [];
+    const syslog = { ...memorySyslog(), flush: async () => void events.push('flush') };
+    const code = await runHostCommand(['sync_groups', '--force'], { syslog, stderr: () => void events.push('stderr') });
+    expect(code).toBe(EXIT_CODES.USAGE);
+    expect(events).toEqual(['stderr', 'flush']);
   });
 
   it('answers a bad command line with USAGE', async () => {

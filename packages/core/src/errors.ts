@@ -254,6 +254,34 @@ export function describeError(error: unknown): ErrorReport {
   };
 }
 
+/**
+ * What a failed command prints beyond its one error line, in order: more stderr lines (sync_groups
+ * says what was left unchanged) and data for stdout (a --json answer). The command attaches it to
+ * the error it throws; the command boundary prints it after the line.
+ */
+export interface FailureOutput {
+  extraLines?: string[];
+  stdout?: string;
+}
+
+/** `error` with `output` attached (in a KeymakerError's details; on any other Error, a details of its own). */
+export function withFailureOutput(error: unknown, output: FailureOutput): unknown {
+  if (isBranded(error)) Object.assign(error.details, output);
+  else if (error instanceof Error) Object.assign(error, { details: output });
+  return error;
+}
+
+/** The output withFailureOutput attached to `error` (none: nothing). */
+export function failureOutput(error: unknown): FailureOutput {
+  const details = (error as { details?: unknown } | undefined)?.details;
+  if (typeof details !== 'object' || details === null) return {};
+  const { extraLines, stdout } = details as Record<string, unknown>;
+  return {
+    ...(Array.isArray(extraLines) && extraLines.every((line) => typeof line === 'string') ? { extraLines } : {}),
+    ...(typeof stdout === 'string' ? { stdout } : {}),
+  };
+}
+
 /** --debug's extra lines: the stack, and the cause's stack when there is one. */
 export function debugLines(error: unknown): string[] {
   const lines = [error instanceof Error ? (error.stack ?? String(error)) : String(error)];

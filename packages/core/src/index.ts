@@ -17,15 +17,18 @@ export {
   errorForCode,
   errorMessage,
   exitCodeFor,
+  failureOutput,
   firstLine,
   formatError,
   isKeymakerError,
+  withFailureOutput,
 } from './errors';
 export type {
   AwsErrorCode,
   AwsRejectedInputCode,
   ErrorCode,
   ErrorReport,
+  FailureOutput,
   HostErrorCode,
   InputErrorCode,
   KeymakerErrorOptions,

@@ -15,10 +15,18 @@ export {
   pamCreateAccountCommand,
   pamEfsHomeCommand,
   efsHomeFromRoleCommand,
+  flushHostCommandSyslog,
+  hostCommandSyslog,
   parseSyncArgs,
   syncGroupsCommand,
 } from './commands/host-commands';
-export type { AdoptCommandOptions, HostCommandEnv, SyncCommandOptions } from './commands/host-commands';
+export type {
+  AdoptCommandOptions,
+  HostCommandEnv,
+  HostCommandResult,
+  HostCommandSyslog,
+  SyncCommandOptions,
+} from './commands/host-commands';
 export { loadHostCliRuntime } from './commands/cli-runtime';
 // keymaker status: read-only checks of this host (a pure planner over gathered facts).
 export { assessStatus, formatStatusTable, gatherStatusFacts, statusCommand } from './commands/status';

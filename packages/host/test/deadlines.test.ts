@@ -6,7 +6,7 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { createDeadline } from '@keymaker/core';
-import { getAuthorizedKeysCommand } from '../src/commands/host-commands';
+import { flushHostCommandSyslog, getAuthorizedKeysCommand, hostCommandSyslog } from '../src/commands/host-commands';
 import { DEFAULT_HOST_CONFIG } from '../src/config/host-config';
 import { ShadowUtilsAdmin } from '../src/accounts/local-accounts';
 import { realRuntimeSystem, runProcess, withAbortSignal, type RuntimeSystem } from '../src/system/runtime-system';
@@ -196,7 +196,10 @@ describe('the lookup under its deadline', () => {
       });
       let stdout = '';
       const started = Date.now();
-      const code = await getAuthorizedKeysCommand(['alice', 'SHA256:x'], {
+      // The entry's run: the command, then the flush of the syslog writer it was given (host-entry.ts).
+      const syslog = hostCommandSyslog();
+      const { exitCode } = await getAuthorizedKeysCommand(['alice', 'SHA256:x'], {
+        syslog,
         paths: { ...DEFAULT_PATHS, configFile, cacheDir: path.join(dir, 'cache') },
         statPath: trusted,
         stdout: (text) => (stdout += text),
@@ -210,9 +213,10 @@ describe('the lookup under its deadline', () => {
           groups: async () => [],
         },
       });
+      await flushHostCommandSyslog(syslog, () => undefined);
       const ms = Date.now() - started;
       expect(stdout).toBe('');
-      expect(code).not.toBe(0);
+      expect(exitCode).not.toBe(0);
       expect(ms).toBeLessThan(deadlineMs + SLACK_MS);
     } finally {
       stalled.stop();

@@ -6,7 +6,7 @@
 // Prints {"exit code": count, ...} as JSON.
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
-import { pamCreateAccountCommand } from '../src/commands/host-commands';
+import { flushHostCommandSyslog, hostCommandSyslog, pamCreateAccountCommand } from '../src/commands/host-commands';
 import { DEFAULT_PATHS } from '../src/system/paths';
 
 function runHook(name: string, rhost: string): Promise<number> {
@@ -29,16 +29,20 @@ async function main(): Promise<void> {
   const codes: Record<string, number> = {};
   let next = 0;
   const quiet = { stdout: () => undefined, stderr: () => undefined };
+  // As the host entry runs the hook: its own syslog writer, flushed after.
+  async function inProcess(name: string): Promise<number> {
+    const syslog = hostCommandSyslog();
+    const { exitCode } = await pamCreateAccountCommand(
+      { PAM_TYPE: 'auth', PAM_USER: name, PAM_RHOST: rhost, PAM_SERVICE: 'sshd' },
+      { ...quiet, syslog },
+    );
+    await flushHostCommandSyslog(syslog, () => undefined);
+    return exitCode;
+  }
   async function worker(): Promise<void> {
     while (next < names.length) {
       const name = names[next++]!;
-      const code =
-        mode === 'processes'
-          ? await runHook(name, rhost)
-          : await pamCreateAccountCommand(
-              { PAM_TYPE: 'auth', PAM_USER: name, PAM_RHOST: rhost, PAM_SERVICE: 'sshd' },
-              quiet,
-            );
+      const code = mode === 'processes' ? await runHook(name, rhost) : await inProcess(name);
       codes[code] = (codes[code] ?? 0) + 1;
     }
   }

@@ -105,6 +105,8 @@ export function registerInstallCommands(commands: Commands): Commands {
             installOptionsFromFlags,
             adoptLegacyAccountsCommand,
             efsHomeFromRoleCommand,
+            hostCommandSyslog,
+            flushHostCommandSyslog,
           } = await import('@keymaker/host');
           const options = await installOptionsFromFlags({
             user: a.user,
@@ -131,7 +133,10 @@ export function registerInstallCommands(commands: Commands): Commands {
           // --efs-home role: the fleet's share from its role's keymaker_efs_home, read (as the hooks read it) with
           // the host config this install just wrote; then the share is installed on top.
           if (!result.dryRun && a['efs-home'] === 'role') {
-            const fromRole = await efsHomeFromRoleCommand();
+            const syslog = hostCommandSyslog();
+            const fromRole = await efsHomeFromRoleCommand({ syslog }).finally(() =>
+              flushHostCommandSyslog(syslog, (text) => process.stderr.write(text)),
+            );
             if (!fromRole.efsHome)
               throw new RoleConfigError(
                 `--efs-home role: ${fromRole.error ? `the role description could not be read (${fromRole.error})` : 'the role names no keymaker_efs_home'}; everything else is installed: set the token (or pass --efs-home FS_ID[:/PATH]) and run keymaker install again`,
@@ -148,8 +153,10 @@ export function registerInstallCommands(commands: Commands): Commands {
           }
           if (a['adopt-legacy-accounts']) {
             // A dry run writes no host config: it can adopt only on a host installed before.
-            const adopted = await adoptLegacyAccountsCommand({ dryRun: result.dryRun });
-            if (adopted.code !== 0) return adopted.code;
+            const syslog = hostCommandSyslog();
+            await adoptLegacyAccountsCommand({ dryRun: result.dryRun }, { syslog }).finally(() =>
+              flushHostCommandSyslog(syslog, (text) => process.stderr.write(text)),
+            );
           }
           return undefined;
         }),

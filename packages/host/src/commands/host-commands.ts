@@ -1,8 +1,11 @@
 /*
- * The bodies of the three commands sshd, PAM and the sync schedule run. They
- * read the host config (never the caller's environment, which sshd resets and
- * pam_exec fills with PAM items), log decisions to syslog, and return an exit
- * code. The lean host entry and the yargs CLI both call these.
+ * The bodies of the commands sshd, PAM and the sync schedule run. They read the host config (never
+ * the caller's environment, which sshd resets and pam_exec fills with PAM items), log decisions to
+ * syslog, and return a HostCommandResult or throw. The lean host entry and the yargs CLI both call
+ * these through the one command boundary (cli run.ts), which writes the outcome: a result's lines,
+ * or a thrown error's one line (exitCodeFor's code) and the lines the command attached to it
+ * (withFailureOutput). A command logs its own decision, failures included, before it returns or
+ * throws; whoever made the syslog writer flushes it afterwards (flushHostCommandSyslog).
  */
 import * as path from 'node:path';
 import {
@@ -13,6 +16,7 @@ import {
   isKeymakerError,
   isValidLinuxName,
   withDeadline,
+  withFailureOutput,
   type AwsClientOptions,
 } from '@keymaker/core';
 import { createAccountForLogin, FIRST_LOGIN_MESSAGE, PAM_EXIT_CREATED, PAM_EXIT_EXISTS } from '../login/create-account';
@@ -33,7 +37,7 @@ import {
   type ResolveCacheOptions,
 } from '../config/host-aws';
 import { runGroupSync, type SyncReport } from '../accounts/group-sync';
-import { createLoggerSyslog, type Syslog } from '../system/syslog';
+import { createLoggerSyslog, type LoggerSyslogOptions, type Syslog } from '../system/syslog';
 import { fileGuardStore, loginGuard, type LoginGuard } from '../login/pam-guard';
 import { assertTrustedFile, runtimeTrustedFiles, type StatPath } from '../system/root-owned';
 import { FileCacheStore } from '../system/cache-store';
@@ -71,6 +75,54 @@ export interface HostCommandEnv {
   managedGroups?: ManagedGroupsStore;
 }
 
+/**
+ * What a host command hands the boundary: its exit code, lines for the person at the terminal (in
+ * order; the boundary adds the newlines) and data for stdout after them. A refusal the command
+ * makes on purpose (a hook's, with nothing on stderr) is a result; a failure is a thrown error.
+ */
+export interface HostCommandResult {
+  exitCode: number;
+  stderr?: string[];
+  stdout?: string;
+}
+
+/**
+ * The syslog writer of one host command run, made by its caller (the host entry), which flushes it
+ * once the boundary has written the outcome: a failure's log line is in it by then. It writes to
+ * the socket the host config names once the command has read it; a line logged before (the config's
+ * own failure) goes to /dev/log.
+ */
+export interface HostCommandSyslog extends Syslog {
+  configure(options: LoggerSyslogOptions): void;
+  /** The final flush's bound, in ms from when it runs: 2 s, or what the command's deadline leaves. */
+  flushWithinMs: () => number;
+}
+
+export function hostCommandSyslog(): HostCommandSyslog {
+  const writers: Array<ReturnType<typeof createLoggerSyslog>> = [];
+  const configure = (options: LoggerSyslogOptions) => void writers.push(createLoggerSyslog(options));
+  return {
+    configure,
+    log: (level, message) => {
+      if (writers.length === 0) configure({});
+      writers[writers.length - 1]!.log(level, message);
+    },
+    flush: async (timeoutMs) => void (await Promise.all(writers.map((writer) => writer.flush(timeoutMs)))),
+    dropped: () => writers.reduce((sum, writer) => sum + writer.dropped(), 0),
+    flushWithinMs: () => 2000,
+  };
+}
+
+const isHostCommandSyslog = (syslog: Syslog): syslog is HostCommandSyslog => 'configure' in syslog;
+
+/** Flushes within its bound; a line on stderr says how many messages could not be written. */
+export async function flushHostCommandSyslog(syslog: Syslog, stderr: (text: string) => void): Promise<void> {
+  await syslog.flush(isHostCommandSyslog(syslog) ? syslog.flushWithinMs() : 2000);
+  const dropped = syslog.dropped?.() ?? 0;
+  if (dropped > 0)
+    stderr(`keymaker: ${dropped} syslog message(s) dropped: the syslog socket did not take them in time\n`);
+}
+
 interface Runtime {
   paths: HostPaths;
   sys: RuntimeSystem;
@@ -84,10 +136,12 @@ interface Runtime {
   stderr: (text: string) => void;
 }
 
-async function prepare(env: HostCommandEnv, echo: boolean): Promise<Runtime | { code: number }> {
+/** Reads and checks the host config; a failure is logged, then thrown. */
+async function prepare(env: HostCommandEnv, echo: boolean): Promise<Runtime> {
   const paths = { ...DEFAULT_PATHS, ...env.paths };
   const sys = env.sys ?? realRuntimeSystem;
   const stderr = env.stderr ?? ((text: string) => process.stderr.write(text));
+  const syslog = env.syslog ?? hostCommandSyslog();
   let config: HostConfig;
   try {
     config = await loadHostConfig(sys, paths.configFile);
@@ -96,17 +150,12 @@ async function prepare(env: HostCommandEnv, echo: boolean): Promise<Runtime | { 
       await assertTrustedFile(file, env.statPath);
     }
   } catch (error) {
-    const report = describeError(error);
-    const syslog = env.syslog ?? createLoggerSyslog({});
-    syslog.log('err', `cannot read the host config: ${report.message}`);
-    stderr(`${report.line}\n`);
-    await syslog.flush();
-    return { code: report.exitCode };
+    syslog.log('err', `cannot read the host config: ${describeError(error).message}`);
+    throw error;
   }
   applyAwsEnvironment(config);
-  const syslog =
-    env.syslog ??
-    createLoggerSyslog({ socket: config.syslogSocket, echo: echo ? (line) => stderr(`${line}\n`) : undefined });
+  if (isHostCommandSyslog(syslog))
+    syslog.configure({ socket: config.syslogSocket, echo: echo ? (line) => stderr(`${line}\n`) : undefined });
   const cache = (mode: 'read' | 'write' | 'refresh'): ResolveCacheOptions => ({
     store: new FileCacheStore({ dir: paths.cacheDir, writable: mode !== 'read' }),
     ttlMs: config.cacheTtlSeconds * 1000,
@@ -165,37 +214,27 @@ function bindToDeadline(rt: Runtime, env: HostCommandEnv, signal: AbortSignal): 
   rt.admin = env.admin ?? new ShadowUtilsAdmin(sys);
 }
 
-/** Flushes syslog within `ms` at most; a line on stderr says how many messages could not be written. */
-async function flushWithin(rt: Runtime, ms: number): Promise<void> {
-  await rt.syslog.flush(ms);
-  const dropped = rt.syslog.dropped?.() ?? 0;
-  if (dropped > 0)
-    rt.stderr(`keymaker: ${dropped} syslog message(s) dropped: the syslog socket did not take them in time\n`);
-}
-
 function deadlineOverride(value: string | undefined): number | undefined {
   const ms = Number(value);
   return value && Number.isFinite(ms) && ms >= 100 && ms <= 60_000 ? ms : undefined;
 }
 
 /** get_authorized_keys USER [FINGERPRINT] [--debug] */
-export async function getAuthorizedKeysCommand(args: string[], env: HostCommandEnv = {}): Promise<number> {
+export async function getAuthorizedKeysCommand(args: string[], env: HostCommandEnv = {}): Promise<HostCommandResult> {
   const debug = args.includes('--debug');
   const positional = args.filter((arg) => arg !== '--debug');
-  const stderr = env.stderr ?? ((text: string) => process.stderr.write(text));
-  if (positional.length < 1 || positional.length > 2 || positional.some((arg) => arg.startsWith('-'))) {
-    stderr('usage: keymaker get_authorized_keys USER [FINGERPRINT]\n');
-    return EXIT_CODES.USAGE;
-  }
+  if (positional.length < 1 || positional.length > 2 || positional.some((arg) => arg.startsWith('-')))
+    return { exitCode: EXIT_CODES.USAGE, stderr: ['usage: keymaker get_authorized_keys USER [FINGERPRINT]'] };
   const started = Date.now();
   const rt = await prepare(env, debug);
-  if ('code' in rt) return rt.code;
   const deadlineMs = deadlineOverride(process.env.KEYMAKER_DEADLINE_MS) ?? rt.config.deadlineMs;
   // The deadline includes logging: the answer gets all but a reserve, syslog what is left of it.
   const reserveMs = lookupLogReserveMs(deadlineMs);
+  if (isHostCommandSyslog(rt.syslog))
+    rt.syslog.flushWithinMs = () => Math.max(reserveMs, started + deadlineMs - Date.now());
   const aws = awsOptionsFor(rt.config, deadlineMs - reserveMs);
-  try {
-    return await runLookup(
+  return {
+    exitCode: await runLookup(
       { user: positional[0]!, fingerprint: positional[1] },
       { write: rt.stdout },
       {
@@ -213,10 +252,8 @@ export async function getAuthorizedKeysCommand(args: string[], env: HostCommandE
         syslog: rt.syslog,
         deadlineMs: Math.max(0, deadlineMs - reserveMs - (Date.now() - started)),
       },
-    );
-  } finally {
-    await flushWithin(rt, Math.max(reserveMs, started + deadlineMs - Date.now()));
-  }
+    ),
+  };
 }
 
 /**
@@ -247,47 +284,55 @@ function efsHomeStep(config: HostConfig, env: HostCommandEnv) {
  * home is directly below the share's base it checks the share is mounted and the home is hers, or makes it
  * (accounts/efs-home.ts); a non-zero exit refuses the session. Every other user (local accounts) passes untouched.
  */
-export async function pamEfsHomeCommand(pamEnv: NodeJS.ProcessEnv, env: HostCommandEnv = {}): Promise<number> {
-  if (pamEnv.PAM_TYPE !== undefined && pamEnv.PAM_TYPE !== 'open_session') return 0;
+export async function pamEfsHomeCommand(
+  pamEnv: NodeJS.ProcessEnv,
+  env: HostCommandEnv = {},
+): Promise<HostCommandResult> {
+  if (pamEnv.PAM_TYPE !== undefined && pamEnv.PAM_TYPE !== 'open_session') return { exitCode: 0 };
   const user = pamEnv.PAM_USER ?? '';
-  const rt = await prepare(env, false);
-  if ('code' in rt) {
+  let rt: Runtime;
+  try {
+    rt = await prepare(env, false);
+  } catch (error) {
     // No host config to read (prepare logged why): refuse only a home on the default share base, so a broken
-    // config never locks local accounts (root's included) out of their sessions.
+    // config never locks local accounts (root's included) out of their sessions; the rest pass, told why.
     const entry = isValidLinuxName(user)
       ? await (env.accounts ?? new GetentAccounts(env.sys ?? realRuntimeSystem)).user(user).catch(() => undefined)
       : undefined;
-    return entry && path.posix.dirname(entry.home) === DEFAULT_EFS_HOME_BASE ? rt.code : 0;
+    if (entry && path.posix.dirname(entry.home) === DEFAULT_EFS_HOME_BASE) throw error;
+    return { exitCode: 0, stderr: [describeError(error).line] };
   }
   const who = `user=${JSON.stringify(user)} rhost=${JSON.stringify(pamEnv.PAM_RHOST ?? '-')}`;
   try {
     const base = efsHomeBaseOf(rt.config);
-    if (!base) return 0;
+    if (!base) return { exitCode: 0 };
     if ((env.uid ?? process.getuid?.()) !== 0) throw new HostError('NOT_ROOT', 'pam_efs_home must run as root');
     const entry = isValidLinuxName(user) ? await rt.accounts.user(user) : undefined;
-    if (!entry) return 0; // not an account: PAM's other modules decide, nothing here to make
+    if (!entry) return { exitCode: 0 }; // not an account: PAM's other modules decide, nothing here to make
     const verdict = ensureEfsHome(env.efsHomeIo ?? nodeEfsHomeIo(), entry, { base });
     if (verdict.kind === 'created')
       rt.syslog.log(
         'notice',
         `efs_home ${who} decision=created home=${entry.home} uid=${entry.uid} by=${verdict.by}${verdict.skeletonProblem ? ` skeleton_problem=${JSON.stringify(verdict.skeletonProblem)}` : ''}`,
       );
-    return 0;
+    return { exitCode: 0 };
   } catch (error) {
+    // A refusal: PAM shows the client nothing, syslog says why.
     const report = describeError(error);
     rt.syslog.log(
       'warning',
       `efs_home ${who} decision=refused reason=${isKeymakerError(error) ? error.code : 'INTERNAL'}: ${report.message}`,
     );
-    return report.exitCode;
-  } finally {
-    await flushWithin(rt, 2000);
+    return { exitCode: report.exitCode };
   }
 }
 
-export async function pamCreateAccountCommand(pamEnv: NodeJS.ProcessEnv, env: HostCommandEnv = {}): Promise<number> {
+export async function pamCreateAccountCommand(
+  pamEnv: NodeJS.ProcessEnv,
+  env: HostCommandEnv = {},
+): Promise<HostCommandResult> {
   const type = pamEnv.PAM_TYPE;
-  if (type !== undefined && type !== 'auth') return 0; // configured in another stage: nothing to do
+  if (type !== undefined && type !== 'auth') return { exitCode: 0 }; // configured in another stage: nothing to do
   const user = pamEnv.PAM_USER ?? '';
   const rhost = pamEnv.PAM_RHOST ?? '-';
   // The same text for every name and outcome, before any work (see FIRST_LOGIN_MESSAGE): the
@@ -295,7 +340,6 @@ export async function pamCreateAccountCommand(pamEnv: NodeJS.ProcessEnv, env: Ho
   // name that gets asked, none for a remembered, rate-limited or existing one).
   (env.stdout ?? ((text: string) => process.stdout.write(text)))(`${FIRST_LOGIN_MESSAGE}\n`);
   const rt = await prepare(env, false);
-  if ('code' in rt) return rt.code;
   const who = `user=${JSON.stringify(user)} rhost=${JSON.stringify(rhost)}`;
   try {
     if ((env.uid ?? process.getuid?.()) !== 0) {
@@ -332,7 +376,7 @@ export async function pamCreateAccountCommand(pamEnv: NodeJS.ProcessEnv, env: Ho
     );
     if (outcome.kind === 'exists') {
       // The normal case for every login of an existing user: not worth a log line each time.
-      return PAM_EXIT_EXISTS;
+      return { exitCode: PAM_EXIT_EXISTS };
     }
     rt.syslog.log(
       'notice',
@@ -340,7 +384,7 @@ export async function pamCreateAccountCommand(pamEnv: NodeJS.ProcessEnv, env: Ho
     );
     for (const skipped of outcome.skippedGroups)
       rt.syslog.log('warning', `create_account ${who} group skipped: ${skipped}`);
-    return PAM_EXIT_CREATED;
+    return { exitCode: PAM_EXIT_CREATED };
   } catch (error) {
     const report = describeError(error);
     const reason = !isKeymakerError(error)
@@ -352,9 +396,7 @@ export async function pamCreateAccountCommand(pamEnv: NodeJS.ProcessEnv, env: Ho
           : error.code;
     // Nothing more on stdout: the client must not learn whether an IAM user exists.
     rt.syslog.log('warning', `create_account ${who} decision=refused reason=${reason}: ${report.message}`);
-    return report.exitCode;
-  } finally {
-    await flushWithin(rt, 2000);
+    return { exitCode: report.exitCode };
   }
 }
 
@@ -384,12 +426,14 @@ export function syncExitCode(report: SyncReport): number {
 }
 
 /** sync_groups [--dry-run] [--json] [--config PATH] */
-export async function syncGroupsCommand(options: SyncCommandOptions, env: HostCommandEnv = {}): Promise<number> {
+export async function syncGroupsCommand(
+  options: SyncCommandOptions,
+  env: HostCommandEnv = {},
+): Promise<HostCommandResult> {
   const rt = await prepare(
     { ...env, paths: { ...env.paths, ...(options.config ? { configFile: options.config } : {}) } },
     false,
   );
-  if ('code' in rt) return rt.code;
   try {
     if (!options.dryRun && (env.uid ?? process.getuid?.()) !== 0) {
       throw new HostError('NOT_ROOT', 'sync_groups changes groups and accounts: run it as root (or with --dry-run)');
@@ -431,31 +475,32 @@ export async function syncGroupsCommand(options: SyncCommandOptions, env: HostCo
       { settleMs: SETTLE_MS },
     );
     const lines = formatSyncReport(report);
-    for (const line of lines) rt.stderr(`${line}\n`);
     if (!report.dryRun) {
       for (const line of lines)
         rt.syslog.log(line.includes('FAILED') || line.includes('refused') ? 'warning' : 'info', line);
       // One authpriv line per grant and revocation, with the IAM user, Linux name, UID and reason.
       for (const line of report.audit) rt.syslog.log('notice', `sync_groups: ${line}`);
     }
-    if (options.json) rt.stdout(`${JSON.stringify(report)}\n`);
-    return syncExitCode(report);
+    return {
+      exitCode: syncExitCode(report),
+      stderr: lines,
+      ...(options.json ? { stdout: `${JSON.stringify(report)}\n` } : {}),
+    };
   } catch (error) {
     const report = describeError(error);
-    // A failed read lands here before any change: say so.
-    rt.stderr(`${report.line}\n`);
-    // Stopped at the deadline: the read may have been done and some changes applied.
-    if (isKeymakerError(error, 'DEADLINE_EXCEEDED'))
-      rt.stderr('sync_groups: stopped; any change already applied stands, the next run completes the rest\n');
-    else if (!isKeymakerError(error, 'LOCKED')) rt.stderr('sync_groups: nothing was changed\n');
     rt.syslog.log(
       'warning',
       `sync_groups failed${isKeymakerError(error, 'DEADLINE_EXCEEDED') ? ' at its deadline' : ', nothing changed'}: ${report.message}`,
     );
-    if (options.json) rt.stdout(`${JSON.stringify({ error: report.code, message: report.line })}\n`);
-    return report.exitCode;
-  } finally {
-    await flushWithin(rt, 2000);
+    // A failed read lands here before any change: say so. Stopped at the deadline: the read may
+    // have been done and some changes applied.
+    const extraLines = isKeymakerError(error, 'DEADLINE_EXCEEDED')
+      ? ['sync_groups: stopped; any change already applied stands, the next run completes the rest']
+      : isKeymakerError(error, 'LOCKED')
+        ? []
+        : ['sync_groups: nothing was changed'];
+    const stdout = options.json ? `${JSON.stringify({ error: report.code, message: report.line })}\n` : undefined;
+    throw withFailureOutput(error, { extraLines, ...(stdout ? { stdout } : {}) });
   }
 }
 
@@ -485,8 +530,13 @@ export interface AdoptCommandOptions {
  * hooks fail closed on the same error).
  */
 export async function efsHomeFromRoleCommand(env: HostCommandEnv = {}): Promise<{ efsHome?: string; error?: string }> {
-  const rt = await prepare(env, false);
-  if ('code' in rt) return { error: 'the host config could not be read' };
+  let rt: Runtime;
+  try {
+    rt = await prepare(env, false);
+  } catch (error) {
+    (env.stderr ?? ((text: string) => process.stderr.write(text)))(`${describeError(error).line}\n`);
+    return { error: 'the host config could not be read' };
+  }
   try {
     const limitMs = rt.config.deadlineMs;
     const config = await withDeadline(
@@ -502,8 +552,6 @@ export async function efsHomeFromRoleCommand(env: HostCommandEnv = {}): Promise<
     return config.efsHome ? { efsHome: config.efsHome } : {};
   } catch (error) {
     return { error: describeError(error).message };
-  } finally {
-    await flushWithin(rt, 2000);
   }
 }
 
@@ -512,14 +560,13 @@ export async function efsHomeFromRoleCommand(env: HostCommandEnv = {}): Promise<
  * managed accounts the existing local accounts whose UID equals, now, the UID derived from their
  * IAM user (adopt.ts). IAM is read (never written) through the host config's credentials, as the
  * hooks read it; the record is written under the sync lock. One line per adopted account on
- * stderr and in syslog.
+ * stderr (install's progress lines) and in syslog; a failure is thrown, for install's boundary.
  */
 export async function adoptLegacyAccountsCommand(
   options: AdoptCommandOptions,
   env: HostCommandEnv = {},
-): Promise<{ code: number; adopted: string[] }> {
+): Promise<{ adopted: string[] }> {
   const rt = await prepare(env, false);
-  if ('code' in rt) return { code: rt.code, adopted: [] };
   const verb = options.dryRun ? 'would adopt' : 'adopted';
   try {
     if (!options.dryRun && (env.uid ?? process.getuid?.()) !== 0) {
@@ -575,13 +622,9 @@ export async function adoptLegacyAccountsCommand(
       rt.stderr(
         `keymaker: no account to adopt${adopted.skipped.length > 0 ? '' : ' (no existing local account matches its IAM user)'}\n`,
       );
-    return { code: 0, adopted: adopted.adopt.map((a) => a.name) };
+    return { adopted: adopted.adopt.map((a) => a.name) };
   } catch (error) {
-    const report = describeError(error);
-    rt.stderr(`${report.line}\n`);
-    rt.syslog.log('warning', `adopt_accounts failed, nothing recorded: ${report.message}`);
-    return { code: report.exitCode, adopted: [] };
-  } finally {
-    await flushWithin(rt, 2000);
+    rt.syslog.log('warning', `adopt_accounts failed, nothing recorded: ${describeError(error).message}`);
+    throw error;
   }
 }
