@@ -32,7 +32,7 @@ const COMMANDS: Record<HostCommandName, HostCommand> = {
   // pam_exec in the session stage when homes live on EFS: PAM_USER, PAM_TYPE in the environment.
   pam_efs_home: (args, env) => (args.length === 0 ? pamEfsHomeCommand(process.env, env) : usage('pam_efs_home')),
   // Agent mode's resident service, as its systemd unit (or install's detached start) runs it from this bundle.
-  agent: (args, env) => {
+  agent: (args) => {
     const options = parseAgentArgs(args);
     return options
       ? agentCommand(options).then((exitCode) => ({ exitCode }))

@@ -127,5 +127,5 @@ export type {
 } from './accounts/managed-accounts';
 export { MANAGED_USERS_GROUP } from './accounts/managed-accounts';
 export type { LoginGuard } from './login/pam-guard';
-export type { LogLevel, Syslog } from './system/syslog';
+export type { LoggerSyslogOptions, LogLevel, Syslog } from './system/syslog';
 export type { PathStat, StatPath } from './system/root-owned';

@@ -93,11 +93,13 @@ export interface HostCommandResult {
  * own failure) goes to /dev/log.
  */
 export interface HostCommandSyslog extends Syslog {
+  /** Once the host config is read: its socket, and the echo to stderr for --debug. */
   configure(options: LoggerSyslogOptions): void;
   /** The final flush's bound, in ms from when it runs: 2 s, or what the command's deadline leaves. */
   flushWithinMs: () => number;
 }
 
+/** A HostCommandSyslog that writes through logger(1). */
 export function hostCommandSyslog(): HostCommandSyslog {
   const writers: Array<ReturnType<typeof createLoggerSyslog>> = [];
   const configure = (options: LoggerSyslogOptions) => void writers.push(createLoggerSyslog(options));
