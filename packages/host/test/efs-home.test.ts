@@ -223,28 +223,34 @@ describe('pam_efs_home (the session hook command)', () => {
     efsHomeIo: io,
   });
   const pam = (user: string, type = 'open_session') => ({ PAM_USER: user, PAM_TYPE: type });
+  const exitCode = async (pamEnv: NodeJS.ProcessEnv, e: ReturnType<typeof env>) =>
+    (await pamEfsHomeCommand(pamEnv, e)).exitCode;
 
   test('a host config that cannot be read refuses a home on the share, never a local account', async () => {
-    expect(await pamEfsHomeCommand(pam('alice'), env('{ broken', `${BASE}/alice`))).toBe(EXIT_CODES.INVALID_ARGUMENT);
-    expect(await pamEfsHomeCommand(pam('root'), env('{ broken', '/root'))).toBe(0);
+    // The refusal is the config's error, for the boundary to say and map (INVALID_ARGUMENT); root passes, told why.
+    await expect(pamEfsHomeCommand(pam('alice'), env('{ broken', `${BASE}/alice`))).rejects.toMatchObject({
+      exitCode: EXIT_CODES.INVALID_ARGUMENT,
+    });
+    expect(await pamEfsHomeCommand(pam('root'), env('{ broken', '/root'))).toEqual({
+      exitCode: 0,
+      stderr: [expect.stringMatching(/^keymaker: .*not valid JSON/)],
+    });
   });
 
   test('only open_session, only with efsHome configured, only for homes below the base', async () => {
     const config = JSON.stringify({ version: 1, efsHome: 'fs-01234567' });
     const unmounted = share({ mounted: false });
-    expect(await pamEfsHomeCommand(pam('alice', 'close_session'), env(config, `${BASE}/alice`, unmounted.io))).toBe(0);
-    expect(
-      await pamEfsHomeCommand(pam('alice'), env(JSON.stringify({ version: 1 }), `${BASE}/alice`, unmounted.io)),
-    ).toBe(0);
-    expect(await pamEfsHomeCommand(pam('carol'), env(config, '/home/carol', unmounted.io))).toBe(0);
+    expect(await exitCode(pam('alice', 'close_session'), env(config, `${BASE}/alice`, unmounted.io))).toBe(0);
+    expect(await exitCode(pam('alice'), env(JSON.stringify({ version: 1 }), `${BASE}/alice`, unmounted.io))).toBe(0);
+    expect(await exitCode(pam('carol'), env(config, '/home/carol', unmounted.io))).toBe(0);
     const refused = env(config, `${BASE}/alice`, unmounted.io);
-    expect(await pamEfsHomeCommand(pam('alice'), refused)).toBe(EXIT_CODES.EFS_HOME_REFUSED);
+    expect(await exitCode(pam('alice'), refused)).toBe(EXIT_CODES.EFS_HOME_REFUSED);
     expect(refused.syslog.lines.map((l) => l.message).join('\n')).toMatch(
       /efs_home user="alice" .*decision=refused reason=EFS_HOME_REFUSED/,
     );
     const mounted = share();
     const made = env(config, `${BASE}/alice`, mounted.io);
-    expect(await pamEfsHomeCommand(pam('alice'), made)).toBe(0);
+    expect(await exitCode(pam('alice'), made)).toBe(0);
     expect(made.syslog.lines.map((l) => l.message).join('\n')).toMatch(
       /decision=created home=\/home\/keymaker\/alice .*by=user/,
     );
