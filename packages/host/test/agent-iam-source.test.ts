@@ -396,6 +396,20 @@ describe('IamIdentitySource: deadlines', () => {
 });
 
 describe('IamIdentitySource: flood guard', () => {
+  test('an agent restarted on a busy host resolves 200 real users in a row; unknown names still get 20', async () => {
+    const { iam, source, events } = setup();
+    const users = Array.from({ length: 200 }, (_, i) => `user${i}`);
+    for (const u of users) iam.add(u);
+    // Logins arrive one after another (20 at the same instant would still find the guard's burst used up).
+    const answers = [];
+    for (const u of users) answers.push(await source.lookupUser(u));
+    expect(answers.filter((a) => a !== undefined)).toHaveLength(200);
+    expect(events.filter((e) => e.type === 'rate-limited')).toHaveLength(0);
+    const random = await Promise.all(Array.from({ length: 100 }, (_, i) => source.lookupUser(`nosuch${i}`)));
+    expect(random.every((a) => a === undefined)).toBe(true);
+    expect(iam.calls.user).toBe(200 + 20);
+  });
+
   test('1,000 random names cost at most globalBurst resolutions (20 by default); known users are unaffected', async () => {
     const { iam, source, events, advance } = setup();
     iam.add('alice');
@@ -406,12 +420,12 @@ describe('IamIdentitySource: flood guard', () => {
     expect(answers.every((a) => a === undefined)).toBe(true);
     const resolutions = iam.calls.user - 1;
     const calls = iam.total - before;
-    // Default: burst 20 (the first lookup, alice, took one): 19 here, 1 IAM call each (GetUser).
-    expect(resolutions).toBe(19);
-    expect(calls).toBe(19);
-    expect(events.filter((e) => e.type === 'rate-limited')).toHaveLength(981);
+    // Default: burst 20 (alice, a served user, gave her token back): 1 IAM call each (GetUser).
+    expect(resolutions).toBe(20);
+    expect(calls).toBe(20);
+    expect(events.filter((e) => e.type === 'rate-limited')).toHaveLength(980);
     expect(await source.lookupUser('alice')).toBeDefined();
-    expect(iam.total - before).toBe(19);
+    expect(iam.total - before).toBe(20);
     // The global bucket refills 12 per minute.
     advance(60_000);
     await Promise.all(names.map((n) => source.lookupUser(`${n}y`)));

@@ -45,6 +45,12 @@ export class TokenBucket {
     return true;
   }
 
+  /** Gives back one token (never above capacity): for work that turned out to be legitimate. */
+  refund(): void {
+    this.refill();
+    this.tokens = Math.min(this.capacity, this.tokens + 1);
+  }
+
   /** Full again: the bucket holds no information and may be dropped. */
   isFull(): boolean {
     this.refill();

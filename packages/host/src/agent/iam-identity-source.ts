@@ -16,8 +16,11 @@
 //      (a collision: the second user is refused, never merged) nor a served group's GID.
 // Costs: a name that is not an IAM user is 1 IAM call (GetUser); an IAM user is 3 (GetUser, then
 // ListSSHPublicKeys + ListGroupsForUser in parallel). The flood guard allows at most
-// `globalBurst + elapsed * globalPerMinute / 60000` resolutions whatever the names are: with the
-// defaults 1,000 random names in a burst cost at most 20 resolutions (20 IAM calls when none exists).
+// `globalBurst + elapsed * globalPerMinute / 60000` resolutions of names that do not turn out to be served
+// users, whatever the names are: with the defaults 1,000 random names in a burst cost at most 20
+// resolutions (20 IAM calls when none exists). A resolution that ends in a served user gives its token
+// back, so real users do not ration one another (an agent restarted on a busy host resolves them all);
+// only a flood of unknown names uses the guard up, and then new names wait for it like any others.
 //
 // By UID/GID and for groups it answers only from what this host already resolved: IAM is never
 // enumerated. Groups are the prefixed IAM groups of the known users (prefix stripped, GID derived
@@ -481,6 +484,12 @@ export class IamIdentitySource implements IdentitySource {
     this.resolutions++;
     const flight = this.resolveWithin(name)
       .then((outcome) => this.apply(name, outcome))
+      .then((change) => {
+        // A name that turned out to be a user this host serves gives its global token back: the guard is
+        // for names IAM does not know, and an agent restarted on a busy host must not ration its own users.
+        if (origin !== 'refresh' && change.kind === 'served') this.global.refund();
+        return change;
+      })
       .catch((error: unknown): Change => ({ kind: 'failed', error, kept: false }))
       .finally(() => this.flights.delete(name));
     this.flights.set(name, flight);
