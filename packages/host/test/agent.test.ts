@@ -171,6 +171,14 @@ describe('keymaker agent (composition, fakes)', () => {
     });
   });
 
+  test("the host config's login shell is the IAM users' shell (default /bin/bash)", async () => {
+    expect((await record('alice'))[0]).toMatchObject({ parameters: { record: { shell: '/bin/bash' } } });
+    await agent.stop();
+    configText = JSON.stringify({ version: 1, loginShell: '/usr/bin/zsh' });
+    agent = await start();
+    expect((await record('alice'))[0]).toMatchObject({ parameters: { record: { shell: '/usr/bin/zsh' } } });
+  });
+
   test('an IAM user resolves over Varlink and gets her keys; unknown, local and reserved names do not', async () => {
     const [reply] = await record('alice');
     expect(reply).toMatchObject({

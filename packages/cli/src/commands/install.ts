@@ -62,6 +62,10 @@ export function registerInstallCommands(commands: Commands): Commands {
             describe: 'AWS credentials file to copy to /etc/keymaker/credentials (root:USER 0640)',
           })
           .option('sync-interval', { type: 'number', describe: 'group sync period in minutes, 1-59 (default 5)' })
+          .option('login-shell', {
+            type: 'string',
+            describe: "IAM users' login shell, an absolute path (default /bin/bash)",
+          })
           .option('agent-refresh-seconds', {
             type: 'number',
             describe:
@@ -116,6 +120,7 @@ export function registerInstallCommands(commands: Commands): Commands {
             mode: a.mode,
             syncInterval: a['sync-interval'],
             agentRefreshSeconds: a['agent-refresh-seconds'],
+            loginShell: a['login-shell'],
             region: a.region,
             iamEndpoint: a['iam-endpoint'],
             stsEndpoint: a['sts-endpoint'],

@@ -129,6 +129,8 @@ function assertId(id: number): number {
   return id;
 }
 
+export const DEFAULT_LOGIN_SHELL = '/bin/bash';
+
 /** shadow-utils, spawned with argument arrays; every name is validated again right here. */
 export interface ShadowUtilsOptions {
   /**
@@ -136,6 +138,8 @@ export interface ShadowUtilsOptions {
    * accounts/efs-home.ts (as the user, one mkdir, skeleton only into it), never by useradd as root.
    */
   efsHomeBase?: string;
+  /** New accounts' login shell (the host config's loginShell). Default /bin/bash. */
+  loginShell?: string;
 }
 
 export class ShadowUtilsAdmin implements LocalAdmin {
@@ -203,7 +207,7 @@ export class ShadowUtilsAdmin implements LocalAdmin {
         ? ['--home-dir', `${this.options.efsHomeBase}/${assertLinuxUserName(account.name)}`, '--no-create-home']
         : ['--create-home']),
       '--shell',
-      '/bin/bash',
+      this.options.loginShell ?? DEFAULT_LOGIN_SHELL,
       '--comment',
       account.comment.replace(/[:\n]/g, ' '),
       // Derived UIDs are huge: lastlog/faillog entries at that offset would make huge sparse files.

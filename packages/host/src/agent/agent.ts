@@ -431,7 +431,7 @@ export async function runAgent(options: AgentOptions, deps: AgentDeps): Promise<
         reservedNames: hostReservedNames(host),
         // Homes on EFS: below the share's mount point (the session hook makes them there).
         homeBase: options.homeBase ?? efsHomeBaseOf(host),
-        shell: options.shell,
+        shell: options.shell ?? host.loginShell,
         refreshIntervalMs: refreshSeconds * 1000,
         log: logIdentity,
       }),

@@ -170,7 +170,7 @@ async function prepare(env: HostCommandEnv, echo: boolean): Promise<Runtime> {
     config,
     syslog,
     accounts: env.accounts ?? new GetentAccounts(sys),
-    admin: env.admin ?? new ShadowUtilsAdmin(sys, { efsHomeBase: efsHomeBaseOf(config) }),
+    admin: env.admin ?? shadowUtilsFor(sys, config),
     managed: env.managed ?? fileManagedAccounts(paths.managedAccounts, { stat: env.statPath }),
     stdout: env.stdout ?? ((text: string) => process.stdout.write(text)),
     stderr,
@@ -213,7 +213,12 @@ export function lookupLogReserveMs(deadlineMs: number): number {
 function bindToDeadline(rt: Runtime, env: HostCommandEnv, signal: AbortSignal): void {
   const sys = withAbortSignal(rt.sys, signal);
   rt.accounts = env.accounts ?? new GetentAccounts(sys);
-  rt.admin = env.admin ?? new ShadowUtilsAdmin(sys);
+  rt.admin = env.admin ?? shadowUtilsFor(sys, rt.config);
+}
+
+/** shadow-utils as the host config wants new accounts: home on the EFS share when it has one, the login shell. */
+export function shadowUtilsFor(sys: RuntimeSystem, config: HostConfig): ShadowUtilsAdmin {
+  return new ShadowUtilsAdmin(sys, { efsHomeBase: efsHomeBaseOf(config), loginShell: config.loginShell });
 }
 
 function deadlineOverride(value: string | undefined): number | undefined {

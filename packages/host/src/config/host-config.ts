@@ -56,6 +56,8 @@ export interface HostConfig {
    * refused while nothing is mounted there (fail closed). Default /home/keymaker.
    */
   efsHomeBase?: string;
+  /** Login shell of IAM users: the agent's records and the accounts compat mode makes. Default /bin/bash. */
+  loginShell?: string;
 }
 
 export const DEFAULT_HOST_CONFIG: HostConfig = {
@@ -88,6 +90,7 @@ const FIELDS: Record<keyof HostConfig, FieldType> = {
   cacheTtlSeconds: 'number',
   syslogSocket: 'string',
   agentRefreshSeconds: 'number',
+  loginShell: 'string',
   efsHome: 'string',
   efsHomeBase: 'string',
 };
@@ -138,6 +141,9 @@ export function parseHostConfig(text: string, source = 'host config'): HostConfi
     )
   )
     problems.push('agentRefreshSeconds must be a whole number 1-3600');
+  // It goes into useradd's argv and into passwd records: a plain absolute path, nothing else.
+  if (config.loginShell !== undefined && !/^\/[A-Za-z0-9._+/-]{1,254}$/.test(config.loginShell))
+    problems.push('loginShell must be an absolute path (letters, digits, . _ + - /)');
   if (config.syslogSocket !== undefined && !config.syslogSocket.startsWith('/'))
     problems.push('syslogSocket must be an absolute path');
   if (typeof config.efsHome === 'string') {

@@ -20,6 +20,7 @@ export interface InstallFlags extends Partial<
     | 'schedule'
     | 'mode'
     | 'agentRefreshSeconds'
+    | 'loginShell'
     | 'region'
     | 'iamEndpoint'
     | 'stsEndpoint'
@@ -82,6 +83,7 @@ export async function installOptionsFromFlags(
     mode: flags.mode,
     syncIntervalMinutes: positiveInteger(flags.syncInterval, '--sync-interval'),
     agentRefreshSeconds: positiveInteger(flags.agentRefreshSeconds, '--agent-refresh-seconds'),
+    loginShell: flags.loginShell,
     region,
     iamEndpoint: flags.iamEndpoint ?? (env.AWS_ENDPOINT_URL_IAM || undefined),
     stsEndpoint: flags.stsEndpoint ?? (env.AWS_ENDPOINT_URL_STS || undefined),

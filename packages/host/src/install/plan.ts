@@ -81,6 +81,8 @@ export interface InstallOptions {
   syncIntervalMinutes?: number;
   /** Agent mode: the agent's refresh (revocation) interval, seconds. */
   agentRefreshSeconds?: number;
+  /** IAM users' login shell (both modes). */
+  loginShell?: string;
   region?: string;
   iamEndpoint?: string;
   stsEndpoint?: string;
@@ -201,6 +203,7 @@ function hostConfigFor(snapshot: InstallSnapshot, options: InstallOptions, warni
   set('profile', options.profile);
   set('syncIntervalMinutes', options.syncIntervalMinutes);
   set('agentRefreshSeconds', options.agentRefreshSeconds);
+  set('loginShell', options.loginShell);
   set('efsHome', options.efsHome);
   config.authorizedKeysCommandUser = options.user;
   if (snapshot.credentials) config.sharedCredentialsFile = credentialsPath(options.paths);
