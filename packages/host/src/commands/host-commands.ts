@@ -177,10 +177,6 @@ async function prepare(env: HostCommandEnv, echo: boolean): Promise<Runtime> {
   };
 }
 
-/**
- * KEYMAKER_DEADLINE_MS: a deadline for manual runs and tests. Under sshd the
- * environment is reset, so there the host config's deadlineMs applies.
- */
 /** Root commands create the lookup's per-name store for the lookup user (lookup-guard.ts); best effort. */
 async function prepareLookupStore(rt: Runtime): Promise<void> {
   try {
@@ -221,6 +217,10 @@ export function shadowUtilsFor(sys: RuntimeSystem, config: HostConfig): ShadowUt
   return new ShadowUtilsAdmin(sys, { efsHomeBase: efsHomeBaseOf(config), loginShell: config.loginShell });
 }
 
+/**
+ * KEYMAKER_DEADLINE_MS: a deadline for manual runs and tests. Under sshd the
+ * environment is reset, so there the host config's deadlineMs applies.
+ */
 function deadlineOverride(value: string | undefined): number | undefined {
   const ms = Number(value);
   return value && Number.isFinite(ms) && ms >= 100 && ms <= 60_000 ? ms : undefined;
@@ -263,13 +263,6 @@ export async function getAuthorizedKeysCommand(args: string[], env: HostCommandE
   };
 }
 
-/**
- * pam_create_account: run by pam_exec (auth stage, as root) with PAM_USER,
- * PAM_RHOST, PAM_TYPE in the environment. Exit codes: 75 account created
- * (the connection still fails: connect again), 77 the account exists, other
- * codes: refused or failed (exitCodeFor). Never 0 in the auth stage: the
- * hook must not be what lets a login through.
- */
 /** Compat account creation's home step when homes live on EFS (none otherwise). */
 function efsHomeStep(config: HostConfig, env: HostCommandEnv) {
   const base = efsHomeBaseOf(config);
@@ -334,6 +327,13 @@ export async function pamEfsHomeCommand(
   }
 }
 
+/**
+ * pam_create_account: run by pam_exec (auth stage, as root) with PAM_USER,
+ * PAM_RHOST, PAM_TYPE in the environment. Exit codes: 75 account created
+ * (the connection still fails: connect again), 77 the account exists, other
+ * codes: refused or failed (exitCodeFor). Never 0 in the auth stage: the
+ * hook must not be what lets a login through.
+ */
 export async function pamCreateAccountCommand(
   pamEnv: NodeJS.ProcessEnv,
   env: HostCommandEnv = {},

@@ -28,7 +28,7 @@ import {
   AGENT_KEYS_SOCKET,
   AGENT_SOCKET,
 } from './agent-units';
-import { addSystemdToNsswitch } from './nsswitch';
+import { addSystemdToNsswitch, type NsswitchEdit } from './nsswitch';
 import { insertEfsHomeSession, insertMkhomedirSession, insertPamHook, removePamHook } from './pam';
 import type { SafePathTarget } from '../system/root-owned';
 import { keysClientScript } from '../agent/keys-client-script';
@@ -482,19 +482,35 @@ function commonSafePathTargets(options: InstallOptions): SafePathTarget[] {
   ];
 }
 
-/** Why agent mode cannot work on this host, or undefined when it can (pure: from the snapshot). */
-export function agentModeProblem(snapshot: InstallSnapshot, paths: HostPaths): string | undefined {
+/**
+ * Whether agent mode can work on this host (pure: from the snapshot): the reason it cannot, or what planning it
+ * needs and has already worked out (the nsswitch edit and sshd_config's Include), so nothing is computed twice.
+ */
+export function agentModeFit(
+  snapshot: InstallSnapshot,
+  paths: HostPaths,
+): { problem: string } | { problem?: undefined; edit: NsswitchEdit; include: DropInInclude } {
   if (!snapshot.nssSystemdLibrary && !snapshot.nssSystemdInstaller)
-    return 'libnss-systemd is not installed (no libnss_systemd.so.2 under /lib*/ or /usr/lib*/) and this host has no apt-get to install it; install it (systemd >= 245)';
+    return {
+      problem:
+        'libnss-systemd is not installed (no libnss_systemd.so.2 under /lib*/ or /usr/lib*/) and this host has no apt-get to install it; install it (systemd >= 245)',
+    };
   const nsswitchPath = agentInstallPaths(paths).nsswitch;
   if (snapshot.authselect)
-    return `${nsswitchPath} is managed by authselect; select a profile whose passwd, group and shadow lines list systemd (authselect current), or use --mode compat`;
+    return {
+      problem: `${nsswitchPath} is managed by authselect; select a profile whose passwd, group and shadow lines list systemd (authselect current), or use --mode compat`,
+    };
   const edit = addSystemdToNsswitch(snapshot.files[nsswitchPath]?.content.toString('utf8') ?? '');
   if (edit.blocked.length > 0)
-    return `${nsswitchPath} stops the lookup before systemd could be asked (${edit.blocked.map((b) => JSON.stringify(b.line)).join(', ')})`;
-  if (!findDropInInclude(snapshot.files[paths.sshdConfig]?.content.toString('utf8') ?? '', paths))
-    return `${paths.sshdConfig} has no Include of ${paths.sshdConfigDir}/*.conf (agent mode's Match block must end its own file)`;
-  return undefined;
+    return {
+      problem: `${nsswitchPath} stops the lookup before systemd could be asked (${edit.blocked.map((b) => JSON.stringify(b.line)).join(', ')})`,
+    };
+  const include = findDropInInclude(snapshot.files[paths.sshdConfig]?.content.toString('utf8') ?? '', paths);
+  if (!include)
+    return {
+      problem: `${paths.sshdConfig} has no Include of ${paths.sshdConfigDir}/*.conf (agent mode's Match block must end its own file)`,
+    };
+  return { edit, include };
 }
 
 /**
@@ -511,7 +527,7 @@ export function chooseInstallMode(
     return snapshot.journal.agent
       ? { mode: 'agent', why: 'installed in agent mode before' }
       : { mode: 'compat', why: 'installed in compat mode before; --mode agent switches' };
-  const problem = agentModeProblem(snapshot, options.paths);
+  const { problem } = agentModeFit(snapshot, options.paths);
   return problem === undefined
     ? { mode: 'agent', why: 'libnss-systemd can serve IAM users here' }
     : { mode: 'compat', why: `agent mode cannot work here: ${problem}` };
@@ -533,13 +549,12 @@ function planAgentInstall(snapshot: InstallSnapshot, options: InstallOptions, pa
   const { paths, user } = options;
   const { config, files, add, warnings, pamState, efsMount } = parts;
   const agent = agentInstallPaths(paths);
-  const problem = agentModeProblem(snapshot, paths);
-  if (problem) throw agentUnavailable(problem);
+  const fit = agentModeFit(snapshot, paths);
+  if (fit.problem !== undefined) throw agentUnavailable(fit.problem);
+  const { edit, include } = fit;
   const nsswitch = snapshot.files[agent.nsswitch];
-  const edit = addSystemdToNsswitch(nsswitch?.content.toString('utf8') ?? '');
   const mainState = snapshot.files[paths.sshdConfig]!;
   const mainText = mainState.content.toString('utf8');
-  const include = findDropInInclude(mainText, paths)!;
 
   // The compat lookup stays installed: the keys client hands it /etc/passwd accounts (1.x migrations).
   add(
