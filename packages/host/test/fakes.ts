@@ -91,9 +91,9 @@ export class FakeHost implements LocalAccounts, LocalAdmin, ManagedAccountsStore
     if (!entry) throw new Error(`gpasswd: group '${group}' does not exist`);
     entry.members = entry.members.filter((m) => m !== member);
   }
-  async addSystemGroup(name: string) {
-    this.record(`groupadd --system ${name}`);
-    this.groups_.push({ name, gid: 900 + this.groups_.length, members: [] });
+  async addSystemGroup(name: string, members: string[] = []) {
+    this.record(`groupadd --system ${name}${members.length > 0 ? ` ${members.join(',')}` : ''}`);
+    this.groups_.push({ name, gid: 900 + this.groups_.length, members: [...members] });
   }
   /** Names locked with usermod -L -e 1. */
   locked = new Set<string>();

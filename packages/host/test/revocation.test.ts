@@ -226,12 +226,39 @@ describe('a group whose IAM group is gone', () => {
 });
 
 describe('keymaker-users and one member at a time', () => {
-  test('a recorded account missing from keymaker-users is added; a missing group is created first', async () => {
-    const h = new FakeHost({ users: [['alice', uid(ALICE.userId)]] }).manage('alice', ALICE.userId);
-    const plan = planGroupSync({ groups: [], allowedUsers: [ALICE] }, local(h), options);
+  test('a missing keymaker-users is created with every recorded account in one step', async () => {
+    const h = new FakeHost({
+      users: [
+        ['alice', uid(ALICE.userId)],
+        ['bob', uid(BOB.userId)],
+      ],
+    })
+      .manage('alice', ALICE.userId)
+      .manage('bob', BOB.userId);
+    const plan = planGroupSync({ groups: [], allowedUsers: [ALICE, BOB] }, local(h), options);
     expect(plan.createUsersGroup).toBe('keymaker-users');
+    const result = await applySyncPlan(plan, h, h, h);
+    // One groupadd, not one gpasswd per account: a first sync of 1,000 accounts is 1 process, not 1,001.
+    expect(h.changes).toEqual(['groupadd --system keymaker-users alice,bob']);
+    expect(h.members('keymaker-users')).toEqual(['alice', 'bob']);
+    expect(result.done).toEqual(['created group keymaker-users; group keymaker-users: +alice +bob']);
+    expect(result.audit).toHaveLength(2);
+  });
+
+  test('a recorded account missing from an existing keymaker-users is added on its own', async () => {
+    const h = new FakeHost({
+      users: [
+        ['alice', uid(ALICE.userId)],
+        ['bob', uid(BOB.userId)],
+      ],
+      groups: [['keymaker-users', 990, ['bob']]],
+    })
+      .manage('alice', ALICE.userId)
+      .manage('bob', BOB.userId);
+    const plan = planGroupSync({ groups: [], allowedUsers: [ALICE, BOB] }, local(h), options);
+    expect(plan.createUsersGroup).toBeUndefined();
     await applySyncPlan(plan, h, h, h);
-    expect(h.changes).toEqual(['groupadd --system keymaker-users', 'gpasswd -a alice keymaker-users']);
+    expect(h.changes).toEqual(['gpasswd -a alice keymaker-users']);
   });
 
   test('stale and odd members are reported and left alone; every other change in that group and others applies', async () => {

@@ -610,18 +610,16 @@ export async function applySyncPlan(
   const groupRecord = plan.managedGroups;
   if (groupRecord && managedGroups)
     await attempt('updating the record of mirrored groups', () => managedGroups.writeManagedGroups(groupRecord));
-  if (plan.createUsersGroup) {
-    const name = plan.createUsersGroup;
-    await step(`created group ${name}`, () => admin.addSystemGroup(name));
-  }
-
-  // A new group whose members all exist already is created with them in one step.
+  // A new group whose members all exist already is created with them in one step (a first sync of 1,000
+  // accounts would otherwise run one gpasswd per membership).
   const newUsers = new Set(plan.createUsers.map((u) => u.name));
+  const created = new Set([
+    ...plan.createGroups.map((g) => g.name),
+    ...(plan.createUsersGroup ? [plan.createUsersGroup] : []),
+  ]);
   const folded = new Map(
     plan.memberships
-      .filter(
-        (m) => plan.createGroups.some((g) => g.name === m.group) && m.members.every((name) => !newUsers.has(name)),
-      )
+      .filter((m) => created.has(m.group) && m.members.every((name) => !newUsers.has(name)))
       .map((m) => [m.group, m]),
   );
   const membershipLabel = (m: Pick<MembershipChange, 'group' | 'add' | 'remove'>) =>
@@ -630,6 +628,13 @@ export async function applySyncPlan(
     const subject = m.subjects?.[name];
     return subject ? [auditLine(added ? 'grant' : 'revoke', `group=${m.group}`, subject)] : [];
   };
+  if (plan.createUsersGroup) {
+    const name = plan.createUsersGroup;
+    const members = folded.get(name);
+    const label = `created group ${name}${members ? `; ${membershipLabel(members)}` : ''}`;
+    const audit = members ? members.add.flatMap((member) => memberAudit(members, member, true)) : [];
+    await step(label, () => admin.addSystemGroup(name, members?.members), audit);
+  }
   for (const g of plan.createGroups) {
     const members = folded.get(g.name);
     const label = `created group ${g.name} (gid ${g.gid})${members ? `; ${membershipLabel(members)}` : ''}`;

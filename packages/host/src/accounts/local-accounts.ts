@@ -48,8 +48,8 @@ export interface LocalAdmin {
    */
   addGroupMember(group: string, member: string): Promise<void>;
   removeGroupMember(group: string, member: string): Promise<void>;
-  /** A system group with no members and a GID of groupadd's choosing (keymaker-users). */
-  addSystemGroup(name: string): Promise<void>;
+  /** A system group with a GID of groupadd's choosing (keymaker-users), with its first members. */
+  addSystemGroup(name: string, members?: string[]): Promise<void>;
   /** Password locked and account expired (usermod -L -e 1): sshd, su and cron refuse it in PAM's account stage. */
   lockUser(name: string): Promise<void>;
   /** Undoes lockUser (usermod -U -e ''); idempotent, like the lock. */
@@ -164,13 +164,17 @@ export class ShadowUtilsAdmin implements LocalAdmin {
     }
   }
 
-  async addGroup(name: string, gid: number, members: string[] = []) {
-    const base = ['groupadd', '--gid', String(assertId(gid))];
+  addGroup(name: string, gid: number, members: string[] = []) {
+    return this.groupadd(['--gid', String(assertId(gid))], name, members);
+  }
+  /** groupadd with its first members: one process instead of one per member. */
+  private async groupadd(options: string[], name: string, members: string[]) {
+    const base = ['groupadd', ...options];
     const group = assertLinuxUserName(name);
     if (members.length > 0 && this.groupaddUsers !== false) {
       const users = members.map((member) => assertLinuxUserName(member)).join(',');
       const result = await this.sys.run([...base, '--users', users, '--', group], { timeoutMs: 30_000 });
-      // One process instead of two per new group; older groupadd lacks --users (usage error, exit 2).
+      // Older groupadd lacks --users (usage error, exit 2): then the group, then its member list.
       if (result.code === 0) {
         this.groupaddUsers = true;
         return;
@@ -223,8 +227,8 @@ export class ShadowUtilsAdmin implements LocalAdmin {
   removeGroupMember(group: string, member: string) {
     return this.run(['gpasswd', '--delete', assertLinuxUserName(member), '--', assertLinuxUserName(group)]);
   }
-  addSystemGroup(name: string) {
-    return this.run(['groupadd', '--system', '--', assertLinuxUserName(name)]);
+  addSystemGroup(name: string, members: string[] = []) {
+    return this.groupadd(['--system'], name, members);
   }
   lockUser(name: string) {
     // -L alone leaves a key login working; the expiry (day 1 of 1970) is what PAM's account stage refuses.
