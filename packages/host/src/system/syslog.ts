@@ -38,54 +38,84 @@ export function sanitizeLogMessage(message: string): string {
   return clean.length > 900 ? `${clean.slice(0, 897)}...` : clean;
 }
 
+/** syslog(3) priorities of the authpriv facility (10 << 3) at each level, for logger's --prio-prefix. */
+const AUTHPRIV_PRIORITY: Record<LogLevel, number> = { err: 83, warning: 84, notice: 85, info: 86 };
+
 /**
- * Spawns util-linux logger(1) per message (argument array; the message comes after "--"). log()
- * never waits: a stalled /dev/log (a full datagram queue, a reader that never reads) blocks only
- * the logger process, which flush kills when its bound passes; that message is dropped and counted.
+ * Hands messages to util-linux logger(1), which writes them to /dev/log (Node has no Unix datagram sockets).
+ * Messages go on logger's stdin, one line each with its own priority (`--prio-prefix`), and one logger runs at a
+ * time: the messages logged while it runs go to the next one. A sync that audits 1,000 memberships so starts a
+ * handful of processes instead of 1,000 (whose flood also lost lines). log() never waits: a stalled /dev/log (a full
+ * datagram queue, a reader that never reads) blocks only the logger process, which its timeout or flush's bound
+ * kills; every message it carried, and every one still queued, is then counted as dropped.
  */
 export function createLoggerSyslog(options: LoggerSyslogOptions = {}): Syslog & { dropped(): number } {
   const run = options.run ?? runProcess;
   const pid = options.pid ?? process.pid;
-  const pending = new Map<Promise<unknown>, AbortController>();
+  const argv = ['logger', '--prio-prefix', '-p', 'authpriv.info', '-t', 'keymaker', `--id=${pid}`];
+  if (options.socket) argv.push('--socket', options.socket);
+  let queue: string[] = [];
+  let inFlight: { done: Promise<void>; controller: AbortController } | undefined;
   let dropped = 0;
+  let abandoned = false;
+  const start = () => {
+    if (inFlight || queue.length === 0 || abandoned) return;
+    const lines = queue;
+    queue = [];
+    const controller = new AbortController();
+    const done = run(argv, {
+      input: lines.join('\n') + '\n',
+      timeoutMs: SYSLOG_WRITE_TIMEOUT_MS,
+      signal: controller.signal,
+      killGraceMs: 100,
+    }).then(
+      (result) => {
+        // A logging failure must never change a login decision; its messages are dropped.
+        if (result.code !== 0) dropped += lines.length;
+      },
+      () => {
+        dropped += lines.length;
+      },
+    );
+    inFlight = {
+      controller,
+      done: done.finally(() => {
+        inFlight = undefined;
+        start();
+      }),
+    };
+  };
+  const settled = async () => {
+    while (inFlight) await inFlight.done;
+  };
   return {
     log(level, message) {
       const line = sanitizeLogMessage(message);
       options.echo?.(`keymaker: ${line}`);
-      const argv = ['logger', '-p', `authpriv.${level}`, '-t', 'keymaker', `--id=${pid}`];
-      if (options.socket) argv.push('--socket', options.socket);
-      argv.push('--', line);
-      // A logging failure must never change a login decision; it is dropped.
-      const controller = new AbortController();
-      const done: Promise<unknown> = run(argv, {
-        timeoutMs: SYSLOG_WRITE_TIMEOUT_MS,
-        signal: controller.signal,
-        killGraceMs: 100,
-      }).then(
-        (result) => {
-          if (result.code !== 0) dropped += 1;
-        },
-        () => {
-          dropped += 1;
-        },
-      );
-      pending.set(done, controller);
-      void done.finally(() => pending.delete(done));
+      if (abandoned) {
+        dropped += 1;
+        return;
+      }
+      queue.push(`<${AUTHPRIV_PRIORITY[level]}>${line}`);
+      start();
     },
     async flush(timeoutMs) {
-      const all = Promise.all([...pending.keys()]);
       if (timeoutMs === undefined) {
-        await all;
+        await settled();
         return;
       }
       let timer: NodeJS.Timeout | undefined;
       const expired = new Promise<void>((resolve) => (timer = setTimeout(resolve, Math.max(0, timeoutMs))));
-      await Promise.race([all, expired]);
+      await Promise.race([settled(), expired]);
       clearTimeout(timer);
-      // Past the bound: kill what is left (each counts as dropped once its logger is gone).
-      const left = [...pending.entries()];
-      for (const [, controller] of left) controller.abort();
-      await Promise.all(left.map(([done]) => done));
+      if (!inFlight && queue.length === 0) return;
+      // Past the bound: nothing more is started, the logger running is killed, and what it and the queue held counts.
+      abandoned = true;
+      dropped += queue.length;
+      queue = [];
+      inFlight?.controller.abort();
+      await settled();
+      abandoned = false;
     },
     dropped: () => dropped,
   };
