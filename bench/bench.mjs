@@ -6,7 +6,7 @@
 //   node bench/bench.mjs [--runs 20] [--delay-runs 10] [--delay-ms 50] [--steady-runs 3] [--users 1000] [--groups 50]
 //                        [--net-runs 5] [--rtts 0,20,80] [--out-dir bench/results] [--no-latest] [--command "npm run bench"]
 //   --net-runs 0 skips the network-model phase (tools/netmodel: TLS + RTT in front of moto); --net-only runs
-//   it alone and prints its raw JSON.
+//   it alone and prints its raw JSON; --sync-only does the same for the two sync phases.
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
@@ -36,6 +36,7 @@ function parseArgs(argv) {
     outDir: path.join(HERE, 'results'),
     latest: true,
     netOnly: false,
+    syncOnly: false,
     command: undefined,
   };
   for (let i = 0; i < argv.length; i++) {
@@ -46,6 +47,10 @@ function parseArgs(argv) {
     }
     if (k === '--net-only') {
       out.netOnly = true;
+      continue;
+    }
+    if (k === '--sync-only') {
+      out.syncOnly = true;
       continue;
     }
     const key = k.replace(/^--/, '').replace(/-([a-z])/g, (_, c) => c.toUpperCase());
@@ -213,6 +218,14 @@ async function main() {
       const netlogin = await netloginPhase(env);
       const agentNss = await sandboxPhase('agent-nss', ['--runs', String(Math.max(args.runs, 20))], env);
       process.stdout.write(`${JSON.stringify({ netlogin, agentNss }, null, 2)}\n`);
+      return;
+    }
+    if (args.syncOnly) {
+      // For working on sync_groups: both tools' sync phases alone, their raw JSON on stdout, no report.
+      const syncOurs = await sandboxPhase('sync-ours', ['--steady-runs', String(args.steadyRuns)], env);
+      const syncOrig = await sandboxPhase('sync-orig', ['--steady-runs', String(args.steadyRuns)], env);
+      const ratio = syncOurs.first.ms / syncOrig.first.ms;
+      process.stdout.write(`${JSON.stringify({ syncOurs, syncOrig, firstSyncRatio: ratio }, null, 2)}\n`);
       return;
     }
     const lookup = await sandboxPhase(

@@ -13,6 +13,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { mapLimit } from './seed.mjs';
@@ -119,17 +120,16 @@ function cacheFiles() {
 
 // ---------------------------------------------------------------- environment of the tools
 /** The role session's credentials as an AWS credentials file. */
-function credentialsIni() {
-  const c = seed.credentials;
+function credentialsIni(c = seed.credentials) {
   return `[default]\naws_access_key_id = ${c.accessKeyId}\naws_secret_access_key = ${c.secretAccessKey}\naws_session_token = ${c.sessionToken}\n`;
 }
 
-function writeHostConfig() {
+function writeHostConfig(credentials = seed.credentials) {
   fs.mkdirSync('/etc/keymaker', { recursive: true, mode: 0o755 });
   // Host commands take credentials from the host config's one source only (never the environment):
   // the instance role's credentials in a file, as on a host without IMDS.
   const sharedCredentialsFile = '/etc/keymaker/credentials';
-  fs.writeFileSync(sharedCredentialsFile, credentialsIni(), { mode: 0o600 });
+  fs.writeFileSync(sharedCredentialsFile, credentialsIni(credentials), { mode: 0o600 });
   const config = {
     version: 1,
     region: 'us-east-1',
@@ -449,10 +449,15 @@ function verifyGroups() {
   return { ok: problems.length === 0, memberships, problems: problems.slice(0, 10), problemCount: problems.length };
 }
 
+let syncRun = 0;
 async function syncOnce(tool, label) {
   await proxy('/__bench/reset');
-  const cmd = tool === 'ours' ? ['sync_groups'] : ['sync_groups'];
-  const r = await run(tools[tool].argv(cmd), { env: tools[tool].env });
+  // BENCH_SYNC_NODE_FLAGS (e.g. --cpu-prof --cpu-prof-dir=/tmp/p): node flags for our sync only, to see its time.
+  const nodeFlags = (process.env.BENCH_SYNC_NODE_FLAGS ?? '').split(/\s+/).filter(Boolean);
+  const argv = tool === 'ours' ? [NODE, ...nodeFlags, OURS_HOST, 'sync_groups'] : tools.orig.argv(['sync_groups']);
+  const r = await run(argv, { env: tools[tool].env });
+  syncRun += 1;
+  fs.writeFileSync(path.join(os.tmpdir(), `keymaker-bench-sync-${tool}-${syncRun}.stderr`), r.stderr);
   const p = await proxy('/__bench/stats');
   const verify = verifyGroups();
   const notAvailable = tool === 'ours' && /unknown host command/.test(r.stderr);
@@ -475,7 +480,16 @@ async function syncOnce(tool, label) {
 }
 
 async function syncPhase(tool) {
-  writeHostConfig();
+  // The open role (no required group) for both tools: ours locks a managed account whose IAM user is outside the
+  // required group (revocation) while 1.1.0's sync ignores that token, so with the required group the two syncs
+  // would do different work. With the open role both create the same 50 groups and 1,000 memberships.
+  const c = seed.openRole.credentials;
+  writeHostConfig(c);
+  Object.assign(origEnv, {
+    AWS_ACCESS_KEY_ID: c.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: c.secretAccessKey,
+    AWS_SESSION_TOKEN: c.sessionToken,
+  });
   await startSyslogSink();
   const users = seed.users;
   const t0 = performance.now();
