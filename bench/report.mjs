@@ -400,7 +400,7 @@ export function renderReport(d) {
 
   push(`## Group sync: \`sync_groups\` with ${so.localAccounts} local accounts`, '');
   push(
-    'Each tool in its own fresh sandbox: the same local accounts (legacy UIDs, written to /etc/passwd and /etc/shadow), no Linux groups yet. "first" = the first sync (creates 50 groups and 1,000 memberships); "steady" = the following syncs, nothing to change. After every sync the Linux groups are compared with IAM (GID and exact member list).',
+    'Each tool in its own fresh sandbox: the same local accounts (legacy UIDs, written to /etc/passwd and /etc/shadow), no Linux groups yet, the open role (no required group: with one, ours would lock the accounts outside it, which the sync of 1.1.0 does not do). "first" = the first sync (creates 50 groups and 1,000 memberships, ours also keymaker-users with the 1,000 accounts); "steady" = the following syncs, nothing to change. After every sync the Linux groups are compared with IAM (GID and exact member list).',
     '',
   );
   row('figure', 'ours', `keymaker ${d.versions.keymaker1}`, 'ratio ours / original');
