@@ -3,7 +3,8 @@
 #   unshare --mount --pid --fork --kill-child --mount-proc init.sh SCRATCH_DIR [CMD...]
 # Inside the new mount namespace (propagation private, so nothing leaks to the host):
 #   - a tmpfs on SCRATCH_DIR holds the overlay upper/work dirs (gone with the namespace)
-#   - overlayfs over /etc /usr/local /var /opt /root (writes go to the upper dirs)
+#   - overlayfs over /etc /usr/local /var /opt /root (writes go to the upper dirs), and over /usr itself
+#     when KEYMAKER_SANDBOX_OVERLAY_USR=1 (package installs: dpkg writes /usr, its state is in /var/lib/dpkg)
 #   - tmpfs over /home and /run, with /run/sshd (sshd needs it) and /run/lock
 # Without CMD: prints READY on stdout, then waits until stdin is closed (EOF) and exits,
 # which kills every process of the pid namespace (sshd included).
@@ -14,7 +15,11 @@ shift
 [[ $$ == 1 ]] || { echo "init.sh: must be PID 1 of a new pid namespace (run it via unshare)" >&2; exit 2; }
 
 mount -t tmpfs -o mode=700 keymaker-sandbox "$scratch"
-for d in etc usr/local var opt root; do
+dirs=(etc usr/local var opt root)
+# /usr before /usr/local, so the /usr/local overlay sits on top of the /usr one.
+if [[ ${KEYMAKER_SANDBOX_OVERLAY_USR:-} == 1 ]]; then dirs=(usr "${dirs[@]}"); fi
+unset KEYMAKER_SANDBOX_OVERLAY_USR
+for d in "${dirs[@]}"; do
   [[ -d /$d ]] || continue
   n=${d//\//_}
   mkdir -p "$scratch/upper/$n" "$scratch/work/$n"

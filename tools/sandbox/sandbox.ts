@@ -1,5 +1,5 @@
 // Throw-away Linux sandbox for end-to-end tests with a real sshd: own mount + pid namespace,
-// overlayfs over /etc /usr/local /var /opt /root, tmpfs over /home and /run, HOST network (so a
+// overlayfs over /etc /usr/local /var /opt /root (and /usr with overlayUsr), tmpfs over /home and /run, HOST network (so a
 // moto server on the host's 127.0.0.1 is reachable; each sshd gets its own 127.0.0.1 port).
 // The test process stays outside and runs commands inside with nsenter. See README.md.
 //
@@ -103,6 +103,12 @@ export interface CreateSandboxOptions {
    * not meet the host's or another sandbox's); sshd, exec and ssh with inside=true run in it. Default 'host'.
    */
   network?: 'host' | 'private';
+  /**
+   * Also an overlay over /usr (mounted under the /usr/local one), so a test can remove and install Debian
+   * packages: dpkg writes /usr, /etc and its state in /var/lib/dpkg, all overlaid then. Default false: /usr is
+   * the machine's, read-only in effect. Copies of changed files live in the scratch tmpfs (memory).
+   */
+  overlayUsr?: boolean;
 }
 
 const INIT = path.join(__dirname, 'init.sh');
@@ -309,6 +315,7 @@ export async function createSandbox(opts: CreateSandboxOptions = {}): Promise<Sa
       ...BASE_ENV,
       KEYMAKER_SANDBOX_NODE: process.execPath,
       ...(privateNet ? { KEYMAKER_SANDBOX_NET: 'private' } : {}),
+      ...(opts.overlayUsr ? { KEYMAKER_SANDBOX_OVERLAY_USR: '1' } : {}),
     },
     cwd: '/',
   });

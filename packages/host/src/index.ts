@@ -51,6 +51,7 @@ export type {
   InstallPlan,
   InstallPlanSummary,
   InstallSnapshot,
+  NssSystemdInstaller,
   PlannedDir,
   UninstallPlan,
   PlannedFile,

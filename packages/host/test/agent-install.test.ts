@@ -155,7 +155,11 @@ describe('install without --mode: the mode a host gets', () => {
   });
 
   test('libnss-systemd missing on Debian: agent mode, with apt-get installing it before anything changes', () => {
-    const installer = { package: 'libnss-systemd', argv: ['/usr/bin/apt-get', 'install', '-y', 'libnss-systemd'] };
+    const installer = {
+      package: 'libnss-systemd',
+      argv: ['/usr/bin/apt-get', 'install', '-y', 'libnss-systemd=252.38-1~deb12u1'],
+      keepFiles: [A.nsswitch],
+    };
     const plan = planInstall(agentSnapshot({ nssSystemdLibrary: undefined, nssSystemdInstaller: installer }), auto);
     expect(plan.mode).toBe('agent');
     const kinds = plan.steps.map((s) => s.kind);
@@ -164,6 +168,12 @@ describe('install without --mode: the mode a host gets', () => {
     expect(at).toBeGreaterThan(0);
     expect(kinds.slice(0, at).every((k) => k === 'validate')).toBe(true);
     expect(plan.steps.find((s) => s.kind === 'installPackage')).toEqual({ kind: 'installPackage', ...installer });
+    // Journaled from the intent on, so uninstall can say it leaves the package; a re-install keeps the record.
+    const journals = plan.steps.flatMap((s) => (s.kind === 'writeJournal' ? [s.journal] : []));
+    expect(journals.map((j) => j.packages)).toEqual([['libnss-systemd'], ['libnss-systemd']]);
+    const again = planInstall(agentSnapshot({ journal: journals[1], bundle: Buffer.from('// bundle 2\n') }), auto);
+    const rewritten = again.steps.flatMap((s) => (s.kind === 'writeJournal' ? [s.journal.packages] : []));
+    expect(rewritten).toEqual([['libnss-systemd'], ['libnss-systemd']]);
     // Present already: nothing to install.
     expect(planInstall(agentSnapshot({ nssSystemdInstaller: installer }), auto).steps.map((s) => s.kind)).not.toContain(
       'installPackage',
@@ -173,6 +183,11 @@ describe('install without --mode: the mode a host gets', () => {
   test('where agent mode cannot work, compat mode with the reason; an explicit --mode agent is refused instead', () => {
     const cases: [Partial<InstallSnapshot>, string, RegExp][] = [
       [{ nssSystemdLibrary: undefined }, NSS, /libnss-systemd is not installed/],
+      [
+        { nssSystemdLibrary: undefined, nssSystemdInstallProblem: 'apt-get would not install it alone' },
+        NSS,
+        /libnss-systemd is not installed .* and apt-get would not install it alone/,
+      ],
       [{ authselect: true }, NSS, /managed by authselect/],
       [{}, 'passwd: files [NOTFOUND=return] ldap\ngroup: files\nshadow: files\n', /stops the lookup/],
     ];

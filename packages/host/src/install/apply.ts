@@ -1,10 +1,10 @@
 import * as path from 'node:path';
-import { InputError } from '@keymaker/core';
+import { firstLine, InputError } from '@keymaker/core';
 import type { FileState, HostSystem } from '../system/host-system';
 import type { HostPaths } from '../system/paths';
 import { applySteps } from './apply-steps';
 import { editedPaths, readJournal, requireRoot, writeThrough } from './file-ops';
-import { findNssSystemd } from './agent-mode';
+import { agentInstallPaths, findNssSystemd } from './agent-mode';
 import { MOUNT_EFS_HELPERS } from './efs-mount';
 import { MANAGED_USERS_GROUP } from '../accounts/managed-accounts';
 import { journalPath, type InstallJournal } from './journal';
@@ -60,6 +60,8 @@ export interface UninstallResult {
 }
 
 // ---------------------------------------------------------------- install
+
+const APT_GET = '/usr/bin/apt-get';
 
 /** Temp files of a run that was killed: atomic-write temps (.NAME.keymaker-HEX) and candidate sshd configs. */
 const STRAY_TEMP = /^(\..+\.keymaker-[0-9a-f]{12}|\.keymaker-candidate-[0-9a-f]{12}(\.conf)?)$/;
@@ -122,6 +124,7 @@ function gatherSnapshot(
   }
   const effective = effectiveSshdConfig(sys, opts, paths).get('authorizedkeyscommand');
   const sshdConfigDirEntries = sys.readdir(paths.sshdConfigDir) ?? [];
+  const nssSystemdLibrary = findNssSystemd(sys);
   return {
     files,
     baseline: gatherBaseline(sys, opts, files, sshdConfigDirEntries),
@@ -135,8 +138,8 @@ function gatherSnapshot(
     journal,
     bundle: bundle.content,
     credentials,
-    nssSystemdLibrary: findNssSystemd(sys),
-    nssSystemdInstaller: aptInstaller(sys),
+    nssSystemdLibrary,
+    ...(nssSystemdLibrary ? {} : aptInstaller(sys, agentInstallPaths(paths).nsswitch)),
     authselect:
       sys.lstat('/etc/nsswitch.conf')?.type === 'symlink' &&
       sys.realpath('/etc/nsswitch.conf').startsWith('/etc/authselect/'),
@@ -160,13 +163,47 @@ function managedUsers(sys: HostSystem): string[] {
   return (entry?.split(':')[3] ?? '').split(',').filter((name) => name !== '' && names.has(name));
 }
 
-/** Debian and Ubuntu: apt-get installs libnss-systemd (other package managers: the administrator's job, said). */
-function aptInstaller(sys: HostSystem): InstallSnapshot['nssSystemdInstaller'] {
-  if (sys.stat('/etc/debian_version')?.type !== 'file' || sys.stat('/usr/bin/apt-get')?.type !== 'file')
-    return undefined;
+/**
+ * Debian and Ubuntu: apt-get installs libnss-systemd at the installed systemd's version (other package managers:
+ * the administrator's job, said). The package depends on systemd of exactly its own version, so a plain
+ * `apt-get install libnss-systemd` upgrades systemd, libsystemd0, libudev1 and PAM's module along with it whenever
+ * the archive is ahead (observed on Debian 12): an install that only needs an NSS module must not do that. A
+ * simulation (`apt-get -s`, which changes nothing) checks that the package alone is installed; otherwise agent
+ * mode is not available, with the reason.
+ */
+function aptInstaller(
+  sys: HostSystem,
+  nsswitch: string,
+): Pick<InstallSnapshot, 'nssSystemdInstaller' | 'nssSystemdInstallProblem'> {
+  const pkg = 'libnss-systemd';
+  if (sys.stat('/etc/debian_version')?.type !== 'file' || sys.stat(APT_GET)?.type !== 'file') return {};
+  const query = sys.run(['dpkg-query', '-W', '-f', '${db:Status-Abbrev} ${Version}', 'systemd']);
+  const version = /^ii\s+(\S+)$/.exec(query.code === 0 ? query.stdout.trim() : '')?.[1];
+  if (!version)
+    return {
+      nssSystemdInstallProblem: `the systemd package is not installed (${pkg} needs it at its own version), so apt-get would install systemd too`,
+    };
+  const args = ['install', '-y', '-q', '--no-install-recommends', '--no-remove', `${pkg}=${version}`];
+  const sim = sys.run(['env', 'LC_ALL=C', APT_GET, '-s', ...args]);
+  if (sim.code !== 0)
+    return {
+      nssSystemdInstallProblem: `apt-get cannot install ${pkg}=${version} (the installed systemd's version): ${firstLine(
+        sim.stderr.trim() || sim.stdout.trim(),
+      )} (apt-get update may help)`,
+    };
+  const changes = sim.stdout
+    .split('\n')
+    .map((line) => /^(?:Inst|Remv|Purg)\s+([^\s:]+)/.exec(line)?.[1])
+    .filter((name): name is string => name !== undefined);
+  const others = changes.filter((name) => name !== pkg);
+  if (others.length > 0 || !changes.includes(pkg))
+    return {
+      nssSystemdInstallProblem: `apt-get would not install ${pkg}=${version} alone (apt-get -s: ${
+        changes.length > 0 ? `it would also change ${others.join(', ')}` : 'nothing to install'
+      })`,
+    };
   return {
-    package: 'libnss-systemd',
-    argv: ['/usr/bin/apt-get', 'install', '-y', '--no-install-recommends', 'libnss-systemd'],
+    nssSystemdInstaller: { package: pkg, argv: [APT_GET, ...args], keepFiles: [nsswitch] },
   };
 }
 
@@ -239,9 +276,17 @@ export function runUninstall(sys: HostSystem, opts: UninstallRunOptions, log: In
   }
   const current = Object.fromEntries(journal.files.map((e) => [e.path, sys.readFile(e.path)]));
   const plan = planUninstall(journal, current, paths, isSystemdRunning(sys));
+  // Packages are the administrator's: other software may use them by now, and without keymaker's nsswitch
+  // lines an NSS module is inert.
+  const added = journal.packages ?? [];
+  const packagesLeft =
+    added.length > 0
+      ? `${added.join(', ')} installed: keymaker install added ${added.length > 1 ? 'them' : 'it'} for agent mode and uninstall does not remove packages (apt-get remove ${added.join(' ')} does)`
+      : undefined;
   if (opts.dryRun) {
     for (const p of plan.untouched) log(`would leave ${p} (already as before install)`);
     for (const step of [...plan.switchOff, ...plan.cleanUp]) log(`would ${describeStep(step)}`);
+    if (packagesLeft) log(`would leave ${packagesLeft}`);
     return {
       dryRun: true,
       nothingToDo: false,
@@ -263,6 +308,7 @@ export function runUninstall(sys: HostSystem, opts: UninstallRunOptions, log: In
     ...applySteps(plan.switchOff, runner, 'uninstall'),
     ...applySteps(plan.cleanUp, runner, 'uninstall', { rollBack: false }),
   ];
+  if (packagesLeft) log(`left ${packagesLeft}`);
   for (const w of warnings) log(`warning: ${w}`);
   return {
     dryRun: false,

@@ -46,6 +46,8 @@ export interface InstallJournal {
   agent?: { units: string[]; pidFile?: string };
   /** The EFS home share install mounts: its mount unit under systemd, else its fstab line (issue 15). */
   efsMount?: { mountPoint: string; unit?: string };
+  /** System packages install added (libnss-systemd): uninstall leaves them installed and says so. */
+  packages?: string[];
 }
 
 export function journalPath(paths: HostPaths): string {
@@ -100,7 +102,10 @@ export function parseJournal(text: string, source: string): InstallJournal {
     (j.efsMount === undefined ||
       (typeof j.efsMount.mountPoint === 'string' &&
         path.isAbsolute(j.efsMount.mountPoint) &&
-        (j.efsMount.unit === undefined || /^[A-Za-z0-9:_.\\-]+\.mount$/.test(j.efsMount.unit))));
+        (j.efsMount.unit === undefined || /^[A-Za-z0-9:_.\\-]+\.mount$/.test(j.efsMount.unit)))) &&
+    (j.packages === undefined ||
+      (Array.isArray(j.packages) &&
+        j.packages.every((p) => typeof p === 'string' && /^[a-z0-9][a-z0-9+.-]*$/.test(p))));
   if (!ok)
     throw new InputError(
       'INVALID_ARGUMENT',

@@ -97,6 +97,14 @@ export interface InstallOptions {
   efsHome?: string;
 }
 
+/** How a host installs libnss-systemd: the package, the package manager's argv, the files to keep (InstallPackageStep). */
+export interface NssSystemdInstaller {
+  package: string;
+  argv: string[];
+  /** Files the package's maintainer scripts edit that the plan writes itself (libnss-systemd's postinst: nsswitch). */
+  keepFiles: string[];
+}
+
 /** What is on the machine now; gathered by the applier, so planning is pure. */
 export interface InstallSnapshot {
   /** Current state of every file the plan may write (undefined = missing). */
@@ -125,8 +133,13 @@ export interface InstallSnapshot {
   credentials?: Buffer;
   /** Where libnss_systemd.so.2 is, undefined when it is not installed (agent mode needs it). */
   nssSystemdLibrary?: string;
-  /** How this host installs libnss-systemd when it is missing (Debian's apt-get), if it can. */
-  nssSystemdInstaller?: { package: string; argv: string[] };
+  /**
+   * How this host installs libnss-systemd when it is missing (Debian's apt-get, the version of the installed
+   * systemd, checked with a simulation to change no other package), if it can.
+   */
+  nssSystemdInstaller?: NssSystemdInstaller;
+  /** Why libnss-systemd cannot be installed here when it is missing and a package manager was asked. */
+  nssSystemdInstallProblem?: string;
   /** /etc/nsswitch.conf is authselect's (RHEL-likes): keymaker does not edit it behind authselect's back. */
   authselect?: boolean;
   /** visudo and whether the sudo policy is valid as it is; undefined when sudo is not installed. */
@@ -492,8 +505,9 @@ export function agentModeFit(
 ): { problem: string } | { problem?: undefined; edit: NsswitchEdit; include: DropInInclude } {
   if (!snapshot.nssSystemdLibrary && !snapshot.nssSystemdInstaller)
     return {
-      problem:
-        'libnss-systemd is not installed (no libnss_systemd.so.2 under /lib*/ or /usr/lib*/) and this host has no apt-get to install it; install it (systemd >= 245)',
+      problem: `libnss-systemd is not installed (no libnss_systemd.so.2 under /lib*/ or /usr/lib*/) and ${
+        snapshot.nssSystemdInstallProblem ?? 'this host has no apt-get to install it'
+      }; install it (systemd >= 245)`,
     };
   const nsswitchPath = agentInstallPaths(paths).nsswitch;
   if (snapshot.authselect)
@@ -696,8 +710,8 @@ function installSteps(snapshot: InstallSnapshot, options: InstallOptions, plan: 
   if (sudoers && visudo)
     steps.push({ kind: 'validate', check: 'sudoersCandidate', visudo, path: sudoers.path, content: sudoers.content });
 
-  if (plan.mode === 'agent' && !snapshot.nssSystemdLibrary && snapshot.nssSystemdInstaller)
-    steps.push({ kind: 'installPackage', ...snapshot.nssSystemdInstaller });
+  const installer = plan.mode === 'agent' && !snapshot.nssSystemdLibrary ? snapshot.nssSystemdInstaller : undefined;
+  if (installer) steps.push({ kind: 'installPackage', ...installer });
   if (plan.user.create)
     steps.push({
       kind: 'createSystemUser',
@@ -741,6 +755,8 @@ function installSteps(snapshot: InstallSnapshot, options: InstallOptions, plan: 
   const plannedEfs: InstallJournal['efsMount'] = plan.efsMount
     ? { mountPoint: plan.efsMount.where, ...(plan.efsMount.unit ? { unit: plan.efsMount.unit.name } : {}) }
     : previous?.efsMount;
+  // Kept across re-installs, so uninstall still says which package keymaker added.
+  const packages = [...new Set([...(previous?.packages ?? []), ...(installer ? [installer.package] : [])])];
   const intent: InstallJournal = {
     version: 1,
     user: { name: user, created: (previous?.user.name === user && previous.user.created) || plan.user.create },
@@ -749,6 +765,7 @@ function installSteps(snapshot: InstallSnapshot, options: InstallOptions, plan: 
     systemdTimer: previous?.systemdTimer,
     ...(plannedAgent ? { agent: plannedAgent } : {}),
     ...(plannedEfs ? { efsMount: plannedEfs } : {}),
+    ...(packages.length > 0 ? { packages } : {}),
   };
   const unchanged = (j: InstallJournal) => !!previous && serializeJournal(j) === serializeJournal(previous);
   if (!unchanged(intent)) steps.push({ kind: 'writeJournal', stage: 'intent', journal: intent });

@@ -1,7 +1,7 @@
 // What each kind of step does to the machine, and how it is undone: one case per kind of InstallStep.
 // The applier (apply-steps.ts) calls performStep and keeps the undo it returns until the run succeeds.
 import { firstLine, HostError } from '@keymaker/core';
-import type { HostSystem } from '../system/host-system';
+import type { FileState, HostSystem } from '../system/host-system';
 import type { HostPaths } from '../system/paths';
 import type { StepResult } from './apply-steps';
 import { ids, restoreState, writeJournal, writeThrough } from './file-ops';
@@ -90,6 +90,14 @@ function fileUndo(ctx: StepContext, p: string, through: boolean): () => void {
   return () => restoreState(ctx.sys, through ? writeThrough(ctx.sys, p) : p, before);
 }
 
+/** apt-get's download and unpack of one small package; a mirror that stalls fails the install instead of hanging it. */
+const PACKAGE_INSTALL_MS = 300_000;
+
+function sameBytes(a: FileState | undefined, b: FileState | undefined): boolean {
+  if (!a || !b) return a === b;
+  return a.content.equals(b.content) && a.mode === b.mode && a.uid === b.uid && a.gid === b.gid;
+}
+
 /** How long install waits for a detached agent's keys socket to answer. */
 const AGENT_READY_MS = 20_000;
 
@@ -168,9 +176,16 @@ export function performStep(ctx: StepContext, step: InstallStep): StepResult {
       validate(ctx, step);
       return {};
     case 'installPackage': {
+      const kept = step.keepFiles.map((p) => ({ path: writeThrough(sys, p), before: sys.readFile(p) }));
       // The package manager's own environment: non-interactive, and no prompt can hang the install.
-      run(sys, ['env', 'DEBIAN_FRONTEND=noninteractive', ...step.argv], 600_000);
-      ctx.log(`installed ${step.package}`);
+      run(sys, ['env', 'DEBIAN_FRONTEND=noninteractive', ...step.argv], PACKAGE_INSTALL_MS);
+      ctx.log(`installed ${step.package} (${step.argv.join(' ')}); uninstall leaves it installed`);
+      for (const { path: p, before } of kept) {
+        const after = sys.readFile(p);
+        if (sameBytes(before, after)) continue;
+        restoreState(sys, p, before);
+        ctx.log(`put back ${p} as it was: ${step.package}'s package scripts edited it, keymaker writes its own lines`);
+      }
       return {};
     }
     case 'createSystemUser': {

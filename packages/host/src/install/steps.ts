@@ -152,12 +152,19 @@ export interface StartAgentStep {
 
 /**
  * Agent mode on a host without libnss-systemd: the system package manager installs it (argv, e.g. apt-get install).
- * Not undone on a rollback: a package that only adds an NSS module does nothing until nsswitch names it.
+ * Not undone on a rollback, nor by uninstall (which says so): a package that only adds an NSS module does nothing
+ * until nsswitch names it, and removing a package is the administrator's call.
  */
 export interface InstallPackageStep {
   kind: 'installPackage';
   package: string;
   argv: string[];
+  /**
+   * Put back as they were once the package is in: its maintainer scripts edit them (libnss-systemd's postinst adds
+   * systemd to four nsswitch lines), and the plan's own edit of the same file, journaled, must apply to the bytes
+   * it read, so a rollback and uninstall give back the original.
+   */
+  keepFiles: string[];
 }
 
 /** Stops the detached agent named by its pid file (a stale pid file is removed). */
