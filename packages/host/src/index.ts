@@ -130,3 +130,18 @@ export { MANAGED_USERS_GROUP } from './accounts/managed-accounts';
 export type { LoginGuard } from './login/pam-guard';
 export type { LoggerSyslogOptions, LogLevel, Syslog } from './system/syslog';
 export type { PathStat, StatPath } from './system/root-owned';
+// The host bundle's V8 code cache (the installed loader, install): trusted only when root wrote it for these bytes.
+export {
+  codeCacheKey,
+  codeCachePath,
+  decodeCodeCache,
+  encodeCodeCache,
+  loadBundle,
+  makeCodeCache,
+  nodeCodeCacheFs,
+  readTrustedCodeCache,
+  type CodeCacheFs,
+  type CodeCacheStatus,
+  type LoadedBundle,
+  type TrustedCodeCache,
+} from './system/code-cache';

@@ -124,6 +124,28 @@ describeWithSandbox('keymaker install / uninstall on a real sshd', () => {
       'root:keymaker 640',
     );
     expect(await effective(sb, 'authorizedkeyscommand')).toBe('/usr/local/sbin/keymaker-authorized-keys %u %f');
+    // The wrappers run the loader; install made the bundle's code cache with the wrappers' Node, and
+    // the lookup user's process uses it (issue 14): the logins below go through it.
+    const wrapper = (await sb.execOk(['cat', '/usr/local/sbin/keymaker-authorized-keys'])).stdout;
+    const [, nodeBin] =
+      /^exec (\S+) \/usr\/local\/lib\/keymaker\/keymaker-host-loader\.cjs get_authorized_keys "\$@"$/m.exec(wrapper) ??
+      [];
+    expect(nodeBin).toBeDefined();
+    const cacheFile = '/usr/local/lib/keymaker/keymaker-host.cjs.cache';
+    expect((await sb.execOk(['stat', '-c', '%U:%G %a', cacheFile])).stdout.trim()).toBe('root:root 644');
+    const cacheStatus = `console.log(require(${JSON.stringify(path.join(REPO_ROOT, 'packages/host/dist/index.cjs'))}).loadBundle('/usr/local/lib/keymaker/keymaker-host.cjs', { cachePath: ${JSON.stringify(cacheFile)} }).cache)`;
+    const asLookupUser = [
+      'setpriv',
+      '--reuid',
+      'keymaker',
+      '--regid',
+      'keymaker',
+      '--clear-groups',
+      nodeBin!,
+      '-e',
+      cacheStatus,
+    ];
+    expect((await sb.execOk(asLookupUser)).stdout.trim()).toBe('used');
 
     const first = await sb.ssh('alice', { identityFile: alice.privateKeyPath, command: 'id -un' });
     expect(first.code).toBe(255);

@@ -2,7 +2,7 @@
 // the applier against an in-memory machine (rollback, journal, uninstall).
 import * as path from 'node:path';
 import { isKeymakerError } from '@keymaker/core';
-import { DEFAULT_PATHS } from '../src/system/paths';
+import { DEFAULT_PATHS, hostLoaderFiles } from '../src/system/paths';
 import {
   authenticationWeakenings,
   candidateMainForDropIn,
@@ -673,6 +673,65 @@ describe('applier on an in-memory machine', () => {
     expect(runInstall(m, runOptions, quiet).reload).toBe(
       'sshd is not running (no live sshd pid in /run/sshd.pid); the settings apply when it starts',
     );
+  });
+});
+
+describe('the loader and its code cache (issue 14)', () => {
+  const L = hostLoaderFiles(P);
+  const makeCache =
+    '/usr/bin/env -u NODE_OPTIONS -u NODE_PATH /usr/bin/node /build/keymaker-host-loader.cjs --print-code-cache';
+  const withLoader = () => {
+    const m = new FakeMachine();
+    m.put('/build/keymaker-host-loader.cjs', '// loader\n');
+    m.put('/build/keymaker-host.cjs', '// cjs bundle\n');
+    return m;
+  };
+
+  test("install copies loader and CommonJS bundle, writes the cache the wrappers' Node made, root 0644; uninstall removes them", () => {
+    const m = withLoader();
+    const pristine = m.dump();
+    m.fail.set(makeCache, { code: 0, stdout: Buffer.from('v8 bytes').toString('base64'), stderr: '' });
+    const lines: string[] = [];
+    runInstall(m, runOptions, (line) => lines.push(line));
+    // Made by the Node the wrappers run, without the caller's NODE_OPTIONS (V8 rejects a cache made under other flags).
+    expect(m.commands).toContain(makeCache);
+    expect(m.nodes.get(L.cache)).toMatchObject({ content: Buffer.from('v8 bytes'), mode: 0o644, uid: 0, gid: 0 });
+    expect(m.text(L.loader)).toBe('// loader\n');
+    expect(m.text(L.bundle)).toBe('// cjs bundle\n');
+    for (const wrapper of [P.authorizedKeysCommand, P.pamCreateAccountCommand, P.syncGroupsCommand])
+      expect(m.text(wrapper)).toContain(`exec /usr/bin/node ${L.loader} `);
+    expect(lines.join('\n')).not.toMatch(/no code cache/);
+    runUninstall(m, uninstallOptions, quiet);
+    expect(m.dump()).toEqual(pristine);
+  });
+
+  test('a cache that cannot be made is a warning: the wrappers still run the loader, which compiles from source', () => {
+    const m = withLoader();
+    m.fail.set(makeCache, { code: 1, stdout: '', stderr: 'node: bad option\n' });
+    const lines: string[] = [];
+    runInstall(m, runOptions, (line) => lines.push(line));
+    expect(m.nodes.has(L.cache)).toBe(false);
+    expect(m.text(P.authorizedKeysCommand)).toContain(`exec /usr/bin/node ${L.loader} get_authorized_keys "$@"`);
+    expect(lines).toContain(
+      'warning: no code cache for the host bundle (node: bad option): logins compile it each time, which is slower',
+    );
+  });
+
+  test('a re-install with a cache no longer made removes the old one (no stale bytecode stays)', () => {
+    const m = withLoader();
+    m.fail.set(makeCache, { code: 0, stdout: Buffer.from('v8 bytes').toString('base64'), stderr: '' });
+    runInstall(m, runOptions, quiet);
+    m.fail.set(makeCache, { code: 1, stdout: '', stderr: 'failed' });
+    runInstall(m, runOptions, quiet);
+    expect(m.nodes.has(L.cache)).toBe(false);
+  });
+
+  test('a build without the loader (a bare --bundle) keeps the wrappers on the host bundle', () => {
+    const m = new FakeMachine();
+    runInstall(m, runOptions, quiet);
+    expect(m.text(P.authorizedKeysCommand)).toContain(`exec /usr/bin/node ${P.hostBundle} get_authorized_keys "$@"`);
+    expect(m.nodes.has(L.loader)).toBe(false);
+    expect(m.commands.some((c) => c.includes('--print-code-cache'))).toBe(false);
   });
 });
 

@@ -1,7 +1,7 @@
 import * as path from 'node:path';
 import { firstLine, InputError } from '@keymaker/core';
 import type { FileState, HostSystem } from '../system/host-system';
-import type { HostPaths } from '../system/paths';
+import { hostLoaderFiles, type HostPaths } from '../system/paths';
 import { applySteps } from './apply-steps';
 import { editedPaths, readJournal, requireRoot, writeThrough } from './file-ops';
 import { agentInstallPaths, findNssSystemd } from './agent-mode';
@@ -137,6 +137,7 @@ function gatherSnapshot(
     nologinShell: nologinShell(sys),
     journal,
     bundle: bundle.content,
+    loader: gatherLoader(sys, opts),
     credentials,
     nssSystemdLibrary,
     ...(nssSystemdLibrary ? {} : aptInstaller(sys, agentInstallPaths(paths).nsswitch)),
@@ -146,6 +147,31 @@ function gatherSnapshot(
     sudo: sudoOnHost(sys),
     efsUtils: MOUNT_EFS_HELPERS.some((p) => sys.stat(p)?.type === 'file'),
     managedUsers: managedUsers(sys),
+  };
+}
+
+/**
+ * The loader and CommonJS bundle built next to the host bundle (packages/cli/dist), and the code
+ * cache for them, made by the Node the wrappers will run, with the environment the wrappers give it
+ * (no NODE_OPTIONS: V8 rejects a cache made under other flags).
+ */
+function gatherLoader(sys: HostSystem, opts: InstallRunOptions): InstallSnapshot['loader'] {
+  const dir = path.dirname(opts.bundleSource);
+  const built = hostLoaderFiles({ libDir: dir });
+  const loader = sys.readFile(built.loader)?.content;
+  const bundle = sys.readFile(built.bundle)?.content;
+  if (!loader || !bundle) return undefined;
+  const made = sys.run(
+    ['/usr/bin/env', '-u', 'NODE_OPTIONS', '-u', 'NODE_PATH', opts.nodePath, built.loader, '--print-code-cache'],
+    { timeoutMs: 60_000 },
+  );
+  const codeCache =
+    made.code === 0 && /^[A-Za-z0-9+/]+=*$/.test(made.stdout) ? Buffer.from(made.stdout, 'base64') : undefined;
+  return {
+    loader,
+    bundle,
+    codeCache,
+    codeCacheProblem: codeCache ? undefined : (made.stderr.trim().split('\n').pop() ?? `exit ${made.code}`),
   };
 }
 

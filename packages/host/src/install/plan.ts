@@ -9,7 +9,7 @@ import {
   type HostConfig,
 } from '../config/host-config';
 import { insertFstabBlock, mountUnitName, planEfsMount, removeFstabBlock, type EfsMount } from './efs-mount';
-import type { HostPaths } from '../system/paths';
+import { hostLoaderFiles, type HostPaths } from '../system/paths';
 import {
   journalPath,
   originalOf,
@@ -129,6 +129,12 @@ export interface InstallSnapshot {
   journal?: InstallJournal;
   /** The host bundle to install (dist/keymaker-host.js). */
   bundle: Buffer;
+  /**
+   * The loader the wrappers run, the CommonJS bundle it loads, and that bundle's V8 code cache made
+   * by the Node the wrappers run (undefined when it could not be made: the loader then compiles
+   * from source). Undefined when the build has no loader (a bare --bundle): the wrappers run `bundle`.
+   */
+  loader?: { loader: Buffer; bundle: Buffer; codeCache?: Buffer; codeCacheProblem?: string };
   /** AWS shared credentials file to install, for hosts without an instance role. */
   credentials?: Buffer;
   /** Where libnss_systemd.so.2 is, undefined when it is not installed (agent mode needs it). */
@@ -276,20 +282,30 @@ export function planInstall(snapshot: InstallSnapshot, options: InstallOptions):
   const credentialBytes = snapshot.credentials ?? keptCredentials;
   if (credentialBytes) add(credentials, credentialBytes, 0o640, 'AWS credentials for the lookup', { group: user });
   add(paths.hostBundle, snapshot.bundle, 0o644, 'host bundle (lookup, PAM hook, group sync)');
+  const entry = addLoader(snapshot, paths, add);
+  if (snapshot.loader && !snapshot.loader.codeCache)
+    warnings.push(
+      `no code cache for the host bundle (${snapshot.loader.codeCacheProblem ?? 'not made'}): logins compile it each time, which is slower`,
+    );
   addSudo(snapshot, paths, add, warnings);
   const efsMount = planEfsHomeFiles(snapshot, options, config, add);
   const chosen = chooseInstallMode(snapshot, options);
   if (options.mode !== chosen.mode) warnings.push(`${chosen.mode} mode (${chosen.why})`);
   if (chosen.mode === 'agent')
     return planAgentInstall(snapshot, options, { config, files, add, warnings, pamState, efsMount });
-  add(paths.authorizedKeysCommand, authorizedKeysWrapper(paths, options.nodePath), 0o755, 'AuthorizedKeysCommand');
+  add(
+    paths.authorizedKeysCommand,
+    authorizedKeysWrapper(paths, options.nodePath, entry),
+    0o755,
+    'AuthorizedKeysCommand',
+  );
   add(
     paths.pamCreateAccountCommand,
-    pamCreateAccountWrapper(paths, options.nodePath),
+    pamCreateAccountWrapper(paths, options.nodePath, entry),
     0o755,
     'PAM account-creation hook',
   );
-  add(paths.syncGroupsCommand, syncGroupsWrapper(paths, options.nodePath), 0o755, 'group sync command');
+  add(paths.syncGroupsCommand, syncGroupsWrapper(paths, options.nodePath, entry), 0o755, 'group sync command');
 
   const scheduleKind = options.schedule === 'auto' ? (snapshot.systemdRunning ? 'systemd' : 'cron') : options.schedule;
   if (scheduleKind === 'systemd' && !snapshot.systemdRunning)
@@ -482,8 +498,27 @@ function planEfsHomeFiles(
       { kind: 'edited', owner: String(fstab?.uid ?? 0), group: String(fstab?.gid ?? 0) },
     );
   }
-  add(paths.efsHomeCommand, efsHomeWrapper(paths, options.nodePath), 0o755, 'PAM session hook (homes on EFS)');
+  add(
+    paths.efsHomeCommand,
+    efsHomeWrapper(paths, options.nodePath, snapshot.loader ? hostLoaderFiles(paths).loader : paths.hostBundle),
+    0o755,
+    'PAM session hook (homes on EFS)',
+  );
   return mount;
+}
+
+/**
+ * The loader, its CommonJS bundle and that bundle's code cache, when the build has them; returns
+ * what the wrappers run. Without a cache (it could not be made) the loader compiles from source.
+ */
+function addLoader(snapshot: InstallSnapshot, paths: HostPaths, add: AgentPlanParts['add']): string {
+  if (!snapshot.loader) return paths.hostBundle;
+  const files = hostLoaderFiles(paths);
+  add(files.loader, snapshot.loader.loader, 0o644, 'host loader (runs the host bundle with its code cache)');
+  add(files.bundle, snapshot.loader.bundle, 0o644, 'host bundle, CommonJS (what the loader runs)');
+  if (snapshot.loader.codeCache)
+    add(files.cache, snapshot.loader.codeCache, 0o644, "host bundle's V8 code cache (root-owned: trusted)");
+  return files.loader;
 }
 
 /** What sshd runs or reads in both modes, for the safe-path check; each mode adds its commands. */
@@ -491,6 +526,8 @@ function commonSafePathTargets(options: InstallOptions): SafePathTarget[] {
   return [
     { path: options.nodePath, what: 'the Node binary', needOthers: 'exec' },
     { path: options.paths.hostBundle, what: 'the host bundle', needOthers: 'read' },
+    { path: hostLoaderFiles(options.paths).loader, what: 'the host loader', needOthers: 'read' },
+    { path: hostLoaderFiles(options.paths).bundle, what: 'the host bundle', needOthers: 'read' },
     { path: options.paths.configFile, what: 'the host config', needOthers: 'read' },
   ];
 }
@@ -573,7 +610,7 @@ function planAgentInstall(snapshot: InstallSnapshot, options: InstallOptions, pa
   // The compat lookup stays installed: the keys client hands it /etc/passwd accounts (1.x migrations).
   add(
     paths.authorizedKeysCommand,
-    authorizedKeysWrapper(paths, options.nodePath),
+    authorizedKeysWrapper(paths, options.nodePath, snapshot.loader ? hostLoaderFiles(paths).loader : paths.hostBundle),
     0o755,
     'compat lookup (local accounts)',
   );
@@ -897,6 +934,7 @@ export function pathsToSnapshot(paths: HostPaths, journal?: InstallJournal): str
       paths.configFile,
       credentialsPath(paths),
       paths.hostBundle,
+      ...Object.values(hostLoaderFiles(paths)),
       paths.authorizedKeysCommand,
       paths.pamCreateAccountCommand,
       paths.syncGroupsCommand,

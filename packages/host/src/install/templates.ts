@@ -10,29 +10,33 @@ import type { HostPaths } from '../system/paths';
 export const SYNC_SERVICE = 'keymaker-sync-groups.service';
 export const SYNC_TIMER = 'keymaker-sync-groups.timer';
 
-function wrapper(paths: HostPaths, nodePath: string, purpose: string, command: string, pre: string[] = []): string {
+/**
+ * `entry`: the file node runs, the host bundle or the loader that loads it with its code cache
+ * (paths.ts hostLoaderFiles); both take the command and its arguments.
+ */
+function wrapper(entry: string, nodePath: string, purpose: string, command: string, pre: string[] = []): string {
   return [
     '#!/bin/sh',
     `# Keymaker: ${purpose}.`,
     '# Written by "keymaker install"; "keymaker uninstall" removes it. Do not edit.',
     'unset NODE_OPTIONS NODE_PATH',
     ...pre,
-    `exec ${nodePath} ${paths.hostBundle} ${command} "$@"`,
+    `exec ${nodePath} ${entry} ${command} "$@"`,
     '',
   ].join('\n');
 }
 
-export function authorizedKeysWrapper(paths: HostPaths, nodePath: string): string {
-  return wrapper(paths, nodePath, 'AuthorizedKeysCommand, run by sshd as "%u %f"', 'get_authorized_keys');
+export function authorizedKeysWrapper(paths: HostPaths, nodePath: string, entry = paths.hostBundle): string {
+  return wrapper(entry, nodePath, 'AuthorizedKeysCommand, run by sshd as "%u %f"', 'get_authorized_keys');
 }
 
-export function pamCreateAccountWrapper(paths: HostPaths, nodePath: string): string {
-  return wrapper(paths, nodePath, 'pam_exec hook that creates the account of an IAM user', 'pam_create_account');
+export function pamCreateAccountWrapper(paths: HostPaths, nodePath: string, entry = paths.hostBundle): string {
+  return wrapper(entry, nodePath, 'pam_exec hook that creates the account of an IAM user', 'pam_create_account');
 }
 
-export function efsHomeWrapper(paths: HostPaths, nodePath: string): string {
+export function efsHomeWrapper(paths: HostPaths, nodePath: string, entry = paths.hostBundle): string {
   return wrapper(
-    paths,
+    entry,
     nodePath,
     'pam_exec session hook that checks and creates a home on the EFS share',
     'pam_efs_home',
@@ -43,8 +47,8 @@ export function efsHomeWrapper(paths: HostPaths, nodePath: string): string {
  * `--jitter SECONDS` (cron only) sleeps a random time first: IAM's rate limit
  * is per account, and a fleet whose clocks agree would otherwise call at once.
  */
-export function syncGroupsWrapper(paths: HostPaths, nodePath: string): string {
-  return wrapper(paths, nodePath, 'group sync, run by cron or the systemd timer', 'sync_groups', [
+export function syncGroupsWrapper(paths: HostPaths, nodePath: string, entry = paths.hostBundle): string {
+  return wrapper(entry, nodePath, 'group sync, run by cron or the systemd timer', 'sync_groups', [
     'if [ "$1" = --jitter ] && [ -n "$2" ]; then',
     '  max=$2; shift 2',
     '  case $max in *[!0-9]*|"") echo "keymaker-sync-groups: --jitter needs seconds" >&2; exit 2;; esac',

@@ -150,6 +150,8 @@ export function nodeHostSystem(): HostSystem {
         input: opts.input,
         encoding: 'utf8',
         timeout: opts.timeoutMs ?? 60_000,
+        // The host bundle's code cache comes back on stdout (base64, ~0.8 MB).
+        maxBuffer: 16 * 1024 * 1024,
         stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
       });
       if (r.error) return { code: 127, stdout: '', stderr: r.error.message };

@@ -1,3 +1,5 @@
+import * as path from 'node:path';
+
 /*
  * Where keymaker lives on a host. sshd and PAM execute these as root or as the
  * lookup user, so every file and every parent directory must be root-owned and
@@ -44,6 +46,16 @@ export interface HostPaths {
   fstab: string;
   /** The Linux groups keymaker mirrors from IAM groups (managed-accounts.ts), root:root 0644: written by the sync. */
   managedGroups: string;
+}
+
+/**
+ * What the wrappers run when install has them (code-cache.ts): a small loader, the CommonJS build of
+ * the host entry it loads, and that build's V8 code cache, next to hostBundle (the loader finds the
+ * bundle by its own directory).
+ */
+export function hostLoaderFiles(paths: Pick<HostPaths, 'libDir'>): { loader: string; bundle: string; cache: string } {
+  const bundle = path.join(paths.libDir, 'keymaker-host.cjs');
+  return { loader: path.join(paths.libDir, 'keymaker-host-loader.cjs'), bundle, cache: `${bundle}.cache` };
 }
 
 export const DEFAULT_PATHS: HostPaths = {
