@@ -163,6 +163,12 @@ export interface ResolveOptions {
    * "no config"), and a cached "no config" entry is never used.
    */
   requireRole?: boolean;
+  /**
+   * The STS client signs with credentials given to it (not the SDK's default chain): a cached caller is then
+   * recognised by the access key ID it was answered for, without a GetCallerIdentity per run. Off by default, so
+   * resolving never reads a credential chain the caller did not choose.
+   */
+  recogniseCallerByAccessKey?: boolean;
 }
 
 export interface Resolution {
@@ -183,6 +189,13 @@ const CACHE_KEY = 'instance-config-v1';
 interface CacheEntry {
   savedAt: number;
   caller: CallerIdentity;
+  /**
+   * The access key ID of the credentials GetCallerIdentity answered `caller` for. An access key ID belongs to one
+   * principal for its whole life, so a later run holding the same key is that caller without asking STS again (a
+   * fresh login process saves a round trip and a TLS connection). Instance-role keys rotate about hourly; a run
+   * with another key asks STS, as before.
+   */
+  callerAccessKeyId?: string;
   source: 'role' | 'none';
   config: RoleConfig;
   credentials?: TemporaryCredentials;
@@ -193,6 +206,7 @@ function readCacheEntry(value: unknown): CacheEntry | undefined {
   const entry = value as CacheEntry;
   if (typeof entry.savedAt !== 'number' || !entry.caller || typeof entry.caller.arn !== 'string') return undefined;
   if (entry.source !== 'role' && entry.source !== 'none') return undefined;
+  if (entry.callerAccessKeyId !== undefined && !isAccessKeyId(entry.callerAccessKeyId)) return undefined;
   try {
     // A cache file is data too: the config is validated again, never trusted.
     entry.config = assertValidRoleConfig(entry.config ?? {});
@@ -229,25 +243,35 @@ export async function resolveDirectory(options: ResolveOptions): Promise<Resolut
   let source: Resolution['source'];
   let config: RoleConfig;
   let entry: CacheEntry | undefined;
+  let keyLearnt = false;
 
   if (options.config) {
     source = 'given';
     config = assertValidRoleConfig(options.config);
   } else {
     entry = options.cache ? readCacheEntry(await safeGet(options.cache, CACHE_KEY)) : undefined;
-    // A cached config is used only by the identity that read it: whoever runs now is asked (one
-    // STS call, outside IAM's throttling) and compared with the role recorded in the entry. So a
-    // run with other credentials (root's own, another role's) cannot decide what later runs trust.
-    const current = entry ? await getCallerIdentity(options.sts) : undefined;
+    // A cached config is used only by the identity that read it: whoever runs now is known by its access key ID
+    // (the key the entry's caller was answered for) or else asked (one STS call, outside IAM's throttling), and
+    // compared with the role recorded in the entry. So a run with other credentials (root's own, another role's)
+    // cannot decide what later runs trust.
+    const accessKeyId = options.recogniseCallerByAccessKey ? await currentAccessKeyId(options.sts) : undefined;
+    const sameKey = entry?.callerAccessKeyId !== undefined && entry.callerAccessKeyId === accessKeyId;
+    const current = entry ? (sameKey ? entry.caller : await getCallerIdentity(options.sts)) : undefined;
     if (current && options.requireRole && current.kind !== 'assumed-role') throw notARoleError(current);
     if (entry && current && !sameRoleIdentity(entry.caller, current)) entry = undefined;
     if (entry && options.requireRole && entry.source !== 'role') entry = undefined;
     if (entry && !options.refresh && now() - entry.savedAt >= 0 && now() - entry.savedAt < ttl) {
       cached.config = true;
+      // Confirmed by STS for a new key: recorded, so the next run with that key need not ask.
+      if (!sameKey && accessKeyId !== undefined) {
+        entry.callerAccessKeyId = accessKeyId;
+        keyLearnt = true;
+      }
     } else {
       const loaded = await loadInstanceConfig(options, { requireRole: options.requireRole, caller: current });
       const previous = entry;
       entry = { savedAt: now(), caller: loaded.caller, source: loaded.source, config: loaded.config };
+      if (accessKeyId !== undefined) entry.callerAccessKeyId = accessKeyId;
       // Resolver credentials outlive the config TTL while they name the same role.
       if (previous?.credentials && resolverKey(previous.config) === resolverKey(loaded.config)) {
         entry.credentials = previous.credentials;
@@ -275,10 +299,30 @@ export async function resolveDirectory(options: ResolveOptions): Promise<Resolut
     delete entry.credentials;
   }
 
-  if (options.cache && entry && !(cached.config && (!crossAccount || cached.credentials))) {
+  if (options.cache && entry && (keyLearnt || !(cached.config && (!crossAccount || cached.credentials)))) {
     await safeSet(options.cache, CACHE_KEY, entry);
   }
   return { caller, source, config: resolved, directory: new IamDirectory(iam, resolved), crossAccount, cached };
+}
+
+/** AWS access key IDs: a 4-letter type prefix (AKIA, ASIA, ...) and 12 to 124 more upper-case letters and digits. */
+function isAccessKeyId(value: unknown): value is string {
+  return typeof value === 'string' && /^[A-Z0-9]{16,128}$/.test(value);
+}
+
+/**
+ * The access key ID the STS client signs with, or undefined when its credentials cannot be read here (then STS is
+ * asked, as without a cache). Reading them costs nothing extra: the first request resolves them anyway.
+ */
+async function currentAccessKeyId(sts: STSClient): Promise<string | undefined> {
+  try {
+    const provider = sts.config.credentials as unknown;
+    const credentials: unknown = typeof provider === 'function' ? await (provider as () => unknown)() : undefined;
+    const id = (credentials as { accessKeyId?: unknown } | undefined)?.accessKeyId;
+    return isAccessKeyId(id) ? id : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 function resolverKey(config: RoleConfig): string {

@@ -108,3 +108,90 @@ describe('(b) a cached config is used only by the identity that read it', () => 
     await expect(resolveDirectory({ ...clients(), cache, requireRole: true })).rejects.toBeDefined();
   });
 });
+
+describe('(d) a cached caller is recognised by the access key it was answered for', () => {
+  const KEY_1 = 'ASIAEXAMPLEKEY000001';
+  const KEY_2 = 'ASIAEXAMPLEKEY000002';
+  const withKey = (accessKeyId: string) => ({
+    ...clients(),
+    sts: new STSClient({ region: 'us-east-1', credentials: { accessKeyId, secretAccessKey: 'secret' } }),
+    recogniseCallerByAccessKey: true,
+  });
+  const ROLE_CONFIG = { Role: { Description: 'keymaker_require_iam_group=ssh-users' } as never };
+
+  it('the same key again: no GetCallerIdentity, the cached config', async () => {
+    const cache = memoryCache();
+    stsMock.on(GetCallerIdentityCommand).resolves({ Arn: ROLE_A });
+    iamMock.on(GetRoleCommand).resolves(ROLE_CONFIG);
+    await resolveDirectory({ ...withKey(KEY_1), cache, requireRole: true });
+    expect(stsMock).toHaveReceivedCommandTimes(GetCallerIdentityCommand, 1);
+    expect(cache.value).toMatchObject({ callerAccessKeyId: KEY_1 });
+
+    const again = await resolveDirectory({ ...withKey(KEY_1), cache, requireRole: true });
+    expect(again.cached.config).toBe(true);
+    expect(again.config.requireIamGroup).toBe('ssh-users');
+    expect(stsMock).toHaveReceivedCommandTimes(GetCallerIdentityCommand, 1);
+    expect(iamMock).toHaveReceivedCommandTimes(GetRoleCommand, 1);
+  });
+
+  it('another key is asked about; another role behind it does not get the cached config', async () => {
+    const cache = memoryCache({
+      savedAt: Date.now(),
+      source: 'role',
+      caller: { arn: ROLE_A },
+      callerAccessKeyId: KEY_1,
+      config: { requireIamGroup: 'ssh-users' },
+    });
+    stsMock.on(GetCallerIdentityCommand).resolves({ Arn: ROLE_B });
+    iamMock.on(GetRoleCommand).resolves({ Role: { Description: 'keymaker_require_iam_group=other' } as never });
+    const result = await resolveDirectory({ ...withKey(KEY_2), cache, requireRole: true });
+    expect(stsMock).toHaveReceivedCommandTimes(GetCallerIdentityCommand, 1);
+    expect(result.cached.config).toBe(false);
+    expect(result.config.requireIamGroup).toBe('other');
+    expect(cache.value).toMatchObject({ callerAccessKeyId: KEY_2, caller: { arn: ROLE_B } });
+  });
+
+  it('a rotated key of the same role: asked once, then recorded, so the next run need not ask', async () => {
+    const cache = memoryCache({
+      savedAt: Date.now(),
+      source: 'role',
+      caller: { arn: ROLE_A },
+      callerAccessKeyId: KEY_1,
+      config: { requireIamGroup: 'ssh-users' },
+    });
+    stsMock.on(GetCallerIdentityCommand).resolves({ Arn: ROLE_A_OTHER_SESSION });
+    expect((await resolveDirectory({ ...withKey(KEY_2), cache, requireRole: true })).cached.config).toBe(true);
+    expect(cache.value).toMatchObject({ callerAccessKeyId: KEY_2 });
+    await resolveDirectory({ ...withKey(KEY_2), cache, requireRole: true });
+    expect(stsMock).toHaveReceivedCommandTimes(GetCallerIdentityCommand, 1);
+    expect(iamMock).not.toHaveReceivedCommand(GetRoleCommand);
+  });
+
+  it('without the option, STS is asked even for the same key', async () => {
+    const cache = memoryCache({
+      savedAt: Date.now(),
+      source: 'role',
+      caller: { arn: ROLE_A },
+      callerAccessKeyId: KEY_1,
+      config: { requireIamGroup: 'ssh-users' },
+    });
+    stsMock.on(GetCallerIdentityCommand).resolves({ Arn: ROLE_A });
+    await resolveDirectory({ ...withKey(KEY_1), recogniseCallerByAccessKey: false, cache, requireRole: true });
+    expect(stsMock).toHaveReceivedCommandTimes(GetCallerIdentityCommand, 1);
+  });
+
+  it('a malformed recorded key makes the entry unusable', async () => {
+    const cache = memoryCache({
+      savedAt: Date.now(),
+      source: 'role',
+      caller: { arn: ROLE_A },
+      callerAccessKeyId: 'not a key',
+      config: { requireIamGroup: 'cached' },
+    });
+    stsMock.on(GetCallerIdentityCommand).resolves({ Arn: ROLE_A });
+    iamMock.on(GetRoleCommand).resolves(ROLE_CONFIG);
+    const result = await resolveDirectory({ ...withKey('not a key'), cache, requireRole: true });
+    expect(result.cached.config).toBe(false);
+    expect(result.config.requireIamGroup).toBe('ssh-users');
+  });
+});

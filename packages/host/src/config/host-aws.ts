@@ -131,6 +131,8 @@ export function resolveWithConfig(aws: AwsClientOptions, cache?: ResolveCacheOpt
     refresh: cache?.refresh,
     // The host runs as its role: a user's or the account root's credentials are an error, never "no config".
     requireRole: true,
+    // Its credentials are the host config's one source (hostCredentialProvider), never a default chain.
+    recogniseCallerByAccessKey: true,
     credentialsMarginMs: cache?.refresh ? WRITER_CREDENTIALS_MARGIN_MS : undefined,
     iamClientFor: (credentials) => createIamClient({ ...aws, credentials }),
   });
