@@ -118,6 +118,14 @@ describe('(d) a cached caller is recognised by the access key it was answered fo
     recogniseCallerByAccessKey: true,
   });
   const ROLE_CONFIG = { Role: { Description: 'keymaker_require_iam_group=ssh-users' } as never };
+  /** What a run with role A's key `callerAccessKeyId` cached. */
+  const entryFor = (callerAccessKeyId: string, requireIamGroup = 'ssh-users') => ({
+    savedAt: Date.now(),
+    source: 'role',
+    caller: { arn: ROLE_A },
+    callerAccessKeyId,
+    config: { requireIamGroup },
+  });
 
   it('the same key again: no GetCallerIdentity, the cached config', async () => {
     const cache = memoryCache();
@@ -135,13 +143,7 @@ describe('(d) a cached caller is recognised by the access key it was answered fo
   });
 
   it('another key is asked about; another role behind it does not get the cached config', async () => {
-    const cache = memoryCache({
-      savedAt: Date.now(),
-      source: 'role',
-      caller: { arn: ROLE_A },
-      callerAccessKeyId: KEY_1,
-      config: { requireIamGroup: 'ssh-users' },
-    });
+    const cache = memoryCache(entryFor(KEY_1));
     stsMock.on(GetCallerIdentityCommand).resolves({ Arn: ROLE_B });
     iamMock.on(GetRoleCommand).resolves({ Role: { Description: 'keymaker_require_iam_group=other' } as never });
     const result = await resolveDirectory({ ...withKey(KEY_2), cache, requireRole: true });
@@ -152,13 +154,7 @@ describe('(d) a cached caller is recognised by the access key it was answered fo
   });
 
   it('a rotated key of the same role: asked once, then recorded, so the next run need not ask', async () => {
-    const cache = memoryCache({
-      savedAt: Date.now(),
-      source: 'role',
-      caller: { arn: ROLE_A },
-      callerAccessKeyId: KEY_1,
-      config: { requireIamGroup: 'ssh-users' },
-    });
+    const cache = memoryCache(entryFor(KEY_1));
     stsMock.on(GetCallerIdentityCommand).resolves({ Arn: ROLE_A_OTHER_SESSION });
     expect((await resolveDirectory({ ...withKey(KEY_2), cache, requireRole: true })).cached.config).toBe(true);
     expect(cache.value).toMatchObject({ callerAccessKeyId: KEY_2 });
@@ -168,26 +164,14 @@ describe('(d) a cached caller is recognised by the access key it was answered fo
   });
 
   it('without the option, STS is asked even for the same key', async () => {
-    const cache = memoryCache({
-      savedAt: Date.now(),
-      source: 'role',
-      caller: { arn: ROLE_A },
-      callerAccessKeyId: KEY_1,
-      config: { requireIamGroup: 'ssh-users' },
-    });
+    const cache = memoryCache(entryFor(KEY_1));
     stsMock.on(GetCallerIdentityCommand).resolves({ Arn: ROLE_A });
     await resolveDirectory({ ...withKey(KEY_1), recogniseCallerByAccessKey: false, cache, requireRole: true });
     expect(stsMock).toHaveReceivedCommandTimes(GetCallerIdentityCommand, 1);
   });
 
   it('a malformed recorded key makes the entry unusable', async () => {
-    const cache = memoryCache({
-      savedAt: Date.now(),
-      source: 'role',
-      caller: { arn: ROLE_A },
-      callerAccessKeyId: 'not a key',
-      config: { requireIamGroup: 'cached' },
-    });
+    const cache = memoryCache(entryFor('not a key', 'cached'));
     stsMock.on(GetCallerIdentityCommand).resolves({ Arn: ROLE_A });
     iamMock.on(GetRoleCommand).resolves(ROLE_CONFIG);
     const result = await resolveDirectory({ ...withKey('not a key'), cache, requireRole: true });
