@@ -23,6 +23,12 @@ const REPO = path.resolve(HERE, '..');
 const WORK = path.join(HERE, '.work');
 const ORIG_VENV = path.join(WORK, 'venv-keymaker1');
 
+/** A bad option: one line naming it and where the options are listed, exit 2 (no stack trace). */
+function usageError(message) {
+  process.stderr.write(`bench: ${message}; see bash bench/run.sh --help\n`);
+  process.exit(2);
+}
+
 function parseArgs(argv) {
   const out = {
     runs: 20,
@@ -55,8 +61,11 @@ function parseArgs(argv) {
     }
     const key = k.replace(/^--/, '').replace(/-([a-z])/g, (_, c) => c.toUpperCase());
     const v = argv[++i];
-    if (!(key in out)) throw new Error(`unknown option ${k}`);
-    if (key === 'rtts' && !/^\d+(,\d+)*$/.test(v ?? '')) throw new Error('--rtts takes milliseconds like 20,80');
+    if (!(key in out) || typeof out[key] === 'boolean') usageError(`unknown option ${k}`);
+    if (v === undefined) usageError(`${k} needs a value`);
+    if (key === 'rtts' && !/^\d+(,\d+)*$/.test(v)) usageError('--rtts takes milliseconds like 20,80');
+    if (typeof out[key] === 'number' && !/^\d+$/.test(v))
+      usageError(`${k} takes a whole number, not ${JSON.stringify(v)}`);
     out[key] = typeof out[key] === 'number' ? Number(v) : v;
   }
   return out;

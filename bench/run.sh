@@ -15,6 +15,20 @@ KEYMAKER1_VERSION="1.1.0"
 VENV1="$WORK/venv-keymaker1"
 say() { echo "[run.sh] $*" >&2; }
 
+usage() {
+  cat <<'USAGE'
+usage: bash bench/run.sh [--runs N] [--delay-runs N] [--delay-ms MS] [--steady-runs N] [--net-runs N]
+                         [--rtts 0,20,80] [--users N] [--groups N] [--out-dir DIR] [--no-latest]
+                         [--net-only | --sync-only]
+Measures keymaker against keymaker 1.1.0 in one run and writes bench/results/<date>-<machine>.md and
+bench/results/latest.md (not with --no-latest). --net-only / --sync-only run that phase alone and print
+its raw JSON. See bench/README.md for every figure.
+USAGE
+}
+for arg in "$@"; do
+  if [[ $arg == --help || $arg == -h ]]; then usage; exit 0; fi
+done
+
 [[ $(uname -s) == Linux ]] || { say "needs Linux (namespaces, shadow-utils)"; exit 2; }
 [[ $(id -u) == 0 ]] || { say "needs root: the sync measurements create 1,000 accounts inside a throw-away namespace (tools/sandbox)"; exit 2; }
 
