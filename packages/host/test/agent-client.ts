@@ -104,3 +104,14 @@ export function httpGet(socketPath: string, target: string): Promise<{ status: n
     request.end();
   });
 }
+
+/** Connects, and resolves with everything the server sent once it closed the connection. */
+export function readAll(socketPath: string): Promise<string> {
+  return new Promise((done, fail) => {
+    const socket = net.connect(socketPath);
+    let text = '';
+    socket.on('data', (chunk: Buffer) => (text += chunk.toString()));
+    socket.on('end', () => done(text));
+    socket.on('error', fail);
+  });
+}

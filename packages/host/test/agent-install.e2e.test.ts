@@ -93,6 +93,36 @@ describeWithSandbox('keymaker install --mode agent on a real sshd and libnss-sys
     );
   });
 
+  test('the detached agent runs as keymaker with CAP_KILL alone; root made its sockets as the units would', async () => {
+    const pid = (await sb.readFile('/run/keymaker-agent.pid')).trim();
+    const status = (await sb.execOk(['cat', `/proc/${pid}/status`])).stdout;
+    const field = (name: string) => new RegExp(`^${name}:[ \\t]*(.*)$`, 'm').exec(status)?.[1]?.trim();
+    const uid = (await sb.execOk(['id', '-u', 'keymaker'])).stdout.trim();
+    const gid = (await sb.execOk(['id', '-g', 'keymaker'])).stdout.trim();
+    expect(uid).toMatch(/^[1-9][0-9]*$/);
+    expect({
+      name: field('Name'),
+      uid: field('Uid'),
+      gid: field('Gid'),
+      groups: field('Groups'),
+      capEff: field('CapEff'),
+      capBnd: field('CapBnd'),
+      noNewPrivs: field('NoNewPrivs'),
+    }).toEqual({
+      name: 'node',
+      uid: `${uid}\t${uid}\t${uid}\t${uid}`,
+      gid: `${gid}\t${gid}\t${gid}\t${gid}`,
+      groups: '',
+      // CAP_KILL (bit 5), to end a revoked user's sessions; nothing else, ever.
+      capEff: '0000000000000020',
+      capBnd: '0000000000000020',
+      noNewPrivs: '1',
+    });
+    const socket = async (p: string) => (await sb.execOk(['stat', '-c', '%F %U:%G %a', p])).stdout.trim();
+    expect(await socket('/run/systemd/userdb/io.keymaker.agent')).toBe('socket root:root 666');
+    expect(await socket('/run/keymaker/keys.sock')).toBe('socket root:keymaker 660');
+  });
+
   test('an IAM-only user logs in on her first connection, publickey only; her home is hers', async () => {
     expect(fs.readFileSync(sb.hostPath('/etc/passwd'), 'utf8')).not.toMatch(/^alice:/m);
     const started = Date.now();
@@ -146,6 +176,14 @@ describeWithSandbox('keymaker install --mode agent on a real sshd and libnss-sys
     expect(fs.readFileSync(sb.hostPath('/etc/nsswitch.conf'), 'utf8')).toBe(NSSWITCH);
     expect(fs.readFileSync(sb.hostPath('/etc/pam.d/sshd')).equals(pamBefore)).toBe(true);
     expect(await sb.exists('/run/keymaker-agent.pid')).toBe(false);
+    // The sockets root made for it, and the directories install made for them (the sandbox's /run was empty).
+    for (const gone of [
+      '/run/systemd/userdb/io.keymaker.agent',
+      '/run/keymaker/keys.sock',
+      '/run/keymaker',
+      '/run/systemd',
+    ])
+      expect({ path: gone, exists: await sb.exists(gone) }).toEqual({ path: gone, exists: false });
     // No keymaker state left behind: the detached agent's log went with it.
     expect(await sb.exists('/var/lib/keymaker')).toBe(false);
     expect((await sb.exec(['kill', '-0', pid])).code).not.toBe(0);

@@ -37,6 +37,7 @@ function agentSnapshot(over: Partial<InstallSnapshot> = {}, nss = NSS): InstallS
     nologinShell: '/usr/sbin/nologin',
     bundle: Buffer.from('// bundle\n'),
     nssSystemdLibrary: '/lib/x86_64-linux-gnu/libnss_systemd.so.2',
+    setpriv: '/usr/bin/setpriv',
     ...over,
   };
 }
@@ -97,8 +98,47 @@ describe('install --mode agent: planning', () => {
     });
   });
 
+  test('without systemd: started unprivileged through setpriv, root making both sockets; uninstall removes them', () => {
+    const plan = planInstall(agentSnapshot(), options);
+    expect(plan.steps.find((s) => s.kind === 'startAgent')).toEqual({
+      kind: 'startAgent',
+      command: ['/usr/bin/node', '--max-semi-space-size=1', P.hostBundle, 'agent', '--config', P.configFile],
+      user: 'keymaker',
+      setpriv: '/usr/bin/setpriv',
+      userdbSocket: A.userdbSocket,
+      keysSocketGroup: 'keymaker',
+      keysSocket: A.keysSocket,
+      pidFile: A.pidFile,
+      logFile: A.logFile,
+    });
+    expect(plan.warnings.join('\n')).toContain(
+      'started detached (as keymaker, with CAP_KILL, its sockets made by root)',
+    );
+    expect(plan.warnings.join('\n')).not.toContain('as root');
+    // systemd would make the socket directories; here install does, root's and writable by nobody else.
+    const made = plan.steps.flatMap((s) =>
+      s.kind === 'makeDirectory' ? [`${s.path} ${s.mode.toString(8)} ${s.owner}`] : [],
+    );
+    expect(made).toEqual(
+      expect.arrayContaining(['/run/keymaker 755 root', '/run/systemd 755 root', '/run/systemd/userdb 755 root']),
+    );
+    const final = plan.steps.filter((s) => s.kind === 'writeJournal').pop();
+    if (final?.kind !== 'writeJournal') throw new Error('no journal');
+    const current = Object.fromEntries(plan.files.map((f) => [f.path, state(f.content.toString())]));
+    const undo = planUninstall(final.journal, current, P, false);
+    expect(undo.cleanUp.find((s) => s.kind === 'stopAgent')).toEqual({
+      kind: 'stopAgent',
+      pidFile: A.pidFile,
+      logFile: A.logFile,
+      sockets: [A.userdbSocket, A.keysSocket],
+    });
+    const removed = undo.cleanUp.flatMap((s) => (s.kind === 'removeDirectory' ? [s.path] : []));
+    expect(removed.indexOf('/run/systemd/userdb')).toBeLessThan(removed.indexOf('/run/systemd'));
+  });
+
   test('under systemd: the units are written and the two sockets enabled, nothing started detached', () => {
-    const plan = planInstall(agentSnapshot({ systemdRunning: true }), options);
+    // systemd drops the privileges itself: setpriv is not needed there.
+    const plan = planInstall(agentSnapshot({ systemdRunning: true, setpriv: undefined }), options);
     expect(content(plan, A.units.service)).toContain(
       `ExecStart=/usr/bin/node --max-semi-space-size=1 ${P.hostBundle} agent --config`,
     );
@@ -189,6 +229,8 @@ describe('install without --mode: the mode a host gets', () => {
         /libnss-systemd is not installed .* and apt-get would not install it alone/,
       ],
       [{ authselect: true }, NSS, /managed by authselect/],
+      // Without systemd, setpriv is what keeps the agent from running as root.
+      [{ setpriv: undefined }, NSS, /setpriv .* is not installed, so the agent could not run unprivileged/],
       [{}, 'passwd: files [NOTFOUND=return] ldap\ngroup: files\nshadow: files\n', /stops the lookup/],
     ];
     for (const [over, nss, why] of cases) {

@@ -119,6 +119,13 @@ describeWithSandbox('agent mode over time: revocation, IAM hanging, floods, the 
   });
 
   test('out of the required group: her open session ends within a refresh, no login; back when re-added', async () => {
+    // The agent that ends her session is not root: keymaker, with CAP_KILL only.
+    const agentPid = (await sb.readFile('/run/keymaker-agent.pid')).trim();
+    const status = (await sb.execOk(['cat', `/proc/${agentPid}/status`])).stdout;
+    const keymakerUid = (await sb.execOk(['id', '-u', 'keymaker'])).stdout.trim();
+    expect(/^Uid:\s+(\d+)\s/m.exec(status)?.[1]).toBe(keymakerUid);
+    expect(keymakerUid).not.toBe('0');
+    expect(/^CapEff:\s+(\S+)$/m.exec(status)?.[1]).toBe('0000000000000020');
     await sb.execOk(['rm', '-f', '/home/alice/session-started']);
     const session = login('alice', alice, 'touch ~/session-started; echo kept > ~/notes; sleep 180; echo survived');
     await until(

@@ -2,22 +2,12 @@
 // hands them to a child the way systemd does for the agent's .socket units; the child finds them by name.
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync } from 'node:fs';
-import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { buildSync } from 'esbuild';
+import { readAll } from './agent-client';
 
 const activator = spawnSync('systemd-socket-activate', ['--version']).status === 0;
-
-function ask(path: string): Promise<string> {
-  return new Promise((done, fail) => {
-    const socket = connect(path);
-    let text = '';
-    socket.on('data', (chunk) => (text += chunk.toString()));
-    socket.on('end', () => done(text));
-    socket.on('error', fail);
-  });
-}
 
 async function waitFor(path: string): Promise<void> {
   for (let i = 0; i < 100 && !existsSync(path); i++) await new Promise((r) => setTimeout(r, 50));
@@ -53,8 +43,8 @@ async function waitFor(path: string): Promise<void> {
     child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
     try {
       await waitFor(keys);
-      expect(await ask(keys)).toBe('keys undefined');
-      expect(await ask(userdb)).toBe('userdb undefined');
+      expect(await readAll(keys)).toBe('keys undefined');
+      expect(await readAll(userdb)).toBe('userdb undefined');
     } finally {
       child.kill('SIGTERM');
     }

@@ -63,6 +63,11 @@ test('the service runs unprivileged and hardened, with writable state and cache 
   expect(setting(unit, 'Requires')[0]).toBe(`${AGENT_SOCKET} ${AGENT_KEYS_SOCKET}`);
 });
 
+test("the agent's own NSS lookups bypass its userdb service, named exactly as the socket is (systemd compares case)", () => {
+  const unit = agentServiceUnit({ ...OPTIONS, userdbSocket: '/run/systemd/userdb/io.keymaker.agent' });
+  expect(setting(unit, 'Environment')).toEqual(['SYSTEMD_BYPASS_USERDB=io.keymaker.agent']);
+});
+
 test.each([
   ['nodePath', 'node'],
   ['agentEntry', '/opt/key maker.mjs'],

@@ -48,6 +48,7 @@ function snapshot(over: Partial<InstallSnapshot> = {}): InstallSnapshot {
     nologinShell: '/usr/sbin/nologin',
     bundle: Buffer.from('// bundle\n'),
     nssSystemdLibrary: '/lib/x86_64-linux-gnu/libnss_systemd.so.2',
+    setpriv: '/usr/bin/setpriv',
     ...over,
   };
 }

@@ -50,3 +50,16 @@ export function findNssSystemd(sys: HostSystem): string | undefined {
   }
   return undefined;
 }
+
+/**
+ * setpriv where util-linux puts it, if it can set ambient capabilities (util-linux >= 2.31; older ones, and
+ * Debian 10's separate package, may lack --ambient-caps): undefined otherwise.
+ */
+export function findSetpriv(sys: HostSystem): string | undefined {
+  const found = ['/usr/bin/setpriv', '/bin/setpriv', '/usr/sbin/setpriv', '/sbin/setpriv'].find(
+    (p) => sys.stat(p)?.type === 'file',
+  );
+  if (!found) return undefined;
+  const help = sys.run([found, '--help']);
+  return /--ambient-caps\b/.test(help.stdout + help.stderr) ? found : undefined;
+}

@@ -6,7 +6,9 @@
  * The service runs as the unprivileged `keymaker` user with the hardening issue 11 asks for: a read-only system
  * (`ProtectSystem=strict`), no privilege gain, a private /tmp, and writable state and cache directories of its own
  * that systemd creates with the right owner. It needs the network (IAM, IMDS) and Unix sockets, nothing else.
+ * Where systemd is not PID 1, agent-launcher.ts makes the same sockets and the same privilege drop by hand.
  */
+import * as path from 'node:path';
 import { InputError } from '@keymaker/core';
 
 /**
@@ -35,9 +37,6 @@ export interface AgentUnitOptions {
 
 export const AGENT_SERVICE = 'keymaker-agent.service';
 export const AGENT_SOCKET = 'keymaker-agent.socket';
-/** The reverse-DNS service name libnss-systemd sees (the socket's file name). */
-export const USERDB_SERVICE_NAME = 'io.keymaker.Agent';
-
 /** Names the agent looks up in LISTEN_FDNAMES. */
 export const USERDB_FD_NAME = 'userdb';
 export const KEYS_FD_NAME = 'keys';
@@ -138,8 +137,9 @@ export function agentServiceUnit(o: AgentUnitOptions): string {
     `Group=${o.user}`,
     'Restart=always',
     'RestartSec=1s',
-    // Its own users must not resolve through itself while it starts (NSS self-loop).
-    `Environment=SYSTEMD_BYPASS_USERDB=${USERDB_SERVICE_NAME}`,
+    // Its own users must not resolve through itself while it starts (NSS self-loop). systemd compares the
+    // service name (the socket's file name) exactly.
+    `Environment=SYSTEMD_BYPASS_USERDB=${path.basename(o.userdbSocket)}`,
     'StateDirectory=keymaker-agent',
     'StateDirectoryMode=0700',
     'CacheDirectory=keymaker-agent',

@@ -4,7 +4,7 @@ import type { FileState, HostSystem } from '../system/host-system';
 import { hostLoaderFiles, type HostPaths } from '../system/paths';
 import { applySteps } from './apply-steps';
 import { editedPaths, readJournal, requireRoot, writeThrough } from './file-ops';
-import { agentInstallPaths, findNssSystemd } from './agent-mode';
+import { agentInstallPaths, findNssSystemd, findSetpriv } from './agent-mode';
 import { MOUNT_EFS_HELPERS } from './efs-mount';
 import { MANAGED_USERS_GROUP } from '../accounts/managed-accounts';
 import { journalPath, type InstallJournal } from './journal';
@@ -125,12 +125,13 @@ function gatherSnapshot(
   const effective = effectiveSshdConfig(sys, opts, paths).get('authorizedkeyscommand');
   const sshdConfigDirEntries = sys.readdir(paths.sshdConfigDir) ?? [];
   const nssSystemdLibrary = findNssSystemd(sys);
+  const systemdRunning = isSystemdRunning(sys);
   return {
     files,
     baseline: gatherBaseline(sys, opts, files, sshdConfigDirEntries),
     sshdConfigDirEntries,
     effectiveAuthorizedKeysCommand: effective && effective !== 'none' ? effective : undefined,
-    systemdRunning: isSystemdRunning(sys),
+    systemdRunning,
     userExists: sys.userIds(opts.user) !== undefined,
     lookupUserIds: lookupUserIds(sys, opts.user),
     existingDirs: dirsToSnapshot(paths, journal).filter((d) => sys.stat(d)?.type === 'dir'),
@@ -141,6 +142,7 @@ function gatherSnapshot(
     credentials,
     nssSystemdLibrary,
     ...(nssSystemdLibrary ? {} : aptInstaller(sys, agentInstallPaths(paths).nsswitch)),
+    ...(systemdRunning ? {} : { setpriv: findSetpriv(sys) }),
     authselect:
       sys.lstat('/etc/nsswitch.conf')?.type === 'symlink' &&
       sys.realpath('/etc/nsswitch.conf').startsWith('/etc/authselect/'),

@@ -137,6 +137,11 @@ export interface InstallSnapshot {
   loader?: { loader: Buffer; bundle: Buffer; codeCache?: Buffer; codeCacheProblem?: string };
   /** AWS shared credentials file to install, for hosts without an instance role. */
   credentials?: Buffer;
+  /**
+   * setpriv (util-linux >= 2.31, with --ambient-caps), undefined when there is none: without systemd as PID 1 it
+   * is how the agent runs unprivileged with CAP_KILL (agent-launcher.ts).
+   */
+  setpriv?: string;
   /** Where libnss_systemd.so.2 is, undefined when it is not installed (agent mode needs it). */
   nssSystemdLibrary?: string;
   /**
@@ -546,6 +551,12 @@ export function agentModeFit(
         snapshot.nssSystemdInstallProblem ?? 'this host has no apt-get to install it'
       }; install it (systemd >= 245)`,
     };
+  // Never as root instead: without systemd to make the sockets and drop privileges, setpriv does the latter.
+  if (!snapshot.systemdRunning && !snapshot.setpriv)
+    return {
+      problem:
+        'systemd is not PID 1 and setpriv (util-linux >= 2.31, with --ambient-caps) is not installed, so the agent could not run unprivileged; install util-linux',
+    };
   const nsswitchPath = agentInstallPaths(paths).nsswitch;
   if (snapshot.authselect)
     return {
@@ -655,7 +666,9 @@ function planAgentInstall(snapshot: InstallSnapshot, options: InstallOptions, pa
     add(agent.units.keysSocket, agentKeysSocketUnit(unitOptions), 0o644, 'agent keys socket unit');
     add(agent.units.service, agentServiceUnit(unitOptions), 0o644, 'agent service unit');
   } else {
-    warnings.push('systemd is not PID 1: the agent is started detached, as root, and nothing restarts it if it stops');
+    warnings.push(
+      `systemd is not PID 1: the agent is started detached (as ${user}, with CAP_KILL, its sockets made by root) and nothing restarts it if it stops`,
+    );
   }
   // An earlier compat install's block in sshd_config goes; the drop-in is replaced whole.
   const { text: stripped, notes } = removeSshdBlocks(mainText, paths);
@@ -671,9 +684,13 @@ function planAgentInstall(snapshot: InstallSnapshot, options: InstallOptions, pa
   const planned = new Set(files.map((f) => f.path));
   const restores = (snapshot.journal?.files ?? []).map((f) => f.path).filter((p) => !planned.has(p));
   const dirs: PlannedDir[] = [...keymakerDirs(paths, config)];
-  // The detached agent's keys socket directory: root's, not writable by anyone else (keys-server.ts checks).
+  // The detached agent's socket directories (systemd makes them otherwise): root's, writable by nobody else, so
+  // nobody can swap a socket. The userdb one is not recursive: uninstall leaves it if someone else put a socket there.
   if (!snapshot.systemdRunning)
-    dirs.push({ path: path.dirname(agent.keysSocket), mode: 0o755, owner: 'root', group: 'root', recursive: true });
+    dirs.push(
+      { path: path.dirname(agent.keysSocket), mode: 0o755, owner: 'root', group: 'root', recursive: true },
+      { path: path.dirname(agent.userdbSocket), mode: 0o755, owner: 'root', group: 'root', recursive: false },
+    );
   const safePathTargets: SafePathTarget[] = [
     ...commonSafePathTargets(options),
     { path: agent.keysClient, what: 'the AuthorizedKeysCommand', needOthers: 'exec' },
@@ -874,6 +891,10 @@ function installSteps(snapshot: InstallSnapshot, options: InstallOptions, plan: 
       steps.push({
         kind: 'startAgent',
         command: [options.nodePath, ...AGENT_NODE_FLAGS, paths.hostBundle, 'agent', '--config', paths.configFile],
+        user,
+        // agentModeFit refused agent mode without it.
+        setpriv: snapshot.setpriv!,
+        userdbSocket: agentPaths.userdbSocket,
         keysSocketGroup: user,
         keysSocket: agentPaths.keysSocket,
         pidFile: agentPaths.pidFile,
@@ -882,7 +903,7 @@ function installSteps(snapshot: InstallSnapshot, options: InstallOptions, plan: 
     }
     steps.push({ kind: 'validate', check: 'sshdMatch', probes: matchProbes(snapshot, plan.mode) });
   } else if (agent) {
-    if (agent.pidFile) steps.push({ kind: 'stopAgent', pidFile: agent.pidFile, logFile: agentPaths.logFile });
+    if (agent.pidFile) steps.push(stopDetachedAgent(agent.pidFile, paths));
     if (snapshot.systemdRunning) for (const unit of agent.units) steps.push({ kind: 'disableService', unit });
     agent = undefined;
   }
@@ -926,6 +947,12 @@ function matchProbes(snapshot: InstallSnapshot, mode: InstallMode): MatchProbe[]
   return probes;
 }
 
+/** Stops the detached agent and removes what it leaves: its log and the sockets its launcher made. */
+function stopDetachedAgent(pidFile: string, paths: HostPaths): InstallStep {
+  const agent = agentInstallPaths(paths);
+  return { kind: 'stopAgent', pidFile, logFile: agent.logFile, sockets: [agent.userdbSocket, agent.keysSocket] };
+}
+
 /** Every path the planner may read or write, so the applier can snapshot them. */
 export function pathsToSnapshot(paths: HostPaths, journal?: InstallJournal): string[] {
   const units = systemdUnitPaths(paths);
@@ -967,8 +994,16 @@ export function dirsToSnapshot(paths: HostPaths, journal?: InstallJournal): stri
       if (d === path.dirname(d)) break;
     }
   };
-  const agentSocketDir = path.dirname(agentInstallPaths(paths).keysSocket);
-  for (const d of [path.dirname(paths.configFile), paths.libDir, paths.stateDir, paths.cacheDir, agentSocketDir]) up(d);
+  const agent = agentInstallPaths(paths);
+  for (const d of [
+    path.dirname(paths.configFile),
+    paths.libDir,
+    paths.stateDir,
+    paths.cacheDir,
+    path.dirname(agent.keysSocket),
+    path.dirname(agent.userdbSocket),
+  ])
+    up(d);
   for (const p of pathsToSnapshot(paths, journal)) up(path.dirname(p));
   // The EFS home share's mount point and its parents (/home exists: it must not be planned as new).
   up(journal?.efsMount?.mountPoint ?? DEFAULT_EFS_HOME_BASE);
@@ -1077,8 +1112,7 @@ export function planUninstall(
   const timer = journal.systemdTimer && systemdRunning ? journal.systemdTimer : undefined;
   if (timer) cleanUp.push({ kind: 'disableService', unit: timer });
   // The agent stops after sshd no longer asks it, before its units and files go.
-  if (journal.agent?.pidFile)
-    cleanUp.push({ kind: 'stopAgent', pidFile: journal.agent.pidFile, logFile: agentInstallPaths(paths).logFile });
+  if (journal.agent?.pidFile) cleanUp.push(stopDetachedAgent(journal.agent.pidFile, paths));
   const agentUnits = systemdRunning ? (journal.agent?.units ?? []) : [];
   for (const unit of agentUnits) cleanUp.push({ kind: 'disableService', unit });
   // The EFS share, once no login uses it: stopping its unit unmounts it; without systemd, umount.

@@ -1,9 +1,11 @@
 // What each kind of step does to the machine, and how it is undone: one case per kind of InstallStep.
 // The applier (apply-steps.ts) calls performStep and keeps the undo it returns until the run succeeds.
+import * as path from 'node:path';
 import { firstLine, HostError } from '@keymaker/core';
 import type { FileState, HostSystem } from '../system/host-system';
 import type { HostPaths } from '../system/paths';
 import type { StepResult } from './apply-steps';
+import { agentLaunchArgv, agentLaunchEnv, LAUNCHER_SCRIPT, type AgentLaunchSpec } from './agent-launcher';
 import { ids, restoreState, writeJournal, writeThrough } from './file-ops';
 import { journalPath } from './journal';
 import { assertSafePaths } from '../system/root-owned';
@@ -109,7 +111,7 @@ function agentPid(sys: HostSystem, pidFile: string): number | undefined {
   return sys.processAlive(pid) && sys.processName(pid) === 'node' ? pid : undefined;
 }
 
-function stopAgent(sys: HostSystem, pidFile: string): boolean {
+function stopAgent(sys: HostSystem, pidFile: string, sockets: readonly string[] = []): boolean {
   const pid = agentPid(sys, pidFile);
   if (pid !== undefined) {
     sys.signal(pid, 'SIGTERM');
@@ -117,33 +119,49 @@ function stopAgent(sys: HostSystem, pidFile: string): boolean {
     if (sys.processAlive(pid)) sys.signal(pid, 'SIGKILL');
   }
   sys.removeFile(pidFile);
+  // An agent given its sockets does not remove them; the launcher made them, so this does ('other': a socket).
+  for (const socket of sockets) if (sys.lstat(socket)?.type === 'other') sys.removeFile(socket);
   return pid !== undefined;
 }
 
 /**
- * Starts `keymaker agent` in its own session, output appended to the log file, and waits until its keys socket
- * answers GET /status. It runs as root: the userdb socket goes in the root-owned /run/systemd/userdb, which the
- * unprivileged user cannot write (the systemd units give it the sockets instead).
+ * Starts `keymaker agent` detached and unprivileged, output appended to the log file, and waits until its keys
+ * socket answers GET /status. Root makes both sockets (the userdb one goes in the root-owned /run/systemd/userdb)
+ * and the launcher hands them to the agent running as the `keymaker` user with CAP_KILL only (agent-launcher.ts).
  */
 function startAgent(ctx: StepContext, step: StartAgentStep): () => void {
   const { sys } = ctx;
-  const gid = sys.groupId(step.keysSocketGroup);
-  if (gid === undefined)
+  const ids = sys.userIds(step.user);
+  if (ids === undefined) throw new HostError('SYSTEM_COMMAND_FAILED', `the user ${step.user} does not exist`);
+  const keysGid = sys.groupId(step.keysSocketGroup);
+  if (keysGid === undefined)
     throw new HostError('SYSTEM_COMMAND_FAILED', `the group ${step.keysSocketGroup} does not exist`);
-  stopAgent(sys, step.pidFile);
-  const script = 'log=$1 pid=$2; shift 2; setsid "$@" </dev/null >>"$log" 2>&1 & echo $! >"$pid"';
-  run(sys, [
-    'sh',
-    '-c',
-    script,
-    'keymaker-start-agent',
-    step.logFile,
-    step.pidFile,
-    ...step.command,
-    '--keys-socket-gid',
-    String(gid),
-  ]);
-  const undo = () => void stopAgent(sys, step.pidFile);
+  const sockets = [step.userdbSocket, step.keysSocket];
+  stopAgent(sys, step.pidFile, sockets);
+  const undo = () => void stopAgent(sys, step.pidFile, sockets);
+  const spec: AgentLaunchSpec = {
+    // fd 3 and 4, in LAUNCH_FD_NAMES' order; owner, group and mode as keymaker-agent(-keys).socket give them.
+    sockets: [
+      { path: step.userdbSocket, mode: 0o666, uid: 0, gid: 0 },
+      { path: step.keysSocket, mode: 0o660, uid: 0, gid: keysGid },
+    ],
+    argv: agentLaunchArgv({ setpriv: step.setpriv, uid: ids.uid, gid: ids.gid, command: step.command }),
+    env: agentLaunchEnv(path.basename(step.userdbSocket)),
+    exe: step.command[0]!,
+    pidFile: step.pidFile,
+    logFile: step.logFile,
+  };
+  const launched = sys.run([step.command[0]!, '-e', LAUNCHER_SCRIPT], {
+    input: JSON.stringify(spec),
+    timeoutMs: 30_000,
+  });
+  if (launched.code !== 0) {
+    undo();
+    throw new HostError(
+      'SYSTEM_COMMAND_FAILED',
+      `the keymaker agent did not start: ${firstLine(launched.stderr.trim()) || `launcher exit ${launched.code}`}`,
+    );
+  }
   const status = [
     'curl',
     '-q',
@@ -271,12 +289,12 @@ export function performStep(ctx: StepContext, step: InstallStep): StepResult {
     case 'startAgent': {
       const undo = startAgent(ctx, step);
       log(
-        `started the keymaker agent (pid ${agentPid(sys, step.pidFile) ?? '?'}, log ${step.logFile}); systemd is not running, so nothing will restart it if it stops: run "keymaker install --mode agent" again, or run "keymaker agent" under a supervisor`,
+        `started the keymaker agent as ${step.user} (pid ${agentPid(sys, step.pidFile) ?? '?'}, log ${step.logFile}); systemd is not running, so nothing will restart it if it stops: run "keymaker install --mode agent" again, or run "keymaker agent" under a supervisor`,
       );
       return { undo };
     }
     case 'stopAgent':
-      if (stopAgent(sys, step.pidFile)) log('stopped the keymaker agent');
+      if (stopAgent(sys, step.pidFile, step.sockets)) log('stopped the keymaker agent');
       if (step.logFile && sys.lstat(step.logFile)?.type === 'file') sys.removeFile(step.logFile);
       return {};
     case 'mountFilesystem': {

@@ -135,16 +135,23 @@ export interface RemoveSystemUserStep {
 }
 
 /**
- * Agent mode without systemd as PID 1: `keymaker agent` started detached, its pid in pidFile. Nothing
+ * Agent mode without systemd as PID 1: `keymaker agent` started detached as `user`, its pid in pidFile. Root
+ * makes both sockets as the .socket units would and passes them at fd 3 and 4 (agent-launcher.ts). Nothing
  * restarts it; install says so.
  */
 export interface StartAgentStep {
   kind: 'startAgent';
   /** node, the host bundle, `agent --config PATH`. */
   command: string[];
+  /** The unprivileged user (and its group) the agent runs as. */
+  user: string;
+  /** setpriv (util-linux), which drops to `user` keeping CAP_KILL. */
+  setpriv: string;
+  /** The userdb socket NSS connects to (0666 root:root, like keymaker-agent.socket). */
+  userdbSocket: string;
   /** The group whose members may connect to the keys socket (the AuthorizedKeysCommandUser's). */
   keysSocketGroup: string;
-  /** The keys socket: install waits until it answers. */
+  /** The keys socket (0660 root:keysSocketGroup): install waits until it answers. */
   keysSocket: string;
   pidFile: string;
   logFile: string;
@@ -173,6 +180,8 @@ export interface StopAgentStep {
   pidFile: string;
   /** The detached agent's output file, removed once it stopped (so uninstall leaves no keymaker state behind). */
   logFile?: string;
+  /** The sockets the launcher made for it, removed once it stopped (nothing else removes them). */
+  sockets?: string[];
 }
 
 /** Without systemd: `mount MOUNTPOINT` from keymaker's fstab line (the EFS home share); undone by umount. */
@@ -273,7 +282,7 @@ export function describeStep(step: InstallStep): string {
     case 'removeSystemUser':
       return `remove the user ${step.name}`;
     case 'startAgent':
-      return `start the keymaker agent detached (pid in ${step.pidFile}; nothing restarts it)`;
+      return `start the keymaker agent detached as ${step.user} with CAP_KILL, its sockets made by root (pid in ${step.pidFile}; nothing restarts it)`;
     case 'stopAgent':
       return `stop the keymaker agent (pid in ${step.pidFile})`;
     case 'mountFilesystem':
