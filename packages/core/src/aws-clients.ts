@@ -6,6 +6,7 @@
  * Endpoints (AWS_ENDPOINT_URL_IAM / AWS_ENDPOINT_URL_STS) and credentials
  * follow the SDK's usual env/file/default chain unless given here.
  */
+import type { Agent as HttpsAgent } from 'node:https';
 import { IAMClient } from '@aws-sdk/client-iam';
 import { STSClient } from '@aws-sdk/client-sts';
 import { resolveAwsSettings, type AwsConfigLookup } from './aws-config';
@@ -39,6 +40,8 @@ export interface AwsClientOptions {
   deadline?: Deadline;
   /** Where the shared config files are looked up (tests). */
   configLookup?: AwsConfigLookup;
+  /** The https agent the SDK's requests go through (the login path's pre-opened connections). */
+  httpsAgent?: HttpsAgent;
 }
 
 /** The connect timeout when a deadline is given without one. */
@@ -78,6 +81,7 @@ function common(options: AwsClientOptions) {
       // request then is never retried within the deadline. With it, it fails (TimeoutError,
       // transient) and the SDK retries it, up to maxAttempts.
       throwOnRequestTimeout: true,
+      ...(options.httpsAgent ? { httpsAgent: options.httpsAgent } : {}),
     },
   };
 }

@@ -36,6 +36,7 @@ import {
   resolveWithConfig,
   type ResolveCacheOptions,
 } from '../config/host-aws';
+import { PreconnectAgent } from '../config/preconnect';
 import { runGroupSync, type SyncReport } from '../accounts/group-sync';
 import { createLoggerSyslog, type LoggerSyslogOptions, type Syslog } from '../system/syslog';
 import { fileGuardStore, loginGuard, type LoginGuard } from '../login/pam-guard';
@@ -239,28 +240,34 @@ export async function getAuthorizedKeysCommand(args: string[], env: HostCommandE
   const reserveMs = lookupLogReserveMs(deadlineMs);
   if (isHostCommandSyslog(rt.syslog))
     rt.syslog.flushWithinMs = () => Math.max(reserveMs, started + deadlineMs - Date.now());
-  const aws = awsOptionsFor(rt.config, deadlineMs - reserveMs);
-  return {
-    exitCode: await runLookup(
-      { user: positional[0]!, fingerprint: positional[1] },
-      { write: rt.stdout },
-      {
-        deps: (deadline) => {
-          bindToDeadline(rt, env, deadline.signal);
-          const clients = { ...aws, deadline, ...env.aws };
-          return {
-            accounts: rt.accounts,
-            resolve: () => resolveWithConfig(clients, rt.cache('read')),
-            reservedNames: hostReservedNames(rt.config),
-            guard: fileLookupGuard({ syslog: rt.syslog }),
-            managedAccounts: () => rt.managed.readManaged(),
-          };
+  // Connections opened ahead of the requests (config/preconnect.ts); closed with the lookup.
+  const httpsAgent = new PreconnectAgent();
+  const aws = { ...awsOptionsFor(rt.config, deadlineMs - reserveMs), httpsAgent };
+  try {
+    return {
+      exitCode: await runLookup(
+        { user: positional[0]!, fingerprint: positional[1] },
+        { write: rt.stdout },
+        {
+          deps: (deadline) => {
+            bindToDeadline(rt, env, deadline.signal);
+            const clients = { ...aws, deadline, ...env.aws };
+            return {
+              accounts: rt.accounts,
+              resolve: () => resolveWithConfig(clients, rt.cache('read')),
+              reservedNames: hostReservedNames(rt.config),
+              guard: fileLookupGuard({ syslog: rt.syslog }),
+              managedAccounts: () => rt.managed.readManaged(),
+            };
+          },
+          syslog: rt.syslog,
+          deadlineMs: Math.max(0, deadlineMs - reserveMs - (Date.now() - started)),
         },
-        syslog: rt.syslog,
-        deadlineMs: Math.max(0, deadlineMs - reserveMs - (Date.now() - started)),
-      },
-    ),
-  };
+      ),
+    };
+  } finally {
+    httpsAgent.destroy();
+  }
 }
 
 /** Compat account creation's home step when homes live on EFS (none otherwise). */

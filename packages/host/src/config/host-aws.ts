@@ -18,6 +18,7 @@ import { fromIni } from '@aws-sdk/credential-provider-ini';
 import { fromInstanceMetadata } from '@smithy/credential-provider-imds';
 import { DEFAULT_HOST_CONFIG, parseHostConfig, type HostConfig } from './host-config';
 import type { RuntimeSystem } from '../system/runtime-system';
+import { clientEndpoint, PreconnectAgent } from './preconnect';
 
 export async function loadHostConfig(sys: RuntimeSystem, path: string): Promise<HostConfig> {
   const text = await sys.readFile(path);
@@ -110,6 +111,23 @@ export function awsOptionsFor(config: HostConfig, deadlineMs?: number): AwsClien
   return options;
 }
 
+/** The lookup's IAM requests in parallel after STS: the user, its key list, its groups (core/src/directory.ts). */
+const LOOKUP_IAM_CONNECTIONS = 3;
+
+/**
+ * Opens the lookup's connections before its requests need them: one to STS (the first wave), three
+ * to IAM while STS answers. An endpoint that cannot be worked out is simply not pre-opened.
+ */
+function preconnectLookup(agent: PreconnectAgent, iam: { config: unknown }, sts: { config: unknown }): void {
+  const open = (client: { config: unknown }, count: number) =>
+    clientEndpoint(client).then(
+      (url) => agent.preconnect(url, count),
+      () => undefined,
+    );
+  void open(sts, 1);
+  void open(iam, LOOKUP_IAM_CONNECTIONS);
+}
+
 export interface ResolveCacheOptions {
   store: CacheStore;
   /** How long a cached role config is trusted (the host config's cacheTtlSeconds). */
@@ -123,9 +141,12 @@ const WRITER_CREDENTIALS_MARGIN_MS = 20 * 60 * 1000;
 
 /** The IAM directory this host resolves users in (role config, ID-resolver account). */
 export function resolveWithConfig(aws: AwsClientOptions, cache?: ResolveCacheOptions): Promise<Resolution> {
+  const iam = createIamClient(aws);
+  const sts = createStsClient(aws);
+  if (aws.httpsAgent instanceof PreconnectAgent) preconnectLookup(aws.httpsAgent, iam, sts);
   return resolveDirectory({
-    iam: createIamClient(aws),
-    sts: createStsClient(aws),
+    iam,
+    sts,
     cache: cache?.store,
     configTtlMs: cache?.ttlMs,
     refresh: cache?.refresh,
