@@ -43,6 +43,8 @@ if [ "$(id -u)" = 0 ]; then
   bash tools/sandbox/install-deps.sh
   # The EFS e2e tests' NFS server and FUSE client (built once into .toolchain/fuse-nfs; never fails the run).
   bash tools/nfs/setup.sh
+  # authselect for the RHEL-like agent-mode e2e test (built once into .toolchain/authselect; never fails the run).
+  bash tools/authselect/setup.sh
 fi
 
 step "npm dependencies (npm ci)"

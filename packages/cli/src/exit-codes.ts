@@ -42,7 +42,7 @@ export const EXIT_CODE_MEANINGS: Record<ErrorCode, string> & Record<string, stri
   WEAKER_AUTHENTICATION: "install refused: keymaker's sshd settings would let somebody log in with less than before",
   STATUS_PROBLEMS: 'keymaker status found a problem (its table or --json names every failing check)',
   AGENT_MODE_UNAVAILABLE:
-    'install --mode agent cannot work on this host (libnss-systemd missing with no apt-get, nsswitch.conf managed by authselect or a line that stops before systemd, no Include of sshd_config.d)',
+    'install --mode agent cannot work on this host (libnss-systemd missing with no apt-get that installs it alone, an authselect profile keymaker cannot extend, a line that stops before systemd, no Include of sshd_config.d)',
   EFS_HOME_REFUSED:
     'a home on the EFS share is refused (share not mounted, symlink, owned by another UID, UID collision): login refused',
   SYNC_PARTIAL:

@@ -70,11 +70,14 @@ export type {
   RemoveDirectoryStep,
   RemoveFileStep,
   RemoveSystemUserStep,
+  RestoreAuthselectProfileStep,
   RestoreFileStep,
+  SelectAuthselectProfileStep,
   ValidateStep,
   WriteFileStep,
   WriteJournalStep,
 } from './install/steps';
+export type { AuthselectProfilePlan, AuthselectState } from './install/authselect';
 export type { InstallJournal, JournalDir, JournalFile, JournalOriginal } from './install/journal';
 export type { SafePathTarget } from './system/root-owned';
 export type { DropInInclude, SshdProbe } from './install/sshd-config';

@@ -22,7 +22,14 @@ import {
   motoEndpoint,
   stsClient,
 } from '../../../tools/moto/seed';
-import { credentialsFileText, installArgs, passwdEntry, randomAccountId, REPO_ROOT } from './e2e-host';
+import {
+  credentialsFileText,
+  installArgs,
+  passwdEntry,
+  randomAccountId,
+  REPO_ROOT,
+  resolvesThroughAgent,
+} from './e2e-host';
 
 jest.setTimeout(400_000);
 
@@ -140,13 +147,7 @@ describeHere('keymaker install where libnss-systemd is missing: apt-get installs
       NSSWITCH.replace(/^(passwd|group|shadow):(\s+)files$/gm, '$1:$2files systemd'),
     );
     expect(await sb!.readFile('/etc/passwd')).not.toMatch(/^alice:/m);
-    // A first resolution slower than the agent's deadline answers "not found" and finishes in the background (issue
-    // 11), so the lookup is asked again a few times, as sshd does.
-    let entry: string | undefined;
-    for (let i = 0; i < 10 && !entry; i++) {
-      entry = await passwdEntry(sb!, 'alice');
-      if (!entry) await new Promise((r) => setTimeout(r, 300));
-    }
+    const entry = await resolvesThroughAgent(sb!, 'passwd', 'alice');
     expect(entry).toMatch(/^alice:x:\d+:\d+:/);
   });
 

@@ -228,7 +228,16 @@ describe('install without --mode: the mode a host gets', () => {
         NSS,
         /libnss-systemd is not installed .* and apt-get would not install it alone/,
       ],
-      [{ authselect: true }, NSS, /managed by authselect/],
+      [
+        { authselect: { problem: 'No existing configuration detected.' } },
+        NSS,
+        /managed by authselect and authselect current failed/,
+      ],
+      [
+        { authselect: { current: { profile: 'sssd', features: [] }, profileNsswitch: 'shadow: files {if "x":sss}\n' } },
+        NSS,
+        /keymaker cannot add systemd to \("shadow: files \{if/,
+      ],
       // Without systemd, setpriv is what keeps the agent from running as root.
       [{ setpriv: undefined }, NSS, /setpriv .* is not installed, so the agent could not run unprivileged/],
       [{}, 'passwd: files [NOTFOUND=return] ldap\ngroup: files\nshadow: files\n', /stops the lookup/],
@@ -250,5 +259,66 @@ describe('install without --mode: the mode a host gets', () => {
       'agent',
     );
     expect(planInstall(agentSnapshot({ journal: compatJournal }), options).mode).toBe('agent');
+  });
+});
+
+// authselect 1.5.0's sssd profile (github.com/authselect/authselect, tag 1.5.0): systemd on passwd and group, not shadow.
+const SSSD_150 = `passwd:     {if "with-tlog":sss }files {if "with-altfiles":altfiles }{if not "with-tlog":sss }systemd
+shadow:     files
+group:      {if "with-tlog":sss }files {if "with-altfiles":altfiles }{if not "with-tlog":sss }systemd {exclude if "with-group-merging"}
+group:      {if "with-tlog":sss [SUCCESS=merge] }files [SUCCESS=merge] {if not "with-tlog":sss [SUCCESS=merge] }systemd [SUCCESS=merge] {include if "with-group-merging"}
+hosts:      files dns
+`;
+
+describe('install --mode agent where authselect owns nsswitch.conf', () => {
+  const auto = { ...options, mode: 'auto' as const };
+  const generated = 'passwd:     files sss systemd\nshadow:     files\ngroup:      files sss systemd\n';
+  const managed = (nss: string, profileNsswitch = SSSD_150) =>
+    agentSnapshot({ authselect: { current: { profile: 'sssd', features: ['with-mkhomedir'] }, profileNsswitch } }, nss);
+
+  test('the profile lists systemd on all three lines already (authselect >= 1.5.1): nothing about NSS changes', () => {
+    const plan = planInstall(managed('passwd: files systemd\ngroup: files systemd\nshadow: files systemd\n'), auto);
+    expect(plan.mode).toBe('agent');
+    expect(plan.files.map((f) => f.path)).not.toContain(A.nsswitch);
+    expect(plan.steps.map((s) => s.kind)).not.toContain('selectAuthselectProfile');
+  });
+
+  test('a line lacks systemd: custom/keymaker from the current profile, same features; uninstall selects it again', () => {
+    const plan = planInstall(managed(generated), auto);
+    expect(plan.mode).toBe('agent');
+    // The generated file is authselect's: never written by keymaker.
+    expect(plan.files.map((f) => f.path)).not.toContain(A.nsswitch);
+    const step = plan.steps.find((s) => s.kind === 'selectAuthselectProfile');
+    expect(step).toMatchObject({
+      profile: { name: 'keymaker', baseOn: 'sssd', features: ['with-mkhomedir'], changed: ['shadow'] },
+    });
+    // Only the shadow line changes; the template's other lines stay byte for byte.
+    const text = step?.kind === 'selectAuthselectProfile' ? step.profile.nsswitch : '';
+    expect(text).toBe(SSSD_150.replace('shadow:     files\n', 'shadow:     files systemd\n'));
+    const journals = plan.steps.flatMap((s) => (s.kind === 'writeJournal' ? [s.journal] : []));
+    for (const j of journals)
+      expect(j.authselect).toEqual({ profile: 'sssd', features: ['with-mkhomedir'], custom: 'keymaker' });
+    const uninstall = planUninstall(journals[1]!, {}, P, false);
+    expect(uninstall.cleanUp).toContainEqual({
+      kind: 'restoreAuthselectProfile',
+      previous: { profile: 'sssd', features: ['with-mkhomedir'], custom: 'keymaker' },
+    });
+  });
+
+  test("authselect 1.2's profiles have no shadow line (user-nsswitch.conf gives it): the custom profile adds one", () => {
+    const v126 =
+      'passwd:     {if "with-files-domain":sss files|files sss} systemd   {exclude if "with-custom-passwd"}\n';
+    const step = planInstall(managed(generated, v126), auto).steps.find((s) => s.kind === 'selectAuthselectProfile');
+    expect(step?.kind === 'selectAuthselectProfile' && step.profile.nsswitch).toBe(
+      `${v126}group:      files systemd\nshadow:     files systemd\n`,
+    );
+  });
+
+  test('custom/keymaker selected already but lacking systemd: refused with the reason, nothing guessed', () => {
+    const snap = agentSnapshot(
+      { authselect: { current: { profile: 'custom/keymaker', features: [] }, profileNsswitch: SSSD_150 } },
+      generated,
+    );
+    expect(planInstall(snap, auto).warnings.join('\n')).toMatch(/custom\/keymaker lacks systemd on shadow/);
   });
 });

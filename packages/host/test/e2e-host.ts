@@ -108,6 +108,23 @@ export async function passwdEntry(sb: Sandbox, name: string): Promise<string | u
   return r.code === 0 ? r.stdout.trim() : undefined;
 }
 
+/**
+ * `getent DB NAME` inside the sandbox until it answers (10 tries, 300 ms apart), or undefined: through the agent, a
+ * first resolution slower than its deadline answers "not found" and finishes in the background (issue 11).
+ */
+export async function resolvesThroughAgent(
+  sb: Sandbox,
+  db: 'passwd' | 'shadow',
+  name: string,
+): Promise<string | undefined> {
+  for (let i = 0; i < 10; i++) {
+    const r = await sb.exec(['getent', db, name]);
+    if (r.code === 0) return r.stdout.trim();
+    await new Promise((done) => setTimeout(done, 300));
+  }
+  return undefined;
+}
+
 export async function writeHostConfig(sb: Sandbox, config: HostConfig, file = DEFAULT_PATHS.configFile): Promise<void> {
   await sb.writeFile(file, `${JSON.stringify(config, null, 2)}\n`, 0o644);
 }

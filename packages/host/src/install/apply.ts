@@ -6,6 +6,7 @@ import { applySteps } from './apply-steps';
 import { editedPaths, readJournal, requireRoot, writeThrough } from './file-ops';
 import { agentInstallPaths, findNssSystemd, findSetpriv } from './agent-mode';
 import { MOUNT_EFS_HELPERS } from './efs-mount';
+import { gatherAuthselect } from './authselect';
 import { MANAGED_USERS_GROUP } from '../accounts/managed-accounts';
 import { journalPath, type InstallJournal } from './journal';
 import {
@@ -143,9 +144,7 @@ function gatherSnapshot(
     nssSystemdLibrary,
     ...(nssSystemdLibrary ? {} : aptInstaller(sys, agentInstallPaths(paths).nsswitch)),
     ...(systemdRunning ? {} : { setpriv: findSetpriv(sys) }),
-    authselect:
-      sys.lstat('/etc/nsswitch.conf')?.type === 'symlink' &&
-      sys.realpath('/etc/nsswitch.conf').startsWith('/etc/authselect/'),
+    ...(authselectManaged(sys, agentInstallPaths(paths).nsswitch) ? { authselect: gatherAuthselect(sys) } : {}),
     sudo: sudoOnHost(sys),
     efsUtils: MOUNT_EFS_HELPERS.some((p) => sys.stat(p)?.type === 'file'),
     managedUsers: managedUsers(sys),
@@ -233,6 +232,11 @@ function aptInstaller(
   return {
     nssSystemdInstaller: { package: pkg, argv: [APT_GET, ...args], keepFiles: [nsswitch] },
   };
+}
+
+/** authselect's mark: nsswitch.conf is its symlink into /etc/authselect. */
+function authselectManaged(sys: HostSystem, nsswitch: string): boolean {
+  return sys.lstat(nsswitch)?.type === 'symlink' && sys.realpath(nsswitch).startsWith('/etc/authselect/');
 }
 
 function nologinShell(sys: HostSystem): string {

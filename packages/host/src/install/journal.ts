@@ -48,7 +48,12 @@ export interface InstallJournal {
   efsMount?: { mountPoint: string; unit?: string };
   /** System packages install added (libnss-systemd): uninstall leaves them installed and says so. */
   packages?: string[];
+  /** The authselect profile (and features) selected before install made custom/CUSTOM: uninstall selects it again. */
+  authselect?: { profile: string; features: string[]; custom: string };
 }
+
+/** An authselect profile ID or feature: never an option, never a path outside its profile directory. */
+const AUTHSELECT_TOKEN = /^[A-Za-z0-9][A-Za-z0-9_.-]*(\/[A-Za-z0-9][A-Za-z0-9_.-]*)?$/;
 
 export function journalPath(paths: HostPaths): string {
   return path.join(paths.stateDir, 'install-state.json');
@@ -105,7 +110,14 @@ export function parseJournal(text: string, source: string): InstallJournal {
         (j.efsMount.unit === undefined || /^[A-Za-z0-9:_.\\-]+\.mount$/.test(j.efsMount.unit)))) &&
     (j.packages === undefined ||
       (Array.isArray(j.packages) &&
-        j.packages.every((p) => typeof p === 'string' && /^[a-z0-9][a-z0-9+.-]*$/.test(p))));
+        j.packages.every((p) => typeof p === 'string' && /^[a-z0-9][a-z0-9+.-]*$/.test(p)))) &&
+    (j.authselect === undefined ||
+      (typeof j.authselect.profile === 'string' &&
+        AUTHSELECT_TOKEN.test(j.authselect.profile) &&
+        typeof j.authselect.custom === 'string' &&
+        /^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(j.authselect.custom) &&
+        Array.isArray(j.authselect.features) &&
+        j.authselect.features.every((f) => typeof f === 'string' && AUTHSELECT_TOKEN.test(f))));
   if (!ok)
     throw new InputError(
       'INVALID_ARGUMENT',

@@ -85,21 +85,41 @@ function withSystemd(items: string[]): string[] | undefined {
  * default for a missing line is files only, so this is the same lookup plus the agent).
  */
 export function addSystemdToNsswitch(text: string): NsswitchEdit {
-  const changed: AgentNssDatabase[] = [];
+  return editNssLines(text, {
+    everyLine: false,
+    listed: (_line, items) => hasSystemd(items),
+    rewrite: (_line, items) => withSystemd(items),
+    pad: 15,
+  });
+}
+
+/** The edit both files share: each passwd/group/shadow line listed, rewritten or blocked; missing ones appended. */
+function editNssLines(
+  text: string,
+  o: {
+    /** Edit every line of a database (a profile template), not only the first (the one glibc reads). */
+    everyLine: boolean;
+    listed: (line: string, items: string[]) => boolean;
+    rewrite: (line: string, items: string[]) => string[] | undefined;
+    /** Width of `db:` in an appended line, as the file's own lines have it. */
+    pad: number;
+  },
+): NsswitchEdit {
+  const changed = new Set<AgentNssDatabase>();
   const blocked: NsswitchEdit['blocked'] = [];
   const seen = new Set<string>();
   const lines = text.split('\n').map((line) => {
     const parsed = parseLine(line);
-    if (!parsed || seen.has(parsed.database)) return line;
+    if (!parsed || (!o.everyLine && seen.has(parsed.database))) return line;
     seen.add(parsed.database);
     const database = parsed.database as AgentNssDatabase;
-    if (!AGENT_NSS_DATABASES.includes(database) || hasSystemd(parsed.items)) return line;
-    const items = withSystemd(parsed.items);
+    if (!AGENT_NSS_DATABASES.includes(database) || o.listed(line, parsed.items)) return line;
+    const items = o.rewrite(line, parsed.items);
     if (!items) {
       blocked.push({ database, line: line.trim() });
       return line;
     }
-    changed.push(database);
+    changed.add(database);
     const head = /^\s*[A-Za-z_][A-Za-z0-9_]*\s*:\s*/.exec(line)![0];
     const comment = /\s+#.*$/.exec(line)?.[0] ?? '';
     return `${head}${items.join(' ')}${comment}`;
@@ -107,9 +127,26 @@ export function addSystemdToNsswitch(text: string): NsswitchEdit {
   const missing = AGENT_NSS_DATABASES.filter((db) => !seen.has(db));
   if (missing.length > 0) {
     const end = lines.length > 0 && lines[lines.length - 1] === '' ? lines.length - 1 : lines.length;
-    lines.splice(end, 0, ...missing.map((db) => `${`${db}:`.padEnd(15)}files systemd`));
+    lines.splice(end, 0, ...missing.map((db) => `${`${db}:`.padEnd(o.pad)}files systemd`));
     if (end === lines.length - missing.length) lines.push('');
-    changed.push(...missing);
+    for (const db of missing) changed.add(db);
   }
-  return { text: lines.join('\n'), changed, blocked };
+  return { text: lines.join('\n'), changed: [...changed], blocked };
+}
+
+/**
+ * The same edit on an authselect profile's nsswitch.conf template (authselect-profiles(5)): every line of a database
+ * counts (a profile may have two `group:` lines, one per feature), and a line with a `{if ...}` template expression
+ * that lacks `systemd` is reported as blocked rather than rewritten, because where systemd belongs depends on the
+ * features. A database with no line gets `db: files systemd` (authselect 1.2 takes such maps from user-nsswitch.conf;
+ * the profile's line wins there too).
+ */
+export function addSystemdToProfileNsswitch(template: string): NsswitchEdit {
+  return editNssLines(template, {
+    everyLine: true,
+    // `}systemd` or `:systemd` inside a template expression counts as listed.
+    listed: (line) => /(^|[\s}:])systemd(\s|\[|\{|$)/.test(line.replace(/^[^:]*:/, ' ').replace(/#.*/, '')),
+    rewrite: (line, items) => (line.includes('{') ? undefined : withSystemd(items)),
+    pad: 12,
+  });
 }

@@ -1,4 +1,5 @@
 import * as path from 'node:path';
+import { planAuthselect, type AuthselectProfilePlan, type AuthselectState } from './authselect';
 import { HostError, InputError, linuxNameProblem } from '@keymaker/core';
 import {
   DEFAULT_EFS_HOME_BASE,
@@ -151,8 +152,11 @@ export interface InstallSnapshot {
   nssSystemdInstaller?: NssSystemdInstaller;
   /** Why libnss-systemd cannot be installed here when it is missing and a package manager was asked. */
   nssSystemdInstallProblem?: string;
-  /** /etc/nsswitch.conf is authselect's (RHEL-likes): keymaker does not edit it behind authselect's back. */
-  authselect?: boolean;
+  /**
+   * /etc/nsswitch.conf is authselect's (RHEL-likes): keymaker never edits it behind authselect's back, it selects a
+   * custom profile instead (authselect.ts). Undefined when authselect does not manage it.
+   */
+  authselect?: AuthselectState;
   /** visudo and whether the sudo policy is valid as it is; undefined when sudo is not installed. */
   sudo?: SudoOnHost;
   /** amazon-efs-utils' mount.efs is installed (then the EFS share is mounted with it, over TLS). */
@@ -196,6 +200,8 @@ export interface InstallPlan {
   safePathTargets: SafePathTarget[];
   /** The EFS home share, when homes live there (efs-mount.ts). */
   efsMount?: EfsMount;
+  /** Agent mode where authselect owns nsswitch.conf and its lines lack systemd: the custom profile (authselect.ts). */
+  authselect?: AuthselectProfilePlan;
   /** Everything install does, in order: the checks, then each change with its undo (steps.ts). */
   steps: InstallStep[];
   warnings: string[];
@@ -544,7 +550,9 @@ function commonSafePathTargets(options: InstallOptions): SafePathTarget[] {
 export function agentModeFit(
   snapshot: InstallSnapshot,
   paths: HostPaths,
-): { problem: string } | { problem?: undefined; edit: NsswitchEdit; include: DropInInclude } {
+):
+  | { problem: string }
+  | { problem?: undefined; edit: NsswitchEdit; include: DropInInclude; authselect?: AuthselectProfilePlan } {
   if (!snapshot.nssSystemdLibrary && !snapshot.nssSystemdInstaller)
     return {
       problem: `libnss-systemd is not installed (no libnss_systemd.so.2 under /lib*/ or /usr/lib*/) and ${
@@ -558,11 +566,17 @@ export function agentModeFit(
         'systemd is not PID 1 and setpriv (util-linux >= 2.31, with --ambient-caps) is not installed, so the agent could not run unprivileged; install util-linux',
     };
   const nsswitchPath = agentInstallPaths(paths).nsswitch;
-  if (snapshot.authselect)
-    return {
-      problem: `${nsswitchPath} is managed by authselect; select a profile whose passwd, group and shadow lines list systemd (authselect current), or use --mode compat`,
-    };
-  const edit = addSystemdToNsswitch(snapshot.files[nsswitchPath]?.content.toString('utf8') ?? '');
+  const nsswitchText = snapshot.files[nsswitchPath]?.content.toString('utf8') ?? '';
+  let authselect: AuthselectProfilePlan | undefined;
+  if (snapshot.authselect) {
+    const fit = planAuthselect(snapshot.authselect, nsswitchText, nsswitchPath);
+    if (fit.problem !== undefined) return { problem: fit.problem };
+    authselect = fit.profile;
+  }
+  // With authselect the generated file is never written: the profile (or nothing) changes it.
+  const edit = snapshot.authselect
+    ? { text: nsswitchText, changed: [], blocked: [] }
+    : addSystemdToNsswitch(nsswitchText);
   if (edit.blocked.length > 0)
     return {
       problem: `${nsswitchPath} stops the lookup before systemd could be asked (${edit.blocked.map((b) => JSON.stringify(b.line)).join(', ')})`,
@@ -572,7 +586,7 @@ export function agentModeFit(
     return {
       problem: `${paths.sshdConfig} has no Include of ${paths.sshdConfigDir}/*.conf (agent mode's Match block must end its own file)`,
     };
-  return { edit, include };
+  return { edit, include, ...(authselect ? { authselect } : {}) };
 }
 
 /**
@@ -613,7 +627,7 @@ function planAgentInstall(snapshot: InstallSnapshot, options: InstallOptions, pa
   const agent = agentInstallPaths(paths);
   const fit = agentModeFit(snapshot, paths);
   if (fit.problem !== undefined) throw agentUnavailable(fit.problem);
-  const { edit, include } = fit;
+  const { edit, include, authselect } = fit;
   const nsswitch = snapshot.files[agent.nsswitch];
   const mainState = snapshot.files[paths.sshdConfig]!;
   const mainText = mainState.content.toString('utf8');
@@ -717,6 +731,7 @@ function planAgentInstall(snapshot: InstallSnapshot, options: InstallOptions, pa
     safePathTargets,
     warnings,
     ...(efsMount ? { efsMount } : {}),
+    ...(authselect ? { authselect } : {}),
   };
   return { ...plan, steps: installSteps(snapshot, options, plan) };
 }
@@ -766,6 +781,7 @@ function installSteps(snapshot: InstallSnapshot, options: InstallOptions, plan: 
 
   const installer = plan.mode === 'agent' && !snapshot.nssSystemdLibrary ? snapshot.nssSystemdInstaller : undefined;
   if (installer) steps.push({ kind: 'installPackage', ...installer });
+  if (plan.authselect) steps.push({ kind: 'selectAuthselectProfile', profile: plan.authselect });
   if (plan.user.create)
     steps.push({
       kind: 'createSystemUser',
@@ -809,6 +825,10 @@ function installSteps(snapshot: InstallSnapshot, options: InstallOptions, plan: 
   const plannedEfs: InstallJournal['efsMount'] = plan.efsMount
     ? { mountPoint: plan.efsMount.where, ...(plan.efsMount.unit ? { unit: plan.efsMount.unit.name } : {}) }
     : previous?.efsMount;
+  // In the intent already, so uninstall gives back the previous profile after a crashed run too.
+  const plannedAuthselect: InstallJournal['authselect'] = plan.authselect
+    ? { profile: plan.authselect.baseOn, features: plan.authselect.features, custom: plan.authselect.name }
+    : previous?.authselect;
   // Kept across re-installs, so uninstall still says which package keymaker added.
   const packages = [...new Set([...(previous?.packages ?? []), ...(installer ? [installer.package] : [])])];
   const intent: InstallJournal = {
@@ -820,6 +840,7 @@ function installSteps(snapshot: InstallSnapshot, options: InstallOptions, plan: 
     ...(plannedAgent ? { agent: plannedAgent } : {}),
     ...(plannedEfs ? { efsMount: plannedEfs } : {}),
     ...(packages.length > 0 ? { packages } : {}),
+    ...(plannedAuthselect ? { authselect: plannedAuthselect } : {}),
   };
   const unchanged = (j: InstallJournal) => !!previous && serializeJournal(j) === serializeJournal(previous);
   if (!unchanged(intent)) steps.push({ kind: 'writeJournal', stage: 'intent', journal: intent });
@@ -1120,6 +1141,7 @@ export function planUninstall(
   const efsUnit = efs?.unit && systemdRunning ? efs.unit : undefined;
   if (efsUnit) cleanUp.push({ kind: 'disableService', unit: efsUnit });
   else if (efs && !efs.unit) cleanUp.push({ kind: 'unmountFilesystem', mountPoint: efs.mountPoint });
+  if (journal.authselect) cleanUp.push({ kind: 'restoreAuthselectProfile', previous: journal.authselect });
   for (const e of others) {
     cleanUp.push(...restore(e));
     done(e.entry);

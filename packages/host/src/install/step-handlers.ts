@@ -10,6 +10,7 @@ import { ids, restoreState, writeJournal, writeThrough } from './file-ops';
 import { journalPath } from './journal';
 import { assertSafePaths } from '../system/root-owned';
 import { isMountPoint } from '../system/mounts';
+import { restorePreviousProfile, selectCustomProfile } from './authselect';
 import {
   reloadSshd,
   sshdFileArgs,
@@ -206,6 +207,12 @@ export function performStep(ctx: StepContext, step: InstallStep): StepResult {
       }
       return {};
     }
+    case 'selectAuthselectProfile':
+      return { undo: selectCustomProfile(sys, step.profile, log), changed: ['/etc/nsswitch.conf'] };
+    case 'restoreAuthselectProfile':
+      restorePreviousProfile(sys, step.previous);
+      log(`selected the authselect profile ${step.previous.profile} again; removed custom/${step.previous.custom}`);
+      return { changed: ['/etc/nsswitch.conf'] };
     case 'createSystemUser': {
       const r = sys.run([
         'useradd',

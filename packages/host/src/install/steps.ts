@@ -2,6 +2,7 @@
 // the applier (apply-steps.ts) keeps until the run succeeds. A new kind of change (an nsswitch edit, a
 // systemd socket unit, a PAM session line, a detached agent) is a new member of InstallStep, a case in
 // performStep (step-handlers.ts) and a line in describeStep; the applier itself does not change.
+import type { AuthselectProfilePlan } from './authselect';
 import type { FileState } from '../system/host-system';
 import type { InstallJournal } from './journal';
 import type { SafePathTarget } from '../system/root-owned';
@@ -174,6 +175,18 @@ export interface InstallPackageStep {
   keepFiles: string[];
 }
 
+/** authselect owns nsswitch.conf: create custom/keymaker with systemd on the three lines and select it (authselect.ts). */
+export interface SelectAuthselectProfileStep {
+  kind: 'selectAuthselectProfile';
+  profile: AuthselectProfilePlan;
+}
+
+/** Uninstall: select the profile install found, with its features, and remove the custom profile. */
+export interface RestoreAuthselectProfileStep {
+  kind: 'restoreAuthselectProfile';
+  previous: { profile: string; features: string[]; custom: string };
+}
+
 /** Stops the detached agent named by its pid file (a stale pid file is removed). */
 export interface StopAgentStep {
   kind: 'stopAgent';
@@ -224,7 +237,9 @@ export type InstallStep =
   | StopAgentStep
   | MountFilesystemStep
   | UnmountFilesystemStep
-  | InstallPackageStep;
+  | InstallPackageStep
+  | SelectAuthselectProfileStep
+  | RestoreAuthselectProfileStep;
 
 export type InstallStepKind = InstallStep['kind'];
 
@@ -251,6 +266,10 @@ export function describeStep(step: InstallStep): string {
   switch (step.kind) {
     case 'validate':
       return VALIDATIONS[step.check];
+    case 'selectAuthselectProfile':
+      return `authselect: create the profile custom/${step.profile.name} from ${step.profile.baseOn} with systemd on ${step.profile.changed.join(', ')} and select it${step.profile.features.length > 0 ? ` (features ${step.profile.features.join(' ')})` : ''}`;
+    case 'restoreAuthselectProfile':
+      return `authselect: select ${step.previous.profile}${step.previous.features.length > 0 ? ` ${step.previous.features.join(' ')}` : ''} again and remove the profile custom/${step.previous.custom}`;
     case 'installPackage':
       return `install the package ${step.package} (${step.argv.join(' ')}); uninstall leaves it`;
     case 'createSystemUser':
@@ -335,6 +354,10 @@ export function stepActivity(step: InstallStep): string {
       return `unmounting ${step.mountPoint}`;
     case 'installPackage':
       return `installing ${step.package}`;
+    case 'selectAuthselectProfile':
+      return `selecting the authselect profile custom/${step.profile.name}`;
+    case 'restoreAuthselectProfile':
+      return `selecting the authselect profile ${step.previous.profile} again`;
   }
 }
 
