@@ -5,12 +5,18 @@ import { codeCachePath, loadBundle, makeCodeCache } from '@keymaker/host';
  * What the installed wrappers run (dist/keymaker-host-loader.cjs): loads the CommonJS build of
  * the host entry next to it (keymaker-host.cjs) with the V8 code cache install made for it, if
  * that cache is trusted and matches (@keymaker/host code-cache.ts), then runs the command.
- * `--print-code-cache` (install, as root, on the Node the wrappers run) prints a new cache, base64.
+ * `--print-code-cache [INSTALLED]` (install, as root, on the Node the wrappers run) prints a cache, base64: the
+ * installed one when it is still valid for this bundle (so reinstalling changes nothing), else a new one.
  */
 const bundle = path.join(__dirname, 'keymaker-host.cjs');
 
-if (process.argv[2] === '--print-code-cache' && process.argv.length === 3) {
-  process.stdout.write(makeCodeCache(bundle).toString('base64'));
+const installed = process.argv[3];
+if (
+  process.argv[2] === '--print-code-cache' &&
+  process.argv.length <= 4 &&
+  (!installed || path.isAbsolute(installed))
+) {
+  process.stdout.write(makeCodeCache(bundle, installed).toString('base64'));
 } else {
   const { exports } = loadBundle(bundle, { cachePath: codeCachePath(bundle) });
   void (exports.main as (argv: string[]) => Promise<void>)(process.argv.slice(2));

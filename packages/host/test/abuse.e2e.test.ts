@@ -21,7 +21,7 @@ import {
   stsClient,
 } from '../../../tools/moto/seed';
 import { MAX_REQUESTS_PER_LOOKUP, PAM_GUARD_POLICY } from '../src/login/pam-guard';
-import { DEFAULT_PATHS } from '../src/system/paths';
+import { DEFAULT_PATHS, hostLoaderFiles } from '../src/system/paths';
 import {
   bundleEntry,
   credentialsFileText,
@@ -263,6 +263,10 @@ describeWithSandbox('abuse of an installed host', () => {
       '/etc/keymaker/config.json': 'root:root 644',
       '/etc/keymaker/credentials': 'root:keymaker 640',
       [DEFAULT_PATHS.hostBundle]: 'root:root 644',
+      // What the wrappers run (issue 14): the loader, its CommonJS bundle and their V8 code cache, all root's.
+      [hostLoaderFiles(DEFAULT_PATHS).loader]: 'root:root 644',
+      [hostLoaderFiles(DEFAULT_PATHS).bundle]: 'root:root 644',
+      [hostLoaderFiles(DEFAULT_PATHS).cache]: 'root:root 644',
       [DEFAULT_PATHS.authorizedKeysCommand]: 'root:root 755',
       [DEFAULT_PATHS.pamCreateAccountCommand]: 'root:root 755',
       [DEFAULT_PATHS.syncGroupsCommand]: 'root:root 755',

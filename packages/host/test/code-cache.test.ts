@@ -144,4 +144,25 @@ describe('loading a real CommonJS bundle', () => {
     expect(loaded.cache).toBe('rejected');
     expect(loaded.exports.answer).toBe('from source');
   });
+
+  test('install keeps an installed cache V8 accepts byte for byte, and replaces a rejected or outdated one', () => {
+    const installed = `${bundle}.cache`;
+    fs.writeFileSync(installed, makeCodeCache(bundle));
+    const first = fs.readFileSync(installed);
+    // A second install: the same bytes, so it changes nothing.
+    expect(makeCodeCache(bundle, installed, trusting).equals(first)).toBe(true);
+
+    // Source this process has not compiled yet: V8 ignores cachedData for a script it compiled before.
+    fs.writeFileSync(bundle, source('rejected case'));
+    fs.writeFileSync(installed, encodeCodeCache(codeCacheKey(fs.readFileSync(bundle)), Buffer.alloc(64, 7)));
+    const replaced = makeCodeCache(bundle, installed, trusting);
+    expect(decodeCodeCache(replaced, codeCacheKey(fs.readFileSync(bundle)))?.equals(Buffer.alloc(64, 7))).toBe(false);
+
+    fs.writeFileSync(installed, first);
+    fs.writeFileSync(bundle, source('from another update'));
+    const renewed = makeCodeCache(bundle, installed, trusting);
+    expect(decodeCodeCache(renewed, codeCacheKey(fs.readFileSync(bundle)))).toBeDefined();
+    // Not trusted (the real file system below /tmp): never kept, always made anew.
+    expect(decodeCodeCache(makeCodeCache(bundle, installed), codeCacheKey(fs.readFileSync(bundle)))).toBeDefined();
+  });
 });

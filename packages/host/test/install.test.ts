@@ -678,8 +678,8 @@ describe('applier on an in-memory machine', () => {
 
 describe('the loader and its code cache (issue 14)', () => {
   const L = hostLoaderFiles(P);
-  const makeCache =
-    '/usr/bin/env -u NODE_OPTIONS -u NODE_PATH /usr/bin/node /build/keymaker-host-loader.cjs --print-code-cache';
+  // The installed cache is named so the loader can keep it when V8 still accepts it (a second install changes nothing).
+  const makeCache = `/usr/bin/env -u NODE_OPTIONS -u NODE_PATH /usr/bin/node /build/keymaker-host-loader.cjs --print-code-cache ${L.cache}`;
   const withLoader = () => {
     const m = new FakeMachine();
     m.put('/build/keymaker-host-loader.cjs', '// loader\n');

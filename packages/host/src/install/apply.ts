@@ -163,7 +163,17 @@ function gatherLoader(sys: HostSystem, opts: InstallRunOptions): InstallSnapshot
   const bundle = sys.readFile(built.bundle)?.content;
   if (!loader || !bundle) return undefined;
   const made = sys.run(
-    ['/usr/bin/env', '-u', 'NODE_OPTIONS', '-u', 'NODE_PATH', opts.nodePath, built.loader, '--print-code-cache'],
+    [
+      '/usr/bin/env',
+      '-u',
+      'NODE_OPTIONS',
+      '-u',
+      'NODE_PATH',
+      opts.nodePath,
+      built.loader,
+      '--print-code-cache',
+      hostLoaderFiles(opts.paths).cache,
+    ],
     { timeoutMs: 60_000 },
   );
   const codeCache =

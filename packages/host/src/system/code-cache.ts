@@ -141,7 +141,10 @@ export function loadBundle(bundlePath: string, options: { cachePath?: string; io
  * The cache file for a bundle, made by loading it (its top level runs, so the functions it calls
  * while loading are compiled too). Must run on the Node, with the flags, that will load it.
  */
-export function makeCodeCache(bundlePath: string): Buffer {
-  const loaded = loadBundle(bundlePath);
+export function makeCodeCache(bundlePath: string, installedPath?: string, io?: CodeCacheFs): Buffer {
+  const loaded = loadBundle(bundlePath, installedPath ? { cachePath: installedPath, io } : {});
+  // V8's data differs from run to run for the same bundle: an installed cache that is trusted, for this key and
+  // accepted by V8 is kept byte for byte, so a second install changes nothing.
+  if (installedPath && loaded.cache === 'used') return (io ?? nodeCodeCacheFs).readNoFollow(installedPath)!.content;
   return encodeCodeCache(codeCacheKey(fs.readFileSync(bundlePath)), loaded.script.createCachedData());
 }
