@@ -142,9 +142,13 @@ export {
   loadBundle,
   makeCodeCache,
   nodeCodeCacheFs,
+  readRootOwnedFile,
   readTrustedCodeCache,
   type CodeCacheFs,
   type CodeCacheStatus,
   type LoadedBundle,
   type TrustedCodeCache,
 } from './system/code-cache';
+// The loader's head start on the lookup's IAM connections (before the bundle loads).
+export { preconnectFromHostConfig } from './config/preconnect';
+export { LOOKUP_IAM_CONNECTIONS } from './config/host-aws';

@@ -7,7 +7,8 @@ import type * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { createTestCa } from '../../../tools/netmodel/netmodel.cjs';
-import { PreconnectAgent } from '../src/config/preconnect';
+import { PreconnectAgent, preconnectFromHostConfig } from '../src/config/preconnect';
+import type { CodeCacheFs } from '../src/system/code-cache';
 
 interface Server {
   url: URL;
@@ -107,4 +108,46 @@ test('plain http endpoints (moto in tests) open nothing', () => {
   agent.preconnect(new URL('http://127.0.0.1:9/'), 3);
   expect(agent.waiting()).toBe(0);
   agent.destroy();
+});
+
+describe("the loader's head start (preconnectFromHostConfig)", () => {
+  /** The config as a root-owned file in root-owned directories, or as another user's. */
+  const configFs = (text: string, uid = 0): CodeCacheFs => ({
+    lstat: () => ({ uid: 0, mode: 0o755, isDirectory: () => true }),
+    readNoFollow: () => ({ uid, mode: 0o100644, isFile: true, content: Buffer.from(text) }),
+  });
+
+  test('connections to the root-owned config’s iamEndpoint are taken over by the agent and used by the requests', async () => {
+    const server = await tlsServer();
+    const caOption = { ca: fs.readFileSync(ca.caFile) };
+    preconnectFromHostConfig(
+      '/etc/keymaker/config.json',
+      2,
+      configFs(JSON.stringify({ iamEndpoint: server.url.href })),
+      caOption,
+    );
+    for (let i = 0; i < 200 && server.connections() < 2; i++) await new Promise((r) => setTimeout(r, 10));
+    const agent = new PreconnectAgent(caOption);
+    expect(agent.waiting()).toBe(2);
+    // Topping up to two opens none; the two requests add no connection.
+    agent.preconnect(server.url, 2);
+    expect(await Promise.all([get(agent, server.url, '/a'), get(agent, server.url, '/b')])).toEqual([
+      'answer to /a',
+      'answer to /b',
+    ]);
+    expect(server.connections()).toBe(2);
+    agent.destroy();
+  });
+
+  test('a config another user owns opens nothing', async () => {
+    const server = await tlsServer();
+    preconnectFromHostConfig(
+      '/etc/keymaker/config.json',
+      2,
+      configFs(JSON.stringify({ iamEndpoint: server.url.href }), 1000),
+    );
+    const agent = new PreconnectAgent();
+    expect(agent.waiting()).toBe(0);
+    agent.destroy();
+  });
 });

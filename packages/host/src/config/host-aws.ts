@@ -111,21 +111,19 @@ export function awsOptionsFor(config: HostConfig, deadlineMs?: number): AwsClien
   return options;
 }
 
-/** The lookup's IAM requests in parallel after STS: the user, its key list, its groups (core/src/directory.ts). */
-const LOOKUP_IAM_CONNECTIONS = 3;
+/** The lookup's IAM requests in parallel: the user, its key list, its groups (core/src/directory.ts). */
+export const LOOKUP_IAM_CONNECTIONS = 3;
 
 /**
- * Opens the lookup's connections before its requests need them: one to STS (the first wave), three
- * to IAM while STS answers. An endpoint that cannot be worked out is simply not pre-opened.
+ * Opens the lookup's IAM connections before its requests need them (the loader may have opened them
+ * already). Not STS: a cached caller needs none (core/src/resolve.ts), and an unused connection is a
+ * handshake for nothing. An endpoint that cannot be worked out is simply not pre-opened.
  */
-function preconnectLookup(agent: PreconnectAgent, iam: { config: unknown }, sts: { config: unknown }): void {
-  const open = (client: { config: unknown }, count: number) =>
-    clientEndpoint(client).then(
-      (url) => agent.preconnect(url, count),
-      () => undefined,
-    );
-  void open(sts, 1);
-  void open(iam, LOOKUP_IAM_CONNECTIONS);
+function preconnectLookup(agent: PreconnectAgent, iam: { config: unknown }): void {
+  void clientEndpoint(iam).then(
+    (url) => agent.preconnect(url, LOOKUP_IAM_CONNECTIONS),
+    () => undefined,
+  );
 }
 
 export interface ResolveCacheOptions {
@@ -143,7 +141,7 @@ const WRITER_CREDENTIALS_MARGIN_MS = 20 * 60 * 1000;
 export function resolveWithConfig(aws: AwsClientOptions, cache?: ResolveCacheOptions): Promise<Resolution> {
   const iam = createIamClient(aws);
   const sts = createStsClient(aws);
-  if (aws.httpsAgent instanceof PreconnectAgent) preconnectLookup(aws.httpsAgent, iam, sts);
+  if (aws.httpsAgent instanceof PreconnectAgent) preconnectLookup(aws.httpsAgent, iam);
   return resolveDirectory({
     iam,
     sts,

@@ -87,15 +87,29 @@ export function readTrustedCodeCache(
   key: string,
   io: CodeCacheFs = nodeCodeCacheFs,
 ): TrustedCodeCache {
-  const file = io.readNoFollow(cachePath);
+  const file = readRootOwnedFile(cachePath, io);
+  if (file.status !== 'ok') return file;
+  const data = decodeCodeCache(file.content, key);
+  return data ? { data, status: 'ok' } : { status: 'mismatch' };
+}
+
+/**
+ * A file's bytes, synchronously, when it is a regular file (not a symlink) that root owns and only
+ * root can write, in directories only root can write (root-owned.ts); for what runs before the
+ * bundle has loaded (the loader), where assertTrustedFile's async checks are not at hand.
+ */
+export function readRootOwnedFile(
+  p: string,
+  io: CodeCacheFs = nodeCodeCacheFs,
+): { status: 'ok'; content: Buffer } | { status: 'missing' | 'untrusted' } {
+  const file = io.readNoFollow(p);
   if (!file) return { status: 'missing' };
   if (!file.isFile || rootOwnedProblem(file)) return { status: 'untrusted' };
-  for (const dir of directoriesAbove(cachePath)) {
+  for (const dir of directoriesAbove(p)) {
     const st = io.lstat(dir);
     if (!st || !st.isDirectory() || rootOwnedProblem(st)) return { status: 'untrusted' };
   }
-  const data = decodeCodeCache(file.content, key);
-  return data ? { data, status: 'ok' } : { status: 'mismatch' };
+  return { status: 'ok', content: file.content };
 }
 
 /** Node's CommonJS module wrapper (module.wrap, which ESM cannot import by name). */
