@@ -600,11 +600,26 @@ function agentPid() {
   if (!Number.isInteger(pid) || pid <= 0) throw new Error(`no agent pid in ${AGENT_PID_FILE}`);
   return pid;
 }
-/** VmRSS and VmHWM of a process, KiB (/proc/PID/status). */
+/**
+ * VmRSS and VmHWM of a process, KiB (/proc/PID/status), and what the RSS is: anonymous memory (heap, malloc,
+ * stacks) vs file pages (the node binary's code and data, shared with every node process), and its threads.
+ */
 function memoryKb(pid) {
   const text = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
-  const field = (name) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(text)?.[1]);
-  return { rssKb: field('VmRSS'), hwmKb: field('VmHWM') };
+  const field = (name) => Number(new RegExp(`^${name}:\\s+(\\d+)`, 'm').exec(text)?.[1]);
+  return {
+    rssKb: field('VmRSS'),
+    hwmKb: field('VmHWM'),
+    anonKb: field('RssAnon'),
+    fileKb: field('RssFile'),
+    threads: field('Threads'),
+  };
+}
+/** CPU time (user + system) a process has used so far, ms (/proc/PID/stat, in clock ticks of 10 ms). */
+function cpuMs(pid) {
+  const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ').pop().split(' ');
+  // After "pid (comm) ": state is field 3, utime 14, stime 15.
+  return (Number(fields[11]) + Number(fields[12])) * 10;
 }
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -886,13 +901,21 @@ async function agentNssPhase() {
   // BENCH_AGENT_NODE_FLAGS (e.g. --trace-gc): node flags for this agent only, to see what its memory is.
   const nodeFlags = (process.env.BENCH_AGENT_NODE_FLAGS ?? '').split(/\s+/).filter(Boolean);
   result.memory.nodeFlags = nodeFlags;
-  const argv = [cmdline[0], ...nodeFlags, ...cmdline.slice(1, bundleAt), opened, ...cmdline.slice(bundleAt + 1)];
+  // After the installed flags, so that they can be overridden (V8: the last of --x / --no-x wins).
+  const argv = [cmdline[0], ...cmdline.slice(1, bundleAt), ...nodeFlags, opened, ...cmdline.slice(bundleAt + 1)];
   const agentLog = fs.openSync('/run/bench-agent-open.log', 'a');
+  // BENCH_AGENT_ENV ("NAME=value ...", e.g. MALLOC_ARENA_MAX=2): environment for this agent only, beside sshd's PATH.
+  const extraEnv = (process.env.BENCH_AGENT_ENV ?? '').split(/\s+/).filter((kv) => /^[A-Z_][A-Z0-9_]*=/.test(kv));
+  const agentEnv = { PATH: SSHD_PATH };
+  for (const kv of extraEnv) agentEnv[kv.slice(0, kv.indexOf('='))] = kv.slice(kv.indexOf('=') + 1);
+  result.memory.env = Object.entries(agentEnv)
+    .filter(([k]) => k !== 'PATH')
+    .map(([k, v]) => `${k}=${v}`);
   const child = spawn(argv[0], argv.slice(1), {
     detached: true,
     // stdout too: --trace-gc writes there.
     stdio: ['ignore', agentLog, agentLog],
-    env: { PATH: SSHD_PATH },
+    env: agentEnv,
   });
   child.unref();
   const statusOk = async () =>
@@ -918,6 +941,7 @@ async function agentNssPhase() {
   }
   result.memory.started = memoryKb(child.pid);
   await proxy('/__bench/reset');
+  const cpu0 = cpuMs(child.pid);
   const t0 = performance.now();
   const replies = await mapLimit(
     seed.users.map((u) => u.name),
@@ -925,6 +949,7 @@ async function agentNssPhase() {
     (name) => resolveUser(name).catch((e) => ({ error: String(e) })),
   );
   result.memory.resolveMs = performance.now() - t0;
+  result.memory.resolveCpuMs = cpuMs(child.pid) - cpu0;
   const p = await proxy('/__bench/stats');
   result.memory.resolved = replies.filter((r) => r.parameters?.record).length;
   result.memory.refused = Object.entries(

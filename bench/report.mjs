@@ -156,9 +156,19 @@ export function renderAgentNss(d, push, row) {
       `≤ ${T.agentRssMiB} MiB`,
     );
     row('agent VmHWM (peak) then', mib(m.after?.hwmKb), '', '', '');
+    // What the RSS is: anonymous (heap, malloc, stacks: the agent's own) vs file pages (the node binary's code and
+    // data, shared with every node process and reclaimable): the file part bounds how low VmRSS can go.
+    if (m.after?.anonKb !== undefined)
+      row(
+        'of which anonymous / file-backed (RssAnon / RssFile), before → after',
+        `${mib(m.started?.anonKb)} / ${mib(m.started?.fileKb)} → ${mib(m.after.anonKb)} / ${mib(m.after.fileKb)}`,
+        '',
+        '',
+        '',
+      );
     row(
-      `resolving ${m.users} users: wall, IAM requests`,
-      `${ms(m.resolveMs)}, ${fmt(m.requests, 0)} (${actions(m.byAction)})`,
+      `resolving ${m.users} users: wall, the agent's CPU time, IAM requests`,
+      `${ms(m.resolveMs)}, ${ms(m.resolveCpuMs)} CPU, ${fmt(m.requests, 0)} (${actions(m.byAction)})`,
       '',
       '',
       '',
@@ -173,6 +183,7 @@ export function renderAgentNss(d, push, row) {
       );
     if (m.nodeFlags?.length)
       row('node flags of that agent (`BENCH_AGENT_NODE_FLAGS`)', `\`${m.nodeFlags.join(' ')}\``, '', '', '');
+    if (m.env?.length) row('environment of that agent (`BENCH_AGENT_ENV`)', `\`${m.env.join(' ')}\``, '', '', '');
     if (m.majorGcs?.length)
       row(
         'its last full collections (`--trace-gc`): heap used (committed) before → after, MB',
