@@ -102,7 +102,17 @@ describe('install --mode agent: planning', () => {
     const plan = planInstall(agentSnapshot(), options);
     expect(plan.steps.find((s) => s.kind === 'startAgent')).toEqual({
       kind: 'startAgent',
-      command: ['/usr/bin/node', '--max-semi-space-size=1', P.hostBundle, 'agent', '--config', P.configFile],
+      // The unit's node flags (the memory settings of AGENT_NODE_FLAGS).
+      command: [
+        '/usr/bin/node',
+        '--max-semi-space-size=1',
+        '--optimize-for-size',
+        '--no-opt',
+        P.hostBundle,
+        'agent',
+        '--config',
+        P.configFile,
+      ],
       user: 'keymaker',
       setpriv: '/usr/bin/setpriv',
       userdbSocket: A.userdbSocket,
@@ -140,7 +150,7 @@ describe('install --mode agent: planning', () => {
     // systemd drops the privileges itself: setpriv is not needed there.
     const plan = planInstall(agentSnapshot({ systemdRunning: true, setpriv: undefined }), options);
     expect(content(plan, A.units.service)).toContain(
-      `ExecStart=/usr/bin/node --max-semi-space-size=1 ${P.hostBundle} agent --config`,
+      `ExecStart=/usr/bin/node --max-semi-space-size=1 --optimize-for-size --no-opt ${P.hostBundle} agent --config`,
     );
     const enabled = plan.steps.flatMap((s) => (s.kind === 'enableService' ? [s.unit] : []));
     expect(enabled).toEqual(['keymaker-agent.socket', 'keymaker-agent-keys.socket']);
