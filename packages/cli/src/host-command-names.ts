@@ -7,6 +7,7 @@ export const HOST_COMMAND_ALIASES = {
   get_authorized_keys: 'get-authorized-keys',
   pam_create_account: 'pam-create-account',
   pam_efs_home: 'pam-efs-home',
+  store_key_bodies: 'store-key-bodies',
   sync_groups: 'sync-groups',
   agent: 'agent',
 } as const;
@@ -29,4 +30,6 @@ export const LEAN_FROM_LAUNCHER: ReadonlySet<HostCommandName> = new Set([
   'get_authorized_keys',
   'pam_create_account',
   'pam_efs_home',
+  // The PAM session hook's detached worker (host-commands.ts startKeyBodiesWorker).
+  'store_key_bodies',
 ]);

@@ -7,6 +7,7 @@ import {
   pamCreateAccountCommand,
   pamEfsHomeCommand,
   parseSyncArgs,
+  storeKeyBodiesCommand,
   syncGroupsCommand,
   type HostCommandEnv,
   type HostCommandResult,
@@ -31,6 +32,8 @@ const COMMANDS: Record<HostCommandName, HostCommand> = {
     args.length === 0 ? pamCreateAccountCommand(process.env, env) : usage('pam_create_account'),
   // pam_exec in the session stage when homes live on EFS: PAM_USER, PAM_TYPE in the environment.
   pam_efs_home: (args, env) => (args.length === 0 ? pamEfsHomeCommand(process.env, env) : usage('pam_efs_home')),
+  // The compat session hook's detached worker (pam_create_account in the session stage starts it), as root.
+  store_key_bodies: (args, env) => storeKeyBodiesCommand(args, env),
   // Agent mode's resident service, as its systemd unit (or install's detached start) runs it from this bundle.
   agent: (args) => {
     const options = parseAgentArgs(args);

@@ -165,6 +165,11 @@ describe('the lean host entry', () => {
     expect(hostCommandName('get-authorized-keys')).toBe('get_authorized_keys');
     expect(hostCommandName('sync_groups')).toBe('sync_groups');
     expect(hostCommandName('list_keys')).toBeUndefined();
-    expect([...LEAN_FROM_LAUNCHER].sort()).toEqual(['get_authorized_keys', 'pam_create_account', 'pam_efs_home']);
+    expect([...LEAN_FROM_LAUNCHER].sort()).toEqual([
+      'get_authorized_keys',
+      'pam_create_account',
+      'pam_efs_home',
+      'store_key_bodies',
+    ]);
   });
 });

@@ -55,11 +55,26 @@ export interface AuthorizedKeys {
   rejected: RejectedKey[];
   /** Present when requested with includeUser. */
   user?: IamUser;
+  /** The active keys whose bodies came from IAM in this lookup (not from knownBody): what a cache may store. */
+  fetched: FetchedKey[];
+  /** How many printed or rejected active keys took their body from knownBody (no GetSSHPublicKey). */
+  knownBodies: number;
+}
+
+export interface FetchedKey {
+  keyId: string;
+  key: SshPublicKey;
 }
 
 export interface LookupOptions {
   /** Also fetch the IAM user (in parallel with the key list) for its unique ID. */
   includeUser?: boolean;
+  /**
+   * A body already known for (IAM user, key ID): IAM never changes the body of a key ID, only its status, so
+   * a body stored earlier can stand in for GetSSHPublicKey. Asked only for the IDs this lookup's key list names
+   * as Active, so status and deletion stay live. The caller validates what it returns (parseSshPublicKey).
+   */
+  knownBody?: (iamUserName: string, keyId: string) => SshPublicKey | undefined;
 }
 
 /**
@@ -197,7 +212,8 @@ export class IamDirectory {
   /**
    * The login-time lookup: the active, valid keys of the IAM user behind a
    * Linux login. Two sequential round trips: the key list (with the group
-   * check and, optionally, the user in parallel), then all key bodies at once.
+   * check and, optionally, the user in parallel), then the key bodies not
+   * known already (options.knownBody) at once; none to fetch, no second trip.
    * Throws NOT_IN_REQUIRED_GROUP, NO_SUCH_USER or an AWS error: never a
    * partial answer.
    */
@@ -219,13 +235,23 @@ export class IamDirectory {
       );
     }
     const active = summaries.filter((key) => key.status === 'Active');
-    const fetched = await Promise.all(
-      active.map(async (key) => ({ keyId: key.keyId, ...(await this.getActiveKey(iamUserName, key.keyId)) })),
+    let knownBodies = 0;
+    const results = await Promise.all(
+      active.map(async (key): Promise<{ keyId: string; key?: SshPublicKey; reason?: string; known?: true }> => {
+        const known = options.knownBody?.(iamUserName, key.keyId);
+        if (known) {
+          knownBodies++;
+          return { keyId: key.keyId, key: known, known: true };
+        }
+        return { keyId: key.keyId, ...(await this.getActiveKey(iamUserName, key.keyId)) };
+      }),
     );
     const keys: SshPublicKey[] = [];
     const rejected: RejectedKey[] = [];
+    const fetched: FetchedKey[] = [];
     const seen = new Set<string>();
-    for (const result of fetched) {
+    for (const result of results) {
+      if (result.key && !result.known) fetched.push({ keyId: result.keyId, key: result.key });
       if (result.key) {
         if (!seen.has(result.key.line)) keys.push(result.key);
         seen.add(result.key.line);
@@ -233,7 +259,7 @@ export class IamDirectory {
         rejected.push({ keyId: result.keyId, reason: result.reason ?? 'unknown' });
       }
     }
-    return { linuxName, iamUserName, keys, rejected, user };
+    return { linuxName, iamUserName, keys, rejected, user, fetched, knownBodies };
   }
 
   private toLinuxGroups(groups: IamGroup[]): LinuxGroup[] {

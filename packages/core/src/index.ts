@@ -104,6 +104,7 @@ export type {
 export { IamDirectory } from './directory';
 export type {
   AuthorizedKeys,
+  FetchedKey,
   IamGroup,
   IamUser,
   LinuxGroup,

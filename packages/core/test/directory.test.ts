@@ -18,6 +18,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   IamDirectory,
+  parseSshPublicKey,
   resolveDirectory,
   resolveRoleConfig,
   unixIdFor,
@@ -172,6 +173,77 @@ describe('IamDirectory.authorizedKeys', () => {
   it('refuses an invalid login name without calling IAM', async () => {
     expect((await caught(directory().authorizedKeys('../root'))).code).toBe('INVALID_USERNAME');
     expect(iamMock.calls()).toHaveLength(0);
+  });
+
+  describe('with knownBody (bodies stored by key ID)', () => {
+    const body = (i: number) => {
+      const parsed = parseSshPublicKey(KEYS[i]!);
+      if (!parsed.ok) throw new Error(parsed.reason);
+      return parsed.key;
+    };
+    const listed = (...keys: Array<[string, 'Active' | 'Inactive']>) => ({
+      SSHPublicKeys: keys.map(([id, status]) => ({
+        UserName: 'dana',
+        SSHPublicKeyId: id,
+        Status: status,
+        UploadDate: new Date(),
+        Fingerprint: 'x',
+      })),
+    });
+
+    it('fetches only the bodies it does not know and says which it fetched', async () => {
+      iamMock
+        .on(ListSSHPublicKeysCommand)
+        .resolves(listed(['APKA0000000000000031', 'Active'], ['APKA0000000000000032', 'Active']));
+      iamMock
+        .on(GetSSHPublicKeyCommand, { SSHPublicKeyId: 'APKA0000000000000032' })
+        .resolves(keyAnswer('dana', 'APKA0000000000000032', KEYS[4]!));
+      const asked: string[] = [];
+      const result = await directory().authorizedKeys('dana', {
+        knownBody: (user, keyId) => {
+          asked.push(`${user}/${keyId}`);
+          return keyId === 'APKA0000000000000031' ? body(3) : undefined;
+        },
+      });
+      expect(result.keys.map((k) => k.line)).toEqual([body(3).line, body(4).line]);
+      expect(result.knownBodies).toBe(1);
+      expect(result.fetched).toEqual([{ keyId: 'APKA0000000000000032', key: body(4) }]);
+      expect(asked).toEqual(['dana/APKA0000000000000031', 'dana/APKA0000000000000032']);
+      expect(iamMock).toHaveReceivedCommandTimes(GetSSHPublicKeyCommand, 1);
+      expect(iamMock).not.toHaveReceivedCommandWith(GetSSHPublicKeyCommand, { SSHPublicKeyId: 'APKA0000000000000031' });
+    });
+
+    it('makes no GetSSHPublicKey when every active body is known', async () => {
+      iamMock.on(ListSSHPublicKeysCommand).resolves(listed(['APKA0000000000000031', 'Active']));
+      const result = await directory().authorizedKeys('dana', { knownBody: () => body(3) });
+      expect(result.keys.map((k) => k.line)).toEqual([body(3).line]);
+      expect(result.fetched).toEqual([]);
+      expect(iamMock).toHaveReceivedCommandTimes(GetSSHPublicKeyCommand, 0);
+    });
+
+    it('never prints a known body of an Inactive or unlisted key', async () => {
+      iamMock
+        .on(ListSSHPublicKeysCommand)
+        .resolves(listed(['APKA0000000000000031', 'Inactive'], ['APKA0000000000000033', 'Active']));
+      iamMock
+        .on(GetSSHPublicKeyCommand, { SSHPublicKeyId: 'APKA0000000000000033' })
+        .resolves(keyAnswer('dana', 'APKA0000000000000033', KEYS[5]!));
+      const cached = new Map([
+        ['APKA0000000000000031', body(3)],
+        ['APKA0000000000000099', body(4)],
+      ]);
+      const asked: string[] = [];
+      const result = await directory().authorizedKeys('dana', {
+        knownBody: (_user, keyId) => {
+          asked.push(keyId);
+          return cached.get(keyId);
+        },
+      });
+      expect(result.keys.map((k) => k.line)).toEqual([body(5).line]);
+      // Only listed Active IDs are asked for; the cache cannot add a key.
+      expect(asked).toEqual(['APKA0000000000000033']);
+      expect(result.knownBodies).toBe(0);
+    });
   });
 });
 

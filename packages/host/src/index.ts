@@ -14,6 +14,7 @@ export {
   getAuthorizedKeysCommand,
   pamCreateAccountCommand,
   pamEfsHomeCommand,
+  storeKeyBodiesCommand,
   efsHomeFromRoleCommand,
   flushHostCommandSyslog,
   hostCommandSyslog,

@@ -31,6 +31,7 @@ import {
   planUninstall,
   summarizeStep,
 } from '../src/install/index';
+import { KEY_BODIES_COMMENT, keyBodiesSessionLine, removePamHook } from '../src/install/pam';
 
 const P = DEFAULT_PATHS;
 
@@ -230,6 +231,39 @@ describe('PAM hook placement', () => {
       expect(insertPamHook(once, P)).toBe(once);
       expect(stripPamHook(once, P)).toBe(original);
     }
+  });
+});
+
+describe('compat key-body session line (issue 14)', () => {
+  const session = `session optional pam_exec.so quiet type=open_session ${P.pamCreateAccountCommand}`;
+  test('compat install ends pam.d/sshd with the session hook, after the stack, and the auth hook stays first', () => {
+    const pam = planned(planInstall(snapshot(), options), P.pamSshd)!.split('\n');
+    expect(keyBodiesSessionLine(P)).toBe(session);
+    expect(pam.slice(-3)).toEqual([KEY_BODIES_COMMENT, session, '']);
+    expect(pam.indexOf(`auth optional pam_exec.so quiet stdout ${P.pamCreateAccountCommand}`)).toBe(
+      pam.indexOf('@include common-auth') - 1,
+    );
+    expect(pam.filter((line) => line === session)).toHaveLength(1);
+  });
+  test('removing keymaker lines gives the original back; a changed session line is removed with a note', () => {
+    const installed = planned(planInstall(snapshot(), options), P.pamSshd)!;
+    expect(removePamHook(installed, P)).toEqual({ text: DEBIAN_PAM, notes: [] });
+    const edited = installed.replace(session, `${session} extra`);
+    const removed = removePamHook(edited, P);
+    expect(removed.text).toBe(DEBIAN_PAM);
+    expect(removed.notes.join()).toContain('not the line keymaker wrote');
+  });
+  test('a second install does not add it twice', () => {
+    const once = planned(planInstall(snapshot(), options), P.pamSshd)!;
+    const again = planned(planInstall(snapshot({}, { [P.pamSshd]: once }), options), P.pamSshd)!;
+    expect(again).toBe(once);
+  });
+  test('install then uninstall on a machine: the session line is there, then pam.d/sshd is the original', () => {
+    const m = new FakeMachine();
+    runInstall(m, runOptions, quiet);
+    expect(m.text(P.pamSshd)).toContain(`${KEY_BODIES_COMMENT}\n${session}\n`);
+    runUninstall(m, uninstallOptions, quiet);
+    expect(m.text(P.pamSshd)).toBe(DEBIAN_PAM);
   });
 });
 

@@ -7,7 +7,7 @@ import {
   ListSSHPublicKeysCommand,
 } from '@aws-sdk/client-iam';
 import { mockClient } from 'aws-sdk-client-mock';
-import { EXIT_CODES, unixIdFor, type RoleConfig } from '@keymaker/core';
+import { EXIT_CODES, parseSshPublicKey, unixIdFor, type RoleConfig } from '@keymaker/core';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -195,6 +195,50 @@ describe('managed check', () => {
     ).rejects.toMatchObject({
       code: 'NOT_IN_REQUIRED_GROUP',
     });
+  });
+});
+
+describe('stored key bodies (compat, issue 14)', () => {
+  const stored = async () => {
+    const parsed = parseSshPublicKey(ED25519);
+    if (!parsed.ok) throw new Error(parsed.reason);
+    return new Map([['APKAAAAAAAAAAAAAAAA1', parsed.key]]);
+  };
+
+  test('a stored body of a listed Active key replaces its GetSSHPublicKey; the log says so', async () => {
+    seedAlice();
+    const syslog = createMemorySyslog();
+    let out = '';
+    const keyBodies = jest.fn(stored);
+    const code = await runLookup(
+      { user: 'alice' },
+      { write: (t) => (out += t) },
+      { deps: { ...deps(new FakeHost()), keyBodies }, syslog },
+    );
+    expect(code).toBe(0);
+    expect(out).toBe(`${ED25519}\n`);
+    expect(keyBodies).toHaveBeenCalledWith('alice');
+    expect(iamMock.commandCalls(GetSSHPublicKeyCommand)).toHaveLength(0);
+    expect(iamMock.commandCalls(ListSSHPublicKeysCommand)).toHaveLength(1);
+    expect(syslog.lines[0]!.message).toContain('keys=1 rejected_keys=0 cached_bodies=1 fetched_bodies=0');
+  });
+
+  test('a key made Inactive in IAM is not printed despite its stored body', async () => {
+    seedAlice('Inactive');
+    const result = await lookupAuthorizedKeys({ user: 'alice' }, { ...deps(new FakeHost()), keyBodies: stored });
+    expect(result.lines).toEqual([]);
+    expect(result.cachedBodies).toBe(0);
+  });
+
+  test('unreadable stored bodies cost only the second wave: the bodies are fetched', async () => {
+    seedAlice();
+    const result = await lookupAuthorizedKeys(
+      { user: 'alice' },
+      { ...deps(new FakeHost()), keyBodies: () => Promise.reject(new Error('EIO')) },
+    );
+    expect(result.lines).toEqual([ED25519]);
+    expect(result.fetchedBodies).toBe(1);
+    expect(iamMock.commandCalls(GetSSHPublicKeyCommand)).toHaveLength(1);
   });
 });
 

@@ -7,6 +7,7 @@
  * (withFailureOutput). A command logs its own decision, failures included, before it returns or
  * throws; whoever made the syslog writer flushes it afterwards (flushHostCommandSyslog).
  */
+import { spawn } from 'node:child_process';
 import * as path from 'node:path';
 import {
   DeadlineError,
@@ -18,6 +19,7 @@ import {
   withDeadline,
   withFailureOutput,
   type AwsClientOptions,
+  type SshPublicKey,
 } from '@keymaker/core';
 import { createAccountForLogin, FIRST_LOGIN_MESSAGE, PAM_EXIT_CREATED, PAM_EXIT_EXISTS } from '../login/create-account';
 import { DEFAULT_EFS_HOME_BASE, efsHomeBaseOf, hostReservedNames, type HostConfig } from '../config/host-config';
@@ -42,10 +44,12 @@ import { createLoggerSyslog, type LoggerSyslogOptions, type Syslog } from '../sy
 import { fileGuardStore, loginGuard, type LoginGuard } from '../login/pam-guard';
 import { assertTrustedFile, runtimeTrustedFiles, type StatPath } from '../system/root-owned';
 import { FileCacheStore } from '../system/cache-store';
+import { nextKeyBodies, readKeyBodies, writeKeyBodies } from '../login/key-body-store';
 import { planAdoption } from '../accounts/adopt';
 import {
   MANAGED_USERS_GROUP,
   fileManagedAccounts,
+  recordedAccount,
   fileManagedGroups,
   type ManagedAccountsStore,
   type ManagedGroupsStore,
@@ -74,6 +78,8 @@ export interface HostCommandEnv {
   efsHomeIo?: EfsHomeIo;
   /** The record of mirrored groups (default: the file at paths.managedGroups). */
   managedGroups?: ManagedGroupsStore;
+  /** Starts the session hook's detached key-body worker (default: this entry again, `store_key_bodies USER`). */
+  spawnKeyBodiesWorker?: (user: string) => void;
 }
 
 /**
@@ -258,6 +264,8 @@ export async function getAuthorizedKeysCommand(args: string[], env: HostCommandE
               reservedNames: hostReservedNames(rt.config),
               guard: fileLookupGuard({ syslog: rt.syslog }),
               managedAccounts: () => rt.managed.readManaged(),
+              keyBodies: (iamUserName) =>
+                readKeyBodies(new FileCacheStore({ dir: rt.paths.cacheDir, writable: false }), iamUserName),
             };
           },
           syslog: rt.syslog,
@@ -346,6 +354,7 @@ export async function pamCreateAccountCommand(
   env: HostCommandEnv = {},
 ): Promise<HostCommandResult> {
   const type = pamEnv.PAM_TYPE;
+  if (type === 'open_session') return startKeyBodiesWorker(pamEnv, env);
   if (type !== undefined && type !== 'auth') return { exitCode: 0 }; // configured in another stage: nothing to do
   const user = pamEnv.PAM_USER ?? '';
   const rhost = pamEnv.PAM_RHOST ?? '-';
@@ -410,6 +419,101 @@ export async function pamCreateAccountCommand(
           : error.code;
     // Nothing more on stdout: the client must not learn whether an IAM user exists.
     rt.syslog.log('warning', `create_account ${who} decision=refused reason=${reason}: ${report.message}`);
+    return { exitCode: report.exitCode };
+  }
+}
+
+/*
+ * Compat mode's key-body writer (issue 14). The lookup runs as the unprivileged lookup user and must not write
+ * what later lookups trust, so the stored bodies (login/key-body-store.ts) need a root writer on the login path;
+ * in compat mode PAM is the only root process there. Why the session stage, not account creation plus the
+ * sync: account creation sees only the keys of her first connection, and the sync would list the keys of every
+ * managed user every few minutes (IAM's per-account rate limit, fleet-wide); the session stage refreshes
+ * exactly the users who log in, after sshd accepted one of their keys, and catches a key added later.
+ *
+ * The same root-owned wrapper as the account hook (`session optional pam_exec.so quiet type=open_session`,
+ * install/pam.ts), so nothing new is installed: PAM_TYPE picks the job. It never blocks or fails the session:
+ * it starts a detached worker (`store_key_bodies USER`) and exits 0 at once, and pam_exec waits only for it.
+ */
+function startKeyBodiesWorker(pamEnv: NodeJS.ProcessEnv, env: HostCommandEnv): HostCommandResult {
+  const user = pamEnv.PAM_USER ?? '';
+  if (!isValidLinuxName(user)) return { exitCode: 0 };
+  try {
+    (env.spawnKeyBodiesWorker ?? spawnKeyBodiesWorker)(user);
+  } catch {
+    // Only the next login's second IAM wave is at stake: never the session.
+  }
+  return { exitCode: 0 };
+}
+
+function spawnKeyBodiesWorker(user: string): void {
+  const entry = process.argv[1];
+  if (!entry) return;
+  // The wrapper already cleared NODE_OPTIONS and NODE_PATH; the name is checked and passed as an argument.
+  spawn(process.execPath, [entry, 'store_key_bodies', user], { detached: true, stdio: 'ignore' }).unref();
+}
+
+/**
+ * store_key_bodies USER: the session hook's worker, as root. For an account keymaker manages (in the record,
+ * not locked), lists her keys and stores the bodies of the Active IDs not stored yet, under the lookup's
+ * deadline; what she no longer has Active drops out of the file. Logs what it stored; never throws for a
+ * refusal (there is nobody to tell but syslog).
+ */
+export async function storeKeyBodiesCommand(args: string[], env: HostCommandEnv = {}): Promise<HostCommandResult> {
+  if (args.length !== 1 || !isValidLinuxName(args[0]!))
+    return { exitCode: EXIT_CODES.USAGE, stderr: ['usage: keymaker store_key_bodies USER'] };
+  const user = args[0]!;
+  const rt = await prepare(env, false);
+  const who = `user=${JSON.stringify(user)}`;
+  try {
+    if ((env.uid ?? process.getuid?.()) !== 0) throw new HostError('NOT_ROOT', 'store_key_bodies must run as root');
+    const limitMs = rt.config.deadlineMs;
+    const outcome = await withDeadline(
+      limitMs,
+      async (signal, deadline) => {
+        bindToDeadline(rt, env, signal);
+        const local = await rt.accounts.user(user);
+        const recorded = local ? recordedAccount(await rt.managed.readManaged(), local) : undefined;
+        if (!local || !recorded || recorded.locked) return { kind: 'not_managed' as const };
+        const store = new FileCacheStore({ dir: rt.paths.cacheDir, writable: true });
+        const aws = { ...awsOptionsFor(rt.config, limitMs), deadline };
+        const { directory } = await resolveWithConfig(aws, rt.cache('write'));
+        const iamUserName = directory.iamUserNameFor(user);
+        const stored = await readKeyBodies(store, iamUserName);
+        const used = new Map<string, SshPublicKey>();
+        const result = await directory.authorizedKeys(user, {
+          includeUser: true,
+          knownBody: (_name, keyId) => {
+            const key = stored.get(keyId);
+            if (key) used.set(keyId, key);
+            return key;
+          },
+        });
+        // The lookup's person check: a re-created IAM user of the same name is not hers to store for.
+        if (result.user?.userId !== recorded.iamUserId) return { kind: 'not_managed' as const };
+        const next = nextKeyBodies(used, result.fetched);
+        const changed = result.fetched.length > 0 || next.size !== stored.size;
+        if (changed) await writeKeyBodies(store, result.iamUserName, next);
+        return { kind: changed ? ('stored' as const) : ('unchanged' as const), result, next };
+      },
+      () => new DeadlineError(`storing key bodies did not finish within ${limitMs} ms`),
+      { settleMs: SETTLE_MS },
+    );
+    if (outcome.kind === 'not_managed') {
+      rt.syslog.log('info', `key_bodies ${who} decision=skipped reason=NOT_MANAGED`);
+      return { exitCode: 0 };
+    }
+    rt.syslog.log(
+      'info',
+      `key_bodies ${who} decision=${outcome.kind} iam_user=${outcome.result.iamUserName} fetched_bodies=${outcome.result.fetched.length} cached_bodies=${outcome.result.knownBodies} stored_bodies=${outcome.next.size}`,
+    );
+    return { exitCode: 0 };
+  } catch (error) {
+    const report = describeError(error);
+    rt.syslog.log(
+      'warning',
+      `key_bodies ${who} decision=failed reason=${isKeymakerError(error) ? error.code : 'INTERNAL'}: ${report.message}`,
+    );
     return { exitCode: report.exitCode };
   }
 }

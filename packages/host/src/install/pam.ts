@@ -33,7 +33,7 @@ function isOurLine(line: string, paths: HostPaths): boolean {
  */
 export function removePamHook(text: string, paths: HostPaths): RemovedLines {
   const notes: string[] = [];
-  const kept = removeEfsHomeSession(removeMkhomedirSession(text), paths)
+  const kept = removeKeyBodiesSession(removeEfsHomeSession(removeMkhomedirSession(text), paths), paths)
     .split('\n')
     .filter((line) => {
       if (!isOurLine(line, paths)) return true;
@@ -135,5 +135,38 @@ export function insertEfsHomeSession(text: string, paths: HostPaths): string {
   const lines = removeEfsHomeSession(text, paths).split('\n');
   const at = lines[lines.length - 1] === '' ? lines.length - 1 : lines.length;
   lines.splice(at, 0, EFS_HOME_COMMENT, efsHomeSessionLine(paths));
+  return lines.join('\n');
+}
+
+/**
+ * Compat mode's key-body writer (issue 14): the account hook's wrapper again, in the session stage, where it
+ * starts a detached root worker that stores the bodies of her keys for the next login's lookup and exits 0 at
+ * once (commands/host-commands.ts startKeyBodiesWorker). `optional` and always 0: it can neither refuse nor
+ * delay a session. Appended at the end with keymaker's comment, so removing both lines restores the file.
+ */
+export const KEY_BODIES_COMMENT =
+  '# keymaker: remember the key bodies of an IAM user for her next login ("keymaker uninstall" removes this)';
+
+export function keyBodiesSessionLine(paths: HostPaths): string {
+  return `session optional pam_exec.so quiet type=open_session ${paths.pamCreateAccountCommand}`;
+}
+
+export function removeKeyBodiesSession(text: string, paths: HostPaths): string {
+  const lines = text.split('\n');
+  const kept: string[] = [];
+  for (let i = 0; i < lines.length; i++) {
+    if (lines[i]!.trim() === KEY_BODIES_COMMENT) {
+      if (lines[i + 1]?.trim() === keyBodiesSessionLine(paths)) i++;
+      continue;
+    }
+    kept.push(lines[i]!);
+  }
+  return kept.join('\n');
+}
+
+export function insertKeyBodiesSession(text: string, paths: HostPaths): string {
+  const lines = removeKeyBodiesSession(text, paths).split('\n');
+  const at = lines[lines.length - 1] === '' ? lines.length - 1 : lines.length;
+  lines.splice(at, 0, KEY_BODIES_COMMENT, keyBodiesSessionLine(paths));
   return lines.join('\n');
 }

@@ -30,7 +30,13 @@ import {
   AGENT_SOCKET,
 } from './agent-units';
 import { addSystemdToNsswitch, type NsswitchEdit } from './nsswitch';
-import { insertEfsHomeSession, insertMkhomedirSession, insertPamHook, removePamHook } from './pam';
+import {
+  insertEfsHomeSession,
+  insertKeyBodiesSession,
+  insertMkhomedirSession,
+  insertPamHook,
+  removePamHook,
+} from './pam';
 import type { SafePathTarget } from '../system/root-owned';
 import { keysClientScript } from '../agent/keys-client-script';
 import { summarizeStep, type InstallStep, type InstallStepSummary, type MatchProbe } from './steps';
@@ -342,7 +348,9 @@ export function planInstall(snapshot: InstallSnapshot, options: InstallOptions):
   const pamText = removePamHook(pamState.content.toString('utf8'), paths);
   warnings.push(...pamText.notes.map((n) => `${paths.pamSshd}: ${n}`));
   const withHook = insertPamHook(pamText.text, paths);
-  add(paths.pamSshd, efsMount ? insertEfsHomeSession(withHook, paths) : withHook, pamState.mode, 'PAM hook line', {
+  // Session lines after the stack's own: the EFS home check, then the key-body writer (both keymaker's).
+  const withSessions = insertKeyBodiesSession(efsMount ? insertEfsHomeSession(withHook, paths) : withHook, paths);
+  add(paths.pamSshd, withSessions, pamState.mode, 'PAM hook lines (account creation, key bodies)', {
     kind: 'edited',
     owner: String(pamState.uid),
     group: String(pamState.gid),

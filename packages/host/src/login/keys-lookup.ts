@@ -37,6 +37,7 @@ import {
   withDeadline,
   type Deadline,
   type Resolution,
+  type SshPublicKey,
   type UidScheme,
 } from '@keymaker/core';
 import type { LocalAccounts, PasswdEntry } from '../accounts/local-accounts';
@@ -61,6 +62,12 @@ export interface LookupDeps {
   guard?: LookupGuard;
   /** keymaker's record of the accounts it manages; absent: none (no existing account is served). */
   managedAccounts?: () => Promise<readonly ManagedAccount[]>;
+  /**
+   * Compat mode's stored key bodies of an IAM user by key ID (key-body-store.ts, written by root, validated on
+   * read): a body here replaces the GetSSHPublicKey of a key the live list names as Active. Read only; a
+   * failure reads as none.
+   */
+  keyBodies?: (iamUserName: string) => Promise<ReadonlyMap<string, SshPublicKey>>;
 }
 
 export interface LookupDecision {
@@ -71,6 +78,9 @@ export interface LookupDecision {
   /** Set when a local account already exists. */
   uid?: number;
   rejected: number;
+  /** Active keys whose body came from the stored bodies, and those fetched from IAM. */
+  cachedBodies: number;
+  fetchedBodies: number;
 }
 
 export interface LookupIo {
@@ -142,7 +152,13 @@ export async function lookupAuthorizedKeys(request: LookupRequest, deps: LookupD
   if (local) assertManagedAccount(local, config.uidScheme);
   let result: Awaited<ReturnType<typeof directory.authorizedKeys>>;
   try {
-    result = await directory.authorizedKeys(name, { includeUser: local !== undefined });
+    const known = deps.keyBodies
+      ? await deps.keyBodies(directory.iamUserNameFor(name)).catch(() => undefined)
+      : undefined;
+    result = await directory.authorizedKeys(name, {
+      includeUser: local !== undefined,
+      knownBody: known && ((_iamUserName, keyId) => known.get(keyId)),
+    });
     if (local) {
       const derived = directory.uidFor(result.user!);
       if (derived !== local.uid) {
@@ -169,6 +185,8 @@ export async function lookupAuthorizedKeys(request: LookupRequest, deps: LookupD
     iamUserName: result.iamUserName,
     uid: local?.uid,
     rejected: result.rejected.length,
+    cachedBodies: result.knownBodies,
+    fetchedBodies: result.fetched.length,
   };
 }
 
@@ -222,7 +240,7 @@ export async function runLookup(request: LookupRequest, io: LookupIo, options: R
     const reason = decision.lines.length > 0 ? 'iam_keys' : 'no_active_keys';
     options.syslog.log(
       'info',
-      `lookup ${who} decision=keys reason=${reason} iam_user=${decision.iamUserName} keys=${decision.lines.length} rejected_keys=${decision.rejected}${match}`,
+      `lookup ${who} decision=keys reason=${reason} iam_user=${decision.iamUserName} keys=${decision.lines.length} rejected_keys=${decision.rejected} cached_bodies=${decision.cachedBodies} fetched_bodies=${decision.fetchedBodies}${match}`,
     );
     return 0;
   } catch (error) {
