@@ -643,6 +643,10 @@ async function netloginPhase() {
   if (sync.code !== 0) log(`warming the cache with sync_groups: exit ${sync.code} ${sync.stderr.slice(0, 300)}`);
   // agent: `install --mode agent` starts the agent (detached, its environment carrying the test CA).
   const agent = seed.agentUser ? installOurs('agent') : undefined;
+  // compat's stored key bodies (issue 14): on a host, her previous login's PAM session hook stored them; these
+  // logins run the command without sshd, so run that hook's worker once, as root, as that login would have.
+  const bodies = await run([NODE, OURS_HOST, 'store_key_bodies', 'alice'], { env: { PATH: SSHD_PATH, ...caEnv } });
+  if (bodies.code !== 0) log(`storing alice's key bodies: exit ${bodies.code} ${bodies.stderr.slice(0, 300)}`);
   const fingerprint = await fingerprintOf(seed.alice.active[0]);
   const firstKey = keyId(seed.alice.active[0]);
   // sshd calls the command twice per login; the first call (with %f) is the one timed as "login command".
