@@ -318,6 +318,18 @@ describe('schedule and host config', () => {
       `exec /usr/bin/node ${P.hostBundle} pam_create_account "$@"\n`,
     );
   });
+  test('the account hook wrapper, in the session stage, starts the key-body worker detached and exits 0', () => {
+    const wrapper = planned(planInstall(snapshot(), options), P.pamCreateAccountCommand)!;
+    expect(wrapper).toContain(
+      [
+        'if [ "${PAM_TYPE:-}" = open_session ]; then',
+        `  /usr/bin/node ${P.hostBundle} store_key_bodies "\${PAM_USER:-}" </dev/null >/dev/null 2>&1 &`,
+        '  exit 0',
+        'fi',
+        `exec /usr/bin/node ${P.hostBundle} pam_create_account "$@"`,
+      ].join('\n'),
+    );
+  });
   test('a credentials file is installed root:USER 0640 and named in the config', () => {
     const plan = planInstall(snapshot({ credentials: Buffer.from('[default]\n') }), options);
     expect(plan.files.find((f) => f.path === '/etc/keymaker/credentials')).toMatchObject({

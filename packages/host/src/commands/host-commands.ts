@@ -433,7 +433,9 @@ export async function pamCreateAccountCommand(
  *
  * The same root-owned wrapper as the account hook (`session optional pam_exec.so quiet type=open_session`,
  * install/pam.ts), so nothing new is installed: PAM_TYPE picks the job. It never blocks or fails the session:
- * it starts a detached worker (`store_key_bodies USER`) and exits 0 at once, and pam_exec waits only for it.
+ * the installed wrapper starts the detached worker (`store_key_bodies USER`) from sh and exits 0 at once
+ * (install/templates.ts), pam_exec waiting only for sh; run here instead (another wrapper, the launcher), this
+ * starts it the same way.
  */
 function startKeyBodiesWorker(pamEnv: NodeJS.ProcessEnv, env: HostCommandEnv): HostCommandResult {
   const user = pamEnv.PAM_USER ?? '';

@@ -30,8 +30,18 @@ export function authorizedKeysWrapper(paths: HostPaths, nodePath: string, entry 
   return wrapper(entry, nodePath, 'AuthorizedKeysCommand, run by sshd as "%u %f"', 'get_authorized_keys');
 }
 
+/**
+ * In the session stage (compat mode's key-body line, pam.ts) the wrapper starts the detached worker itself and
+ * exits 0: the session waits for a fork of sh, not for Node to start (host-commands.ts startKeyBodiesWorker).
+ * The worker checks the name; the shell only quotes it.
+ */
 export function pamCreateAccountWrapper(paths: HostPaths, nodePath: string, entry = paths.hostBundle): string {
-  return wrapper(entry, nodePath, 'pam_exec hook that creates the account of an IAM user', 'pam_create_account');
+  return wrapper(entry, nodePath, 'pam_exec hook that creates the account of an IAM user', 'pam_create_account', [
+    'if [ "${PAM_TYPE:-}" = open_session ]; then',
+    `  ${nodePath} ${entry} store_key_bodies "\${PAM_USER:-}" </dev/null >/dev/null 2>&1 &`,
+    '  exit 0',
+    'fi',
+  ]);
 }
 
 export function efsHomeWrapper(paths: HostPaths, nodePath: string, entry = paths.hostBundle): string {
