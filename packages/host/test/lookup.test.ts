@@ -199,8 +199,9 @@ describe('managed check', () => {
 });
 
 describe('stored key bodies (compat, issue 14)', () => {
-  const stored = async () => {
+  const stored = async (iamUserName: string) => {
     const parsed = parseSshPublicKey(ED25519);
+    if (iamUserName !== 'alice') return new Map();
     if (!parsed.ok) throw new Error(parsed.reason);
     return new Map([['APKAAAAAAAAAAAAAAAA1', parsed.key]]);
   };
