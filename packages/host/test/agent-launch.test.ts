@@ -1,7 +1,7 @@
 // The detached agent's start and stop (step-handlers.ts) over a fake machine: root makes both sockets as the
 // .socket units would and the agent gets them through setpriv as keymaker with CAP_KILL only; a failed start
 // leaves no socket behind, and stopping removes the sockets the launcher made, nothing else.
-import { agentLaunchArgv } from '../src/install/agent-launcher';
+import { agentLaunchArgv, agentLaunchEnv } from '../src/install/agent-launcher';
 import { agentInstallPaths } from '../src/install/agent-mode';
 import { performStep, type StepContext } from '../src/install/step-handlers';
 import type { StartAgentStep } from '../src/install/steps';
@@ -143,4 +143,26 @@ test('the launch argv never runs the agent as root', () => {
   expect(() => agentLaunchArgv({ ...base, uid: 0 })).toThrow(/non-root id/);
   expect(() => agentLaunchArgv({ ...base, gid: 0 })).toThrow(/non-root id/);
   expect(() => agentLaunchArgv({ ...base, setpriv: 'setpriv' })).toThrow(/absolute path/);
+});
+
+test("a step with install's extra CA file: the agent is launched with NODE_EXTRA_CA_CERTS naming it", () => {
+  const m = machine((spec) => m.started(spec));
+  performStep(m.ctx, { ...STEP, extraCaCerts: '/etc/ssl/proxy-ca.pem' });
+  expect(m.launched[0]!.spec.env).toMatchObject({ NODE_EXTRA_CA_CERTS: '/etc/ssl/proxy-ca.pem' });
+});
+
+test("the agent's environment: fixed, plus install's NODE_EXTRA_CA_CERTS when it is an absolute path", () => {
+  const fixed = {
+    PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin',
+    SYSTEMD_BYPASS_USERDB: 'io.keymaker.agent',
+  };
+  // Credentials, proxies and NODE_OPTIONS of the shell that ran install never reach the agent.
+  const shell = { AWS_ACCESS_KEY_ID: 'AKIAEXAMPLE', NODE_OPTIONS: '--inspect', HTTPS_PROXY: 'http://x', HOME: '/root' };
+  expect(agentLaunchEnv('io.keymaker.agent', shell)).toEqual(fixed);
+  expect(agentLaunchEnv('io.keymaker.agent', { ...shell, NODE_EXTRA_CA_CERTS: '/etc/ssl/proxy-ca.pem' })).toEqual({
+    ...fixed,
+    NODE_EXTRA_CA_CERTS: '/etc/ssl/proxy-ca.pem',
+  });
+  expect(agentLaunchEnv('io.keymaker.agent', { NODE_EXTRA_CA_CERTS: 'proxy-ca.pem' })).toEqual(fixed);
+  expect(agentLaunchEnv('io.keymaker.agent', { NODE_EXTRA_CA_CERTS: '/etc/ca.pem\nX=1' })).toEqual(fixed);
 });

@@ -31,12 +31,23 @@ describe('installOptionsFromFlags', () => {
       profile: undefined,
       efsHome: undefined,
       bundleSource: path.resolve('dist/keymaker-host.js'),
+      extraCaCerts: undefined,
       credentialsSource: undefined,
       sshd: '/usr/sbin/sshd',
       reload: 'auto',
       sshdPidFile: undefined,
       dryRun: false,
     });
+  });
+
+  it("keeps the environment's NODE_EXTRA_CA_CERTS for the agent only when it is an absolute path", async () => {
+    const options = (NODE_EXTRA_CA_CERTS: string) =>
+      installOptionsFromFlags(
+        { bundle: 'dist/keymaker-host.js' },
+        { env: { NODE_EXTRA_CA_CERTS }, instanceRegion: noInstance },
+      );
+    expect((await options('/etc/ssl/proxy-ca.pem')).extraCaCerts).toBe('/etc/ssl/proxy-ca.pem');
+    expect((await options('proxy-ca.pem')).extraCaCerts).toBeUndefined();
   });
 
   it('takes the region by the one rule (flag, AWS_REGION, AWS_DEFAULT_REGION), then the instance', async () => {

@@ -95,12 +95,17 @@ export function agentLaunchArgv(o: AgentLaunchOptions): string[] {
 }
 
 /**
- * The agent's whole environment, like a unit's: nothing from the shell that ran install. The bypass keeps NSS
- * in setpriv (which asks getpwnam even for a numeric uid) and in the agent from asking the agent's own socket,
- * which nobody answers yet.
+ * The agent's whole environment, like a unit's: nothing from the shell that ran install but NODE_EXTRA_CA_CERTS,
+ * the one setting a host behind a TLS-inspecting proxy (or a test CA) needs to reach IAM at all, kept when it is an
+ * absolute path. The bypass keeps NSS in setpriv (which asks getpwnam even for a numeric uid) and in the agent
+ * from asking the agent's own socket, which nobody answers yet.
  */
-export function agentLaunchEnv(userdbServiceName: string): Record<string, string> {
-  return { PATH: SERVICE_PATH, SYSTEMD_BYPASS_USERDB: userdbServiceName };
+export function agentLaunchEnv(userdbServiceName: string, installEnv: NodeJS.ProcessEnv = {}): Record<string, string> {
+  const env: Record<string, string> = { PATH: SERVICE_PATH, SYSTEMD_BYPASS_USERDB: userdbServiceName };
+  const ca = installEnv.NODE_EXTRA_CA_CERTS;
+  // eslint-disable-next-line no-control-regex
+  if (ca !== undefined && ca.startsWith('/') && !/[\x00-\x1f\x7f]/.test(ca)) env.NODE_EXTRA_CA_CERTS = ca;
+  return env;
 }
 
 /** How long the launcher waits for the exec chain to reach node. */

@@ -91,6 +91,7 @@ export async function installOptionsFromFlags(
     profile: flags.profile,
     efsHome: efsHomeOption(flags.efsHome),
     bundleSource: path.resolve(flags.bundle),
+    extraCaCerts: env.NODE_EXTRA_CA_CERTS?.startsWith('/') ? env.NODE_EXTRA_CA_CERTS : undefined,
     credentialsSource: flags.credentialsFile ? path.resolve(flags.credentialsFile) : undefined,
     sshd: flags.sshd ?? '/usr/sbin/sshd',
     reload: flags.reload ?? 'auto',

@@ -78,6 +78,11 @@ import {
 /** What a person chose (flags, environment). */
 export interface InstallOptions {
   paths: HostPaths;
+  /**
+   * A PEM file of extra CAs the detached agent trusts (install's NODE_EXTRA_CA_CERTS, absolute): a host behind a
+   * TLS-inspecting proxy reaches IAM only with it. The agent's environment is otherwise fixed.
+   */
+  extraCaCerts?: string;
   /** The user sshd runs the lookup as. Default keymaker. */
   user: string;
   /** Absolute real path of the Node binary the wrappers exec. */
@@ -928,6 +933,7 @@ function installSteps(snapshot: InstallSnapshot, options: InstallOptions, plan: 
         keysSocket: agentPaths.keysSocket,
         pidFile: agentPaths.pidFile,
         logFile: agentPaths.logFile,
+        ...(options.extraCaCerts ? { extraCaCerts: options.extraCaCerts } : {}),
       });
     }
     steps.push({ kind: 'validate', check: 'sshdMatch', probes: matchProbes(snapshot, plan.mode) });

@@ -147,7 +147,7 @@ function startAgent(ctx: StepContext, step: StartAgentStep): () => void {
       { path: step.keysSocket, mode: 0o660, uid: 0, gid: keysGid },
     ],
     argv: agentLaunchArgv({ setpriv: step.setpriv, uid: ids.uid, gid: ids.gid, command: step.command }),
-    env: agentLaunchEnv(path.basename(step.userdbSocket)),
+    env: agentLaunchEnv(path.basename(step.userdbSocket), { NODE_EXTRA_CA_CERTS: step.extraCaCerts }),
     exe: step.command[0]!,
     pidFile: step.pidFile,
     logFile: step.logFile,

@@ -156,6 +156,8 @@ export interface StartAgentStep {
   keysSocket: string;
   pidFile: string;
   logFile: string;
+  /** NODE_EXTRA_CA_CERTS for the agent: the one variable of install's environment it keeps (agent-launcher.ts). */
+  extraCaCerts?: string;
 }
 
 /**
