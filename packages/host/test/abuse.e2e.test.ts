@@ -462,6 +462,14 @@ describeWithSandbox('abuse of an installed host', () => {
     expect(await stat('/run/keymaker/pam-state.json')).toBe('root:root 600 regular file');
     const login = await sb.ssh('alice', { identityFile: alice.privateKeyPath, command: 'id -un', batch: true });
     expect(login.stdout.trim()).toBe('alice');
+    // Her session started the key-body worker (compat's PAM session hook), which asks IAM in the background:
+    // wait for its decision so its requests are not counted below.
+    let workerDone = false;
+    for (let waited = 0; !workerDone && waited < 30_000; waited += 200) {
+      workerDone = (await syslogLines(sb)).some((l) => /key_bodies user="alice" decision=/.test(l));
+      if (!workerDone) await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    expect(workerDone).toBe(true);
 
     // A name IAM refused is remembered across processes: asking again costs nothing.
     const state = JSON.parse(await sb.readFile('/run/keymaker/pam-state.json')) as { refused: Record<string, unknown> };
