@@ -7,8 +7,7 @@
 #     e2e test copies that tree into a sandbox (its /etc, /var, /usr/local are overlays), never onto this machine.
 #     A later run finds .toolchain/authselect/root/usr/local/bin/authselect and returns at once.
 # The tarball: $KEYMAKER_AUTHSELECT_SRC, else the copy kept in this folder (authselect-1.7.0-de4b6d3.tar.gz: a
-# fresh CI machine reaches Debian's mirror but not GitHub, and a test CI cannot run is not a test), else
-# ../shared/tools/authselect-src.tar.gz next to the repository. The kept copy was made from
+# fresh CI machine reaches Debian's mirror but not GitHub, and a test CI cannot run is not a test). It was made from
 # github.com/authselect/authselect at commit de4b6d3 with `git archive --format=tar.gz --prefix=authselect-1.7.0/
 # HEAD`; authselect is GPL-3.0-or-later (its COPYING is inside). It is test tooling only: no npm package ships it.
 # Never fails the caller's run: on any failure it prints why and exits 0; the e2e test then skips and says why
@@ -43,16 +42,9 @@ if ((${#need[@]})); then
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null || fail "apt-get install ${need[*]} failed"
 fi
 
-common=$(git -C "$repo" rev-parse --path-format=absolute --git-common-dir 2>/dev/null || true)
-origin=$(git -C "$repo" remote get-url origin 2>/dev/null || true)
-[[ $origin == /* && -d $origin ]] || origin=
-src=
-for candidate in "${KEYMAKER_AUTHSELECT_SRC:-}" "$repo/tools/authselect/authselect-1.7.0-de4b6d3.tar.gz" \
-  "$repo/../shared/tools/authselect-src.tar.gz" \
-  ${common:+"$(dirname "$common")/../shared/tools/authselect-src.tar.gz"} \
-  ${origin:+"$origin/../shared/tools/authselect-src.tar.gz"}; do
-  if [[ -n $candidate && -r $candidate ]]; then src=$candidate && break; fi
-done
+# The kept copy, unless the caller names another tarball.
+src=${KEYMAKER_AUTHSELECT_SRC:-$repo/tools/authselect/authselect-1.7.0-de4b6d3.tar.gz}
+[[ -r $src ]] || src=
 [[ -n $src ]] || fail "authselect source not found (tools/authselect/authselect-1.7.0-de4b6d3.tar.gz is missing from this checkout; or set KEYMAKER_AUTHSELECT_SRC to its tarball)"
 build=$(mktemp -d)
 trap 'rm -rf "$build"' EXIT
