@@ -10,8 +10,8 @@ const moduleNameMapper = {
 };
 const base = { rootDir: __dirname, transform, moduleNameMapper, testEnvironment: 'node' };
 // Real processes on a shared 2-core machine: jest's 5 s default fails slow starts, not behaviour. Tests that
-// bound a wait assert that bound themselves.
-const slow = { testTimeout: 60_000 };
+// bound a wait assert that bound themselves. (A project's `testTimeout` is ignored by jest: hence the setup file.)
+const slow = { setupFilesAfterEnv: ['<rootDir>/tools/jest-slow-timeout.cjs'] };
 
 module.exports = {
   projects: [
