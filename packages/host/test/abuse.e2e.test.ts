@@ -460,13 +460,16 @@ describeWithSandbox('abuse of an installed host', () => {
     ).toBe(true);
     // State stays small and root-only; alice still logs in (her account exists: no IAM call from the hook).
     expect(await stat('/run/keymaker/pam-state.json')).toBe('root:root 600 regular file');
+    // Her session starts the key-body worker (compat's PAM session hook), which asks IAM in the background: wait
+    // for this session's decision (earlier tests' logins logged theirs) so its requests are not counted below.
+    const workerDecisions = async () =>
+      (await syslogLines(sb)).filter((l) => /key_bodies user="alice" decision=/.test(l)).length;
+    const decisionsBefore = await workerDecisions();
     const login = await sb.ssh('alice', { identityFile: alice.privateKeyPath, command: 'id -un', batch: true });
     expect(login.stdout.trim()).toBe('alice');
-    // Her session started the key-body worker (compat's PAM session hook), which asks IAM in the background:
-    // wait for its decision so its requests are not counted below.
     let workerDone = false;
     for (let waited = 0; !workerDone && waited < 30_000; waited += 200) {
-      workerDone = (await syslogLines(sb)).some((l) => /key_bodies user="alice" decision=/.test(l));
+      workerDone = (await workerDecisions()) > decisionsBefore;
       if (!workerDone) await new Promise((resolve) => setTimeout(resolve, 200));
     }
     expect(workerDone).toBe(true);
