@@ -73,8 +73,9 @@ export interface LookupOptions {
    * A body already known for (IAM user, key ID): IAM never changes the body of a key ID, only its status, so
    * a body stored earlier can stand in for GetSSHPublicKey. Asked only for the IDs this lookup's key list names
    * as Active, so status and deletion stay live. The caller validates what it returns (parseSshPublicKey).
+   * It may answer with a promise: a store read started with the key list then costs the lookup no time.
    */
-  knownBody?: (iamUserName: string, keyId: string) => SshPublicKey | undefined;
+  knownBody?: (iamUserName: string, keyId: string) => SshPublicKey | undefined | Promise<SshPublicKey | undefined>;
 }
 
 /**
@@ -238,7 +239,7 @@ export class IamDirectory {
     let knownBodies = 0;
     const results = await Promise.all(
       active.map(async (key): Promise<{ keyId: string; key?: SshPublicKey; reason?: string; known?: true }> => {
-        const known = options.knownBody?.(iamUserName, key.keyId);
+        const known = await options.knownBody?.(iamUserName, key.keyId);
         if (known) {
           knownBodies++;
           return { keyId: key.keyId, key: known, known: true };

@@ -224,6 +224,23 @@ describe('stored key bodies (compat, issue 14)', () => {
     expect(syslog.lines[0]!.message).toContain('keys=1 rejected_keys=0 cached_bodies=1 fetched_bodies=0');
   });
 
+  test('the stored bodies are read while the key list is in flight, not before it', async () => {
+    seedAlice();
+    let release: () => void = () => {};
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const keyBodies = async (iamUserName: string) => (await gate, stored(iamUserName));
+    const lookup = lookupAuthorizedKeys({ user: 'alice' }, { ...deps(new FakeHost()), keyBodies });
+    // The read has not answered, yet the key list has already gone to IAM.
+    for (let i = 0; i < 20 && iamMock.commandCalls(ListSSHPublicKeysCommand).length === 0; i++)
+      await new Promise((resolve) => setImmediate(resolve));
+    expect(iamMock.commandCalls(ListSSHPublicKeysCommand)).toHaveLength(1);
+    release();
+    const result = await lookup;
+    expect(result.lines).toEqual([ED25519]);
+    expect(result.cachedBodies).toBe(1);
+    expect(iamMock.commandCalls(GetSSHPublicKeyCommand)).toHaveLength(0);
+  });
+
   test('a key made Inactive in IAM is not printed despite its stored body', async () => {
     seedAlice('Inactive');
     const result = await lookupAuthorizedKeys({ user: 'alice' }, { ...deps(new FakeHost()), keyBodies: stored });

@@ -1,6 +1,6 @@
-// A login's first requests wait for TCP and TLS set-up: 2 round trips each, and the IAM wave after
-// STS opens three connections at once. Opening them while the process is still setting up (and
-// while STS answers) takes those round trips off the login. Each pre-opened socket is for one
+// A login's first requests wait for TCP and TLS set-up: 2 round trips each, and its one IAM wave
+// opens three connections at once. Opening them while the process is still setting up takes those
+// round trips off the login. Each pre-opened socket is for one
 // host:port, made by tls.connect with Node's defaults (the same CA store, certificate check and
 // host name check a request's own connection gets), and is handed only to a request for that
 // host:port. A socket that failed or closed is dropped; the request then connects as usual.

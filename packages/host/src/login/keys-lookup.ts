@@ -152,12 +152,11 @@ export async function lookupAuthorizedKeys(request: LookupRequest, deps: LookupD
   if (local) assertManagedAccount(local, config.uidScheme);
   let result: Awaited<ReturnType<typeof directory.authorizedKeys>>;
   try {
-    const known = deps.keyBodies
-      ? await deps.keyBodies(directory.iamUserNameFor(name)).catch(() => undefined)
-      : undefined;
+    // The stored bodies are read while the key list is in flight: they are needed only once it is back.
+    const known = deps.keyBodies?.(directory.iamUserNameFor(name)).catch(() => undefined);
     result = await directory.authorizedKeys(name, {
       includeUser: local !== undefined,
-      knownBody: known && ((_iamUserName, keyId) => known.get(keyId)),
+      knownBody: known && (async (_iamUserName, keyId) => (await known)?.get(keyId)),
     });
     if (local) {
       const derived = directory.uidFor(result.user!);
